@@ -1,0 +1,470 @@
+#include "common/codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+
+#include "prunelab.capnp.h"
+
+namespace prunelab {
+namespace {
+
+namespace s = schema;
+
+capnp::Text::Reader T(const std::string& v) { return capnp::Text::Reader(v.c_str(), v.size()); }
+capnp::Data::Reader D(const std::string& v) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size());
+}
+std::string S(capnp::Text::Reader r) { return std::string(r.begin(), r.size()); }
+std::string S(capnp::Data::Reader r) { return std::string(reinterpret_cast<const char*>(r.begin()), r.size()); }
+
+// ---- writers ----
+void Put(s::Hardware::Builder b, const HardwareFingerprint& h) {
+  b.setHostname(T(h.hostname));
+  b.setCpuModel(T(h.cpu_model));
+  b.setIsaFlags(T(h.isa_flags));
+  b.setCores(h.cores);
+  b.setMemoryBytes(h.memory_bytes);
+  b.setThreads(h.threads);
+  b.setTorchVersion(T(h.torch_version));
+  b.setBlas(T(h.blas));
+  b.setGpu(T(h.gpu));
+  b.setDevice(T(h.device));
+}
+
+void Put(s::Task::Builder b, const Task& t) {
+  b.setSweepId(T(t.sweep_id));
+  b.setTaskId(T(t.task_id));
+  b.setAttempt(t.attempt);
+  b.setKind(static_cast<s::TaskKind>(t.kind));
+  b.setTarget(T(t.target));
+  b.setModel(T(t.model));
+  auto d = b.initDataset();
+  d.setName(T(t.dataset.name));
+  d.setPath(T(t.dataset.path));
+  d.setTrainSubset(t.dataset.train_subset);
+  d.setTestSubset(t.dataset.test_subset);
+  auto tr = b.initTraining();
+  tr.setEpochs(t.training.epochs);
+  tr.setBatchSize(t.training.batch_size);
+  tr.setLearningRate(t.training.learning_rate);
+  tr.setMomentum(t.training.momentum);
+  tr.setWeightDecay(t.training.weight_decay);
+  tr.setSeed(t.training.seed);
+  auto tc = b.initTrial();
+  tc.setCriterion(T(t.trial.criterion));
+  tc.setGranularity(T(t.trial.granularity));
+  tc.setSchedule(T(t.trial.schedule));
+  tc.setSparsity(t.trial.sparsity);
+  tc.setFinetuneEpochs(t.trial.finetune_epochs);
+  tc.setFinetuneLearningRate(t.trial.finetune_learning_rate);
+  auto bc = b.initBenchmark();
+  bc.setWarmupQueries(t.benchmark.warmup_queries);
+  bc.setMinQueries(t.benchmark.min_queries);
+  bc.setMinDurationS(t.benchmark.min_duration_s);
+  bc.setOfflineBatchSize(t.benchmark.offline_batch_size);
+  bc.setOfflineMinDurationS(t.benchmark.offline_min_duration_s);
+  b.setBaselineKey(T(t.baseline_key));
+  b.setBaselineArtifact(T(t.baseline_artifact));
+}
+
+void Put(s::Result::Builder b, const TrialResult& r) {
+  b.setSweepId(T(r.sweep_id));
+  b.setTaskId(T(r.task_id));
+  b.setAttempt(r.attempt);
+  b.setWorkerId(T(r.worker_id));
+  b.setTarget(T(r.target));
+  b.setKind(static_cast<s::TaskKind>(r.kind));
+  b.setModel(T(r.model));
+  b.setCriterion(T(r.criterion));
+  b.setGranularity(T(r.granularity));
+  b.setSchedule(T(r.schedule));
+  b.setSparsity(r.sparsity);
+  b.setAchievedSparsity(r.achieved_sparsity);
+  b.setBaseline(r.baseline);
+  b.setOk(r.ok);
+  b.setError(T(r.error));
+  b.setAccuracy(r.accuracy);
+  auto pc = b.initPerClassAccuracy(r.per_class_accuracy.size());
+  for (size_t i = 0; i < r.per_class_accuracy.size(); ++i) pc.set(i, r.per_class_accuracy[i]);
+  b.setLatencyMeanMs(r.latency_mean_ms);
+  b.setLatencyP50Ms(r.latency_p50_ms);
+  b.setLatencyP90Ms(r.latency_p90_ms);
+  b.setLatencyP99Ms(r.latency_p99_ms);
+  b.setQueries(r.queries);
+  b.setBenchDurationS(r.bench_duration_s);
+  b.setThroughputSps(r.throughput_sps);
+  b.setParams(r.params);
+  b.setModelBytes(r.model_bytes);
+  b.setTrainSeconds(r.train_seconds);
+  b.setEvalSeconds(r.eval_seconds);
+  b.setSeed(r.seed);
+  Put(b.initHardware(), r.hardware);
+  b.setArtifactHash(T(r.artifact_hash));
+  b.setFinishedAtMs(r.finished_at_ms);
+}
+
+void Put(s::SweepStatus::Builder b, const SweepStatus& v) {
+  b.setId(T(v.id));
+  b.setName(T(v.name));
+  b.setState(T(v.state));
+  b.setTrials(v.trials);
+  b.setDone(v.done);
+  b.setFailed(v.failed);
+  b.setRunning(v.running);
+  b.setPending(v.pending);
+  b.setCreatedAtMs(v.created_at_ms);
+}
+
+void Put(s::WorkerStatus::Builder b, const WorkerStatus& v) {
+  b.setWorkerId(T(v.worker_id));
+  b.setTarget(T(v.target));
+  Put(b.initHardware(), v.hardware);
+  b.setAlive(v.alive);
+  b.setLastSeenMsAgo(v.last_seen_ms_ago);
+  b.setTaskId(T(v.task_id));
+  b.setPhase(T(v.phase));
+  b.setProgress(v.progress);
+}
+
+struct BodyWriter {
+  s::Envelope::Body::Builder body;
+  void operator()(const RegisterMsg& m) {
+    auto b = body.initRegister();
+    b.setWorkerId(T(m.worker_id));
+    b.setTarget(T(m.target));
+    Put(b.initHardware(), m.hardware);
+  }
+  void operator()(const HeartbeatMsg& m) {
+    auto b = body.initHeartbeat();
+    b.setWorkerId(T(m.worker_id));
+    b.setTaskId(T(m.task_id));
+    b.setPhase(T(m.phase));
+    b.setProgress(m.progress);
+  }
+  void operator()(const RequestWorkMsg& m) { body.initRequestWork().setWorkerId(T(m.worker_id)); }
+  void operator()(const SubmitResultMsg& m) {
+    auto b = body.initSubmitResult();
+    b.setWorkerId(T(m.worker_id));
+    Put(b.initResult(), m.result);
+    b.setArtifact(D(m.artifact));
+  }
+  void operator()(const FetchArtifactMsg& m) { body.initFetchArtifact().setHash(T(m.hash)); }
+  void operator()(const RegisterReplyMsg& m) {
+    auto b = body.initRegisterReply();
+    b.setWorkerId(T(m.worker_id));
+    b.setHeartbeatIntervalMs(m.heartbeat_interval_ms);
+  }
+  void operator()(const AssignMsg& m) { Put(body.initAssign(), m.task); }
+  void operator()(const NoWorkMsg& m) {
+    auto b = body.initNoWork();
+    b.setRetryAfterMs(m.retry_after_ms);
+    b.setReason(T(m.reason));
+  }
+  void operator()(const ResultAckMsg& m) {
+    auto b = body.initResultAck();
+    b.setTaskId(T(m.task_id));
+    b.setAttempt(m.attempt);
+    b.setAccepted(m.accepted);
+    b.setNote(T(m.note));
+  }
+  void operator()(const ArtifactReplyMsg& m) {
+    auto b = body.initArtifactReply();
+    b.setHash(T(m.hash));
+    b.setFound(m.found);
+    b.setData(D(m.data));
+  }
+  void operator()(const SubmitSweepMsg& m) { body.initSubmitSweep().setSpecYaml(T(m.spec_yaml)); }
+  void operator()(const SubmitReplyMsg& m) {
+    auto b = body.initSubmitReply();
+    b.setSweepId(T(m.sweep_id));
+    b.setTasks(m.tasks);
+  }
+  void operator()(const StatusRequestMsg& m) { body.initStatusRequest().setSweepId(T(m.sweep_id)); }
+  void operator()(const StatusReplyMsg& m) {
+    auto l = body.initStatusReply().initSweeps(m.sweeps.size());
+    for (size_t i = 0; i < m.sweeps.size(); ++i) Put(l[i], m.sweeps[i]);
+  }
+  void operator()(const ResultsRequestMsg& m) { body.initResultsRequest().setSweepId(T(m.sweep_id)); }
+  void operator()(const ResultsReplyMsg& m) {
+    auto l = body.initResultsReply().initResults(m.results.size());
+    for (size_t i = 0; i < m.results.size(); ++i) Put(l[i], m.results[i]);
+  }
+  void operator()(const WorkersRequestMsg&) { body.initWorkersRequest(); }
+  void operator()(const WorkersReplyMsg& m) {
+    auto l = body.initWorkersReply().initWorkers(m.workers.size());
+    for (size_t i = 0; i < m.workers.size(); ++i) Put(l[i], m.workers[i]);
+  }
+  void operator()(const ErrorMsg& m) {
+    auto b = body.initError();
+    b.setCode(T(m.code));
+    b.setMessage(T(m.message));
+  }
+};
+
+// ---- readers ----
+HardwareFingerprint Get(s::Hardware::Reader r) {
+  HardwareFingerprint h;
+  h.hostname = S(r.getHostname());
+  h.cpu_model = S(r.getCpuModel());
+  h.isa_flags = S(r.getIsaFlags());
+  h.cores = r.getCores();
+  h.memory_bytes = r.getMemoryBytes();
+  h.threads = r.getThreads();
+  h.torch_version = S(r.getTorchVersion());
+  h.blas = S(r.getBlas());
+  h.gpu = S(r.getGpu());
+  h.device = S(r.getDevice());
+  return h;
+}
+
+StatusOr<TaskKind> GetKind(s::TaskKind k) {
+  switch (k) {
+    case s::TaskKind::TRAIN_BASELINE: return TaskKind::kTrainBaseline;
+    case s::TaskKind::EVALUATE_BASELINE: return TaskKind::kEvaluateBaseline;
+    case s::TaskKind::PRUNE_TRIAL: return TaskKind::kPruneTrial;
+  }
+  return Status::InvalidArgument("unknown task kind " + std::to_string(static_cast<int>(k)));
+}
+
+StatusOr<Task> Get(s::Task::Reader r) {
+  Task t;
+  t.sweep_id = S(r.getSweepId());
+  t.task_id = S(r.getTaskId());
+  t.attempt = r.getAttempt();
+  auto kind = GetKind(r.getKind());
+  if (!kind.ok()) return kind.status();
+  t.kind = kind.value();
+  t.target = S(r.getTarget());
+  t.model = S(r.getModel());
+  auto d = r.getDataset();
+  t.dataset.name = S(d.getName());
+  t.dataset.path = S(d.getPath());
+  t.dataset.train_subset = d.getTrainSubset();
+  t.dataset.test_subset = d.getTestSubset();
+  auto tr = r.getTraining();
+  t.training.epochs = tr.getEpochs();
+  t.training.batch_size = tr.getBatchSize();
+  t.training.learning_rate = tr.getLearningRate();
+  t.training.momentum = tr.getMomentum();
+  t.training.weight_decay = tr.getWeightDecay();
+  t.training.seed = tr.getSeed();
+  auto tc = r.getTrial();
+  t.trial.criterion = S(tc.getCriterion());
+  t.trial.granularity = S(tc.getGranularity());
+  t.trial.schedule = S(tc.getSchedule());
+  t.trial.sparsity = tc.getSparsity();
+  t.trial.finetune_epochs = tc.getFinetuneEpochs();
+  t.trial.finetune_learning_rate = tc.getFinetuneLearningRate();
+  auto bc = r.getBenchmark();
+  t.benchmark.warmup_queries = bc.getWarmupQueries();
+  t.benchmark.min_queries = bc.getMinQueries();
+  t.benchmark.min_duration_s = bc.getMinDurationS();
+  t.benchmark.offline_batch_size = bc.getOfflineBatchSize();
+  t.benchmark.offline_min_duration_s = bc.getOfflineMinDurationS();
+  t.baseline_key = S(r.getBaselineKey());
+  t.baseline_artifact = S(r.getBaselineArtifact());
+  return t;
+}
+
+StatusOr<TrialResult> Get(s::Result::Reader r) {
+  TrialResult v;
+  v.sweep_id = S(r.getSweepId());
+  v.task_id = S(r.getTaskId());
+  v.attempt = r.getAttempt();
+  v.worker_id = S(r.getWorkerId());
+  v.target = S(r.getTarget());
+  auto kind = GetKind(r.getKind());
+  if (!kind.ok()) return kind.status();
+  v.kind = kind.value();
+  v.model = S(r.getModel());
+  v.criterion = S(r.getCriterion());
+  v.granularity = S(r.getGranularity());
+  v.schedule = S(r.getSchedule());
+  v.sparsity = r.getSparsity();
+  v.achieved_sparsity = r.getAchievedSparsity();
+  v.baseline = r.getBaseline();
+  v.ok = r.getOk();
+  v.error = S(r.getError());
+  v.accuracy = r.getAccuracy();
+  for (double a : r.getPerClassAccuracy()) v.per_class_accuracy.push_back(a);
+  v.latency_mean_ms = r.getLatencyMeanMs();
+  v.latency_p50_ms = r.getLatencyP50Ms();
+  v.latency_p90_ms = r.getLatencyP90Ms();
+  v.latency_p99_ms = r.getLatencyP99Ms();
+  v.queries = r.getQueries();
+  v.bench_duration_s = r.getBenchDurationS();
+  v.throughput_sps = r.getThroughputSps();
+  v.params = r.getParams();
+  v.model_bytes = r.getModelBytes();
+  v.train_seconds = r.getTrainSeconds();
+  v.eval_seconds = r.getEvalSeconds();
+  v.seed = r.getSeed();
+  v.hardware = Get(r.getHardware());
+  v.artifact_hash = S(r.getArtifactHash());
+  v.finished_at_ms = r.getFinishedAtMs();
+  return v;
+}
+
+SweepStatus Get(s::SweepStatus::Reader r) {
+  SweepStatus v;
+  v.id = S(r.getId());
+  v.name = S(r.getName());
+  v.state = S(r.getState());
+  v.trials = r.getTrials();
+  v.done = r.getDone();
+  v.failed = r.getFailed();
+  v.running = r.getRunning();
+  v.pending = r.getPending();
+  v.created_at_ms = r.getCreatedAtMs();
+  return v;
+}
+
+WorkerStatus Get(s::WorkerStatus::Reader r) {
+  WorkerStatus v;
+  v.worker_id = S(r.getWorkerId());
+  v.target = S(r.getTarget());
+  v.hardware = Get(r.getHardware());
+  v.alive = r.getAlive();
+  v.last_seen_ms_ago = r.getLastSeenMsAgo();
+  v.task_id = S(r.getTaskId());
+  v.phase = S(r.getPhase());
+  v.progress = r.getProgress();
+  return v;
+}
+
+StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
+  using B = s::Envelope::Body;
+  switch (body.which()) {
+    case B::REGISTER: {
+      auto r = body.getRegister();
+      return Message(RegisterMsg{S(r.getWorkerId()), S(r.getTarget()), Get(r.getHardware())});
+    }
+    case B::HEARTBEAT: {
+      auto r = body.getHeartbeat();
+      return Message(HeartbeatMsg{S(r.getWorkerId()), S(r.getTaskId()), S(r.getPhase()), r.getProgress()});
+    }
+    case B::REQUEST_WORK: return Message(RequestWorkMsg{S(body.getRequestWork().getWorkerId())});
+    case B::SUBMIT_RESULT: {
+      auto r = body.getSubmitResult();
+      auto res = Get(r.getResult());
+      if (!res.ok()) return res.status();
+      return Message(SubmitResultMsg{S(r.getWorkerId()), std::move(res).value(), S(r.getArtifact())});
+    }
+    case B::FETCH_ARTIFACT: return Message(FetchArtifactMsg{S(body.getFetchArtifact().getHash())});
+    case B::REGISTER_REPLY: {
+      auto r = body.getRegisterReply();
+      return Message(RegisterReplyMsg{S(r.getWorkerId()), r.getHeartbeatIntervalMs()});
+    }
+    case B::ASSIGN: {
+      auto t = Get(body.getAssign());
+      if (!t.ok()) return t.status();
+      return Message(AssignMsg{std::move(t).value()});
+    }
+    case B::NO_WORK: {
+      auto r = body.getNoWork();
+      return Message(NoWorkMsg{r.getRetryAfterMs(), S(r.getReason())});
+    }
+    case B::RESULT_ACK: {
+      auto r = body.getResultAck();
+      return Message(ResultAckMsg{S(r.getTaskId()), r.getAttempt(), r.getAccepted(), S(r.getNote())});
+    }
+    case B::ARTIFACT_REPLY: {
+      auto r = body.getArtifactReply();
+      return Message(ArtifactReplyMsg{S(r.getHash()), r.getFound(), S(r.getData())});
+    }
+    case B::SUBMIT_SWEEP: return Message(SubmitSweepMsg{S(body.getSubmitSweep().getSpecYaml())});
+    case B::SUBMIT_REPLY: {
+      auto r = body.getSubmitReply();
+      return Message(SubmitReplyMsg{S(r.getSweepId()), r.getTasks()});
+    }
+    case B::STATUS_REQUEST: return Message(StatusRequestMsg{S(body.getStatusRequest().getSweepId())});
+    case B::STATUS_REPLY: {
+      StatusReplyMsg m;
+      for (auto s : body.getStatusReply().getSweeps()) m.sweeps.push_back(Get(s));
+      return Message(std::move(m));
+    }
+    case B::RESULTS_REQUEST: return Message(ResultsRequestMsg{S(body.getResultsRequest().getSweepId())});
+    case B::RESULTS_REPLY: {
+      ResultsReplyMsg m;
+      for (auto r : body.getResultsReply().getResults()) {
+        auto res = Get(r);
+        if (!res.ok()) return res.status();
+        m.results.push_back(std::move(res).value());
+      }
+      return Message(std::move(m));
+    }
+    case B::WORKERS_REQUEST: return Message(WorkersRequestMsg{});
+    case B::WORKERS_REPLY: {
+      WorkersReplyMsg m;
+      for (auto w : body.getWorkersReply().getWorkers()) m.workers.push_back(Get(w));
+      return Message(std::move(m));
+    }
+    case B::ERROR: {
+      auto r = body.getError();
+      return Message(ErrorMsg{S(r.getCode()), S(r.getMessage())});
+    }
+  }
+  return Status::InvalidArgument("unknown message type " + std::to_string(static_cast<int>(body.which())));
+}
+
+}  // namespace
+
+const char* TaskKindName(TaskKind kind) {
+  switch (kind) {
+    case TaskKind::kTrainBaseline: return "train_baseline";
+    case TaskKind::kEvaluateBaseline: return "evaluate_baseline";
+    case TaskKind::kPruneTrial: return "prune_trial";
+  }
+  return "unknown";
+}
+
+std::string Encode(const Message& msg) {
+  capnp::MallocMessageBuilder builder;
+  auto env = builder.initRoot<s::Envelope>();
+  env.setProtocolVersion(kProtocolVersion);
+  std::visit(BodyWriter{env.initBody()}, msg);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+StatusOr<Message> Decode(std::string_view bytes) {
+  if (bytes.empty()) return Status::InvalidArgument("empty message");
+  if (bytes.size() > kMaxMessageBytes) return Status::InvalidArgument("message exceeds size limit");
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    return Status::InvalidArgument("truncated message: " + std::to_string(bytes.size()) +
+                                   " bytes is not a whole number of 8-byte words");
+  }
+  // Copy into word-aligned storage: ZeroMQ frames carry no alignment guarantee.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = kMaxMessageBytes / sizeof(capnp::word);
+  options.nestingLimit = 16;
+  try {
+    capnp::FlatArrayMessageReader reader(words.asPtr(), options);
+    auto env = reader.getRoot<s::Envelope>();
+    if (env.getProtocolVersion() != kProtocolVersion) {
+      return Status::InvalidArgument("protocol version " + std::to_string(env.getProtocolVersion()) +
+                                     " not supported (this build speaks " +
+                                     std::to_string(kProtocolVersion) + ")");
+    }
+    return ReadBody(env.getBody());
+  } catch (const kj::Exception& e) {
+    return Status::InvalidArgument(std::string("malformed message: ") + e.getDescription().cStr());
+  }
+}
+
+const char* MessageName(const Message& msg) {
+  static const char* kNames[] = {"Register",     "Heartbeat",     "RequestWork",    "SubmitResult",
+                                 "FetchArtifact", "RegisterReply", "Assign",         "NoWork",
+                                 "ResultAck",    "ArtifactReply", "SubmitSweep",    "SubmitReply",
+                                 "StatusRequest", "StatusReply",  "ResultsRequest", "ResultsReply",
+                                 "WorkersRequest", "WorkersReply", "Error"};
+  return kNames[msg.index()];
+}
+
+}  // namespace prunelab

@@ -1,0 +1,62 @@
+#include "common/hardware.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace prunelab {
+
+std::string LoadedBlasLibrary() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  std::string found;
+  while (std::getline(maps, line)) {
+    auto pos = line.find('/');
+    if (pos == std::string::npos) continue;
+    std::string path = line.substr(pos);
+    if (path.find("blas") != std::string::npos && path.find(".so") != std::string::npos) {
+      if (found.find(path) == std::string::npos) found += (found.empty() ? "" : " ") + path;
+    }
+  }
+  return found.empty() ? "none loaded" : found;
+}
+
+HardwareFingerprint ReadHostFingerprint() {
+  HardwareFingerprint h;
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) == 0) h.hostname = host;
+  h.cores = std::thread::hardware_concurrency();
+  std::ifstream cpu("/proc/cpuinfo");
+  std::string line;
+  static const std::set<std::string> kInteresting{"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw",
+                                                  "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd"};
+  while (std::getline(cpu, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+    std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+    if (key == "model name" && h.cpu_model.empty()) h.cpu_model = value;
+    if ((key == "flags" || key == "Features") && h.isa_flags.empty()) {
+      std::istringstream is(value);
+      std::string f;
+      while (is >> f)
+        if (kInteresting.count(f)) h.isa_flags += (h.isa_flags.empty() ? "" : " ") + f;
+    }
+  }
+  std::ifstream mem("/proc/meminfo");
+  while (std::getline(mem, line)) {
+    if (line.rfind("MemTotal:", 0) == 0) {
+      std::istringstream is(line.substr(9));
+      uint64_t kb = 0;
+      is >> kb;
+      h.memory_bytes = kb * 1024;
+    }
+  }
+  h.blas = LoadedBlasLibrary();
+  return h;
+}
+
+}  // namespace prunelab

@@ -1,0 +1,195 @@
+#include "common/records.h"
+
+namespace prunelab {
+
+using nlohmann::json;
+
+json ToJson(const HardwareFingerprint& h) {
+  return json{{"hostname", h.hostname},   {"cpu_model", h.cpu_model}, {"isa_flags", h.isa_flags},
+              {"cores", h.cores},         {"memory_bytes", h.memory_bytes}, {"threads", h.threads},
+              {"torch_version", h.torch_version}, {"blas", h.blas}, {"gpu", h.gpu}, {"device", h.device}};
+}
+
+static HardwareFingerprint HardwareFromJson(const json& j) {
+  HardwareFingerprint h;
+  h.hostname = j.value("hostname", "");
+  h.cpu_model = j.value("cpu_model", "");
+  h.isa_flags = j.value("isa_flags", "");
+  h.cores = j.value("cores", 0u);
+  h.memory_bytes = j.value("memory_bytes", uint64_t{0});
+  h.threads = j.value("threads", 0u);
+  h.torch_version = j.value("torch_version", "");
+  h.blas = j.value("blas", "");
+  h.gpu = j.value("gpu", "");
+  h.device = j.value("device", "cpu");
+  return h;
+}
+
+static TaskKind KindFromName(const std::string& n) {
+  if (n == "train_baseline") return TaskKind::kTrainBaseline;
+  if (n == "evaluate_baseline") return TaskKind::kEvaluateBaseline;
+  return TaskKind::kPruneTrial;
+}
+
+json ToJson(const Task& t) {
+  return json{{"sweep", t.sweep_id},
+              {"task", t.task_id},
+              {"attempt", t.attempt},
+              {"kind", TaskKindName(t.kind)},
+              {"target", t.target},
+              {"model", t.model},
+              {"dataset", {{"name", t.dataset.name}, {"path", t.dataset.path},
+                           {"train_subset", t.dataset.train_subset}, {"test_subset", t.dataset.test_subset}}},
+              {"training", {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
+                            {"learning_rate", t.training.learning_rate}, {"momentum", t.training.momentum},
+                            {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed}}},
+              {"trial", {{"criterion", t.trial.criterion}, {"granularity", t.trial.granularity},
+                         {"schedule", t.trial.schedule}, {"sparsity", t.trial.sparsity},
+                         {"finetune_epochs", t.trial.finetune_epochs},
+                         {"finetune_learning_rate", t.trial.finetune_learning_rate}}},
+              {"benchmark", {{"warmup_queries", t.benchmark.warmup_queries},
+                             {"min_queries", t.benchmark.min_queries},
+                             {"min_duration_s", t.benchmark.min_duration_s},
+                             {"offline_batch_size", t.benchmark.offline_batch_size},
+                             {"offline_min_duration_s", t.benchmark.offline_min_duration_s}}},
+              {"baseline_key", t.baseline_key},
+              {"baseline_artifact", t.baseline_artifact}};
+}
+
+StatusOr<Task> TaskFromJson(const json& j) {
+  try {
+    Task t;
+    t.sweep_id = j.at("sweep").get<std::string>();
+    t.task_id = j.at("task").get<std::string>();
+    t.attempt = j.value("attempt", 0u);
+    t.kind = KindFromName(j.at("kind").get<std::string>());
+    t.target = j.value("target", "");
+    t.model = j.value("model", "");
+    const json& d = j.at("dataset");
+    t.dataset.name = d.value("name", "");
+    t.dataset.path = d.value("path", "");
+    t.dataset.train_subset = d.value("train_subset", 0u);
+    t.dataset.test_subset = d.value("test_subset", 0u);
+    const json& tr = j.at("training");
+    t.training.epochs = tr.value("epochs", 1u);
+    t.training.batch_size = tr.value("batch_size", 64u);
+    t.training.learning_rate = tr.value("learning_rate", 0.05);
+    t.training.momentum = tr.value("momentum", 0.9);
+    t.training.weight_decay = tr.value("weight_decay", 0.0);
+    t.training.seed = tr.value("seed", uint64_t{42});
+    const json& tc = j.at("trial");
+    t.trial.criterion = tc.value("criterion", "");
+    t.trial.granularity = tc.value("granularity", "");
+    t.trial.schedule = tc.value("schedule", "");
+    t.trial.sparsity = tc.value("sparsity", 0.0);
+    t.trial.finetune_epochs = tc.value("finetune_epochs", 1u);
+    t.trial.finetune_learning_rate = tc.value("finetune_learning_rate", 0.01);
+    const json& b = j.at("benchmark");
+    t.benchmark.warmup_queries = b.value("warmup_queries", 50u);
+    t.benchmark.min_queries = b.value("min_queries", 500u);
+    t.benchmark.min_duration_s = b.value("min_duration_s", 1.0);
+    t.benchmark.offline_batch_size = b.value("offline_batch_size", 256u);
+    t.benchmark.offline_min_duration_s = b.value("offline_min_duration_s", 1.0);
+    t.baseline_key = j.value("baseline_key", "");
+    t.baseline_artifact = j.value("baseline_artifact", "");
+    return t;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("task record: ") + e.what());
+  }
+}
+
+json ToJson(const TrialResult& r) {
+  return json{{"sweep", r.sweep_id},
+              {"trial", r.task_id},
+              {"attempt", r.attempt},
+              {"worker", r.worker_id},
+              {"target", r.target},
+              {"kind", TaskKindName(r.kind)},
+              {"model", r.model},
+              {"criterion", r.criterion},
+              {"granularity", r.granularity},
+              {"schedule", r.schedule},
+              {"sparsity", r.sparsity},
+              {"achieved_sparsity", r.achieved_sparsity},
+              {"baseline", r.baseline},
+              {"status", r.ok ? "ok" : "failed"},
+              {"error", r.error},
+              {"accuracy", r.accuracy},
+              {"per_class_accuracy", r.per_class_accuracy},
+              {"latency_mean_ms", r.latency_mean_ms},
+              {"latency_p50_ms", r.latency_p50_ms},
+              {"latency_p90_ms", r.latency_p90_ms},
+              {"latency_p99_ms", r.latency_p99_ms},
+              {"queries", r.queries},
+              {"bench_duration_s", r.bench_duration_s},
+              {"throughput_sps", r.throughput_sps},
+              {"params", r.params},
+              {"model_bytes", r.model_bytes},
+              {"train_seconds", r.train_seconds},
+              {"eval_seconds", r.eval_seconds},
+              {"seed", r.seed},
+              {"hardware", ToJson(r.hardware)},
+              {"artifact_hash", r.artifact_hash},
+              {"finished_at_ms", r.finished_at_ms}};
+}
+
+StatusOr<TrialResult> ResultFromJson(const json& j) {
+  try {
+    TrialResult r;
+    r.sweep_id = j.at("sweep").get<std::string>();
+    r.task_id = j.at("trial").get<std::string>();
+    r.attempt = j.value("attempt", 0u);
+    r.worker_id = j.value("worker", "");
+    r.target = j.value("target", "");
+    r.kind = KindFromName(j.value("kind", "prune_trial"));
+    r.model = j.value("model", "");
+    r.criterion = j.value("criterion", "");
+    r.granularity = j.value("granularity", "");
+    r.schedule = j.value("schedule", "");
+    r.sparsity = j.value("sparsity", 0.0);
+    r.achieved_sparsity = j.value("achieved_sparsity", 0.0);
+    r.baseline = j.value("baseline", false);
+    r.ok = j.value("status", "failed") == "ok";
+    r.error = j.value("error", "");
+    r.accuracy = j.value("accuracy", 0.0);
+    r.per_class_accuracy = j.value("per_class_accuracy", std::vector<double>{});
+    r.latency_mean_ms = j.value("latency_mean_ms", 0.0);
+    r.latency_p50_ms = j.value("latency_p50_ms", 0.0);
+    r.latency_p90_ms = j.value("latency_p90_ms", 0.0);
+    r.latency_p99_ms = j.value("latency_p99_ms", 0.0);
+    r.queries = j.value("queries", uint64_t{0});
+    r.bench_duration_s = j.value("bench_duration_s", 0.0);
+    r.throughput_sps = j.value("throughput_sps", 0.0);
+    r.params = j.value("params", uint64_t{0});
+    r.model_bytes = j.value("model_bytes", uint64_t{0});
+    r.train_seconds = j.value("train_seconds", 0.0);
+    r.eval_seconds = j.value("eval_seconds", 0.0);
+    r.seed = j.value("seed", uint64_t{0});
+    if (j.contains("hardware")) r.hardware = HardwareFromJson(j.at("hardware"));
+    r.artifact_hash = j.value("artifact_hash", "");
+    r.finished_at_ms = j.value("finished_at_ms", int64_t{0});
+    return r;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("result record: ") + e.what());
+  }
+}
+
+json ToJson(const SweepStatus& s) {
+  return json{{"id", s.id},           {"name", s.name},       {"state", s.state},
+              {"trials", s.trials},   {"done", s.done},       {"failed", s.failed},
+              {"running", s.running}, {"pending", s.pending}, {"created_at_ms", s.created_at_ms}};
+}
+
+json ToJson(const WorkerStatus& w) {
+  return json{{"worker", w.worker_id}, {"target", w.target},   {"alive", w.alive},
+              {"last_seen_ms_ago", w.last_seen_ms_ago},       {"task", w.task_id},
+              {"phase", w.phase},      {"progress", w.progress}, {"hardware", ToJson(w.hardware)}};
+}
+
+StatusOr<json> ParseJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Corruption("not valid JSON");
+  return j;
+}
+
+}  // namespace prunelab

@@ -1,0 +1,24 @@
+// JSON forms of the plain structs: what the store keeps on disk and what `--json` prints.
+// Field names are the public contract of `prunelab results --json`.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "common/types.h"
+
+namespace prunelab {
+
+nlohmann::json ToJson(const HardwareFingerprint& h);
+nlohmann::json ToJson(const Task& t);
+nlohmann::json ToJson(const TrialResult& r);
+nlohmann::json ToJson(const SweepStatus& s);
+nlohmann::json ToJson(const WorkerStatus& w);
+
+StatusOr<Task> TaskFromJson(const nlohmann::json& j);
+StatusOr<TrialResult> ResultFromJson(const nlohmann::json& j);
+
+// Parses JSON text without throwing.
+StatusOr<nlohmann::json> ParseJson(const std::string& text);
+
+}  // namespace prunelab

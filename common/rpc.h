@@ -1,0 +1,34 @@
+// RpcClient: request/reply over a DEALER socket, one request in flight at a time.
+// A timed-out call drops the socket and reconnects, so a late reply to an old request
+// can never be mistaken for the reply to a new one. Thread: one owner thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/codec.h"
+#include "common/transport.h"
+
+namespace prunelab {
+
+class RpcClient {
+ public:
+  // ctx must outlive the client.
+  RpcClient(ZmqContext& ctx, std::string endpoint, std::string identity = "");
+  // Sends msg and waits for one reply. Unavailable on timeout; InvalidArgument when the
+  // reply does not decode. An ErrorMsg reply is returned as a Message, not a Status.
+  StatusOr<Message> Call(const Message& msg, int timeout_ms);
+  // Fire-and-forget.
+  Status Send(const Message& msg);
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  Status EnsureConnected();
+  ZmqContext& ctx_;
+  std::string endpoint_;
+  std::string identity_;
+  int reconnects_ = 0;
+  std::unique_ptr<DealerSocket> socket_;
+};
+
+}  // namespace prunelab

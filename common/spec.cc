@@ -1,0 +1,348 @@
+#include "common/spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/hash.h"
+
+namespace prunelab {
+
+const std::vector<std::string>& AllowedModels() { static const std::vector<std::string> v{"cnn"}; return v; }
+const std::vector<std::string>& AllowedCriteria() { static const std::vector<std::string> v{"l1"}; return v; }
+const std::vector<std::string>& AllowedGranularities() {
+  static const std::vector<std::string> v{"unstructured", "channel"};
+  return v;
+}
+const std::vector<std::string>& AllowedSchedules() { static const std::vector<std::string> v{"one_shot"}; return v; }
+
+namespace {
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// Collects every problem so the user fixes a spec in one pass.
+class Checker {
+ public:
+  void Error(const std::string& path, const std::string& what) { errors_.push_back(path + ": " + what); }
+  bool ok() const { return errors_.empty(); }
+  std::string Report() const {
+    std::string out = "invalid sweep spec (" + std::to_string(errors_.size()) + " problem" +
+                      (errors_.size() == 1 ? "" : "s") + "):";
+    for (const auto& e : errors_) out += "\n  " + e;
+    return out;
+  }
+
+  void OnlyKeys(const YAML::Node& map, const std::string& path, const std::vector<std::string>& allowed) {
+    for (const auto& kv : map) {
+      std::string key = kv.first.as<std::string>("");
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        Error(Child(path, key), "unknown field (allowed fields: " + Join(allowed) + ")");
+    }
+  }
+
+  bool IsMap(const YAML::Node& n, const std::string& path) {
+    if (n.IsMap()) return true;
+    Error(path, "must be a mapping of fields");
+    return false;
+  }
+
+  template <typename T>
+  void Number(const YAML::Node& map, const std::string& path, const std::string& key, T* out, double lo,
+              double hi) {
+    YAML::Node n = map[key];
+    if (!n) return;  // keep the default
+    std::string p = Child(path, key);
+    double v = 0;
+    try {
+      if (!n.IsScalar()) throw YAML::BadConversion(n.Mark());
+      v = n.as<double>();
+    } catch (const YAML::Exception&) {
+      Error(p, "must be a number in [" + Fmt(lo) + ", " + Fmt(hi) + "]");
+      return;
+    }
+    if (std::is_integral<T>::value && std::floor(v) != v) {
+      Error(p, "must be a whole number, got " + Fmt(v));
+      return;
+    }
+    if (!(v >= lo && v <= hi)) {
+      Error(p, "must be in [" + Fmt(lo) + ", " + Fmt(hi) + "], got " + Fmt(v));
+      return;
+    }
+    *out = static_cast<T>(v);
+  }
+
+  // Reads a scalar or a list of scalars constrained to `allowed`.
+  std::vector<std::string> Choices(const YAML::Node& n, const std::string& path,
+                                   const std::vector<std::string>& allowed) {
+    std::vector<std::string> out;
+    if (!n) {
+      Error(path, "is required (allowed values: " + Join(allowed) + ")");
+      return out;
+    }
+    std::vector<YAML::Node> items;
+    if (n.IsSequence()) {
+      for (const auto& i : n) items.push_back(i);
+      if (items.empty()) Error(path, "must not be empty (allowed values: " + Join(allowed) + ")");
+    } else {
+      items.push_back(n);
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string p = n.IsSequence() ? path + "[" + std::to_string(i) + "]" : path;
+      if (!items[i].IsScalar()) {
+        Error(p, "must be one of: " + Join(allowed));
+        continue;
+      }
+      std::string v = items[i].as<std::string>();
+      if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+        Error(p, "'" + v + "' is not allowed (allowed values: " + Join(allowed) + ")");
+      } else if (std::find(out.begin(), out.end(), v) != out.end()) {
+        Error(p, "'" + v + "' is listed twice");
+      } else {
+        out.push_back(v);
+      }
+    }
+    return out;
+  }
+
+  static std::string Child(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+  static std::string Fmt(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", v);
+    return buf;
+  }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, SweepSpec* spec) {
+  ScheduleSpec s;
+  if (n.IsScalar()) {
+    auto v = c.Choices(n, path, AllowedSchedules());
+    if (v.empty()) return;
+    s.type = v[0];
+  } else if (c.IsMap(n, path)) {
+    c.OnlyKeys(n, path, {"type", "finetune_epochs", "learning_rate"});
+    auto v = c.Choices(n["type"], Checker::Child(path, "type"), AllowedSchedules());
+    if (v.empty()) return;
+    s.type = v[0];
+    c.Number(n, path, "finetune_epochs", &s.finetune_epochs, 0, 100);
+    c.Number(n, path, "learning_rate", &s.finetune_learning_rate, 1e-6, 10);
+  } else {
+    return;
+  }
+  spec->schedules.push_back(s);
+}
+
+}  // namespace
+
+StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument("spec is not valid YAML: line " + std::to_string(e.mark.line + 1) +
+                                   ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  Checker c;
+  SweepSpec spec;
+  if (!root || !root.IsMap()) return Status::InvalidArgument("invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, benchmark, targets");
+  try {
+    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "sweep", "benchmark", "targets"});
+
+    if (!root["name"] || !root["name"].IsScalar()) {
+      c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
+    } else {
+      spec.name = root["name"].as<std::string>();
+      if (!ValidName(spec.name)) c.Error("name", "'" + spec.name + "' must be 1-64 letters, digits, '-', '_' or '.'");
+    }
+
+    auto models = c.Choices(root["model"], "model", AllowedModels());
+    if (models.size() > 1) c.Error("model", "exactly one model per sweep");
+    if (!models.empty()) spec.model = models[0];
+
+    if (YAML::Node d = root["dataset"]) {
+      if (c.IsMap(d, "dataset")) {
+        c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset"});
+        if (d["name"]) {
+          auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist"});
+          if (!v.empty()) spec.dataset.name = v[0];
+        }
+        if (d["path"]) spec.dataset.path = d["path"].as<std::string>();
+        c.Number(d, "dataset", "train_subset", &spec.dataset.train_subset, 0, 60000);
+        c.Number(d, "dataset", "test_subset", &spec.dataset.test_subset, 0, 10000);
+      }
+    }
+
+    if (YAML::Node t = root["training"]) {
+      if (c.IsMap(t, "training")) {
+        c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed"});
+        c.Number(t, "training", "epochs", &spec.training.epochs, 1, 1000);
+        c.Number(t, "training", "batch_size", &spec.training.batch_size, 1, 65536);
+        c.Number(t, "training", "learning_rate", &spec.training.learning_rate, 1e-6, 10);
+        c.Number(t, "training", "momentum", &spec.training.momentum, 0, 0.999);
+        c.Number(t, "training", "weight_decay", &spec.training.weight_decay, 0, 1);
+        c.Number(t, "training", "seed", &spec.training.seed, 0, 9007199254740991.0);
+      }
+    }
+
+    YAML::Node s = root["sweep"];
+    if (!s) {
+      c.Error("sweep", "is required: a mapping with criterion, granularity, sparsity, schedule");
+    } else if (c.IsMap(s, "sweep")) {
+      c.OnlyKeys(s, "sweep", {"criterion", "granularity", "sparsity", "schedule"});
+      spec.criteria = c.Choices(s["criterion"], "sweep.criterion", AllowedCriteria());
+      spec.granularities = c.Choices(s["granularity"], "sweep.granularity", AllowedGranularities());
+      YAML::Node sp = s["sparsity"];
+      if (!sp) {
+        c.Error("sweep.sparsity", "is required: a list of fractions in (0, 1), e.g. [0.5, 0.8]");
+      } else {
+        std::vector<YAML::Node> items;
+        if (sp.IsSequence()) for (const auto& i : sp) items.push_back(i); else items.push_back(sp);
+        if (items.empty()) c.Error("sweep.sparsity", "must not be empty: a list of fractions in (0, 1)");
+        for (size_t i = 0; i < items.size(); ++i) {
+          std::string p = sp.IsSequence() ? "sweep.sparsity[" + std::to_string(i) + "]" : "sweep.sparsity";
+          double v = -1;
+          try { v = items[i].as<double>(); } catch (const YAML::Exception&) {}
+          if (!(v > 0 && v < 1)) {
+            c.Error(p, "must be a fraction in (0, 1), e.g. 0.5 for 50 %");
+          } else if (std::find(spec.sparsities.begin(), spec.sparsities.end(), v) != spec.sparsities.end()) {
+            c.Error(p, Checker::Fmt(v) + " is listed twice");
+          } else {
+            spec.sparsities.push_back(v);
+          }
+        }
+      }
+      YAML::Node sc = s["schedule"];
+      if (!sc) {
+        spec.schedules.push_back(ScheduleSpec{});
+      } else if (sc.IsSequence()) {
+        if (sc.size() == 0) c.Error("sweep.schedule", "must not be empty");
+        for (size_t i = 0; i < sc.size(); ++i)
+          ParseSchedule(c, sc[i], "sweep.schedule[" + std::to_string(i) + "]", &spec);
+      } else {
+        ParseSchedule(c, sc, "sweep.schedule", &spec);
+      }
+    }
+
+    if (YAML::Node b = root["benchmark"]) {
+      if (c.IsMap(b, "benchmark")) {
+        c.OnlyKeys(b, "benchmark", {"warmup_queries", "min_queries", "min_duration_s", "offline_batch_size",
+                                    "offline_min_duration_s"});
+        c.Number(b, "benchmark", "warmup_queries", &spec.benchmark.warmup_queries, 0, 1e6);
+        c.Number(b, "benchmark", "min_queries", &spec.benchmark.min_queries, 1, 1e7);
+        c.Number(b, "benchmark", "min_duration_s", &spec.benchmark.min_duration_s, 0, 3600);
+        c.Number(b, "benchmark", "offline_batch_size", &spec.benchmark.offline_batch_size, 1, 65536);
+        c.Number(b, "benchmark", "offline_min_duration_s", &spec.benchmark.offline_min_duration_s, 0, 3600);
+      }
+    }
+
+    YAML::Node tg = root["targets"];
+    if (!tg) {
+      spec.targets = {"local"};
+    } else {
+      std::vector<YAML::Node> items;
+      if (tg.IsSequence()) for (const auto& i : tg) items.push_back(i); else items.push_back(tg);
+      if (items.empty()) c.Error("targets", "must list at least one hardware target name, e.g. [local]");
+      for (size_t i = 0; i < items.size(); ++i) {
+        std::string p = tg.IsSequence() ? "targets[" + std::to_string(i) + "]" : "targets";
+        std::string v = items[i].IsScalar() ? items[i].as<std::string>() : "";
+        if (!ValidName(v)) c.Error(p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
+        else if (std::find(spec.targets.begin(), spec.targets.end(), v) != spec.targets.end())
+          c.Error(p, "'" + v + "' is listed twice");
+        else spec.targets.push_back(v);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    c.Error("(line " + std::to_string(e.mark.line + 1) + ")", e.msg);
+  }
+  if (!c.ok()) return Status::InvalidArgument(c.Report());
+  return spec;
+}
+
+StatusOr<std::string> ReadSpecFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read spec file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string BaselineKey(const SweepSpec& spec) {
+  std::ostringstream os;
+  os.precision(17);
+  const auto& d = spec.dataset;
+  const auto& t = spec.training;
+  os << "model=" << spec.model << ";data=" << d.name << ":" << d.path << ":" << d.train_subset << ":"
+     << d.test_subset << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
+     << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=1";
+  return ContentHash(os.str());
+}
+
+size_t TrialCount(const SweepSpec& spec) {
+  return spec.criteria.size() * spec.granularities.size() * spec.sparsities.size() * spec.schedules.size();
+}
+
+std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id) {
+  std::vector<Task> tasks;
+  Task base;
+  base.sweep_id = sweep_id;
+  base.model = spec.model;
+  base.dataset = spec.dataset;
+  base.training = spec.training;
+  base.benchmark = spec.benchmark;
+  base.baseline_key = BaselineKey(spec);
+
+  Task train = base;
+  train.task_id = "train";
+  train.kind = TaskKind::kTrainBaseline;
+  tasks.push_back(train);
+
+  for (const auto& target : spec.targets) {
+    Task eval = base;
+    eval.task_id = "base@" + target;
+    eval.kind = TaskKind::kEvaluateBaseline;
+    eval.target = target;
+    tasks.push_back(eval);
+    int index = 0;
+    for (const auto& criterion : spec.criteria)
+      for (const auto& granularity : spec.granularities)
+        for (double sparsity : spec.sparsities)
+          for (const auto& schedule : spec.schedules) {
+            Task t = base;
+            char id[32];
+            std::snprintf(id, sizeof(id), "t%03d@", ++index);
+            t.task_id = id + target;
+            t.kind = TaskKind::kPruneTrial;
+            t.target = target;
+            t.trial.criterion = criterion;
+            t.trial.granularity = granularity;
+            t.trial.sparsity = sparsity;
+            t.trial.schedule = schedule.type;
+            t.trial.finetune_epochs = schedule.finetune_epochs;
+            t.trial.finetune_learning_rate = schedule.finetune_learning_rate;
+            tasks.push_back(t);
+          }
+  }
+  return tasks;
+}
+
+}  // namespace prunelab

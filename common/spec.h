@@ -1,0 +1,54 @@
+// Sweep spec: YAML text -> validated SweepSpec -> tasks. Validation happens here, before
+// anything is stored, and every error names the field path and the allowed values.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/types.h"
+
+namespace prunelab {
+
+struct ScheduleSpec {
+  std::string type = "one_shot";
+  uint32_t finetune_epochs = 1;
+  double finetune_learning_rate = 0.01;
+};
+
+struct SweepSpec {
+  std::string name;
+  std::string model = "cnn";
+  DatasetConfig dataset;
+  TrainingConfig training;
+  std::vector<std::string> criteria;
+  std::vector<std::string> granularities;
+  std::vector<double> sparsities;
+  std::vector<ScheduleSpec> schedules;
+  BenchmarkConfig benchmark;
+  std::vector<std::string> targets;
+};
+
+// Allowed values (what this build implements).
+const std::vector<std::string>& AllowedModels();
+const std::vector<std::string>& AllowedCriteria();
+const std::vector<std::string>& AllowedGranularities();
+const std::vector<std::string>& AllowedSchedules();
+
+// Parses and validates. On failure the message lists every problem, one per line,
+// each as "field.path: problem (allowed: ...)".
+StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text);
+StatusOr<std::string> ReadSpecFile(const std::string& path);
+
+// Content hash of everything that determines the dense baseline (model, data, training).
+std::string BaselineKey(const SweepSpec& spec);
+
+// Number of pruning trials (cartesian product of the sweep axes), per target.
+size_t TrialCount(const SweepSpec& spec);
+
+// Tasks of one sweep: one trainBaseline, then per target one evaluateBaseline and one
+// pruneTrial per point of the cartesian product. Task ids are stable and unique within
+// the sweep: "train", "base@TARGET", "t003@TARGET".
+std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id);
+
+}  // namespace prunelab

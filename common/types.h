@@ -1,0 +1,161 @@
+// Plain structs shared by CLI, coordinator and worker. The codec maps them to and from
+// Cap'n Proto (schemas/prunelab.capnp); nothing else touches the wire format.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace prunelab {
+
+struct HardwareFingerprint {
+  std::string hostname;
+  std::string cpu_model;
+  std::string isa_flags;
+  uint32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  uint32_t threads = 0;
+  std::string torch_version;
+  std::string blas;
+  std::string gpu;
+  std::string device = "cpu";
+};
+
+struct DatasetConfig {
+  std::string name = "fashion-mnist";
+  std::string path = "/usr/share/datasets/fashion-mnist";
+  uint32_t train_subset = 0;  // 0 = all
+  uint32_t test_subset = 0;   // 0 = all
+};
+
+struct TrainingConfig {
+  uint32_t epochs = 2;
+  uint32_t batch_size = 64;
+  double learning_rate = 0.05;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  uint64_t seed = 42;
+};
+
+struct TrialConfig {
+  std::string criterion;
+  std::string granularity;
+  std::string schedule;
+  double sparsity = 0.0;  // requested fraction of prunable weights / channels removed
+  uint32_t finetune_epochs = 1;
+  double finetune_learning_rate = 0.01;
+};
+
+struct BenchmarkConfig {
+  uint32_t warmup_queries = 50;
+  uint32_t min_queries = 500;
+  double min_duration_s = 1.0;
+  uint32_t offline_batch_size = 256;
+  double offline_min_duration_s = 1.0;
+};
+
+enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2 };
+const char* TaskKindName(TaskKind kind);
+
+struct Task {
+  std::string sweep_id;
+  std::string task_id;
+  uint32_t attempt = 0;
+  TaskKind kind = TaskKind::kPruneTrial;
+  std::string target;  // empty: any target
+  std::string model;
+  DatasetConfig dataset;
+  TrainingConfig training;
+  TrialConfig trial;
+  BenchmarkConfig benchmark;
+  std::string baseline_key;
+  std::string baseline_artifact;
+};
+
+struct TrialResult {
+  std::string sweep_id;
+  std::string task_id;
+  uint32_t attempt = 0;
+  std::string worker_id;
+  std::string target;
+  TaskKind kind = TaskKind::kPruneTrial;
+  std::string model;
+  std::string criterion;
+  std::string granularity;
+  std::string schedule;
+  double sparsity = 0;
+  double achieved_sparsity = 0;
+  bool baseline = false;
+  bool ok = false;
+  std::string error;
+  double accuracy = 0;
+  std::vector<double> per_class_accuracy;
+  double latency_mean_ms = 0;
+  double latency_p50_ms = 0;
+  double latency_p90_ms = 0;
+  double latency_p99_ms = 0;
+  uint64_t queries = 0;
+  double bench_duration_s = 0;
+  double throughput_sps = 0;
+  uint64_t params = 0;
+  uint64_t model_bytes = 0;
+  double train_seconds = 0;
+  double eval_seconds = 0;
+  uint64_t seed = 0;
+  HardwareFingerprint hardware;
+  std::string artifact_hash;
+  int64_t finished_at_ms = 0;
+};
+
+struct SweepStatus {
+  std::string id;
+  std::string name;
+  std::string state;
+  uint32_t trials = 0;
+  uint32_t done = 0;
+  uint32_t failed = 0;
+  uint32_t running = 0;
+  uint32_t pending = 0;
+  int64_t created_at_ms = 0;
+};
+
+struct WorkerStatus {
+  std::string worker_id;
+  std::string target;
+  HardwareFingerprint hardware;
+  bool alive = false;
+  int64_t last_seen_ms_ago = 0;
+  std::string task_id;
+  std::string phase;
+  double progress = 0;
+};
+
+// ---- messages (one per Envelope.body variant) ----
+struct RegisterMsg { std::string worker_id; std::string target; HardwareFingerprint hardware; };
+struct RegisterReplyMsg { std::string worker_id; uint32_t heartbeat_interval_ms = 1000; };
+struct HeartbeatMsg { std::string worker_id; std::string task_id; std::string phase; double progress = 0; };
+struct RequestWorkMsg { std::string worker_id; };
+struct AssignMsg { Task task; };
+struct NoWorkMsg { uint32_t retry_after_ms = 500; std::string reason; };
+struct SubmitResultMsg { std::string worker_id; TrialResult result; std::string artifact; };
+struct ResultAckMsg { std::string task_id; uint32_t attempt = 0; bool accepted = false; std::string note; };
+struct FetchArtifactMsg { std::string hash; };
+struct ArtifactReplyMsg { std::string hash; bool found = false; std::string data; };
+struct SubmitSweepMsg { std::string spec_yaml; };
+struct SubmitReplyMsg { std::string sweep_id; uint32_t tasks = 0; };
+struct StatusRequestMsg { std::string sweep_id; };
+struct StatusReplyMsg { std::vector<SweepStatus> sweeps; };
+struct ResultsRequestMsg { std::string sweep_id; };
+struct ResultsReplyMsg { std::vector<TrialResult> results; };
+struct WorkersRequestMsg {};
+struct WorkersReplyMsg { std::vector<WorkerStatus> workers; };
+struct ErrorMsg { std::string code; std::string message; };
+
+using Message = std::variant<RegisterMsg, HeartbeatMsg, RequestWorkMsg, SubmitResultMsg,
+                             FetchArtifactMsg, RegisterReplyMsg, AssignMsg, NoWorkMsg,
+                             ResultAckMsg, ArtifactReplyMsg, SubmitSweepMsg, SubmitReplyMsg,
+                             StatusRequestMsg, StatusReplyMsg, ResultsRequestMsg,
+                             ResultsReplyMsg, WorkersRequestMsg, WorkersReplyMsg, ErrorMsg>;
+
+}  // namespace prunelab

@@ -1,0 +1,464 @@
+// prunelab: the command-line client. `run` embeds a coordinator and local workers;
+// every other command talks to a coordinator (--coordinator) or reads a data directory
+// (--data-dir) directly.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/records.h"
+#include "common/rpc.h"
+#include "common/spec.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/pareto.h"
+#include "coordinator/service.h"
+#include "coordinator/store_view.h"
+
+namespace pl = prunelab;
+namespace pc = prunelab::coordinator;
+using nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void OnSigint(int) { g_interrupted = true; }
+
+const char* kUsage =
+    "usage: prunelab COMMAND [ARGS]\n"
+    "  run SPEC.yaml [--workers N] [--data-dir DIR] [--threads N]\n"
+    "        run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table\n"
+    "  submit SPEC.yaml [--coordinator tcp://HOST:PORT]      submit to a running coordinator; prints the sweep id\n"
+    "  status [ID] [--wait]                                  progress of one or every sweep\n"
+    "  results ID [--json]                                   every result of a sweep\n"
+    "  pareto ID [--target NAME] [--json]                    Pareto front per target (accuracy vs p90 latency)\n"
+    "  workers [--json]                                      registered workers and their hardware\n"
+    "  sweeps [--json]                                       sweeps in the store\n"
+    "  results, pareto and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
+    "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n";
+
+struct Args {
+  std::string command;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+  bool Has(const std::string& f) const { return flags.count(f) > 0; }
+  std::string Get(const std::string& f, const std::string& def = "") const {
+    auto it = flags.find(f);
+    return it == flags.end() ? def : it->second;
+  }
+};
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "prunelab: %s\n", msg.c_str());
+  return 1;
+}
+
+std::string CoordinatorEndpoint(const Args& a) {
+  if (a.Has("--coordinator")) return a.Get("--coordinator");
+  const char* env = std::getenv("PRUNELAB_COORDINATOR");
+  return env ? env : "tcp://127.0.0.1:5556";
+}
+
+// Sends one request; an ErrorMsg reply becomes a Status carrying its text.
+pl::StatusOr<pl::Message> Ask(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = 15000) {
+  auto reply = rpc.Call(m, timeout_ms);
+  if (!reply.ok())
+    return pl::Status::Unavailable(reply.status().message() +
+                                   " (is prunelab-coordinator running there? pass --coordinator tcp://HOST:PORT)");
+  if (auto* e = std::get_if<pl::ErrorMsg>(&reply.value())) {
+    if (e->code == "invalid_spec") return pl::Status::InvalidArgument(e->message);
+    if (e->code == "not_found") return pl::Status::NotFound(e->message);
+    return pl::Status::Internal(e->code + ": " + e->message);
+  }
+  return reply;
+}
+
+template <typename T>
+pl::StatusOr<T> AskFor(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = 15000) {
+  auto r = Ask(rpc, m, timeout_ms);
+  if (!r.ok()) return r.status();
+  if (auto* v = std::get_if<T>(&r.value())) return *v;
+  return pl::Status::Internal(std::string("unexpected reply ") + pl::MessageName(r.value()));
+}
+
+pl::StatusOr<std::vector<pl::TrialResult>> FetchResults(const Args& a, const std::string& id) {
+  if (a.Has("--data-dir")) {
+    auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", /*read_only=*/true);
+    if (!store.ok()) return store.status();
+    return pc::ReadResults(*store.value(), id);
+  }
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  auto r = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
+  if (!r.ok()) return r.status();
+  return r->results;
+}
+
+std::vector<pl::TrialResult> ResultRows(std::vector<pl::TrialResult> all) {
+  std::vector<pl::TrialResult> rows;
+  for (auto& r : all)
+    if (r.kind != pl::TaskKind::kTrainBaseline) rows.push_back(std::move(r));
+  return rows;
+}
+
+json ParetoJson(const std::string& id, const std::vector<pl::TrialResult>& results, const std::string& target) {
+  json out{{"sweep", id}, {"objectives", json::array({{{"field", "accuracy"}, {"direction", "max"}},
+                                                      {{"field", "latency_p90_ms"}, {"direction", "min"}}})},
+           {"targets", json::array()}};
+  for (const auto& f : pc::FrontsByTarget(results)) {
+    if (!target.empty() && f.target != target) continue;
+    json front = json::array();
+    for (const auto* r : f.front) front.push_back(pl::ToJson(*r));
+    out["targets"].push_back({{"target", f.target},
+                              {"baseline", f.baseline ? pl::ToJson(*f.baseline) : json(nullptr)},
+                              {"front", front},
+                              {"variants", f.ok_variants},
+                              {"failed", f.failed}});
+  }
+  return out;
+}
+
+int CmdResults(const Args& a) {
+  if (a.positional.empty()) return Fail("results needs a sweep id (see `prunelab sweeps`)");
+  auto r = FetchResults(a, a.positional[0]);
+  if (!r.ok()) return Fail(r.status().ToString());
+  auto rows = ResultRows(std::move(r).value());
+  if (a.Has("--json")) {
+    for (const auto& row : rows) std::printf("%s\n", pl::ToJson(row).dump().c_str());
+  } else {
+    std::printf("%s", pc::FormatResultsTable(rows).c_str());
+  }
+  return 0;
+}
+
+int CmdPareto(const Args& a) {
+  if (a.positional.empty()) return Fail("pareto needs a sweep id (see `prunelab sweeps`)");
+  auto r = FetchResults(a, a.positional[0]);
+  if (!r.ok()) return Fail(r.status().ToString());
+  std::string target = a.Get("--target");
+  if (a.Has("--json")) std::printf("%s\n", ParetoJson(a.positional[0], r.value(), target).dump(2).c_str());
+  else std::printf("%s", pc::FormatParetoTable(r.value(), target).c_str());
+  return 0;
+}
+
+void PrintSweeps(const std::vector<pl::SweepStatus>& sweeps, bool as_json) {
+  if (as_json) {
+    json arr = json::array();
+    for (const auto& s : sweeps) arr.push_back(pl::ToJson(s));
+    std::printf("%s\n", arr.dump(2).c_str());
+    return;
+  }
+  if (sweeps.empty()) std::printf("no sweeps\n");
+  for (const auto& s : sweeps)
+    std::printf("%-8s %-28s %-10s %u trials: %u done, %u failed, %u running, %u pending\n", s.id.c_str(),
+                s.name.c_str(), s.state.c_str(), s.trials, s.done, s.failed, s.running, s.pending);
+}
+
+int CmdSweeps(const Args& a) {
+  if (a.Has("--data-dir")) {
+    auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", true);
+    if (!store.ok()) return Fail(store.status().ToString());
+    auto s = pc::ReadSweepStatuses(*store.value());
+    if (!s.ok()) return Fail(s.status().ToString());
+    PrintSweeps(s.value(), a.Has("--json"));
+    return 0;
+  }
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{""});
+  if (!s.ok()) return Fail(s.status().ToString());
+  PrintSweeps(s->sweeps, a.Has("--json"));
+  return 0;
+}
+
+int CmdStatus(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  std::string id = a.positional.empty() ? "" : a.positional[0];
+  while (true) {
+    auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
+    if (!s.ok()) return Fail(s.status().ToString());
+    bool all_done = true;
+    for (const auto& sw : s->sweeps) all_done &= sw.state == "done";
+    if (!a.Has("--wait") || all_done || g_interrupted) {
+      PrintSweeps(s->sweeps, a.Has("--json"));
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+}
+
+int CmdWorkers(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  auto w = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
+  if (!w.ok()) return Fail(w.status().ToString());
+  if (a.Has("--json")) {
+    json arr = json::array();
+    for (const auto& x : w->workers) arr.push_back(pl::ToJson(x));
+    std::printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  if (w->workers.empty()) std::printf("no workers registered\n");
+  for (const auto& x : w->workers)
+    std::printf("%-24s target=%-10s %-5s seen %.1f s ago  %s %s  | %s, %u cores, %u threads, %.1f GiB, torch %s, BLAS %s\n",
+                x.worker_id.c_str(), x.target.c_str(), x.alive ? "alive" : "DEAD", x.last_seen_ms_ago / 1000.0,
+                x.task_id.empty() ? "idle" : x.task_id.c_str(), x.phase.c_str(), x.hardware.cpu_model.c_str(),
+                x.hardware.cores, x.hardware.threads, x.hardware.memory_bytes / 1073741824.0,
+                x.hardware.torch_version.c_str(), x.hardware.blas.c_str());
+  return 0;
+}
+
+int CmdSubmit(const Args& a) {
+  if (a.positional.empty()) return Fail("submit needs a spec file, e.g. prunelab submit examples/fashion-mnist-quick.yaml");
+  auto text = pl::ReadSpecFile(a.positional[0]);
+  if (!text.ok()) return Fail(text.status().ToString());
+  auto spec = pl::ParseSpec(text.value());  // fail fast, before the network
+  if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  auto r = AskFor<pl::SubmitReplyMsg>(rpc, pl::SubmitSweepMsg{text.value()});
+  if (!r.ok()) return Fail(r.status().ToString());
+  std::printf("%s\n", r->sweep_id.c_str());
+  std::fprintf(stderr, "submitted '%s' as %s (%u tasks); follow it with: prunelab status %s --wait\n",
+               spec->name.c_str(), r->sweep_id.c_str(), r->tasks, r->sweep_id.c_str());
+  return 0;
+}
+
+// ---- run: embedded coordinator + local worker processes ----
+
+std::string WorkerBinary() {
+  if (const char* env = std::getenv("PRUNELAB_WORKER_BIN")) return env;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path() / "prunelab-worker").string();
+}
+
+pid_t SpawnWorker(const std::string& bin, const std::vector<std::string>& args, const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive `prunelab run`
+  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+  }
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(bin.c_str()));
+  for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+  argv.push_back(nullptr);
+  execv(bin.c_str(), argv.data());
+  std::fprintf(stderr, "cannot start %s: %s\n", bin.c_str(), std::strerror(errno));
+  _exit(127);
+}
+
+std::string ProgressLine(const pl::SweepStatus& s, const std::vector<pl::WorkerStatus>& workers, double elapsed) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "[%5.0f s] %s: %u/%u results (%u failed), %u running", elapsed, s.id.c_str(),
+                s.done + s.failed, s.trials, s.failed, s.running);
+  std::string line = buf;
+  for (const auto& w : workers) {
+    if (!w.alive) continue;
+    line += " | " + w.worker_id.substr(0, 4) + ": ";
+    if (w.task_id.empty()) {
+      line += "idle";
+    } else {
+      auto slash = w.task_id.find('/');
+      std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", w.task_id.substr(slash + 1).c_str(), w.phase.c_str(),
+                    w.progress * 100);
+      line += buf;
+    }
+  }
+  return line;
+}
+
+int CmdRun(const Args& a) {
+  if (a.positional.empty()) return Fail("run needs a spec file, e.g. prunelab run examples/fashion-mnist-quick.yaml");
+  auto text = pl::ReadSpecFile(a.positional[0]);
+  if (!text.ok()) return Fail(text.status().ToString());
+  auto spec = pl::ParseSpec(text.value());
+  if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
+  int n_workers = std::atoi(a.Get("--workers", "2").c_str());
+  if (n_workers < 1 || n_workers > 64) return Fail("--workers must be between 1 and 64");
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  int threads = std::atoi(a.Get("--threads", std::to_string(std::max(1, cores / n_workers))).c_str());
+  if (threads < 1) return Fail("--threads must be >= 1");
+  std::string data_dir = a.Get("--data-dir", "prunelab-data");
+  std::filesystem::create_directories(data_dir + "/logs");
+
+  auto store = pc::OpenRocksDbStore(data_dir + "/store");
+  if (!store.ok()) return Fail(store.status().ToString() + "; use another --data-dir");
+  pl::SystemClock clock;
+  pc::Coordinator core(*store.value(), clock);
+  if (auto st = core.Recover(); !st.ok()) return Fail("cannot recover " + data_dir + ": " + st.ToString());
+  pl::ZmqContext ctx;
+  pc::ServiceOptions so;
+  so.worker_endpoint = "tcp://127.0.0.1:*";
+  so.client_endpoint = "tcp://127.0.0.1:*";
+  pc::CoordinatorService service(ctx, core, so);
+  if (auto st = service.Bind(); !st.ok()) return Fail(st.ToString());
+  std::thread loop([&] { service.Run(/*handle_signals=*/false); });
+
+  signal(SIGINT, OnSigint);
+  signal(SIGTERM, OnSigint);
+  std::string bin = WorkerBinary();
+  if (access(bin.c_str(), X_OK) != 0) {
+    service.Stop();
+    loop.join();
+    return Fail("worker binary not found at " + bin + " (build it, or set PRUNELAB_WORKER_BIN)");
+  }
+  std::vector<pid_t> pids;
+  std::vector<std::string> logs;
+  for (int i = 0; i < n_workers; ++i) {
+    const std::string& target = spec->targets[i % spec->targets.size()];
+    std::string log = data_dir + "/logs/worker-" + std::to_string(i + 1) + ".log";
+    pids.push_back(SpawnWorker(bin, {"--coordinator", service.worker_endpoint(), "--target", target, "--threads",
+                                     std::to_string(threads), "--cache-dir", data_dir + "/cache/worker-" + std::to_string(i + 1)},
+                               log));
+    logs.push_back(log);
+  }
+  std::fprintf(stderr, "prunelab: embedded coordinator on %s; %d local worker(s) with %d thread(s) each; logs in %s/logs\n",
+               service.worker_endpoint().c_str(), n_workers, threads, data_dir.c_str());
+
+  int rc = 0;
+  pl::RpcClient rpc(ctx, service.client_endpoint());
+  std::string id;
+  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, pl::SubmitSweepMsg{text.value()});
+  if (!sub.ok()) {
+    rc = Fail(sub.status().ToString());
+  } else {
+    id = sub->sweep_id;
+    std::fprintf(stderr, "prunelab: sweep '%s' is %s: %zu trial(s) x %zu target(s) + dense baseline\n",
+                 spec->name.c_str(), id.c_str(), pl::TrialCount(spec.value()), spec->targets.size());
+  }
+  bool tty = isatty(2);
+  auto start = std::chrono::steady_clock::now();
+  std::string last_line;
+  auto last_print = start;
+  std::vector<bool> exited(pids.size(), false);
+  while (rc == 0 && !g_interrupted) {
+    auto st = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
+    auto wk = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
+    if (!st.ok() || st->sweeps.empty()) {
+      rc = Fail("lost the embedded coordinator: " + st.status().ToString());
+      break;
+    }
+    const auto& s = st->sweeps[0];
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string line = ProgressLine(s, wk.ok() ? wk->workers : std::vector<pl::WorkerStatus>{}, elapsed);
+    auto now = std::chrono::steady_clock::now();
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K%s", line.substr(0, 200).c_str());
+    } else if (now - last_print > std::chrono::seconds(10) || s.state == "done") {
+      std::fprintf(stderr, "%s\n", line.c_str());
+      last_print = now;
+    }
+    last_line = line;
+    if (s.state == "done") break;
+    int alive = 0;
+    for (size_t i = 0; i < pids.size(); ++i) {
+      if (exited[i]) continue;
+      int status = 0;
+      if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+        exited[i] = true;
+        std::fprintf(stderr, "\nprunelab: worker %zu exited (status %d); see %s\n", i + 1, status, logs[i].c_str());
+      } else {
+        ++alive;
+      }
+    }
+    if (alive == 0) {
+      rc = Fail("every worker has exited before the sweep finished; see the logs in " + data_dir + "/logs");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (tty) std::fprintf(stderr, "\n");
+
+  for (size_t i = 0; i < pids.size(); ++i)
+    if (!exited[i]) kill(pids[i], SIGTERM);
+  for (size_t i = 0; i < pids.size(); ++i) {
+    if (exited[i]) continue;
+    for (int t = 0; t < 100; ++t) {
+      if (waitpid(pids[i], nullptr, WNOHANG) == pids[i]) { exited[i] = true; break; }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!exited[i]) { kill(pids[i], SIGKILL); waitpid(pids[i], nullptr, 0); }
+  }
+
+  if (g_interrupted && !id.empty()) {
+    std::fprintf(stderr, "prunelab: interrupted; everything recorded so far is in %s. Results so far:\n"
+                         "  prunelab results %s --data-dir %s\n", data_dir.c_str(), id.c_str(), data_dir.c_str());
+    rc = 130;
+  }
+  if (rc == 0) {
+    auto res = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
+    if (!res.ok()) {
+      rc = Fail(res.status().ToString());
+    } else {
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      auto rows = ResultRows(res->results);
+      std::printf("\nSweep %s '%s' finished in %.1f s.\n\nAll results:\n%s\n", id.c_str(), spec->name.c_str(),
+                  elapsed, pc::FormatResultsTable(rows).c_str());
+      std::printf("%s", pc::FormatParetoTable(res->results, "").c_str());
+      std::printf("Stored in %s. More: prunelab results %s --data-dir %s --json | prunelab pareto %s --data-dir %s --json\n",
+                  data_dir.c_str(), id.c_str(), data_dir.c_str(), id.c_str(), data_dir.c_str());
+    }
+  }
+  service.Stop();
+  loop.join();
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "%s", kUsage);
+    return 2;
+  }
+  Args a;
+  a.command = argv[1];
+  static const std::vector<std::string> kBoolFlags{"--json", "--wait"};
+  for (int i = 2; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0) {
+      if (std::find(kBoolFlags.begin(), kBoolFlags.end(), s) != kBoolFlags.end()) {
+        a.flags[s] = "1";
+      } else if (i + 1 < argc) {
+        a.flags[s] = argv[++i];
+      } else {
+        std::fprintf(stderr, "prunelab: %s needs a value\n%s", s.c_str(), kUsage);
+        return 2;
+      }
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (a.command == "run") return CmdRun(a);
+  if (a.command == "submit") return CmdSubmit(a);
+  if (a.command == "status") return CmdStatus(a);
+  if (a.command == "results") return CmdResults(a);
+  if (a.command == "pareto") return CmdPareto(a);
+  if (a.command == "workers") return CmdWorkers(a);
+  if (a.command == "sweeps") return CmdSweeps(a);
+  if (a.command == "-h" || a.command == "--help" || a.command == "help") {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  std::fprintf(stderr, "prunelab: unknown command '%s'\n%s", a.command.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,135 @@
+#include "coordinator/pareto.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+
+namespace prunelab::coordinator {
+
+std::vector<size_t> ParetoFront(const std::vector<Point2>& points) {
+  std::vector<size_t> idx(points.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+    if (points[a].minimize != points[b].minimize) return points[a].minimize < points[b].minimize;
+    return points[a].maximize > points[b].maximize;
+  });
+  std::vector<size_t> front;
+  bool have_best = false;
+  double best = 0;
+  for (size_t i : idx) {
+    // Strictly better on `maximize` than every point at least as good on `minimize`.
+    if (!have_best || points[i].maximize > best) {
+      front.push_back(i);
+      best = points[i].maximize;
+      have_best = true;
+    }
+  }
+  return front;
+}
+
+std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results) {
+  std::vector<TargetFront> out;
+  auto slot = [&](const std::string& t) -> TargetFront& {
+    for (auto& f : out) if (f.target == t) return f;
+    out.push_back(TargetFront{t});
+    return out.back();
+  };
+  for (const auto& r : results) {
+    if (r.kind == TaskKind::kTrainBaseline) continue;
+    TargetFront& f = slot(r.target);
+    if (!r.ok) { ++f.failed; continue; }
+    if (r.baseline && !f.baseline) f.baseline = &r;
+  }
+  for (auto& f : out) {
+    std::vector<const TrialResult*> cands;
+    std::vector<Point2> pts;
+    for (const auto& r : results) {
+      if (r.kind == TaskKind::kTrainBaseline || !r.ok || r.target != f.target) continue;
+      cands.push_back(&r);
+      pts.push_back({r.accuracy, r.latency_p90_ms});
+    }
+    f.ok_variants = cands.size();
+    for (size_t i : ParetoFront(pts)) f.front.push_back(cands[i]);
+  }
+  return out;
+}
+
+namespace {
+
+std::string Variant(const TrialResult& r) {
+  if (r.baseline) return "dense baseline";
+  char buf[128];
+  std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
+  return buf;
+}
+
+std::string Row(const TrialResult& r, const TrialResult* base, const char* mark) {
+  char buf[512];
+  double speed = (base && r.latency_p90_ms > 0) ? base->latency_p90_ms / r.latency_p90_ms : 0;
+  double drop = base ? (base->accuracy - r.accuracy) * 100 : 0;
+  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-26s %7.1f%% %8.2f%% %+7.2f %9.3f %9.3f %9.3f %6.2fx %10.0f %9llu %9.1f\n",
+                mark, r.task_id.c_str(), Variant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop,
+                r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed, r.throughput_sps,
+                static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0);
+  return buf;
+}
+
+const char* kHeader =
+    "   trial        variant                    achieved  accuracy  drop_pt    p50_ms    p90_ms    p99_ms p90_vs_base "
+    "offline_sps    params  size_KiB\n";
+
+}  // namespace
+
+std::string FormatParetoTable(const std::vector<TrialResult>& results, const std::string& only_target) {
+  std::string out;
+  auto fronts = FrontsByTarget(results);
+  if (fronts.empty()) return "no results yet\n";
+  for (const auto& f : fronts) {
+    if (!only_target.empty() && f.target != only_target) continue;
+    char title[256];
+    std::snprintf(title, sizeof(title),
+                  "Pareto front for target '%s': accuracy (max) vs single-stream p90 latency (min); "
+                  "%zu of %zu variants non-dominated, %zu failed\n",
+                  f.target.c_str(), f.front.size(), f.ok_variants, f.failed);
+    out += title;
+    out += kHeader;
+    bool base_on_front = false;
+    for (const TrialResult* r : f.front) {
+      if (r == f.baseline) base_on_front = true;
+      out += Row(*r, f.baseline, "*");
+    }
+    if (f.baseline && !base_on_front) out += Row(*f.baseline, f.baseline, "r");
+    if (!f.baseline) out += "   (no successful dense baseline on this target: drops and ratios not available)\n";
+    out += "   * = on the front, r = dense reference (dominated). Latencies measured on the target, batch 1.\n"
+           "   drop_pt = accuracy points lost vs the dense baseline; p90_vs_base = baseline p90 / variant p90 "
+           "(measured, >1 is faster).\n\n";
+  }
+  if (out.empty()) out = "no results for target '" + only_target + "'\n";
+  return out;
+}
+
+std::string FormatResultsTable(const std::vector<TrialResult>& results) {
+  std::string out = std::string("   target: ") + "\n";
+  out.clear();
+  const TrialResult* none = nullptr;
+  std::string current;
+  for (const auto& r : results) {
+    if (r.kind == TaskKind::kTrainBaseline) continue;
+    if (r.target != current) {
+      current = r.target;
+      out += "target '" + current + "'\n" + kHeader;
+    }
+    if (!r.ok) {
+      out += "!  " + r.task_id + "  " + Variant(r) + "  FAILED: " + r.error + "\n";
+      continue;
+    }
+    const TrialResult* base = none;
+    for (const auto& b : results)
+      if (b.baseline && b.ok && b.target == r.target) { base = &b; break; }
+    out += Row(r, base, " ");
+  }
+  if (out.empty()) out = "no results yet\n";
+  return out;
+}
+
+}  // namespace prunelab::coordinator

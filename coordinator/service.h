@@ -1,0 +1,45 @@
+// CoordinatorService: puts a Coordinator on the network. One Boost.Asio event loop owns
+// the ZeroMQ ROUTER sockets (integrated through ZMQ_FD), the heartbeat-expiry timer and
+// the Coordinator; nothing else touches them.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/transport.h"
+#include "coordinator/coordinator.h"
+
+namespace prunelab::coordinator {
+
+struct ServiceOptions {
+  std::string worker_endpoint = "tcp://*:5555";
+  std::string client_endpoint = "tcp://*:5556";
+  int tick_interval_ms = 250;
+  bool verbose = false;  // log every accepted/rejected message to stderr
+};
+
+class CoordinatorService {
+ public:
+  // ctx and core must outlive the service.
+  CoordinatorService(ZmqContext& ctx, Coordinator& core, ServiceOptions options);
+  ~CoordinatorService();
+
+  // Binds both sockets; endpoints are resolved afterwards (ephemeral ports).
+  Status Bind();
+  const std::string& worker_endpoint() const;
+  const std::string& client_endpoint() const;
+
+  // Runs the event loop on the calling thread until Stop() or SIGINT/SIGTERM
+  // (when handle_signals). Returns after the sockets are drained one last time.
+  void Run(bool handle_signals);
+  // Thread-safe: asks Run() to return.
+  void Stop();
+
+  uint64_t rejected_messages() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace prunelab::coordinator

@@ -1,0 +1,182 @@
+# Every message exchanged between the prunelab CLI, the coordinator and workers.
+# Wire rule: each ZeroMQ message frame carries exactly one Envelope. A peer that sees a
+# protocolVersion it does not speak answers with an ErrorReply and drops the message.
+@0x96a712e782faac31;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("prunelab::schema");
+
+const protocolVersion :UInt32 = 1;
+
+struct Hardware {
+  hostname @0 :Text;
+  cpuModel @1 :Text;
+  isaFlags @2 :Text;        # space-separated subset of /proc/cpuinfo flags (avx2, avx512f, ...)
+  cores @3 :UInt32;         # logical CPUs
+  memoryBytes @4 :UInt64;
+  threads @5 :UInt32;       # intra-op threads LibTorch uses on this worker
+  torchVersion @6 :Text;
+  blas @7 :Text;            # path of the BLAS library actually loaded
+  gpu @8 :Text;             # empty when none
+  device @9 :Text;          # cpu | cuda:N
+}
+
+struct DatasetConfig {
+  name @0 :Text;
+  path @1 :Text;
+  trainSubset @2 :UInt32;   # 0 = all 60k
+  testSubset @3 :UInt32;    # 0 = all 10k
+}
+
+struct TrainingConfig {
+  epochs @0 :UInt32;
+  batchSize @1 :UInt32;
+  learningRate @2 :Float64;
+  momentum @3 :Float64;
+  weightDecay @4 :Float64;
+  seed @5 :UInt64;
+}
+
+struct TrialConfig {
+  criterion @0 :Text;
+  granularity @1 :Text;
+  schedule @2 :Text;
+  sparsity @3 :Float64;
+  finetuneEpochs @4 :UInt32;
+  finetuneLearningRate @5 :Float64;
+}
+
+struct BenchmarkConfig {
+  warmupQueries @0 :UInt32;
+  minQueries @1 :UInt32;
+  minDurationS @2 :Float64;
+  offlineBatchSize @3 :UInt32;
+  offlineMinDurationS @4 :Float64;
+}
+
+enum TaskKind {
+  trainBaseline @0;      # train the dense model once; produces the baseline artifact
+  evaluateBaseline @1;   # evaluate + benchmark the dense model on one target
+  pruneTrial @2;         # prune, fine-tune, evaluate, benchmark one variant on one target
+}
+
+struct Task {
+  sweepId @0 :Text;
+  taskId @1 :Text;
+  attempt @2 :UInt32;
+  kind @3 :TaskKind;
+  target @4 :Text;          # empty: any target may run it
+  model @5 :Text;
+  dataset @6 :DatasetConfig;
+  training @7 :TrainingConfig;
+  trial @8 :TrialConfig;
+  benchmark @9 :BenchmarkConfig;
+  baselineKey @10 :Text;    # content hash of model + data + training settings
+  baselineArtifact @11 :Text; # content hash of the trained baseline (empty for trainBaseline)
+}
+
+struct Result {
+  sweepId @0 :Text;
+  taskId @1 :Text;
+  attempt @2 :UInt32;
+  workerId @3 :Text;
+  target @4 :Text;
+  kind @5 :TaskKind;
+  model @6 :Text;
+  criterion @7 :Text;
+  granularity @8 :Text;
+  schedule @9 :Text;
+  sparsity @10 :Float64;
+  achievedSparsity @11 :Float64;
+  baseline @12 :Bool;
+  ok @13 :Bool;
+  error @14 :Text;
+  accuracy @15 :Float64;
+  perClassAccuracy @16 :List(Float64);
+  latencyMeanMs @17 :Float64;
+  latencyP50Ms @18 :Float64;
+  latencyP90Ms @19 :Float64;
+  latencyP99Ms @20 :Float64;
+  queries @21 :UInt64;
+  benchDurationS @22 :Float64;
+  throughputSps @23 :Float64;
+  params @24 :UInt64;
+  modelBytes @25 :UInt64;
+  trainSeconds @26 :Float64;
+  evalSeconds @27 :Float64;
+  seed @28 :UInt64;
+  hardware @29 :Hardware;
+  artifactHash @30 :Text;   # set by trainBaseline
+  finishedAtMs @31 :Int64;
+}
+
+struct SweepStatus {
+  id @0 :Text;
+  name @1 :Text;
+  state @2 :Text;           # running | done | failed
+  trials @3 :UInt32;        # result-producing tasks (baseline evaluations + pruning trials)
+  done @4 :UInt32;
+  failed @5 :UInt32;
+  running @6 :UInt32;
+  pending @7 :UInt32;
+  createdAtMs @8 :Int64;
+}
+
+struct WorkerStatus {
+  workerId @0 :Text;
+  target @1 :Text;
+  hardware @2 :Hardware;
+  alive @3 :Bool;
+  lastSeenMsAgo @4 :Int64;
+  taskId @5 :Text;
+  phase @6 :Text;
+  progress @7 :Float64;
+}
+
+struct Envelope {
+  protocolVersion @0 :UInt32;
+  body :union {
+    # worker -> coordinator
+    register @1 :Register;
+    heartbeat @2 :Heartbeat;
+    requestWork @3 :RequestWork;
+    submitResult @4 :SubmitResult;
+    fetchArtifact @5 :FetchArtifact;
+    # coordinator -> worker
+    registerReply @6 :RegisterReply;
+    assign @7 :Task;
+    noWork @8 :NoWork;
+    resultAck @9 :ResultAck;
+    artifactReply @10 :ArtifactReply;
+    # client <-> coordinator
+    submitSweep @11 :SubmitSweep;
+    submitReply @12 :SubmitReply;
+    statusRequest @13 :StatusRequest;
+    statusReply @14 :StatusReply;
+    resultsRequest @15 :ResultsRequest;
+    resultsReply @16 :ResultsReply;
+    workersRequest @17 :WorkersRequest;
+    workersReply @18 :WorkersReply;
+    # either direction
+    error @19 :ErrorReply;
+  }
+}
+
+struct Register { workerId @0 :Text; target @1 :Text; hardware @2 :Hardware; }
+struct RegisterReply { workerId @0 :Text; heartbeatIntervalMs @1 :UInt32; }
+struct Heartbeat { workerId @0 :Text; taskId @1 :Text; phase @2 :Text; progress @3 :Float64; }
+struct RequestWork { workerId @0 :Text; }
+struct NoWork { retryAfterMs @0 :UInt32; reason @1 :Text; }
+struct SubmitResult { workerId @0 :Text; result @1 :Result; artifact @2 :Data; }
+struct ResultAck { taskId @0 :Text; attempt @1 :UInt32; accepted @2 :Bool; note @3 :Text; }
+struct FetchArtifact { hash @0 :Text; }
+struct ArtifactReply { hash @0 :Text; found @1 :Bool; data @2 :Data; }
+struct SubmitSweep { specYaml @0 :Text; }
+struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; }
+struct StatusRequest { sweepId @0 :Text; }   # empty: every sweep
+struct StatusReply { sweeps @0 :List(SweepStatus); }
+struct ResultsRequest { sweepId @0 :Text; }
+struct ResultsReply { results @0 :List(Result); }
+struct WorkersRequest { }
+struct WorkersReply { workers @0 :List(WorkerStatus); }
+struct ErrorReply { code @0 :Text; message @1 :Text; }

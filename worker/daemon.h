@@ -1,0 +1,42 @@
+// WorkerDaemon: registers with the coordinator, pulls tasks matching its target, runs
+// them through a TrialExecutor and delivers each result until acknowledged. Heartbeats go
+// out from their own thread and socket, so they continue while a trial trains.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "common/transport.h"
+#include "common/types.h"
+#include "worker/engine/executor.h"
+
+namespace prunelab::worker {
+
+struct WorkerOptions {
+  std::string coordinator;      // e.g. tcp://127.0.0.1:5555
+  std::string target = "local";
+  std::string cache_dir;
+  std::string worker_id;        // empty: the coordinator assigns one
+  int rpc_timeout_ms = 30000;
+  int max_tasks = 0;            // exit after this many tasks (0 = never); for scripts
+  // flock()ed by every worker on this host (shared to compute, exclusive to benchmark).
+  // Empty: no host lock (only safe when this is the only worker on the machine).
+  std::string host_lock_path = "/tmp/prunelab-host.lock";
+};
+
+class WorkerDaemon {
+ public:
+  // ctx and executor must outlive the daemon.
+  WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware);
+  // Runs until `stop` becomes true (checked between tasks and while waiting). Returns the
+  // process exit code.
+  int Run(const std::atomic<bool>& stop);
+
+ private:
+  WorkerOptions options_;
+  ZmqContext& ctx_;
+  TrialExecutor& executor_;
+  HardwareFingerprint hardware_;
+};
+
+}  // namespace prunelab::worker

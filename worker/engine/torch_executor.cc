@@ -1,0 +1,206 @@
+#include <torch/version.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "common/hash.h"
+#include "common/hardware.h"
+#include "worker/engine/benchmark.h"
+#include "worker/engine/executor.h"
+#include "worker/engine/training.h"
+
+namespace prunelab::worker {
+namespace {
+
+std::shared_ptr<void> Lock(const ExecutionContext& ctx, bool exclusive) {
+  return ctx.host_lock ? ctx.host_lock(exclusive) : nullptr;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+class TorchExecutor final : public TrialExecutor {
+ public:
+  ExecutionOutput Execute(const Task& task, const ExecutionContext& ctx) override {
+    ExecutionOutput out;
+    TrialResult& r = out.result;
+    r.sweep_id = task.sweep_id;
+    r.task_id = task.task_id;
+    r.attempt = task.attempt;
+    r.worker_id = ctx.worker_id;
+    r.target = task.target;
+    r.kind = task.kind;
+    r.model = task.model;
+    r.criterion = task.trial.criterion;
+    r.granularity = task.trial.granularity;
+    r.schedule = task.trial.schedule;
+    r.sparsity = task.kind == TaskKind::kPruneTrial ? task.trial.sparsity : 0.0;
+    r.baseline = task.kind == TaskKind::kEvaluateBaseline;
+    r.seed = task.training.seed;
+    r.hardware = ctx.hardware;
+    try {
+      Status st = Run(task, ctx, &out);
+      r.ok = st.ok();
+      if (!st.ok()) r.error = st.ToString();
+    } catch (const c10::Error& e) {
+      r.ok = false;
+      r.error = std::string("LibTorch error: ") + e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      r.ok = false;
+      r.error = std::string("error: ") + e.what();
+    }
+    if (!r.ok) out.artifact.clear();
+    return out;
+  }
+
+ private:
+  StatusOr<const Dataset*> Data(const DatasetConfig& cfg, bool train) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string key = cfg.path + (train ? ":train:" : ":test:") + std::to_string(train ? cfg.train_subset : cfg.test_subset);
+    auto it = data_.find(key);
+    if (it != data_.end()) return &it->second;
+    auto d = LoadFashionMnist(cfg.path, train, train ? cfg.train_subset : cfg.test_subset);
+    if (!d.ok()) return d.status();
+    return &(data_[key] = std::move(d).value());
+  }
+
+  Status Run(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
+    TrialResult& r = out->result;
+    if (task.model != "cnn") return Status::InvalidArgument("model '" + task.model + "' is not built into this worker (have: cnn)");
+    const ModelLayout& layout = FashionCnnLayout();
+    auto progress = [&](const std::string& phase) {
+      return [&ctx, phase](double f) { return !ctx.on_progress || ctx.on_progress(phase, f); };
+    };
+    if (ctx.on_progress) ctx.on_progress("loading data", 0);
+    auto test = Data(task.dataset, /*train=*/false);
+    if (!test.ok()) return test.status();
+
+    torch::jit::Module model;
+    if (task.kind == TaskKind::kTrainBaseline) {
+      auto train = Data(task.dataset, /*train=*/true);
+      if (!train.ok()) return train.status();
+      model = BuildFashionCnn(task.training.seed);
+      TrainOptions o;
+      o.epochs = task.training.epochs;
+      o.batch_size = task.training.batch_size;
+      o.learning_rate = task.training.learning_rate;
+      o.momentum = task.training.momentum;
+      o.weight_decay = task.training.weight_decay;
+      o.seed = task.training.seed;
+      o.on_progress = progress("training");
+      auto t0 = std::chrono::steady_clock::now();
+      auto lock = Lock(ctx, false);
+      PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
+      r.train_seconds = SecondsSince(t0);
+      out->artifact = SaveToBytes(model);
+      r.artifact_hash = ContentHash(out->artifact);
+    } else {
+      if (!ctx.fetch_artifact) return Status::Internal("no artifact source");
+      auto bytes = ctx.fetch_artifact(task.baseline_artifact);
+      if (!bytes.ok()) return Status::Unavailable("baseline " + task.baseline_artifact + ": " + bytes.status().ToString());
+      auto loaded = LoadFromBytes(bytes.value());
+      if (!loaded.ok()) return loaded.status();
+      model = std::move(loaded).value();
+    }
+    const int64_t dense_weights = PrunableWeights(model, layout);
+
+    if (task.kind == TaskKind::kPruneTrial) {
+      if (task.trial.criterion != "l1") return Status::InvalidArgument("criterion '" + task.trial.criterion + "' not implemented (have: l1)");
+      if (task.trial.schedule != "one_shot") return Status::InvalidArgument("schedule '" + task.trial.schedule + "' not implemented (have: one_shot)");
+      Masks masks;
+      if (task.trial.granularity == "unstructured") {
+        masks = L1UnstructuredMasks(model, layout, task.trial.sparsity);
+        ApplyMasks(model, masks);
+      } else if (task.trial.granularity == "channel") {
+        RemoveChannels(model, layout, L1ChannelSelection(model, layout, task.trial.sparsity));
+      } else {
+        return Status::InvalidArgument("granularity '" + task.trial.granularity + "' not implemented (have: unstructured, channel)");
+      }
+      if (task.trial.finetune_epochs > 0) {
+        auto train = Data(task.dataset, /*train=*/true);
+        if (!train.ok()) return train.status();
+        TrainOptions o;
+        o.epochs = task.trial.finetune_epochs;
+        o.batch_size = task.training.batch_size;
+        o.learning_rate = task.trial.finetune_learning_rate;
+        o.momentum = task.training.momentum;
+        o.weight_decay = task.training.weight_decay;
+        o.seed = task.training.seed + 1;
+        o.masks = masks.empty() ? nullptr : &masks;
+        o.on_progress = progress("fine-tuning");
+        auto t0 = std::chrono::steady_clock::now();
+        auto lock = Lock(ctx, false);
+        PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
+        r.train_seconds = SecondsSince(t0);
+      }
+    }
+    r.achieved_sparsity = AchievedSparsity(model, layout, dense_weights);
+
+    if (ctx.on_progress) ctx.on_progress("evaluating", 0);
+    auto t0 = std::chrono::steady_clock::now();
+    auto eval_lock = Lock(ctx, false);
+    Evaluation ev = Evaluate(model, *test.value());
+    r.eval_seconds = SecondsSince(t0);
+    r.accuracy = ev.accuracy;
+    r.per_class_accuracy = ev.per_class;
+    r.params = static_cast<uint64_t>(CountParameters(model));
+    r.model_bytes = SaveToBytes(model).size();
+    if (task.kind == TaskKind::kTrainBaseline) return Status::Ok();  // timing happens per target
+
+    eval_lock.reset();
+    if (ctx.on_progress) ctx.on_progress("waiting for exclusive host to benchmark", 0);
+    auto bench_lock = Lock(ctx, true);
+    if (ctx.on_progress) ctx.on_progress("benchmarking", 0);
+    SingleStreamReport ss = RunSingleStream(model, *test.value(), task.benchmark, task.training.seed);
+    r.latency_mean_ms = ss.latency.mean_ms;
+    r.latency_p50_ms = ss.latency.p50_ms;
+    r.latency_p90_ms = ss.latency.p90_ms;
+    r.latency_p99_ms = ss.latency.p99_ms;
+    r.queries = ss.latency.count;
+    r.bench_duration_s = ss.duration_s;
+    r.throughput_sps = RunOffline(model, *test.value(), task.benchmark);
+    return Status::Ok();
+  }
+
+  std::mutex mu_;
+  std::map<std::string, Dataset> data_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrialExecutor> NewTorchExecutor() { return std::make_unique<TorchExecutor>(); }
+
+int ConfigureTorchThreads(int threads) {
+  if (threads > 0) {
+    try {
+      at::set_num_interop_threads(1);
+    } catch (const c10::Error&) {
+      // already started; intra-op threads are what matters for latency
+    }
+    at::set_num_threads(threads);
+  }
+  return at::get_num_threads();
+}
+
+StatusOr<HardwareFingerprint> AddTorchInfo(HardwareFingerprint hw, const std::string& device) {
+  hw.torch_version = TORCH_VERSION;
+  hw.threads = static_cast<uint32_t>(at::get_num_threads());
+  // Touch BLAS so the library actually used is mapped before we look.
+  (void)torch::mm(torch::ones({8, 8}), torch::ones({8, 8}));
+  hw.blas = LoadedBlasLibrary();
+  if (device == "cpu" || device.empty()) {
+    hw.device = "cpu";
+  } else if (device.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available())
+      return Status::InvalidArgument("--device " + device + ": this worker's LibTorch has no usable CUDA "
+                                     "(build against a CUDA LibTorch, or use --device cpu)");
+    return Status::InvalidArgument("--device " + device + ": GPU execution is not implemented yet in this build; use --device cpu");
+  } else {
+    return Status::InvalidArgument("--device '" + device + "': allowed values are cpu, cuda:N");
+  }
+  return hw;
+}
+
+}  // namespace prunelab::worker
