@@ -232,6 +232,7 @@ int CmdSubmit(const Args& a) {
   auto r = AskFor<pl::SubmitReplyMsg>(rpc, pl::SubmitSweepMsg{text.value()});
   if (!r.ok()) return Fail(r.status().ToString());
   std::printf("%s\n", r->sweep_id.c_str());
+  std::fflush(stdout);
   std::fprintf(stderr, "submitted '%s' as %s (%u tasks); follow it with: prunelab status %s --wait\n",
                spec->name.c_str(), r->sweep_id.c_str(), r->tasks, r->sweep_id.c_str());
   return 0;

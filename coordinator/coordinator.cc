@@ -208,39 +208,44 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   changed[r.task_id] = updated;
   batch.push_back({ResultKey(r.sweep_id, r.task_id), ToJson(rec).dump()});
 
-  if (task.task.kind == TaskKind::kTrainBaseline) {
-    for (auto& [tid, dep] : sweep.tasks) {
-      if (dep.state != TaskState::kBlocked) continue;
-      TaskEntry d = dep;
-      if (train_ok) {
-        d.state = TaskState::kPending;
-        d.task.baseline_artifact = r.artifact_hash;
-      } else {
-        d.state = TaskState::kFailed;
-        TrialResult fr;
-        fr.sweep_id = r.sweep_id;
-        fr.task_id = tid;
-        fr.target = d.task.target;
-        fr.kind = d.task.kind;
-        fr.model = d.task.model;
-        fr.criterion = d.task.trial.criterion;
-        fr.granularity = d.task.trial.granularity;
-        fr.schedule = d.task.trial.schedule;
-        fr.sparsity = d.task.trial.sparsity;
-        fr.baseline = d.task.kind == TaskKind::kEvaluateBaseline;
-        fr.ok = false;
-        fr.error = "baseline training failed: " + rec.error;
-        fr.finished_at_ms = rec.finished_at_ms;
-        batch.push_back({ResultKey(r.sweep_id, tid), ToJson(fr).dump()});
-      }
-      changed[tid] = d;
-    }
-  }
+  if (task.task.kind == TaskKind::kTrainBaseline)
+    ReleaseDependents(sweep, train_ok, r.artifact_hash, rec.error, rec.finished_at_ms, &batch, &changed);
   for (const auto& [tid, e] : changed) batch.push_back(TaskRecord(r.sweep_id, e));
   Status st = store_.Apply(batch);
   if (!st.ok()) return Error("store_error", "result not recorded, send it again: " + st.ToString());
   for (auto& [tid, e] : changed) sweep.tasks[tid] = std::move(e);
   return ResultAckMsg{r.task_id, r.attempt, true, rec.ok ? "recorded" : "recorded as failed: " + rec.error};
+}
+
+void Coordinator::ReleaseDependents(SweepEntry& sweep, bool baseline_ok, const std::string& artifact,
+                                    const std::string& error, int64_t now_ms, std::vector<StoreWrite>* batch,
+                                    std::map<std::string, TaskEntry>* changed) {
+  for (auto& [tid, dep] : sweep.tasks) {
+    if (dep.state != TaskState::kBlocked) continue;
+    TaskEntry d = dep;
+    if (baseline_ok) {
+      d.state = TaskState::kPending;
+      d.task.baseline_artifact = artifact;
+    } else {
+      d.state = TaskState::kFailed;
+      TrialResult fr;
+      fr.sweep_id = sweep.id;
+      fr.task_id = tid;
+      fr.target = d.task.target;
+      fr.kind = d.task.kind;
+      fr.model = d.task.model;
+      fr.criterion = d.task.trial.criterion;
+      fr.granularity = d.task.trial.granularity;
+      fr.schedule = d.task.trial.schedule;
+      fr.sparsity = d.task.trial.sparsity;
+      fr.baseline = d.task.kind == TaskKind::kEvaluateBaseline;
+      fr.ok = false;
+      fr.error = "baseline training failed: " + error;
+      fr.finished_at_ms = now_ms;
+      batch->push_back({ResultKey(sweep.id, tid), ToJson(fr).dump()});
+    }
+    (*changed)[tid] = d;
+  }
 }
 
 Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
@@ -358,6 +363,7 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   e.attempt_errors.push_back("attempt " + std::to_string(e.task.attempt) + ": " + reason);
   e.worker.clear();
   std::vector<StoreWrite> batch;
+  std::map<std::string, TaskEntry> changed;
   if (e.task.attempt >= options_.max_attempts) {
     e.state = TaskState::kFailed;
     TrialResult fr;
@@ -376,12 +382,16 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
     for (const auto& a : e.attempt_errors) fr.error += " [" + a + "]";
     fr.finished_at_ms = clock_.NowMs();
     batch.push_back({ResultKey(sweep_id, task_id), ToJson(fr).dump()});
+    if (e.task.kind == TaskKind::kTrainBaseline)
+      ReleaseDependents(sit->second, false, "", fr.error, fr.finished_at_ms, &batch, &changed);
   } else {
     e.state = TaskState::kPending;
   }
-  batch.push_back(TaskRecord(sweep_id, e));
+  changed[task_id] = e;
+  for (const auto& [tid, c] : changed) batch.push_back(TaskRecord(sweep_id, c));
   // If the write fails the task stays running in memory and the next Tick tries again.
-  if (store_.Apply(batch).ok()) tit->second = std::move(e);
+  if (store_.Apply(batch).ok())
+    for (auto& [tid, c] : changed) sit->second.tasks[tid] = std::move(c);
 }
 
 void Coordinator::Tick() {

@@ -77,6 +77,10 @@ class Coordinator {
 
   SweepStatus StatusOf(const SweepEntry& s) const;
   StoreWrite TaskRecord(const std::string& sweep_id, const TaskEntry& t) const;
+  // After the baseline task ends: unblock (ok) or fail, with a result row each (not ok),
+  // every blocked task of the sweep. Writes go to batch; new entries to changed.
+  void ReleaseDependents(SweepEntry& sweep, bool baseline_ok, const std::string& artifact, const std::string& error,
+                         int64_t now_ms, std::vector<StoreWrite>* batch, std::map<std::string, TaskEntry>* changed);
   // Puts a running task back in the queue (or fails it after max_attempts).
   void Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);
 

@@ -1,0 +1,286 @@
+// The LibTorch engine: pruning primitives against hand-computed references, channel
+// pruning shapes and function, and the real executor on a small Fashion-MNIST subset.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/hash.h"
+#include "worker/artifact_cache.h"
+#include "worker/engine/executor.h"
+#include "worker/engine/fashion_mnist.h"
+#include "worker/engine/latency_stats.h"
+#include "worker/engine/model.h"
+#include "worker/engine/pruning.h"
+#include "worker/engine/training.h"
+#include "test_util.h"
+
+namespace prunelab::worker {
+namespace {
+
+const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+
+std::vector<float> Values(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kFloat32);
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+TEST(PruningTest, L1UnstructuredMaskRemovesSmallestMagnitudes) {
+  auto w = torch::tensor({1.0f, -5.0f, 0.5f, 3.0f, -2.0f, 4.0f});
+  EXPECT_EQ(Values(L1UnstructuredMask(w, 0.5)), (std::vector<float>{0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(Values(L1UnstructuredMask(w, 0.0)), (std::vector<float>{1, 1, 1, 1, 1, 1}));
+  // round(0.8 * 6) = 5: only the largest magnitude (-5) survives
+  EXPECT_EQ(Values(L1UnstructuredMask(w, 0.8)), (std::vector<float>{0, 1, 0, 0, 0, 0}));
+  // Ties break by index, deterministically.
+  EXPECT_EQ(Values(L1UnstructuredMask(torch::ones({4}), 0.5)), (std::vector<float>{0, 0, 1, 1}));
+  // Shape preserved for conv weights.
+  auto m = L1UnstructuredMask(torch::randn({8, 4, 3, 3}), 0.75);
+  EXPECT_EQ(m.sizes(), (std::vector<int64_t>{8, 4, 3, 3}));
+  EXPECT_EQ(m.sum().item<float>(), 72.0f);  // 288 * 0.25 kept
+}
+
+TEST(PruningTest, L1ChannelsToKeepRanksByFilterNorm) {
+  // Per-output-channel L1 norms: 3, 1, 5, 2
+  auto w = torch::tensor({1.0f, -2.0f, 0.5f, 0.5f, -5.0f, 0.0f, 1.0f, 1.0f}).view({4, 1, 1, 2});
+  auto keep = L1ChannelsToKeep(w, 0.5);
+  EXPECT_EQ(keep.sizes(), (std::vector<int64_t>{2}));
+  EXPECT_EQ(keep[0].item<int64_t>(), 0);
+  EXPECT_EQ(keep[1].item<int64_t>(), 2);
+  EXPECT_EQ(L1ChannelsToKeep(w, 0.99).size(0), 1) << "at least one channel always survives";
+}
+
+torch::jit::Module TrainedLookingCnn() {
+  auto m = BuildFashionCnn(3);
+  torch::NoGradGuard g;
+  // Non-trivial batch-norm statistics so the equivalence test means something.
+  for (const char* bn : {"bn1", "bn2"}) {
+    std::string b = bn;
+    GetTensor(m, b + "_mean").uniform_(-0.5, 0.5);
+    GetTensor(m, b + "_var").uniform_(0.5, 2.0);
+    GetTensor(m, b + "_w").uniform_(0.5, 1.5);
+    GetTensor(m, b + "_b").uniform_(-0.2, 0.2);
+  }
+  m.eval();
+  return m;
+}
+
+TEST(PruningTest, ChannelPruningShrinksEveryCoupledTensor) {
+  auto m = TrainedLookingCnn();
+  const auto& layout = FashionCnnLayout();
+  int64_t before = CountParameters(m);
+  RemoveChannels(m, layout, L1ChannelSelection(m, layout, 0.5));
+  EXPECT_EQ(GetTensor(m, "conv1_w").sizes(), (std::vector<int64_t>{16, 1, 3, 3}));
+  EXPECT_EQ(GetTensor(m, "bn1_mean").sizes(), (std::vector<int64_t>{16}));
+  EXPECT_EQ(GetTensor(m, "conv2_w").sizes(), (std::vector<int64_t>{32, 16, 3, 3}));
+  EXPECT_EQ(GetTensor(m, "bn2_var").sizes(), (std::vector<int64_t>{32}));
+  EXPECT_EQ(GetTensor(m, "fc1_w").sizes(), (std::vector<int64_t>{128, 32 * 49}));
+  EXPECT_EQ(GetTensor(m, "fc2_w").sizes(), (std::vector<int64_t>{10, 128}));
+  EXPECT_LT(CountParameters(m), before / 2 + 2000);
+  torch::NoGradGuard g;
+  auto out = m.forward({torch::randn({2, 1, 28, 28})}).toTensor();
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+TEST(PruningTest, ChannelPrunedModelEqualsModelWithThoseChannelsZeroed) {
+  const auto& layout = FashionCnnLayout();
+  for (double sparsity : {0.25, 0.5, 0.8}) {
+    auto base = TrainedLookingCnn();
+    auto keep = L1ChannelSelection(base, layout, sparsity);
+    auto pruned = CloneModule(base);
+    RemoveChannels(pruned, layout, keep);
+    auto masked = CloneModule(base);
+    ZeroChannels(masked, layout, keep);
+    torch::NoGradGuard g;
+    auto x = torch::randn({8, 1, 28, 28});
+    auto a = pruned.forward({x}).toTensor();
+    auto b = masked.forward({x}).toTensor();
+    EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5)) << "sparsity " << sparsity << " max diff "
+                                                   << (a - b).abs().max().item<float>();
+    auto full = base.forward({x}).toTensor();
+    EXPECT_FALSE(torch::allclose(a, full, 1e-4, 1e-5)) << "pruning must change the function";
+  }
+}
+
+Dataset Synthetic(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  Dataset d;
+  d.labels = torch::randint(0, 10, {n}, torch::kInt64);
+  // Class-dependent brightness so there is something to learn.
+  d.images = torch::randn({n, 1, 28, 28}) * 0.5 + d.labels.to(torch::kFloat32).view({n, 1, 1, 1}) / 5.0;
+  return d;
+}
+
+TEST(TrainingTest, MasksStayZeroThroughFineTuningAndSeedsAreDeterministic) {
+  const auto& layout = FashionCnnLayout();
+  auto data = Synthetic(256, 1);
+  auto run = [&]() {
+    auto m = BuildFashionCnn(11);
+    Masks masks = L1UnstructuredMasks(m, layout, 0.7);
+    ApplyMasks(m, masks);
+    TrainOptions o;
+    o.epochs = 1;
+    o.batch_size = 32;
+    o.learning_rate = 0.05;
+    o.seed = 5;
+    o.masks = &masks;
+    EXPECT_TRUE(Train(m, data, o).ok());
+    return m;
+  };
+  auto a = run();
+  auto b = run();
+  int64_t dense = PrunableWeights(a, layout);
+  EXPECT_NEAR(AchievedSparsity(a, layout, dense), 0.7, 0.01);
+  for (const auto& name : layout.weight_params)
+    EXPECT_TRUE(torch::equal(GetTensor(a, name), GetTensor(b, name))) << name << " differs between identical runs";
+}
+
+TEST(TrainingTest, DivergenceIsReportedNotThrown) {
+  auto m = BuildFashionCnn(1);
+  auto data = Synthetic(64, 2);
+  data.images[0].fill_(std::numeric_limits<float>::infinity());
+  TrainOptions o;
+  o.batch_size = 64;
+  Status st = Train(m, data, o);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("diverged"), std::string::npos) << st.ToString();
+}
+
+TEST(ModelTest, SaveLoadRoundTripKeepsFunction) {
+  auto m = TrainedLookingCnn();
+  RemoveChannels(m, FashionCnnLayout(), L1ChannelSelection(m, FashionCnnLayout(), 0.5));
+  auto bytes = SaveToBytes(m);
+  auto loaded = LoadFromBytes(bytes);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  torch::NoGradGuard g;
+  auto x = torch::randn({3, 1, 28, 28});
+  loaded->eval();
+  EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), loaded->forward({x}).toTensor()));
+  EXPECT_FALSE(LoadFromBytes("not a model").ok());
+}
+
+std::string Idx(uint32_t magic, std::vector<uint32_t> dims, const std::string& payload) {
+  std::string s;
+  auto be = [&](uint32_t v) { for (int i = 3; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff)); };
+  be(magic);
+  for (auto d : dims) be(d);
+  return s + payload;
+}
+
+TEST(DatasetTest, ParsesIdxAndRejectsBrokenFiles) {
+  std::string pixels(3 * 28 * 28, '\0');
+  pixels[0] = static_cast<char>(255);
+  auto d = ParseIdx(Idx(0x803, {3, 28, 28}, pixels), Idx(0x801, {3}, std::string("\x01\x02\x09", 3)), 0);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->size(), 3);
+  EXPECT_EQ(d->labels[2].item<int64_t>(), 9);
+  EXPECT_NEAR(d->images[0][0][0][0].item<float>(), (1.0 - kFashionMnistMean) / kFashionMnistStd, 1e-5);
+  EXPECT_FALSE(ParseIdx(Idx(0x801, {3, 28, 28}, pixels), Idx(0x801, {3}, "abc"), 0).ok());
+  EXPECT_FALSE(ParseIdx(Idx(0x803, {3, 28, 28}, pixels.substr(10)), Idx(0x801, {3}, "abc"), 0).ok());
+  auto missing = LoadFashionMnist("/nonexistent", true, 0);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("dataset-fashion-mnist"), std::string::npos);
+}
+
+TEST(LatencyStatsTest, NearestRankPercentiles) {
+  std::vector<double> v;
+  for (int i = 100; i >= 1; --i) v.push_back(i);
+  auto s = Summarize(v);
+  EXPECT_EQ(s.count, 100u);
+  EXPECT_DOUBLE_EQ(s.p50_ms, 50);
+  EXPECT_DOUBLE_EQ(s.p90_ms, 90);
+  EXPECT_DOUBLE_EQ(s.p99_ms, 99);
+  EXPECT_DOUBLE_EQ(s.mean_ms, 50.5);
+  EXPECT_DOUBLE_EQ(Summarize({7}).p99_ms, 7);
+}
+
+TEST(ArtifactCacheTest, VerifiesHashesAndDropsCorruptEntries) {
+  testing::TempDir dir;
+  ArtifactCache cache(dir.path() + "/cache");
+  ASSERT_TRUE(cache.Init().ok());
+  std::string bytes = "model";
+  std::string h = ContentHash(bytes);
+  EXPECT_FALSE(cache.Put(h, "tampered").ok());
+  ASSERT_TRUE(cache.Put(h, bytes).ok());
+  EXPECT_EQ(cache.Get(h).value_or(""), bytes);
+  {
+    std::ofstream corrupt(dir.path() + "/cache/" + h + ".bin", std::ios::trunc);
+    corrupt << "bit rot";
+  }
+  EXPECT_FALSE(cache.Get(h).has_value());
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/cache/" + h + ".bin"));
+}
+
+// The real executor on real Fashion-MNIST (small subsets): train, then prune a variant.
+TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "Fashion-MNIST missing: run cluster/install-deps.sh (package dataset-fashion-mnist)";
+  ConfigureTorchThreads(1);
+  auto exec = NewTorchExecutor();
+  Task t;
+  t.sweep_id = "sw-test";
+  t.model = "cnn";
+  t.dataset.path = kFashionDir;
+  t.dataset.train_subset = 2000;
+  t.dataset.test_subset = 1000;
+  t.training.epochs = 1;
+  t.training.batch_size = 64;
+  t.benchmark.warmup_queries = 5;
+  t.benchmark.min_queries = 30;
+  t.benchmark.min_duration_s = 0.05;
+  t.benchmark.offline_min_duration_s = 0.05;
+  Task train = t;
+  train.task_id = "train";
+  train.kind = TaskKind::kTrainBaseline;
+  ExecutionContext ctx;
+  std::vector<std::string> phases;
+  ctx.on_progress = [&](const std::string& phase, double) {
+    if (phases.empty() || phases.back() != phase) phases.push_back(phase);
+    return true;
+  };
+  auto out = exec->Execute(train, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  EXPECT_GT(out.result.accuracy, 0.5) << "2000 samples x 1 epoch should beat chance by far";
+  EXPECT_EQ(out.result.artifact_hash, ContentHash(out.artifact));
+  EXPECT_EQ(phases.front(), "loading data");
+
+  std::string artifact = out.artifact;
+  ctx.fetch_artifact = [&](const std::string& h) -> StatusOr<std::string> {
+    if (h != ContentHash(artifact)) return Status::NotFound(h);
+    return artifact;
+  };
+  Task trial = t;
+  trial.task_id = "t001@local";
+  trial.kind = TaskKind::kPruneTrial;
+  trial.trial = TrialConfig{"l1", "channel", "one_shot", 0.5, 1, 0.01};
+  trial.baseline_artifact = out.result.artifact_hash;
+  auto pruned = exec->Execute(trial, ctx);
+  ASSERT_TRUE(pruned.result.ok) << pruned.result.error;
+  EXPECT_NEAR(pruned.result.achieved_sparsity, 0.5, 0.05);
+  EXPECT_LT(pruned.result.params, out.result.params);
+  EXPECT_LT(pruned.result.model_bytes, out.result.model_bytes);
+  EXPECT_GT(pruned.result.latency_p90_ms, 0);
+  EXPECT_GE(pruned.result.queries, 30u);
+  EXPECT_GT(pruned.result.throughput_sps, 0);
+  EXPECT_EQ(pruned.result.per_class_accuracy.size(), 10u);
+
+  trial.trial.granularity = "unstructured";
+  auto masked = exec->Execute(trial, ctx);
+  ASSERT_TRUE(masked.result.ok) << masked.result.error;
+  EXPECT_NEAR(masked.result.achieved_sparsity, 0.5, 0.01);
+  EXPECT_EQ(masked.result.params, out.result.params) << "unstructured keeps dense storage";
+
+  // A trial that cannot run is a failed result with a reason, not an exception.
+  Task broken = trial;
+  broken.dataset.path = "/nonexistent";
+  auto failed = exec->Execute(broken, ctx);
+  EXPECT_FALSE(failed.result.ok);
+  EXPECT_NE(failed.result.error.find("Fashion-MNIST not found"), std::string::npos) << failed.result.error;
+  broken = trial;
+  broken.baseline_artifact = "0000";
+  failed = exec->Execute(broken, ctx);
+  EXPECT_FALSE(failed.result.ok);
+  EXPECT_NE(failed.result.error.find("baseline"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace prunelab::worker

@@ -1,0 +1,254 @@
+// The real binaries on loopback: prunelab-coordinator, two prunelab-worker processes and
+// the prunelab CLI run a tiny sweep (small Fashion-MNIST subsets) to completion.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <set>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/codec.h"
+#include "common/records.h"
+#include "common/transport.h"
+#include "test_util.h"
+
+namespace prunelab {
+namespace {
+
+const std::string kBin = PRUNELAB_BIN_DIR;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "a");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+struct Output {
+  int code;
+  std::string out;
+};
+
+Output Shell(const std::string& cmd, bool merge_stderr = true) {
+  Output o{-1, ""};
+  FILE* p = popen((cmd + (merge_stderr ? " 2>&1" : "")).c_str(), "r");
+  if (!p) return o;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
+  int st = pclose(p);
+  o.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return o;
+}
+
+void Stop(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+std::string Dump(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class MultiProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"))
+      GTEST_SKIP() << "Fashion-MNIST missing: run cluster/install-deps.sh";
+    worker_port_ = FreePort();
+    client_port_ = FreePort();
+    while (client_port_ == worker_port_) client_port_ = FreePort();
+    client_ = "tcp://127.0.0.1:" + std::to_string(client_port_);
+    worker_ = "tcp://127.0.0.1:" + std::to_string(worker_port_);
+    StartCoordinator();
+  }
+  void TearDown() override {
+    for (pid_t w : workers_) Stop(w);
+    Stop(coordinator_);
+    if (HasFailure()) {
+      for (const auto& f : std::filesystem::directory_iterator(dir_.path()))
+        if (f.path().extension() == ".log") std::fprintf(stderr, "---- %s\n%s\n", f.path().c_str(), Dump(f.path()).c_str());
+    }
+  }
+  void StartCoordinator() {
+    coordinator_ = Spawn({kBin + "/prunelab-coordinator", "--data-dir", dir_.path() + "/data", "--worker-endpoint",
+                          "tcp://127.0.0.1:" + std::to_string(worker_port_), "--client-endpoint", client_,
+                          "--heartbeat-ms", "500"},
+                         dir_.path() + "/coordinator.log");
+  }
+  void StartWorker(int i) {
+    workers_.push_back(Spawn({kBin + "/prunelab-worker", "--coordinator", worker_, "--target", "local", "--threads",
+                              "1", "--cache-dir", dir_.path() + "/cache" + std::to_string(i), "--host-lock",
+                              dir_.path() + "/host.lock"},
+                             dir_.path() + "/worker" + std::to_string(i) + ".log"));
+  }
+  std::string Spec(const std::string& name, const std::string& dataset_path) {
+    std::string path = dir_.path() + "/" + name + ".yaml";
+    std::ofstream(path) << "name: " << name << "\nmodel: cnn\n"
+                        << "dataset: {path: " << dataset_path << ", train_subset: 600, test_subset: 500}\n"
+                        << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
+                        << "sweep: {criterion: l1, granularity: [unstructured, channel], sparsity: [0.5],\n"
+                        << "        schedule: {type: one_shot, finetune_epochs: 1}}\n"
+                        << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
+                        << "            offline_min_duration_s: 0.05}\n"
+                        << "targets: [local]\n";
+    return path;
+  }
+  std::string Cli(const std::string& args) { return kBin + "/prunelab " + args; }
+
+  testing::TempDir dir_;
+  int worker_port_ = 0, client_port_ = 0;
+  std::string client_, worker_;
+  pid_t coordinator_ = -1;
+  std::vector<pid_t> workers_;
+};
+
+TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
+  StartWorker(1);
+  StartWorker(2);
+  // A malformed message is answered with an error and nobody crashes.
+  {
+    ZmqContext ctx;
+    auto d = DealerSocket::Connect(ctx, client_);
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(d.value()->Send("definitely not capnp").ok());
+    auto reply = d.value()->Receive(10000);
+    ASSERT_TRUE(reply.ok() && reply.value().has_value()) << "coordinator did not answer garbage";
+    auto m = Decode(*reply.value());
+    ASSERT_TRUE(m.ok());
+    ASSERT_TRUE(std::holds_alternative<ErrorMsg>(m.value()));
+    EXPECT_EQ(std::get<ErrorMsg>(m.value()).code, "bad_message");
+  }
+  // A bad spec is refused before anything is stored, naming the field.
+  std::string bad = dir_.path() + "/bad.yaml";
+  std::ofstream(bad) << "name: bad\nsweep: {criterion: l1, granularity: diagonal, sparsity: [0.5]}\n";
+  auto refused = Shell(Cli("submit " + bad + " --coordinator " + client_));
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.out.find("sweep.granularity"), std::string::npos) << refused.out;
+
+  auto sub = Shell(Cli("submit " + Spec("tiny", "/usr/share/datasets/fashion-mnist") + " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  EXPECT_EQ(id, "sw-0001");
+  auto broken = Shell(Cli("submit " + Spec("broken", "/nonexistent/fashion") + " --coordinator " + client_), false);
+  ASSERT_EQ(broken.code, 0) << broken.out;
+  std::string broken_id = broken.out.substr(0, broken.out.find('\n'));
+
+  auto waited = Shell("timeout 400 " + Cli("status --wait --coordinator " + client_));
+  ASSERT_EQ(waited.code, 0) << waited.out;
+  EXPECT_NE(waited.out.find("done"), std::string::npos) << waited.out;
+
+  auto workers = Shell(Cli("workers --json --coordinator " + client_));
+  ASSERT_EQ(workers.code, 0) << workers.out;
+  auto wj = ParseJson(workers.out);
+  ASSERT_TRUE(wj.ok()) << workers.out;
+  ASSERT_EQ(wj->size(), 2u);
+  for (const auto& w : wj.value()) {
+    EXPECT_EQ(w["target"], "local");
+    EXPECT_EQ(w["hardware"]["threads"], 1);
+    EXPECT_FALSE(w["hardware"]["torch_version"].get<std::string>().empty());
+    EXPECT_FALSE(w["hardware"]["cpu_model"].get<std::string>().empty());
+  }
+
+  // Stop everything; the results are in the store on disk.
+  for (pid_t w : workers_) Stop(w);
+  workers_.clear();
+  Stop(coordinator_);
+  coordinator_ = -1;
+
+  auto res = Shell(Cli("results " + id + " --json --data-dir " + dir_.path() + "/data"));
+  ASSERT_EQ(res.code, 0) << res.out;
+  std::istringstream lines(res.out);
+  std::string line;
+  int rows = 0, baselines = 0;
+  std::set<std::string> trials;
+  std::set<std::string> worker_ids;
+  while (std::getline(lines, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    ++rows;
+    EXPECT_EQ((*j)["status"], "ok") << line;
+    EXPECT_TRUE(trials.insert((*j)["trial"].get<std::string>()).second) << "result recorded twice: " << line;
+    worker_ids.insert((*j)["worker"].get<std::string>());
+    if ((*j)["baseline"].get<bool>()) ++baselines;
+    EXPECT_GT((*j)["accuracy"].get<double>(), 0.3) << line;
+    EXPECT_GT((*j)["latency_p90_ms"].get<double>(), 0) << line;
+  }
+  EXPECT_EQ(rows, 3);  // baseline + unstructured 50 % + channel 50 %
+  EXPECT_EQ(baselines, 1);
+
+  auto failed = Shell(Cli("results " + broken_id + " --json --data-dir " + dir_.path() + "/data"));
+  ASSERT_EQ(failed.code, 0) << failed.out;
+  EXPECT_NE(failed.out.find("\"status\":\"failed\""), std::string::npos) << failed.out;
+  EXPECT_NE(failed.out.find("Fashion-MNIST not found"), std::string::npos) << failed.out;
+
+  auto sweeps = Shell(Cli("sweeps --json --data-dir " + dir_.path() + "/data"));
+  ASSERT_EQ(sweeps.code, 0) << sweeps.out;
+  auto sj = ParseJson(sweeps.out);
+  ASSERT_TRUE(sj.ok()) << sweeps.out;
+  ASSERT_EQ(sj->size(), 2u);
+  EXPECT_EQ((*sj)[0]["id"], id);
+  EXPECT_EQ((*sj)[0]["state"], "done");
+  EXPECT_EQ((*sj)[0]["trials"], 3);
+  EXPECT_EQ((*sj)[0]["done"], 3);
+  EXPECT_EQ((*sj)[1]["failed"], 3);
+
+  auto pareto = Shell(Cli("pareto " + id + " --data-dir " + dir_.path() + "/data"));
+  ASSERT_EQ(pareto.code, 0) << pareto.out;
+  EXPECT_NE(pareto.out.find("Pareto front for target 'local'"), std::string::npos) << pareto.out;
+  auto pj = Shell(Cli("pareto " + id + " --json --data-dir " + dir_.path() + "/data"));
+  auto pjj = ParseJson(pj.out);
+  ASSERT_TRUE(pjj.ok()) << pj.out;
+  EXPECT_FALSE((*pjj)["targets"][0]["front"].empty());
+
+  // The coordinator restarts on the same data directory and still knows the sweeps.
+  StartCoordinator();
+  auto again = Shell("timeout 60 " + Cli("status " + id + " --coordinator " + client_));
+  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("3 done"), std::string::npos) << again.out;
+}
+
+}  // namespace
+}  // namespace prunelab

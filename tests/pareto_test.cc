@@ -1,0 +1,77 @@
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+
+#include "coordinator/pareto.h"
+
+namespace prunelab::coordinator {
+namespace {
+
+// Reference: all-pairs dominance; among identical points only the lowest index is kept.
+std::set<size_t> BruteForce(const std::vector<Point2>& p) {
+  std::set<size_t> out;
+  for (size_t i = 0; i < p.size(); ++i) {
+    bool dominated = false;
+    for (size_t j = 0; j < p.size() && !dominated; ++j) {
+      if (i == j) continue;
+      bool ge = p[j].maximize >= p[i].maximize && p[j].minimize <= p[i].minimize;
+      bool strictly = p[j].maximize > p[i].maximize || p[j].minimize < p[i].minimize;
+      if (ge && strictly) dominated = true;
+      if (!strictly && ge && j < i) dominated = true;  // duplicate of an earlier point
+    }
+    if (!dominated) out.insert(i);
+  }
+  return out;
+}
+
+TEST(ParetoTest, MatchesBruteForceOnRandomPointsWithTies) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 300; ++round) {
+    size_t n = 1 + rng() % 40;
+    std::vector<Point2> pts;
+    for (size_t i = 0; i < n; ++i)  // coarse grid: many ties and duplicates
+      pts.push_back({static_cast<double>(rng() % 6), static_cast<double>(rng() % 6)});
+    auto front = ParetoFront(pts);
+    std::set<size_t> got(front.begin(), front.end());
+    EXPECT_EQ(got.size(), front.size());
+    EXPECT_EQ(got, BruteForce(pts)) << "round " << round;
+    for (size_t k = 1; k < front.size(); ++k) EXPECT_LT(pts[front[k - 1]].minimize, pts[front[k]].minimize);
+  }
+}
+
+TrialResult R(const std::string& id, const std::string& target, bool baseline, double acc, double p90, bool ok = true) {
+  TrialResult r;
+  r.task_id = id;
+  r.target = target;
+  r.baseline = baseline;
+  r.kind = baseline ? TaskKind::kEvaluateBaseline : TaskKind::kPruneTrial;
+  r.accuracy = acc;
+  r.latency_p90_ms = p90;
+  r.ok = ok;
+  return r;
+}
+
+TEST(ParetoTest, OneFrontPerTargetWithBaselineAndFailures) {
+  std::vector<TrialResult> rs = {
+      R("base@a", "a", true, 0.90, 0.35), R("t1@a", "a", false, 0.89, 0.17), R("t2@a", "a", false, 0.85, 0.30),
+      R("t3@a", "a", false, 0.0, 0.0, false), R("base@b", "b", true, 0.90, 1.0), R("t1@b", "b", false, 0.89, 2.0)};
+  auto fronts = FrontsByTarget(rs);
+  ASSERT_EQ(fronts.size(), 2u);
+  EXPECT_EQ(fronts[0].target, "a");
+  ASSERT_EQ(fronts[0].front.size(), 2u);  // t1 (fast) and baseline (accurate); t2 dominated by t1
+  EXPECT_EQ(fronts[0].front[0]->task_id, "t1@a");
+  EXPECT_EQ(fronts[0].front[1]->task_id, "base@a");
+  EXPECT_EQ(fronts[0].failed, 1u);
+  EXPECT_EQ(fronts[0].baseline->task_id, "base@a");
+  ASSERT_EQ(fronts[1].front.size(), 1u);  // on b the variant is slower and worse
+  EXPECT_EQ(fronts[1].front[0]->task_id, "base@b");
+  std::string table = FormatParetoTable(rs, "a");
+  EXPECT_NE(table.find("t1@a"), std::string::npos);
+  EXPECT_EQ(table.find("t2@a"), std::string::npos);
+  EXPECT_EQ(table.find("target 'b'"), std::string::npos);
+  EXPECT_NE(table.find("2.06x"), std::string::npos) << table;  // 0.35 / 0.17 measured ratio
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator

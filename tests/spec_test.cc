@@ -1,0 +1,133 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/spec.h"
+
+namespace prunelab {
+namespace {
+
+const char* kGood = R"(
+name: t1
+model: cnn
+dataset: {train_subset: 1000, test_subset: 500}
+training: {epochs: 1, batch_size: 32, learning_rate: 0.05, seed: 7}
+sweep:
+  criterion: [l1]
+  granularity: [unstructured, channel]
+  sparsity: [0.25, 0.5, 0.75]
+  schedule: [{type: one_shot, finetune_epochs: 2, learning_rate: 0.02}]
+benchmark: {warmup_queries: 5, min_queries: 10, min_duration_s: 0.1}
+targets: [cpu-a, cpu-b]
+)";
+
+TEST(SpecTest, ParsesGoodSpec) {
+  auto s = ParseSpec(kGood);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->name, "t1");
+  EXPECT_EQ(s->dataset.train_subset, 1000u);
+  EXPECT_EQ(s->training.batch_size, 32u);
+  EXPECT_EQ(s->training.seed, 7u);
+  EXPECT_EQ(s->granularities, (std::vector<std::string>{"unstructured", "channel"}));
+  EXPECT_EQ(s->sparsities, (std::vector<double>{0.25, 0.5, 0.75}));
+  ASSERT_EQ(s->schedules.size(), 1u);
+  EXPECT_EQ(s->schedules[0].finetune_epochs, 2u);
+  EXPECT_DOUBLE_EQ(s->schedules[0].finetune_learning_rate, 0.02);
+  EXPECT_EQ(s->benchmark.min_queries, 10u);
+  EXPECT_EQ(s->targets, (std::vector<std::string>{"cpu-a", "cpu-b"}));
+}
+
+TEST(SpecTest, ShippedExamplesAreValid) {
+  for (const char* f : {"/examples/fashion-mnist-quick.yaml", "/examples/fashion-mnist-full.yaml"}) {
+    auto text = ReadSpecFile(std::string(PRUNELAB_SOURCE_DIR) + f);
+    ASSERT_TRUE(text.ok()) << f;
+    auto s = ParseSpec(text.value());
+    EXPECT_TRUE(s.ok()) << f << ": " << s.status().ToString();
+  }
+}
+
+struct BadCase {
+  std::string yaml;
+  std::vector<std::string> expected_fragments;  // all must appear in the error
+};
+
+TEST(SpecTest, RejectsBadSpecsNamingFieldAndAllowedValues) {
+  std::vector<BadCase> cases = {
+      {"name: x\nsweep: {criterion: l1, granularity: chanel, sparsity: [0.5]}\n",
+       {"sweep.granularity", "'chanel'", "unstructured, channel"}},
+      {"name: x\nsweep: {criterion: [l1, l7], granularity: channel, sparsity: 0.5}\n",
+       {"sweep.criterion[1]", "'l7'", "allowed values: l1"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: [0.5, 1.5]}\n",
+       {"sweep.sparsity[1]", "(0, 1)"}},
+      {"name: x\nmodel: resnet152\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
+       {"model", "'resnet152'", "cnn"}},
+      {"name: x\ntraining: {epochs: two}\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
+       {"training.epochs", "number"}},
+      {"name: x\ntraining: {epoch: 2}\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
+       {"training.epoch", "unknown field", "epochs"}},
+      {"name: x\n", {"sweep", "required"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5, schedule: {type: gradual}}\n",
+       {"sweep.schedule.type", "one_shot"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: [0.5, 0.5]}\n", {"sweep.sparsity[1]", "twice"}},
+      {"name: 'bad name!'\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n", {"name"}},
+      {"name: x\nsweep: [1, 2\n", {"not valid YAML", "line"}},
+      {"- just\n- a list\n", {"top level must be a mapping"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\ntargets: []\n", {"targets"}},
+  };
+  for (const auto& c : cases) {
+    auto s = ParseSpec(c.yaml);
+    ASSERT_FALSE(s.ok()) << "accepted:\n" << c.yaml;
+    EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument);
+    for (const auto& frag : c.expected_fragments)
+      EXPECT_NE(s.status().message().find(frag), std::string::npos)
+          << "missing '" << frag << "' in: " << s.status().message() << "\nfor:\n" << c.yaml;
+  }
+}
+
+TEST(SpecTest, ReportsEveryProblemAtOnce) {
+  auto s = ParseSpec("name: x\nmodel: vgg\nsweep: {criterion: l9, granularity: channel, sparsity: 2}\n");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("3 problems"), std::string::npos) << s.status().message();
+}
+
+TEST(SpecTest, ExpandsCartesianProductPerTarget) {
+  auto s = ParseSpec(kGood);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(TrialCount(s.value()), 6u);
+  auto tasks = ExpandTasks(s.value(), "sw-0009");
+  // 1 train + per target (1 baseline eval + 6 trials)
+  ASSERT_EQ(tasks.size(), 1u + 2u * 7u);
+  EXPECT_EQ(tasks[0].kind, TaskKind::kTrainBaseline);
+  EXPECT_EQ(tasks[0].task_id, "train");
+  EXPECT_TRUE(tasks[0].target.empty());
+  std::set<std::string> ids;
+  std::set<std::tuple<std::string, std::string, double>> combos;
+  for (const auto& t : tasks) {
+    EXPECT_EQ(t.sweep_id, "sw-0009");
+    EXPECT_TRUE(ids.insert(t.task_id).second) << "duplicate id " << t.task_id;
+    EXPECT_EQ(t.baseline_key, tasks[0].baseline_key);
+    if (t.kind == TaskKind::kPruneTrial) {
+      combos.insert({t.target, t.trial.granularity, t.trial.sparsity});
+      EXPECT_EQ(t.trial.finetune_epochs, 2u);
+    }
+  }
+  EXPECT_EQ(combos.size(), 12u);  // every (target, granularity, sparsity) exactly once
+  EXPECT_EQ(tasks[1].task_id, "base@cpu-a");
+  EXPECT_EQ(tasks[2].task_id, "t001@cpu-a");
+}
+
+TEST(SpecTest, BaselineKeyDependsOnlyOnModelDataTraining) {
+  auto a = ParseSpec(kGood);
+  std::string other = kGood;
+  other.replace(other.find("[0.25, 0.5, 0.75]"), 17, "[0.9]");
+  auto b = ParseSpec(other);
+  std::string retrained = kGood;
+  retrained.replace(retrained.find("seed: 7"), 7, "seed: 8");
+  auto c = ParseSpec(retrained);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(BaselineKey(a.value()), BaselineKey(b.value()));
+  EXPECT_NE(BaselineKey(a.value()), BaselineKey(c.value()));
+}
+
+}  // namespace
+}  // namespace prunelab

@@ -1,0 +1,56 @@
+// Real ZeroMQ sockets on loopback.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "common/rpc.h"
+#include "common/transport.h"
+
+namespace prunelab {
+namespace {
+
+TEST(TransportTest, RouterAndDealerExchangeOverTcp) {
+  ZmqContext ctx;
+  auto router = RouterSocket::Bind(ctx, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(router.ok()) << router.status().ToString();
+  std::string ep = router.value()->endpoint();
+  ASSERT_NE(ep.find("tcp://127.0.0.1:"), std::string::npos);
+  auto dealer = DealerSocket::Connect(ctx, ep, "client-1");
+  ASSERT_TRUE(dealer.ok());
+  ASSERT_TRUE(dealer.value()->Send("hello").ok());
+  std::optional<PeerMessage> got;
+  for (int i = 0; i < 200 && !got; ++i) {
+    got = router.value()->TryReceive();
+    if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->peer, "client-1");
+  EXPECT_EQ(got->payload, "hello");
+  ASSERT_TRUE(router.value()->Send(got->peer, "world").ok());
+  auto reply = dealer.value()->Receive(2000);
+  ASSERT_TRUE(reply.ok());
+  ASSERT_TRUE(reply.value().has_value());
+  EXPECT_EQ(*reply.value(), "world");
+}
+
+TEST(TransportTest, RpcTimesOutCleanlyWhenNobodyAnswers) {
+  ZmqContext ctx;
+  auto router = RouterSocket::Bind(ctx, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(router.ok());
+  RpcClient rpc(ctx, router.value()->endpoint());
+  auto r = rpc.Call(RequestWorkMsg{"w"}, 100);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
+}
+
+TEST(TransportTest, BindConflictIsAClearError) {
+  ZmqContext ctx;
+  auto a = RouterSocket::Bind(ctx, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(a.ok());
+  auto b = RouterSocket::Bind(ctx, a.value()->endpoint());
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("cannot bind"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace prunelab
