@@ -14,6 +14,8 @@ struct StoreFactory {
   std::function<std::unique_ptr<Store>(const std::string& dir)> open;
 };
 
+void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }
+
 class StoreParityTest : public ::testing::TestWithParam<StoreFactory> {
  protected:
   testing::TempDir dir_;
