@@ -21,7 +21,8 @@ struct TrainOptions {
   std::function<bool(double)> on_progress;
 };
 
-// SGD with momentum, cross-entropy, seeded shuffling. Fails (never throws) on a
+// SGD with momentum and a cosine learning-rate decay from learning_rate to 0 over all
+// epochs, cross-entropy, seeded shuffling. Fails (never throws) on a
 // non-finite loss or when aborted.
 Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& options);
 
