@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <vector>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -10,19 +12,39 @@
 namespace prunelab {
 
 std::string LoadedBlasLibrary() {
+  // The implementation, not the libblas.so.3 alternative link that loads it.
+  static const char* kPreferred[] = {"libopenblas", "libmkl_rt", "libblis", "libblas"};
   std::ifstream maps("/proc/self/maps");
   std::string line;
-  std::string found;
+  std::vector<std::string> paths;
   while (std::getline(maps, line)) {
     auto pos = line.find('/');
-    if (pos == std::string::npos) continue;
-    std::string path = line.substr(pos);
-    if (path.find("blas") != std::string::npos && path.find(".so") != std::string::npos) {
-      if (found.find(path) == std::string::npos) found += (found.empty() ? "" : " ") + path;
+    if (pos != std::string::npos) paths.push_back(line.substr(pos));
+  }
+  for (const char* name : kPreferred)
+    for (const auto& p : paths)
+      if (p.find(name) != std::string::npos && p.find(".so") != std::string::npos) return p;
+  return "none loaded";
+}
+
+namespace {
+// NVIDIA GPUs visible through the driver's procfs, e.g. "NVIDIA H100 80GB HBM3"; empty if none.
+std::string DetectNvidiaGpus() {
+  std::error_code ec;
+  std::string out;
+  for (const auto& dir : std::filesystem::directory_iterator("/proc/driver/nvidia/gpus", ec)) {
+    std::ifstream info(dir.path() / "information");
+    std::string line;
+    while (std::getline(info, line)) {
+      if (line.rfind("Model:", 0) != 0) continue;
+      auto v = line.substr(6);
+      v.erase(0, v.find_first_not_of(" \t"));
+      out += (out.empty() ? "" : ", ") + v;
     }
   }
-  return found.empty() ? "none loaded" : found;
+  return out;
 }
+}  // namespace
 
 HardwareFingerprint ReadHostFingerprint() {
   HardwareFingerprint h;
@@ -56,6 +78,7 @@ HardwareFingerprint ReadHostFingerprint() {
     }
   }
   h.blas = LoadedBlasLibrary();
+  h.gpu = DetectNvidiaGpus();
   return h;
 }
 

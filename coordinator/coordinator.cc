@@ -33,6 +33,26 @@ static TaskState StateFromName(const std::string& n) {
 
 static bool Terminal(TaskState s) { return s == TaskState::kDone || s == TaskState::kFailed; }
 
+// The result row of a task that ended without running to completion.
+static TrialResult FailureResult(const Task& t, const std::string& error, int64_t now_ms) {
+  TrialResult fr;
+  fr.sweep_id = t.sweep_id;
+  fr.task_id = t.task_id;
+  fr.attempt = t.attempt;
+  fr.target = t.target;
+  fr.kind = t.kind;
+  fr.model = t.model;
+  fr.criterion = t.trial.criterion;
+  fr.granularity = t.trial.granularity;
+  fr.schedule = t.trial.schedule;
+  fr.sparsity = t.trial.sparsity;
+  fr.baseline = t.kind == TaskKind::kEvaluateBaseline;
+  fr.ok = false;
+  fr.error = error;
+  fr.finished_at_ms = now_ms;
+  return fr;
+}
+
 static ErrorMsg Error(const std::string& code, const std::string& message) { return ErrorMsg{code, message}; }
 
 Coordinator::Coordinator(Store& store, const Clock& clock, CoordinatorOptions options)
@@ -228,20 +248,7 @@ void Coordinator::ReleaseDependents(SweepEntry& sweep, bool baseline_ok, const s
       d.task.baseline_artifact = artifact;
     } else {
       d.state = TaskState::kFailed;
-      TrialResult fr;
-      fr.sweep_id = sweep.id;
-      fr.task_id = tid;
-      fr.target = d.task.target;
-      fr.kind = d.task.kind;
-      fr.model = d.task.model;
-      fr.criterion = d.task.trial.criterion;
-      fr.granularity = d.task.trial.granularity;
-      fr.schedule = d.task.trial.schedule;
-      fr.sparsity = d.task.trial.sparsity;
-      fr.baseline = d.task.kind == TaskKind::kEvaluateBaseline;
-      fr.ok = false;
-      fr.error = "baseline training failed: " + error;
-      fr.finished_at_ms = now_ms;
+      TrialResult fr = FailureResult(d.task, "baseline training failed: " + error, now_ms);
       batch->push_back({ResultKey(sweep.id, tid), ToJson(fr).dump()});
     }
     (*changed)[tid] = d;
@@ -366,21 +373,9 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   std::map<std::string, TaskEntry> changed;
   if (e.task.attempt >= options_.max_attempts) {
     e.state = TaskState::kFailed;
-    TrialResult fr;
-    fr.sweep_id = sweep_id;
-    fr.task_id = task_id;
-    fr.attempt = e.task.attempt;
-    fr.target = e.task.target;
-    fr.kind = e.task.kind;
-    fr.model = e.task.model;
-    fr.criterion = e.task.trial.criterion;
-    fr.granularity = e.task.trial.granularity;
-    fr.schedule = e.task.trial.schedule;
-    fr.sparsity = e.task.trial.sparsity;
-    fr.baseline = e.task.kind == TaskKind::kEvaluateBaseline;
-    fr.error = "gave up after " + std::to_string(e.task.attempt) + " attempts:";
-    for (const auto& a : e.attempt_errors) fr.error += " [" + a + "]";
-    fr.finished_at_ms = clock_.NowMs();
+    std::string why = "gave up after " + std::to_string(e.task.attempt) + " attempts:";
+    for (const auto& a : e.attempt_errors) why += " [" + a + "]";
+    TrialResult fr = FailureResult(e.task, why, clock_.NowMs());
     batch.push_back({ResultKey(sweep_id, task_id), ToJson(fr).dump()});
     if (e.task.kind == TaskKind::kTrainBaseline)
       ReleaseDependents(sit->second, false, "", fr.error, fr.finished_at_ms, &batch, &changed);

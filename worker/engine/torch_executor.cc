@@ -19,6 +19,17 @@ std::shared_ptr<void> Lock(const ExecutionContext& ctx, bool exclusive) {
   return ctx.host_lock ? ctx.host_lock(exclusive) : nullptr;
 }
 
+TrainOptions OptionsFrom(const TrainingConfig& t, uint32_t epochs, double learning_rate, uint64_t seed_offset) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = t.batch_size;
+  o.learning_rate = learning_rate;
+  o.momentum = t.momentum;
+  o.weight_decay = t.weight_decay;
+  o.seed = t.seed + seed_offset;
+  return o;
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -91,13 +102,7 @@ class TorchExecutor final : public TrialExecutor {
       auto train = Data(task.dataset, /*train=*/true);
       if (!train.ok()) return train.status();
       model = BuildFashionCnn(task.training.seed);
-      TrainOptions o;
-      o.epochs = task.training.epochs;
-      o.batch_size = task.training.batch_size;
-      o.learning_rate = task.training.learning_rate;
-      o.momentum = task.training.momentum;
-      o.weight_decay = task.training.weight_decay;
-      o.seed = task.training.seed;
+      TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
       o.on_progress = progress("training");
       auto t0 = std::chrono::steady_clock::now();
       auto lock = Lock(ctx, false);
@@ -130,13 +135,7 @@ class TorchExecutor final : public TrialExecutor {
       if (task.trial.finetune_epochs > 0) {
         auto train = Data(task.dataset, /*train=*/true);
         if (!train.ok()) return train.status();
-        TrainOptions o;
-        o.epochs = task.trial.finetune_epochs;
-        o.batch_size = task.training.batch_size;
-        o.learning_rate = task.trial.finetune_learning_rate;
-        o.momentum = task.training.momentum;
-        o.weight_decay = task.training.weight_decay;
-        o.seed = task.training.seed + 1;
+        TrainOptions o = OptionsFrom(task.training, task.trial.finetune_epochs, task.trial.finetune_learning_rate, 1);
         o.masks = masks.empty() ? nullptr : &masks;
         o.on_progress = progress("fine-tuning");
         auto t0 = std::chrono::steady_clock::now();
