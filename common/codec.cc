@@ -66,6 +66,16 @@ void Put(s::Task::Builder b, const Task& t) {
   bc.setMinDurationS(t.benchmark.min_duration_s);
   bc.setOfflineBatchSize(t.benchmark.offline_batch_size);
   bc.setOfflineMinDurationS(t.benchmark.offline_min_duration_s);
+  bc.setProfile(T(t.benchmark.profile));
+  auto sc = bc.initScenarios(t.benchmark.scenarios.size());
+  for (size_t i = 0; i < t.benchmark.scenarios.size(); ++i) sc.set(i, T(t.benchmark.scenarios[i]));
+  bc.setMaxDurationS(t.benchmark.max_duration_s);
+  bc.setOfflineMinSamples(t.benchmark.offline_min_samples);
+  bc.setMultiStreamSamples(t.benchmark.multi_stream_samples);
+  bc.setServerLatencyBoundMs(t.benchmark.server_latency_bound_ms);
+  bc.setServerTargetQps(t.benchmark.server_target_qps);
+  bc.setAbRounds(t.benchmark.ab_rounds);
+  bc.setSparseForms(t.benchmark.sparse_forms);
   b.setBaselineKey(T(t.baseline_key));
   b.setBaselineArtifact(T(t.baseline_artifact));
 }
@@ -104,6 +114,19 @@ void Put(s::Result::Builder b, const TrialResult& r) {
   Put(b.initHardware(), r.hardware);
   b.setArtifactHash(T(r.artifact_hash));
   b.setFinishedAtMs(r.finished_at_ms);
+  b.setLatencyP95Ms(r.latency_p95_ms);
+  b.setLatencyP999Ms(r.latency_p999_ms);
+  b.setEarlyStopP90Ms(r.early_stop_p90_ms);
+  b.setBenchValid(r.bench_valid);
+  b.setMultistreamP99Ms(r.multistream_p99_ms);
+  b.setServerMaxQps(r.server_max_qps);
+  b.setServerP99Ms(r.server_p99_ms);
+  b.setPeakRssBytes(r.peak_rss_bytes);
+  b.setSpeedupP90(r.speedup_p90);
+  b.setSpeedupMin(r.speedup_min);
+  b.setSpeedupMax(r.speedup_max);
+  b.setDeployableForm(T(r.deployable_form));
+  b.setBenchmarkJson(T(r.benchmark_json));
 }
 
 void Put(s::SweepStatus::Builder b, const SweepStatus& v) {
@@ -264,6 +287,16 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.benchmark.min_duration_s = bc.getMinDurationS();
   t.benchmark.offline_batch_size = bc.getOfflineBatchSize();
   t.benchmark.offline_min_duration_s = bc.getOfflineMinDurationS();
+  t.benchmark.profile = S(bc.getProfile());
+  t.benchmark.scenarios.clear();
+  for (auto sc : bc.getScenarios()) t.benchmark.scenarios.push_back(S(sc));
+  t.benchmark.max_duration_s = bc.getMaxDurationS();
+  t.benchmark.offline_min_samples = bc.getOfflineMinSamples();
+  t.benchmark.multi_stream_samples = bc.getMultiStreamSamples();
+  t.benchmark.server_latency_bound_ms = bc.getServerLatencyBoundMs();
+  t.benchmark.server_target_qps = bc.getServerTargetQps();
+  t.benchmark.ab_rounds = bc.getAbRounds();
+  t.benchmark.sparse_forms = bc.getSparseForms();
   t.baseline_key = S(r.getBaselineKey());
   t.baseline_artifact = S(r.getBaselineArtifact());
   return t;
@@ -305,6 +338,19 @@ StatusOr<TrialResult> Get(s::Result::Reader r) {
   v.hardware = Get(r.getHardware());
   v.artifact_hash = S(r.getArtifactHash());
   v.finished_at_ms = r.getFinishedAtMs();
+  v.latency_p95_ms = r.getLatencyP95Ms();
+  v.latency_p999_ms = r.getLatencyP999Ms();
+  v.early_stop_p90_ms = r.getEarlyStopP90Ms();
+  v.bench_valid = r.getBenchValid();
+  v.multistream_p99_ms = r.getMultistreamP99Ms();
+  v.server_max_qps = r.getServerMaxQps();
+  v.server_p99_ms = r.getServerP99Ms();
+  v.peak_rss_bytes = r.getPeakRssBytes();
+  v.speedup_p90 = r.getSpeedupP90();
+  v.speedup_min = r.getSpeedupMin();
+  v.speedup_max = r.getSpeedupMax();
+  v.deployable_form = S(r.getDeployableForm());
+  v.benchmark_json = S(r.getBenchmarkJson());
   return v;
 }
 

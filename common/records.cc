@@ -51,7 +51,16 @@ json ToJson(const Task& t) {
                              {"min_queries", t.benchmark.min_queries},
                              {"min_duration_s", t.benchmark.min_duration_s},
                              {"offline_batch_size", t.benchmark.offline_batch_size},
-                             {"offline_min_duration_s", t.benchmark.offline_min_duration_s}}},
+                             {"offline_min_duration_s", t.benchmark.offline_min_duration_s},
+                             {"profile", t.benchmark.profile},
+                             {"scenarios", t.benchmark.scenarios},
+                             {"max_duration_s", t.benchmark.max_duration_s},
+                             {"offline_min_samples", t.benchmark.offline_min_samples},
+                             {"multi_stream_samples", t.benchmark.multi_stream_samples},
+                             {"server_latency_bound_ms", t.benchmark.server_latency_bound_ms},
+                             {"server_target_qps", t.benchmark.server_target_qps},
+                             {"ab_rounds", t.benchmark.ab_rounds},
+                             {"sparse_forms", t.benchmark.sparse_forms}}},
               {"baseline_key", t.baseline_key},
               {"baseline_artifact", t.baseline_artifact}};
 }
@@ -90,12 +99,29 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.benchmark.min_duration_s = b.value("min_duration_s", 1.0);
     t.benchmark.offline_batch_size = b.value("offline_batch_size", 256u);
     t.benchmark.offline_min_duration_s = b.value("offline_min_duration_s", 1.0);
+    BenchmarkConfig defaults;
+    t.benchmark.profile = b.value("profile", defaults.profile);
+    t.benchmark.scenarios = b.value("scenarios", defaults.scenarios);
+    t.benchmark.max_duration_s = b.value("max_duration_s", defaults.max_duration_s);
+    t.benchmark.offline_min_samples = b.value("offline_min_samples", defaults.offline_min_samples);
+    t.benchmark.multi_stream_samples = b.value("multi_stream_samples", defaults.multi_stream_samples);
+    t.benchmark.server_latency_bound_ms = b.value("server_latency_bound_ms", defaults.server_latency_bound_ms);
+    t.benchmark.server_target_qps = b.value("server_target_qps", defaults.server_target_qps);
+    t.benchmark.ab_rounds = b.value("ab_rounds", defaults.ab_rounds);
+    t.benchmark.sparse_forms = b.value("sparse_forms", defaults.sparse_forms);
     t.baseline_key = j.value("baseline_key", "");
     t.baseline_artifact = j.value("baseline_artifact", "");
     return t;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("task record: ") + e.what());
   }
+}
+
+// The detail is stored as JSON text; shown as an object (or as text if it is not JSON).
+static json BenchmarkDetail(const std::string& text) {
+  if (text.empty()) return nullptr;
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? json(text) : j;
 }
 
 json ToJson(const TrialResult& r) {
@@ -130,7 +156,20 @@ json ToJson(const TrialResult& r) {
               {"seed", r.seed},
               {"hardware", ToJson(r.hardware)},
               {"artifact_hash", r.artifact_hash},
-              {"finished_at_ms", r.finished_at_ms}};
+              {"finished_at_ms", r.finished_at_ms},
+              {"latency_p95_ms", r.latency_p95_ms},
+              {"latency_p999_ms", r.latency_p999_ms},
+              {"early_stop_p90_ms", r.early_stop_p90_ms},
+              {"bench_valid", r.bench_valid},
+              {"multistream_p99_ms", r.multistream_p99_ms},
+              {"server_max_qps", r.server_max_qps},
+              {"server_p99_ms", r.server_p99_ms},
+              {"peak_rss_bytes", r.peak_rss_bytes},
+              {"speedup_p90", r.speedup_p90},
+              {"speedup_min", r.speedup_min},
+              {"speedup_max", r.speedup_max},
+              {"deployable_form", r.deployable_form},
+              {"benchmark", BenchmarkDetail(r.benchmark_json)}};
 }
 
 StatusOr<TrialResult> ResultFromJson(const json& j) {
@@ -168,6 +207,20 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     if (j.contains("hardware")) r.hardware = HardwareFromJson(j.at("hardware"));
     r.artifact_hash = j.value("artifact_hash", "");
     r.finished_at_ms = j.value("finished_at_ms", int64_t{0});
+    r.latency_p95_ms = j.value("latency_p95_ms", 0.0);
+    r.latency_p999_ms = j.value("latency_p999_ms", 0.0);
+    r.early_stop_p90_ms = j.value("early_stop_p90_ms", 0.0);
+    r.bench_valid = j.value("bench_valid", false);
+    r.multistream_p99_ms = j.value("multistream_p99_ms", 0.0);
+    r.server_max_qps = j.value("server_max_qps", 0.0);
+    r.server_p99_ms = j.value("server_p99_ms", 0.0);
+    r.peak_rss_bytes = j.value("peak_rss_bytes", uint64_t{0});
+    r.speedup_p90 = j.value("speedup_p90", 0.0);
+    r.speedup_min = j.value("speedup_min", 0.0);
+    r.speedup_max = j.value("speedup_max", 0.0);
+    r.deployable_form = j.value("deployable_form", "");
+    if (j.contains("benchmark") && j["benchmark"].is_object()) r.benchmark_json = j["benchmark"].dump();
+    else if (j.contains("benchmark") && j["benchmark"].is_string()) r.benchmark_json = j["benchmark"].get<std::string>();
     return r;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("result record: ") + e.what());

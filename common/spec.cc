@@ -19,6 +19,10 @@ const std::vector<std::string>& AllowedGranularities() {
   static const std::vector<std::string> v{"unstructured", "channel"};
   return v;
 }
+const std::vector<std::string>& AllowedScenarios() {
+  static const std::vector<std::string> v{"single_stream", "multi_stream", "server", "offline"};
+  return v;
+}
 const std::vector<std::string>& AllowedSchedules() { static const std::vector<std::string> v{"one_shot"}; return v; }
 
 namespace {
@@ -78,6 +82,16 @@ class Checker {
       return;
     }
     *out = static_cast<T>(v);
+  }
+
+  void Bool(const YAML::Node& map, const std::string& path, const std::string& key, bool* out) {
+    YAML::Node n = map[key];
+    if (!n) return;
+    try {
+      *out = n.as<bool>();
+    } catch (const YAML::Exception&) {
+      Error(Child(path, key), "must be true or false");
+    }
   }
 
   // Reads a scalar or a list of scalars constrained to `allowed`.
@@ -245,13 +259,30 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
 
     if (YAML::Node b = root["benchmark"]) {
       if (c.IsMap(b, "benchmark")) {
-        c.OnlyKeys(b, "benchmark", {"warmup_queries", "min_queries", "min_duration_s", "offline_batch_size",
-                                    "offline_min_duration_s"});
-        c.Number(b, "benchmark", "warmup_queries", &spec.benchmark.warmup_queries, 0, 1e6);
-        c.Number(b, "benchmark", "min_queries", &spec.benchmark.min_queries, 1, 1e7);
-        c.Number(b, "benchmark", "min_duration_s", &spec.benchmark.min_duration_s, 0, 3600);
-        c.Number(b, "benchmark", "offline_batch_size", &spec.benchmark.offline_batch_size, 1, 65536);
-        c.Number(b, "benchmark", "offline_min_duration_s", &spec.benchmark.offline_min_duration_s, 0, 3600);
+        BenchmarkConfig& bc = spec.benchmark;
+        c.OnlyKeys(b, "benchmark", {"profile", "scenarios", "warmup_queries", "min_queries", "min_duration_s",
+                                    "max_duration_s", "offline_batch_size", "offline_min_samples",
+                                    "offline_min_duration_s", "multi_stream_samples", "server_latency_bound_ms",
+                                    "server_target_qps", "ab_rounds", "sparse_forms"});
+        if (b["profile"]) {
+          auto v = c.Choices(b["profile"], "benchmark.profile", {"lab", "mlperf"});
+          if (!v.empty()) bc.profile = v[0];
+        }
+        if (b["scenarios"]) bc.scenarios = c.Choices(b["scenarios"], "benchmark.scenarios", AllowedScenarios());
+        c.Number(b, "benchmark", "warmup_queries", &bc.warmup_queries, 0, 1e6);
+        c.Number(b, "benchmark", "min_queries", &bc.min_queries, 1, 1e7);
+        c.Number(b, "benchmark", "min_duration_s", &bc.min_duration_s, 0, 3600);
+        c.Number(b, "benchmark", "max_duration_s", &bc.max_duration_s, 0.01, 86400);
+        c.Number(b, "benchmark", "offline_batch_size", &bc.offline_batch_size, 1, 65536);
+        c.Number(b, "benchmark", "offline_min_samples", &bc.offline_min_samples, 1, 1e8);
+        c.Number(b, "benchmark", "offline_min_duration_s", &bc.offline_min_duration_s, 0, 3600);
+        c.Number(b, "benchmark", "multi_stream_samples", &bc.multi_stream_samples, 1, 1024);
+        c.Number(b, "benchmark", "server_latency_bound_ms", &bc.server_latency_bound_ms, 0.001, 1e6);
+        c.Number(b, "benchmark", "server_target_qps", &bc.server_target_qps, 0, 1e7);
+        c.Number(b, "benchmark", "ab_rounds", &bc.ab_rounds, 0, 100);
+        c.Bool(b, "benchmark", "sparse_forms", &bc.sparse_forms);
+        if (bc.max_duration_s < bc.min_duration_s || bc.max_duration_s < bc.offline_min_duration_s)
+          c.Error("benchmark.max_duration_s", "must be at least min_duration_s and offline_min_duration_s");
       }
     }
 

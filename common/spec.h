@@ -34,6 +34,7 @@ const std::vector<std::string>& AllowedModels();
 const std::vector<std::string>& AllowedCriteria();
 const std::vector<std::string>& AllowedGranularities();
 const std::vector<std::string>& AllowedSchedules();
+const std::vector<std::string>& AllowedScenarios();
 
 // Parses and validates. On failure the message lists every problem, one per line,
 // each as "field.path: problem (allowed: ...)".

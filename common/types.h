@@ -48,11 +48,20 @@ struct TrialConfig {
 };
 
 struct BenchmarkConfig {
+  std::string profile = "lab";  // lab: these settings; mlperf: MLPerf's minimums (600 s, ...)
+  std::vector<std::string> scenarios = {"single_stream", "offline"};
   uint32_t warmup_queries = 50;
-  uint32_t min_queries = 500;
-  double min_duration_s = 1.0;
+  uint32_t min_queries = 500;            // single_stream, multi_stream, server
+  double min_duration_s = 1.0;           // every scenario
+  double max_duration_s = 60.0;          // hard stop per run (INVALID if minimums unmet)
   uint32_t offline_batch_size = 256;
+  uint32_t offline_min_samples = 2048;
   double offline_min_duration_s = 1.0;
+  uint32_t multi_stream_samples = 8;
+  double server_latency_bound_ms = 10.0;  // p99 bound
+  double server_target_qps = 0;           // 0: search for the highest QPS meeting the bound
+  uint32_t ab_rounds = 3;                 // interleaved baseline/variant single-stream pairs
+  bool sparse_forms = true;               // also time sparse execution forms (CSR on CPU)
 };
 
 enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2 };
@@ -95,6 +104,19 @@ struct TrialResult {
   double latency_p50_ms = 0;
   double latency_p90_ms = 0;
   double latency_p99_ms = 0;
+  double latency_p95_ms = 0;
+  double latency_p999_ms = 0;
+  double early_stop_p90_ms = 0;    // single-stream p90 upper bound at 99 % confidence
+  bool bench_valid = false;        // every scenario run VALID
+  double multistream_p99_ms = 0;   // 0 when not run
+  double server_max_qps = 0;       // highest QPS meeting the p99 bound (0 when not run)
+  double server_p99_ms = 0;
+  uint64_t peak_rss_bytes = 0;     // worker process peak RSS during the benchmark
+  double speedup_p90 = 0;          // median of interleaved baseline/variant p90 ratios (0: none)
+  double speedup_min = 0;
+  double speedup_max = 0;
+  std::string deployable_form;     // fastest execution form measured (dense, csr)
+  std::string benchmark_json;      // per-scenario reports, forms, A/B rounds, summaries
   uint64_t queries = 0;
   double bench_duration_s = 0;
   double throughput_sps = 0;

@@ -44,9 +44,10 @@ const char* kUsage =
     "  status [ID] [--wait]                                  progress of one or every sweep\n"
     "  results ID [--json]                                   every result of a sweep\n"
     "  pareto ID [--target NAME] [--json]                    Pareto front per target (accuracy vs p90 latency)\n"
+    "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
     "  workers [--json]                                      registered workers and their hardware\n"
     "  sweeps [--json]                                       sweeps in the store\n"
-    "  results, pareto and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
+    "  results, pareto, summary and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
     "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n";
 
 struct Args {
@@ -151,6 +152,40 @@ int CmdPareto(const Args& a) {
   if (a.Has("--json")) std::printf("%s\n", ParetoJson(a.positional[0], r.value(), target).dump(2).c_str());
   else std::printf("%s", pc::FormatParetoTable(r.value(), target).c_str());
   return 0;
+}
+
+int CmdSummary(const Args& a) {
+  if (a.positional.size() < 2) return Fail("summary needs a sweep id and a trial, e.g. prunelab summary sw-0001 t003@local");
+  auto r = FetchResults(a, a.positional[0]);
+  if (!r.ok()) return Fail(r.status().ToString());
+  for (const auto& row : r.value()) {
+    if (row.task_id != a.positional[1]) continue;
+    if (row.benchmark_json.empty()) return Fail(row.task_id + " has no benchmark detail (" + (row.ok ? "not benchmarked" : "failed: " + row.error) + ")");
+    auto j = pl::ParseJson(row.benchmark_json);
+    if (!j.ok()) return Fail("benchmark detail of " + row.task_id + " is not JSON");
+    std::string only = a.Get("--scenario");
+    int shown = 0;
+    for (const auto& s : (*j)["scenarios"]) {
+      if (!only.empty() && s.value("scenario", "") != only) continue;
+      std::printf("%s\n", s.value("summary", "").c_str());
+      ++shown;
+    }
+    if (j->contains("forms")) {
+      std::printf("Execution forms measured (single-stream):\n");
+      for (const auto& f : (*j)["forms"])
+        std::printf("  %-6s p50 %.4f ms  p90 %.4f ms  p99 %.4f ms%s\n", f.value("form", "").c_str(), f.value("p50_ms", 0.0),
+                    f.value("p90_ms", 0.0), f.value("p99_ms", 0.0), f.value("chosen", false) ? "  <- deployable" : "");
+    }
+    if (j->contains("ab")) {
+      const auto& ab = (*j)["ab"];
+      std::printf("Speedup vs dense baseline (p90, interleaved A/B, %zu rounds): median %.2fx, min %.2fx, max %.2fx\n",
+                  ab["rounds"].size(), ab.value("speedup_p90_median", 0.0), ab.value("speedup_p90_min", 0.0),
+                  ab.value("speedup_p90_max", 0.0));
+    }
+    if (!only.empty() && shown == 0) return Fail("no '" + only + "' run in " + row.task_id);
+    return 0;
+  }
+  return Fail("no result '" + a.positional[1] + "' in " + a.positional[0] + " (see `prunelab results " + a.positional[0] + "`)");
 }
 
 void PrintSweeps(const std::vector<pl::SweepStatus>& sweeps, bool as_json) {
@@ -455,6 +490,7 @@ int main(int argc, char** argv) {
   if (a.command == "results") return CmdResults(a);
   if (a.command == "pareto") return CmdPareto(a);
   if (a.command == "workers") return CmdWorkers(a);
+  if (a.command == "summary") return CmdSummary(a);
   if (a.command == "sweeps") return CmdSweeps(a);
   if (a.command == "-h" || a.command == "--help" || a.command == "help") {
     std::printf("%s", kUsage);

@@ -65,18 +65,27 @@ std::string Variant(const TrialResult& r) {
 
 std::string Row(const TrialResult& r, const TrialResult* base, const char* mark) {
   char buf[512];
-  double speed = (base && r.latency_p90_ms > 0) ? base->latency_p90_ms / r.latency_p90_ms : 0;
+  // Speedup: the interleaved A/B median against the baseline when the worker measured it;
+  // otherwise the ratio of p90s measured in separate runs (shown without a spread).
+  char speed[48];
+  if (r.speedup_p90 > 0)
+    std::snprintf(speed, sizeof(speed), "%5.2fx (%.2f-%.2f)", r.speedup_p90, r.speedup_min, r.speedup_max);
+  else if (base && r.latency_p90_ms > 0)
+    std::snprintf(speed, sizeof(speed), "%5.2fx", base->latency_p90_ms / r.latency_p90_ms);
+  else
+    std::snprintf(speed, sizeof(speed), "-");
   double drop = base ? (base->accuracy - r.accuracy) * 100 : 0;
-  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-26s %7.1f%% %8.2f%% %+7.2f %9.3f %9.3f %9.3f %6.2fx %10.0f %9llu %9.1f\n",
+  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
                 mark, r.task_id.c_str(), Variant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop,
-                r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed, r.throughput_sps,
-                static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0);
+                r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed,
+                r.deployable_form.empty() ? "dense" : r.deployable_form.c_str(), r.throughput_sps,
+                static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0,
+                r.benchmark_json.empty() ? "" : (r.bench_valid ? "VALID" : "INVALID"));
   return buf;
 }
 
 const char* kHeader =
-    "   trial        variant                    achieved  accuracy  drop_pt    p50_ms    p90_ms    p99_ms p90_vs_base "
-    "offline_sps    params  size_KiB\n";
+    "   trial        variant                  achieved accuracy drop_pt   p50_ms   p90_ms   p99_ms p90_speedup(spread)  form  offline_sps   params size_KiB bench\n";
 
 }  // namespace
 
@@ -100,9 +109,11 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
     }
     if (f.baseline && !base_on_front) out += Row(*f.baseline, f.baseline, "r");
     if (!f.baseline) out += "   (no successful dense baseline on this target: drops and ratios not available)\n";
-    out += "   * = on the front, r = dense reference (dominated). Latencies measured on the target, batch 1.\n"
-           "   drop_pt = accuracy points lost vs the dense baseline; p90_vs_base = baseline p90 / variant p90 "
-           "(measured, >1 is faster).\n\n";
+    out += "   * = on the front, r = dense reference (dominated). Latencies: single-stream, batch 1, on the target,\n"
+           "   in the fastest execution form measured (form). drop_pt = accuracy points lost vs the dense baseline.\n"
+           "   p90_speedup = median of baseline/variant p90 ratios over interleaved A/B rounds on the same worker\n"
+           "   (min-max in parentheses; >1 is faster). bench = every scenario run VALID or not\n"
+           "   (see `prunelab summary SWEEP TRIAL`).\n\n";
   }
   if (out.empty()) out = "no results for target '" + only_target + "'\n";
   return out;

@@ -52,6 +52,15 @@ struct BenchmarkConfig {
   minDurationS @2 :Float64;
   offlineBatchSize @3 :UInt32;
   offlineMinDurationS @4 :Float64;
+  profile @5 :Text;
+  scenarios @6 :List(Text);
+  maxDurationS @7 :Float64;
+  offlineMinSamples @8 :UInt32;
+  multiStreamSamples @9 :UInt32;
+  serverLatencyBoundMs @10 :Float64;
+  serverTargetQps @11 :Float64;
+  abRounds @12 :UInt32;
+  sparseForms @13 :Bool;
 }
 
 enum TaskKind {
@@ -108,6 +117,19 @@ struct Result {
   hardware @29 :Hardware;
   artifactHash @30 :Text;   # set by trainBaseline
   finishedAtMs @31 :Int64;
+  latencyP95Ms @32 :Float64;
+  latencyP999Ms @33 :Float64;
+  earlyStopP90Ms @34 :Float64;
+  benchValid @35 :Bool;
+  multistreamP99Ms @36 :Float64;
+  serverMaxQps @37 :Float64;
+  serverP99Ms @38 :Float64;
+  peakRssBytes @39 :UInt64;
+  speedupP90 @40 :Float64;
+  speedupMin @41 :Float64;
+  speedupMax @42 :Float64;
+  deployableForm @43 :Text;
+  benchmarkJson @44 :Text;  # detail: per-scenario reports and summaries, forms, A/B rounds
 }
 
 struct SweepStatus {

@@ -2,12 +2,16 @@
 // pruning shapes and function, and the real executor on a small Fashion-MNIST subset.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 
 #include "common/hash.h"
 #include "worker/artifact_cache.h"
+#include "worker/engine/bench_runner.h"
 #include "worker/engine/executor.h"
+#include "worker/engine/forms.h"
 #include "worker/engine/fashion_mnist.h"
 #include "worker/engine/latency_stats.h"
 #include "worker/engine/model.h"
@@ -210,6 +214,89 @@ TEST(ArtifactCacheTest, VerifiesHashesAndDropsCorruptEntries) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/cache/" + h + ".bin"));
 }
 
+TEST(FormsTest, CsrFormComputesWhatTheDenseModuleComputes) {
+  auto m = TrainedLookingCnn();
+  ApplyMasks(m, L1UnstructuredMasks(m, FashionCnnLayout(), 0.9));
+  CsrCnn csr(m);
+  torch::NoGradGuard g;
+  for (int64_t batch : {1, 8}) {
+    auto x = torch::randn({batch, 1, 28, 28});
+    auto dense = m.forward({x}).toTensor();
+    auto sparse = csr.Forward(x);
+    EXPECT_TRUE(torch::allclose(dense, sparse, 1e-4, 1e-4)) << "batch " << batch << " max diff "
+                                                            << (dense - sparse).abs().max().item<float>();
+  }
+  EXPECT_EQ(CandidateForms(true), (std::vector<std::string>{"dense", "csr"}));
+  EXPECT_EQ(CandidateForms(false), (std::vector<std::string>{"dense"}));
+  Dataset d = Synthetic(16, 3);
+  EXPECT_FALSE(MakeSut("bsr", m, d).ok());
+}
+
+TEST(BenchRunnerTest, MeasuresFormsScenariosAndInterleavedSpeedup) {
+  ConfigureTorchThreads(1);
+  auto dense = TrainedLookingCnn();
+  auto variant = CloneModule(dense);
+  ApplyMasks(variant, L1UnstructuredMasks(variant, FashionCnnLayout(), 0.9));
+  Dataset samples = Synthetic(64, 9);
+  BenchRequest req;
+  req.variant = &variant;
+  req.baseline = &dense;
+  req.has_unstructured_zeros = true;
+  req.samples = &samples;
+  req.config.scenarios = {"single_stream", "multi_stream", "server", "offline"};
+  req.config.warmup_queries = 2;
+  req.config.min_queries = 50;
+  req.config.min_duration_s = 0.02;
+  req.config.offline_batch_size = 16;
+  req.config.offline_min_samples = 64;
+  req.config.offline_min_duration_s = 0.02;
+  req.config.server_latency_bound_ms = 1000;  // generous: this test checks plumbing, not speed
+  req.config.ab_rounds = 3;
+  std::vector<std::string> phases;
+  req.on_phase = [&](const std::string& p) { phases.push_back(p); };
+  TrialResult r;
+  ASSERT_TRUE(RunBenchmarks(req, &r).ok());
+  EXPECT_TRUE(r.deployable_form == "dense" || r.deployable_form == "csr");
+  EXPECT_GT(r.latency_p90_ms, 0);
+  EXPECT_LE(r.latency_p50_ms, r.latency_p90_ms);
+  EXPECT_LE(r.latency_p90_ms, r.latency_p99_ms);
+  EXPECT_GT(r.multistream_p99_ms, 0);
+  EXPECT_GT(r.server_max_qps, 0);
+  EXPECT_GT(r.throughput_sps, 0);
+  EXPECT_GT(r.peak_rss_bytes, 0u);
+  EXPECT_GT(r.speedup_p90, 0);
+  EXPECT_LE(r.speedup_min, r.speedup_p90);
+  EXPECT_GE(r.speedup_max, r.speedup_p90);
+  auto j = nlohmann::json::parse(r.benchmark_json);
+  ASSERT_EQ(j["forms"].size(), 2u);
+  int chosen = 0;
+  for (const auto& f : j["forms"]) chosen += f["chosen"].get<bool>();
+  EXPECT_EQ(chosen, 1);
+  ASSERT_EQ(j["scenarios"].size(), 4u);
+  for (const auto& s : j["scenarios"]) {
+    EXPECT_TRUE(s["result"] == "VALID" || s["result"] == "INVALID");
+    EXPECT_NE(s["summary"].get<std::string>().find("Result is"), std::string::npos);
+  }
+  EXPECT_EQ(j["scenarios"][1]["samples_per_query"], 8);
+  EXPECT_EQ(j["ab"]["rounds"].size(), 3u);
+  EXPECT_FALSE(j["server_search"]["probes"].empty());
+}
+
+TEST(BenchRunnerTest, MlperfProfileAppliesMlperfMinimums) {
+  BenchmarkConfig cfg;
+  cfg.profile = "mlperf";
+  EXPECT_EQ(SettingsFor(Scenario::kSingleStream, cfg, 1).min_queries, 1024u);
+  EXPECT_EQ(SettingsFor(Scenario::kMultiStream, cfg, 1).min_queries, 662u);
+  EXPECT_EQ(SettingsFor(Scenario::kMultiStream, cfg, 1).samples_per_query, 8u);
+  EXPECT_EQ(SettingsFor(Scenario::kOffline, cfg, 1).min_queries, 24576u);
+  EXPECT_EQ(SettingsFor(Scenario::kServer, cfg, 1).min_queries, 270336u);
+  EXPECT_DOUBLE_EQ(SettingsFor(Scenario::kOffline, cfg, 1).min_duration_s, 600);
+  EXPECT_GE(SettingsFor(Scenario::kOffline, cfg, 1).max_duration_s, 600);
+  cfg.profile = "lab";
+  cfg.min_queries = 77;
+  EXPECT_EQ(SettingsFor(Scenario::kSingleStream, cfg, 1).min_queries, 77u);
+}
+
 // The real executor on real Fashion-MNIST (small subsets): train, then prune a variant.
 TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   if (!std::filesystem::exists(std::string(kFashionDir) + "/t10k-images-idx3-ubyte.gz"))
@@ -228,6 +315,7 @@ TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   t.benchmark.min_queries = 30;
   t.benchmark.min_duration_s = 0.05;
   t.benchmark.offline_min_duration_s = 0.05;
+  t.benchmark.ab_rounds = 2;
   Task train = t;
   train.task_id = "train";
   train.kind = TaskKind::kTrainBaseline;
@@ -262,6 +350,9 @@ TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   EXPECT_GE(pruned.result.queries, 30u);
   EXPECT_GT(pruned.result.throughput_sps, 0);
   EXPECT_EQ(pruned.result.per_class_accuracy.size(), 10u);
+  EXPECT_EQ(pruned.result.deployable_form, "dense");
+  EXPECT_GT(pruned.result.speedup_p90, 0) << "A/B against the baseline ran";
+  EXPECT_FALSE(pruned.result.benchmark_json.empty());
 
   trial.trial.granularity = "unstructured";
   auto masked = exec->Execute(trial, ctx);

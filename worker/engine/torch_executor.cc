@@ -5,10 +5,11 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "common/hash.h"
 #include "common/hardware.h"
-#include "worker/engine/benchmark.h"
+#include "worker/engine/bench_runner.h"
 #include "worker/engine/executor.h"
 #include "worker/engine/training.h"
 
@@ -119,8 +120,10 @@ class TorchExecutor final : public TrialExecutor {
       model = std::move(loaded).value();
     }
     const int64_t dense_weights = PrunableWeights(model, layout);
+    std::optional<torch::jit::Module> dense;  // A/B reference for pruned variants
 
     if (task.kind == TaskKind::kPruneTrial) {
+      dense = model.deepcopy();
       if (task.trial.criterion != "l1") return Status::InvalidArgument("criterion '" + task.trial.criterion + "' not implemented (have: l1)");
       if (task.trial.schedule != "one_shot") return Status::InvalidArgument("schedule '" + task.trial.schedule + "' not implemented (have: one_shot)");
       Masks masks;
@@ -160,15 +163,17 @@ class TorchExecutor final : public TrialExecutor {
     eval_lock.reset();
     if (ctx.on_progress) ctx.on_progress("waiting for exclusive host to benchmark", 0);
     auto bench_lock = Lock(ctx, true);
-    if (ctx.on_progress) ctx.on_progress("benchmarking", 0);
-    SingleStreamReport ss = RunSingleStream(model, *test.value(), task.benchmark, task.training.seed);
-    r.latency_mean_ms = ss.latency.mean_ms;
-    r.latency_p50_ms = ss.latency.p50_ms;
-    r.latency_p90_ms = ss.latency.p90_ms;
-    r.latency_p99_ms = ss.latency.p99_ms;
-    r.queries = ss.latency.count;
-    r.bench_duration_s = ss.duration_s;
-    r.throughput_sps = RunOffline(model, *test.value(), task.benchmark);
+    BenchRequest req;
+    req.variant = &model;
+    req.baseline = dense ? &*dense : nullptr;
+    req.has_unstructured_zeros = task.kind == TaskKind::kPruneTrial && task.trial.granularity == "unstructured";
+    req.samples = test.value();
+    req.config = task.benchmark;
+    req.seed = task.training.seed;
+    req.on_phase = [&ctx](const std::string& p) {
+      if (ctx.on_progress) ctx.on_progress(p, 0);
+    };
+    PRUNELAB_RETURN_IF_ERROR(RunBenchmarks(req, &r));
     return Status::Ok();
   }
 
