@@ -37,6 +37,28 @@ class DenseSut final : public SystemUnderTest {
   SampleInputs inputs_;
 };
 
+// TorchScript frozen (parameters inlined as constants) and optimized for inference
+// (conv + batch-norm folded, ops fused): what one ships with torch.jit.freeze.
+class FrozenSut final : public SystemUnderTest {
+ public:
+  FrozenSut(const torch::jit::Module& m, const Dataset& d) : inputs_(d) {
+    auto copy = m.deepcopy();
+    copy.eval();
+    auto frozen = torch::jit::freeze(copy);
+    module_ = torch::jit::optimize_for_inference(frozen);
+  }
+  void RunQuery(const std::vector<int64_t>& samples) override {
+    torch::NoGradGuard g;
+    auto out = module_.forward({inputs_.Gather(samples)}).toTensor();
+    (void)out;
+  }
+  uint64_t sample_pool_size() const override { return inputs_.size(); }
+
+ private:
+  torch::jit::Module module_;
+  SampleInputs inputs_;
+};
+
 class CsrSut final : public SystemUnderTest {
  public:
   CsrSut(const torch::jit::Module& m, const Dataset& d) : net_(m), inputs_(d) {}
@@ -58,8 +80,8 @@ torch::Tensor T(const torch::jit::Module& m, const char* name) { return GetTenso
 }  // namespace
 
 std::vector<std::string> CandidateForms(bool has_unstructured_zeros) {
-  if (has_unstructured_zeros) return {"dense", "csr"};
-  return {"dense"};
+  if (has_unstructured_zeros) return {"dense", "frozen", "csr"};
+  return {"dense", "frozen"};
 }
 
 CsrCnn::CsrCnn(const torch::jit::Module& m)
@@ -95,7 +117,14 @@ StatusOr<std::unique_ptr<SystemUnderTest>> MakeSut(const std::string& form, cons
                                                    const Dataset& samples) {
   if (form == "dense") return std::unique_ptr<SystemUnderTest>(new DenseSut(m, samples));
   if (form == "csr") return std::unique_ptr<SystemUnderTest>(new CsrSut(m, samples));
-  return Status::InvalidArgument("unknown execution form '" + form + "' (have: dense, csr)");
+  if (form == "frozen") {
+    try {
+      return std::unique_ptr<SystemUnderTest>(new FrozenSut(m, samples));
+    } catch (const c10::Error& e) {
+      return Status::InvalidArgument(std::string("cannot freeze the module: ") + e.what_without_backtrace());
+    }
+  }
+  return Status::InvalidArgument("unknown execution form '" + form + "' (have: dense, frozen, csr)");
 }
 
 }  // namespace prunelab::worker

@@ -1,5 +1,6 @@
 // Execution forms of a model as systems under test for the harness. "dense": the
-// TorchScript module as it is. "csr": every prunable weight stored in CSR and multiplied
+// TorchScript module as it is. "frozen": torch::jit::freeze + optimize_for_inference
+// (batch norm folded into the convolutions). "csr": every prunable weight stored in CSR and multiplied
 // as sparse x dense (convolutions through im2col) — what a CPU offers for unstructured
 // sparsity. LibTorch header: engine-internal.
 #pragma once
@@ -14,7 +15,7 @@
 
 namespace prunelab::worker {
 
-// Forms worth measuring for a model: dense always; csr when it has zeroed weights.
+// Forms worth measuring for a model: dense and frozen always; csr when it has zeroed weights.
 std::vector<std::string> CandidateForms(bool has_unstructured_zeros);
 
 // A SUT running `form` of model m over `samples` (its images are the sample pool).

@@ -1,0 +1,29 @@
+// Shared setup for the bench programs: the zoo CNN, a sample pool, and --json handling.
+#pragma once
+
+#include <cstring>
+#include <string>
+
+#include "worker/engine/fashion_mnist.h"
+
+namespace prunelab::bench {
+
+inline bool WantJson(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--json") == 0) return true;
+  return false;
+}
+
+// Real Fashion-MNIST test images when installed, else seeded noise of the same shape
+// (timings do not depend on pixel values).
+inline worker::Dataset SamplePool(int64_t n) {
+  auto d = worker::LoadFashionMnist("/usr/share/datasets/fashion-mnist", false, static_cast<uint32_t>(n));
+  if (d.ok()) return std::move(d).value();
+  torch::manual_seed(1);
+  worker::Dataset s;
+  s.images = torch::randn({n, 1, 28, 28});
+  s.labels = torch::zeros({n}, torch::kInt64);
+  return s;
+}
+
+}  // namespace prunelab::bench
