@@ -239,6 +239,23 @@ json ToJson(const WorkerStatus& w) {
               {"phase", w.phase},      {"progress", w.progress}, {"hardware", ToJson(w.hardware)}};
 }
 
+TrialResult ResultFor(const Task& t) {
+  TrialResult r;
+  r.sweep_id = t.sweep_id;
+  r.task_id = t.task_id;
+  r.attempt = t.attempt;
+  r.target = t.target;
+  r.kind = t.kind;
+  r.model = t.model;
+  r.criterion = t.trial.criterion;
+  r.granularity = t.trial.granularity;
+  r.schedule = t.trial.schedule;
+  r.sparsity = t.kind == TaskKind::kPruneTrial ? t.trial.sparsity : 0.0;
+  r.baseline = t.kind == TaskKind::kEvaluateBaseline;
+  r.seed = t.training.seed;
+  return r;
+}
+
 StatusOr<json> ParseJson(const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Corruption("not valid JSON");

@@ -18,6 +18,10 @@ nlohmann::json ToJson(const WorkerStatus& w);
 StatusOr<Task> TaskFromJson(const nlohmann::json& j);
 StatusOr<TrialResult> ResultFromJson(const nlohmann::json& j);
 
+// A result row describing `task` (ids, target, kind, model, trial axes, seed); the
+// measured fields are left for the caller.
+TrialResult ResultFor(const Task& task);
+
 // Parses JSON text without throwing.
 StatusOr<nlohmann::json> ParseJson(const std::string& text);
 

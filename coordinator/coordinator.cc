@@ -35,18 +35,7 @@ static bool Terminal(TaskState s) { return s == TaskState::kDone || s == TaskSta
 
 // The result row of a task that ended without running to completion.
 static TrialResult FailureResult(const Task& t, const std::string& error, int64_t now_ms) {
-  TrialResult fr;
-  fr.sweep_id = t.sweep_id;
-  fr.task_id = t.task_id;
-  fr.attempt = t.attempt;
-  fr.target = t.target;
-  fr.kind = t.kind;
-  fr.model = t.model;
-  fr.criterion = t.trial.criterion;
-  fr.granularity = t.trial.granularity;
-  fr.schedule = t.trial.schedule;
-  fr.sparsity = t.trial.sparsity;
-  fr.baseline = t.kind == TaskKind::kEvaluateBaseline;
+  TrialResult fr = ResultFor(t);
   fr.ok = false;
   fr.error = error;
   fr.finished_at_ms = now_ms;

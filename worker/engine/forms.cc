@@ -22,9 +22,12 @@ class SampleInputs {
   std::vector<torch::Tensor> singles_;
 };
 
-class DenseSut final : public SystemUnderTest {
+// Runs a TorchScript module: the plain one ("dense"), or one frozen (parameters inlined
+// as constants) and optimized for inference (conv + batch norm folded, ops fused), which
+// is what one ships with torch.jit.freeze ("frozen").
+class ModuleSut final : public SystemUnderTest {
  public:
-  DenseSut(const torch::jit::Module& m, const Dataset& d) : module_(m.deepcopy()), inputs_(d) { module_.eval(); }
+  ModuleSut(torch::jit::Module prepared, const Dataset& d) : module_(std::move(prepared)), inputs_(d) {}
   void RunQuery(const std::vector<int64_t>& samples) override {
     torch::NoGradGuard g;
     auto out = module_.forward({inputs_.Gather(samples)}).toTensor();
@@ -37,27 +40,11 @@ class DenseSut final : public SystemUnderTest {
   SampleInputs inputs_;
 };
 
-// TorchScript frozen (parameters inlined as constants) and optimized for inference
-// (conv + batch-norm folded, ops fused): what one ships with torch.jit.freeze.
-class FrozenSut final : public SystemUnderTest {
- public:
-  FrozenSut(const torch::jit::Module& m, const Dataset& d) : inputs_(d) {
-    auto copy = m.deepcopy();
-    copy.eval();
-    auto frozen = torch::jit::freeze(copy);
-    module_ = torch::jit::optimize_for_inference(frozen);
-  }
-  void RunQuery(const std::vector<int64_t>& samples) override {
-    torch::NoGradGuard g;
-    auto out = module_.forward({inputs_.Gather(samples)}).toTensor();
-    (void)out;
-  }
-  uint64_t sample_pool_size() const override { return inputs_.size(); }
-
- private:
-  torch::jit::Module module_;
-  SampleInputs inputs_;
-};
+torch::jit::Module EvalCopy(const torch::jit::Module& m) {
+  auto copy = m.deepcopy();
+  copy.eval();
+  return copy;
+}
 
 class CsrSut final : public SystemUnderTest {
  public:
@@ -115,11 +102,12 @@ torch::Tensor CsrCnn::Forward(const torch::Tensor& x) const {
 
 StatusOr<std::unique_ptr<SystemUnderTest>> MakeSut(const std::string& form, const torch::jit::Module& m,
                                                    const Dataset& samples) {
-  if (form == "dense") return std::unique_ptr<SystemUnderTest>(new DenseSut(m, samples));
+  if (form == "dense") return std::unique_ptr<SystemUnderTest>(new ModuleSut(EvalCopy(m), samples));
   if (form == "csr") return std::unique_ptr<SystemUnderTest>(new CsrSut(m, samples));
   if (form == "frozen") {
     try {
-      return std::unique_ptr<SystemUnderTest>(new FrozenSut(m, samples));
+      auto frozen = torch::jit::freeze(EvalCopy(m));
+      return std::unique_ptr<SystemUnderTest>(new ModuleSut(torch::jit::optimize_for_inference(frozen), samples));
     } catch (const c10::Error& e) {
       return Status::InvalidArgument(std::string("cannot freeze the module: ") + e.what_without_backtrace());
     }

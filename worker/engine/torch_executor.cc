@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "common/hash.h"
+#include "common/records.h"
 #include "common/hardware.h"
 #include "worker/engine/bench_runner.h"
 #include "worker/engine/executor.h"
@@ -46,20 +47,9 @@ class TorchExecutor final : public TrialExecutor {
 
   ExecutionOutput Execute(const Task& task, const ExecutionContext& ctx) override {
     ExecutionOutput out;
+    out.result = ResultFor(task);
     TrialResult& r = out.result;
-    r.sweep_id = task.sweep_id;
-    r.task_id = task.task_id;
-    r.attempt = task.attempt;
     r.worker_id = ctx.worker_id;
-    r.target = task.target;
-    r.kind = task.kind;
-    r.model = task.model;
-    r.criterion = task.trial.criterion;
-    r.granularity = task.trial.granularity;
-    r.schedule = task.trial.schedule;
-    r.sparsity = task.kind == TaskKind::kPruneTrial ? task.trial.sparsity : 0.0;
-    r.baseline = task.kind == TaskKind::kEvaluateBaseline;
-    r.seed = task.training.seed;
     r.hardware = ctx.hardware;
     try {
       Status st = Run(task, ctx, &out);
