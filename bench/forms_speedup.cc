@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   ApplyMasks(unstructured90, L1UnstructuredMasks(unstructured90, layout, 0.9));
 
   struct Case {
+    Case(std::string v, std::string f, std::string b, torch::jit::Module* m)
+        : variant(std::move(v)), form(std::move(f)), base_form(std::move(b)), model(m) {}
     std::string variant, form, base_form;
     torch::jit::Module* model;
     std::vector<double> p50_ratio, p90_ratio;

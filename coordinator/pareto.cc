@@ -31,7 +31,9 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
   std::vector<TargetFront> out;
   auto slot = [&](const std::string& t) -> TargetFront& {
     for (auto& f : out) if (f.target == t) return f;
-    out.push_back(TargetFront{t});
+    TargetFront f;
+    f.target = t;
+    out.push_back(f);
     return out.back();
   };
   for (const auto& r : results) {

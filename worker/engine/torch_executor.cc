@@ -17,8 +17,11 @@
 namespace prunelab::worker {
 namespace {
 
-std::shared_ptr<void> Lock(const ExecutionContext& ctx, bool exclusive) {
-  return ctx.host_lock ? ctx.host_lock(exclusive) : nullptr;
+// Takes the host lock, showing what the task waits for while it waits.
+std::shared_ptr<void> Lock(const ExecutionContext& ctx, bool exclusive, const std::string& purpose) {
+  if (!ctx.host_lock) return nullptr;
+  if (ctx.on_progress) ctx.on_progress("waiting for host lock to " + purpose, 0);
+  return ctx.host_lock(exclusive);
 }
 
 TrainOptions OptionsFrom(const TrainingConfig& t, uint32_t epochs, double learning_rate, uint64_t seed_offset) {
@@ -95,8 +98,8 @@ class TorchExecutor final : public TrialExecutor {
       model = BuildFashionCnn(task.training.seed);
       TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
       o.on_progress = progress("training");
+      auto lock = Lock(ctx, false, "train");
       auto t0 = std::chrono::steady_clock::now();
-      auto lock = Lock(ctx, false);
       PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
       r.train_seconds = SecondsSince(t0);
       out->artifact = SaveToBytes(model);
@@ -131,17 +134,17 @@ class TorchExecutor final : public TrialExecutor {
         TrainOptions o = OptionsFrom(task.training, task.trial.finetune_epochs, task.trial.finetune_learning_rate, 1);
         o.masks = masks.empty() ? nullptr : &masks;
         o.on_progress = progress("fine-tuning");
+        auto lock = Lock(ctx, false, "fine-tune");
         auto t0 = std::chrono::steady_clock::now();
-        auto lock = Lock(ctx, false);
         PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
         r.train_seconds = SecondsSince(t0);
       }
     }
     r.achieved_sparsity = AchievedSparsity(model, layout, dense_weights);
 
+    auto eval_lock = Lock(ctx, false, "evaluate");
     if (ctx.on_progress) ctx.on_progress("evaluating", 0);
     auto t0 = std::chrono::steady_clock::now();
-    auto eval_lock = Lock(ctx, false);
     Evaluation ev = Evaluate(model, *test.value());
     r.eval_seconds = SecondsSince(t0);
     r.accuracy = ev.accuracy;
@@ -151,8 +154,7 @@ class TorchExecutor final : public TrialExecutor {
     if (task.kind == TaskKind::kTrainBaseline) return Status::Ok();  // timing happens per target
 
     eval_lock.reset();
-    if (ctx.on_progress) ctx.on_progress("waiting for exclusive host to benchmark", 0);
-    auto bench_lock = Lock(ctx, true);
+    auto bench_lock = Lock(ctx, true, "benchmark (exclusive)");
     BenchRequest req;
     req.variant = &model;
     req.baseline = dense ? &*dense : nullptr;
