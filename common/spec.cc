@@ -14,10 +14,24 @@
 namespace prunelab {
 
 const std::vector<std::string>& AllowedModels() { static const std::vector<std::string> v{"cnn"}; return v; }
-const std::vector<std::string>& AllowedCriteria() { static const std::vector<std::string> v{"l1"}; return v; }
-const std::vector<std::string>& AllowedGranularities() {
-  static const std::vector<std::string> v{"unstructured", "channel"};
+const std::vector<std::string>& AllowedCriteria() {
+  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor"};
   return v;
+}
+const std::vector<std::string>& AllowedGranularities() {
+  static const std::vector<std::string> v{"unstructured", "channel", "N:M (e.g. 2:4, 4:8)"};
+  return v;
+}
+
+bool ParseNm(const std::string& g, int* n, int* m) {
+  auto colon = g.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= g.size()) return false;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (i != colon && !std::isdigit(static_cast<unsigned char>(g[i]))) return false;
+  if (g.size() > 8) return false;
+  *n = std::stoi(g.substr(0, colon));
+  *m = std::stoi(g.substr(colon + 1));
+  return *n > 0 && *n < *m && *m <= 64;
 }
 const std::vector<std::string>& AllowedScenarios() {
   static const std::vector<std::string> v{"single_stream", "multi_stream", "server", "offline"};
@@ -224,7 +238,28 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
     } else if (c.IsMap(s, "sweep")) {
       c.OnlyKeys(s, "sweep", {"criterion", "granularity", "sparsity", "schedule"});
       spec.criteria = c.Choices(s["criterion"], "sweep.criterion", AllowedCriteria());
-      spec.granularities = c.Choices(s["granularity"], "sweep.granularity", AllowedGranularities());
+      {
+        // unstructured, channel, or an N:M pattern such as 2:4.
+        YAML::Node g = s["granularity"];
+        std::vector<std::string> fixed{"unstructured", "channel"};
+        if (!g) {
+          c.Error("sweep.granularity", "is required (allowed values: " + Join(AllowedGranularities()) + ")");
+        } else {
+          std::vector<YAML::Node> items;
+          if (g.IsSequence()) for (const auto& i : g) items.push_back(i); else items.push_back(g);
+          if (items.empty()) c.Error("sweep.granularity", "must not be empty (allowed values: " + Join(AllowedGranularities()) + ")");
+          for (size_t i = 0; i < items.size(); ++i) {
+            std::string p = g.IsSequence() ? "sweep.granularity[" + std::to_string(i) + "]" : "sweep.granularity";
+            std::string v = items[i].IsScalar() ? items[i].as<std::string>() : "";
+            int n = 0, m = 0;
+            bool ok = std::find(fixed.begin(), fixed.end(), v) != fixed.end() || ParseNm(v, &n, &m);
+            if (!ok) c.Error(p, "'" + v + "' is not allowed (allowed values: " + Join(AllowedGranularities()) + "; N:M needs 0 < N < M <= 64)");
+            else if (std::find(spec.granularities.begin(), spec.granularities.end(), v) != spec.granularities.end())
+              c.Error(p, "'" + v + "' is listed twice");
+            else spec.granularities.push_back(v);
+          }
+        }
+      }
       YAML::Node sp = s["sparsity"];
       if (!sp) {
         c.Error("sweep.sparsity", "is required: a list of fractions in (0, 1), e.g. [0.5, 0.8]");
@@ -328,8 +363,17 @@ std::string BaselineKey(const SweepSpec& spec) {
   return ContentHash(os.str());
 }
 
+// N:M patterns fix their own sparsity (1 - N/M): one trial each, whatever the sparsity axis.
+static std::vector<double> SparsitiesFor(const SweepSpec& spec, const std::string& granularity) {
+  int n = 0, m = 0;
+  if (ParseNm(granularity, &n, &m)) return {1.0 - static_cast<double>(n) / m};
+  return spec.sparsities;
+}
+
 size_t TrialCount(const SweepSpec& spec) {
-  return spec.criteria.size() * spec.granularities.size() * spec.sparsities.size() * spec.schedules.size();
+  size_t per_schedule = 0;
+  for (const auto& g : spec.granularities) per_schedule += SparsitiesFor(spec, g).size();
+  return spec.criteria.size() * per_schedule * spec.schedules.size();
 }
 
 std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id) {
@@ -356,7 +400,7 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
     int index = 0;
     for (const auto& criterion : spec.criteria)
       for (const auto& granularity : spec.granularities)
-        for (double sparsity : spec.sparsities)
+        for (double sparsity : SparsitiesFor(spec, granularity))
           for (const auto& schedule : spec.schedules) {
             Task t = base;
             char id[32];

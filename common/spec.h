@@ -36,6 +36,9 @@ const std::vector<std::string>& AllowedGranularities();
 const std::vector<std::string>& AllowedSchedules();
 const std::vector<std::string>& AllowedScenarios();
 
+// True when `granularity` is an N:M pattern ("2:4"); fills n and m.
+bool ParseNm(const std::string& granularity, int* n, int* m);
+
 // Parses and validates. On failure the message lists every problem, one per line,
 // each as "field.path: problem (allowed: ...)".
 StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text);

@@ -12,6 +12,7 @@
 #include "worker/engine/bench_runner.h"
 #include "worker/engine/executor.h"
 #include "worker/engine/forms.h"
+#include "worker/engine/importance.h"
 #include "worker/engine/fashion_mnist.h"
 #include "worker/engine/latency_stats.h"
 #include "worker/engine/model.h"
@@ -41,6 +42,53 @@ TEST(PruningTest, L1UnstructuredMaskRemovesSmallestMagnitudes) {
   auto m = L1UnstructuredMask(torch::randn({8, 4, 3, 3}), 0.75);
   EXPECT_EQ(m.sizes(), (std::vector<int64_t>{8, 4, 3, 3}));
   EXPECT_EQ(m.sum().item<float>(), 72.0f);  // 288 * 0.25 kept
+}
+
+TEST(ImportanceTest, CriteriaScoresAndMasksMatchHandComputedReferences) {
+  auto m = BuildFashionCnn(1);
+  ModelLayout one{{"fc2_w"}, {}};
+  torch::NoGradGuard g;
+  auto w = torch::zeros({10, 128});
+  w[0][0] = 1.0; w[0][1] = -2.0; w[0][2] = 3.0; w[0][3] = -0.5;
+  SetTensor(m, "fc2_w", w);
+  Scores grads{{"fc2_w", torch::zeros({10, 128})}};
+  grads["fc2_w"][0][0] = 0.5; grads["fc2_w"][0][1] = 0.1; grads["fc2_w"][0][2] = 0.2; grads["fc2_w"][0][3] = 4.0;
+  auto row = [](const Scores& s) { return Values(s.at("fc2_w")[0].slice(0, 0, 4)); };
+  EXPECT_EQ(row(WeightScores(m, one, Criterion::kL1, nullptr, 0).value()), (std::vector<float>{1, 2, 3, 0.5}));
+  EXPECT_EQ(row(WeightScores(m, one, Criterion::kL2, nullptr, 0).value()), (std::vector<float>{1, 4, 9, 0.25}));
+  EXPECT_EQ(row(WeightScores(m, one, Criterion::kGradient, &grads, 0).value()), (std::vector<float>{0.5, 0.1, 0.2, 4}));
+  auto taylor = WeightScores(m, one, Criterion::kTaylor, &grads, 0).value();
+  EXPECT_EQ(row(taylor), (std::vector<float>{0.5, 0.2, 0.6, 2}));
+  // Half of these four by Taylor score: drop 0.2 (w=-2) and 0.5 (w=1).
+  EXPECT_EQ(Values(MaskFromScores(taylor.at("fc2_w")[0].slice(0, 0, 4), 0.5)), (std::vector<float>{0, 0, 1, 1}));
+  EXPECT_FALSE(WeightScores(m, one, Criterion::kTaylor, nullptr, 0).ok());
+  auto r1 = WeightScores(m, one, Criterion::kRandom, nullptr, 7).value().at("fc2_w");
+  auto r2 = WeightScores(m, one, Criterion::kRandom, nullptr, 7).value().at("fc2_w");
+  auto r3 = WeightScores(m, one, Criterion::kRandom, nullptr, 8).value().at("fc2_w");
+  EXPECT_TRUE(torch::equal(r1, r2));
+  EXPECT_FALSE(torch::equal(r1, r3));
+  EXPECT_FALSE(ParseCriterion("apoz").ok());
+}
+
+TEST(ImportanceTest, L1AndL2RankStructuresDifferently) {
+  // channel a: [3, 0] -> l1 3, l2 9; channel b: [2, 2] -> l1 4, l2 8
+  auto w = torch::tensor({3.0f, 0.0f, 2.0f, 2.0f}).view({2, 1, 1, 2});
+  EXPECT_EQ(ChannelsToKeep(ChannelScores(w.abs()), 0.5)[0].item<int64_t>(), 1);
+  EXPECT_EQ(ChannelsToKeep(ChannelScores(w.square()), 0.5)[0].item<int64_t>(), 0);
+}
+
+TEST(ImportanceTest, NmMasksKeepExactlyNPerGroupOfM) {
+  auto row = torch::tensor({1.0f, 5.0f, 2.0f, 4.0f, 8.0f, 7.0f, 6.0f, 0.5f}).view({1, 8});
+  EXPECT_EQ(Values(NmMask(row, 2, 4).value()), (std::vector<float>{0, 1, 0, 1, 1, 1, 0, 0}));
+  for (auto [n, m] : {std::pair{2, 4}, std::pair{4, 8}, std::pair{1, 4}}) {
+    auto scores = torch::rand({16, 8, 3, 3});  // rows of 72 = conv kernels flattened
+    auto mask = NmMask(scores, n, m).value();
+    EXPECT_EQ(mask.sizes(), scores.sizes());
+    auto per_group = mask.reshape({16, 72 / m, m}).sum(2);
+    EXPECT_TRUE(torch::all(per_group == n).item<bool>()) << n << ":" << m;
+  }
+  EXPECT_FALSE(NmMask(torch::rand({4, 9}), 2, 4).ok()) << "9 inputs cannot form groups of 4";
+  EXPECT_FALSE(NmMask(torch::rand({4, 8}), 4, 4).ok());
 }
 
 TEST(PruningTest, L1ChannelsToKeepRanksByFilterNorm) {
@@ -297,6 +345,20 @@ TEST(BenchRunnerTest, MlperfProfileAppliesMlperfMinimums) {
   EXPECT_EQ(SettingsFor(Scenario::kSingleStream, cfg, 1).min_queries, 77u);
 }
 
+TEST(ImportanceTest, GradientCalibrationLeavesTheModelUnchanged) {
+  auto m = TrainedLookingCnn();
+  auto before = CloneModule(m);
+  auto data = Synthetic(128, 4);
+  auto grads = AccumulateAbsGradients(m, FashionCnnLayout(), data, 4, 32);
+  ASSERT_EQ(grads.size(), 4u);
+  for (const auto& [name, gsum] : grads) {
+    EXPECT_GE(gsum.min().item<float>(), 0.0f) << name;
+    EXPECT_GT(gsum.sum().item<float>(), 0.0f) << name;
+    EXPECT_TRUE(torch::equal(GetTensor(m, name), GetTensor(before, name))) << name;
+  }
+  EXPECT_TRUE(torch::equal(GetTensor(m, "bn1_mean"), GetTensor(before, "bn1_mean"))) << "eval mode: stats untouched";
+}
+
 // The real executor on real Fashion-MNIST (small subsets): train, then prune a variant.
 TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   if (!std::filesystem::exists(std::string(kFashionDir) + "/t10k-images-idx3-ubyte.gz"))
@@ -354,6 +416,18 @@ TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   EXPECT_GT(pruned.result.speedup_p90, 0) << "A/B against the baseline ran";
   EXPECT_FALSE(pruned.result.benchmark_json.empty());
 
+  trial.trial.criterion = "taylor";
+  auto taylor = exec->Execute(trial, ctx);
+  ASSERT_TRUE(taylor.result.ok) << taylor.result.error;
+  EXPECT_NEAR(taylor.result.achieved_sparsity, 0.5, 0.05);
+
+  trial.trial.criterion = "l2";
+  trial.trial.granularity = "2:4";
+  auto nm = exec->Execute(trial, ctx);
+  ASSERT_TRUE(nm.result.ok) << nm.result.error;
+  EXPECT_NEAR(nm.result.achieved_sparsity, 0.5, 0.01) << "every layer but the 9-input first conv is 2:4";
+
+  trial.trial.criterion = "l1";
   trial.trial.granularity = "unstructured";
   auto masked = exec->Execute(trial, ctx);
   ASSERT_TRUE(masked.result.ok) << masked.result.error;

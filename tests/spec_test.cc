@@ -56,7 +56,7 @@ TEST(SpecTest, RejectsBadSpecsNamingFieldAndAllowedValues) {
       {"name: x\nsweep: {criterion: l1, granularity: chanel, sparsity: [0.5]}\n",
        {"sweep.granularity", "'chanel'", "unstructured, channel"}},
       {"name: x\nsweep: {criterion: [l1, l7], granularity: channel, sparsity: 0.5}\n",
-       {"sweep.criterion[1]", "'l7'", "allowed values: l1"}},
+       {"sweep.criterion[1]", "'l7'", "allowed values: random, l1, l2, gradient, taylor"}},
       {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: [0.5, 1.5]}\n",
        {"sweep.sparsity[1]", "(0, 1)"}},
       {"name: x\nmodel: resnet152\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
@@ -81,6 +81,28 @@ TEST(SpecTest, RejectsBadSpecsNamingFieldAndAllowedValues) {
     for (const auto& frag : c.expected_fragments)
       EXPECT_NE(s.status().message().find(frag), std::string::npos)
           << "missing '" << frag << "' in: " << s.status().message() << "\nfor:\n" << c.yaml;
+  }
+}
+
+TEST(SpecTest, NmPatternsAreGranularitiesWithTheirOwnSparsity) {
+  auto s = ParseSpec("name: x\nmodel: cnn\nsweep: {criterion: [l1, taylor], granularity: [channel, '2:4', '4:8'], sparsity: [0.3, 0.6]}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  // per criterion: channel x 2 sparsities + 2:4 once + 4:8 once
+  EXPECT_EQ(TrialCount(s.value()), 2u * (2 + 1 + 1));
+  auto tasks = ExpandTasks(s.value(), "sw-1");
+  EXPECT_EQ(tasks.size(), 1u + 1u + TrialCount(s.value()));
+  int nm = 0;
+  for (const auto& t : tasks) {
+    if (t.trial.granularity == "2:4" || t.trial.granularity == "4:8") {
+      ++nm;
+      EXPECT_DOUBLE_EQ(t.trial.sparsity, 0.5);
+    }
+  }
+  EXPECT_EQ(nm, 4);
+  for (const char* bad : {"4:2", "2:x", "0:4", "2:4:8", ":4"}) {
+    auto r = ParseSpec(std::string("name: x\nmodel: cnn\nsweep: {criterion: l1, granularity: '") + bad + "', sparsity: 0.5}\n");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("N:M"), std::string::npos) << r.status().message();
   }
 }
 

@@ -1,21 +1,13 @@
 #include "worker/engine/pruning.h"
 
+#include "worker/engine/importance.h"
+
 #include <cmath>
 
 namespace prunelab::worker {
 
 torch::Tensor L1UnstructuredMask(const torch::Tensor& weight, double sparsity) {
-  torch::NoGradGuard no_grad;
-  auto flat = weight.detach().abs().flatten();
-  int64_t n = flat.numel();
-  int64_t k = static_cast<int64_t>(std::llround(sparsity * static_cast<double>(n)));
-  auto mask = torch::ones({n}, weight.options().dtype(torch::kFloat32).requires_grad(false));
-  if (k > 0) {
-    // Stable sort makes ties deterministic: equal magnitudes are removed lowest index first.
-    auto order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-    mask.index_fill_(0, order.slice(0, 0, k), 0.0);
-  }
-  return mask.view(weight.sizes());
+  return MaskFromScores(weight.detach().abs(), sparsity);
 }
 
 Masks L1UnstructuredMasks(const torch::jit::Module& m, const ModelLayout& layout, double sparsity) {
@@ -30,12 +22,7 @@ void ApplyMasks(torch::jit::Module& m, const Masks& masks) {
 }
 
 torch::Tensor L1ChannelsToKeep(const torch::Tensor& weight, double sparsity) {
-  torch::NoGradGuard no_grad;
-  int64_t c = weight.size(0);
-  int64_t keep = std::max<int64_t>(1, std::llround((1.0 - sparsity) * static_cast<double>(c)));
-  auto norms = weight.detach().abs().reshape({c, -1}).sum(1);
-  auto order = std::get<1>(norms.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  return std::get<0>(order.slice(0, 0, keep).sort());
+  return ChannelsToKeep(ChannelScores(weight.detach().abs()), sparsity);
 }
 
 std::map<std::string, torch::Tensor> L1ChannelSelection(const torch::jit::Module& m, const ModelLayout& layout,

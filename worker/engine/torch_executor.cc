@@ -10,7 +10,9 @@
 #include "common/hash.h"
 #include "common/records.h"
 #include "common/hardware.h"
+#include "common/spec.h"
 #include "worker/engine/bench_runner.h"
+#include "worker/engine/importance.h"
 #include "worker/engine/executor.h"
 #include "worker/engine/training.h"
 
@@ -117,16 +119,39 @@ class TorchExecutor final : public TrialExecutor {
 
     if (task.kind == TaskKind::kPruneTrial) {
       dense = model.deepcopy();
-      if (task.trial.criterion != "l1") return Status::InvalidArgument("criterion '" + task.trial.criterion + "' not implemented (have: l1)");
       if (task.trial.schedule != "one_shot") return Status::InvalidArgument("schedule '" + task.trial.schedule + "' not implemented (have: one_shot)");
+      auto criterion = ParseCriterion(task.trial.criterion);
+      if (!criterion.ok()) return criterion.status();
+      Scores grads;
+      if (NeedsGradients(criterion.value())) {
+        // Calibration: 8 batches of the training data, model untouched otherwise.
+        auto train = Data(task.dataset, /*train=*/true);
+        if (!train.ok()) return train.status();
+        if (ctx.on_progress) ctx.on_progress("scoring (gradients)", 0);
+        grads = AccumulateAbsGradients(model, layout, *train.value(), 8, static_cast<int>(task.training.batch_size));
+      }
+      auto scores = WeightScores(model, layout, criterion.value(), &grads, task.training.seed);
+      if (!scores.ok()) return scores.status();
       Masks masks;
+      int nm_n = 0, nm_m = 0;
       if (task.trial.granularity == "unstructured") {
-        masks = L1UnstructuredMasks(model, layout, task.trial.sparsity);
+        for (const auto& [name, sc] : scores.value()) masks[name] = MaskFromScores(sc, task.trial.sparsity);
         ApplyMasks(model, masks);
       } else if (task.trial.granularity == "channel") {
-        RemoveChannels(model, layout, L1ChannelSelection(model, layout, task.trial.sparsity));
+        std::map<std::string, torch::Tensor> keep;
+        for (const auto& g : layout.channel_groups)
+          keep[g.name] = ChannelsToKeep(ChannelScores(scores.value().at(g.importance_param)), task.trial.sparsity);
+        RemoveChannels(model, layout, keep);
+      } else if (ParseNm(task.trial.granularity, &nm_n, &nm_m)) {
+        // Layers whose input rows are not a multiple of M (the first conv: 9 inputs) stay dense.
+        for (const auto& [name, sc] : scores.value()) {
+          auto mask = NmMask(sc, nm_n, nm_m);
+          if (mask.ok()) masks[name] = mask.value();
+        }
+        if (masks.empty()) return Status::InvalidArgument("no layer of this model can hold a " + task.trial.granularity + " pattern");
+        ApplyMasks(model, masks);
       } else {
-        return Status::InvalidArgument("granularity '" + task.trial.granularity + "' not implemented (have: unstructured, channel)");
+        return Status::InvalidArgument("granularity '" + task.trial.granularity + "' not implemented (have: unstructured, channel, N:M)");
       }
       if (task.trial.finetune_epochs > 0) {
         auto train = Data(task.dataset, /*train=*/true);
@@ -158,7 +183,7 @@ class TorchExecutor final : public TrialExecutor {
     BenchRequest req;
     req.variant = &model;
     req.baseline = dense ? &*dense : nullptr;
-    req.has_unstructured_zeros = task.kind == TaskKind::kPruneTrial && task.trial.granularity == "unstructured";
+    req.has_unstructured_zeros = task.kind == TaskKind::kPruneTrial && task.trial.granularity != "channel";
     req.samples = test.value();
     req.config = task.benchmark;
     req.seed = task.training.seed;
