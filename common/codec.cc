@@ -127,6 +127,9 @@ void Put(s::Result::Builder b, const TrialResult& r) {
   b.setSpeedupMax(r.speedup_max);
   b.setDeployableForm(T(r.deployable_form));
   b.setBenchmarkJson(T(r.benchmark_json));
+  b.setBaselineAccuracy(r.baseline_accuracy);
+  b.setWorstClassDrop(r.worst_class_drop);
+  b.setWorstClass(r.worst_class);
 }
 
 void Put(s::SweepStatus::Builder b, const SweepStatus& v) {
@@ -351,6 +354,9 @@ StatusOr<TrialResult> Get(s::Result::Reader r) {
   v.speedup_max = r.getSpeedupMax();
   v.deployable_form = S(r.getDeployableForm());
   v.benchmark_json = S(r.getBenchmarkJson());
+  v.baseline_accuracy = r.getBaselineAccuracy();
+  v.worst_class_drop = r.getWorstClassDrop();
+  v.worst_class = r.getWorstClass();
   return v;
 }
 

@@ -142,6 +142,9 @@ json ToJson(const TrialResult& r) {
               {"error", r.error},
               {"accuracy", r.accuracy},
               {"per_class_accuracy", r.per_class_accuracy},
+              {"baseline_accuracy", r.baseline_accuracy},
+              {"worst_class_drop", r.worst_class_drop},
+              {"worst_class", r.worst_class},
               {"latency_mean_ms", r.latency_mean_ms},
               {"latency_p50_ms", r.latency_p50_ms},
               {"latency_p90_ms", r.latency_p90_ms},
@@ -192,6 +195,9 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     r.error = j.value("error", "");
     r.accuracy = j.value("accuracy", 0.0);
     r.per_class_accuracy = j.value("per_class_accuracy", std::vector<double>{});
+    r.baseline_accuracy = j.value("baseline_accuracy", 0.0);
+    r.worst_class_drop = j.value("worst_class_drop", 0.0);
+    r.worst_class = j.value("worst_class", -1);
     r.latency_mean_ms = j.value("latency_mean_ms", 0.0);
     r.latency_p50_ms = j.value("latency_p50_ms", 0.0);
     r.latency_p90_ms = j.value("latency_p90_ms", 0.0);

@@ -100,6 +100,9 @@ struct TrialResult {
   std::string error;
   double accuracy = 0;
   std::vector<double> per_class_accuracy;
+  double baseline_accuracy = 0;     // the dense model's accuracy on the same test set
+  double worst_class_drop = 0;      // max over classes of (baseline - variant) per-class accuracy
+  int32_t worst_class = -1;         // the class with that drop (-1: not computed)
   double latency_mean_ms = 0;
   double latency_p50_ms = 0;
   double latency_p90_ms = 0;

@@ -77,8 +77,10 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
   else
     std::snprintf(speed, sizeof(speed), "-");
   double drop = base ? (base->accuracy - r.accuracy) * 100 : 0;
-  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
-                mark, r.task_id.c_str(), Variant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop,
+  char worst[24] = "     -";
+  if (r.worst_class >= 0) std::snprintf(worst, sizeof(worst), "%+6.2f", r.worst_class_drop * 100);
+  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
+                mark, r.task_id.c_str(), Variant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop, worst,
                 r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed,
                 r.deployable_form.empty() ? "dense" : r.deployable_form.c_str(), r.throughput_sps,
                 static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0,
@@ -87,7 +89,7 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
 }
 
 const char* kHeader =
-    "   trial        variant                  achieved accuracy drop_pt   p50_ms   p90_ms   p99_ms p90_speedup(spread)  form  offline_sps   params size_KiB bench\n";
+    "   trial        variant                  achieved accuracy drop_pt worst_pt   p50_ms   p90_ms   p99_ms p90_speedup(spread)  form  offline_sps   params size_KiB bench\n";
 
 }  // namespace
 
@@ -112,7 +114,8 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
     if (f.baseline && !base_on_front) out += Row(*f.baseline, f.baseline, "r");
     if (!f.baseline) out += "   (no successful dense baseline on this target: drops and ratios not available)\n";
     out += "   * = on the front, r = dense reference (dominated). Latencies: single-stream, batch 1, on the target,\n"
-           "   in the fastest execution form measured (form). drop_pt = accuracy points lost vs the dense baseline.\n"
+           "   in the fastest execution form measured (form). drop_pt = accuracy points lost vs the dense baseline;\n"
+           "   worst_pt = the largest per-class loss (points), where pruning hurts first.\n"
            "   p90_speedup = median of baseline/variant p90 ratios over interleaved A/B rounds on the same worker\n"
            "   (min-max in parentheses; >1 is faster). bench = every scenario run VALID or not\n"
            "   (see `prunelab summary SWEEP TRIAL`).\n\n";

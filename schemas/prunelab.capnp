@@ -130,6 +130,9 @@ struct Result {
   speedupMax @42 :Float64;
   deployableForm @43 :Text;
   benchmarkJson @44 :Text;  # detail: per-scenario reports and summaries, forms, A/B rounds
+  baselineAccuracy @45 :Float64;
+  worstClassDrop @46 :Float64;
+  worstClass @47 :Int32;
 }
 
 struct SweepStatus {

@@ -412,6 +412,13 @@ TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   EXPECT_GE(pruned.result.queries, 30u);
   EXPECT_GT(pruned.result.throughput_sps, 0);
   EXPECT_EQ(pruned.result.per_class_accuracy.size(), 10u);
+  EXPECT_DOUBLE_EQ(pruned.result.baseline_accuracy, out.result.accuracy) << "same model, same test set";
+  ASSERT_GE(pruned.result.worst_class, 0);
+  EXPECT_DOUBLE_EQ(pruned.result.worst_class_drop,
+                   out.result.per_class_accuracy[pruned.result.worst_class] -
+                       pruned.result.per_class_accuracy[pruned.result.worst_class]);
+  for (size_t k = 0; k < 10; ++k)
+    EXPECT_LE(out.result.per_class_accuracy[k] - pruned.result.per_class_accuracy[k], pruned.result.worst_class_drop + 1e-12);
   EXPECT_NE(pruned.result.deployable_form, "csr") << "channel pruning leaves no zeros for CSR";
   EXPECT_GT(pruned.result.speedup_p90, 0) << "A/B against the baseline ran";
   EXPECT_FALSE(pruned.result.benchmark_json.empty());

@@ -174,6 +174,19 @@ class TorchExecutor final : public TrialExecutor {
     r.eval_seconds = SecondsSince(t0);
     r.accuracy = ev.accuracy;
     r.per_class_accuracy = ev.per_class;
+    // Accuracy loss hits some classes first: compare per class with the dense model,
+    // evaluated once per baseline artifact and test set on this worker.
+    const Evaluation base_ev = dense ? BaselineEvaluation(task, *dense, *test.value()) : ev;
+    r.baseline_accuracy = base_ev.accuracy;
+    r.worst_class_drop = 0;
+    r.worst_class = -1;
+    for (size_t k = 0; k < ev.per_class.size() && k < base_ev.per_class.size(); ++k) {
+      double drop = base_ev.per_class[k] - ev.per_class[k];
+      if (r.worst_class < 0 || drop > r.worst_class_drop) {
+        r.worst_class_drop = drop;
+        r.worst_class = static_cast<int32_t>(k);
+      }
+    }
     r.params = static_cast<uint64_t>(CountParameters(model));
     r.model_bytes = SaveToBytes(model).size();
     if (task.kind == TaskKind::kTrainBaseline) return Status::Ok();  // timing happens per target
@@ -194,8 +207,21 @@ class TorchExecutor final : public TrialExecutor {
     return Status::Ok();
   }
 
+  Evaluation BaselineEvaluation(const Task& task, torch::jit::Module& dense, const Dataset& test) {
+    std::string key = task.baseline_artifact + ":" + task.dataset.path + ":" + std::to_string(task.dataset.test_subset);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = baseline_eval_.find(key);
+      if (it != baseline_eval_.end()) return it->second;
+    }
+    Evaluation e = Evaluate(dense, test);
+    std::lock_guard<std::mutex> lock(mu_);
+    return baseline_eval_[key] = e;
+  }
+
   std::mutex mu_;
   std::map<std::string, Dataset> data_;
+  std::map<std::string, Evaluation> baseline_eval_;
 };
 
 }  // namespace
