@@ -142,6 +142,7 @@ void Put(s::SweepStatus::Builder b, const SweepStatus& v) {
   b.setRunning(v.running);
   b.setPending(v.pending);
   b.setCreatedAtMs(v.created_at_ms);
+  b.setNote(T(v.note));
 }
 
 void Put(s::WorkerStatus::Builder b, const WorkerStatus& v) {
@@ -371,6 +372,7 @@ SweepStatus Get(s::SweepStatus::Reader r) {
   v.running = r.getRunning();
   v.pending = r.getPending();
   v.created_at_ms = r.getCreatedAtMs();
+  v.note = S(r.getNote());
   return v;
 }
 

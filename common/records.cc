@@ -236,7 +236,8 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
 json ToJson(const SweepStatus& s) {
   return json{{"id", s.id},           {"name", s.name},       {"state", s.state},
               {"trials", s.trials},   {"done", s.done},       {"failed", s.failed},
-              {"running", s.running}, {"pending", s.pending}, {"created_at_ms", s.created_at_ms}};
+              {"running", s.running}, {"pending", s.pending}, {"created_at_ms", s.created_at_ms},
+              {"note", s.note}};
 }
 
 json ToJson(const WorkerStatus& w) {

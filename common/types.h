@@ -143,6 +143,7 @@ struct SweepStatus {
   uint32_t running = 0;
   uint32_t pending = 0;
   int64_t created_at_ms = 0;
+  std::string note;  // e.g. which targets have pending work but no live worker
 };
 
 struct WorkerStatus {

@@ -197,8 +197,9 @@ void PrintSweeps(const std::vector<pl::SweepStatus>& sweeps, bool as_json) {
   }
   if (sweeps.empty()) std::printf("no sweeps\n");
   for (const auto& s : sweeps)
-    std::printf("%-8s %-28s %-10s %u trials: %u done, %u failed, %u running, %u pending\n", s.id.c_str(),
-                s.name.c_str(), s.state.c_str(), s.trials, s.done, s.failed, s.running, s.pending);
+    std::printf("%-8s %-28s %-10s %u trials: %u done, %u failed, %u running, %u pending%s%s\n", s.id.c_str(),
+                s.name.c_str(), s.state.c_str(), s.trials, s.done, s.failed, s.running, s.pending,
+                s.note.empty() ? "" : " - ", s.note.c_str());
 }
 
 int CmdSweeps(const Args& a) {

@@ -1,6 +1,7 @@
 #include "coordinator/coordinator.h"
 
 #include <cstdio>
+#include <set>
 
 #include "common/codec.h"
 #include "common/hash.h"
@@ -315,6 +316,19 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
     }
   }
   st.state = all_terminal ? "done" : "running";
+  // Pending work that no live worker can take is the most common reason a sweep stalls.
+  std::set<std::string> starved;
+  for (const auto& [tid, t] : s.tasks) {
+    if (t.state != TaskState::kPending || t.task.target.empty()) continue;
+    bool served = false;
+    for (const auto& [wid, w] : workers_) served |= w.status.alive && w.status.target == t.task.target;
+    if (!served) starved.insert(t.task.target);
+  }
+  if (!starved.empty()) {
+    st.note = "no live worker for target(s):";
+    for (const auto& t : starved) st.note += " " + t;
+    st.note += " (start prunelab-worker --target NAME on such a machine)";
+  }
   return st;
 }
 

@@ -145,6 +145,7 @@ struct SweepStatus {
   running @6 :UInt32;
   pending @7 :UInt32;
   createdAtMs @8 :Int64;
+  note @9 :Text;            # e.g. "no live worker for target(s): gpu-a"
 }
 
 struct WorkerStatus {

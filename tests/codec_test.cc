@@ -60,7 +60,7 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
       SubmitSweepMsg{"name: x\n"},
       SubmitReplyMsg{"sw-0002", 9},
       StatusRequestMsg{"sw-0002"},
-      StatusReplyMsg{{SweepStatus{"sw-1", "n", "running", 5, 1, 1, 1, 2, 99}}},
+      StatusReplyMsg{{SweepStatus{"sw-1", "n", "running", 5, 1, 1, 1, 2, 99, "no live worker"}}},
       ResultsRequestMsg{"sw-1"},
       ResultsReplyMsg{{SampleResult(), SampleResult()}},
       WorkersRequestMsg{},

@@ -102,6 +102,17 @@ TEST_F(CoordinatorTest, BaselineFirstThenTrialsOnMatchingTargetsEachRecordedOnce
   EXPECT_EQ(ResultCount(sweep), 7u);  // incl. the training result
 }
 
+TEST_F(CoordinatorTest, StatusNamesTargetsThatHaveNoLiveWorker) {
+  Submit();
+  std::string wa = Register("a");
+  auto train = Pull(wa);
+  ASSERT_TRUE(Report(wa, *train).accepted);
+  auto note = core_->Sweeps()[0].note;
+  EXPECT_NE(note.find("no live worker for target(s): b ("), std::string::npos) << note;  // not a: it has one
+  Register("b");
+  EXPECT_TRUE(core_->Sweeps()[0].note.empty());
+}
+
 TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTaskRequeuedLateResultCountedOnce) {
   std::string sweep = Submit();
   std::string w1 = Register("a");
