@@ -423,6 +423,13 @@ TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   EXPECT_GT(pruned.result.speedup_p90, 0) << "A/B against the baseline ran";
   EXPECT_FALSE(pruned.result.benchmark_json.empty());
 
+  // Same task, same seed, same machine: identical masks, so identical accuracy.
+  auto again = exec->Execute(trial, ctx);
+  ASSERT_TRUE(again.result.ok) << again.result.error;
+  EXPECT_EQ(again.result.accuracy, pruned.result.accuracy);
+  EXPECT_EQ(again.result.per_class_accuracy, pruned.result.per_class_accuracy);
+  EXPECT_EQ(again.result.achieved_sparsity, pruned.result.achieved_sparsity);
+
   trial.trial.criterion = "taylor";
   auto taylor = exec->Execute(trial, ctx);
   ASSERT_TRUE(taylor.result.ok) << taylor.result.error;
