@@ -18,9 +18,7 @@ using namespace prunelab::worker;
 
 int main(int argc, char** argv) {
   bool json_out = bench::WantJson(argc, argv);
-  int rounds = 31;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--rounds") rounds = std::atoi(argv[i + 1]);
+  int rounds = bench::IntFlag(argc, argv, "--rounds", 31);
   int threads = ConfigureTorchThreads(1);
   Dataset pool = bench::SamplePool(1024);
   auto model = BuildFashionCnn(1);

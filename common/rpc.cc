@@ -2,15 +2,13 @@
 
 namespace prunelab {
 
-RpcClient::RpcClient(ZmqContext& ctx, std::string endpoint, std::string identity)
-    : ctx_(ctx), endpoint_(std::move(endpoint)), identity_(std::move(identity)) {}
+RpcClient::RpcClient(ZmqContext& ctx, std::string endpoint) : ctx_(ctx), endpoint_(std::move(endpoint)) {}
 
 Status RpcClient::EnsureConnected() {
   if (socket_) return Status::Ok();
-  // A fresh routing id per reconnect: ROUTER refuses a second connection using an id
-  // that is still attached.
-  std::string id = identity_.empty() ? "" : identity_ + "#" + std::to_string(reconnects_++);
-  auto s = DealerSocket::Connect(ctx_, endpoint_, id);
+  // ZeroMQ picks a fresh routing id per connection, so a reconnect never collides with
+  // the id of a socket the ROUTER still has attached.
+  auto s = DealerSocket::Connect(ctx_, endpoint_);
   if (!s.ok()) return s.status();
   socket_ = std::move(s).value();
   return Status::Ok();

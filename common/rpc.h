@@ -14,7 +14,7 @@ namespace prunelab {
 class RpcClient {
  public:
   // ctx must outlive the client.
-  RpcClient(ZmqContext& ctx, std::string endpoint, std::string identity = "");
+  RpcClient(ZmqContext& ctx, std::string endpoint);
   // Sends msg and waits for one reply. Unavailable on timeout; InvalidArgument when the
   // reply does not decode. An ErrorMsg reply is returned as a Message, not a Status.
   StatusOr<Message> Call(const Message& msg, int timeout_ms);
@@ -26,8 +26,6 @@ class RpcClient {
   Status EnsureConnected();
   ZmqContext& ctx_;
   std::string endpoint_;
-  std::string identity_;
-  int reconnects_ = 0;
   std::unique_ptr<DealerSocket> socket_;
 };
 

@@ -383,7 +383,6 @@ int CmdRun(const Args& a) {
   }
   bool tty = isatty(2);
   auto start = std::chrono::steady_clock::now();
-  std::string last_line;
   auto last_print = start;
   std::vector<bool> exited(pids.size(), false);
   while (rc == 0 && !g_interrupted) {
@@ -403,7 +402,6 @@ int CmdRun(const Args& a) {
       std::fprintf(stderr, "%s\n", line.c_str());
       last_print = now;
     }
-    last_line = line;
     if (s.state == "done") break;
     int alive = 0;
     for (size_t i = 0; i < pids.size(); ++i) {

@@ -125,9 +125,7 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
 }
 
 std::string FormatResultsTable(const std::vector<TrialResult>& results) {
-  std::string out = std::string("   target: ") + "\n";
-  out.clear();
-  const TrialResult* none = nullptr;
+  std::string out;
   std::string current;
   for (const auto& r : results) {
     if (r.kind == TaskKind::kTrainBaseline) continue;
@@ -139,7 +137,7 @@ std::string FormatResultsTable(const std::vector<TrialResult>& results) {
       out += "!  " + r.task_id + "  " + Variant(r) + "  FAILED: " + r.error + "\n";
       continue;
     }
-    const TrialResult* base = none;
+    const TrialResult* base = nullptr;
     for (const auto& b : results)
       if (b.baseline && b.ok && b.target == r.target) { base = &b; break; }
     out += Row(r, base, " ");

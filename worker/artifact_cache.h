@@ -17,7 +17,6 @@ class ArtifactCache {
   Status Init();  // creates the directory
   std::optional<std::string> Get(const std::string& hash);
   Status Put(const std::string& hash, const std::string& bytes);
-  const std::string& dir() const { return dir_; }
 
  private:
   std::string PathOf(const std::string& hash) const;

@@ -76,7 +76,8 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
   RpcClient rpc(ctx_, options_.coordinator);
   LiveState live;
   std::string id = options_.worker_id;
-  uint32_t heartbeat_ms = 1000;
+  // Written on re-registration by this thread, read by the heartbeat thread.
+  std::atomic<uint32_t> heartbeat_ms{1000};
 
   auto register_once = [&]() -> bool {
     int tries = 0;
@@ -137,7 +138,6 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
   };
 
   int tasks_done = 0;
-  int exit_code = 0;
   int quiet_polls = 0;
   while (!stop.load()) {
     auto reply = rpc.Call(RequestWorkMsg{id}, options_.rpc_timeout_ms);
@@ -226,7 +226,7 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
   hb_stop = true;
   heartbeat.join();
   Log(id, "stopped");
-  return exit_code;
+  return 0;
 }
 
 }  // namespace prunelab::worker
