@@ -121,15 +121,15 @@ class MultiProcessTest : public ::testing::Test {
   void StartWorker(int i) {
     workers_.push_back(Spawn({kBin + "/prunelab-worker", "--coordinator", worker_, "--target", "local", "--threads",
                               "1", "--cache-dir", dir_.path() + "/cache" + std::to_string(i), "--host-lock",
-                              dir_.path() + "/host.lock"},
+                              dir_.path() + "/host.lock", "--rpc-timeout-ms", "3000"},
                              dir_.path() + "/worker" + std::to_string(i) + ".log"));
   }
-  std::string Spec(const std::string& name, const std::string& dataset_path) {
+  std::string Spec(const std::string& name, const std::string& dataset_path, const std::string& sparsities = "[0.5]") {
     std::string path = dir_.path() + "/" + name + ".yaml";
     std::ofstream(path) << "name: " << name << "\nmodel: cnn\n"
                         << "dataset: {path: " << dataset_path << ", train_subset: 600, test_subset: 500}\n"
                         << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
-                        << "sweep: {criterion: l1, granularity: [unstructured, channel], sparsity: [0.5],\n"
+                        << "sweep: {criterion: l1, granularity: [unstructured, channel], sparsity: " << sparsities << ",\n"
                         << "        schedule: {type: one_shot, finetune_epochs: 1}}\n"
                         << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
                         << "            offline_min_duration_s: 0.05}\n"
@@ -248,6 +248,54 @@ TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
   auto again = Shell("timeout 60 " + Cli("status " + id + " --coordinator " + client_));
   EXPECT_EQ(again.code, 0) << again.out;
   EXPECT_NE(again.out.find("3 done"), std::string::npos) << again.out;
+}
+
+// kill -9 of the coordinator in the middle of a sweep: it restarts on the same data
+// directory, the running workers re-register by themselves, and every trial ends with
+// exactly one result.
+TEST_F(MultiProcessTest, CoordinatorKilledMidSweepResumesAndRecordsEachResultOnce) {
+  StartWorker(1);
+  StartWorker(2);
+  auto sub = Shell(Cli("submit " + Spec("crashy", "/usr/share/datasets/fashion-mnist", "[0.3, 0.6]") +
+                       " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  // Wait until the sweep is under way (at least one result recorded), then kill.
+  bool started = false;
+  for (int i = 0; i < 240 && !started; ++i) {
+    auto st = Shell(Cli("sweeps --json --coordinator " + client_), false);
+    auto j = ParseJson(st.out);
+    if (j.ok() && j->size() == 1 && (*j)[0]["done"].get<int>() >= 1) started = true;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(started) << "no result within 120 s";
+  kill(coordinator_, SIGKILL);
+  waitpid(coordinator_, nullptr, 0);
+  StartCoordinator();
+
+  auto waited = Shell("timeout 400 " + Cli("status " + id + " --wait --coordinator " + client_));
+  ASSERT_EQ(waited.code, 0) << waited.out;
+  EXPECT_NE(waited.out.find("5 done, 0 failed"), std::string::npos) << waited.out;
+  auto workers = ParseJson(Shell(Cli("workers --json --coordinator " + client_), false).out);
+  ASSERT_TRUE(workers.ok());
+  EXPECT_EQ(workers->size(), 2u) << "both workers re-registered with the new coordinator";
+
+  for (pid_t w : workers_) Stop(w);
+  workers_.clear();
+  Stop(coordinator_);
+  coordinator_ = -1;
+  auto res = Shell(Cli("results " + id + " --json --data-dir " + dir_.path() + "/data"), false);
+  ASSERT_EQ(res.code, 0) << res.out;
+  std::istringstream lines(res.out);
+  std::string line;
+  std::set<std::string> trials;
+  while (std::getline(lines, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    EXPECT_EQ((*j)["status"], "ok") << line;
+    EXPECT_TRUE(trials.insert((*j)["trial"].get<std::string>()).second) << "recorded twice: " << line;
+  }
+  EXPECT_EQ(trials.size(), 5u);  // baseline + 2 granularities x 2 sparsities
 }
 
 }  // namespace

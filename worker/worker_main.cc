@@ -22,7 +22,8 @@ void Usage() {
                "  --threads      LibTorch intra-op threads (default: all cores)\n"
                "  --cache-dir    where artifacts are cached (default: ~/.cache/prunelab)\n"
                "  --host-lock    file every worker on this host locks so benchmarks never overlap other work\n"
-               "                 (default /tmp/prunelab-host.lock; '' disables)\n");
+               "                 (default /tmp/prunelab-host.lock; '' disables)\n"
+               "  --rpc-timeout-ms  how long to wait for the coordinator before retrying (default 30000)\n");
 }
 }  // namespace
 
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     else if (a == "--worker-id") options.worker_id = next();
     else if (a == "--max-tasks") options.max_tasks = std::atoi(next().c_str());
     else if (a == "--host-lock") options.host_lock_path = next();
+    else if (a == "--rpc-timeout-ms") options.rpc_timeout_ms = std::atoi(next().c_str());
     else if (a == "-h" || a == "--help") { Usage(); return 0; }
     else {
       std::fprintf(stderr, "prunelab-worker: unknown argument '%s'\n", a.c_str());
