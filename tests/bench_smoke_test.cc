@@ -37,5 +37,12 @@ TEST(BenchSmokeTest, FormsSpeedupPrintsOneJsonObject) {
   EXPECT_TRUE(j->contains("unstructured90_chosen_form"));
 }
 
+TEST(BenchSmokeTest, TrainThroughputPrintsOneJsonObject) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/train_throughput --json --rounds 1 --samples 256"));
+  ASSERT_TRUE(j.ok());
+  EXPECT_GT((*j)["optimizer_on_samples_per_s"].get<double>(), 0);
+  EXPECT_GT((*j)["optimizer_off_samples_per_s"].get<double>(), 0);
+}
+
 }  // namespace
 }  // namespace prunelab

@@ -38,7 +38,8 @@ TEST(SpecTest, ParsesGoodSpec) {
 }
 
 TEST(SpecTest, ShippedExamplesAreValid) {
-  for (const char* f : {"/examples/fashion-mnist-quick.yaml", "/examples/fashion-mnist-full.yaml"}) {
+  for (const char* f : {"/examples/fashion-mnist-quick.yaml", "/examples/fashion-mnist-full.yaml",
+                        "/examples/fashion-mnist-criteria.yaml"}) {
     auto text = ReadSpecFile(std::string(PRUNELAB_SOURCE_DIR) + f);
     ASSERT_TRUE(text.ok()) << f;
     auto s = ParseSpec(text.value());
