@@ -10,7 +10,7 @@
 #include "bench/bench_common.h"
 #include "worker/engine/executor.h"
 #include "worker/engine/forms.h"
-#include "worker/engine/model.h"
+#include "worker/engine/zoo.h"
 #include "worker/engine/pruning.h"
 
 using namespace prunelab;
@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   auto dense = BuildFashionCnn(1);
   dense.eval();
   auto channel50 = dense.deepcopy();
-  RemoveChannels(channel50, layout, L1ChannelSelection(channel50, layout, 0.5));
+  RemoveStructures(channel50, layout, L1ChannelSelection(channel50, layout, 0.5));
   auto unstructured90 = dense.deepcopy();
   ApplyMasks(unstructured90, L1UnstructuredMasks(unstructured90, layout, 0.9));
 

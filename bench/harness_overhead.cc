@@ -11,7 +11,7 @@
 #include "worker/engine/bench_runner.h"
 #include "worker/engine/executor.h"
 #include "worker/engine/forms.h"
-#include "worker/engine/model.h"
+#include "worker/engine/zoo.h"
 
 using namespace prunelab;
 using namespace prunelab::worker;

@@ -10,7 +10,7 @@
 
 #include "bench/bench_common.h"
 #include "worker/engine/executor.h"
-#include "worker/engine/model.h"
+#include "worker/engine/zoo.h"
 #include "worker/engine/training.h"
 
 using namespace prunelab;

@@ -15,6 +15,7 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev
   zlib1g-dev
   dataset-fashion-mnist
+  python3-torch
 )
 
 SUDO=""

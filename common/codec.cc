@@ -60,6 +60,21 @@ void Put(s::Task::Builder b, const Task& t) {
   tc.setSparsity(t.trial.sparsity);
   tc.setFinetuneEpochs(t.trial.finetune_epochs);
   tc.setFinetuneLearningRate(t.trial.finetune_learning_rate);
+  tc.setScope(T(t.trial.scope));
+  tc.setMinKeep(t.trial.min_keep);
+  auto ex = tc.initExclude(t.trial.exclude.size());
+  for (size_t i = 0; i < t.trial.exclude.size(); ++i) ex.set(i, T(t.trial.exclude[i]));
+  auto ov = tc.initOverrides(t.trial.overrides.size());
+  for (size_t i = 0; i < t.trial.overrides.size(); ++i) {
+    ov[i].setName(T(t.trial.overrides[i].name));
+    ov[i].setValue(t.trial.overrides[i].value);
+  }
+  tc.setRoundTo(t.trial.round_to);
+  tc.setRounds(t.trial.rounds);
+  tc.setCurve(T(t.trial.curve));
+  tc.setRewind(t.trial.rewind);
+  tc.setLayer(T(t.trial.layer));
+  tc.setCalibrationBatches(t.trial.calibration_batches);
   auto bc = b.initBenchmark();
   bc.setWarmupQueries(t.benchmark.warmup_queries);
   bc.setMinQueries(t.benchmark.min_queries);
@@ -78,6 +93,10 @@ void Put(s::Task::Builder b, const Task& t) {
   bc.setSparseForms(t.benchmark.sparse_forms);
   b.setBaselineKey(T(t.baseline_key));
   b.setBaselineArtifact(T(t.baseline_artifact));
+  b.setModelArtifact(T(t.model_artifact));
+  auto is = b.initInputShape(t.input_shape.size());
+  for (size_t i = 0; i < t.input_shape.size(); ++i) is.set(i, t.input_shape[i]);
+  b.setSpecHash(T(t.spec_hash));
 }
 
 void Put(s::Result::Builder b, const TrialResult& r) {
@@ -130,6 +149,21 @@ void Put(s::Result::Builder b, const TrialResult& r) {
   b.setBaselineAccuracy(r.baseline_accuracy);
   b.setWorstClassDrop(r.worst_class_drop);
   b.setWorstClass(r.worst_class);
+  auto ls = b.initLayers(r.layers.size());
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    ls[i].setName(T(r.layers[i].name));
+    ls[i].setDense(r.layers[i].dense);
+    ls[i].setTotal(r.layers[i].total);
+    ls[i].setNonzero(r.layers[i].nonzero);
+  }
+  b.setParamsBefore(r.params_before);
+  b.setModelBytesBefore(r.model_bytes_before);
+  b.setRound(r.round);
+  b.setRounds(r.rounds);
+  b.setLayer(T(r.layer));
+  b.setTrialJson(T(r.trial_json));
+  auto im = b.initIntermediates(r.intermediates.size());
+  for (size_t i = 0; i < r.intermediates.size(); ++i) Put(im[i], r.intermediates[i]);
 }
 
 void Put(s::SweepStatus::Builder b, const SweepStatus& v) {
@@ -203,7 +237,11 @@ struct BodyWriter {
     b.setFound(m.found);
     b.setData(D(m.data));
   }
-  void operator()(const SubmitSweepMsg& m) { body.initSubmitSweep().setSpecYaml(T(m.spec_yaml)); }
+  void operator()(const SubmitSweepMsg& m) {
+    auto b = body.initSubmitSweep();
+    b.setSpecYaml(T(m.spec_yaml));
+    b.setUserModel(D(m.user_model));
+  }
   void operator()(const SubmitReplyMsg& m) {
     auto b = body.initSubmitReply();
     b.setSweepId(T(m.sweep_id));
@@ -285,6 +323,16 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.trial.sparsity = tc.getSparsity();
   t.trial.finetune_epochs = tc.getFinetuneEpochs();
   t.trial.finetune_learning_rate = tc.getFinetuneLearningRate();
+  t.trial.scope = S(tc.getScope());
+  t.trial.min_keep = tc.getMinKeep();
+  for (auto e : tc.getExclude()) t.trial.exclude.push_back(S(e));
+  for (auto o : tc.getOverrides()) t.trial.overrides.push_back({S(o.getName()), o.getValue()});
+  t.trial.round_to = tc.getRoundTo();
+  t.trial.rounds = tc.getRounds();
+  t.trial.curve = S(tc.getCurve());
+  t.trial.rewind = tc.getRewind();
+  t.trial.layer = S(tc.getLayer());
+  t.trial.calibration_batches = tc.getCalibrationBatches();
   auto bc = r.getBenchmark();
   t.benchmark.warmup_queries = bc.getWarmupQueries();
   t.benchmark.min_queries = bc.getMinQueries();
@@ -303,6 +351,9 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.benchmark.sparse_forms = bc.getSparseForms();
   t.baseline_key = S(r.getBaselineKey());
   t.baseline_artifact = S(r.getBaselineArtifact());
+  t.model_artifact = S(r.getModelArtifact());
+  for (int64_t d : r.getInputShape()) t.input_shape.push_back(d);
+  t.spec_hash = S(r.getSpecHash());
   return t;
 }
 
@@ -358,6 +409,18 @@ StatusOr<TrialResult> Get(s::Result::Reader r) {
   v.baseline_accuracy = r.getBaselineAccuracy();
   v.worst_class_drop = r.getWorstClassDrop();
   v.worst_class = r.getWorstClass();
+  for (auto l : r.getLayers()) v.layers.push_back({S(l.getName()), l.getDense(), l.getTotal(), l.getNonzero()});
+  v.params_before = r.getParamsBefore();
+  v.model_bytes_before = r.getModelBytesBefore();
+  v.round = r.getRound();
+  v.rounds = r.getRounds();
+  v.layer = S(r.getLayer());
+  v.trial_json = S(r.getTrialJson());
+  for (auto im : r.getIntermediates()) {
+    auto sub = Get(im);
+    if (!sub.ok()) return sub.status();
+    v.intermediates.push_back(std::move(sub).value());
+  }
   return v;
 }
 
@@ -429,7 +492,10 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       auto r = body.getArtifactReply();
       return Message(ArtifactReplyMsg{S(r.getHash()), r.getFound(), S(r.getData())});
     }
-    case B::SUBMIT_SWEEP: return Message(SubmitSweepMsg{S(body.getSubmitSweep().getSpecYaml())});
+    case B::SUBMIT_SWEEP: {
+      auto sw = body.getSubmitSweep();
+      return Message(SubmitSweepMsg{S(sw.getSpecYaml()), S(sw.getUserModel())});
+    }
     case B::SUBMIT_REPLY: {
       auto r = body.getSubmitReply();
       return Message(SubmitReplyMsg{S(r.getSweepId()), r.getTasks()});

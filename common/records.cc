@@ -43,10 +43,7 @@ json ToJson(const Task& t) {
               {"training", {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
                             {"learning_rate", t.training.learning_rate}, {"momentum", t.training.momentum},
                             {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed}}},
-              {"trial", {{"criterion", t.trial.criterion}, {"granularity", t.trial.granularity},
-                         {"schedule", t.trial.schedule}, {"sparsity", t.trial.sparsity},
-                         {"finetune_epochs", t.trial.finetune_epochs},
-                         {"finetune_learning_rate", t.trial.finetune_learning_rate}}},
+              {"trial", ToJson(t.trial)},
               {"benchmark", {{"warmup_queries", t.benchmark.warmup_queries},
                              {"min_queries", t.benchmark.min_queries},
                              {"min_duration_s", t.benchmark.min_duration_s},
@@ -62,7 +59,43 @@ json ToJson(const Task& t) {
                              {"ab_rounds", t.benchmark.ab_rounds},
                              {"sparse_forms", t.benchmark.sparse_forms}}},
               {"baseline_key", t.baseline_key},
-              {"baseline_artifact", t.baseline_artifact}};
+              {"baseline_artifact", t.baseline_artifact},
+              {"model_artifact", t.model_artifact},
+              {"input_shape", t.input_shape},
+              {"spec_hash", t.spec_hash}};
+}
+
+json ToJson(const TrialConfig& c) {
+  json overrides = json::object();
+  for (const auto& o : c.overrides) overrides[o.name] = o.value;
+  return json{{"criterion", c.criterion}, {"granularity", c.granularity}, {"schedule", c.schedule},
+              {"sparsity", c.sparsity}, {"finetune_epochs", c.finetune_epochs},
+              {"finetune_learning_rate", c.finetune_learning_rate}, {"scope", c.scope},
+              {"min_keep", c.min_keep}, {"exclude", c.exclude}, {"overrides", overrides},
+              {"round_to", c.round_to}, {"rounds", c.rounds}, {"curve", c.curve}, {"rewind", c.rewind},
+              {"layer", c.layer}, {"calibration_batches", c.calibration_batches}};
+}
+
+TrialConfig TrialConfigFromJson(const json& tc) {
+  TrialConfig c;
+  c.criterion = tc.value("criterion", "");
+  c.granularity = tc.value("granularity", "");
+  c.schedule = tc.value("schedule", "");
+  c.sparsity = tc.value("sparsity", 0.0);
+  c.finetune_epochs = tc.value("finetune_epochs", 1.0);
+  c.finetune_learning_rate = tc.value("finetune_learning_rate", 0.01);
+  c.scope = tc.value("scope", c.scope);
+  c.min_keep = tc.value("min_keep", c.min_keep);
+  c.exclude = tc.value("exclude", std::vector<std::string>{});
+  if (tc.contains("overrides") && tc["overrides"].is_object())
+    for (const auto& [k, v] : tc["overrides"].items()) c.overrides.push_back({k, v.get<double>()});
+  c.round_to = tc.value("round_to", 1u);
+  c.rounds = tc.value("rounds", 1u);
+  c.curve = tc.value("curve", c.curve);
+  c.rewind = tc.value("rewind", -1.0);
+  c.layer = tc.value("layer", "");
+  c.calibration_batches = tc.value("calibration_batches", c.calibration_batches);
+  return c;
 }
 
 StatusOr<Task> TaskFromJson(const json& j) {
@@ -86,13 +119,7 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.training.momentum = tr.value("momentum", 0.9);
     t.training.weight_decay = tr.value("weight_decay", 0.0);
     t.training.seed = tr.value("seed", uint64_t{42});
-    const json& tc = j.at("trial");
-    t.trial.criterion = tc.value("criterion", "");
-    t.trial.granularity = tc.value("granularity", "");
-    t.trial.schedule = tc.value("schedule", "");
-    t.trial.sparsity = tc.value("sparsity", 0.0);
-    t.trial.finetune_epochs = tc.value("finetune_epochs", 1u);
-    t.trial.finetune_learning_rate = tc.value("finetune_learning_rate", 0.01);
+    t.trial = TrialConfigFromJson(j.at("trial"));
     const json& b = j.at("benchmark");
     t.benchmark.warmup_queries = b.value("warmup_queries", 50u);
     t.benchmark.min_queries = b.value("min_queries", 500u);
@@ -111,6 +138,9 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.benchmark.sparse_forms = b.value("sparse_forms", defaults.sparse_forms);
     t.baseline_key = j.value("baseline_key", "");
     t.baseline_artifact = j.value("baseline_artifact", "");
+    t.model_artifact = j.value("model_artifact", "");
+    t.input_shape = j.value("input_shape", std::vector<int64_t>{});
+    t.spec_hash = j.value("spec_hash", "");
     return t;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("task record: ") + e.what());
@@ -122,6 +152,16 @@ static json BenchmarkDetail(const std::string& text) {
   if (text.empty()) return nullptr;
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   return j.is_discarded() ? json(text) : j;
+}
+
+static json LayersJson(const std::vector<LayerStat>& layers) {
+  json out = json::array();
+  for (const auto& l : layers) {
+    double sparsity = l.dense ? 1.0 - static_cast<double>(l.nonzero) / static_cast<double>(l.dense) : 0.0;
+    out.push_back({{"name", l.name}, {"dense", l.dense}, {"total", l.total}, {"nonzero", l.nonzero},
+                   {"sparsity", sparsity}});
+  }
+  return out;
 }
 
 json ToJson(const TrialResult& r) {
@@ -172,7 +212,14 @@ json ToJson(const TrialResult& r) {
               {"speedup_min", r.speedup_min},
               {"speedup_max", r.speedup_max},
               {"deployable_form", r.deployable_form},
-              {"benchmark", BenchmarkDetail(r.benchmark_json)}};
+              {"benchmark", BenchmarkDetail(r.benchmark_json)},
+              {"layers", LayersJson(r.layers)},
+              {"params_before", r.params_before},
+              {"model_bytes_before", r.model_bytes_before},
+              {"round", r.round},
+              {"rounds", r.rounds},
+              {"layer", r.layer},
+              {"config", BenchmarkDetail(r.trial_json)}};
 }
 
 StatusOr<TrialResult> ResultFromJson(const json& j) {
@@ -225,6 +272,16 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     r.speedup_min = j.value("speedup_min", 0.0);
     r.speedup_max = j.value("speedup_max", 0.0);
     r.deployable_form = j.value("deployable_form", "");
+    if (j.contains("layers") && j["layers"].is_array())
+      for (const auto& l : j["layers"])
+        r.layers.push_back({l.value("name", ""), l.value("dense", uint64_t{0}), l.value("total", uint64_t{0}),
+                            l.value("nonzero", uint64_t{0})});
+    r.params_before = j.value("params_before", uint64_t{0});
+    r.model_bytes_before = j.value("model_bytes_before", uint64_t{0});
+    r.round = j.value("round", 0u);
+    r.rounds = j.value("rounds", 0u);
+    r.layer = j.value("layer", "");
+    if (j.contains("config") && j["config"].is_object()) r.trial_json = j["config"].dump();
     if (j.contains("benchmark") && j["benchmark"].is_object()) r.benchmark_json = j["benchmark"].dump();
     else if (j.contains("benchmark") && j["benchmark"].is_string()) r.benchmark_json = j["benchmark"].get<std::string>();
     return r;
@@ -260,6 +317,17 @@ TrialResult ResultFor(const Task& t) {
   r.sparsity = t.kind == TaskKind::kPruneTrial ? t.trial.sparsity : 0.0;
   r.baseline = t.kind == TaskKind::kEvaluateBaseline;
   r.seed = t.training.seed;
+  r.layer = t.trial.layer;
+  if (t.kind == TaskKind::kPruneTrial) {
+    r.rounds = t.trial.schedule == "iterative" ? t.trial.rounds : 1;
+    json c = ToJson(t.trial);
+    c["spec_hash"] = t.spec_hash;
+    c["input_shape"] = t.input_shape;
+    c["model_artifact"] = t.model_artifact;
+    c["training"] = {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
+                     {"learning_rate", t.training.learning_rate}, {"seed", t.training.seed}};
+    r.trial_json = c.dump();
+  }
   return r;
 }
 

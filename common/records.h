@@ -10,6 +10,8 @@
 namespace prunelab {
 
 nlohmann::json ToJson(const HardwareFingerprint& h);
+nlohmann::json ToJson(const TrialConfig& c);
+TrialConfig TrialConfigFromJson(const nlohmann::json& j);
 nlohmann::json ToJson(const Task& t);
 nlohmann::json ToJson(const TrialResult& r);
 nlohmann::json ToJson(const SweepStatus& s);

@@ -10,18 +10,23 @@
 #include <sstream>
 
 #include "common/hash.h"
+#include "common/zoo_names.h"
 
 namespace prunelab {
 
-const std::vector<std::string>& AllowedModels() { static const std::vector<std::string> v{"cnn"}; return v; }
+const std::vector<std::string>& AllowedModels() {
+  static const std::vector<std::string> v{"mlp", "cnn", "resnet", "vit", "{torchscript: PATH, input_shape: [...]}"};
+  return v;
+}
 const std::vector<std::string>& AllowedCriteria() {
-  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor"};
+  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor", "activation", "apoz"};
   return v;
 }
 const std::vector<std::string>& AllowedGranularities() {
-  static const std::vector<std::string> v{"unstructured", "channel", "N:M (e.g. 2:4, 4:8)"};
+  static const std::vector<std::string> v{"unstructured", "structured", "channel (= structured)", "N:M (e.g. 2:4, 4:8)"};
   return v;
 }
+static bool IsStructured(const std::string& g) { return g == "structured" || g == "channel"; }
 
 bool ParseNm(const std::string& g, int* n, int* m) {
   auto colon = g.find(':');
@@ -37,7 +42,10 @@ const std::vector<std::string>& AllowedScenarios() {
   static const std::vector<std::string> v{"single_stream", "multi_stream", "server", "offline"};
   return v;
 }
-const std::vector<std::string>& AllowedSchedules() { static const std::vector<std::string> v{"one_shot"}; return v; }
+const std::vector<std::string>& AllowedSchedules() {
+  static const std::vector<std::string> v{"one_shot", "iterative"};
+  return v;
+}
 
 namespace {
 
@@ -168,16 +176,65 @@ void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, Swe
     if (v.empty()) return;
     s.type = v[0];
   } else if (c.IsMap(n, path)) {
-    c.OnlyKeys(n, path, {"type", "finetune_epochs", "learning_rate"});
+    c.OnlyKeys(n, path, {"type", "finetune_epochs", "finetune_fraction", "learning_rate", "rounds", "curve", "rewind"});
     auto v = c.Choices(n["type"], Checker::Child(path, "type"), AllowedSchedules());
     if (v.empty()) return;
     s.type = v[0];
     c.Number(n, path, "finetune_epochs", &s.finetune_epochs, 0, 100);
+    c.Number(n, path, "finetune_fraction", &s.finetune_fraction, 0, 10);
+    if (n["finetune_epochs"] && n["finetune_fraction"])
+      c.Error(Checker::Child(path, "finetune_fraction"), "give finetune_epochs or finetune_fraction, not both");
     c.Number(n, path, "learning_rate", &s.finetune_learning_rate, 1e-6, 10);
+    c.Number(n, path, "rounds", &s.rounds, 1, 100);
+    if (n["curve"]) {
+      auto cv = c.Choices(n["curve"], Checker::Child(path, "curve"), {"linear", "cubic"});
+      if (!cv.empty()) s.curve = cv[0];
+    }
+    c.Number(n, path, "rewind", &s.rewind, 0, 1);
+    if (s.type != "iterative" && (n["rounds"] || n["curve"]))
+      c.Error(Checker::Child(path, "rounds"), "rounds and curve apply to type iterative only");
   } else {
     return;
   }
   spec->schedules.push_back(s);
+}
+
+// Checks that span sections: names against the zoo model, criteria against granularities.
+void CrossCheck(Checker& c, SweepSpec* spec) {
+  bool any_structured = false, any_masked = false;
+  for (const auto& g : spec->granularities) (IsStructured(g) ? any_structured : any_masked) = true;
+  for (const auto& cr : spec->criteria)
+    if ((cr == "activation" || cr == "apoz") && any_masked)
+      c.Error("sweep.criterion", "'" + cr + "' scores whole structures from their outputs; use it with granularity "
+              "structured only (this sweep also lists a mask granularity: run those in a separate sweep)");
+  const bool zoo = spec->model != "torchscript";
+  std::vector<std::string> layers = ZooLayerNames(spec->model), groups = ZooGroupNames(spec->model);
+  auto known = [&](const std::string& n) {
+    return n == "first" || n == "last" || std::find(layers.begin(), layers.end(), n) != layers.end() ||
+           std::find(groups.begin(), groups.end(), n) != groups.end();
+  };
+  std::string names = "layers: " + Join(layers) + "; groups: " + Join(groups) + "; or first, last";
+  if (zoo) {
+    for (size_t i = 0; i < spec->pruning.exclude.size(); ++i)
+      if (!known(spec->pruning.exclude[i]))
+        c.Error("pruning.exclude[" + std::to_string(i) + "]", "'" + spec->pruning.exclude[i] + "' is not in " + spec->model + " (" + names + ")");
+    for (const auto& o : spec->pruning.overrides)
+      if (!known(o.name)) c.Error("pruning.overrides." + o.name, "not in " + spec->model + " (" + names + ")");
+  }
+  if (spec->mode == "sensitivity") {
+    if (any_structured && any_masked)
+      c.Error("sweep.granularity", "a sensitivity sweep prunes either layers (unstructured, N:M) or structure groups (structured), not both");
+    const auto& pool = any_structured ? groups : layers;
+    if (spec->layers.empty()) {
+      if (!zoo) c.Error("sweep.layers", "is required for a torchscript model in sensitivity mode: the layer names to probe");
+      spec->layers = pool;
+    } else if (zoo) {
+      for (size_t i = 0; i < spec->layers.size(); ++i)
+        if (std::find(pool.begin(), pool.end(), spec->layers[i]) == pool.end())
+          c.Error("sweep.layers[" + std::to_string(i) + "]", "'" + spec->layers[i] + "' is not a " +
+                  (any_structured ? "structure group" : "prunable layer") + " of " + spec->model + " (allowed: " + Join(pool) + ")");
+    }
+  }
 }
 
 }  // namespace
@@ -194,7 +251,7 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
   SweepSpec spec;
   if (!root || !root.IsMap()) return Status::InvalidArgument("invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, benchmark, targets");
   try {
-    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "sweep", "benchmark", "targets"});
+    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets"});
 
     if (!root["name"] || !root["name"].IsScalar()) {
       c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
@@ -203,15 +260,37 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
       if (!ValidName(spec.name)) c.Error("name", "'" + spec.name + "' must be 1-64 letters, digits, '-', '_' or '.'");
     }
 
-    auto models = c.Choices(root["model"], "model", AllowedModels());
-    if (models.size() > 1) c.Error("model", "exactly one model per sweep");
-    if (!models.empty()) spec.model = models[0];
+    YAML::Node mn = root["model"];
+    if (mn && mn.IsMap()) {
+      c.OnlyKeys(mn, "model", {"torchscript", "input_shape"});
+      spec.model = "torchscript";
+      if (!mn["torchscript"] || !mn["torchscript"].IsScalar() || mn["torchscript"].as<std::string>().empty())
+        c.Error("model.torchscript", "is required: the path of a TorchScript file (torch.jit.save), relative to the spec");
+      else
+        spec.model_path = mn["torchscript"].as<std::string>();
+      YAML::Node is = mn["input_shape"];
+      if (!is || !is.IsSequence() || is.size() == 0) {
+        c.Error("model.input_shape", "is required: the per-sample input shape, e.g. [1, 28, 28] or [784]");
+      } else {
+        for (size_t i = 0; i < is.size(); ++i) {
+          int64_t d = 0;
+          try { d = is[i].as<int64_t>(); } catch (const YAML::Exception&) {}
+          if (d <= 0) c.Error("model.input_shape[" + std::to_string(i) + "]", "must be a positive whole number");
+          spec.input_shape.push_back(d);
+        }
+      }
+    } else {
+      std::vector<std::string> zoo(ZooModelNames());
+      auto models = c.Choices(mn, "model", zoo);
+      if (models.size() > 1) c.Error("model", "exactly one model per sweep");
+      if (!models.empty()) spec.model = models[0];
+    }
 
     if (YAML::Node d = root["dataset"]) {
       if (c.IsMap(d, "dataset")) {
         c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset"});
         if (d["name"]) {
-          auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist"});
+          auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx"});
           if (!v.empty()) spec.dataset.name = v[0];
         }
         if (d["path"]) spec.dataset.path = d["path"].as<std::string>();
@@ -223,7 +302,8 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
     if (YAML::Node t = root["training"]) {
       if (c.IsMap(t, "training")) {
         c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed"});
-        c.Number(t, "training", "epochs", &spec.training.epochs, 1, 1000);
+        // A user's model may arrive trained: epochs 0 takes it as the baseline as it is.
+        c.Number(t, "training", "epochs", &spec.training.epochs, spec.model == "torchscript" ? 0 : 1, 1000);
         c.Number(t, "training", "batch_size", &spec.training.batch_size, 1, 65536);
         c.Number(t, "training", "learning_rate", &spec.training.learning_rate, 1e-6, 10);
         c.Number(t, "training", "momentum", &spec.training.momentum, 0, 0.999);
@@ -236,12 +316,22 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
     if (!s) {
       c.Error("sweep", "is required: a mapping with criterion, granularity, sparsity, schedule");
     } else if (c.IsMap(s, "sweep")) {
-      c.OnlyKeys(s, "sweep", {"criterion", "granularity", "sparsity", "schedule"});
+      c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers"});
+      if (s["mode"]) {
+        auto v = c.Choices(s["mode"], "sweep.mode", {"grid", "sensitivity"});
+        if (!v.empty()) spec.mode = v[0];
+      }
+      if (YAML::Node ls = s["layers"]) {
+        std::vector<YAML::Node> items;
+        if (ls.IsSequence()) for (const auto& i : ls) items.push_back(i); else items.push_back(ls);
+        for (const auto& i : items) spec.layers.push_back(i.IsScalar() ? i.as<std::string>() : "");
+        if (spec.mode != "sensitivity") c.Error("sweep.layers", "applies to mode sensitivity only");
+      }
       spec.criteria = c.Choices(s["criterion"], "sweep.criterion", AllowedCriteria());
       {
         // unstructured, channel, or an N:M pattern such as 2:4.
         YAML::Node g = s["granularity"];
-        std::vector<std::string> fixed{"unstructured", "channel"};
+        std::vector<std::string> fixed{"unstructured", "structured", "channel"};
         if (!g) {
           c.Error("sweep.granularity", "is required (allowed values: " + Join(AllowedGranularities()) + ")");
         } else {
@@ -292,6 +382,38 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
       }
     }
 
+    if (YAML::Node p = root["pruning"]) {
+      if (c.IsMap(p, "pruning")) {
+        PruningSpec& ps = spec.pruning;
+        c.OnlyKeys(p, "pruning", {"scope", "min_keep", "exclude", "overrides", "round_to", "calibration_batches"});
+        if (p["scope"]) {
+          auto v = c.Choices(p["scope"], "pruning.scope", {"layer", "global"});
+          if (!v.empty()) ps.scope = v[0];
+        }
+        c.Number(p, "pruning", "min_keep", &ps.min_keep, 0, 1);
+        c.Number(p, "pruning", "round_to", &ps.round_to, 1, 4096);
+        c.Number(p, "pruning", "calibration_batches", &ps.calibration_batches, 1, 10000);
+        if (YAML::Node ex = p["exclude"]) {
+          std::vector<YAML::Node> items;
+          if (ex.IsSequence()) for (const auto& i : ex) items.push_back(i); else items.push_back(ex);
+          for (const auto& i : items) ps.exclude.push_back(i.IsScalar() ? i.as<std::string>() : "");
+        }
+        if (YAML::Node ov = p["overrides"]) {
+          if (!ov.IsMap()) {
+            c.Error("pruning.overrides", "must map layer or group names to sparsities, e.g. {fc1: 0.9}");
+          } else {
+            for (const auto& kv : ov) {
+              std::string name = kv.first.as<std::string>("");
+              double v = -1;
+              try { v = kv.second.as<double>(); } catch (const YAML::Exception&) {}
+              if (!(v >= 0 && v < 1)) c.Error("pruning.overrides." + name, "must be a sparsity in [0, 1)");
+              else ps.overrides.push_back({name, v});
+            }
+          }
+        }
+      }
+    }
+
     if (YAML::Node b = root["benchmark"]) {
       if (c.IsMap(b, "benchmark")) {
         BenchmarkConfig& bc = spec.benchmark;
@@ -337,10 +459,12 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
         else spec.targets.push_back(v);
       }
     }
+    CrossCheck(c, &spec);
   } catch (const YAML::Exception& e) {
     c.Error("(line " + std::to_string(e.mark.line + 1) + ")", e.msg);
   }
   if (!c.ok()) return Status::InvalidArgument(c.Report());
+  spec.spec_hash = ContentHash(yaml_text);
   return spec;
 }
 
@@ -359,7 +483,8 @@ std::string BaselineKey(const SweepSpec& spec) {
   const auto& t = spec.training;
   os << "model=" << spec.model << ";data=" << d.name << ":" << d.path << ":" << d.train_subset << ":"
      << d.test_subset << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
-     << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=1";
+     << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=2";
+  if (!spec.model_artifact.empty()) os << ";user=" << spec.model_artifact;
   return ContentHash(os.str());
 }
 
@@ -373,6 +498,7 @@ static std::vector<double> SparsitiesFor(const SweepSpec& spec, const std::strin
 size_t TrialCount(const SweepSpec& spec) {
   size_t per_schedule = 0;
   for (const auto& g : spec.granularities) per_schedule += SparsitiesFor(spec, g).size();
+  if (spec.mode == "sensitivity") return spec.criteria.size() * per_schedule * spec.layers.size();
   return spec.criteria.size() * per_schedule * spec.schedules.size();
 }
 
@@ -385,6 +511,16 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
   base.training = spec.training;
   base.benchmark = spec.benchmark;
   base.baseline_key = BaselineKey(spec);
+  base.model_artifact = spec.model_artifact;
+  base.input_shape = spec.input_shape;
+  base.spec_hash = spec.spec_hash;
+  const PruningSpec& p = spec.pruning;
+  base.trial.scope = p.scope;
+  base.trial.min_keep = p.min_keep;
+  base.trial.exclude = p.exclude;
+  base.trial.overrides = p.overrides;
+  base.trial.round_to = p.round_to;
+  base.trial.calibration_batches = p.calibration_batches;
 
   Task train = base;
   train.task_id = "train";
@@ -398,22 +534,51 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
     eval.target = target;
     tasks.push_back(eval);
     int index = 0;
+    auto next_id = [&]() {
+      char id[32];
+      std::snprintf(id, sizeof(id), "t%03d@", ++index);
+      return id + target;
+    };
+    if (spec.mode == "sensitivity") {
+      // One trial per (layer, sparsity): that layer pruned alone, evaluated without fine-tuning.
+      for (const auto& criterion : spec.criteria)
+        for (const auto& granularity : spec.granularities)
+          for (const auto& layer : spec.layers)
+            for (double sparsity : SparsitiesFor(spec, granularity)) {
+              Task t = base;
+              t.task_id = next_id();
+              t.kind = TaskKind::kPruneTrial;
+              t.target = target;
+              t.trial.criterion = criterion;
+              t.trial.granularity = granularity;
+              t.trial.sparsity = sparsity;
+              t.trial.schedule = "sensitivity";
+              t.trial.finetune_epochs = 0;
+              t.trial.rounds = 1;
+              t.trial.layer = layer;
+              tasks.push_back(t);
+            }
+      continue;
+    }
     for (const auto& criterion : spec.criteria)
       for (const auto& granularity : spec.granularities)
         for (double sparsity : SparsitiesFor(spec, granularity))
           for (const auto& schedule : spec.schedules) {
             Task t = base;
-            char id[32];
-            std::snprintf(id, sizeof(id), "t%03d@", ++index);
-            t.task_id = id + target;
+            t.task_id = next_id();
             t.kind = TaskKind::kPruneTrial;
             t.target = target;
             t.trial.criterion = criterion;
             t.trial.granularity = granularity;
             t.trial.sparsity = sparsity;
             t.trial.schedule = schedule.type;
-            t.trial.finetune_epochs = schedule.finetune_epochs;
+            t.trial.finetune_epochs = schedule.finetune_fraction >= 0
+                                          ? schedule.finetune_fraction * spec.training.epochs
+                                          : schedule.finetune_epochs;
             t.trial.finetune_learning_rate = schedule.finetune_learning_rate;
+            t.trial.rounds = schedule.type == "iterative" ? schedule.rounds : 1;
+            t.trial.curve = schedule.curve;
+            t.trial.rewind = schedule.rewind;
             tasks.push_back(t);
           }
   }

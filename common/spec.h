@@ -11,14 +11,35 @@
 namespace prunelab {
 
 struct ScheduleSpec {
-  std::string type = "one_shot";
-  uint32_t finetune_epochs = 1;
+  std::string type = "one_shot";      // one_shot | iterative
+  double finetune_epochs = 1;         // total recovery budget (split evenly over iterative rounds)
+  double finetune_fraction = -1;      // >= 0: budget as a fraction of the baseline's epochs instead
   double finetune_learning_rate = 0.01;
+  uint32_t rounds = 4;                // iterative
+  std::string curve = "cubic";        // iterative: linear | cubic
+  double rewind = -1;                 // lottery ticket: < 0 off; 0 = init; f = after f of baseline training
+};
+
+// The spec's `pruning` section: how every trial of the sweep chooses what to remove.
+struct PruningSpec {
+  std::string scope = "layer";
+  double min_keep = 0.01;
+  std::vector<std::string> exclude;
+  std::vector<LayerValue> overrides;
+  uint32_t round_to = 1;
+  uint32_t calibration_batches = 8;
 };
 
 struct SweepSpec {
   std::string name;
-  std::string model = "cnn";
+  std::string model = "cnn";          // zoo name, or "torchscript"
+  std::string model_path;             // torchscript: file the CLI reads and submits
+  std::vector<int64_t> input_shape;   // torchscript: per-sample input shape
+  std::string model_artifact;         // torchscript: content hash, set by the coordinator
+  std::string mode = "grid";          // grid | sensitivity
+  std::vector<std::string> layers;    // sensitivity: layers/groups (default: all of a zoo model)
+  PruningSpec pruning;
+  std::string spec_hash;              // of the YAML text
   DatasetConfig dataset;
   TrainingConfig training;
   std::vector<std::string> criteria;

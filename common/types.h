@@ -38,13 +38,29 @@ struct TrainingConfig {
   uint64_t seed = 42;
 };
 
+struct LayerValue {
+  std::string name;
+  double value = 0;
+};
+
+// How one trial prunes (the spec's sweep axes plus its `pruning` section and schedule).
 struct TrialConfig {
   std::string criterion;
   std::string granularity;
-  std::string schedule;
-  double sparsity = 0.0;  // requested fraction of prunable weights / channels removed
-  uint32_t finetune_epochs = 1;
+  std::string schedule;       // one_shot | iterative | sensitivity
+  double sparsity = 0.0;      // requested fraction of prunable weights / structures removed
+  double finetune_epochs = 1; // recovery fine-tuning budget in epochs (may be fractional)
   double finetune_learning_rate = 0.01;
+  std::string scope = "layer";         // layer: same sparsity per layer; global: one ranking
+  double min_keep = 0.01;              // global scope: fraction of every layer always kept
+  std::vector<std::string> exclude;    // layer/group names (or "first", "last") left dense
+  std::vector<LayerValue> overrides;   // per-layer/group sparsity
+  uint32_t round_to = 1;               // structured: kept widths rounded to a multiple of this
+  uint32_t rounds = 1;                 // iterative: prune/fine-tune rounds
+  std::string curve = "cubic";         // iterative: linear | cubic (Zhu & Gupta)
+  double rewind = -1;                  // lottery ticket: <0 off; else fraction of baseline training to rewind to (0 = init)
+  std::string layer;                   // sensitivity: the single layer/group pruned
+  uint32_t calibration_batches = 8;    // gradient/taylor/activation scoring batches
 };
 
 struct BenchmarkConfig {
@@ -80,6 +96,18 @@ struct Task {
   BenchmarkConfig benchmark;
   std::string baseline_key;
   std::string baseline_artifact;
+  std::string model_artifact;          // user TorchScript model (content hash), empty for the zoo
+  std::vector<int64_t> input_shape;    // per-sample input shape, e.g. [1, 28, 28]
+  std::string spec_hash;               // content hash of the sweep spec text
+};
+
+// One prunable layer's weights: dense = in the baseline, total = now (after structural
+// removal), nonzero = total minus masked zeros.
+struct LayerStat {
+  std::string name;
+  uint64_t dense = 0;
+  uint64_t total = 0;
+  uint64_t nonzero = 0;
 };
 
 struct TrialResult {
@@ -129,8 +157,16 @@ struct TrialResult {
   double eval_seconds = 0;
   uint64_t seed = 0;
   HardwareFingerprint hardware;
-  std::string artifact_hash;
+  std::string artifact_hash;       // baseline: the trained model; trial: the pruned variant
   int64_t finished_at_ms = 0;
+  std::vector<LayerStat> layers;   // per prunable layer
+  uint64_t params_before = 0;      // the dense baseline's parameter count and saved size
+  uint64_t model_bytes_before = 0;
+  uint32_t round = 0;              // iterative: this row's round (1..rounds); 0: final/only
+  uint32_t rounds = 0;
+  std::string layer;               // sensitivity: the layer/group pruned alone
+  std::string trial_json;          // the trial's full configuration (scope, schedule, ...) + spec hash
+  std::vector<TrialResult> intermediates;  // iterative rounds before the last; stored as their own rows
 };
 
 struct SweepStatus {
@@ -168,7 +204,7 @@ struct SubmitResultMsg { std::string worker_id; TrialResult result; std::string 
 struct ResultAckMsg { std::string task_id; uint32_t attempt = 0; bool accepted = false; std::string note; };
 struct FetchArtifactMsg { std::string hash; };
 struct ArtifactReplyMsg { std::string hash; bool found = false; std::string data; };
-struct SubmitSweepMsg { std::string spec_yaml; };
+struct SubmitSweepMsg { std::string spec_yaml; std::string user_model; };  // user_model: TorchScript bytes
 struct SubmitReplyMsg { std::string sweep_id; uint32_t tasks = 0; };
 struct StatusRequestMsg { std::string sweep_id; };
 struct StatusReplyMsg { std::vector<SweepStatus> sweeps; };

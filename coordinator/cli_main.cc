@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <map>
 #include <string>
 #include <thread>
@@ -23,6 +25,7 @@
 #include "common/rpc.h"
 #include "common/spec.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/model_card.h"
 #include "coordinator/pareto.h"
 #include "coordinator/service.h"
 #include "coordinator/store_view.h"
@@ -45,9 +48,11 @@ const char* kUsage =
     "  results ID [--json]                                   every result of a sweep\n"
     "  pareto ID [--target NAME] [--json]                    Pareto front per target (accuracy vs p90 latency)\n"
     "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
+    "  export ID TRIAL -o DIR                                the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
+    "  sensitivity ID                                        per-layer accuracy curves of a sensitivity sweep\n"
     "  workers [--json]                                      registered workers and their hardware\n"
     "  sweeps [--json]                                       sweeps in the store\n"
-    "  results, pareto, summary and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
+    "  results, pareto, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
     "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n";
 
 struct Args {
@@ -188,6 +193,103 @@ int CmdSummary(const Args& a) {
   return Fail("no result '" + a.positional[1] + "' in " + a.positional[0] + " (see `prunelab results " + a.positional[0] + "`)");
 }
 
+pl::StatusOr<std::string> FetchArtifact(const Args& a, const std::string& hash) {
+  if (a.Has("--data-dir")) {
+    auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", /*read_only=*/true);
+    if (!store.ok()) return store.status();
+    auto v = store.value()->Get(pc::ArtifactKey(hash));
+    if (!v.ok()) return v.status();
+    if (!v.value()) return pl::Status::NotFound("artifact " + hash + " is not in the store");
+    return *v.value();
+  }
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  auto r = AskFor<pl::ArtifactReplyMsg>(rpc, pl::FetchArtifactMsg{hash}, 60000);
+  if (!r.ok()) return r.status();
+  if (!r->found) return pl::Status::NotFound("artifact " + hash + " is not on the coordinator");
+  return r->data;
+}
+
+bool WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  return static_cast<bool>(out);
+}
+
+int CmdExport(const Args& a) {
+  std::string dir = a.Has("-o") ? a.Get("-o") : a.Get("--out");
+  if (a.positional.size() < 2 || dir.empty())
+    return Fail("export needs a sweep id, a trial and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
+  auto rows = FetchResults(a, a.positional[0]);
+  if (!rows.ok()) return Fail(rows.status().ToString());
+  const pl::TrialResult* row = nullptr;
+  const pl::TrialResult* base = nullptr;
+  for (const auto& r : rows.value())
+    if (r.task_id == a.positional[1]) row = &r;
+  if (!row) return Fail("no result '" + a.positional[1] + "' in " + a.positional[0] + " (see `prunelab results " + a.positional[0] + "`)");
+  for (const auto& r : rows.value())
+    if (r.baseline && r.ok && r.target == row->target) base = &r;
+  if (!row->ok) return Fail(row->task_id + " failed (" + row->error + "): nothing to export");
+  if (row->artifact_hash.empty())
+    return Fail(row->task_id + " has no stored model (intermediate rounds and sensitivity trials are not kept; export a final trial)");
+  auto bytes = FetchArtifact(a, row->artifact_hash);
+  if (!bytes.ok()) return Fail(bytes.status().ToString());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Fail("cannot create " + dir + ": " + ec.message());
+  json card = pc::ModelCard(*row, base);
+  if (!WriteFile(dir + "/model.pt", bytes.value()) || !WriteFile(dir + "/model_card.json", card.dump(2) + "\n") ||
+      !WriteFile(dir + "/model_card.md", pc::ModelCardMarkdown(card)))
+    return Fail("cannot write into " + dir);
+  std::printf("exported %s %s to %s: model.pt (%zu bytes), model_card.json, model_card.md\n", a.positional[0].c_str(),
+              row->task_id.c_str(), dir.c_str(), bytes->size());
+  std::printf("load it in Python: torch.jit.load('%s/model.pt')\n", dir.c_str());
+  return 0;
+}
+
+// Per-layer curves of a sensitivity sweep: accuracy when only that layer is pruned.
+int CmdSensitivity(const Args& a) {
+  if (a.positional.empty()) return Fail("sensitivity needs a sweep id, e.g. prunelab sensitivity sw-0002");
+  auto rows = FetchResults(a, a.positional[0]);
+  if (!rows.ok()) return Fail(rows.status().ToString());
+  std::map<std::string, std::map<double, const pl::TrialResult*>> curves;  // "target layer crit gran" -> sparsity -> row
+  std::set<double> sparsities;
+  double base = -1;
+  for (const auto& r : rows.value()) {
+    if (r.baseline && r.ok) base = r.accuracy;
+    if (r.schedule != "sensitivity") continue;
+    curves[r.target + "  " + r.layer + "  " + r.criterion + " " + r.granularity][r.sparsity] = &r;
+    sparsities.insert(r.sparsity);
+  }
+  if (curves.empty()) return Fail(a.positional[0] + " has no sensitivity trials (use sweep.mode: sensitivity)");
+  if (a.Has("--json")) {
+    json out = json::array();
+    for (const auto& [key, pts] : curves) {
+      json p = json::array();
+      for (const auto& [s, r] : pts)
+        p.push_back({{"sparsity", s}, {"status", r->ok ? "ok" : "failed"}, {"accuracy", r->accuracy}, {"error", r->error}});
+      out.push_back({{"curve", key}, {"points", p}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-44s", "target  layer  criterion granularity");
+  for (double s : sparsities) std::printf(" %7.0f%%", 100 * s);
+  std::printf("\n");
+  for (const auto& [key, pts] : curves) {
+    std::printf("%-44s", key.c_str());
+    for (double s : sparsities) {
+      auto it = pts.find(s);
+      if (it == pts.end()) std::printf(" %8s", "-");
+      else if (!it->second->ok) std::printf(" %8s", "failed");
+      else std::printf(" %7.2f%%", 100 * it->second->accuracy);
+    }
+    std::printf("\n");
+  }
+  if (base >= 0) std::printf("(top-1 test accuracy with only that layer pruned, no fine-tuning; dense baseline %.2f%%)\n", 100 * base);
+  return 0;
+}
+
 void PrintSweeps(const std::vector<pl::SweepStatus>& sweeps, bool as_json) {
   if (as_json) {
     json arr = json::array();
@@ -257,6 +359,21 @@ int CmdWorkers(const Args& a) {
   return 0;
 }
 
+// The submit message for a spec file: the YAML, plus the user's TorchScript model file
+// (model.torchscript, relative to the spec's directory) so remote workers can fetch it.
+pl::StatusOr<pl::SubmitSweepMsg> SubmitMessage(const std::string& spec_path, const std::string& text,
+                                               const pl::SweepSpec& spec) {
+  pl::SubmitSweepMsg msg{text, ""};
+  if (spec.model_path.empty()) return msg;
+  std::filesystem::path p(spec.model_path);
+  if (p.is_relative()) p = std::filesystem::path(spec_path).parent_path() / p;
+  auto bytes = pl::ReadSpecFile(p.string());
+  if (!bytes.ok())
+    return pl::Status::NotFound("model.torchscript: cannot read '" + p.string() + "' (a path relative to the spec file)");
+  msg.user_model = std::move(bytes).value();
+  return msg;
+}
+
 int CmdSubmit(const Args& a) {
   if (a.positional.empty()) return Fail("submit needs a spec file, e.g. prunelab submit examples/fashion-mnist-quick.yaml");
   auto text = pl::ReadSpecFile(a.positional[0]);
@@ -265,7 +382,9 @@ int CmdSubmit(const Args& a) {
   if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
   pl::ZmqContext ctx;
   pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
-  auto r = AskFor<pl::SubmitReplyMsg>(rpc, pl::SubmitSweepMsg{text.value()});
+  auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
+  if (!msg.ok()) return Fail(msg.status().ToString());
+  auto r = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
   if (!r.ok()) return Fail(r.status().ToString());
   std::printf("%s\n", r->sweep_id.c_str());
   std::fflush(stdout);
@@ -373,7 +492,9 @@ int CmdRun(const Args& a) {
   int rc = 0;
   pl::RpcClient rpc(ctx, service.client_endpoint());
   std::string id;
-  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, pl::SubmitSweepMsg{text.value()});
+  auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
+  if (!msg.ok()) return Fail(msg.status().ToString());
+  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
   if (!sub.ok()) {
     rc = Fail(sub.status().ToString());
   } else {
@@ -469,7 +590,7 @@ int main(int argc, char** argv) {
   static const std::vector<std::string> kBoolFlags{"--json", "--wait"};
   for (int i = 2; i < argc; ++i) {
     std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
+    if (s.rfind("--", 0) == 0 || s == "-o") {
       if (std::find(kBoolFlags.begin(), kBoolFlags.end(), s) != kBoolFlags.end()) {
         a.flags[s] = "1";
       } else if (i + 1 < argc) {
@@ -491,6 +612,8 @@ int main(int argc, char** argv) {
   if (a.command == "workers") return CmdWorkers(a);
   if (a.command == "summary") return CmdSummary(a);
   if (a.command == "sweeps") return CmdSweeps(a);
+  if (a.command == "export") return CmdExport(a);
+  if (a.command == "sensitivity") return CmdSensitivity(a);
   if (a.command == "-h" || a.command == "--help" || a.command == "help") {
     std::printf("%s", kUsage);
     return 0;

@@ -202,6 +202,21 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   std::map<std::string, TaskEntry> changed;  // applied to memory only after the batch is durable
 
   bool train_ok = r.ok;
+  if (task.task.kind == TaskKind::kPruneTrial && r.ok && !m.artifact.empty()) {
+    // The pruned variant, for `prunelab export`. A corrupted copy only loses the export.
+    if (ContentHash(m.artifact) == r.artifact_hash) batch.push_back({ArtifactKey(r.artifact_hash), m.artifact});
+    else rec.artifact_hash.clear();
+  }
+  // Iterative rounds before the last are results of their own ("t003@local/r1"),
+  // written in the same batch as the final row.
+  for (const TrialResult& im : r.intermediates) {
+    TrialResult row = im;
+    row.task_id = r.task_id + "/r" + std::to_string(im.round);
+    row.finished_at_ms = rec.finished_at_ms;
+    row.intermediates.clear();
+    batch.push_back({ResultKey(r.sweep_id, row.task_id), ToJson(row).dump()});
+  }
+  rec.intermediates.clear();
   if (task.task.kind == TaskKind::kTrainBaseline && r.ok) {
     if (m.artifact.empty() || ContentHash(m.artifact) != r.artifact_hash) {
       rec.ok = false;
@@ -255,6 +270,14 @@ Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
 Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   auto spec = ParseSpec(m.spec_yaml);
   if (!spec.ok()) return Error("invalid_spec", spec.status().message());
+  std::vector<StoreWrite> batch;
+  if (spec->model == "torchscript") {
+    // The user's module travels with the spec and is served to workers like any artifact.
+    if (m.user_model.empty())
+      return Error("invalid_spec", "model.torchscript: the model file did not arrive with the spec (submit with the prunelab CLI, which attaches it)");
+    spec->model_artifact = ContentHash(m.user_model);
+    batch.push_back({ArtifactKey(spec->model_artifact), m.user_model});
+  }
   char id[32];
   std::snprintf(id, sizeof(id), "sw-%04llu", static_cast<unsigned long long>(next_sweep_seq_));
   SweepEntry sweep;
@@ -271,7 +294,6 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
     if (art.ok() && art.value()) cached = *hit.value();
   }
 
-  std::vector<StoreWrite> batch;
   for (Task& t : ExpandTasks(spec.value(), sweep.id)) {
     TaskEntry e;
     e.task = std::move(t);

@@ -42,8 +42,31 @@ struct TrialConfig {
   granularity @1 :Text;
   schedule @2 :Text;
   sparsity @3 :Float64;
-  finetuneEpochs @4 :UInt32;
+  finetuneEpochsWhole @4 :UInt32;   # superseded by finetuneEpochs (fractional budgets)
   finetuneLearningRate @5 :Float64;
+  finetuneEpochs @6 :Float64;
+  scope @7 :Text;                   # layer | global
+  minKeep @8 :Float64;              # global scope: fraction of every layer always kept
+  exclude @9 :List(Text);           # layer/group names left dense ("first", "last" allowed)
+  overrides @10 :List(LayerValue);  # per-layer/group sparsity
+  roundTo @11 :UInt32;              # structured: kept widths rounded to a multiple
+  rounds @12 :UInt32;               # iterative rounds
+  curve @13 :Text;                  # linear | cubic
+  rewind @14 :Float64;              # lottery-ticket rewind point (fraction of baseline training); < 0: off
+  layer @15 :Text;                  # sensitivity: the one layer/group pruned
+  calibrationBatches @16 :UInt32;
+}
+
+struct LayerValue {
+  name @0 :Text;
+  value @1 :Float64;
+}
+
+struct LayerStat {
+  name @0 :Text;
+  dense @1 :UInt64;    # weights in the baseline
+  total @2 :UInt64;    # weights now (after structural removal)
+  nonzero @3 :UInt64;
 }
 
 struct BenchmarkConfig {
@@ -82,6 +105,9 @@ struct Task {
   benchmark @9 :BenchmarkConfig;
   baselineKey @10 :Text;    # content hash of model + data + training settings
   baselineArtifact @11 :Text; # content hash of the trained baseline (empty for trainBaseline)
+  modelArtifact @12 :Text;    # user TorchScript model (content hash); empty for the built-in zoo
+  inputShape @13 :List(Int64);
+  specHash @14 :Text;
 }
 
 struct Result {
@@ -133,6 +159,14 @@ struct Result {
   baselineAccuracy @45 :Float64;
   worstClassDrop @46 :Float64;
   worstClass @47 :Int32;
+  layers @48 :List(LayerStat);
+  paramsBefore @49 :UInt64;
+  modelBytesBefore @50 :UInt64;
+  round @51 :UInt32;                 # iterative: 1..rounds for intermediate rows; 0 final
+  rounds @52 :UInt32;
+  layer @53 :Text;                   # sensitivity trials
+  trialJson @54 :Text;
+  intermediates @55 :List(Result);   # iterative rounds before the last
 }
 
 struct SweepStatus {
@@ -197,7 +231,7 @@ struct SubmitResult { workerId @0 :Text; result @1 :Result; artifact @2 :Data; }
 struct ResultAck { taskId @0 :Text; attempt @1 :UInt32; accepted @2 :Bool; note @3 :Text; }
 struct FetchArtifact { hash @0 :Text; }
 struct ArtifactReply { hash @0 :Text; found @1 :Bool; data @2 :Data; }
-struct SubmitSweep { specYaml @0 :Text; }
+struct SubmitSweep { specYaml @0 :Text; userModel @1 :Data; }  # userModel: TorchScript bytes named by the spec
 struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; }
 struct StatusRequest { sweepId @0 :Text; }   # empty: every sweep
 struct StatusReply { sweeps @0 :List(SweepStatus); }

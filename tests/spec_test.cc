@@ -55,7 +55,7 @@ struct BadCase {
 TEST(SpecTest, RejectsBadSpecsNamingFieldAndAllowedValues) {
   std::vector<BadCase> cases = {
       {"name: x\nsweep: {criterion: l1, granularity: chanel, sparsity: [0.5]}\n",
-       {"sweep.granularity", "'chanel'", "unstructured, channel"}},
+       {"sweep.granularity", "'chanel'", "unstructured, structured"}},
       {"name: x\nsweep: {criterion: [l1, l7], granularity: channel, sparsity: 0.5}\n",
        {"sweep.criterion[1]", "'l7'", "allowed values: random, l1, l2, gradient, taylor"}},
       {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: [0.5, 1.5]}\n",

@@ -10,15 +10,48 @@ StatusOr<Criterion> ParseCriterion(const std::string& n) {
   if (n == "l2") return Criterion::kL2;
   if (n == "gradient") return Criterion::kGradient;
   if (n == "taylor") return Criterion::kTaylor;
-  return Status::InvalidArgument("criterion '" + n + "' not implemented (have: random, l1, l2, gradient, taylor)");
+  if (n == "activation") return Criterion::kActivation;
+  if (n == "apoz") return Criterion::kApoz;
+  return Status::InvalidArgument("criterion '" + n + "' not implemented (have: random, l1, l2, gradient, taylor, activation, apoz)");
 }
 
 bool NeedsGradients(Criterion c) { return c == Criterion::kGradient || c == Criterion::kTaylor; }
+bool ScoresActivations(Criterion c) { return c == Criterion::kActivation || c == Criterion::kApoz; }
+
+StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Module& m, const ModelLayout& layout,
+                                                                const Dataset& calibration, int batches,
+                                                                int batch_size, bool apoz) {
+  if (!layout.has_probe || !m.find_method("probe"))
+    return Status::InvalidArgument("activation-based criteria need the model's probe() method (built-in zoo models "
+                                   "have one); use l1, l2, gradient or taylor for this model");
+  torch::NoGradGuard g;
+  m.train(false);
+  std::vector<torch::Tensor> acc(layout.groups.size());
+  const int64_t n = calibration.size();
+  for (int b = 0; b < batches; ++b) {
+    int64_t start = (static_cast<int64_t>(b) * batch_size) % std::max<int64_t>(1, n);
+    int64_t end = std::min(n, start + batch_size);
+    if (end <= start) break;
+    auto acts = m.get_method("probe")({calibration.images.slice(0, start, end)}).toTensorVector();
+    if (acts.size() != layout.groups.size())
+      return Status::Internal("probe() returned " + std::to_string(acts.size()) + " activations for " +
+                              std::to_string(layout.groups.size()) + " structure groups");
+    for (size_t i = 0; i < acts.size(); ++i) {
+      auto a = acts[i].detach().transpose(0, 1).reshape({acts[i].size(1), -1});  // [S, everything else]
+      auto s = apoz ? (a != 0).to(torch::kFloat32).mean(1) : a.abs().mean(1);
+      acc[i] = acc[i].defined() ? acc[i] + s : s;
+    }
+  }
+  std::map<std::string, torch::Tensor> out;
+  for (size_t i = 0; i < layout.groups.size(); ++i)
+    if (acc[i].defined()) out[layout.groups[i].name] = acc[i] / batches;
+  return out;
+}
 
 Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, const Dataset& calibration,
                               int batches, int batch_size) {
   Scores acc;
-  for (const auto& name : layout.weight_params) acc[name] = torch::zeros_like(GetTensor(m, name)).detach();
+  for (const auto& l : layout.layers) acc[l.weight] = torch::zeros_like(GetTensor(m, l.weight)).detach();
   m.train(false);
   for (auto p : m.parameters()) p.set_requires_grad(true);
   const int64_t n = calibration.size();
@@ -48,7 +81,7 @@ StatusOr<Scores> WeightScores(const torch::jit::Module& m, const ModelLayout& la
   if (NeedsGradients(c) && !grads) return Status::Internal("gradient-based criterion without gradients");
   Scores out;
   auto gen = at::detail::createCPUGenerator(seed);
-  for (const auto& name : layout.weight_params) {
+  for (const auto& name : layout.WeightParams()) {
     auto w = GetTensor(m, name).detach();
     switch (c) {
       case Criterion::kRandom: out[name] = torch::rand(w.sizes(), gen); break;
@@ -56,6 +89,8 @@ StatusOr<Scores> WeightScores(const torch::jit::Module& m, const ModelLayout& la
       case Criterion::kL2: out[name] = w.square(); break;
       case Criterion::kGradient: out[name] = grads->at(name).clone(); break;
       case Criterion::kTaylor: out[name] = (w * grads->at(name)).abs(); break;
+      case Criterion::kActivation:
+      case Criterion::kApoz: out[name] = w.abs(); break;  // per-weight fallback; structures use ActivationScores
     }
   }
   return out;

@@ -10,9 +10,11 @@
 
 namespace prunelab::worker {
 
-enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor };
+enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor, kActivation, kApoz };
 StatusOr<Criterion> ParseCriterion(const std::string& name);
 bool NeedsGradients(Criterion c);
+// activation and apoz score structures from what they output, not weights.
+bool ScoresActivations(Criterion c);
 
 using Scores = std::map<std::string, torch::Tensor>;  // param name -> scores, same shape
 
@@ -28,6 +30,14 @@ Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, 
 // `grads` is required for gradient and taylor.
 StatusOr<Scores> WeightScores(const torch::jit::Module& m, const ModelLayout& layout, Criterion c,
                               const Scores* grads, uint64_t seed);
+
+// Per-structure scores from activations on `batches` calibration batches, through the
+// model's probe() (one [B, S, ...] tensor per group, in layout order):
+//   activation: mean |a| per structure; apoz: 1 - APoZ (the fraction of non-zero outputs),
+//   so structures that are almost always zero after ReLU rank lowest.
+StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Module& m, const ModelLayout& layout,
+                                                                const Dataset& calibration, int batches,
+                                                                int batch_size, bool apoz);
 
 // Mask zeroing the round(sparsity * numel) lowest scores (ties: lowest index first).
 torch::Tensor MaskFromScores(const torch::Tensor& scores, double sparsity);

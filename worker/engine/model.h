@@ -1,5 +1,6 @@
-// Models as TorchScript modules built in C++: one object to train, prune structurally
-// (parameters replaced by smaller tensors) and export. LibTorch header: engine-internal.
+// Models as TorchScript modules: one object to train, prune (masks, or parameters replaced
+// by smaller tensors) and export, for the built-in zoo and users' own modules alike.
+// LibTorch header: engine-internal.
 #pragma once
 
 #include <torch/script.h>
@@ -12,31 +13,54 @@
 
 namespace prunelab::worker {
 
-// A set of channels pruned together: dim 0 of every producer tensor, and blocks of
-// `consumer_block` columns along dim 1 of the consumer weight.
-struct ChannelGroup {
-  std::string name;
-  std::string importance_param;               // weight ranked per output channel
-  std::vector<std::string> producer_params;   // conv weight/bias and batch-norm tensors
-  std::string consumer_param;                 // next layer's weight
-  int64_t consumer_block = 1;                 // consumer columns per channel (spatial size after flatten)
+// A prunable weight tensor (linear or convolution), by layer name.
+struct PrunableLayer {
+  std::string name;    // "conv1", "b0_q", "features.0"
+  std::string weight;  // "conv1_w", "features.0.weight" (dotted paths reach submodules)
+};
+
+// Structure s of a group owns entries [s*block, (s+1)*block) along `dim` of `param`.
+struct Slice {
+  std::string param;
+  int64_t dim = 0;
+  int64_t block = 1;
+  bool score = false;  // counts towards the structure's importance (producer weights)
+};
+
+// Structures pruned together: removing structure s removes its slice of every tensor.
+// A residual group lists every producer writing into the shared stream and every consumer
+// reading it; an attention-head group slices q/k/v rows and output-projection columns
+// in blocks of head_dim.
+struct StructureGroup {
+  std::string name;                 // "conv1", "res2", "b0_heads"
+  std::string kind;                 // neuron | channel | residual | head
+  std::vector<Slice> slices;
+  std::vector<std::string> layers;  // producer layers (exclusions by layer name match them)
 };
 
 struct ModelLayout {
-  std::vector<std::string> weight_params;     // prunable weight tensors (unstructured masks)
-  std::vector<ChannelGroup> channel_groups;   // structured pruning
-};
+  std::vector<PrunableLayer> layers;   // forward order
+  std::vector<StructureGroup> groups;  // forward order
+  // Empty when structured pruning is available; otherwise why not (names the op and layer).
+  std::string structured_error;
+  // Zoo models define `probe(x) -> List[Tensor]`: one [B, S, ...] activation per group.
+  bool has_probe = false;
 
-// The built-in `cnn`: conv(1->32)+BN+ReLU+pool, conv(32->64)+BN+ReLU+pool, fc(3136->128)+ReLU, fc(128->10).
-torch::jit::Module BuildFashionCnn(uint64_t seed);
-const ModelLayout& FashionCnnLayout();
+  std::vector<std::string> WeightParams() const;
+  const StructureGroup* Group(const std::string& name) const;
+  int64_t Structures(const torch::jit::Module& m, const StructureGroup& g) const;
+};
 
 torch::Tensor GetTensor(const torch::jit::Module& m, const std::string& name);
 void SetTensor(torch::jit::Module& m, const std::string& name, const torch::Tensor& value);
+bool HasTensor(const torch::jit::Module& m, const std::string& name);
 
 int64_t CountParameters(const torch::jit::Module& m);
 std::string SaveToBytes(const torch::jit::Module& m);
 StatusOr<torch::jit::Module> LoadFromBytes(const std::string& bytes);
 torch::jit::Module CloneModule(const torch::jit::Module& m);
+
+// Kaiming-uniform weights and fan-in-scaled biases, as PyTorch's default layer init.
+std::pair<torch::Tensor, torch::Tensor> InitLayer(std::vector<int64_t> shape);
 
 }  // namespace prunelab::worker

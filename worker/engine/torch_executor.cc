@@ -14,7 +14,10 @@
 #include "worker/engine/bench_runner.h"
 #include "worker/engine/importance.h"
 #include "worker/engine/executor.h"
+#include "worker/engine/plan.h"
 #include "worker/engine/training.h"
+#include "worker/engine/user_model.h"
+#include "worker/engine/zoo.h"
 
 namespace prunelab::worker {
 namespace {
@@ -26,7 +29,7 @@ std::shared_ptr<void> Lock(const ExecutionContext& ctx, bool exclusive, const st
   return ctx.host_lock(exclusive);
 }
 
-TrainOptions OptionsFrom(const TrainingConfig& t, uint32_t epochs, double learning_rate, uint64_t seed_offset) {
+TrainOptions OptionsFrom(const TrainingConfig& t, double epochs, double learning_rate, uint64_t seed_offset) {
   TrainOptions o;
   o.epochs = epochs;
   o.batch_size = t.batch_size;
@@ -82,28 +85,84 @@ class TorchExecutor final : public TrialExecutor {
     return &(data_[key] = std::move(d).value());
   }
 
+  // The dense model of a task: the zoo model built from its seed, or the user's module.
+  struct Loaded {
+    torch::jit::Module module;
+    ModelLayout layout;
+  };
+
+  StatusOr<Loaded> UserModel(const Task& task, const ExecutionContext& ctx) {
+    if (!ctx.fetch_artifact) return Status::Internal("no artifact source");
+    auto bytes = ctx.fetch_artifact(task.model_artifact);
+    if (!bytes.ok()) return Status::Unavailable("user model " + task.model_artifact + ": " + bytes.status().ToString());
+    auto m = LoadFromBytes(bytes.value());
+    if (!m.ok()) return m.status();
+    return Loaded{m.value(), InferLayout(m.value())};
+  }
+
+  // Test images shaped as the model expects (model.input_shape; zoo: [1, 28, 28]).
+  StatusOr<Dataset> Shaped(const Dataset& d, const std::vector<int64_t>& shape) {
+    if (shape.empty()) return d;
+    std::vector<int64_t> full{d.images.size(0)};
+    int64_t per = 1;
+    for (int64_t s : shape) {
+      full.push_back(s);
+      per *= s;
+    }
+    int64_t have = d.images.numel() / std::max<int64_t>(1, d.images.size(0));
+    if (per != have)
+      return Status::InvalidArgument("model.input_shape has " + std::to_string(per) + " values per sample; the dataset gives " +
+                                     std::to_string(have));
+    return Dataset{d.images.reshape(full), d.labels};
+  }
+
+  StatusOr<const Dataset*> ShapedData(const Task& task, bool train) {
+    auto d = Data(task.dataset, train);
+    if (!d.ok() || task.input_shape.empty()) return d;
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string key = task.dataset.path + (train ? ":train:" : ":test:") + std::to_string(train ? task.dataset.train_subset : task.dataset.test_subset);
+    for (int64_t s : task.input_shape) key += ":" + std::to_string(s);
+    auto it = shaped_.find(key);
+    if (it != shaped_.end()) return &it->second;
+    auto s = Shaped(*d.value(), task.input_shape);
+    if (!s.ok()) return s.status();
+    return &(shaped_[key] = std::move(s).value());
+  }
+
   Status Run(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
     TrialResult& r = out->result;
-    if (task.model != "cnn") return Status::InvalidArgument("model '" + task.model + "' is not built into this worker (have: cnn)");
-    const ModelLayout& layout = FashionCnnLayout();
     auto progress = [&](const std::string& phase) {
       return [&ctx, phase](double f) { return !ctx.on_progress || ctx.on_progress(phase, f); };
     };
     if (ctx.on_progress) ctx.on_progress("loading data", 0);
-    auto test = Data(task.dataset, /*train=*/false);
+    auto test = ShapedData(task, /*train=*/false);
     if (!test.ok()) return test.status();
+    const bool user_model = !task.model_artifact.empty();
 
     torch::jit::Module model;
+    ModelLayout layout;
     if (task.kind == TaskKind::kTrainBaseline) {
-      auto train = Data(task.dataset, /*train=*/true);
+      auto train = ShapedData(task, /*train=*/true);
       if (!train.ok()) return train.status();
-      model = BuildFashionCnn(task.training.seed);
-      TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
-      o.on_progress = progress("training");
-      auto lock = Lock(ctx, false, "train");
-      auto t0 = std::chrono::steady_clock::now();
-      PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
-      r.train_seconds = SecondsSince(t0);
+      if (user_model) {
+        auto u = UserModel(task, ctx);
+        if (!u.ok()) return u.status();
+        model = u->module;
+        layout = u->layout;
+      } else {
+        auto built = BuildZooModel(task.model, task.training.seed);
+        if (!built.ok()) return built.status();
+        model = built->module;
+        layout = built->layout;
+      }
+      if (task.training.epochs > 0) {
+        TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
+        o.on_progress = progress("training");
+        auto lock = Lock(ctx, false, "train");
+        auto t0 = std::chrono::steady_clock::now();
+        PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
+        r.train_seconds = SecondsSince(t0);
+      }
       out->artifact = SaveToBytes(model);
       r.artifact_hash = ContentHash(out->artifact);
     } else {
@@ -113,90 +172,68 @@ class TorchExecutor final : public TrialExecutor {
       auto loaded = LoadFromBytes(bytes.value());
       if (!loaded.ok()) return loaded.status();
       model = std::move(loaded).value();
+      if (user_model) {
+        layout = InferLayout(model);
+      } else {
+        auto l = ZooLayout(task.model);
+        if (!l.ok()) return l.status();
+        layout = std::move(l).value();
+      }
     }
     const int64_t dense_weights = PrunableWeights(model, layout);
-    std::optional<torch::jit::Module> dense;  // A/B reference for pruned variants
+    torch::jit::Module dense = CloneModule(model);
+    r.params_before = static_cast<uint64_t>(CountParameters(model));
+    r.model_bytes_before = SaveToBytes(model).size();
+    const bool prune = task.kind == TaskKind::kPruneTrial;
+    const bool sensitivity = prune && task.trial.schedule == "sensitivity";
+    const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";
 
-    if (task.kind == TaskKind::kPruneTrial) {
-      dense = model.deepcopy();
-      if (task.trial.schedule != "one_shot") return Status::InvalidArgument("schedule '" + task.trial.schedule + "' not implemented (have: one_shot)");
-      auto criterion = ParseCriterion(task.trial.criterion);
-      if (!criterion.ok()) return criterion.status();
-      Scores grads;
-      if (NeedsGradients(criterion.value())) {
-        // Calibration: 8 batches of the training data, model untouched otherwise.
-        auto train = Data(task.dataset, /*train=*/true);
-        if (!train.ok()) return train.status();
-        if (ctx.on_progress) ctx.on_progress("scoring (gradients)", 0);
-        grads = AccumulateAbsGradients(model, layout, *train.value(), 8, static_cast<int>(task.training.batch_size));
-      }
-      auto scores = WeightScores(model, layout, criterion.value(), &grads, task.training.seed);
-      if (!scores.ok()) return scores.status();
-      Masks masks;
-      int nm_n = 0, nm_m = 0;
-      if (task.trial.granularity == "unstructured") {
-        for (const auto& [name, sc] : scores.value()) masks[name] = MaskFromScores(sc, task.trial.sparsity);
-        ApplyMasks(model, masks);
-      } else if (task.trial.granularity == "channel") {
-        std::map<std::string, torch::Tensor> keep;
-        for (const auto& g : layout.channel_groups)
-          keep[g.name] = ChannelsToKeep(ChannelScores(scores.value().at(g.importance_param)), task.trial.sparsity);
-        RemoveChannels(model, layout, keep);
-      } else if (ParseNm(task.trial.granularity, &nm_n, &nm_m)) {
-        // Layers whose input rows are not a multiple of M (the first conv: 9 inputs) stay dense.
-        for (const auto& [name, sc] : scores.value()) {
-          auto mask = NmMask(sc, nm_n, nm_m);
-          if (mask.ok()) masks[name] = mask.value();
+    Evaluation base_ev;
+    {
+      auto lock = Lock(ctx, false, "evaluate");
+      if (ctx.on_progress) ctx.on_progress("evaluating", 0);
+      base_ev = task.kind == TaskKind::kTrainBaseline ? Evaluate(dense, *test.value())
+                                                      : BaselineEvaluation(task, dense, *test.value());
+    }
+    auto describe = [&](torch::jit::Module& m, TrialResult* row) {
+      auto lock = Lock(ctx, false, "evaluate");
+      auto t0 = std::chrono::steady_clock::now();
+      Evaluation ev = prune ? Evaluate(m, *test.value()) : base_ev;
+      row->eval_seconds = SecondsSince(t0);
+      row->accuracy = ev.accuracy;
+      row->per_class_accuracy = ev.per_class;
+      row->baseline_accuracy = base_ev.accuracy;
+      row->worst_class_drop = 0;
+      row->worst_class = -1;
+      for (size_t k = 0; k < ev.per_class.size() && k < base_ev.per_class.size(); ++k) {
+        double drop = base_ev.per_class[k] - ev.per_class[k];
+        if (row->worst_class < 0 || drop > row->worst_class_drop) {
+          row->worst_class_drop = drop;
+          row->worst_class = static_cast<int32_t>(k);
         }
-        if (masks.empty()) return Status::InvalidArgument("no layer of this model can hold a " + task.trial.granularity + " pattern");
-        ApplyMasks(model, masks);
-      } else {
-        return Status::InvalidArgument("granularity '" + task.trial.granularity + "' not implemented (have: unstructured, channel, N:M)");
       }
-      if (task.trial.finetune_epochs > 0) {
-        auto train = Data(task.dataset, /*train=*/true);
-        if (!train.ok()) return train.status();
-        TrainOptions o = OptionsFrom(task.training, task.trial.finetune_epochs, task.trial.finetune_learning_rate, 1);
-        o.masks = masks.empty() ? nullptr : &masks;
-        o.on_progress = progress("fine-tuning");
-        auto lock = Lock(ctx, false, "fine-tune");
-        auto t0 = std::chrono::steady_clock::now();
-        PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
-        r.train_seconds = SecondsSince(t0);
-      }
-    }
-    r.achieved_sparsity = AchievedSparsity(model, layout, dense_weights);
+      row->achieved_sparsity = AchievedSparsity(m, layout, dense_weights);
+      row->layers = LayerStats(m, dense, layout);
+      row->params = static_cast<uint64_t>(CountParameters(m));
+      row->model_bytes = SaveToBytes(m).size();
+    };
 
-    auto eval_lock = Lock(ctx, false, "evaluate");
+    if (prune) PRUNELAB_RETURN_IF_ERROR(Prune(task, ctx, layout, dense, structured, &model, out, describe));
     if (ctx.on_progress) ctx.on_progress("evaluating", 0);
-    auto t0 = std::chrono::steady_clock::now();
-    Evaluation ev = Evaluate(model, *test.value());
-    r.eval_seconds = SecondsSince(t0);
-    r.accuracy = ev.accuracy;
-    r.per_class_accuracy = ev.per_class;
-    // Accuracy loss hits some classes first: compare per class with the dense model,
-    // evaluated once per baseline artifact and test set on this worker.
-    const Evaluation base_ev = dense ? BaselineEvaluation(task, *dense, *test.value()) : ev;
-    r.baseline_accuracy = base_ev.accuracy;
-    r.worst_class_drop = 0;
-    r.worst_class = -1;
-    for (size_t k = 0; k < ev.per_class.size() && k < base_ev.per_class.size(); ++k) {
-      double drop = base_ev.per_class[k] - ev.per_class[k];
-      if (r.worst_class < 0 || drop > r.worst_class_drop) {
-        r.worst_class_drop = drop;
-        r.worst_class = static_cast<int32_t>(k);
-      }
+    describe(model, &r);
+    if (prune && !sensitivity) {
+      out->artifact = SaveToBytes(model);
+      r.artifact_hash = ContentHash(out->artifact);
     }
-    r.params = static_cast<uint64_t>(CountParameters(model));
-    r.model_bytes = SaveToBytes(model).size();
-    if (task.kind == TaskKind::kTrainBaseline) return Status::Ok();  // timing happens per target
+    // Timing happens per target, on the evaluate/prune tasks; sensitivity trials only evaluate.
+    if (task.kind == TaskKind::kTrainBaseline || sensitivity) return Status::Ok();
 
-    eval_lock.reset();
     auto bench_lock = Lock(ctx, true, "benchmark (exclusive)");
     BenchRequest req;
     req.variant = &model;
-    req.baseline = dense ? &*dense : nullptr;
-    req.has_unstructured_zeros = task.kind == TaskKind::kPruneTrial && task.trial.granularity != "channel";
+    req.baseline = prune ? &dense : nullptr;
+    // The CSR execution form is implemented for the zoo cnn only.
+    req.has_unstructured_zeros = prune && !structured && task.model == "cnn" && !user_model;
     req.samples = test.value();
     req.config = task.benchmark;
     req.seed = task.training.seed;
@@ -204,6 +241,127 @@ class TorchExecutor final : public TrialExecutor {
       if (ctx.on_progress) ctx.on_progress(p, 0);
     };
     PRUNELAB_RETURN_IF_ERROR(RunBenchmarks(req, &r));
+    return Status::Ok();
+  }
+
+  // Early weights for lottery-ticket rewinding: the zoo model's initialization (fraction 0)
+  // or the first `fraction` of the baseline's training, replayed with the same seed.
+  StatusOr<torch::jit::Module> RewindWeights(const Task& task, const ExecutionContext& ctx) {
+    if (!task.model_artifact.empty() && task.trial.rewind > 0)
+      return Status::InvalidArgument("schedule.rewind > 0 replays the baseline's training and needs a zoo model");
+    torch::jit::Module m;
+    if (!task.model_artifact.empty()) {
+      auto u = UserModel(task, ctx);
+      if (!u.ok()) return u.status();
+      return u->module;  // the user's weights before baseline training
+    }
+    auto built = BuildZooModel(task.model, task.training.seed);
+    if (!built.ok()) return built.status();
+    m = built->module;
+    if (task.trial.rewind > 0) {
+      auto train = ShapedData(task, true);
+      if (!train.ok()) return train.status();
+      TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
+      int64_t steps_per_epoch = (train.value()->size() + o.batch_size - 1) / o.batch_size;
+      o.stop_after_steps = std::llround(task.trial.rewind * steps_per_epoch * task.training.epochs);
+      if (ctx.on_progress) ctx.on_progress("replaying early training for rewind", 0);
+      PRUNELAB_RETURN_IF_ERROR(Train(m, *train.value(), o));
+    }
+    return m;
+  }
+
+  // Prunes `model` in place: one round (one-shot, sensitivity) or R rounds along the
+  // schedule's curve, fine-tuning after each; rounds before the last become intermediate rows.
+  template <typename Describe>
+  Status Prune(const Task& task, const ExecutionContext& ctx, const ModelLayout& layout, const torch::jit::Module& dense,
+               bool structured, torch::jit::Module* model, ExecutionOutput* out, Describe&& describe) {
+    const TrialConfig& tc = task.trial;
+    auto criterion = ParseCriterion(tc.criterion);
+    if (!criterion.ok()) return criterion.status();
+    auto opts = MakePlanOptions(tc, layout, structured);
+    if (!opts.ok()) return opts.status();
+    int nm_n = 0, nm_m = 0;
+    if (!structured && tc.granularity != "unstructured" && !ParseNm(tc.granularity, &nm_n, &nm_m))
+      return Status::InvalidArgument("granularity '" + tc.granularity + "' not implemented (have: unstructured, structured, N:M)");
+    if (ScoresActivations(criterion.value()) && !structured)
+      return Status::InvalidArgument("criterion '" + tc.criterion + "' scores structures; use granularity structured");
+    if (structured && !layout.structured_error.empty()) return Status::InvalidArgument(layout.structured_error);
+
+    const bool iterative = tc.schedule == "iterative";
+    const uint32_t rounds = iterative ? std::max<uint32_t>(1, tc.rounds) : 1;
+    const double finetune_per_round = tc.schedule == "sensitivity" ? 0.0 : tc.finetune_epochs / rounds;
+    std::optional<torch::jit::Module> rewind;
+    if (tc.rewind >= 0 && tc.schedule != "sensitivity") {
+      auto w = RewindWeights(task, ctx);
+      if (!w.ok()) return w.status();
+      rewind = std::move(w).value();
+    }
+    std::map<std::string, int64_t> original;
+    for (const auto& g : layout.groups) original[g.name] = layout.Structures(dense, g);
+    const Dataset* calibration = nullptr;
+    if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0) {
+      auto train = ShapedData(task, true);
+      if (!train.ok()) return train.status();
+      calibration = train.value();
+    }
+    Masks masks;
+    for (uint32_t round = 1; round <= rounds; ++round) {
+      const double target = ScheduledSparsity(tc.sparsity, round, rounds, tc.curve);
+      if (ctx.on_progress) ctx.on_progress("scoring (round " + std::to_string(round) + "/" + std::to_string(rounds) + ")", 0);
+      Scores grads;
+      if (NeedsGradients(criterion.value()))
+        grads = AccumulateAbsGradients(*model, layout, *calibration, static_cast<int>(tc.calibration_batches),
+                                       static_cast<int>(task.training.batch_size));
+      auto scores = WeightScores(*model, layout, criterion.value(), &grads, task.training.seed + round);
+      if (!scores.ok()) return scores.status();
+      if (structured) {
+        std::map<std::string, torch::Tensor> group_scores;
+        if (ScoresActivations(criterion.value())) {
+          auto a = ActivationScores(*model, layout, *calibration, static_cast<int>(tc.calibration_batches),
+                                    static_cast<int>(task.training.batch_size), criterion.value() == Criterion::kApoz);
+          if (!a.ok()) return a.status();
+          group_scores = std::move(a).value();
+        } else {
+          for (const auto& g : layout.groups) group_scores[g.name] = GroupScores(*model, g, scores.value());
+        }
+        auto keep = PlanStructures(layout, group_scores, original, target, opts.value());
+        if (!keep.ok()) return keep.status();
+        RemoveStructures(*model, layout, keep.value());
+        if (rewind) {
+          RemoveStructures(*rewind, layout, keep.value());
+          *model = CloneModule(*rewind);
+        }
+      } else {
+        auto planned = PlanMasks(layout, scores.value(), target, opts.value(), nm_n, nm_m, masks);
+        if (!planned.ok()) return planned.status();
+        masks = std::move(planned).value();
+        if (rewind) *model = CloneModule(*rewind);
+        ApplyMasks(*model, masks);
+      }
+      if (finetune_per_round > 0) {
+        TrainOptions o = OptionsFrom(task.training, finetune_per_round, tc.finetune_learning_rate, round);
+        o.masks = masks.empty() ? nullptr : &masks;
+        o.on_progress = [&ctx, round, rounds](double f) {
+          return !ctx.on_progress ||
+                 ctx.on_progress("fine-tuning (round " + std::to_string(round) + "/" + std::to_string(rounds) + ")", f);
+        };
+        auto lock = Lock(ctx, false, "fine-tune");
+        auto t0 = std::chrono::steady_clock::now();
+        PRUNELAB_RETURN_IF_ERROR(Train(*model, *calibration, o));
+        out->result.train_seconds += SecondsSince(t0);
+      }
+      if (round < rounds) {
+        TrialResult row = out->result;
+        row.intermediates.clear();
+        row.round = round;
+        row.sparsity = target;
+        if (ctx.on_progress) ctx.on_progress("evaluating round " + std::to_string(round), 0);
+        describe(*model, &row);
+        row.ok = true;
+        out->result.intermediates.push_back(std::move(row));
+      }
+    }
+    out->result.round = iterative ? rounds : 0;
     return Status::Ok();
   }
 
@@ -222,6 +380,7 @@ class TorchExecutor final : public TrialExecutor {
   std::mutex mu_;
   std::map<std::string, Dataset> data_;
   std::map<std::string, Evaluation> baseline_eval_;
+  std::map<std::string, Dataset> shaped_;
 };
 
 }  // namespace

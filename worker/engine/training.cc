@@ -18,16 +18,19 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
   const int64_t n = data.size();
   const int64_t bs = std::max<int64_t>(1, o.batch_size);
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
-  const int64_t total = steps_per_epoch * o.epochs;
-  const int64_t report_every = std::max<int64_t>(1, total / 50);
+  // The learning-rate schedule spans the whole budget; stop_after_steps ends early on it
+  // (rewinding reproduces the first steps of a longer run).
+  const int64_t total = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(steps_per_epoch * o.epochs)));
+  const int64_t last = o.stop_after_steps >= 0 ? std::min(total, o.stop_after_steps) : total;
+  const int64_t report_every = std::max<int64_t>(1, last / 50);
   std::mt19937_64 rng(o.seed);
   std::vector<int64_t> order(n);
   int64_t step = 0;
-  for (uint32_t epoch = 0; epoch < o.epochs; ++epoch) {
+  for (uint32_t epoch = 0; step < last; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng);
     auto perm = torch::from_blob(order.data(), {n}, torch::kInt64).clone();
-    for (int64_t start = 0; start < n; start += bs) {
+    for (int64_t start = 0; start < n && step < last; start += bs) {
       auto idx = perm.slice(0, start, std::min(n, start + bs));
       auto x = data.images.index_select(0, idx);
       auto y = data.labels.index_select(0, idx);
@@ -50,8 +53,8 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
       opt.step();
       if (o.masks) ApplyMasks(m, *o.masks);
       ++step;
-      if (o.on_progress && (step % report_every == 0 || step == total)) {
-        if (!o.on_progress(static_cast<double>(step) / total)) {
+      if (o.on_progress && (step % report_every == 0 || step == last)) {
+        if (!o.on_progress(static_cast<double>(step) / last)) {
           m.train(false);
           return Status::Unavailable("training aborted");
         }
@@ -65,8 +68,9 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
 Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
   torch::NoGradGuard no_grad;
   m.train(false);
-  std::vector<int64_t> correct(10, 0), seen(10, 0);
   const int64_t n = data.size();
+  const int64_t classes = n > 0 ? std::max<int64_t>(10, data.labels.max().item<int64_t>() + 1) : 10;
+  std::vector<int64_t> correct(classes, 0), seen(classes, 0);
   for (int64_t start = 0; start < n; start += 1000) {
     int64_t end = std::min(n, start + 1000);
     auto pred = m.forward({data.images.slice(0, start, end)}).toTensor().argmax(1);
@@ -81,7 +85,7 @@ Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
   }
   Evaluation e;
   int64_t c = 0, s = 0;
-  for (int k = 0; k < 10; ++k) {
+  for (int64_t k = 0; k < classes; ++k) {
     c += correct[k];
     s += seen[k];
     e.per_class.push_back(seen[k] ? static_cast<double>(correct[k]) / seen[k] : 0.0);

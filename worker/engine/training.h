@@ -10,7 +10,8 @@
 namespace prunelab::worker {
 
 struct TrainOptions {
-  uint32_t epochs = 1;
+  double epochs = 1;               // may be fractional: ceil(epochs * steps per epoch) steps
+  int64_t stop_after_steps = -1;   // >= 0: stop after this many steps of the same schedule
   uint32_t batch_size = 64;
   double learning_rate = 0.05;
   double momentum = 0.9;

@@ -1,0 +1,125 @@
+// One pruning trial (cnn, L1 unstructured 50 %, one epoch of recovery fine-tuning on the
+// 60k training images, evaluation on the full 10k test set) through prunelab's engine in C++,
+// then the same work in Python with torch.nn.utils.prune (bench/python_prune_trial.py) on the
+// same machine, same threads, from the same baseline weights. Prints both wall times and
+// their ratio (target: C++ <= 0.8x Python).
+// Usage: prune_trial_vs_python [--json] [--threads N] [--baseline-epochs N]
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_common.h"
+#include "worker/engine/executor.h"
+#include "worker/engine/importance.h"
+#include "worker/engine/plan.h"
+#include "worker/engine/training.h"
+#include "worker/engine/zoo.h"
+
+using namespace prunelab;
+using namespace prunelab::worker;
+
+namespace {
+const char* kData = "/usr/share/datasets/fashion-mnist";
+
+std::string RunCapture(const std::string& cmd, int* code) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    *code = -1;
+    return out;
+  }
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int st = pclose(p);
+  *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool json_out = bench::WantJson(argc, argv);
+  const int threads = bench::IntFlag(argc, argv, "--threads", 1);
+  const int baseline_epochs = bench::IntFlag(argc, argv, "--baseline-epochs", 1);
+  ConfigureTorchThreads(threads);
+  torch::jit::setGraphExecutorOptimize(false);  // as the worker runs it
+  auto train = LoadFashionMnist(kData, true, 0);
+  auto test = LoadFashionMnist(kData, false, 0);
+  if (!train.ok() || !test.ok()) {
+    std::fprintf(stderr, "Fashion-MNIST not found under %s: run cluster/install-deps.sh\n", kData);
+    return 1;
+  }
+  // Baseline (not timed): the zoo CNN trained as a sweep would train it.
+  auto built = BuildZooModel("cnn", 42).value();
+  TrainOptions bo;
+  bo.epochs = baseline_epochs;
+  bo.learning_rate = 0.05;
+  bo.seed = 42;
+  if (!json_out) std::fprintf(stderr, "training the dense baseline (%d epoch(s), not timed)...\n", baseline_epochs);
+  if (!Train(built.module, train.value(), bo).ok()) return 1;
+  auto dir = std::filesystem::temp_directory_path() / ("prunelab-bench-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string baseline_path = (dir / "baseline.pt").string();
+  built.module.save(baseline_path);
+  double base_acc = Evaluate(built.module, test.value()).accuracy;
+
+  // C++: the engine's trial path (score, plan, mask, fine-tune with masks, evaluate).
+  if (!json_out) std::fprintf(stderr, "C++ trial...\n");
+  auto model = torch::jit::load(baseline_path);
+  auto t0 = std::chrono::steady_clock::now();
+  auto scores = WeightScores(model, built.layout, Criterion::kL1, nullptr, 0).value();
+  auto masks = PlanMasks(built.layout, scores, 0.5, PlanOptions{}, 0, 0, {}).value();
+  int64_t dense = PrunableWeights(model, built.layout);
+  ApplyMasks(model, masks);
+  TrainOptions fo;
+  fo.epochs = 1;
+  fo.learning_rate = 0.01;
+  fo.seed = 43;
+  fo.masks = &masks;
+  if (!Train(model, train.value(), fo).ok()) return 1;
+  double cpp_acc = Evaluate(model, test.value()).accuracy;
+  double cpp_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double cpp_sparsity = AchievedSparsity(model, built.layout, dense);
+
+  // Python: the same work with torch.nn.utils.prune.
+  nlohmann::json out{{"trial", "cnn l1 unstructured 50%, 1 epoch fine-tune (60k), evaluate 10k"},
+                     {"threads", threads}, {"baseline_accuracy", base_acc},
+                     {"cpp_seconds", cpp_s}, {"cpp_accuracy", cpp_acc}, {"cpp_sparsity", cpp_sparsity}};
+  std::string script = std::string(PRUNELAB_SOURCE_DIR) + "/bench/python_prune_trial.py";
+  int code = 0;
+  if (!json_out) std::fprintf(stderr, "Python trial (torch.nn.utils.prune)...\n");
+  std::string py = RunCapture("/usr/bin/python3 " + script + " " + baseline_path + " " + kData + " " +
+                                  std::to_string(threads) + " 1 0.01 2>&1",
+                              &code);
+  auto pj = nlohmann::json::parse(py.substr(py.find('{') == std::string::npos ? 0 : py.find('{')), nullptr, false);
+  if (code != 0 || pj.is_discarded()) {
+    out["python"] = "unavailable (install python3-torch: cluster/install-deps.sh): " + py.substr(0, 300);
+  } else {
+    out["python_seconds"] = pj["seconds"];
+    out["python_accuracy"] = pj["accuracy"];
+    out["python_sparsity"] = pj["sparsity"];
+    out["python_torch"] = pj["torch"];
+    out["ratio_cpp_over_python"] = cpp_s / pj["seconds"].get<double>();
+  }
+  std::filesystem::remove_all(dir);
+  if (json_out) {
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("One pruning trial: %s, %d thread(s); dense baseline %.2f %%\n", out["trial"].get<std::string>().c_str(),
+              threads, 100 * base_acc);
+  std::printf("  C++ (prunelab engine)          %7.2f s   accuracy %.2f %%   sparsity %.1f %%\n", cpp_s, 100 * cpp_acc,
+              100 * cpp_sparsity);
+  if (out.contains("python_seconds")) {
+    std::printf("  Python (torch.nn.utils.prune)  %7.2f s   accuracy %.2f %%   sparsity %.1f %%\n",
+                out["python_seconds"].get<double>(), 100 * out["python_accuracy"].get<double>(),
+                100 * out["python_sparsity"].get<double>());
+    std::printf("  ratio C++ / Python: %.2fx (target <= 0.80x)\n", out["ratio_cpp_over_python"].get<double>());
+  } else {
+    std::printf("  Python: %s\n", out["python"].get<std::string>().c_str());
+  }
+  return 0;
+}

@@ -1,0 +1,16 @@
+// Names of the built-in zoo models' prunable layers and structure groups, without LibTorch,
+// so specs are validated (exclusions, overrides, sensitivity layers) before anything runs.
+// tests/engine_test.cc checks these against the engine's real layouts.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace prunelab {
+
+const std::vector<std::string>& ZooModelNames();
+// Empty for a name that is not a zoo model.
+std::vector<std::string> ZooLayerNames(const std::string& model);
+std::vector<std::string> ZooGroupNames(const std::string& model);
+
+}  // namespace prunelab

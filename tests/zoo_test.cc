@@ -1,0 +1,410 @@
+// The pruning engine across the model zoo and users' TorchScript modules: layouts, structural
+// removal that preserves function, activation criteria, plans (global scope, exclusions,
+// overrides, width rounding), schedules, and the real executor's iterative rounds and export.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/records.h"
+#include "common/spec.h"
+#include "common/zoo_names.h"
+#include "worker/engine/executor.h"
+#include "worker/engine/importance.h"
+#include "worker/engine/plan.h"
+#include "worker/engine/training.h"
+#include "worker/engine/user_model.h"
+#include "worker/engine/zoo.h"
+#include "test_util.h"
+
+namespace prunelab::worker {
+namespace {
+
+std::vector<float> Values(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kFloat32);
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// Non-trivial norm statistics so equivalence checks mean something.
+void Randomize(torch::jit::Module& m) {
+  torch::NoGradGuard g;
+  for (const auto& b : m.named_buffers()) {
+    if (b.name.find("_mean") != std::string::npos) b.value.uniform_(-0.5, 0.5);
+    if (b.name.find("_var") != std::string::npos) b.value.uniform_(0.5, 2.0);
+  }
+  for (const auto& p : m.named_parameters())
+    if (p.value.dim() == 1) p.value.uniform_(-0.5, 1.0);
+  m.eval();
+}
+
+TEST(ZooTest, LayoutsMatchTheNamesSpecsAreCheckedAgainst) {
+  for (const auto& name : ZooModelNames()) {
+    auto l = ZooLayout(name);
+    ASSERT_TRUE(l.ok()) << name;
+    std::vector<std::string> layers, groups;
+    for (const auto& x : l->layers) layers.push_back(x.name);
+    for (const auto& g : l->groups) groups.push_back(g.name);
+    EXPECT_EQ(layers, ZooLayerNames(name)) << name;
+    EXPECT_EQ(groups, ZooGroupNames(name)) << name;
+  }
+  EXPECT_FALSE(BuildZooModel("lenet", 1).ok());
+}
+
+TEST(ZooTest, StructuredRemovalEqualsZeroingForEveryModel) {
+  for (const auto& name : ZooModelNames()) {
+    for (double sparsity : {0.25, 0.5}) {
+      auto built = BuildZooModel(name, 3);
+      ASSERT_TRUE(built.ok());
+      auto& base = built->module;
+      Randomize(base);
+      const auto& layout = built->layout;
+      auto keep = L1ChannelSelection(base, layout, sparsity);
+      auto pruned = base.deepcopy();
+      RemoveStructures(pruned, layout, keep);
+      auto zeroed = base.deepcopy();
+      ZeroStructures(zeroed, layout, keep);
+      torch::NoGradGuard g;
+      auto x = torch::randn({4, 1, 28, 28});
+      auto a = pruned.forward({x}).toTensor();
+      auto b = zeroed.forward({x}).toTensor();
+      ASSERT_EQ(a.sizes(), (std::vector<int64_t>{4, 10})) << name;
+      EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-4)) << name << " at " << sparsity << ": max diff "
+                                                     << (a - b).abs().max().item<float>();
+      EXPECT_LT(CountParameters(pruned), CountParameters(base)) << name;
+      // Every group now has exactly the kept number of structures in every tensor it slices.
+      for (const auto& grp : layout.groups)
+        for (const auto& s : grp.slices)
+          EXPECT_EQ(GetTensor(pruned, s.param).size(s.dim), keep.at(grp.name).size(0) * s.block)
+              << name << " " << grp.name << " " << s.param;
+    }
+  }
+}
+
+TEST(ZooTest, ResidualGroupsAndAttentionHeadsStayConsistent) {
+  auto resnet = BuildZooModel("resnet", 1).value();
+  Keep keep{{"res1", torch::tensor({0, 3, 5, 9}, torch::kInt64)}};
+  RemoveStructures(resnet.module, resnet.layout, keep);
+  // Both producers into the stream and every reader of it shrink together.
+  EXPECT_EQ(GetTensor(resnet.module, "stem_w").size(0), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b1b_w").size(0), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b1a_w").size(1), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b2a_w").size(1), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b2s_w").size(1), 4);
+  resnet.module.eval();
+  torch::NoGradGuard g;
+  EXPECT_EQ(resnet.module.forward({torch::randn({2, 1, 28, 28})}).toTensor().size(1), 10);
+
+  auto vit = BuildZooModel("vit", 1).value();
+  RemoveStructures(vit.module, vit.layout, {{"b0_heads", torch::tensor({1, 3}, torch::kInt64)}});
+  EXPECT_EQ(GetTensor(vit.module, "b0_q_w").size(0), 32);  // 2 heads x 16
+  EXPECT_EQ(GetTensor(vit.module, "b0_v_b").size(0), 32);
+  EXPECT_EQ(GetTensor(vit.module, "b0_o_w").size(1), 32);
+  vit.module.eval();
+  EXPECT_EQ(vit.module.forward({torch::randn({2, 1, 28, 28})}).toTensor().size(1), 10);
+  auto acts = vit.module.get_method("probe")({torch::randn({2, 1, 28, 28})}).toTensorVector();
+  ASSERT_EQ(acts.size(), vit.layout.groups.size());
+  EXPECT_EQ(acts[0].size(1), 2) << "the probe sees the two remaining heads";
+}
+
+TEST(ImportanceTest, ActivationAndApozMatchHandComputedReferences) {
+  auto mlp = BuildZooModel("mlp", 1).value();
+  {
+    torch::NoGradGuard g;
+    auto w = torch::zeros({256, 784});
+    w[0].fill_(1.0);  // neuron 0 outputs relu(sum x) = 784 on an all-ones image
+    SetTensor(mlp.module, "fc1_w", w);
+    auto b = torch::zeros({256});
+    b[1] = 2.0;   // neuron 1 outputs a constant 2
+    b[2] = -1.0;  // neuron 2 is always zero after ReLU
+    SetTensor(mlp.module, "fc1_b", b);
+  }
+  Dataset d{torch::ones({8, 1, 28, 28}), torch::zeros({8}, torch::kInt64)};
+  auto act = ActivationScores(mlp.module, mlp.layout, d, 2, 4, /*apoz=*/false);
+  ASSERT_TRUE(act.ok()) << act.status().ToString();
+  EXPECT_EQ(Values(act->at("fc1").slice(0, 0, 3)), (std::vector<float>{784, 2, 0}));
+  auto apoz = ActivationScores(mlp.module, mlp.layout, d, 2, 4, /*apoz=*/true);
+  EXPECT_EQ(Values(apoz->at("fc1").slice(0, 0, 3)), (std::vector<float>{1, 1, 0}));
+  // Keeping 2 of the first 3 by activation keeps neurons 0 and 1.
+  EXPECT_EQ(Values(ChannelsToKeep(act->at("fc1").slice(0, 0, 3), 0.34).to(torch::kFloat32)), (std::vector<float>{0, 1}));
+}
+
+ModelLayout TwoLayers() {
+  ModelLayout l;
+  l.layers = {{"a", "a_w"}, {"b", "b_w"}};
+  return l;
+}
+
+TEST(PlanTest, GlobalScopeRanksAcrossLayersAndKeepsTheMinimum) {
+  std::map<std::string, torch::Tensor> scores{{"a_w", torch::tensor({1.f, 2.f, 3.f, 4.f})},
+                                              {"b_w", torch::tensor({10.f, 20.f, 30.f, 40.f})}};
+  PlanOptions layer;
+  auto ml = PlanMasks(TwoLayers(), scores, 0.5, layer, 0, 0, {}).value();
+  EXPECT_EQ(Values(ml["a_w"]), (std::vector<float>{0, 0, 1, 1}));
+  EXPECT_EQ(Values(ml["b_w"]), (std::vector<float>{0, 0, 1, 1}));
+  PlanOptions global;
+  global.scope = "global";
+  global.min_keep = 0.25;
+  // 4 kept in all: a's best (reserved), b's best (reserved), then 30 and 20 globally.
+  auto mg = PlanMasks(TwoLayers(), scores, 0.5, global, 0, 0, {}).value();
+  EXPECT_EQ(Values(mg["a_w"]), (std::vector<float>{0, 0, 0, 1}));
+  EXPECT_EQ(Values(mg["b_w"]), (std::vector<float>{0, 1, 1, 1}));
+  global.min_keep = 0;
+  auto m0 = PlanMasks(TwoLayers(), scores, 0.5, global, 0, 0, {}).value();
+  EXPECT_EQ(Values(m0["a_w"]), (std::vector<float>{0, 0, 0, 0}));
+}
+
+TEST(PlanTest, ExclusionsOverridesAndAchievedSparsityPerLayer) {
+  auto cnn = BuildZooModel("cnn", 2).value();
+  TrialConfig tc;
+  tc.exclude = {"first", "last"};
+  tc.overrides = {{"fc1", 0.9}};
+  auto o = MakePlanOptions(tc, cnn.layout, false);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  auto scores = WeightScores(cnn.module, cnn.layout, Criterion::kL1, nullptr, 0).value();
+  auto masks = PlanMasks(cnn.layout, scores, 0.6, o.value(), 0, 0, {}).value();
+  EXPECT_EQ(masks.count("conv1_w"), 0u);
+  EXPECT_EQ(masks.count("fc2_w"), 0u);
+  auto dense = cnn.module.deepcopy();
+  ApplyMasks(cnn.module, masks);
+  for (const auto& st : LayerStats(cnn.module, dense, cnn.layout)) {
+    double s = 1.0 - static_cast<double>(st.nonzero) / st.dense;
+    double want = st.name == "fc1" ? 0.9 : st.name == "conv2" ? 0.6 : 0.0;
+    EXPECT_NEAR(s, want, 1.0 / st.dense) << st.name;
+  }
+  tc.exclude = {"conv7"};
+  auto bad = MakePlanOptions(tc, cnn.layout, false);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("pruning.exclude: 'conv7'"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("conv2"), std::string::npos) << "lists the layers";
+}
+
+TEST(PlanTest, GlobalUnstructuredReachesTheRequestedOverallSparsity) {
+  auto cnn = BuildZooModel("cnn", 4).value();
+  PlanOptions o;
+  o.scope = "global";
+  auto scores = WeightScores(cnn.module, cnn.layout, Criterion::kL1, nullptr, 0).value();
+  auto masks = PlanMasks(cnn.layout, scores, 0.8, o, 0, 0, {}).value();
+  int64_t dense = PrunableWeights(cnn.module, cnn.layout);
+  ApplyMasks(cnn.module, masks);
+  EXPECT_NEAR(AchievedSparsity(cnn.module, cnn.layout, dense), 0.8, 1e-4);
+}
+
+TEST(PlanTest, KeptWidthsRoundToAMultiple) {
+  EXPECT_EQ(KeptWidth(64, 0.3, 1, 64), 45);
+  EXPECT_EQ(KeptWidth(64, 0.3, 8, 64), 48);
+  EXPECT_EQ(KeptWidth(64, 0.97, 8, 64), 8) << "at least one multiple";
+  EXPECT_EQ(KeptWidth(10, 0.5, 16, 10), 10) << "never more than there is";
+  auto cnn = BuildZooModel("cnn", 5).value();
+  PlanOptions o;
+  o.round_to = 8;
+  std::map<std::string, torch::Tensor> gs;
+  std::map<std::string, int64_t> original;
+  for (const auto& g : cnn.layout.groups) {
+    gs[g.name] = GroupScores(cnn.module, g, {});
+    original[g.name] = cnn.layout.Structures(cnn.module, g);
+  }
+  auto keep = PlanStructures(cnn.layout, gs, original, 0.3, o).value();
+  for (const auto& [name, k] : keep) EXPECT_EQ(k.size(0) % 8, 0) << name << " keeps " << k.size(0);
+}
+
+TEST(PlanTest, SchedulesReachTheTargetOnTheLastRound) {
+  for (const char* curve : {"linear", "cubic"}) {
+    double prev = 0;
+    for (uint32_t r = 1; r <= 5; ++r) {
+      double s = ScheduledSparsity(0.9, r, 5, curve);
+      EXPECT_GT(s, prev) << curve;
+      prev = s;
+    }
+    EXPECT_DOUBLE_EQ(prev, 0.9) << curve;
+  }
+  EXPECT_NEAR(ScheduledSparsity(0.9, 1, 5, "linear"), 0.18, 1e-12);
+  EXPECT_NEAR(ScheduledSparsity(0.9, 1, 5, "cubic"), 0.9 * (1 - 0.512), 1e-12) << "cubic prunes fastest early";
+}
+
+// A user-style module: children called through prim::CallMethod, as torch.jit.script makes them.
+torch::jit::Module Linear(int64_t out, int64_t in) {
+  torch::jit::Module m("__torch__.user.Linear");
+  auto [w, b] = InitLayer({out, in});
+  m.register_parameter("weight", w, false);
+  m.register_parameter("bias", b, false);
+  m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+  return m;
+}
+
+torch::jit::Module UserMlp(bool residual) {
+  torch::jit::Module m("__torch__.user.Net");
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.register_module("fc1", Linear(64, 784));
+  m.register_module("fc2", Linear(64, 64));
+  m.register_module("out", Linear(10, 64));
+  if (residual)
+    m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n    h = h + torch.relu(self.fc2.forward(h))\n    return self.out.forward(h)\n");
+  else
+    m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n    h = torch.relu(self.fc2.forward(h))\n    return self.out.forward(h)\n");
+  return m;
+}
+
+TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
+  auto m = UserMlp(false);
+  auto layout = InferLayout(m);
+  ASSERT_EQ(layout.layers.size(), 3u);
+  EXPECT_EQ(layout.layers[0].weight, "fc1.weight");
+  EXPECT_TRUE(layout.structured_error.empty()) << layout.structured_error;
+  ASSERT_EQ(layout.groups.size(), 2u);
+  auto keep = L1ChannelSelection(m, layout, 0.5);
+  auto zeroed = m.deepcopy();
+  ZeroStructures(zeroed, layout, keep);
+  RemoveStructures(m, layout, keep);
+  EXPECT_EQ(GetTensor(m, "fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
+  torch::NoGradGuard g;
+  auto x = torch::randn({3, 1, 28, 28});
+  EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), zeroed.forward({x}).toTensor(), 1e-5, 1e-5));
+
+  auto res = InferLayout(UserMlp(true));
+  EXPECT_NE(res.structured_error.find("aten::add"), std::string::npos) << res.structured_error;
+  EXPECT_NE(res.structured_error.find("'fc1'"), std::string::npos) << res.structured_error;
+  // Masks still work on any module.
+  auto r = UserMlp(true);
+  auto masks = L1UnstructuredMasks(r, InferLayout(r), 0.5);
+  EXPECT_EQ(masks.size(), 3u);
+}
+
+const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+
+Task TinyTask(const std::string& model, const std::string& granularity, const std::string& schedule) {
+  Task t;
+  t.sweep_id = "sw-test";
+  t.task_id = "t001@local";
+  t.model = model;
+  t.dataset.path = kFashionDir;
+  t.dataset.train_subset = 512;
+  t.dataset.test_subset = 256;
+  t.training.epochs = 1;
+  t.training.batch_size = 64;
+  t.training.learning_rate = model == "vit" ? 0.01 : 0.05;
+  t.trial.criterion = "l1";
+  t.trial.granularity = granularity;
+  t.trial.schedule = schedule;
+  t.trial.sparsity = 0.75;
+  t.trial.finetune_epochs = 0.5;
+  t.benchmark.scenarios = {"single_stream"};
+  t.benchmark.warmup_queries = 2;
+  t.benchmark.min_queries = 10;
+  t.benchmark.min_duration_s = 0;
+  t.benchmark.ab_rounds = 1;
+  return t;
+}
+
+// Trains the baseline for a task with the real executor; the artifact bytes come back.
+std::string TrainBaseline(TrialExecutor& ex, Task t) {
+  t.kind = TaskKind::kTrainBaseline;
+  t.task_id = "train";
+  auto out = ex.Execute(t, {});
+  EXPECT_TRUE(out.result.ok) << out.result.error;
+  return out.artifact;
+}
+
+TEST(TorchExecutorTest, EveryZooModelTrainsPrunesStructurallyAndExports) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  auto ex = NewTorchExecutor();
+  for (const auto& model : ZooModelNames()) {
+    Task t = TinyTask(model, "structured", "one_shot");
+    std::string baseline = TrainBaseline(*ex, t);
+    t.kind = TaskKind::kPruneTrial;
+    t.trial.sparsity = 0.5;
+    t.baseline_artifact = model + "-baseline";  // artifact hashes key the worker's baseline-accuracy cache
+    ExecutionContext ctx;
+    ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return baseline; };
+    auto out = ex->Execute(t, ctx);
+    ASSERT_TRUE(out.result.ok) << model << ": " << out.result.error;
+    EXPECT_LT(out.result.params, out.result.params_before) << model;
+    EXPECT_EQ(out.result.layers.size(), ZooLayerNames(model).size()) << model;
+    EXPECT_GT(out.result.latency_p90_ms, 0) << model;
+    // The exported variant reloads and scores the same.
+    ASSERT_FALSE(out.artifact.empty());
+    auto loaded = LoadFromBytes(out.artifact);
+    ASSERT_TRUE(loaded.ok());
+    Task eval = t;
+    eval.kind = TaskKind::kEvaluateBaseline;
+    eval.baseline_artifact = model + "-variant";
+    ExecutionContext ctx2;
+    ctx2.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return out.artifact; };
+    auto again = ex->Execute(eval, ctx2);
+    ASSERT_TRUE(again.result.ok) << again.result.error;
+    EXPECT_DOUBLE_EQ(again.result.accuracy, out.result.accuracy) << model;
+  }
+}
+
+TEST(TorchExecutorTest, IterativeRoundsBecomeRowsAndReachTheTarget) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  auto ex = NewTorchExecutor();
+  Task t = TinyTask("mlp", "unstructured", "iterative");
+  std::string baseline = TrainBaseline(*ex, t);
+  t.kind = TaskKind::kPruneTrial;
+  t.trial.rounds = 3;
+  t.trial.curve = "cubic";
+  t.trial.rewind = 0;  // lottery ticket: back to the initialization each round
+  t.trial.sparsity = 0.9;
+  t.baseline_artifact = "b";
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return baseline; };
+  auto out = ex->Execute(t, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  ASSERT_EQ(out.result.intermediates.size(), 2u);
+  EXPECT_EQ(out.result.intermediates[0].round, 1u);
+  EXPECT_LT(out.result.intermediates[0].achieved_sparsity, out.result.intermediates[1].achieved_sparsity);
+  EXPECT_LT(out.result.intermediates[1].achieved_sparsity, out.result.achieved_sparsity);
+  EXPECT_NEAR(out.result.achieved_sparsity, 0.9, 0.002);
+  EXPECT_EQ(out.result.round, 3u);
+  EXPECT_EQ(out.result.latency_p90_ms > 0, true);
+  EXPECT_EQ(out.result.intermediates[0].latency_p90_ms, 0) << "intermediate rounds are not benchmarked";
+
+  // Sensitivity: one layer alone, evaluated, not fine-tuned or benchmarked.
+  Task s = t;
+  s.trial.schedule = "sensitivity";
+  s.trial.layer = "fc2";
+  s.trial.rewind = -1;
+  s.trial.sparsity = 0.5;
+  auto sens = ex->Execute(s, ctx);
+  ASSERT_TRUE(sens.result.ok) << sens.result.error;
+  for (const auto& l : sens.result.layers)
+    EXPECT_EQ(l.nonzero < l.dense, l.name == "fc2") << l.name;
+  EXPECT_EQ(sens.result.latency_p90_ms, 0);
+  EXPECT_EQ(sens.result.train_seconds, 0);
+}
+
+TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialWithAReason) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  auto ex = NewTorchExecutor();
+  Task t = TinyTask("cnn", "structured", "one_shot");
+  std::string baseline = TrainBaseline(*ex, t);
+  t.kind = TaskKind::kPruneTrial;
+  t.trial.criterion = "apoz";
+  t.trial.finetune_epochs = 0;
+  t.baseline_artifact = "b";
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return baseline; };
+  auto out = ex->Execute(t, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  EXPECT_LT(out.result.params, out.result.params_before);
+
+  // A user model with a residual add: structured fails naming the op; unstructured works.
+  std::string user = SaveToBytes(UserMlp(true));
+  Task u = TinyTask("torchscript", "structured", "one_shot");
+  u.model_artifact = "user";
+  u.input_shape = {1, 28, 28};
+  u.kind = TaskKind::kPruneTrial;
+  u.baseline_artifact = "user";
+  u.trial.finetune_epochs = 0;
+  ExecutionContext uctx;
+  uctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return user; };
+  auto fail = ex->Execute(u, uctx);
+  EXPECT_FALSE(fail.result.ok);
+  EXPECT_NE(fail.result.error.find("aten::add"), std::string::npos) << fail.result.error;
+  u.trial.granularity = "2:4";
+  auto nm = ex->Execute(u, uctx);
+  ASSERT_TRUE(nm.result.ok) << nm.result.error;
+  EXPECT_NEAR(nm.result.achieved_sparsity, 0.5, 0.01);
+}
+
+}  // namespace
+}  // namespace prunelab::worker
