@@ -4,6 +4,8 @@
 // same machine, same threads, from the same baseline weights. Prints both wall times and
 // their ratio (target: C++ <= 0.8x Python).
 // Usage: prune_trial_vs_python [--json] [--threads N] [--baseline-epochs N]
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -38,6 +40,13 @@ std::string RunCapture(const std::string& cmd, int* code) {
   *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return out;
 }
+// CPU seconds (user, system) used so far by this process or by its finished children.
+std::pair<double, double> Cpu(int who) {
+  rusage u{};
+  getrusage(who, &u);
+  auto sec = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return {sec(u.ru_utime), sec(u.ru_stime)};
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,6 +78,7 @@ int main(int argc, char** argv) {
   // C++: the engine's trial path (score, plan, mask, fine-tune with masks, evaluate).
   if (!json_out) std::fprintf(stderr, "C++ trial...\n");
   auto model = torch::jit::load(baseline_path);
+  auto cpu0 = Cpu(RUSAGE_SELF);
   auto t0 = std::chrono::steady_clock::now();
   auto scores = WeightScores(model, built.layout, Criterion::kL1, nullptr, 0).value();
   auto masks = PlanMasks(built.layout, scores, 0.5, PlanOptions{}, 0, 0, {}).value();
@@ -83,15 +93,20 @@ int main(int argc, char** argv) {
   double cpp_acc = Evaluate(model, test.value()).accuracy;
   double cpp_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double cpp_sparsity = AchievedSparsity(model, built.layout, dense);
+  auto cpu1 = Cpu(RUSAGE_SELF);
 
   // Python: the same work with torch.nn.utils.prune.
   nlohmann::json out{{"trial", "cnn l1 unstructured 50%, 1 epoch fine-tune (60k), evaluate 10k"},
                      {"threads", threads}, {"baseline_accuracy", base_acc},
-                     {"cpp_seconds", cpp_s}, {"cpp_accuracy", cpp_acc}, {"cpp_sparsity", cpp_sparsity}};
+                     {"cpp_seconds", cpp_s}, {"cpp_accuracy", cpp_acc}, {"cpp_sparsity", cpp_sparsity},
+                     {"cpp_user_s", cpu1.first - cpu0.first}, {"cpp_sys_s", cpu1.second - cpu0.second}};
   std::string script = std::string(PRUNELAB_SOURCE_DIR) + "/bench/python_prune_trial.py";
   int code = 0;
   if (!json_out) std::fprintf(stderr, "Python trial (torch.nn.utils.prune)...\n");
-  std::string py = RunCapture("/usr/bin/python3 " + script + " " + baseline_path + " " + kData + " " +
+  // Same resources: torch.set_num_threads does not reach OpenBLAS's own pool, so the
+  // environment pins it (prunelab's worker pins it with openblas_set_num_threads).
+  std::string env = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads) + " ";
+  std::string py = RunCapture(env + "/usr/bin/python3 " + script + " " + baseline_path + " " + kData + " " +
                                   std::to_string(threads) + " 1 0.01 2>&1",
                               &code);
   auto pj = nlohmann::json::parse(py.substr(py.find('{') == std::string::npos ? 0 : py.find('{')), nullptr, false);
@@ -103,6 +118,9 @@ int main(int argc, char** argv) {
     out["python_sparsity"] = pj["sparsity"];
     out["python_torch"] = pj["torch"];
     out["ratio_cpp_over_python"] = cpp_s / pj["seconds"].get<double>();
+    auto child = Cpu(RUSAGE_CHILDREN);  // the whole Python process, data loading included
+    out["python_process_user_s"] = child.first;
+    out["python_process_sys_s"] = child.second;
   }
   std::filesystem::remove_all(dir);
   if (json_out) {
@@ -111,12 +129,14 @@ int main(int argc, char** argv) {
   }
   std::printf("One pruning trial: %s, %d thread(s); dense baseline %.2f %%\n", out["trial"].get<std::string>().c_str(),
               threads, 100 * base_acc);
-  std::printf("  C++ (prunelab engine)          %7.2f s   accuracy %.2f %%   sparsity %.1f %%\n", cpp_s, 100 * cpp_acc,
-              100 * cpp_sparsity);
+  std::printf("  C++ (prunelab engine)          %7.2f s   accuracy %.2f %%   sparsity %.1f %%   (cpu: user %.1f s, sys %.1f s)\n",
+              cpp_s, 100 * cpp_acc, 100 * cpp_sparsity, out["cpp_user_s"].get<double>(), out["cpp_sys_s"].get<double>());
   if (out.contains("python_seconds")) {
     std::printf("  Python (torch.nn.utils.prune)  %7.2f s   accuracy %.2f %%   sparsity %.1f %%\n",
                 out["python_seconds"].get<double>(), 100 * out["python_accuracy"].get<double>(),
                 100 * out["python_sparsity"].get<double>());
+    std::printf("  (Python process in all, data loading included: user %.1f s, sys %.1f s)\n",
+                out["python_process_user_s"].get<double>(), out["python_process_sys_s"].get<double>());
     std::printf("  ratio C++ / Python: %.2fx (target <= 0.80x)\n", out["ratio_cpp_over_python"].get<double>());
   } else {
     std::printf("  Python: %s\n", out["python"].get<std::string>().c_str());

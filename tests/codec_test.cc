@@ -57,7 +57,7 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
       NoWorkMsg{1000, "nothing"},
       ResultAckMsg{"t1", 3, true, "recorded"},
       ArtifactReplyMsg{"feed", true, "bytes"},
-      SubmitSweepMsg{"name: x\n"},
+      SubmitSweepMsg{"name: x\n", std::string("\0model\xff", 7)},
       SubmitReplyMsg{"sw-0002", 9},
       StatusRequestMsg{"sw-0002"},
       StatusReplyMsg{{SweepStatus{"sw-1", "n", "running", 5, 1, 1, 1, 2, 99, "no live worker"}}},

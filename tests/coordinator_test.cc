@@ -2,6 +2,8 @@
 // no sleeps.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "common/hash.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/store_view.h"
@@ -25,7 +27,7 @@ class CoordinatorTest : public ::testing::Test {
     return std::get<RegisterReplyMsg>(*r).worker_id;
   }
   std::string Submit(const char* spec = kSpec) {
-    auto r = core_->Handle(SubmitSweepMsg{spec});
+    auto r = core_->Handle(SubmitSweepMsg{spec, ""});
     return std::get<SubmitReplyMsg>(*r).sweep_id;
   }
   std::optional<Task> Pull(const std::string& worker) {
@@ -58,7 +60,7 @@ class CoordinatorTest : public ::testing::Test {
 };
 
 TEST_F(CoordinatorTest, InvalidSpecIsRejectedAndNothingStored) {
-  auto r = core_->Handle(SubmitSweepMsg{"name: x\nsweep: {criterion: l1, granularity: cube, sparsity: 0.5}\n"});
+  auto r = core_->Handle(SubmitSweepMsg{"name: x\nsweep: {criterion: l1, granularity: cube, sparsity: 0.5}\n", ""});
   auto* e = std::get_if<ErrorMsg>(&*r);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->code, "invalid_spec");
@@ -238,6 +240,76 @@ TEST_F(CoordinatorTest, UnexpectedMessagesGetAnErrorNotACrash) {
   EXPECT_FALSE(unknown.accepted);
   auto missing = core_->Handle(StatusRequestMsg{"sw-9999"});
   EXPECT_EQ(std::get<ErrorMsg>(*missing).code, "not_found");
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+TEST_F(CoordinatorTest, IterativeRoundsAreStoredAsRowsWithTheFinalResultAndVariantsKept) {
+  std::string sweep = Submit(R"(
+name: iter
+model: mlp
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.9], schedule: {type: iterative, rounds: 3}}
+targets: [a]
+)");
+  std::string w = Register("a");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);  // baseline
+  auto eval = Pull(w);
+  ASSERT_TRUE(eval && eval->kind == TaskKind::kEvaluateBaseline);
+  ASSERT_TRUE(Report(w, *eval).accepted);
+  auto trial = Pull(w);
+  ASSERT_TRUE(trial && trial->kind == TaskKind::kPruneTrial);
+  EXPECT_EQ(trial->trial.rounds, 3u);
+  SubmitResultMsg m;
+  m.worker_id = w;
+  m.result.sweep_id = sweep;
+  m.result.task_id = trial->task_id;
+  m.result.attempt = trial->attempt;
+  m.result.kind = TaskKind::kPruneTrial;
+  m.result.target = "a";
+  m.result.ok = true;
+  m.result.round = 3;
+  m.artifact = "pruned-bytes";
+  m.result.artifact_hash = ContentHash(m.artifact);
+  for (uint32_t r = 1; r <= 2; ++r) {
+    TrialResult im = m.result;
+    im.round = r;
+    im.artifact_hash.clear();
+    m.result.intermediates.push_back(im);
+  }
+  auto ack = std::get<ResultAckMsg>(*core_->Handle(m));
+  ASSERT_TRUE(ack.accepted) << ack.note;
+  auto rows = ReadResults(*store_, sweep).value();
+  std::set<std::string> ids;
+  for (const auto& r : rows) ids.insert(r.task_id);
+  EXPECT_TRUE(ids.count(trial->task_id + "/r1")) << "round 1 is a row of its own";
+  EXPECT_TRUE(ids.count(trial->task_id + "/r2"));
+  EXPECT_TRUE(ids.count(trial->task_id));
+  auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{ContentHash("pruned-bytes")}));
+  EXPECT_TRUE(art.found) << "the pruned variant is kept for export";
+}
+
+TEST_F(CoordinatorTest, UserModelTravelsWithTheSpecAndIsServedToWorkers) {
+  const char* spec = R"(
+name: mine
+model: {torchscript: net.pt, input_shape: [1, 28, 28]}
+training: {epochs: 0}
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}
+)";
+  auto missing = core_->Handle(SubmitSweepMsg{spec, ""});
+  ASSERT_NE(std::get_if<ErrorMsg>(&*missing), nullptr) << "the file must come with the spec";
+  auto ok = std::get<SubmitReplyMsg>(*core_->Handle(SubmitSweepMsg{spec, "torchscript-bytes"}));
+  std::string w = Register("local");
+  auto train = Pull(w);
+  ASSERT_TRUE(train);
+  EXPECT_EQ(train->model_artifact, ContentHash("torchscript-bytes"));
+  EXPECT_EQ(train->input_shape, (std::vector<int64_t>{1, 28, 28}));
+  auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{train->model_artifact}));
+  EXPECT_TRUE(art.found);
+  EXPECT_FALSE(ok.sweep_id.empty());
 }
 
 }  // namespace

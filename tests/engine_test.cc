@@ -404,7 +404,12 @@ TEST(TorchExecutorTest, TrainsAndPrunesOnRealFashionMnist) {
   Task trial = t;
   trial.task_id = "t001@local";
   trial.kind = TaskKind::kPruneTrial;
-  trial.trial = TrialConfig{"l1", "channel", "one_shot", 0.5, 1, 0.01};
+  trial.trial.criterion = "l1";
+  trial.trial.granularity = "channel";
+  trial.trial.schedule = "one_shot";
+  trial.trial.sparsity = 0.5;
+  trial.trial.finetune_epochs = 1;
+  trial.trial.finetune_learning_rate = 0.01;
   trial.baseline_artifact = out.result.artifact_hash;
   auto pruned = exec->Execute(trial, ctx);
   ASSERT_TRUE(pruned.result.ok) << pruned.result.error;

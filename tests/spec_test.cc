@@ -31,7 +31,7 @@ TEST(SpecTest, ParsesGoodSpec) {
   EXPECT_EQ(s->granularities, (std::vector<std::string>{"unstructured", "channel"}));
   EXPECT_EQ(s->sparsities, (std::vector<double>{0.25, 0.5, 0.75}));
   ASSERT_EQ(s->schedules.size(), 1u);
-  EXPECT_EQ(s->schedules[0].finetune_epochs, 2u);
+  EXPECT_EQ(s->schedules[0].finetune_epochs, 2.0);
   EXPECT_DOUBLE_EQ(s->schedules[0].finetune_learning_rate, 0.02);
   EXPECT_EQ(s->benchmark.min_queries, 10u);
   EXPECT_EQ(s->targets, (std::vector<std::string>{"cpu-a", "cpu-b"}));
@@ -39,7 +39,9 @@ TEST(SpecTest, ParsesGoodSpec) {
 
 TEST(SpecTest, ShippedExamplesAreValid) {
   for (const char* f : {"/examples/fashion-mnist-quick.yaml", "/examples/fashion-mnist-full.yaml",
-                        "/examples/fashion-mnist-criteria.yaml"}) {
+                        "/examples/fashion-mnist-criteria.yaml", "/examples/family-mlp.yaml",
+                        "/examples/family-resnet.yaml", "/examples/family-vit.yaml", "/examples/oneshot-vs-iterative.yaml",
+                        "/examples/sensitivity.yaml", "/examples/user-model/sweep.yaml"}) {
     auto text = ReadSpecFile(std::string(PRUNELAB_SOURCE_DIR) + f);
     ASSERT_TRUE(text.ok()) << f;
     auto s = ParseSpec(text.value());
@@ -150,6 +152,78 @@ TEST(SpecTest, BaselineKeyDependsOnlyOnModelDataTraining) {
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_EQ(BaselineKey(a.value()), BaselineKey(b.value()));
   EXPECT_NE(BaselineKey(a.value()), BaselineKey(c.value()));
+}
+
+}  // namespace
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+TEST(SpecTest, PruningSectionSchedulesAndSensitivityExpand) {
+  auto s = ParseSpec(R"(
+name: p
+model: resnet
+training: {epochs: 10}
+pruning: {scope: global, min_keep: 0.1, exclude: [first, res3], overrides: {b2a: 0.3}, round_to: 8}
+sweep:
+  criterion: [activation]
+  granularity: [structured]
+  sparsity: [0.5]
+  schedule:
+    - {type: one_shot, finetune_fraction: 0.2}
+    - {type: iterative, rounds: 5, curve: linear, finetune_epochs: 2, rewind: 0.1}
+)");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto tasks = ExpandTasks(s.value(), "sw");
+  ASSERT_EQ(tasks.size(), 4u);  // train, base, one-shot, iterative
+  const TrialConfig& one = tasks[2].trial;
+  EXPECT_DOUBLE_EQ(one.finetune_epochs, 2.0) << "20 % of 10 baseline epochs";
+  EXPECT_EQ(one.scope, "global");
+  EXPECT_EQ(one.exclude, (std::vector<std::string>{"first", "res3"}));
+  ASSERT_EQ(one.overrides.size(), 1u);
+  EXPECT_EQ(one.round_to, 8u);
+  EXPECT_EQ(one.rounds, 1u);
+  const TrialConfig& it = tasks[3].trial;
+  EXPECT_EQ(it.schedule, "iterative");
+  EXPECT_EQ(it.rounds, 5u);
+  EXPECT_EQ(it.curve, "linear");
+  EXPECT_DOUBLE_EQ(it.rewind, 0.1);
+  EXPECT_FALSE(tasks[3].spec_hash.empty());
+
+  auto sens = ParseSpec("name: s\nmodel: cnn\nsweep: {mode: sensitivity, criterion: l1, granularity: unstructured, "
+                        "sparsity: [0.5, 0.9]}\n");
+  ASSERT_TRUE(sens.ok()) << sens.status().ToString();
+  EXPECT_EQ(TrialCount(sens.value()), 8u) << "4 layers x 2 sparsities";
+  auto st = ExpandTasks(sens.value(), "sw");
+  ASSERT_EQ(st.size(), 2u + 8u);
+  EXPECT_EQ(st[2].trial.layer, "conv1");
+  EXPECT_EQ(st[2].trial.schedule, "sensitivity");
+  EXPECT_EQ(st[2].trial.finetune_epochs, 0.0);
+}
+
+TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"name: x\nmodel: cnn\nsweep: {criterion: apoz, granularity: [structured, unstructured], sparsity: 0.5}\n",
+       {"sweep.criterion", "'apoz'", "structured only"}},
+      {"name: x\nmodel: cnn\npruning: {exclude: [conv3]}\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n",
+       {"pruning.exclude[0]", "'conv3'", "conv1, conv2, fc1, fc2"}},
+      {"name: x\nmodel: vit\nsweep: {mode: sensitivity, layers: [b0_q], criterion: l1, granularity: structured, sparsity: 0.5}\n",
+       {"sweep.layers[0]", "b0_heads, b0_mlp"}},
+      {"name: x\nmodel: {torchscript: m.pt}\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n",
+       {"model.input_shape", "is required"}},
+      {"name: x\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5, schedule: {type: one_shot, rounds: 3}}\n",
+       {"rounds", "iterative only"}},
+      {"name: x\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5, schedule: {type: iterative, curve: exp}}\n",
+       {"curve", "linear, cubic"}},
+      {"name: x\nmodel: mlp\npruning: {scope: model}\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n",
+       {"pruning.scope", "layer, global"}},
+  };
+  for (const auto& [yaml, frags] : cases) {
+    auto s = ParseSpec(yaml);
+    ASSERT_FALSE(s.ok()) << yaml;
+    for (const auto& f : frags) EXPECT_NE(s.status().message().find(f), std::string::npos) << "missing '" << f << "' in " << s.status().message();
+  }
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ class TrialExecutor {
 
 std::unique_ptr<TrialExecutor> NewTorchExecutor();
 
-// Sets LibTorch's intra-op threads (interop to 1) before any work; returns threads in use.
+// Sets LibTorch's intra-op threads (interop to 1) and keeps large freed buffers in the heap
+// (glibc mmap/trim thresholds) before any work; returns threads in use.
 int ConfigureTorchThreads(int threads);
 // Fills torch_version, threads and device into a host fingerprint. device "cuda:N" needs
 // a CUDA LibTorch; returns InvalidArgument naming what is missing otherwise.
