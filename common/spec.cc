@@ -539,19 +539,24 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
       std::snprintf(id, sizeof(id), "t%03d@", ++index);
       return id + target;
     };
+    // One pruning task at a point of the sweep; the schedule fills in the rest.
+    auto trial = [&](const std::string& criterion, const std::string& granularity, double sparsity) {
+      Task t = base;
+      t.task_id = next_id();
+      t.kind = TaskKind::kPruneTrial;
+      t.target = target;
+      t.trial.criterion = criterion;
+      t.trial.granularity = granularity;
+      t.trial.sparsity = sparsity;
+      return t;
+    };
     if (spec.mode == "sensitivity") {
       // One trial per (layer, sparsity): that layer pruned alone, evaluated without fine-tuning.
       for (const auto& criterion : spec.criteria)
         for (const auto& granularity : spec.granularities)
           for (const auto& layer : spec.layers)
             for (double sparsity : SparsitiesFor(spec, granularity)) {
-              Task t = base;
-              t.task_id = next_id();
-              t.kind = TaskKind::kPruneTrial;
-              t.target = target;
-              t.trial.criterion = criterion;
-              t.trial.granularity = granularity;
-              t.trial.sparsity = sparsity;
+              Task t = trial(criterion, granularity, sparsity);
               t.trial.schedule = "sensitivity";
               t.trial.finetune_epochs = 0;
               t.trial.rounds = 1;
@@ -564,13 +569,7 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
       for (const auto& granularity : spec.granularities)
         for (double sparsity : SparsitiesFor(spec, granularity))
           for (const auto& schedule : spec.schedules) {
-            Task t = base;
-            t.task_id = next_id();
-            t.kind = TaskKind::kPruneTrial;
-            t.target = target;
-            t.trial.criterion = criterion;
-            t.trial.granularity = granularity;
-            t.trial.sparsity = sparsity;
+            Task t = trial(criterion, granularity, sparsity);
             t.trial.schedule = schedule.type;
             t.trial.finetune_epochs = schedule.finetune_fraction >= 0
                                           ? schedule.finetune_fraction * spec.training.epochs

@@ -47,6 +47,8 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
     std::vector<Point2> pts;
     for (const auto& r : results) {
       if (r.kind == TaskKind::kTrainBaseline || !r.ok || r.target != f.target) continue;
+      // Iterative intermediate rounds and sensitivity trials are evaluated, not benchmarked.
+      if (!r.baseline && r.latency_p90_ms <= 0) continue;
       cands.push_back(&r);
       pts.push_back({r.accuracy, r.latency_p90_ms});
     }
@@ -60,9 +62,12 @@ namespace {
 
 std::string Variant(const TrialResult& r) {
   if (r.baseline) return "dense baseline";
-  char buf[128];
+  char buf[160];
   std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
-  return buf;
+  std::string v = buf;
+  if (r.schedule == "iterative") v += " iter" + (r.round && r.round < r.rounds ? " r" + std::to_string(r.round) + "/" + std::to_string(r.rounds) : "");
+  if (r.schedule == "sensitivity") v += " only " + r.layer;
+  return v;
 }
 
 std::string Row(const TrialResult& r, const TrialResult* base, const char* mark) {

@@ -80,3 +80,24 @@ TEST(ParetoTest, OneFrontPerTargetWithBaselineAndFailures) {
 
 }  // namespace
 }  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+TEST(ParetoTest, UnbenchmarkedRowsStayOffTheFrontAndSayWhatTheyAre) {
+  std::vector<TrialResult> rs = {R("base@a", "a", true, 0.90, 0.35), R("t1@a", "a", false, 0.89, 0.17),
+                                 R("t2@a/r1", "a", false, 0.91, 0.0), R("t3@a", "a", false, 0.80, 0.0)};
+  rs[2].schedule = "iterative";
+  rs[2].round = 1;
+  rs[2].rounds = 4;
+  rs[3].schedule = "sensitivity";
+  rs[3].layer = "conv2";
+  auto fronts = FrontsByTarget(rs);
+  ASSERT_EQ(fronts[0].front.size(), 2u) << "a row without a latency is not a deployable point";
+  std::string all = FormatResultsTable(rs);
+  EXPECT_NE(all.find("iter r1/4"), std::string::npos) << all;
+  EXPECT_NE(all.find("only conv2"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator

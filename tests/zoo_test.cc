@@ -230,21 +230,22 @@ torch::jit::Module Linear(int64_t out, int64_t in) {
   return m;
 }
 
-torch::jit::Module UserMlp(bool residual) {
+// plain: fc1 -> fc2 -> out; residual: h + relu(fc2(h)); cat: out reads cat([h, h]).
+torch::jit::Module UserMlp(const std::string& kind) {
   torch::jit::Module m("__torch__.user.Net");
   m.register_attribute("training", c10::BoolType::get(), false);
   m.register_module("fc1", Linear(64, 784));
   m.register_module("fc2", Linear(64, 64));
-  m.register_module("out", Linear(10, 64));
-  if (residual)
-    m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n    h = h + torch.relu(self.fc2.forward(h))\n    return self.out.forward(h)\n");
-  else
-    m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n    h = torch.relu(self.fc2.forward(h))\n    return self.out.forward(h)\n");
+  m.register_module("out", Linear(10, kind == "cat" ? 128 : 64));
+  std::string body = kind == "residual" ? "    h = h + torch.relu(self.fc2.forward(h))\n"
+                                        : "    h = torch.relu(self.fc2.forward(h))\n";
+  std::string ret = kind == "cat" ? "    return self.out.forward(torch.cat([h, h], 1))\n" : "    return self.out.forward(h)\n";
+  m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n" + body + ret);
   return m;
 }
 
 TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
-  auto m = UserMlp(false);
+  auto m = UserMlp("plain");
   auto layout = InferLayout(m);
   ASSERT_EQ(layout.layers.size(), 3u);
   EXPECT_EQ(layout.layers[0].weight, "fc1.weight");
@@ -259,13 +260,31 @@ TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
   auto x = torch::randn({3, 1, 28, 28});
   EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), zeroed.forward({x}).toTensor(), 1e-5, 1e-5));
 
-  auto res = InferLayout(UserMlp(true));
-  EXPECT_NE(res.structured_error.find("aten::add"), std::string::npos) << res.structured_error;
-  EXPECT_NE(res.structured_error.find("'fc1'"), std::string::npos) << res.structured_error;
-  // Masks still work on any module.
-  auto r = UserMlp(true);
-  auto masks = L1UnstructuredMasks(r, InferLayout(r), 0.5);
-  EXPECT_EQ(masks.size(), 3u);
+  // A residual add couples fc1's and fc2's outputs: one group, pruned together, same function.
+  auto r = UserMlp("residual");
+  auto rl = InferLayout(r);
+  ASSERT_EQ(rl.groups.size(), 1u);
+  EXPECT_EQ(rl.groups[0].kind, "residual");
+  EXPECT_EQ(rl.groups[0].layers, (std::vector<std::string>{"fc1", "fc2"}));
+  auto rkeep = L1ChannelSelection(r, rl, 0.25);
+  auto rz = r.deepcopy();
+  ZeroStructures(rz, rl, rkeep);
+  RemoveStructures(r, rl, rkeep);
+  EXPECT_EQ(GetTensor(r, "fc2.weight").sizes(), (std::vector<int64_t>{48, 48}));
+  EXPECT_TRUE(torch::allclose(r.forward({x}).toTensor(), rz.forward({x}).toTensor(), 1e-5, 1e-5));
+
+  // cat is not followed: the group is marked with the op and the layer; masks still work.
+  auto c = UserMlp("cat");
+  auto cl = InferLayout(c);
+  bool blocked = false;
+  for (const auto& g : cl.groups)
+    if (!g.blocked.empty()) {
+      blocked = true;
+      EXPECT_NE(g.blocked.find("aten::cat"), std::string::npos) << g.blocked;
+      EXPECT_NE(g.blocked.find("'fc2'"), std::string::npos) << g.blocked;
+    }
+  EXPECT_TRUE(blocked);
+  EXPECT_EQ(L1UnstructuredMasks(c, cl, 0.5).size(), 3u);
 }
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
@@ -294,26 +313,33 @@ Task TinyTask(const std::string& model, const std::string& granularity, const st
   return t;
 }
 
-// Trains the baseline for a task with the real executor; the artifact bytes come back.
-std::string TrainBaseline(TrialExecutor& ex, Task t) {
+// A prune task on a baseline freshly trained by the real executor, and a context serving
+// that baseline. Artifact names key the worker's baseline-accuracy cache: one per model.
+struct Prepared {
+  Task task;
+  ExecutionContext ctx;
+};
+Prepared Prepare(TrialExecutor& ex, const std::string& model, const std::string& granularity,
+                 const std::string& schedule) {
+  Task t = TinyTask(model, granularity, schedule);
   t.kind = TaskKind::kTrainBaseline;
   t.task_id = "train";
   auto out = ex.Execute(t, {});
   EXPECT_TRUE(out.result.ok) << out.result.error;
-  return out.artifact;
+  t.kind = TaskKind::kPruneTrial;
+  t.task_id = "t001@local";
+  t.baseline_artifact = model + "-baseline";
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [bytes = out.artifact](const std::string&) -> StatusOr<std::string> { return bytes; };
+  return {t, ctx};
 }
 
 TEST(TorchExecutorTest, EveryZooModelTrainsPrunesStructurallyAndExports) {
   if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
   auto ex = NewTorchExecutor();
   for (const auto& model : ZooModelNames()) {
-    Task t = TinyTask(model, "structured", "one_shot");
-    std::string baseline = TrainBaseline(*ex, t);
-    t.kind = TaskKind::kPruneTrial;
+    auto [t, ctx] = Prepare(*ex, model, "structured", "one_shot");
     t.trial.sparsity = 0.5;
-    t.baseline_artifact = model + "-baseline";  // artifact hashes key the worker's baseline-accuracy cache
-    ExecutionContext ctx;
-    ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return baseline; };
     auto out = ex->Execute(t, ctx);
     ASSERT_TRUE(out.result.ok) << model << ": " << out.result.error;
     EXPECT_LT(out.result.params, out.result.params_before) << model;
@@ -337,16 +363,11 @@ TEST(TorchExecutorTest, EveryZooModelTrainsPrunesStructurallyAndExports) {
 TEST(TorchExecutorTest, IterativeRoundsBecomeRowsAndReachTheTarget) {
   if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
   auto ex = NewTorchExecutor();
-  Task t = TinyTask("mlp", "unstructured", "iterative");
-  std::string baseline = TrainBaseline(*ex, t);
-  t.kind = TaskKind::kPruneTrial;
+  auto [t, ctx] = Prepare(*ex, "mlp", "unstructured", "iterative");
   t.trial.rounds = 3;
   t.trial.curve = "cubic";
   t.trial.rewind = 0;  // lottery ticket: back to the initialization each round
   t.trial.sparsity = 0.9;
-  t.baseline_artifact = "b";
-  ExecutionContext ctx;
-  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return baseline; };
   auto out = ex->Execute(t, ctx);
   ASSERT_TRUE(out.result.ok) << out.result.error;
   ASSERT_EQ(out.result.intermediates.size(), 2u);
@@ -375,20 +396,15 @@ TEST(TorchExecutorTest, IterativeRoundsBecomeRowsAndReachTheTarget) {
 TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialWithAReason) {
   if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
   auto ex = NewTorchExecutor();
-  Task t = TinyTask("cnn", "structured", "one_shot");
-  std::string baseline = TrainBaseline(*ex, t);
-  t.kind = TaskKind::kPruneTrial;
+  auto [t, ctx] = Prepare(*ex, "cnn", "structured", "one_shot");
   t.trial.criterion = "apoz";
   t.trial.finetune_epochs = 0;
-  t.baseline_artifact = "b";
-  ExecutionContext ctx;
-  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return baseline; };
   auto out = ex->Execute(t, ctx);
   ASSERT_TRUE(out.result.ok) << out.result.error;
   EXPECT_LT(out.result.params, out.result.params_before);
 
-  // A user model with a residual add: structured fails naming the op; unstructured works.
-  std::string user = SaveToBytes(UserMlp(true));
+  // A user model with a cat: structured fails naming the op; N:M works.
+  std::string user = SaveToBytes(UserMlp("cat"));
   Task u = TinyTask("torchscript", "structured", "one_shot");
   u.model_artifact = "user";
   u.input_shape = {1, 28, 28};
@@ -399,7 +415,7 @@ TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialW
   uctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return user; };
   auto fail = ex->Execute(u, uctx);
   EXPECT_FALSE(fail.result.ok);
-  EXPECT_NE(fail.result.error.find("aten::add"), std::string::npos) << fail.result.error;
+  EXPECT_NE(fail.result.error.find("aten::cat"), std::string::npos) << fail.result.error;
   u.trial.granularity = "2:4";
   auto nm = ex->Execute(u, uctx);
   ASSERT_TRUE(nm.result.ok) << nm.result.error;

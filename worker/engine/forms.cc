@@ -41,7 +41,7 @@ class ModuleSut final : public SystemUnderTest {
 };
 
 torch::jit::Module EvalCopy(const torch::jit::Module& m) {
-  auto copy = m.deepcopy();
+  auto copy = CloneModule(m);
   copy.eval();
   return copy;
 }

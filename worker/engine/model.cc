@@ -78,9 +78,13 @@ StatusOr<torch::jit::Module> LoadFromBytes(const std::string& bytes) {
 }
 
 torch::jit::Module CloneModule(const torch::jit::Module& m) {
-  // Without autograd, so the copy's parameters are leaves an optimizer can own.
-  torch::NoGradGuard no_grad;
-  return m.deepcopy();
+  // Through serialization: Module::deepcopy of a loaded module whose submodules share
+  // mangled class types lost their methods ("Couldn't find method 'forward'") in LibTorch
+  // 1.13. The reloaded parameters are leaves an optimizer can own.
+  auto copy = LoadFromBytes(SaveToBytes(m));
+  if (!copy.ok()) throw std::runtime_error(copy.status().ToString());
+  copy->train(m.is_training());
+  return std::move(copy).value();
 }
 
 std::pair<torch::Tensor, torch::Tensor> InitLayer(std::vector<int64_t> shape) {

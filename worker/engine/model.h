@@ -36,6 +36,7 @@ struct StructureGroup {
   std::string kind;                 // neuron | channel | residual | head
   std::vector<Slice> slices;
   std::vector<std::string> layers;  // producer layers (exclusions by layer name match them)
+  std::string blocked;              // non-empty: cannot be pruned, and why (user models)
 };
 
 struct ModelLayout {

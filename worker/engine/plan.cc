@@ -176,6 +176,7 @@ StatusOr<Keep> PlanStructures(const ModelLayout& layout, const std::map<std::str
     bool excluded = false;
     double s = SparsityFor(grp.name, grp.layers, sparsity, o, &excluded);
     if (excluded) continue;
+    if (!grp.blocked.empty()) return Status::InvalidArgument(grp.blocked);
     const auto& sc = group_scores.at(grp.name);
     if (o.scope == "global" && o.only.empty() && !o.overrides.count(grp.name)) {
       global.push_back(&grp);

@@ -155,7 +155,7 @@ Slice Consumer(const std::string& layer, int64_t block = 1) { return {layer + "_
 
 StructureGroup MakeGroup(const std::string& name, const std::string& kind, std::vector<std::vector<Slice>> parts,
                          std::vector<std::string> layers) {
-  StructureGroup g{name, kind, {}, std::move(layers)};
+  StructureGroup g{name, kind, {}, std::move(layers), ""};
   for (auto& p : parts) g.slices.insert(g.slices.end(), p.begin(), p.end());
   return g;
 }
