@@ -1,6 +1,6 @@
 // Training throughput of the zoo CNN through the TorchScript interpreter, with the graph
 // executor's optimization passes on and off, interleaved in one run. The worker turns them
-// off (worker/engine/torch_executor.cc) and trains convolutions channels-last; this shows why.
+// off (worker/engine/torch_executor.cc); this shows why.
 // Usage: train_throughput [--json] [--rounds N] [--samples N]
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
@@ -30,41 +30,37 @@ int main(int argc, char** argv) {
     data.images = torch::randn({samples, 1, 28, 28});
     data.labels = torch::randint(0, 10, {samples}, torch::kInt64);
   }
-  auto measure = [&](bool optimize, bool channels_last) {
+  auto measure = [&](bool optimize) {
     torch::jit::setGraphExecutorOptimize(optimize);
     auto m = BuildFashionCnn(1);  // a fresh module: no plan cached from the other mode
     TrainOptions o;
     o.epochs = 1;
     o.batch_size = 64;
-    o.channels_last = channels_last;
     auto t0 = std::chrono::steady_clock::now();
     (void)Train(m, data, o);
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return static_cast<double>(data.size()) / s;
   };
-  std::vector<double> on, off, contiguous;
+  std::vector<double> on, off;
   for (int r = 0; r < rounds; ++r) {
-    on.push_back(measure(true, true));
-    off.push_back(measure(false, true));
-    contiguous.push_back(measure(false, false));
+    on.push_back(measure(true));
+    off.push_back(measure(false));
   }
   auto med = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  double a = med(on), b = med(off), c = med(contiguous);
+  double a = med(on), b = med(off);
   if (json_out) {
     nlohmann::json j{{"model", "cnn"}, {"batch_size", 64}, {"threads", threads}, {"samples", data.size()},
                      {"rounds", rounds}, {"optimizer_on_samples_per_s", a}, {"optimizer_off_samples_per_s", b},
-                     {"off_over_on", b / a}, {"contiguous_optimizer_off_samples_per_s", c},
-                     {"channels_last_over_contiguous", b / c}};
+                     {"off_over_on", b / a}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("zoo CNN training, batch 64, %d thread(s), %lld samples, median of %d interleaved rounds\n", threads,
                 static_cast<long long>(data.size()), rounds);
     std::printf("  graph optimizer on    %8.0f samples/s\n", a);
-    std::printf("  graph optimizer off   %8.0f samples/s   (%.2fx)   <- the worker's setting\n", b, b / a);
-    std::printf("  same, contiguous conv layout instead of channels-last   %8.0f samples/s   (channels-last %.2fx)\n", c, b / c);
+    std::printf("  graph optimizer off   %8.0f samples/s   (%.2fx)\n", b, b / a);
   }
   return 0;
 }

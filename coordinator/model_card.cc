@@ -14,6 +14,11 @@ std::string Pct(double v) {
   std::snprintf(b, sizeof(b), "%.2f %%", 100.0 * v);
   return b;
 }
+std::string Points(double fraction) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%.2f points", 100.0 * fraction);
+  return b;
+}
 }  // namespace
 
 json ModelCard(const TrialResult& r, const TrialResult* baseline) {
@@ -103,9 +108,11 @@ std::string ModelCardMarkdown(const json& c) {
   line("- Criterion `" + p["criterion"].get<std::string>() + "`, pattern `" + p["pattern"].get<std::string>() + "`, scope `" +
        p["scope"].get<std::string>() + "`; requested " + Pct(p["requested_sparsity"].get<double>()) + ", achieved " +
        Pct(p["achieved_sparsity"].get<double>()) + " of prunable weights");
-  line("- Schedule `" + sch["type"].get<std::string>() + "`, rounds " + sch["rounds"].dump() + ", curve " + sch["curve"].dump() +
-       ", rewind " + sch["rewind"].dump() + ", fine-tuning " + sch["finetune_epochs"].dump() + " epoch(s) at lr " +
-       sch["finetune_learning_rate"].dump());
+  std::string schedule = "- Schedule `" + sch["type"].get<std::string>() + "`";
+  if (sch["type"] == "iterative")
+    schedule += ", " + sch["rounds"].dump() + " rounds, curve " + sch["curve"].get<std::string>();
+  if (sch["rewind"].get<double>() >= 0) schedule += ", rewound to " + sch["rewind"].dump() + " of the baseline's training";
+  line(schedule + ", fine-tuning " + sch["finetune_epochs"].dump() + " epoch(s) at lr " + sch["finetune_learning_rate"].dump());
   line("- Exclusions " + p["exclude"].dump() + ", overrides " + p["overrides"].dump() + ", widths rounded to " + p["round_to"].dump());
   line("");
   line("| layer | weights (dense) | weights (now) | non-zero | sparsity |");
@@ -116,7 +123,7 @@ std::string ModelCardMarkdown(const json& c) {
   line("");
   line("## Accuracy (top-1)");
   line("- Baseline " + Pct(a["baseline"].get<double>()) + ", this variant " + Pct(a["final"].get<double>()) +
-       "; worst class " + a["worst_class"].dump() + " dropped " + Pct(a["worst_class_drop"].get<double>()));
+       "; worst class " + a["worst_class"].dump() + " lost " + Points(a["worst_class_drop"].get<double>()));
   std::string pc = "- Per class:";
   for (size_t k = 0; k < a["per_class"].size(); ++k) pc += " " + std::to_string(k) + ": " + Pct(a["per_class"][k].get<double>()) + ";";
   line(pc);

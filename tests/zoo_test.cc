@@ -5,6 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include "common/records.h"
 #include "common/spec.h"
 #include "common/zoo_names.h"
@@ -420,6 +424,32 @@ TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialW
   auto nm = ex->Execute(u, uctx);
   ASSERT_TRUE(nm.result.ok) << nm.result.error;
   EXPECT_NEAR(nm.result.achieved_sparsity, 0.5, 0.01);
+}
+
+// The shipped example's model, scripted by Python (torch.jit.script of nn.Sequential blocks):
+// structured pruning follows its graph and every execution form runs it.
+TEST(TorchExecutorTest, PythonScriptedModelPrunesStructurallyAndBenchmarks) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  testing::TempDir dir;
+  std::string path = dir.path() + "/model.pt";
+  std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/examples/user-model/make_model.py " + path +
+                    " > /dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto ex = NewTorchExecutor();
+  Task u = TinyTask("torchscript", "structured", "one_shot");
+  u.model_artifact = "python-model";
+  u.input_shape = {1, 28, 28};
+  u.kind = TaskKind::kPruneTrial;
+  u.baseline_artifact = "python-model";
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return bytes; };
+  auto out = ex->Execute(u, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  EXPECT_LT(out.result.params, out.result.params_before);
+  auto detail = nlohmann::json::parse(out.result.benchmark_json);
+  for (const auto& f : detail["forms"]) EXPECT_FALSE(f.contains("error")) << f.dump();
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 """Writes examples/user-model/model.pt: a user's own network saved with torch.jit.script, the
 way a practitioner hands prunelab a model. Needs python3-torch (cluster/install-deps.sh).
-Run: /usr/bin/python3 examples/user-model/make_model.py"""
+Run: /usr/bin/python3 examples/user-model/make_model.py [OUT.pt]"""
 import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -21,6 +22,6 @@ class UserNet(nn.Module):
 
 
 torch.manual_seed(0)
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.pt")
+path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.pt")
 torch.jit.script(UserNet()).save(path)
 print(f"wrote {path}")

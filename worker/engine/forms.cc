@@ -1,5 +1,7 @@
 #include "worker/engine/forms.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 namespace prunelab::worker {
 namespace {
 
@@ -105,10 +107,20 @@ StatusOr<std::unique_ptr<SystemUnderTest>> MakeSut(const std::string& form, cons
   if (form == "dense") return std::unique_ptr<SystemUnderTest>(new ModuleSut(EvalCopy(m), samples));
   if (form == "csr") return std::unique_ptr<SystemUnderTest>(new CsrSut(m, samples));
   if (form == "frozen") {
+    // Freezing inlines submodule calls through their optimized graphs, which are only inlined
+    // while the graph executor's optimizations are on (the worker turns them off for
+    // training); without this, a frozen module with submodules calls methods it no longer has.
+    const bool optimize = torch::jit::getGraphExecutorOptimize();
+    torch::jit::setGraphExecutorOptimize(true);
     try {
       auto frozen = torch::jit::freeze(EvalCopy(m));
-      return std::unique_ptr<SystemUnderTest>(new ModuleSut(torch::jit::optimize_for_inference(frozen), samples));
+      frozen = torch::jit::optimize_for_inference(frozen);
+      torch::jit::setGraphExecutorOptimize(optimize);
+      auto sut = std::unique_ptr<SystemUnderTest>(new ModuleSut(frozen, samples));
+      sut->RunQuery({0});  // fails here, not mid-benchmark, if freezing broke the module
+      return sut;
     } catch (const c10::Error& e) {
+      torch::jit::setGraphExecutorOptimize(optimize);
       return Status::InvalidArgument(std::string("cannot freeze the module: ") + e.what_without_backtrace());
     }
   }

@@ -7,31 +7,7 @@
 
 namespace prunelab::worker {
 
-namespace {
-// Re-lays every 4-D parameter (conv weights) out in `format`, keeping it a trainable leaf.
-void SetConvFormat(torch::jit::Module& m, c10::MemoryFormat format) {
-  torch::NoGradGuard g;
-  for (const auto& p : m.named_parameters(/*recurse=*/true)) {
-    if (p.value.dim() != 4 || p.value.is_contiguous(format)) continue;
-    auto t = p.value.detach().contiguous(format);
-    t.set_requires_grad(true);
-    SetTensor(m, p.name, t);
-  }
-}
-}  // namespace
-
 Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) {
-  // Channels-last lets oneDNN's convolutions skip layout reorders (about 1.3x more
-  // samples/s for the zoo CNN on one core); the model is handed back contiguous.
-  const bool channels_last = o.channels_last && data.images.dim() == 4;
-  if (channels_last) SetConvFormat(m, c10::MemoryFormat::ChannelsLast);
-  struct Restore {
-    torch::jit::Module& m;
-    bool on;
-    ~Restore() {
-      if (on) SetConvFormat(m, c10::MemoryFormat::Contiguous);
-    }
-  } restore{m, channels_last};
   std::vector<torch::Tensor> params;
   for (auto p : m.parameters()) {
     p.set_requires_grad(true);
@@ -57,7 +33,6 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
     for (int64_t start = 0; start < n && step < last; start += bs) {
       auto idx = perm.slice(0, start, std::min(n, start + bs));
       auto x = data.images.index_select(0, idx);
-      if (channels_last) x = x.contiguous(c10::MemoryFormat::ChannelsLast);
       auto y = data.labels.index_select(0, idx);
       auto logits = m.forward({x}).toTensor();
       auto loss = torch::nn::functional::cross_entropy(logits, y);

@@ -17,7 +17,6 @@ struct TrainOptions {
   double momentum = 0.9;
   double weight_decay = 0.0;
   uint64_t seed = 42;
-  bool channels_last = true;       // train convolutions in channels-last layout (faster on CPU)
   const Masks* masks = nullptr;  // re-applied after every step, so pruned weights stay zero
   // Called about every 2 % of the work with the fraction done; return false to abort.
   std::function<bool(double)> on_progress;
