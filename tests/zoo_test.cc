@@ -192,6 +192,25 @@ TEST(PlanTest, GlobalUnstructuredReachesTheRequestedOverallSparsity) {
   EXPECT_NEAR(AchievedSparsity(cnn.module, cnn.layout, dense), 0.8, 1e-4);
 }
 
+TEST(PlanTest, GlobalStructuredKeepsTheMinimumPerGroupAndTheTotal) {
+  ModelLayout l;
+  l.groups = {{"a", "neuron", {{"a_w", 0, 1, true}}, {"a"}, ""}, {"b", "neuron", {{"b_w", 0, 1, true}}, {"b"}, ""}};
+  // a: one strong unit among weak ones; b: units close to their mean.
+  std::map<std::string, torch::Tensor> gs{{"a", torch::tensor({1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 9.f})},
+                                          {"b", torch::tensor({4.f, 3.f, 5.f, 4.f, 4.f, 5.f, 3.f, 4.f})}};
+  std::map<std::string, int64_t> original{{"a", 8}, {"b", 8}};
+  PlanOptions o;
+  o.scope = "global";
+  o.min_keep = 0.25;  // 2 of 8 per group
+  auto keep = PlanStructures(l, gs, original, 0.5, o).value();
+  EXPECT_EQ(keep["a"].size(0) + keep["b"].size(0), 8) << "half of all 16 structures";
+  EXPECT_GE(keep["a"].size(0), 2);
+  EXPECT_GE(keep["b"].size(0), 2);
+  // Normalized by the group mean, a's strong unit (9 / 2 = 4.5) outranks every unit of b (<= 1.25).
+  EXPECT_EQ(Values(keep["a"].to(torch::kFloat32)).back(), 7.0f);
+  EXPECT_EQ(keep["b"].size(0), 6) << "b's units are all close to its mean, a's weak ones far below";
+}
+
 TEST(PlanTest, KeptWidthsRoundToAMultiple) {
   EXPECT_EQ(KeptWidth(64, 0.3, 1, 64), 45);
   EXPECT_EQ(KeptWidth(64, 0.3, 8, 64), 48);
@@ -382,6 +401,20 @@ TEST(TorchExecutorTest, IterativeRoundsBecomeRowsAndReachTheTarget) {
   EXPECT_EQ(out.result.round, 3u);
   EXPECT_EQ(out.result.latency_p90_ms > 0, true);
   EXPECT_EQ(out.result.intermediates[0].latency_p90_ms, 0) << "intermediate rounds are not benchmarked";
+
+  // Structured iterative: widths shrink every round and land on the target.
+  Task st = t;
+  st.trial.granularity = "structured";
+  st.trial.rounds = 2;
+  st.trial.sparsity = 0.5;
+  st.trial.rewind = 0.25;  // replay a quarter of the baseline's training for the rewind point
+  auto so = ex->Execute(st, ctx);
+  ASSERT_TRUE(so.result.ok) << so.result.error;
+  ASSERT_EQ(so.result.intermediates.size(), 1u);
+  ASSERT_EQ(so.result.layers.size(), 3u);
+  EXPECT_EQ(so.result.layers[0].total, 128u * 784u) << "fc1 keeps 128 of 256 neurons";
+  EXPECT_EQ(so.result.layers[1].total, 64u * 128u);
+  EXPECT_GT(so.result.intermediates[0].layers[0].total, so.result.layers[0].total);
 
   // Sensitivity: one layer alone, evaluated, not fine-tuned or benchmarked.
   Task s = t;
