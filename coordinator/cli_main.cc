@@ -543,8 +543,15 @@ int CmdRun(const Args& a) {
   }
   if (tty) std::fprintf(stderr, "\n");
 
+  // Workers drain on the first SIGTERM; after an interrupt the embedded coordinator is
+  // going away, so a second one makes them stop at once.
   for (size_t i = 0; i < pids.size(); ++i)
     if (!exited[i]) kill(pids[i], SIGTERM);
+  if (g_interrupted) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (size_t i = 0; i < pids.size(); ++i)
+      if (!exited[i]) kill(pids[i], SIGTERM);
+  }
   for (size_t i = 0; i < pids.size(); ++i) {
     if (exited[i]) continue;
     for (int t = 0; t < 100; ++t) {

@@ -330,3 +330,69 @@ TEST_F(MultiProcessTest, CoordinatorKilledMidSweepResumesAndRecordsEachResultOnc
 
 }  // namespace
 }  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+// SIGTERM drains a worker: the trial it is running is finished and recorded by it, it takes
+// no more work and exits 0.
+TEST_F(MultiProcessTest, SigtermDrainsAWorkerAndItsRunningTrialIsRecorded) {
+  StartWorker(1);
+  // Trials long enough (20 fine-tuning epochs over 600 images) to be caught running.
+  std::string spec = dir_.path() + "/drain.yaml";
+  std::ofstream(spec) << "name: drain\nmodel: cnn\n"
+                      << "dataset: {path: " << kFashionDir << ", train_subset: 600, test_subset: 500}\n"
+                      << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
+                      << "sweep: {criterion: l1, granularity: [unstructured, structured], sparsity: [0.5],\n"
+                      << "        schedule: {type: one_shot, finetune_epochs: 20}}\n"
+                      << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
+                      << "            offline_min_duration_s: 0.05}\n";
+  auto sub = Shell(Cli("submit " + spec + " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  std::string running, worker_id;
+  for (int i = 0; i < 600 && running.empty(); ++i) {
+    auto w = ParseJson(Shell(Cli("workers --json --coordinator " + client_), false).out);
+    if (w.ok() && !w->empty()) {
+      std::string task = (*w)[0].value("task", "");  // "sw-0001/t001@local"
+      auto slash = task.find("/t");
+      if (slash != std::string::npos && slash + 2 < task.size() && std::isdigit(static_cast<unsigned char>(task[slash + 2]))) {
+        running = task.substr(slash + 1);
+        worker_id = (*w)[0].value("worker", "");
+      }
+    }
+    if (running.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(running.empty()) << "the worker never started a pruning trial";
+  pid_t pid = workers_[0];
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = -1;
+  for (int i = 0; i < 1200; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  workers_.clear();
+  ASSERT_TRUE(WIFEXITED(status)) << "the draining worker did not exit";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  auto res = Shell(Cli("results " + id + " --json --coordinator " + client_), false);
+  ASSERT_EQ(res.code, 0) << res.out;
+  bool recorded = false;
+  int results = 0;
+  std::istringstream lines(res.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    ++results;
+    if ((*j)["trial"] == running) {
+      recorded = true;
+      EXPECT_EQ((*j)["status"], "ok") << line;
+      EXPECT_EQ((*j)["worker"], worker_id) << line;
+    }
+  }
+  EXPECT_TRUE(recorded) << running << " was running when the worker was asked to drain: " << res.out;
+  EXPECT_LT(results, 3) << "a draining worker takes no new work";
+}
+
+}  // namespace
+}  // namespace prunelab

@@ -67,7 +67,8 @@ std::shared_ptr<void> HostLock(const std::string& path, bool exclusive) {
 WorkerDaemon::WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware)
     : options_(std::move(options)), ctx_(ctx), executor_(executor), hardware_(std::move(hardware)) {}
 
-int WorkerDaemon::Run(const std::atomic<bool>& stop) {
+int WorkerDaemon::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) {
+  auto draining = [drain] { return drain && drain->load(); };
   ArtifactCache cache(options_.cache_dir);
   if (Status st = cache.Init(); !st.ok()) {
     Log("-", st.ToString());
@@ -140,6 +141,10 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
   int tasks_done = 0;
   int quiet_polls = 0;
   while (!stop.load()) {
+    if (draining()) {
+      Log(id, "drained: " + std::to_string(tasks_done) + " task(s) run and reported; exiting");
+      break;
+    }
     auto reply = rpc.Call(RequestWorkMsg{id}, options_.rpc_timeout_ms);
     if (!reply.ok()) {
       Log(id, "coordinator unreachable (" + reply.status().message() + "); retrying");
@@ -221,7 +226,8 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
       live.phase = "idle";
       live.progress = 0;
     }
-    if (options_.max_tasks > 0 && ++tasks_done >= options_.max_tasks) break;
+    ++tasks_done;
+    if (options_.max_tasks > 0 && tasks_done >= options_.max_tasks) break;
   }
   hb_stop = true;
   heartbeat.join();

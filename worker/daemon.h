@@ -28,9 +28,11 @@ class WorkerDaemon {
  public:
   // ctx and executor must outlive the daemon.
   WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware);
-  // Runs until `stop` becomes true (checked between tasks and while waiting). Returns the
-  // process exit code.
-  int Run(const std::atomic<bool>& stop);
+  // Runs until `stop` becomes true (checked between tasks, while waiting, and by a running
+  // task, which is abandoned and later re-run elsewhere) or until `drain` becomes true
+  // (the running task is finished and its result delivered; no new work is taken).
+  // Returns the process exit code.
+  int Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain = nullptr);
 
  private:
   WorkerOptions options_;

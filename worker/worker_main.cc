@@ -1,4 +1,6 @@
 // prunelab-worker: one per machine or device. See README "Running a cluster".
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -10,8 +12,18 @@
 #include "worker/daemon.h"
 
 namespace {
+// First SIGTERM/SIGINT: drain (finish and report the running task, take no more).
+// Second: stop now (the running task is abandoned; the coordinator re-runs it elsewhere).
+std::atomic<bool> g_drain{false};
 std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
+void OnSignal(int) {
+  if (!g_drain.exchange(true)) {
+    const char msg[] = "prunelab-worker: draining: finishing the running task; signal again to abandon it\n";
+    (void)!write(2, msg, sizeof(msg) - 1);
+  } else {
+    g_stop = true;
+  }
+}
 
 void Usage() {
   std::fprintf(stderr,
@@ -82,5 +94,5 @@ int main(int argc, char** argv) {
   prunelab::ZmqContext ctx;
   auto executor = prunelab::worker::NewTorchExecutor();
   prunelab::worker::WorkerDaemon daemon(ctx, *executor, options, hw.value());
-  return daemon.Run(g_stop);
+  return daemon.Run(g_stop, &g_drain);
 }
