@@ -258,6 +258,11 @@ struct BodyWriter {
     for (size_t i = 0; i < m.results.size(); ++i) Put(l[i], m.results[i]);
   }
   void operator()(const WorkersRequestMsg&) { body.initWorkersRequest(); }
+  void operator()(const SweepControlMsg& m) {
+    auto b = body.initSweepControl();
+    b.setSweepId(T(m.sweep_id));
+    b.setAction(T(m.action));
+  }
   void operator()(const WorkersReplyMsg& m) {
     auto l = body.initWorkersReply().initWorkers(m.workers.size());
     for (size_t i = 0; i < m.workers.size(); ++i) Put(l[i], m.workers[i]);
@@ -517,6 +522,10 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       return Message(std::move(m));
     }
     case B::WORKERS_REQUEST: return Message(WorkersRequestMsg{});
+    case B::SWEEP_CONTROL: {
+      auto c = body.getSweepControl();
+      return Message(SweepControlMsg{S(c.getSweepId()), S(c.getAction())});
+    }
     case B::WORKERS_REPLY: {
       WorkersReplyMsg m;
       for (auto w : body.getWorkersReply().getWorkers()) m.workers.push_back(Get(w));
@@ -583,7 +592,7 @@ const char* MessageName(const Message& msg) {
                                  "FetchArtifact", "RegisterReply", "Assign",         "NoWork",
                                  "ResultAck",    "ArtifactReply", "SubmitSweep",    "SubmitReply",
                                  "StatusRequest", "StatusReply",  "ResultsRequest", "ResultsReply",
-                                 "WorkersRequest", "WorkersReply", "Error"};
+                                 "WorkersRequest", "WorkersReply", "Error",         "SweepControl"};
   return kNames[msg.index()];
 }
 

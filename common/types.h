@@ -213,11 +213,13 @@ struct ResultsReplyMsg { std::vector<TrialResult> results; };
 struct WorkersRequestMsg {};
 struct WorkersReplyMsg { std::vector<WorkerStatus> workers; };
 struct ErrorMsg { std::string code; std::string message; };
+struct SweepControlMsg { std::string sweep_id; std::string action; };  // pause | resume | cancel; reply: StatusReply
 
 using Message = std::variant<RegisterMsg, HeartbeatMsg, RequestWorkMsg, SubmitResultMsg,
                              FetchArtifactMsg, RegisterReplyMsg, AssignMsg, NoWorkMsg,
                              ResultAckMsg, ArtifactReplyMsg, SubmitSweepMsg, SubmitReplyMsg,
                              StatusRequestMsg, StatusReplyMsg, ResultsRequestMsg,
-                             ResultsReplyMsg, WorkersRequestMsg, WorkersReplyMsg, ErrorMsg>;
+                             ResultsReplyMsg, WorkersRequestMsg, WorkersReplyMsg, ErrorMsg,
+                             SweepControlMsg>;
 
 }  // namespace prunelab

@@ -50,6 +50,7 @@ const char* kUsage =
     "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
     "  export ID TRIAL -o DIR                                the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
     "  sensitivity ID                                        per-layer accuracy curves of a sensitivity sweep\n"
+    "  pause ID | resume ID | cancel ID                      hold a sweep's queued tasks / release them / fail what is unfinished\n"
     "  workers [--json]                                      registered workers and their hardware\n"
     "  sweeps [--json]                                       sweeps in the store\n"
     "  results, pareto, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
@@ -329,7 +330,7 @@ int CmdStatus(const Args& a) {
     auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
     if (!s.ok()) return Fail(s.status().ToString());
     bool all_done = true;
-    for (const auto& sw : s->sweeps) all_done &= sw.state == "done";
+    for (const auto& sw : s->sweeps) all_done &= sw.state == "done" || sw.state == "cancelled";
     if (!a.Has("--wait") || all_done || g_interrupted) {
       PrintSweeps(s->sweeps, a.Has("--json"));
       return 0;
@@ -372,6 +373,17 @@ pl::StatusOr<pl::SubmitSweepMsg> SubmitMessage(const std::string& spec_path, con
     return pl::Status::NotFound("model.torchscript: cannot read '" + p.string() + "' (a path relative to the spec file)");
   msg.user_model = std::move(bytes).value();
   return msg;
+}
+
+// pause | resume | cancel a sweep on a running coordinator.
+int CmdSweepControl(const Args& a) {
+  if (a.positional.empty()) return Fail(a.command + " needs a sweep id, e.g. prunelab " + a.command + " sw-0001");
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  auto r = AskFor<pl::StatusReplyMsg>(rpc, pl::SweepControlMsg{a.positional[0], a.command});
+  if (!r.ok()) return Fail(r.status().ToString());
+  PrintSweeps(r->sweeps, a.Has("--json"));
+  return 0;
 }
 
 int CmdSubmit(const Args& a) {
@@ -519,11 +531,11 @@ int CmdRun(const Args& a) {
     auto now = std::chrono::steady_clock::now();
     if (tty) {
       std::fprintf(stderr, "\r\033[K%s", line.substr(0, 200).c_str());
-    } else if (now - last_print > std::chrono::seconds(10) || s.state == "done") {
+    } else if (now - last_print > std::chrono::seconds(10) || s.state == "done" || s.state == "cancelled") {
       std::fprintf(stderr, "%s\n", line.c_str());
       last_print = now;
     }
-    if (s.state == "done") break;
+    if (s.state == "done" || s.state == "cancelled") break;
     int alive = 0;
     for (size_t i = 0; i < pids.size(); ++i) {
       if (exited[i]) continue;
@@ -620,6 +632,7 @@ int main(int argc, char** argv) {
   if (a.command == "summary") return CmdSummary(a);
   if (a.command == "sweeps") return CmdSweeps(a);
   if (a.command == "export") return CmdExport(a);
+  if (a.command == "pause" || a.command == "resume" || a.command == "cancel") return CmdSweepControl(a);
   if (a.command == "sensitivity") return CmdSensitivity(a);
   if (a.command == "-h" || a.command == "--help" || a.command == "help") {
     std::printf("%s", kUsage);

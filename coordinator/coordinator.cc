@@ -65,6 +65,8 @@ Status Coordinator::Recover() {
     s.id = j->value("id", "");
     s.name = j->value("name", "");
     s.created_ms = j->value("created_ms", int64_t{0});
+    s.paused = j->value("paused", false);
+    s.cancelled = j->value("cancelled", false);
     if (j->contains("order")) s.order = (*j)["order"].get<std::vector<std::string>>();
     sweeps_[s.id] = std::move(s);
   }));
@@ -110,6 +112,7 @@ std::optional<Message> Coordinator::Handle(const Message& msg) {
   if (auto* m = std::get_if<StatusRequestMsg>(&msg)) return OnStatus(*m);
   if (auto* m = std::get_if<ResultsRequestMsg>(&msg)) return OnResults(*m);
   if (std::holds_alternative<WorkersRequestMsg>(msg)) return Message(WorkersReplyMsg{Workers()});
+  if (auto* m = std::get_if<SweepControlMsg>(&msg)) return OnSweepControl(*m);
   if (std::holds_alternative<ErrorMsg>(msg)) return std::nullopt;  // never answer an error with an error
   return Message(Error("unexpected_message", std::string("the coordinator does not accept ") + MessageName(msg)));
 }
@@ -153,6 +156,7 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
   if (!w.task_id.empty()) Requeue(w.sweep_id, w.task_id, "worker " + m.worker_id + " asked for new work while holding the task");
 
   for (auto& [sid, sweep] : sweeps_) {
+    if (sweep.paused) continue;
     for (const auto& tid : sweep.order) {
       TaskEntry& t = sweep.tasks[tid];
       if (t.state != TaskState::kPending) continue;
@@ -320,6 +324,43 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   return SubmitReplyMsg{id, n};
 }
 
+Message Coordinator::OnSweepControl(const SweepControlMsg& m) {
+  auto it = sweeps_.find(m.sweep_id);
+  if (it == sweeps_.end()) return Error("not_found", "no sweep '" + m.sweep_id + "' (see prunelab sweeps)");
+  if (m.action != "pause" && m.action != "resume" && m.action != "cancel")
+    return Error("bad_request", "sweep action '" + m.action + "' (allowed: pause, resume, cancel)");
+  SweepEntry& sweep = it->second;
+  auto rec = store_.Get(SweepKey(sweep.id));
+  if (!rec.ok() || !rec.value()) return Error("store_error", "sweep record of " + sweep.id + " unreadable");
+  auto j = ParseJson(*rec.value());
+  if (!j.ok()) return Error("store_error", "sweep record of " + sweep.id + ": " + j.status().message());
+  bool paused = m.action == "pause" || (sweep.paused && m.action == "cancel");
+  bool cancelled = sweep.cancelled || m.action == "cancel";
+  (*j)["paused"] = paused;
+  (*j)["cancelled"] = cancelled;
+  std::vector<StoreWrite> batch{{SweepKey(sweep.id), j->dump()}};
+  std::map<std::string, TaskEntry> changed;
+  if (m.action == "cancel") {
+    const int64_t now = clock_.NowMs();
+    for (const auto& [tid, t] : sweep.tasks) {
+      if (Terminal(t.state)) continue;
+      TaskEntry e = t;
+      e.state = TaskState::kFailed;
+      e.attempt_errors.push_back("cancelled by the user");
+      changed[tid] = e;
+      if (t.task.kind != TaskKind::kTrainBaseline)
+        batch.push_back({ResultKey(sweep.id, tid), ToJson(FailureResult(t.task, "cancelled by the user", now)).dump()});
+      batch.push_back(TaskRecord(sweep.id, e));
+    }
+  }
+  Status st = store_.Apply(batch);
+  if (!st.ok()) return Error("store_error", "sweep " + m.action + " not recorded: " + st.ToString());
+  sweep.paused = paused;
+  sweep.cancelled = cancelled;
+  for (auto& [tid, e] : changed) sweep.tasks[tid] = std::move(e);
+  return StatusReplyMsg{{StatusOf(sweep)}};
+}
+
 SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
   SweepStatus st;
   st.id = s.id;
@@ -337,7 +378,7 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
       default: ++st.pending; break;
     }
   }
-  st.state = all_terminal ? "done" : "running";
+  st.state = s.cancelled ? "cancelled" : all_terminal ? "done" : s.paused ? "paused" : "running";
   // Pending work that no live worker can take is the most common reason a sweep stalls.
   std::set<std::string> starved;
   for (const auto& [tid, t] : s.tasks) {

@@ -58,6 +58,8 @@ class Coordinator {
     int64_t created_ms = 0;
     std::vector<std::string> order;           // task ids in expansion order
     std::map<std::string, TaskEntry> tasks;   // by task id
+    bool paused = false;                      // no new task of it is handed out
+    bool cancelled = false;                   // every unfinished task failed "cancelled"
   };
   struct WorkerEntry {
     WorkerStatus status;
@@ -74,6 +76,9 @@ class Coordinator {
   Message OnSubmitSweep(const SubmitSweepMsg& m);
   Message OnStatus(const StatusRequestMsg& m);
   Message OnResults(const ResultsRequestMsg& m);
+  // pause: hand out none of its tasks (running ones finish); resume; cancel: every task not
+  // finished fails with "cancelled by the user" (results still arriving are discarded).
+  Message OnSweepControl(const SweepControlMsg& m);
 
   SweepStatus StatusOf(const SweepEntry& s) const;
   StoreWrite TaskRecord(const std::string& sweep_id, const TaskEntry& t) const;

@@ -14,6 +14,7 @@ StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store) {
     s.id = j->value("id", "");
     s.name = j->value("name", "");
     s.created_at_ms = j->value("created_ms", int64_t{0});
+    s.state = j->value("cancelled", false) ? "cancelled" : j->value("paused", false) ? "paused" : "";
     out.push_back(s);
   }));
   PRUNELAB_RETURN_IF_ERROR(st);
@@ -32,7 +33,7 @@ StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store) {
       else if (state == "running") ++s.running;
       else ++s.pending;
     }));
-    s.state = all_terminal ? "done" : "incomplete";
+    if (s.state.empty() || (s.state == "paused" && all_terminal)) s.state = all_terminal ? "done" : "incomplete";
   }
   return out;
 }

@@ -219,6 +219,8 @@ struct Envelope {
     workersReply @18 :WorkersReply;
     # either direction
     error @19 :ErrorReply;
+    # client -> coordinator (reply: statusReply)
+    sweepControl @20 :SweepControl;
   }
 }
 
@@ -240,3 +242,4 @@ struct ResultsReply { results @0 :List(Result); }
 struct WorkersRequest { }
 struct WorkersReply { workers @0 :List(WorkerStatus); }
 struct ErrorReply { code @0 :Text; message @1 :Text; }
+struct SweepControl { sweepId @0 :Text; action @1 :Text; }   # pause | resume | cancel

@@ -66,6 +66,7 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
       WorkersRequestMsg{},
       WorkersReplyMsg{{WorkerStatus{"w1", "local", {}, true, 12, "sw-1/t1", "benchmarking", 0.25}}},
       ErrorMsg{"bad_message", "why"},
+      SweepControlMsg{"sw-1", "pause"},
   };
   for (const auto& m : msgs) {
     auto bytes = Encode(m);

@@ -312,5 +312,37 @@ sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}
   EXPECT_FALSE(ok.sweep_id.empty());
 }
 
+TEST_F(CoordinatorTest, PausedSweepsHoldTheirTasksAndCancelledOnesFailWhatIsUnfinished) {
+  std::string sweep = Submit();
+  std::string w = Register("a");
+  auto control = [&](const std::string& action) {
+    auto r = core_->Handle(SweepControlMsg{sweep, action});
+    if (auto* e = std::get_if<ErrorMsg>(&*r)) return "error: " + e->message;
+    return std::get<StatusReplyMsg>(*r).sweeps.at(0).state;
+  };
+  EXPECT_EQ(control("pause"), "paused");
+  EXPECT_FALSE(Pull(w)) << "a paused sweep hands out nothing";
+  // The pause survives a coordinator restart.
+  core_ = std::make_unique<Coordinator>(*store_, clock_);
+  ASSERT_TRUE(core_->Recover().ok());
+  w = Register("a");
+  EXPECT_FALSE(Pull(w));
+  EXPECT_EQ(control("resume"), "running");
+  auto train = Pull(w);
+  ASSERT_TRUE(train);
+  EXPECT_EQ(control("cancel"), "cancelled");
+  auto late = Report(w, *train);
+  EXPECT_FALSE(late.accepted) << "the running task was cancelled: its late result is discarded";
+  auto rows = ReadResults(*store_, sweep).value();
+  EXPECT_EQ(rows.size(), 6u);  // per target a and b: the baseline evaluation and 2 trials
+  for (const auto& r : rows) {
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("cancelled by the user"), std::string::npos) << r.error;
+  }
+  EXPECT_NE(control("stop"), "cancelled");
+  auto unknown = core_->Handle(SweepControlMsg{"sw-9999", "pause"});
+  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(*unknown));
+}
+
 }  // namespace
 }  // namespace prunelab::coordinator
