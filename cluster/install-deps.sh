@@ -16,6 +16,7 @@ PACKAGES=(
   zlib1g-dev
   dataset-fashion-mnist
   python3-torch
+  clang-14 libclang-rt-14-dev
 )
 
 SUDO=""

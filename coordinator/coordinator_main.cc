@@ -25,15 +25,21 @@ int main(int argc, char** argv) {
     else if (a == "--worker-endpoint") options.worker_endpoint = next();
     else if (a == "--client-endpoint") options.client_endpoint = next();
     else if (a == "--heartbeat-ms") core_options.heartbeat_interval_ms = std::atoi(next().c_str());
+    else if (a == "--max-attempts") core_options.max_attempts = static_cast<uint32_t>(std::atoi(next().c_str()));
     else if (a == "--verbose") options.verbose = true;
     else if (a == "-h" || a == "--help") {
       std::printf("usage: prunelab-coordinator --data-dir DIR [--worker-endpoint tcp://*:5555] "
-                  "[--client-endpoint tcp://*:5556] [--heartbeat-ms 1000] [--verbose]\n");
+                  "[--client-endpoint tcp://*:5556] [--heartbeat-ms 1000] [--max-attempts 3] [--verbose]\n"
+                  "  --max-attempts: worker losses a task survives before it fails with every attempt's reason\n");
       return 0;
     } else {
       std::fprintf(stderr, "prunelab-coordinator: unknown argument '%s' (see --help)\n", a.c_str());
       return 2;
     }
+  }
+  if (core_options.max_attempts < 1 || core_options.heartbeat_interval_ms < 10) {
+    std::fprintf(stderr, "prunelab-coordinator: --max-attempts must be >= 1 and --heartbeat-ms >= 10\n");
+    return 2;
   }
   if (data_dir.empty()) {
     std::fprintf(stderr, "prunelab-coordinator: --data-dir DIR is required (where sweeps and results are kept)\n");
