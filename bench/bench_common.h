@@ -1,26 +1,12 @@
 // Shared setup for the bench programs: the zoo CNN, a sample pool, and --json handling.
 #pragma once
 
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
+#include "bench/bench_flags.h"
 #include "worker/engine/fashion_mnist.h"
 
 namespace prunelab::bench {
-
-inline bool WantJson(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--json") == 0) return true;
-  return false;
-}
-
-// Value of an integer flag such as `--rounds 7`, or `fallback`.
-inline int IntFlag(int argc, char** argv, const char* name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  return fallback;
-}
 
 // Real Fashion-MNIST test images when installed, else seeded noise of the same shape
 // (timings do not depend on pixel values).

@@ -44,5 +44,15 @@ TEST(BenchSmokeTest, TrainThroughputPrintsOneJsonObject) {
   EXPECT_GT((*j)["optimizer_off_samples_per_s"].get<double>(), 0);
 }
 
+TEST(BenchSmokeTest, DispatchScalePrintsOneJsonObjectWithEveryTaskDone) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/dispatch_scale --json --tasks 60"));
+  ASSERT_TRUE(j.ok());
+  ASSERT_EQ((*j)["runs"].size(), 3u);
+  for (const auto& r : (*j)["runs"]) {
+    EXPECT_EQ(r["tasks"].get<uint64_t>(), 61u) << r.dump();  // 60 trials + the baseline evaluation
+    EXPECT_GT(r["tasks_per_s"].get<double>(), 0);
+  }
+}
+
 }  // namespace
 }  // namespace prunelab
