@@ -157,10 +157,15 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
 
   for (auto& [sid, sweep] : sweeps_) {
     if (sweep.paused) continue;
-    for (const auto& tid : sweep.order) {
+    size_t& from = sweep.scan_from[w.status.target];
+    for (size_t i = from; i < sweep.order.size(); ++i) {
+      const std::string& tid = sweep.order[i];
       TaskEntry& t = sweep.tasks[tid];
-      if (t.state != TaskState::kPending) continue;
-      if (!t.task.target.empty() && t.task.target != w.status.target) continue;
+      // Skipped tasks stay unassignable to this target until something turns pending.
+      if (t.state != TaskState::kPending || (!t.task.target.empty() && t.task.target != w.status.target)) {
+        if (i == from) ++from;
+        continue;
+      }
       TaskEntry next = t;
       next.state = TaskState::kRunning;
       next.worker = m.worker_id;
@@ -168,6 +173,7 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
       Status st = store_.Apply({TaskRecord(sid, next)});
       if (!st.ok()) return Error("store_error", st.ToString());
       t = std::move(next);
+      if (i == from) ++from;
       w.sweep_id = sid;
       w.task_id = tid;
       w.status.task_id = sid + "/" + tid;
@@ -243,6 +249,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   Status st = store_.Apply(batch);
   if (!st.ok()) return Error("store_error", "result not recorded, send it again: " + st.ToString());
   for (auto& [tid, e] : changed) sweep.tasks[tid] = std::move(e);
+  if (task.task.kind == TaskKind::kTrainBaseline) sweep.scan_from.clear();  // dependents turned pending
   return ResultAckMsg{r.task_id, r.attempt, true, rec.ok ? "recorded" : "recorded as failed: " + rec.error};
 }
 
@@ -451,8 +458,10 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   changed[task_id] = e;
   for (const auto& [tid, c] : changed) batch.push_back(TaskRecord(sweep_id, c));
   // If the write fails the task stays running in memory and the next Tick tries again.
-  if (store_.Apply(batch).ok())
+  if (store_.Apply(batch).ok()) {
     for (auto& [tid, c] : changed) sit->second.tasks[tid] = std::move(c);
+    sit->second.scan_from.clear();  // the task is pending again
+  }
 }
 
 void Coordinator::Tick() {

@@ -4,8 +4,10 @@
 // Thread-safety: not thread-safe; one event-loop thread owns it.
 //
 // Result rule (exactly once): the first result for a task that is not yet terminal is
-// recorded, whatever its attempt number, in one synced batch with the state change;
-// any later result for that task is acknowledged as a duplicate and discarded.
+// recorded, whatever its attempt number, in one batch with the state change, made durable
+// (WAL synced) before the acknowledgement leaves — per batch, or once per round of messages
+// under group commit (the service); any later result for that task is acknowledged as a
+// duplicate and discarded.
 #pragma once
 
 #include <map>
@@ -42,6 +44,12 @@ class Coordinator {
   // Declares silent workers dead and requeues their tasks. Call periodically.
   void Tick();
 
+  // Group commit (the service's mode): state changes are written without a WAL sync each,
+  // and Commit() makes them durable; no reply may be sent before a successful Commit().
+  // Without it (tests driving the state machine directly) every change is synced at once.
+  void EnableGroupCommit() { store_.SetGroupCommit(true); }
+  Status Commit() { return store_.Sync(); }
+
   std::vector<SweepStatus> Sweeps() const;
   std::vector<WorkerStatus> Workers() const;
 
@@ -59,6 +67,9 @@ class Coordinator {
     std::vector<std::string> order;           // task ids in expansion order
     std::map<std::string, TaskEntry> tasks;   // by task id
     bool paused = false;                      // no new task of it is handed out
+    // Per worker target: tasks before this index cannot be handed to that target until
+    // something becomes pending again (which clears it). Keeps dispatch O(1) amortized.
+    std::map<std::string, size_t> scan_from;
     bool cancelled = false;                   // every unfinished task failed "cancelled"
   };
   struct WorkerEntry {

@@ -15,6 +15,8 @@ class MemoryStore final : public Store {
     }
     return Status::Ok();
   }
+  void SetGroupCommit(bool) override {}  // nothing is durable here anyway
+  Status Sync() override { return Status::Ok(); }
   StatusOr<std::optional<std::string>> Get(const std::string& key) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = data_.find(key);

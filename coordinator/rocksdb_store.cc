@@ -3,6 +3,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "coordinator/store.h"
@@ -28,9 +29,12 @@ class RocksDbStore final : public Store {
       if (!s.ok()) return FromRocks(s, "batch");
     }
     rocksdb::WriteOptions wo;
-    wo.sync = true;  // the WAL is on disk before anyone is told "recorded"
+    wo.sync = !group_commit_;  // otherwise Sync() puts the WAL on disk before any ack
     return FromRocks(db_->Write(wo, &wb), "write");
   }
+
+  void SetGroupCommit(bool on) override { group_commit_ = on; }
+  Status Sync() override { return group_commit_ ? FromRocks(db_->SyncWAL(), "sync WAL") : Status::Ok(); }
 
   StatusOr<std::optional<std::string>> Get(const std::string& key) override {
     std::string value;
@@ -50,6 +54,7 @@ class RocksDbStore final : public Store {
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  std::atomic<bool> group_commit_{false};
 };
 
 }  // namespace

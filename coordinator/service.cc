@@ -13,7 +13,9 @@ namespace prunelab::coordinator {
 namespace asio = boost::asio;
 
 struct CoordinatorService::Impl {
-  Impl(ZmqContext& c, Coordinator& k, ServiceOptions o) : ctx(c), core(k), options(std::move(o)) {}
+  Impl(ZmqContext& c, Coordinator& k, ServiceOptions o) : ctx(c), core(k), options(std::move(o)) {
+    if (options.group_commit) core.EnableGroupCommit();
+  }
 
   ZmqContext& ctx;
   Coordinator& core;
@@ -23,10 +25,18 @@ struct CoordinatorService::Impl {
   std::unique_ptr<RouterSocket> clients;
   std::atomic<uint64_t> rejected{0};
 
-  // Handles everything queued on a socket. ZMQ_FD is edge-like: drain fully each time.
+  // Replies wait here until the round's state changes are durable (group commit).
+  struct Outgoing {
+    RouterSocket* sock;
+    std::string peer;
+    std::string bytes;
+  };
+  std::vector<Outgoing> pending;
+
+  // Handles up to a round's worth of queued messages on a socket.
   bool DrainOne(RouterSocket& sock) {
     bool any = false;
-    for (int budget = 0; budget < 1000; ++budget) {
+    for (int budget = 0; budget < 256; ++budget) {
       auto m = sock.TryReceive();
       if (!m) break;
       any = true;
@@ -35,18 +45,36 @@ struct CoordinatorService::Impl {
         ++rejected;
         std::fprintf(stderr, "coordinator: rejected %zu-byte message: %s\n", m->payload.size(),
                      decoded.status().message().c_str());
-        (void)sock.Send(m->peer, Encode(ErrorMsg{"bad_message", decoded.status().message()}));
+        pending.push_back({&sock, m->peer, Encode(ErrorMsg{"bad_message", decoded.status().message()})});
         continue;
       }
       if (options.verbose) std::fprintf(stderr, "coordinator: %s\n", MessageName(decoded.value()));
       std::optional<Message> reply = core.Handle(decoded.value());
-      if (reply) (void)sock.Send(m->peer, Encode(*reply));
+      if (reply) pending.push_back({&sock, m->peer, Encode(*reply)});
     }
     return any;
   }
 
+  // One WAL sync for the round, then every reply. A failed sync means acknowledged state
+  // might not be on disk: stop rather than acknowledge it; a restart recovers from the store.
+  void Flush() {
+    if (pending.empty()) return;
+    Status st = core.Commit();
+    if (!st.ok()) {
+      std::fprintf(stderr, "coordinator: FATAL: cannot make results durable (%s); stopping without acknowledging them\n",
+                   st.ToString().c_str());
+      std::abort();
+    }
+    for (auto& o : pending) (void)o.sock->Send(o.peer, o.bytes);
+    pending.clear();
+  }
+
+  // ZMQ_FD is edge-like: drain fully each time, committing and replying after each round.
   void DrainAll() {
-    while (DrainOne(*workers) | DrainOne(*clients)) {
+    for (;;) {
+      bool any = DrainOne(*workers) | DrainOne(*clients);
+      Flush();
+      if (!any) break;
     }
   }
 
@@ -63,6 +91,7 @@ struct CoordinatorService::Impl {
     t.async_wait([this, &t](const boost::system::error_code& ec) {
       if (ec) return;
       core.Tick();
+      (void)core.Commit();  // requeues are durable soon; nothing was acknowledged by them
       DrainAll();  // safety net for a missed ZMQ_FD edge
       ArmTimer(t);
     });

@@ -16,6 +16,9 @@ struct ServiceOptions {
   std::string client_endpoint = "tcp://*:5556";
   int tick_interval_ms = 250;
   bool verbose = false;  // log every accepted/rejected message to stderr
+  // One WAL sync per round of messages instead of one per state change (replies still wait
+  // for it). Off only to measure what it buys (bench/dispatch_scale).
+  bool group_commit = true;
 };
 
 class CoordinatorService {

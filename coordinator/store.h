@@ -22,8 +22,14 @@ class Store {
  public:
   virtual ~Store() = default;
   // Applies every write or none. When it returns OK the batch is durable (WAL synced):
-  // only then may a result be acknowledged.
+  // only then may a result be acknowledged. In group-commit mode the batch is durable only
+  // after the next successful Sync(), and the owner must Sync() before acknowledging.
   virtual Status Apply(const std::vector<StoreWrite>& batch) = 0;
+  // Group commit: one WAL sync for many batches (the service syncs once per round of
+  // messages, before sending any reply).
+  virtual void SetGroupCommit(bool on) = 0;
+  // Makes every batch applied so far durable.
+  virtual Status Sync() = 0;
   virtual StatusOr<std::optional<std::string>> Get(const std::string& key) = 0;
   // Calls fn for every key starting with prefix, in key order.
   virtual Status Scan(const std::string& prefix,
