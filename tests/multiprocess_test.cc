@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <random>
 #include <set>
 #include <cstdio>
 #include <filesystem>
@@ -125,7 +126,7 @@ class MultiProcessTest : public ::testing::Test {
   void StartCoordinator() {
     coordinator_ = Spawn({kBin + "/prunelab-coordinator", "--data-dir", dir_.path() + "/data", "--worker-endpoint",
                           "tcp://127.0.0.1:" + std::to_string(worker_port_), "--client-endpoint", client_,
-                          "--heartbeat-ms", "500"},
+                          "--heartbeat-ms", "500", "--max-attempts", std::to_string(max_attempts_)},
                          dir_.path() + "/coordinator.log");
   }
   void StartWorker(int i) {
@@ -149,6 +150,7 @@ class MultiProcessTest : public ::testing::Test {
   std::string Cli(const std::string& args) { return kBin + "/prunelab " + args; }
 
   testing::TempDir dir_;
+  int max_attempts_ = 3;
   int worker_port_ = 0, client_port_ = 0;
   std::string client_, worker_;
   pid_t coordinator_ = -1;
@@ -392,6 +394,68 @@ TEST_F(MultiProcessTest, SigtermDrainsAWorkerAndItsRunningTrialIsRecorded) {
   }
   EXPECT_TRUE(recorded) << running << " was running when the worker was asked to drain: " << res.out;
   EXPECT_LT(results, 3) << "a draining worker takes no new work";
+}
+
+
+// Fault injection: kill -9 workers (restarted on the same cache directory) and the
+// coordinator (restarted on the same data directory) at seeded random moments, several
+// rounds; every trial must end with exactly one result, and every result must be a success.
+TEST_F(MultiProcessTest, RandomKillsOfWorkersAndCoordinatorLoseAndDuplicateNothing) {
+  max_attempts_ = 20;  // kills are not the trials' fault: do not give up on them
+  Stop(coordinator_);
+  StartCoordinator();
+  for (int i = 1; i <= 3; ++i) StartWorker(i);
+  // Trials of a few seconds each, so kills land mid-task.
+  std::string spec = dir_.path() + "/chaos.yaml";
+  std::ofstream(spec) << "name: chaos\nmodel: cnn\n"
+                      << "dataset: {path: " << kFashionDir << ", train_subset: 600, test_subset: 500}\n"
+                      << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
+                      << "sweep: {criterion: l1, granularity: [unstructured, structured], sparsity: [0.2, 0.4, 0.6, 0.8],\n"
+                      << "        schedule: {type: one_shot, finetune_epochs: 5}}\n"
+                      << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
+                      << "            offline_min_duration_s: 0.05}\n";
+  auto sub = Shell(Cli("submit " + spec + " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  std::mt19937 rng(20261123);
+  int coordinator_kills = 0, worker_kills = 0;
+  for (int round = 0; round < 8; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400 + rng() % 1600));
+    int victim = static_cast<int>(rng() % 4);  // 0: the coordinator, 1..3: a worker
+    if (victim == 0) {
+      kill(coordinator_, SIGKILL);
+      waitpid(coordinator_, nullptr, 0);
+      StartCoordinator();
+      ++coordinator_kills;
+    } else {
+      kill(workers_[victim - 1], SIGKILL);
+      waitpid(workers_[victim - 1], nullptr, 0);
+      workers_[victim - 1] = Spawn({kBin + "/prunelab-worker", "--coordinator", worker_, "--target", "local", "--threads", "1",
+                                    "--cache-dir", dir_.path() + "/cache" + std::to_string(victim), "--host-lock",
+                                    dir_.path() + "/host.lock", "--rpc-timeout-ms", "3000"},
+                                   dir_.path() + "/worker" + std::to_string(victim) + ".log");
+      ++worker_kills;
+    }
+  }
+  auto waited = Shell("timeout 500 " + Cli("status " + id + " --wait --coordinator " + client_));
+  ASSERT_EQ(waited.code, 0) << waited.out;
+  for (pid_t w : workers_) Stop(w);
+  workers_.clear();
+  Stop(coordinator_);
+  coordinator_ = -1;
+  auto res = Shell(Cli("results " + id + " --json --data-dir " + dir_.path() + "/data"), false);
+  ASSERT_EQ(res.code, 0) << res.out;
+  std::istringstream lines(res.out);
+  std::string line;
+  std::set<std::string> trials;
+  while (std::getline(lines, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    EXPECT_EQ((*j)["status"], "ok") << line;
+    EXPECT_TRUE(trials.insert((*j)["trial"].get<std::string>()).second) << "recorded twice: " << line;
+  }
+  EXPECT_EQ(trials.size(), 9u) << "baseline + 2 granularities x 4 sparsities, after " << coordinator_kills
+                               << " coordinator and " << worker_kills << " worker kills";
 }
 
 }  // namespace
