@@ -147,6 +147,26 @@ class MultiProcessTest : public ::testing::Test {
                         << "targets: [local]\n";
     return path;
   }
+  // Stops every process, then reads the store: every result must be a success, none twice.
+  std::set<std::string> StopAllAndCheckEachTrialOnceOk(const std::string& id) {
+    for (pid_t w : workers_) Stop(w);
+    workers_.clear();
+    Stop(coordinator_);
+    coordinator_ = -1;
+    auto res = Shell(Cli("results " + id + " --json --data-dir " + dir_.path() + "/data"), false);
+    EXPECT_EQ(res.code, 0) << res.out;
+    std::istringstream lines(res.out);
+    std::string line;
+    std::set<std::string> trials;
+    while (std::getline(lines, line)) {
+      auto j = ParseJson(line);
+      EXPECT_TRUE(j.ok()) << line;
+      if (!j.ok()) continue;
+      EXPECT_EQ((*j)["status"], "ok") << line;
+      EXPECT_TRUE(trials.insert((*j)["trial"].get<std::string>()).second) << "recorded twice: " << line;
+    }
+    return trials;
+  }
   std::string Cli(const std::string& args) { return kBin + "/prunelab " + args; }
 
   testing::TempDir dir_;
@@ -312,21 +332,7 @@ TEST_F(MultiProcessTest, CoordinatorKilledMidSweepResumesAndRecordsEachResultOnc
   ASSERT_TRUE(workers.ok());
   EXPECT_EQ(workers->size(), 2u) << "both workers re-registered with the new coordinator";
 
-  for (pid_t w : workers_) Stop(w);
-  workers_.clear();
-  Stop(coordinator_);
-  coordinator_ = -1;
-  auto res = Shell(Cli("results " + id + " --json --data-dir " + dir_.path() + "/data"), false);
-  ASSERT_EQ(res.code, 0) << res.out;
-  std::istringstream lines(res.out);
-  std::string line;
-  std::set<std::string> trials;
-  while (std::getline(lines, line)) {
-    auto j = ParseJson(line);
-    ASSERT_TRUE(j.ok()) << line;
-    EXPECT_EQ((*j)["status"], "ok") << line;
-    EXPECT_TRUE(trials.insert((*j)["trial"].get<std::string>()).second) << "recorded twice: " << line;
-  }
+  std::set<std::string> trials = StopAllAndCheckEachTrialOnceOk(id);
   EXPECT_EQ(trials.size(), 5u);  // baseline + 2 granularities x 2 sparsities
 }
 
@@ -439,21 +445,7 @@ TEST_F(MultiProcessTest, RandomKillsOfWorkersAndCoordinatorLoseAndDuplicateNothi
   }
   auto waited = Shell("timeout 500 " + Cli("status " + id + " --wait --coordinator " + client_));
   ASSERT_EQ(waited.code, 0) << waited.out;
-  for (pid_t w : workers_) Stop(w);
-  workers_.clear();
-  Stop(coordinator_);
-  coordinator_ = -1;
-  auto res = Shell(Cli("results " + id + " --json --data-dir " + dir_.path() + "/data"), false);
-  ASSERT_EQ(res.code, 0) << res.out;
-  std::istringstream lines(res.out);
-  std::string line;
-  std::set<std::string> trials;
-  while (std::getline(lines, line)) {
-    auto j = ParseJson(line);
-    ASSERT_TRUE(j.ok()) << line;
-    EXPECT_EQ((*j)["status"], "ok") << line;
-    EXPECT_TRUE(trials.insert((*j)["trial"].get<std::string>()).second) << "recorded twice: " << line;
-  }
+  std::set<std::string> trials = StopAllAndCheckEachTrialOnceOk(id);
   EXPECT_EQ(trials.size(), 9u) << "baseline + 2 granularities x 4 sparsities, after " << coordinator_kills
                                << " coordinator and " << worker_kills << " worker kills";
 }
