@@ -239,11 +239,6 @@ BuiltModel Vit(uint64_t seed) {
 
 }  // namespace
 
-const std::vector<std::string>& ZooModels() {
-  static const std::vector<std::string> v{"mlp", "cnn", "resnet", "vit"};
-  return v;
-}
-
 StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed) {
   if (name == "mlp") return Mlp(seed);
   if (name == "cnn") return Cnn(seed);

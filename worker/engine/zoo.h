@@ -23,7 +23,6 @@ struct BuiltModel {
 StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed);
 // The layout of a zoo model (InvalidArgument for an unknown name).
 StatusOr<ModelLayout> ZooLayout(const std::string& name);
-const std::vector<std::string>& ZooModels();
 
 // The built-in `cnn` (kept for tests and benches).
 torch::jit::Module BuildFashionCnn(uint64_t seed);
