@@ -17,6 +17,7 @@ PACKAGES=(
   dataset-fashion-mnist
   python3-torch
   clang-14 libclang-rt-14-dev
+  python3-distributed
 )
 
 SUDO=""

@@ -97,6 +97,8 @@ void Put(s::Task::Builder b, const Task& t) {
   auto is = b.initInputShape(t.input_shape.size());
   for (size_t i = 0; i < t.input_shape.size(); ++i) is.set(i, t.input_shape[i]);
   b.setSpecHash(T(t.spec_hash));
+  b.setVariantArtifact(T(t.variant_artifact));
+  b.setDependsOn(T(t.depends_on));
 }
 
 void Put(s::Result::Builder b, const TrialResult& r) {
@@ -104,6 +106,7 @@ void Put(s::Result::Builder b, const TrialResult& r) {
   b.setTaskId(T(r.task_id));
   b.setAttempt(r.attempt);
   b.setWorkerId(T(r.worker_id));
+  b.setPrunedBy(T(r.pruned_by));
   b.setTarget(T(r.target));
   b.setKind(static_cast<s::TaskKind>(r.kind));
   b.setModel(T(r.model));
@@ -188,6 +191,7 @@ void Put(s::WorkerStatus::Builder b, const WorkerStatus& v) {
   b.setTaskId(T(v.task_id));
   b.setPhase(T(v.phase));
   b.setProgress(v.progress);
+  b.setSlots(v.slots);
 }
 
 struct BodyWriter {
@@ -197,6 +201,14 @@ struct BodyWriter {
     b.setWorkerId(T(m.worker_id));
     b.setTarget(T(m.target));
     Put(b.initHardware(), m.hardware);
+    b.setSlots(m.slots);
+    auto run = b.initRunning(static_cast<unsigned>(m.running.size()));
+    for (size_t i = 0; i < m.running.size(); ++i) {
+      run[i].setSweepId(T(m.running[i].sweep_id));
+      run[i].setTaskId(T(m.running[i].task_id));
+      run[i].setAttempt(m.running[i].attempt);
+      run[i].setSlot(m.running[i].slot);
+    }
   }
   void operator()(const HeartbeatMsg& m) {
     auto b = body.initHeartbeat();
@@ -204,15 +216,25 @@ struct BodyWriter {
     b.setTaskId(T(m.task_id));
     b.setPhase(T(m.phase));
     b.setProgress(m.progress);
+    b.setSlot(m.slot);
   }
-  void operator()(const RequestWorkMsg& m) { body.initRequestWork().setWorkerId(T(m.worker_id)); }
+  void operator()(const RequestWorkMsg& m) {
+    auto b = body.initRequestWork();
+    b.setWorkerId(T(m.worker_id));
+    b.setSlot(m.slot);
+  }
   void operator()(const SubmitResultMsg& m) {
     auto b = body.initSubmitResult();
     b.setWorkerId(T(m.worker_id));
     Put(b.initResult(), m.result);
     b.setArtifact(D(m.artifact));
   }
-  void operator()(const FetchArtifactMsg& m) { body.initFetchArtifact().setHash(T(m.hash)); }
+  void operator()(const FetchArtifactMsg& m) {
+    auto b = body.initFetchArtifact();
+    b.setHash(T(m.hash));
+    b.setOffset(m.offset);
+    b.setMaxBytes(m.max_bytes);
+  }
   void operator()(const RegisterReplyMsg& m) {
     auto b = body.initRegisterReply();
     b.setWorkerId(T(m.worker_id));
@@ -236,6 +258,9 @@ struct BodyWriter {
     b.setHash(T(m.hash));
     b.setFound(m.found);
     b.setData(D(m.data));
+    b.setOffset(m.offset);
+    b.setTotalBytes(m.total_bytes);
+    b.setChunkHash(T(m.chunk_hash));
   }
   void operator()(const SubmitSweepMsg& m) {
     auto b = body.initSubmitSweep();
@@ -295,6 +320,7 @@ StatusOr<TaskKind> GetKind(s::TaskKind k) {
     case s::TaskKind::TRAIN_BASELINE: return TaskKind::kTrainBaseline;
     case s::TaskKind::EVALUATE_BASELINE: return TaskKind::kEvaluateBaseline;
     case s::TaskKind::PRUNE_TRIAL: return TaskKind::kPruneTrial;
+    case s::TaskKind::BENCHMARK_VARIANT: return TaskKind::kBenchmarkVariant;
   }
   return Status::InvalidArgument("unknown task kind " + std::to_string(static_cast<int>(k)));
 }
@@ -359,6 +385,8 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.model_artifact = S(r.getModelArtifact());
   for (int64_t d : r.getInputShape()) t.input_shape.push_back(d);
   t.spec_hash = S(r.getSpecHash());
+  t.variant_artifact = S(r.getVariantArtifact());
+  t.depends_on = S(r.getDependsOn());
   return t;
 }
 
@@ -368,6 +396,7 @@ StatusOr<TrialResult> Get(s::Result::Reader r) {
   v.task_id = S(r.getTaskId());
   v.attempt = r.getAttempt();
   v.worker_id = S(r.getWorkerId());
+  v.pruned_by = S(r.getPrunedBy());
   v.target = S(r.getTarget());
   auto kind = GetKind(r.getKind());
   if (!kind.ok()) return kind.status();
@@ -454,6 +483,7 @@ WorkerStatus Get(s::WorkerStatus::Reader r) {
   v.task_id = S(r.getTaskId());
   v.phase = S(r.getPhase());
   v.progress = r.getProgress();
+  v.slots = r.getSlots();
   return v;
 }
 
@@ -462,20 +492,25 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
   switch (body.which()) {
     case B::REGISTER: {
       auto r = body.getRegister();
-      return Message(RegisterMsg{S(r.getWorkerId()), S(r.getTarget()), Get(r.getHardware())});
+      RegisterMsg m{S(r.getWorkerId()), S(r.getTarget()), Get(r.getHardware()), std::max(1u, r.getSlots()), {}};
+      for (auto t : r.getRunning()) m.running.push_back({S(t.getSweepId()), S(t.getTaskId()), t.getAttempt(), t.getSlot()});
+      return Message(std::move(m));
     }
     case B::HEARTBEAT: {
       auto r = body.getHeartbeat();
-      return Message(HeartbeatMsg{S(r.getWorkerId()), S(r.getTaskId()), S(r.getPhase()), r.getProgress()});
+      return Message(HeartbeatMsg{S(r.getWorkerId()), S(r.getTaskId()), S(r.getPhase()), r.getProgress(), r.getSlot()});
     }
-    case B::REQUEST_WORK: return Message(RequestWorkMsg{S(body.getRequestWork().getWorkerId())});
+    case B::REQUEST_WORK: return Message(RequestWorkMsg{S(body.getRequestWork().getWorkerId()), body.getRequestWork().getSlot()});
     case B::SUBMIT_RESULT: {
       auto r = body.getSubmitResult();
       auto res = Get(r.getResult());
       if (!res.ok()) return res.status();
       return Message(SubmitResultMsg{S(r.getWorkerId()), std::move(res).value(), S(r.getArtifact())});
     }
-    case B::FETCH_ARTIFACT: return Message(FetchArtifactMsg{S(body.getFetchArtifact().getHash())});
+    case B::FETCH_ARTIFACT: {
+      auto r = body.getFetchArtifact();
+      return Message(FetchArtifactMsg{S(r.getHash()), r.getOffset(), r.getMaxBytes()});
+    }
     case B::REGISTER_REPLY: {
       auto r = body.getRegisterReply();
       return Message(RegisterReplyMsg{S(r.getWorkerId()), r.getHeartbeatIntervalMs()});
@@ -495,7 +530,8 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
     }
     case B::ARTIFACT_REPLY: {
       auto r = body.getArtifactReply();
-      return Message(ArtifactReplyMsg{S(r.getHash()), r.getFound(), S(r.getData())});
+      return Message(ArtifactReplyMsg{S(r.getHash()), r.getFound(), S(r.getData()), r.getOffset(), r.getTotalBytes(),
+                                      S(r.getChunkHash())});
     }
     case B::SUBMIT_SWEEP: {
       auto sw = body.getSubmitSweep();
@@ -546,6 +582,7 @@ const char* TaskKindName(TaskKind kind) {
     case TaskKind::kTrainBaseline: return "train_baseline";
     case TaskKind::kEvaluateBaseline: return "evaluate_baseline";
     case TaskKind::kPruneTrial: return "prune_trial";
+    case TaskKind::kBenchmarkVariant: return "benchmark_variant";
   }
   return "unknown";
 }

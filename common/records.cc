@@ -28,6 +28,7 @@ static HardwareFingerprint HardwareFromJson(const json& j) {
 static TaskKind KindFromName(const std::string& n) {
   if (n == "train_baseline") return TaskKind::kTrainBaseline;
   if (n == "evaluate_baseline") return TaskKind::kEvaluateBaseline;
+  if (n == "benchmark_variant") return TaskKind::kBenchmarkVariant;
   return TaskKind::kPruneTrial;
 }
 
@@ -62,7 +63,9 @@ json ToJson(const Task& t) {
               {"baseline_artifact", t.baseline_artifact},
               {"model_artifact", t.model_artifact},
               {"input_shape", t.input_shape},
-              {"spec_hash", t.spec_hash}};
+              {"spec_hash", t.spec_hash},
+              {"variant_artifact", t.variant_artifact},
+              {"depends_on", t.depends_on}};
 }
 
 json ToJson(const TrialConfig& c) {
@@ -141,6 +144,8 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.model_artifact = j.value("model_artifact", "");
     t.input_shape = j.value("input_shape", std::vector<int64_t>{});
     t.spec_hash = j.value("spec_hash", "");
+    t.variant_artifact = j.value("variant_artifact", "");
+    t.depends_on = j.value("depends_on", "");
     return t;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("task record: ") + e.what());
@@ -169,6 +174,7 @@ json ToJson(const TrialResult& r) {
               {"trial", r.task_id},
               {"attempt", r.attempt},
               {"worker", r.worker_id},
+              {"pruned_by", r.pruned_by},
               {"target", r.target},
               {"kind", TaskKindName(r.kind)},
               {"model", r.model},
@@ -229,6 +235,7 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     r.task_id = j.at("trial").get<std::string>();
     r.attempt = j.value("attempt", 0u);
     r.worker_id = j.value("worker", "");
+    r.pruned_by = j.value("pruned_by", "");
     r.target = j.value("target", "");
     r.kind = KindFromName(j.value("kind", "prune_trial"));
     r.model = j.value("model", "");
@@ -309,16 +316,18 @@ TrialResult ResultFor(const Task& t) {
   r.task_id = t.task_id;
   r.attempt = t.attempt;
   r.target = t.target;
-  r.kind = t.kind;
+  // A variant's benchmark on a target completes the variant's row for that target.
+  const bool trial = t.kind == TaskKind::kPruneTrial || t.kind == TaskKind::kBenchmarkVariant;
+  r.kind = trial ? TaskKind::kPruneTrial : t.kind;
   r.model = t.model;
   r.criterion = t.trial.criterion;
   r.granularity = t.trial.granularity;
   r.schedule = t.trial.schedule;
-  r.sparsity = t.kind == TaskKind::kPruneTrial ? t.trial.sparsity : 0.0;
+  r.sparsity = trial ? t.trial.sparsity : 0.0;
   r.baseline = t.kind == TaskKind::kEvaluateBaseline;
   r.seed = t.training.seed;
   r.layer = t.trial.layer;
-  if (t.kind == TaskKind::kPruneTrial) {
+  if (trial) {
     r.rounds = t.trial.schedule == "iterative" ? t.trial.rounds : 1;
     json c = ToJson(t.trial);
     c["spec_hash"] = t.spec_hash;
@@ -329,6 +338,12 @@ TrialResult ResultFor(const Task& t) {
     r.trial_json = c.dump();
   }
   return r;
+}
+
+bool ProducesResultRow(const Task& t) {
+  if (t.kind == TaskKind::kTrainBaseline) return false;
+  if (t.kind == TaskKind::kPruneTrial) return t.trial.schedule == "sensitivity";
+  return true;
 }
 
 StatusOr<json> ParseJson(const std::string& text) {

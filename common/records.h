@@ -23,6 +23,10 @@ StatusOr<TrialResult> ResultFromJson(const nlohmann::json& j);
 // A result row describing `task` (ids, target, kind, model, trial axes, seed); the
 // measured fields are left for the caller.
 TrialResult ResultFor(const Task& task);
+// Whether a task's outcome is a result row of its sweep: baseline evaluations, variant
+// benchmarks and sensitivity trials. Baseline training and the pruning step of a benchmarked
+// variant are stages (their outcome lives in the rows that follow from them).
+bool ProducesResultRow(const Task& task);
 
 // Parses JSON text without throwing.
 StatusOr<nlohmann::json> ParseJson(const std::string& text);

@@ -2,13 +2,14 @@
 
 namespace prunelab {
 
-RpcClient::RpcClient(ZmqContext& ctx, std::string endpoint) : ctx_(ctx), endpoint_(std::move(endpoint)) {}
+RpcClient::RpcClient(ZmqContext& ctx, std::string endpoint, ClientSecurity security)
+    : ctx_(ctx), endpoint_(std::move(endpoint)), security_(std::move(security)) {}
 
 Status RpcClient::EnsureConnected() {
   if (socket_) return Status::Ok();
   // ZeroMQ picks a fresh routing id per connection, so a reconnect never collides with
   // the id of a socket the ROUTER still has attached.
-  auto s = DealerSocket::Connect(ctx_, endpoint_);
+  auto s = DealerSocket::Connect(ctx_, endpoint_, "", security_);
   if (!s.ok()) return s.status();
   socket_ = std::move(s).value();
   return Status::Ok();
@@ -29,8 +30,9 @@ StatusOr<Message> RpcClient::Call(const Message& msg, int timeout_ms) {
   }
   if (!reply.value().has_value()) {
     socket_.reset();
-    return Status::Unavailable("no reply from " + endpoint_ + " within " + std::to_string(timeout_ms) +
-                               " ms to " + MessageName(msg));
+    return Status::Unavailable("no reply from " + endpoint_ + " within " + std::to_string(timeout_ms) + " ms to " +
+                               MessageName(msg) +
+                               (security_.enabled() ? " (CURVE: is this key in the coordinator's allow-list?)" : ""));
   }
   return Decode(*reply.value());
 }

@@ -14,7 +14,8 @@ namespace prunelab {
 class RpcClient {
  public:
   // ctx must outlive the client.
-  RpcClient(ZmqContext& ctx, std::string endpoint);
+  // security: CURVE keys; default plain.
+  RpcClient(ZmqContext& ctx, std::string endpoint, ClientSecurity security = {});
   // Sends msg and waits for one reply. Unavailable on timeout; InvalidArgument when the
   // reply does not decode. An ErrorMsg reply is returned as a Message, not a Status.
   StatusOr<Message> Call(const Message& msg, int timeout_ms);
@@ -26,6 +27,7 @@ class RpcClient {
   Status EnsureConnected();
   ZmqContext& ctx_;
   std::string endpoint_;
+  ClientSecurity security_;
   std::unique_ptr<DealerSocket> socket_;
 };
 

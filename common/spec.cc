@@ -251,7 +251,8 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
   SweepSpec spec;
   if (!root || !root.IsMap()) return Status::InvalidArgument("invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, benchmark, targets");
   try {
-    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets"});
+    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority"});
+    c.Number(root, "", "priority", &spec.priority, -100, 100);
 
     if (!root["name"] || !root["name"].IsScalar()) {
       c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
@@ -533,38 +534,48 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
     eval.kind = TaskKind::kEvaluateBaseline;
     eval.target = target;
     tasks.push_back(eval);
-    int index = 0;
-    auto next_id = [&]() {
-      char id[32];
-      std::snprintf(id, sizeof(id), "t%03d@", ++index);
-      return id + target;
-    };
-    // One pruning task at a point of the sweep; the schedule fills in the rest.
-    auto trial = [&](const std::string& criterion, const std::string& granularity, double sparsity) {
-      Task t = base;
-      t.task_id = next_id();
-      t.kind = TaskKind::kPruneTrial;
-      t.target = target;
-      t.trial.criterion = criterion;
-      t.trial.granularity = granularity;
-      t.trial.sparsity = sparsity;
-      return t;
-    };
-    if (spec.mode == "sensitivity") {
-      // One trial per (layer, sparsity): that layer pruned alone, evaluated without fine-tuning.
-      for (const auto& criterion : spec.criteria)
-        for (const auto& granularity : spec.granularities)
-          for (const auto& layer : spec.layers)
-            for (double sparsity : SparsitiesFor(spec, granularity)) {
-              Task t = trial(criterion, granularity, sparsity);
-              t.trial.schedule = "sensitivity";
-              t.trial.finetune_epochs = 0;
-              t.trial.rounds = 1;
-              t.trial.layer = layer;
-              tasks.push_back(t);
-            }
-      continue;
+  }
+  // A variant is pruned and fine-tuned once, on any worker (tNNN), then benchmarked on
+  // every target (tNNN@TARGET, after tNNN): its result row is the one for that target.
+  std::vector<Task> benches;
+  int index = 0;
+  auto trial = [&](const std::string& criterion, const std::string& granularity, double sparsity) {
+    Task t = base;
+    char id[32];
+    std::snprintf(id, sizeof(id), "t%03d", ++index);
+    t.task_id = id;
+    t.kind = TaskKind::kPruneTrial;
+    t.trial.criterion = criterion;
+    t.trial.granularity = granularity;
+    t.trial.sparsity = sparsity;
+    return t;
+  };
+  auto add = [&](const Task& t) {
+    tasks.push_back(t);
+    if (t.trial.schedule == "sensitivity") return;  // evaluated only: its own row
+    for (const auto& target : spec.targets) {
+      Task b = t;
+      b.task_id = t.task_id + "@" + target;
+      b.kind = TaskKind::kBenchmarkVariant;
+      b.target = target;
+      b.depends_on = t.task_id;
+      benches.push_back(b);
     }
+  };
+  if (spec.mode == "sensitivity") {
+    // One trial per (layer, sparsity): that layer pruned alone, evaluated without fine-tuning.
+    for (const auto& criterion : spec.criteria)
+      for (const auto& granularity : spec.granularities)
+        for (const auto& layer : spec.layers)
+          for (double sparsity : SparsitiesFor(spec, granularity)) {
+            Task t = trial(criterion, granularity, sparsity);
+            t.trial.schedule = "sensitivity";
+            t.trial.finetune_epochs = 0;
+            t.trial.rounds = 1;
+            t.trial.layer = layer;
+            add(t);
+          }
+  } else {
     for (const auto& criterion : spec.criteria)
       for (const auto& granularity : spec.granularities)
         for (double sparsity : SparsitiesFor(spec, granularity))
@@ -578,9 +589,10 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
             t.trial.rounds = schedule.type == "iterative" ? schedule.rounds : 1;
             t.trial.curve = schedule.curve;
             t.trial.rewind = schedule.rewind;
-            tasks.push_back(t);
+            add(t);
           }
   }
+  tasks.insert(tasks.end(), benches.begin(), benches.end());
   return tasks;
 }
 

@@ -48,6 +48,9 @@ struct SweepSpec {
   std::vector<ScheduleSpec> schedules;
   BenchmarkConfig benchmark;
   std::vector<std::string> targets;
+  // Scheduling: higher first; sweeps of equal priority share workers fairly (fewest
+  // running tasks first). Range -100..100, default 0.
+  int32_t priority = 0;
 };
 
 // Allowed values (what this build implements).
@@ -71,9 +74,11 @@ std::string BaselineKey(const SweepSpec& spec);
 // Number of pruning trials (cartesian product of the sweep axes), per target.
 size_t TrialCount(const SweepSpec& spec);
 
-// Tasks of one sweep: one trainBaseline, then per target one evaluateBaseline and one
-// pruneTrial per point of the cartesian product. Task ids are stable and unique within
-// the sweep: "train", "base@TARGET", "t003@TARGET".
+// Tasks of one sweep, a graph: one trainBaseline ("train"); per target one
+// evaluateBaseline ("base@TARGET"); one pruneTrial per point of the cartesian product
+// ("t003", any worker); and, except in sensitivity mode, one benchmarkVariant per
+// (trial, target) ("t003@TARGET", after t003), whose result is the trial's row for that
+// target. Task ids are stable and unique within the sweep.
 std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id);
 
 }  // namespace prunelab

@@ -3,7 +3,10 @@
 // Thread-safety: a socket belongs to the thread that uses it; ZmqContext is thread-safe.
 #pragma once
 
+#include <atomic>
+#include <map>
 #include <memory>
+#include <set>
 #include <optional>
 #include <string>
 #include <utility>
@@ -26,6 +29,45 @@ class ZmqContext {
   std::unique_ptr<Impl> impl_;
 };
 
+// ---- CURVE authentication and encryption ----
+// Keys are Z85 text, 40 characters. A CURVE server admits any client that knows its public
+// key unless a ZAP handler checks the client's key: the coordinator always runs one
+// (ZapAuthenticator) with an allow-list per endpoint (workers, clients).
+struct CurveKeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+StatusOr<CurveKeyPair> GenerateCurveKeyPair();
+bool CurveAvailable();  // libzmq built with CURVE support
+
+struct ServerSecurity {
+  CurveKeyPair keys;       // the coordinator's pair; empty: plain TCP (no authentication)
+  std::string zap_domain;  // which allow-list admits peers of this socket ("workers", "clients")
+  bool enabled() const { return !keys.secret_key.empty(); }
+};
+struct ClientSecurity {
+  CurveKeyPair keys;       // this peer's pair
+  std::string server_key;  // the coordinator's public key; empty: plain TCP
+  bool enabled() const { return !server_key.empty(); }
+};
+
+// Answers ZeroMQ's authentication requests (ZAP, RFC 27) for every CURVE socket of a
+// context: admits a peer only if its public key is in its domain's allow-list, and logs
+// every refusal. Runs its own thread from Start() until destruction.
+class ZapAuthenticator {
+ public:
+  // allow: domain -> public keys (Z85).
+  ZapAuthenticator(ZmqContext& ctx, std::map<std::string, std::set<std::string>> allow);
+  ~ZapAuthenticator();
+  Status Start();
+  uint64_t refused() const;
+  uint64_t admitted() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 struct PeerMessage {
   std::string peer;     // ROUTER routing id of the sender
   std::string payload;  // one encoded Envelope
@@ -34,7 +76,8 @@ struct PeerMessage {
 class RouterSocket {
  public:
   // endpoint like tcp://*:5555, tcp://127.0.0.1:* (ephemeral port) or inproc://name.
-  static StatusOr<std::unique_ptr<RouterSocket>> Bind(ZmqContext& ctx, const std::string& endpoint);
+  static StatusOr<std::unique_ptr<RouterSocket>> Bind(ZmqContext& ctx, const std::string& endpoint,
+                                                      const ServerSecurity& security = {});
   ~RouterSocket();
 
   // The endpoint actually bound (ephemeral ports resolved), e.g. tcp://127.0.0.1:40123.
@@ -58,7 +101,8 @@ class DealerSocket {
  public:
   // identity: routing id the ROUTER sees (empty: ZeroMQ picks one).
   static StatusOr<std::unique_ptr<DealerSocket>> Connect(ZmqContext& ctx, const std::string& endpoint,
-                                                         const std::string& identity = "");
+                                                         const std::string& identity = "",
+                                                         const ClientSecurity& security = {});
   ~DealerSocket();
   Status Send(const std::string& payload);
   // Waits up to timeout_ms; nullopt on timeout.

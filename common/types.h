@@ -80,7 +80,7 @@ struct BenchmarkConfig {
   bool sparse_forms = true;               // also time sparse execution forms (CSR on CPU)
 };
 
-enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2 };
+enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2, kBenchmarkVariant = 3 };
 const char* TaskKindName(TaskKind kind);
 
 struct Task {
@@ -99,6 +99,8 @@ struct Task {
   std::string model_artifact;          // user TorchScript model (content hash), empty for the zoo
   std::vector<int64_t> input_shape;    // per-sample input shape, e.g. [1, 28, 28]
   std::string spec_hash;               // content hash of the sweep spec text
+  std::string variant_artifact;        // benchmarkVariant: the pruned variant (content hash)
+  std::string depends_on;              // benchmarkVariant: the pruneTrial task making it
 };
 
 // One prunable layer's weights: dense = in the baseline, total = now (after structural
@@ -114,7 +116,8 @@ struct TrialResult {
   std::string sweep_id;
   std::string task_id;
   uint32_t attempt = 0;
-  std::string worker_id;
+  std::string worker_id;            // who measured this row (a variant's row: its benchmark's worker)
+  std::string pruned_by;            // a variant's row: the worker that pruned and fine-tuned it
   std::string target;
   TaskKind kind = TaskKind::kPruneTrial;
   std::string model;
@@ -191,19 +194,41 @@ struct WorkerStatus {
   std::string task_id;
   std::string phase;
   double progress = 0;
+  uint32_t slots = 1;
+};
+
+// A task a worker holds, as it reports it when it registers again.
+struct RunningTask {
+  std::string sweep_id;
+  std::string task_id;
+  uint32_t attempt = 0;
+  uint32_t slot = 0;
 };
 
 // ---- messages (one per Envelope.body variant) ----
-struct RegisterMsg { std::string worker_id; std::string target; HardwareFingerprint hardware; };
+struct RegisterMsg {
+  std::string worker_id;
+  std::string target;
+  HardwareFingerprint hardware;
+  uint32_t slots = 1;                // tasks it runs at once
+  std::vector<RunningTask> running;  // still running (it re-registers after a coordinator restart)
+};
 struct RegisterReplyMsg { std::string worker_id; uint32_t heartbeat_interval_ms = 1000; };
-struct HeartbeatMsg { std::string worker_id; std::string task_id; std::string phase; double progress = 0; };
-struct RequestWorkMsg { std::string worker_id; };
+struct HeartbeatMsg { std::string worker_id; std::string task_id; std::string phase; double progress = 0; uint32_t slot = 0; };
+struct RequestWorkMsg { std::string worker_id; uint32_t slot = 0; };
 struct AssignMsg { Task task; };
 struct NoWorkMsg { uint32_t retry_after_ms = 500; std::string reason; };
 struct SubmitResultMsg { std::string worker_id; TrialResult result; std::string artifact; };
 struct ResultAckMsg { std::string task_id; uint32_t attempt = 0; bool accepted = false; std::string note; };
-struct FetchArtifactMsg { std::string hash; };
-struct ArtifactReplyMsg { std::string hash; bool found = false; std::string data; };
+struct FetchArtifactMsg { std::string hash; uint64_t offset = 0; uint32_t max_bytes = 0; };  // one chunk
+struct ArtifactReplyMsg {
+  std::string hash;
+  bool found = false;
+  std::string data;        // bytes [offset, offset + data.size()) of the artifact
+  uint64_t offset = 0;
+  uint64_t total_bytes = 0;
+  std::string chunk_hash;  // ContentHash(data)
+};
 struct SubmitSweepMsg { std::string spec_yaml; std::string user_model; };  // user_model: TorchScript bytes
 struct SubmitReplyMsg { std::string sweep_id; uint32_t tasks = 0; };
 struct StatusRequestMsg { std::string sweep_id; };

@@ -20,7 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/artifact_fetch.h"
 #include "common/clock.h"
+#include "common/keys.h"
 #include "common/records.h"
 #include "common/rpc.h"
 #include "common/spec.h"
@@ -53,8 +55,11 @@ const char* kUsage =
     "  pause ID | resume ID | cancel ID                      hold a sweep's queued tasks / release them / fail what is unfinished\n"
     "  workers [--json]                                      registered workers and their hardware\n"
     "  sweeps [--json]                                       sweeps in the store\n"
+    "  keygen DIR/NAME                                       CURVE key pair: NAME.key (secret, 0600) and NAME.pub\n"
     "  results, pareto, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
-    "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n";
+    "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n"
+    "  With a CURVE coordinator: --curve-key NAME.key --server-key coordinator.pub (or $PRUNELAB_CURVE_KEY,\n"
+    "  $PRUNELAB_SERVER_KEY); NAME.pub must be in the coordinator's --allow-clients list.\n";
 
 struct Args {
   std::string command;
@@ -76,6 +81,34 @@ std::string CoordinatorEndpoint(const Args& a) {
   if (a.Has("--coordinator")) return a.Get("--coordinator");
   const char* env = std::getenv("PRUNELAB_COORDINATOR");
   return env ? env : "tcp://127.0.0.1:5556";
+}
+
+// CURVE keys of this client, from flags or the environment; plain when neither is set.
+pl::ClientSecurity ClientSec(const Args& a) {
+  auto pick = [&](const char* flag, const char* env) {
+    if (a.Has(flag)) return a.Get(flag);
+    const char* v = std::getenv(env);
+    return std::string(v ? v : "");
+  };
+  auto sec = pl::LoadClientSecurity(pick("--curve-key", "PRUNELAB_CURVE_KEY"), pick("--server-key", "PRUNELAB_SERVER_KEY"));
+  if (!sec.ok()) {
+    std::fprintf(stderr, "prunelab: %s\n", sec.status().ToString().c_str());
+    std::exit(2);
+  }
+  return sec.value();
+}
+
+int CmdKeygen(const Args& a) {
+  if (a.positional.empty()) return Fail("keygen needs a path prefix, e.g. prunelab keygen keys/worker-a");
+  if (!pl::CurveAvailable()) return Fail("this libzmq has no CURVE support");
+  auto keys = pl::GenerateCurveKeyPair();
+  if (!keys.ok()) return Fail(keys.status().ToString());
+  const std::string base = a.positional[0];
+  if (auto st = pl::WriteKeyPair(base, keys.value()); !st.ok()) return Fail(st.ToString());
+  std::printf("wrote %s.key (secret: keep it on this machine) and %s.pub (public key %s)\n"
+              "add the .pub line to the coordinator's --allow-workers or --allow-clients file\n",
+              base.c_str(), base.c_str(), keys->public_key.c_str());
+  return 0;
 }
 
 // Sends one request; an ErrorMsg reply becomes a Status carrying its text.
@@ -107,7 +140,7 @@ pl::StatusOr<std::vector<pl::TrialResult>> FetchResults(const Args& a, const std
     return pc::ReadResults(*store.value(), id);
   }
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto r = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
   if (!r.ok()) return r.status();
   return r->results;
@@ -204,11 +237,8 @@ pl::StatusOr<std::string> FetchArtifact(const Args& a, const std::string& hash) 
     return *v.value();
   }
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
-  auto r = AskFor<pl::ArtifactReplyMsg>(rpc, pl::FetchArtifactMsg{hash}, 60000);
-  if (!r.ok()) return r.status();
-  if (!r->found) return pl::Status::NotFound("artifact " + hash + " is not on the coordinator");
-  return r->data;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  return pl::FetchArtifactChunked([&](const pl::Message& m) { return rpc.Call(m, 60000); }, hash);
 }
 
 bool WriteFile(const std::string& path, const std::string& bytes) {
@@ -315,7 +345,7 @@ int CmdSweeps(const Args& a) {
     return 0;
   }
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{""});
   if (!s.ok()) return Fail(s.status().ToString());
   PrintSweeps(s->sweeps, a.Has("--json"));
@@ -324,7 +354,7 @@ int CmdSweeps(const Args& a) {
 
 int CmdStatus(const Args& a) {
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   std::string id = a.positional.empty() ? "" : a.positional[0];
   while (true) {
     auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
@@ -341,7 +371,7 @@ int CmdStatus(const Args& a) {
 
 int CmdWorkers(const Args& a) {
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto w = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
   if (!w.ok()) return Fail(w.status().ToString());
   if (a.Has("--json")) {
@@ -379,7 +409,7 @@ pl::StatusOr<pl::SubmitSweepMsg> SubmitMessage(const std::string& spec_path, con
 int CmdSweepControl(const Args& a) {
   if (a.positional.empty()) return Fail(a.command + " needs a sweep id, e.g. prunelab " + a.command + " sw-0001");
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto r = AskFor<pl::StatusReplyMsg>(rpc, pl::SweepControlMsg{a.positional[0], a.command});
   if (!r.ok()) return Fail(r.status().ToString());
   PrintSweeps(r->sweeps, a.Has("--json"));
@@ -393,7 +423,7 @@ int CmdSubmit(const Args& a) {
   auto spec = pl::ParseSpec(text.value());  // fail fast, before the network
   if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
   pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a));
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
   if (!msg.ok()) return Fail(msg.status().ToString());
   auto r = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
@@ -634,6 +664,7 @@ int main(int argc, char** argv) {
   if (a.command == "export") return CmdExport(a);
   if (a.command == "pause" || a.command == "resume" || a.command == "cancel") return CmdSweepControl(a);
   if (a.command == "sensitivity") return CmdSensitivity(a);
+  if (a.command == "keygen") return CmdKeygen(a);
   if (a.command == "-h" || a.command == "--help" || a.command == "help") {
     std::printf("%s", kUsage);
     return 0;

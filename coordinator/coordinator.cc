@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <set>
 
+#include "common/artifact_fetch.h"
 #include "common/codec.h"
 #include "common/hash.h"
 #include "common/records.h"
@@ -34,6 +35,8 @@ static TaskState StateFromName(const std::string& n) {
 
 static bool Terminal(TaskState s) { return s == TaskState::kDone || s == TaskState::kFailed; }
 
+static const std::string kAnyTarget;  // the queue of tasks any worker may run
+
 // The result row of a task that ended without running to completion.
 static TrialResult FailureResult(const Task& t, const std::string& error, int64_t now_ms) {
   TrialResult fr = ResultFor(t);
@@ -52,9 +55,22 @@ StoreWrite Coordinator::TaskRecord(const std::string& sweep_id, const TaskEntry&
   json j{{"task", ToJson(t.task)},
          {"state", TaskStateName(t.state)},
          {"worker", t.worker},
+         {"slot", t.slot},
          {"attempt_errors", t.attempt_errors}};
   return StoreWrite{TaskKey(sweep_id, t.task.task_id), j.dump()};
 }
+
+// The queue a task waits in: its target's, or "" (any worker) for training and pruning.
+static const std::string& QueueOf(const Task& t) { return t.target; }
+
+// Where a task's outcome is written: a pruning stage's under stage/, anything else is a
+// row under result/ (the baseline's training included, for its artifact and timings).
+static std::string RecordKey(const std::string& sweep_id, const Task& t) {
+  if (t.kind == TaskKind::kPruneTrial && !ProducesResultRow(t)) return StageKey(sweep_id, t.task_id);
+  return ResultKey(sweep_id, t.task_id);
+}
+
+static bool IsGpu(const WorkerStatus& w) { return w.hardware.device.rfind("cuda", 0) == 0; }
 
 Status Coordinator::Recover() {
   Status st = Status::Ok();
@@ -65,12 +81,14 @@ Status Coordinator::Recover() {
     s.id = j->value("id", "");
     s.name = j->value("name", "");
     s.created_ms = j->value("created_ms", int64_t{0});
+    s.priority = j->value("priority", 0);
     s.paused = j->value("paused", false);
     s.cancelled = j->value("cancelled", false);
     if (j->contains("order")) s.order = (*j)["order"].get<std::vector<std::string>>();
     sweeps_[s.id] = std::move(s);
   }));
   PRUNELAB_RETURN_IF_ERROR(st);
+  const int64_t now = clock_.NowMs();
   std::vector<StoreWrite> requeued;
   for (auto& [id, sweep] : sweeps_) {
     PRUNELAB_RETURN_IF_ERROR(store_.Scan("task/" + id + "/", [&](const std::string&, const std::string& v) {
@@ -82,18 +100,51 @@ Status Coordinator::Recover() {
       e.task = std::move(task).value();
       e.state = StateFromName(j->value("state", "pending"));
       e.worker = j->value("worker", "");
+      e.slot = j->value("slot", 0u);
       e.attempt_errors = j->value("attempt_errors", std::vector<std::string>{});
-      if (e.state == TaskState::kRunning) {
-        // Its worker may still deliver the result (accepted once, see the rule above);
-        // meanwhile anyone may run it again.
-        e.state = TaskState::kPending;
-        e.attempt_errors.push_back("attempt " + std::to_string(e.task.attempt) + " interrupted by a coordinator restart");
-        e.worker.clear();
-        requeued.push_back(TaskRecord(id, e));
-      }
+      if (e.state == TaskState::kRunning) e.state = TaskState::kPending;  // older stores; see run/ below
       sweep.tasks[e.task.task_id] = std::move(e);
     }));
     PRUNELAB_RETURN_IF_ERROR(st);
+    // Assignments: the task stays with its worker for one dead-worker interval.
+    PRUNELAB_RETURN_IF_ERROR(store_.Scan("run/" + id + "/", [&](const std::string& k, const std::string& v) {
+      auto j = ParseJson(v);
+      auto it = sweep.tasks.find(k.substr(RunKey(id, "").size()));
+      if (!j.ok() || it == sweep.tasks.end()) return;
+      TaskEntry& e = it->second;
+      std::string worker = j->value("worker", "");
+      uint32_t slot = j->value("slot", 0u);
+      if (Terminal(e.state) || worker.empty()) {
+        requeued.push_back({k, std::nullopt});
+        return;
+      }
+      WorkerEntry& w = workers_[worker];
+      if (w.held.count(slot)) {  // inconsistent: two tasks on one slot; run this one again
+        requeued.push_back({k, std::nullopt});
+        return;
+      }
+      e.state = TaskState::kRunning;
+      e.task.attempt = j->value("attempt", e.task.attempt);
+      e.worker = worker;
+      e.slot = slot;
+      if (w.status.worker_id.empty()) {
+        w.status.worker_id = worker;
+        w.status.alive = true;
+        w.recovered = true;
+        w.last_seen_ms = now;
+        w.status.phase = "unknown since the coordinator restarted";
+      }
+      w.held[slot] = Held{id, e.task.task_id};
+    }));
+    for (size_t i = 0; i < sweep.order.size(); ++i) {
+      auto it = sweep.tasks.find(sweep.order[i]);
+      if (it == sweep.tasks.end()) continue;
+      auto& q = sweep.queues[QueueOf(it->second.task)];
+      it->second.pos = q.size();
+      q.push_back(it->first);
+      if (!it->second.task.depends_on.empty()) sweep.dependents[it->second.task.depends_on].push_back(it->first);
+      if (it->second.state == TaskState::kRunning) ++sweep.running;
+    }
   }
   auto seq = store_.Get("meta/sweep_seq");
   if (!seq.ok()) return seq.status();
@@ -117,6 +168,11 @@ std::optional<Message> Coordinator::Handle(const Message& msg) {
   return Message(Error("unexpected_message", std::string("the coordinator does not accept ") + MessageName(msg)));
 }
 
+void Coordinator::Release(WorkerEntry& w, uint32_t slot) {
+  w.held.erase(slot);
+  w.phase[slot] = {"idle", 0.0};
+}
+
 Message Coordinator::OnRegister(const RegisterMsg& m) {
   std::string id = m.worker_id;
   if (id.empty() || id.size() > 128) {
@@ -126,13 +182,52 @@ Message Coordinator::OnRegister(const RegisterMsg& m) {
     while (workers_.count(id)) id += "x";
   }
   WorkerEntry& w = workers_[id];
-  // A worker re-registering (it restarted) no longer runs what it held.
-  if (!w.task_id.empty()) Requeue(w.sweep_id, w.task_id, "worker " + id + " re-registered while holding the task");
+  auto reported = [&](const std::string& sweep, const std::string& task, uint32_t attempt) {
+    for (const auto& r : m.running)
+      if (r.sweep_id == sweep && r.task_id == task && r.attempt == attempt) return true;
+    return false;
+  };
+  // What it held and no longer runs (it restarted) goes back to the queue.
+  for (auto it = w.held.begin(); it != w.held.end();) {
+    Held h = it->second;
+    auto sit = sweeps_.find(h.sweep_id);
+    const TaskEntry* t = nullptr;
+    if (sit != sweeps_.end() && sit->second.tasks.count(h.task_id)) t = &sit->second.tasks[h.task_id];
+    if (t && reported(h.sweep_id, h.task_id, t->task.attempt)) {
+      ++it;
+      continue;
+    }
+    it = w.held.erase(it);
+    Requeue(h.sweep_id, h.task_id, "worker " + id + " registered again without it");
+  }
+  w.recovered = false;
   w.status.worker_id = id;
   w.status.target = m.target;
   w.status.hardware = m.hardware;
+  w.status.slots = std::max(1u, m.slots);
   w.status.alive = true;
   w.last_seen_ms = clock_.NowMs();
+  if (IsGpu(w.status)) gpu_workers_.insert(id);
+  // A task it still runs that was requeued meanwhile (e.g. by a restart) is its again,
+  // unless someone else took it; its result will be accepted once either way.
+  for (const auto& r : m.running) {
+    auto sit = sweeps_.find(r.sweep_id);
+    if (sit == sweeps_.end() || r.slot >= w.status.slots || w.held.count(r.slot)) continue;
+    auto tit = sit->second.tasks.find(r.task_id);
+    if (tit == sit->second.tasks.end() || tit->second.state != TaskState::kPending ||
+        tit->second.task.attempt != r.attempt)
+      continue;
+    std::map<std::string, TaskEntry> changed;
+    TaskEntry e = tit->second;
+    e.state = TaskState::kRunning;
+    e.worker = id;
+    e.slot = r.slot;
+    changed[r.task_id] = e;
+    json run{{"attempt", e.task.attempt}, {"worker", id}, {"slot", r.slot}};
+    if (!store_.Apply({{RunKey(r.sweep_id, r.task_id), run.dump()}}).ok()) continue;
+    Adopt(sit->second, changed);
+    w.held[r.slot] = Held{r.sweep_id, r.task_id};
+  }
   return RegisterReplyMsg{id, options_.heartbeat_interval_ms};
 }
 
@@ -141,48 +236,117 @@ std::optional<Message> Coordinator::OnHeartbeat(const HeartbeatMsg& m) {
   if (it == workers_.end()) return std::nullopt;  // heartbeats are one-way
   it->second.last_seen_ms = clock_.NowMs();
   it->second.status.alive = true;
-  it->second.status.phase = m.phase;
-  it->second.status.progress = m.progress;
+  if (m.slot < 64) it->second.phase[m.slot] = {m.phase, m.progress};
   return std::nullopt;
+}
+
+Coordinator::TaskEntry* Coordinator::NextFor(SweepEntry& sweep, const WorkerEntry& w, bool may_take_any) {
+  // Tasks bound to the worker's target (benchmarks) first: only such workers can run them.
+  for (const std::string* key : {&w.status.target, &kAnyTarget}) {
+    if (key->empty() && !may_take_any) continue;
+    auto qit = sweep.queues.find(*key);
+    if (qit == sweep.queues.end()) continue;
+    size_t& c = sweep.cursor[*key];
+    const auto& q = qit->second;
+    while (c < q.size() && sweep.tasks[q[c]].state != TaskState::kPending) ++c;
+    if (c < q.size()) return &sweep.tasks[q[c]];
+  }
+  return nullptr;
 }
 
 Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
   auto wit = workers_.find(m.worker_id);
-  if (wit == workers_.end())
+  if (wit == workers_.end() || wit->second.recovered)
     return Error("unregistered", "worker '" + m.worker_id + "' is not registered (coordinator restarted?); register again");
   WorkerEntry& w = wit->second;
+  if (m.slot >= w.status.slots)
+    return Error("bad_request", "slot " + std::to_string(m.slot) + " of worker '" + m.worker_id + "', which registered " +
+                                    std::to_string(w.status.slots) + " slot(s)");
   w.last_seen_ms = clock_.NowMs();
   w.status.alive = true;
-  if (!w.task_id.empty()) Requeue(w.sweep_id, w.task_id, "worker " + m.worker_id + " asked for new work while holding the task");
-
-  for (auto& [sid, sweep] : sweeps_) {
-    if (sweep.paused) continue;
-    size_t& from = sweep.scan_from[w.status.target];
-    for (size_t i = from; i < sweep.order.size(); ++i) {
-      const std::string& tid = sweep.order[i];
-      TaskEntry& t = sweep.tasks[tid];
-      // Skipped tasks stay unassignable to this target until something turns pending.
-      if (t.state != TaskState::kPending || (!t.task.target.empty() && t.task.target != w.status.target)) {
-        if (i == from) ++from;
-        continue;
+  if (auto h = w.held.find(m.slot); h != w.held.end()) {
+    Held held = h->second;
+    Release(w, m.slot);
+    Requeue(held.sweep_id, held.task_id, "worker " + m.worker_id + " asked for new work on the slot running it");
+  }
+  // Pruning and training go to GPU workers while one has a free slot.
+  bool may_take_any = IsGpu(w.status);
+  if (!may_take_any) {
+    may_take_any = true;
+    for (const auto& gid : gpu_workers_) {
+      auto g = workers_.find(gid);
+      if (g != workers_.end() && g->second.status.alive && g->second.held.size() < g->second.status.slots) {
+        may_take_any = false;
+        break;
       }
-      TaskEntry next = t;
-      next.state = TaskState::kRunning;
-      next.worker = m.worker_id;
-      next.task.attempt += 1;
-      Status st = store_.Apply({TaskRecord(sid, next)});
-      if (!st.ok()) return Error("store_error", st.ToString());
-      t = std::move(next);
-      if (i == from) ++from;
-      w.sweep_id = sid;
-      w.task_id = tid;
-      w.status.task_id = sid + "/" + tid;
-      w.status.phase = "assigned";
-      w.status.progress = 0;
-      return AssignMsg{t.task};
     }
   }
+  // Higher priority first; equal priorities: the sweep with fewest running tasks (fair share).
+  std::vector<SweepEntry*> order;
+  for (auto& [sid, sweep] : sweeps_)
+    if (!sweep.paused && !sweep.cancelled) order.push_back(&sweep);
+  if (order.size() > 1)
+    std::stable_sort(order.begin(), order.end(), [](const SweepEntry* a, const SweepEntry* b) {
+      if (a->priority != b->priority) return a->priority > b->priority;
+      return a->running < b->running;
+    });
+  for (SweepEntry* sweep : order) {
+    TaskEntry* t = NextFor(*sweep, w, may_take_any);
+    if (!t) continue;
+    std::map<std::string, TaskEntry> changed;
+    TaskEntry next = *t;
+    next.state = TaskState::kRunning;
+    next.worker = m.worker_id;
+    next.slot = m.slot;
+    next.task.attempt += 1;
+    json run{{"attempt", next.task.attempt}, {"worker", m.worker_id}, {"slot", m.slot}};
+    Status st = store_.Apply({{RunKey(sweep->id, next.task.task_id), run.dump()}});
+    if (!st.ok()) return Error("store_error", st.ToString());
+    const std::string tid = next.task.task_id;
+    changed[tid] = std::move(next);
+    Adopt(*sweep, changed);
+    w.held[m.slot] = Held{sweep->id, tid};
+    w.phase[m.slot] = {"assigned", 0.0};
+    return AssignMsg{sweep->tasks[tid].task};
+  }
   return NoWorkMsg{1000, "no pending task for target '" + w.status.target + "'"};
+}
+
+// A variant's row for one target: what pruning measured (accuracy, sizes, layers, the
+// variant) with what the benchmark on that target measured.
+static TrialResult MergeBenchmark(const TrialResult& stage, const TrialResult& bench) {
+  TrialResult m = stage;
+  m.task_id = bench.task_id;
+  m.target = bench.target;
+  m.attempt = bench.attempt;
+  m.pruned_by = stage.worker_id;
+  m.worker_id = bench.worker_id;
+  m.hardware = bench.hardware;
+  m.kind = TaskKind::kPruneTrial;
+  m.intermediates.clear();
+  m.ok = stage.ok && bench.ok;
+  if (!bench.ok) m.error = "benchmark on target '" + bench.target + "' failed: " + bench.error;
+  m.latency_mean_ms = bench.latency_mean_ms;
+  m.latency_p50_ms = bench.latency_p50_ms;
+  m.latency_p90_ms = bench.latency_p90_ms;
+  m.latency_p95_ms = bench.latency_p95_ms;
+  m.latency_p99_ms = bench.latency_p99_ms;
+  m.latency_p999_ms = bench.latency_p999_ms;
+  m.early_stop_p90_ms = bench.early_stop_p90_ms;
+  m.bench_valid = bench.bench_valid;
+  m.multistream_p99_ms = bench.multistream_p99_ms;
+  m.server_max_qps = bench.server_max_qps;
+  m.server_p99_ms = bench.server_p99_ms;
+  m.peak_rss_bytes = bench.peak_rss_bytes;
+  m.speedup_p90 = bench.speedup_p90;
+  m.speedup_min = bench.speedup_min;
+  m.speedup_max = bench.speedup_max;
+  m.deployable_form = bench.deployable_form;
+  m.benchmark_json = bench.benchmark_json;
+  m.queries = bench.queries;
+  m.bench_duration_s = bench.bench_duration_s;
+  m.throughput_sps = bench.throughput_sps;
+  return m;
 }
 
 Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
@@ -194,14 +358,14 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   if (tit == sweep.tasks.end()) return ResultAckMsg{r.task_id, r.attempt, false, "unknown task " + r.task_id};
   TaskEntry& task = tit->second;
 
-  // The worker is free again whatever happens to this result.
-  auto wit = workers_.find(m.worker_id);
-  if (wit != workers_.end() && wit->second.task_id == r.task_id && wit->second.sweep_id == r.sweep_id) {
-    wit->second.task_id.clear();
-    wit->second.sweep_id.clear();
-    wit->second.status.task_id.clear();
-    wit->second.status.phase = "idle";
+  // The worker's slot is free again whatever happens to this result.
+  if (auto wit = workers_.find(m.worker_id); wit != workers_.end()) {
     wit->second.last_seen_ms = clock_.NowMs();
+    for (auto& [slot, h] : wit->second.held)
+      if (h.sweep_id == r.sweep_id && h.task_id == r.task_id) {
+        Release(wit->second, slot);
+        break;
+      }
   }
   if (Terminal(task.state))
     return ResultAckMsg{r.task_id, r.attempt, false, "duplicate: a result for this task is already recorded"};
@@ -210,72 +374,143 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   rec.finished_at_ms = clock_.NowMs();
   std::vector<StoreWrite> batch;
   std::map<std::string, TaskEntry> changed;  // applied to memory only after the batch is durable
+  const Task& t = task.task;
+  const auto deps = sweep.dependents.find(t.task_id);
+  const bool is_stage = t.kind == TaskKind::kPruneTrial && !ProducesResultRow(t);
 
-  bool train_ok = r.ok;
-  if (task.task.kind == TaskKind::kPruneTrial && r.ok && !m.artifact.empty()) {
-    // The pruned variant, for `prunelab export`. A corrupted copy only loses the export.
-    if (ContentHash(m.artifact) == r.artifact_hash) batch.push_back({ArtifactKey(r.artifact_hash), m.artifact});
-    else rec.artifact_hash.clear();
-  }
-  // Iterative rounds before the last are results of their own ("t003@local/r1"),
-  // written in the same batch as the final row.
-  for (const TrialResult& im : r.intermediates) {
-    TrialResult row = im;
-    row.task_id = r.task_id + "/r" + std::to_string(im.round);
-    row.finished_at_ms = rec.finished_at_ms;
-    row.intermediates.clear();
-    batch.push_back({ResultKey(r.sweep_id, row.task_id), ToJson(row).dump()});
-  }
-  rec.intermediates.clear();
-  if (task.task.kind == TaskKind::kTrainBaseline && r.ok) {
+  if (t.kind == TaskKind::kTrainBaseline && r.ok) {
     if (m.artifact.empty() || ContentHash(m.artifact) != r.artifact_hash) {
       rec.ok = false;
-      train_ok = false;
       rec.error = "baseline artifact missing or corrupted in transit (hash mismatch)";
     } else {
       batch.push_back({ArtifactKey(r.artifact_hash), m.artifact});
-      batch.push_back({BaselineCacheKey(task.task.baseline_key), r.artifact_hash});
+      batch.push_back({BaselineCacheKey(t.baseline_key), r.artifact_hash});
+    }
+  }
+  if (t.kind == TaskKind::kPruneTrial && r.ok) {
+    if (!m.artifact.empty() && ContentHash(m.artifact) == r.artifact_hash) {
+      batch.push_back({ArtifactKey(r.artifact_hash), m.artifact});  // benchmarks and `prunelab export` use it
+    } else if (is_stage) {
+      rec.ok = false;
+      rec.error = "variant artifact missing or corrupted in transit (hash mismatch)";
+    } else {
+      rec.artifact_hash.clear();
+    }
+  }
+  // Iterative rounds before the last are results of their own, per target
+  // ("t003@local/r1"), written in the same batch as the final record.
+  if (rec.ok) {
+    std::vector<std::string> targets{r.target};
+    if (is_stage && deps != sweep.dependents.end()) {
+      targets.clear();
+      for (const auto& d : deps->second) targets.push_back(sweep.tasks[d].task.target);
+    }
+    for (const TrialResult& im : r.intermediates)
+      for (const auto& target : targets) {
+        TrialResult row = im;
+        row.target = target;
+        row.task_id = r.task_id + (is_stage ? "@" + target : "") + "/r" + std::to_string(im.round);
+        row.finished_at_ms = rec.finished_at_ms;
+        row.intermediates.clear();
+        batch.push_back({ResultKey(r.sweep_id, row.task_id), ToJson(row).dump()});
+      }
+  }
+  rec.intermediates.clear();
+  if (t.kind == TaskKind::kBenchmarkVariant) {
+    auto stage = store_.Get(StageKey(r.sweep_id, t.depends_on));
+    if (!stage.ok()) return Error("store_error", "result not recorded, send it again: " + stage.status().ToString());
+    StatusOr<TrialResult> parsed = Status::NotFound("no record of the pruning stage " + t.depends_on);
+    if (stage.value()) {
+      auto j = ParseJson(*stage.value());
+      if (j.ok()) parsed = ResultFromJson(j.value());
+    }
+    if (parsed.ok()) {
+      rec = MergeBenchmark(parsed.value(), rec);
+      rec.finished_at_ms = clock_.NowMs();
+    } else {
+      rec.ok = false;
+      rec.error = parsed.status().ToString();
     }
   }
   TaskEntry updated = task;
   updated.state = rec.ok ? TaskState::kDone : TaskState::kFailed;
   updated.worker = r.worker_id;
+  if (task.state == TaskState::kRunning) updated.task.attempt = std::max(updated.task.attempt, r.attempt);
   changed[r.task_id] = updated;
-  batch.push_back({ResultKey(r.sweep_id, r.task_id), ToJson(rec).dump()});
+  batch.push_back({RecordKey(r.sweep_id, t), ToJson(rec).dump()});
+  batch.push_back({RunKey(r.sweep_id, r.task_id), std::nullopt});
 
-  if (task.task.kind == TaskKind::kTrainBaseline)
-    ReleaseDependents(sweep, train_ok, r.artifact_hash, rec.error, rec.finished_at_ms, &batch, &changed);
+  if (t.kind == TaskKind::kTrainBaseline || is_stage)
+    ReleaseDependents(sweep, task, rec.ok, r.artifact_hash, rec, rec.finished_at_ms, &batch, &changed);
   for (const auto& [tid, e] : changed) batch.push_back(TaskRecord(r.sweep_id, e));
   Status st = store_.Apply(batch);
   if (!st.ok()) return Error("store_error", "result not recorded, send it again: " + st.ToString());
-  for (auto& [tid, e] : changed) sweep.tasks[tid] = std::move(e);
-  if (task.task.kind == TaskKind::kTrainBaseline) sweep.scan_from.clear();  // dependents turned pending
+  Adopt(sweep, changed);
   return ResultAckMsg{r.task_id, r.attempt, true, rec.ok ? "recorded" : "recorded as failed: " + rec.error};
 }
 
-void Coordinator::ReleaseDependents(SweepEntry& sweep, bool baseline_ok, const std::string& artifact,
-                                    const std::string& error, int64_t now_ms, std::vector<StoreWrite>* batch,
+void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
+                                    const TrialResult& outcome, int64_t now_ms, std::vector<StoreWrite>* batch,
                                     std::map<std::string, TaskEntry>* changed) {
-  for (auto& [tid, dep] : sweep.tasks) {
-    if (dep.state != TaskState::kBlocked) continue;
-    TaskEntry d = dep;
-    if (baseline_ok) {
-      d.state = TaskState::kPending;
-      d.task.baseline_artifact = artifact;
+  const bool train = stage.task.kind == TaskKind::kTrainBaseline;
+  std::vector<std::string> ids;
+  if (train) {
+    for (const auto& [tid, dep] : sweep.tasks)
+      if (dep.state == TaskState::kBlocked) ids.push_back(tid);
+  } else if (auto it = sweep.dependents.find(stage.task.task_id); it != sweep.dependents.end()) {
+    ids = it->second;
+  }
+  for (const auto& tid : ids) {
+    auto cit = changed->find(tid);
+    TaskEntry d = cit != changed->end() ? cit->second : sweep.tasks[tid];
+    if (d.state != TaskState::kBlocked) continue;
+    if (ok) {
+      if (train) d.task.baseline_artifact = artifact;
+      else d.task.variant_artifact = artifact;
+      // A benchmark also waits for its variant.
+      bool variant_ready = d.task.depends_on.empty() || !d.task.variant_artifact.empty();
+      if (variant_ready) d.state = TaskState::kPending;
     } else {
       d.state = TaskState::kFailed;
-      TrialResult fr = FailureResult(d.task, "baseline training failed: " + error, now_ms);
-      batch->push_back({ResultKey(sweep.id, tid), ToJson(fr).dump()});
+      d.attempt_errors.push_back((train ? "baseline training failed: " : "pruning failed: ") + outcome.error);
+      if (ProducesResultRow(d.task)) {
+        TrialResult fr;
+        if (train) {
+          fr = FailureResult(d.task, "baseline training failed: " + outcome.error, now_ms);
+        } else {  // what pruning measured before failing, on this target's row
+          fr = outcome;
+          fr.task_id = tid;
+          fr.target = d.task.target;
+          fr.ok = false;
+          fr.finished_at_ms = now_ms;
+        }
+        batch->push_back({ResultKey(sweep.id, tid), ToJson(fr).dump()});
+      }
     }
     (*changed)[tid] = d;
+  }
+}
+
+void Coordinator::Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& changed) {
+  for (auto& [tid, e] : changed) {
+    TaskEntry& cur = sweep.tasks[tid];
+    if (cur.state == TaskState::kRunning && e.state != TaskState::kRunning) --sweep.running;
+    if (cur.state != TaskState::kRunning && e.state == TaskState::kRunning) ++sweep.running;
+    if (e.state == TaskState::kPending && cur.state != TaskState::kPending) {
+      size_t& c = sweep.cursor[QueueOf(e.task)];
+      c = std::min(c, cur.pos);
+    }
+    size_t pos = cur.pos;
+    cur = std::move(e);
+    cur.pos = pos;
   }
 }
 
 Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
   auto v = store_.Get(ArtifactKey(m.hash));
   if (!v.ok()) return Error("store_error", v.status().ToString());
-  if (!v.value()) return ArtifactReplyMsg{m.hash, false, ""};
-  return ArtifactReplyMsg{m.hash, true, *v.value()};
+  if (!v.value()) return ArtifactReplyMsg{m.hash, false, "", 0, 0, ""};
+  return ArtifactChunk(m.hash, *v.value(), m.offset, m.max_bytes);
 }
 
 Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
@@ -295,6 +530,7 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   sweep.id = id;
   sweep.name = spec->name;
   sweep.created_ms = clock_.NowMs();
+  sweep.priority = spec->priority;
 
   // A dense baseline trained by an earlier sweep with the same settings is reused.
   std::string cached;
@@ -312,15 +548,19 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
       e.state = cached.empty() ? TaskState::kPending : TaskState::kDone;
       if (!cached.empty()) e.attempt_errors.push_back("skipped: baseline " + cached + " reused from cache");
     } else {
-      e.state = cached.empty() ? TaskState::kBlocked : TaskState::kPending;
+      e.state = cached.empty() || !e.task.depends_on.empty() ? TaskState::kBlocked : TaskState::kPending;
       e.task.baseline_artifact = cached;
     }
+    auto& q = sweep.queues[QueueOf(e.task)];
+    e.pos = q.size();
+    q.push_back(e.task.task_id);
+    if (!e.task.depends_on.empty()) sweep.dependents[e.task.depends_on].push_back(e.task.task_id);
     sweep.order.push_back(e.task.task_id);
     batch.push_back(TaskRecord(sweep.id, e));
     sweep.tasks[e.task.task_id] = std::move(e);
   }
   json rec{{"id", sweep.id}, {"name", sweep.name}, {"spec_yaml", m.spec_yaml},
-           {"created_ms", sweep.created_ms}, {"order", sweep.order}};
+           {"created_ms", sweep.created_ms}, {"order", sweep.order}, {"priority", sweep.priority}};
   batch.push_back({SweepKey(sweep.id), rec.dump()});
   batch.push_back({"meta/sweep_seq", std::to_string(next_sweep_seq_ + 1)});
   Status st = store_.Apply(batch);
@@ -355,16 +595,17 @@ Message Coordinator::OnSweepControl(const SweepControlMsg& m) {
       e.state = TaskState::kFailed;
       e.attempt_errors.push_back("cancelled by the user");
       changed[tid] = e;
-      if (t.task.kind != TaskKind::kTrainBaseline)
+      if (ProducesResultRow(t.task))
         batch.push_back({ResultKey(sweep.id, tid), ToJson(FailureResult(t.task, "cancelled by the user", now)).dump()});
       batch.push_back(TaskRecord(sweep.id, e));
+      batch.push_back({RunKey(sweep.id, tid), std::nullopt});
     }
   }
   Status st = store_.Apply(batch);
   if (!st.ok()) return Error("store_error", "sweep " + m.action + " not recorded: " + st.ToString());
   sweep.paused = paused;
   sweep.cancelled = cancelled;
-  for (auto& [tid, e] : changed) sweep.tasks[tid] = std::move(e);
+  Adopt(sweep, changed);
   return StatusReplyMsg{{StatusOf(sweep)}};
 }
 
@@ -374,11 +615,28 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
   st.name = s.name;
   st.created_at_ms = s.created_ms;
   bool all_terminal = true;
+  bool any_pending = false;
+  std::set<std::string> starved;
   for (const auto& [tid, t] : s.tasks) {
     if (!Terminal(t.state)) all_terminal = false;
-    if (t.task.kind == TaskKind::kTrainBaseline) continue;  // not a result row
+    // Pending work that no live worker can take is the most common reason a sweep stalls.
+    if (t.state == TaskState::kPending) {
+      any_pending = true;
+      if (!t.task.target.empty()) {
+        bool served = false;
+        for (const auto& [wid, w] : workers_) served |= w.status.alive && w.status.target == t.task.target;
+        if (!served) starved.insert(t.task.target);
+      }
+    }
+    if (!ProducesResultRow(t.task)) continue;  // stages: their rows follow from them
     ++st.trials;
-    switch (t.state) {
+    TaskState state = t.state;
+    // A benchmark waiting for its variant counts as running while the variant is pruned.
+    if (state == TaskState::kBlocked && !t.task.depends_on.empty()) {
+      auto d = s.tasks.find(t.task.depends_on);
+      if (d != s.tasks.end() && d->second.state == TaskState::kRunning) state = TaskState::kRunning;
+    }
+    switch (state) {
       case TaskState::kDone: ++st.done; break;
       case TaskState::kFailed: ++st.failed; break;
       case TaskState::kRunning: ++st.running; break;
@@ -386,19 +644,16 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
     }
   }
   st.state = s.cancelled ? "cancelled" : all_terminal ? "done" : s.paused ? "paused" : "running";
-  // Pending work that no live worker can take is the most common reason a sweep stalls.
-  std::set<std::string> starved;
-  for (const auto& [tid, t] : s.tasks) {
-    if (t.state != TaskState::kPending || t.task.target.empty()) continue;
-    bool served = false;
-    for (const auto& [wid, w] : workers_) served |= w.status.alive && w.status.target == t.task.target;
-    if (!served) starved.insert(t.task.target);
-  }
   if (!starved.empty()) {
     st.note = "no live worker for target(s):";
     for (const auto& t : starved) st.note += " " + t;
     st.note += " (start prunelab-worker --target NAME on such a machine)";
+  } else if (any_pending && !all_terminal) {
+    bool any_alive = false;
+    for (const auto& [wid, w] : workers_) any_alive |= w.status.alive;
+    if (!any_alive) st.note = "no live worker (start prunelab-worker)";
   }
+  if (s.priority != 0) st.note += std::string(st.note.empty() ? "" : "; ") + "priority " + std::to_string(s.priority);
   return st;
 }
 
@@ -414,6 +669,27 @@ std::vector<WorkerStatus> Coordinator::Workers() const {
   for (const auto& [id, w] : workers_) {
     WorkerStatus s = w.status;
     s.last_seen_ms_ago = now - w.last_seen_ms;
+    // One line for every slot: its task, phase and progress.
+    s.task_id.clear();
+    std::string phases;
+    double progress = 0;
+    for (const auto& [slot, h] : w.held) {
+      if (!s.task_id.empty()) s.task_id += ", ";
+      s.task_id += h.sweep_id + "/" + h.task_id;
+      auto p = w.phase.find(slot);
+      if (p != w.phase.end()) {
+        if (!phases.empty()) phases += ", ";
+        phases += p->second.first;
+        progress += p->second.second;
+      }
+    }
+    if (!w.held.empty()) {
+      s.phase = phases;
+      s.progress = progress / static_cast<double>(w.held.size());
+    } else if (s.alive) {
+      s.phase = "idle";
+      s.progress = 0;
+    }
     out.push_back(s);
   }
   return out;
@@ -442,26 +718,23 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   TaskEntry e = tit->second;
   e.attempt_errors.push_back("attempt " + std::to_string(e.task.attempt) + ": " + reason);
   e.worker.clear();
-  std::vector<StoreWrite> batch;
+  std::vector<StoreWrite> batch{{RunKey(sweep_id, task_id), std::nullopt}};
   std::map<std::string, TaskEntry> changed;
   if (e.task.attempt >= options_.max_attempts) {
     e.state = TaskState::kFailed;
     std::string why = "gave up after " + std::to_string(e.task.attempt) + " attempts:";
     for (const auto& a : e.attempt_errors) why += " [" + a + "]";
     TrialResult fr = FailureResult(e.task, why, clock_.NowMs());
-    batch.push_back({ResultKey(sweep_id, task_id), ToJson(fr).dump()});
-    if (e.task.kind == TaskKind::kTrainBaseline)
-      ReleaseDependents(sit->second, false, "", fr.error, fr.finished_at_ms, &batch, &changed);
+    batch.push_back({RecordKey(sweep_id, e.task), ToJson(fr).dump()});
+    if (e.task.kind == TaskKind::kTrainBaseline || !ProducesResultRow(e.task))
+      ReleaseDependents(sit->second, e, false, "", fr, fr.finished_at_ms, &batch, &changed);
   } else {
     e.state = TaskState::kPending;
   }
   changed[task_id] = e;
   for (const auto& [tid, c] : changed) batch.push_back(TaskRecord(sweep_id, c));
   // If the write fails the task stays running in memory and the next Tick tries again.
-  if (store_.Apply(batch).ok()) {
-    for (auto& [tid, c] : changed) sit->second.tasks[tid] = std::move(c);
-    sit->second.scan_from.clear();  // the task is pending again
-  }
+  if (store_.Apply(batch).ok()) Adopt(sit->second, changed);
 }
 
 void Coordinator::Tick() {
@@ -471,12 +744,10 @@ void Coordinator::Tick() {
     if (!w.status.alive || now - w.last_seen_ms <= limit) continue;
     w.status.alive = false;
     w.status.phase = "dead";
-    if (!w.task_id.empty()) {
-      Requeue(w.sweep_id, w.task_id, "worker " + id + " silent for " + std::to_string(now - w.last_seen_ms) + " ms");
-      w.task_id.clear();
-      w.sweep_id.clear();
-      w.status.task_id.clear();
-    }
+    auto held = w.held;
+    w.held.clear();
+    for (const auto& [slot, h] : held)
+      Requeue(h.sweep_id, h.task_id, "worker " + id + " silent for " + std::to_string(now - w.last_seen_ms) + " ms");
   }
 }
 

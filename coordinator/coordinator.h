@@ -1,17 +1,31 @@
-// Coordinator: sweep expansion, the task state machine, the worker registry and result
-// recording. Transport-free: the service feeds it decoded messages and sends its replies,
-// tests call it directly with a FakeClock and a MemoryStore.
+// Coordinator: sweep expansion, the task graph and its state machine, the worker registry
+// (with slots) and result recording. Transport-free: the service feeds it decoded messages
+// and sends its replies, tests call it directly with a FakeClock and a MemoryStore.
 // Thread-safety: not thread-safe; one event-loop thread owns it.
+//
+// Task graph: train -> base@T (per target) and train -> tNNN (prune + fine-tune + evaluate,
+// any worker, GPU workers first) -> tNNN@T (benchmark the variant on target T). A task is
+// blocked until what it needs is done; when a stage fails, every task after it fails with
+// that reason as its result row.
+//
+// Dispatch: a worker asking on one of its slots gets the first ready task of the first
+// sweep in (priority descending, running tasks ascending, age) order — higher priority
+// first, equal priorities share workers fairly — preferring tasks bound to its target.
 //
 // Result rule (exactly once): the first result for a task that is not yet terminal is
 // recorded, whatever its attempt number, in one batch with the state change, made durable
 // (WAL synced) before the acknowledgement leaves — per batch, or once per round of messages
 // under group commit (the service); any later result for that task is acknowledged as a
 // duplicate and discarded.
+//
+// Restart: tasks that were running stay assigned to their worker for one dead-worker
+// interval; a worker that comes back (its heartbeats, or its registration listing what it
+// runs) keeps them, otherwise they are requeued with an attempt counted.
 #pragma once
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +49,7 @@ class Coordinator {
   // store and clock must outlive the coordinator.
   Coordinator(Store& store, const Clock& clock, CoordinatorOptions options = {});
 
-  // Rebuilds in-memory state from the store. Tasks that were running go back to pending.
+  // Rebuilds in-memory state from the store (see "Restart" above).
   Status Recover();
 
   // Handles one decoded message; returns the reply to send, if any.
@@ -58,25 +72,37 @@ class Coordinator {
     Task task;
     TaskState state = TaskState::kPending;
     std::string worker;
+    uint32_t slot = 0;
     std::vector<std::string> attempt_errors;
+    size_t pos = 0;  // index in its sweep's queue
   };
   struct SweepEntry {
     std::string id;
     std::string name;
     int64_t created_ms = 0;
+    int32_t priority = 0;
     std::vector<std::string> order;           // task ids in expansion order
     std::map<std::string, TaskEntry> tasks;   // by task id
-    bool paused = false;                      // no new task of it is handed out
-    // Per worker target: tasks before this index cannot be handed to that target until
-    // something becomes pending again (which clears it). Keeps dispatch O(1) amortized.
-    std::map<std::string, size_t> scan_from;
-    bool cancelled = false;                   // every unfinished task failed "cancelled"
+    // Task ids by the target that may run them ("" = any), in order, and per queue the
+    // index before which nothing is pending (reset when a task turns pending again):
+    // dispatch is O(1) amortized per task.
+    std::map<std::string, std::vector<std::string>> queues;
+    std::map<std::string, size_t> cursor;
+    std::map<std::string, std::vector<std::string>> dependents;  // prune task -> its benchmarks
+    uint32_t running = 0;
+    bool paused = false;     // no new task of it is handed out
+    bool cancelled = false;  // every unfinished task failed "cancelled"
+  };
+  struct Held {
+    std::string sweep_id;
+    std::string task_id;
   };
   struct WorkerEntry {
     WorkerStatus status;
     int64_t last_seen_ms = 0;
-    std::string sweep_id;  // running task, if any
-    std::string task_id;
+    std::map<uint32_t, Held> held;  // by slot
+    std::map<uint32_t, std::pair<std::string, double>> phase;  // by slot: phase, progress
+    bool recovered = false;  // known only from tasks it ran before a coordinator restart
   };
 
   Message OnRegister(const RegisterMsg& m);
@@ -93,18 +119,26 @@ class Coordinator {
 
   SweepStatus StatusOf(const SweepEntry& s) const;
   StoreWrite TaskRecord(const std::string& sweep_id, const TaskEntry& t) const;
-  // After the baseline task ends: unblock (ok) or fail, with a result row each (not ok),
-  // every blocked task of the sweep. Writes go to batch; new entries to changed.
-  void ReleaseDependents(SweepEntry& sweep, bool baseline_ok, const std::string& artifact, const std::string& error,
-                         int64_t now_ms, std::vector<StoreWrite>* batch, std::map<std::string, TaskEntry>* changed);
+  // The first ready task of `sweep` that `w` may run, or nullptr.
+  TaskEntry* NextFor(SweepEntry& sweep, const WorkerEntry& w, bool may_take_any);
+  // After a stage (train or prune) ends: its dependents become pending (ok) or fail with a
+  // result row each (not ok). Writes go to batch; new entries to changed.
+  void ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
+                         const TrialResult& outcome, int64_t now_ms, std::vector<StoreWrite>* batch,
+                         std::map<std::string, TaskEntry>* changed);
+  // Applies `changed` to memory (after its batch is durable), keeping the queues' cursors
+  // and running counts right.
+  void Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& changed);
   // Puts a running task back in the queue (or fails it after max_attempts).
   void Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);
+  void Release(WorkerEntry& w, uint32_t slot);  // frees a slot (no store write)
 
   Store& store_;
   const Clock& clock_;
   CoordinatorOptions options_;
   std::map<std::string, SweepEntry> sweeps_;  // by id; ids sort in creation order
   std::map<std::string, WorkerEntry> workers_;
+  std::set<std::string> gpu_workers_;  // registered with a cuda device
   uint64_t next_sweep_seq_ = 1;
   uint64_t next_worker_seq_ = 1;
 };

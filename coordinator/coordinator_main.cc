@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/keys.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/service.h"
 
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   std::string data_dir;
   prunelab::coordinator::ServiceOptions options;
   prunelab::coordinator::CoordinatorOptions core_options;
+  std::string curve_key, allow_workers, allow_clients;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -27,10 +29,16 @@ int main(int argc, char** argv) {
     else if (a == "--heartbeat-ms") core_options.heartbeat_interval_ms = std::atoi(next().c_str());
     else if (a == "--max-attempts") core_options.max_attempts = static_cast<uint32_t>(std::atoi(next().c_str()));
     else if (a == "--verbose") options.verbose = true;
+    else if (a == "--curve-key") curve_key = next();
+    else if (a == "--allow-workers") allow_workers = next();
+    else if (a == "--allow-clients") allow_clients = next();
     else if (a == "-h" || a == "--help") {
       std::printf("usage: prunelab-coordinator --data-dir DIR [--worker-endpoint tcp://*:5555] "
                   "[--client-endpoint tcp://*:5556] [--heartbeat-ms 1000] [--max-attempts 3] [--verbose]\n"
-                  "  --max-attempts: worker losses a task survives before it fails with every attempt's reason\n");
+                  "       [--curve-key coordinator.key --allow-workers FILE --allow-clients FILE]\n"
+                  "  --max-attempts: worker losses a task survives before it fails with every attempt's reason\n"
+                  "  --curve-key: encrypt and authenticate with CURVE (key pair from `prunelab keygen`); only public keys\n"
+                  "    listed in --allow-workers (worker endpoint) and --allow-clients (client endpoint) may connect\n");
       return 0;
     } else {
       std::fprintf(stderr, "prunelab-coordinator: unknown argument '%s' (see --help)\n", a.c_str());
@@ -43,6 +51,27 @@ int main(int argc, char** argv) {
   }
   if (data_dir.empty()) {
     std::fprintf(stderr, "prunelab-coordinator: --data-dir DIR is required (where sweeps and results are kept)\n");
+    return 2;
+  }
+  if (!curve_key.empty()) {
+    if (allow_workers.empty() || allow_clients.empty()) {
+      std::fprintf(stderr, "prunelab-coordinator: --curve-key needs --allow-workers FILE and --allow-clients FILE "
+                           "(public keys, one per line); without allow-lists CURVE would admit anyone\n");
+      return 2;
+    }
+    auto keys = prunelab::ReadKeyPair(curve_key);
+    auto w = prunelab::ReadAllowList(allow_workers);
+    auto c = prunelab::ReadAllowList(allow_clients);
+    for (const prunelab::Status& st : {keys.status(), w.status(), c.status()})
+      if (!st.ok()) {
+        std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
+        return 2;
+      }
+    options.keys = keys.value();
+    options.allowed_workers = w.value();
+    options.allowed_clients = c.value();
+  } else if (!allow_workers.empty() || !allow_clients.empty()) {
+    std::fprintf(stderr, "prunelab-coordinator: allow-lists need --curve-key (the coordinator's key pair)\n");
     return 2;
   }
   auto store = prunelab::coordinator::OpenRocksDbStore(data_dir + "/store");
@@ -63,10 +92,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
     return 1;
   }
-  std::fprintf(stderr,
-               "prunelab-coordinator: data in %s; workers connect to %s, clients to %s\n"
-               "prunelab-coordinator: WARNING plain mode: no authentication or encryption; use only on a trusted network\n",
-               data_dir.c_str(), service.worker_endpoint().c_str(), service.client_endpoint().c_str());
+  std::fprintf(stderr, "prunelab-coordinator: data in %s; workers connect to %s, clients to %s\n", data_dir.c_str(),
+               service.worker_endpoint().c_str(), service.client_endpoint().c_str());
+  if (options.keys.secret_key.empty())
+    std::fprintf(stderr,
+                 "prunelab-coordinator: WARNING plain mode: no authentication or encryption; anyone who can reach these "
+                 "ports can submit work and results. Use only on a single trusted machine; see README \"Authentication\"\n");
+  else
+    std::fprintf(stderr, "prunelab-coordinator: CURVE on: %zu worker key(s) and %zu client key(s) allowed\n",
+                 options.allowed_workers.size(), options.allowed_clients.size());
   service.Run(/*handle_signals=*/true);
   return 0;
 }

@@ -21,6 +21,7 @@ struct CoordinatorService::Impl {
   Coordinator& core;
   ServiceOptions options;
   asio::io_context io;
+  std::unique_ptr<ZapAuthenticator> zap;
   std::unique_ptr<RouterSocket> workers;
   std::unique_ptr<RouterSocket> clients;
   std::atomic<uint64_t> rejected{0};
@@ -103,9 +104,19 @@ CoordinatorService::CoordinatorService(ZmqContext& ctx, Coordinator& core, Servi
 CoordinatorService::~CoordinatorService() = default;
 
 Status CoordinatorService::Bind() {
-  auto w = RouterSocket::Bind(impl_->ctx, impl_->options.worker_endpoint);
+  const ServiceOptions& o = impl_->options;
+  ServerSecurity ws, cs;
+  if (!o.keys.secret_key.empty()) {
+    // CURVE without a ZAP handler admits anyone who knows the server key: always check.
+    impl_->zap = std::make_unique<ZapAuthenticator>(
+        impl_->ctx, std::map<std::string, std::set<std::string>>{{"workers", o.allowed_workers}, {"clients", o.allowed_clients}});
+    PRUNELAB_RETURN_IF_ERROR(impl_->zap->Start());
+    ws = ServerSecurity{o.keys, "workers"};
+    cs = ServerSecurity{o.keys, "clients"};
+  }
+  auto w = RouterSocket::Bind(impl_->ctx, o.worker_endpoint, ws);
   if (!w.ok()) return w.status();
-  auto c = RouterSocket::Bind(impl_->ctx, impl_->options.client_endpoint);
+  auto c = RouterSocket::Bind(impl_->ctx, o.client_endpoint, cs);
   if (!c.ok()) return c.status();
   impl_->workers = std::move(w).value();
   impl_->clients = std::move(c).value();
@@ -115,6 +126,7 @@ Status CoordinatorService::Bind() {
 const std::string& CoordinatorService::worker_endpoint() const { return impl_->workers->endpoint(); }
 const std::string& CoordinatorService::client_endpoint() const { return impl_->clients->endpoint(); }
 uint64_t CoordinatorService::rejected_messages() const { return impl_->rejected.load(); }
+uint64_t CoordinatorService::refused_connections() const { return impl_->zap ? impl_->zap->refused() : 0; }
 
 void CoordinatorService::Run(bool handle_signals) {
   Impl& s = *impl_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "common/transport.h"
@@ -19,6 +20,11 @@ struct ServiceOptions {
   // One WAL sync per round of messages instead of one per state change (replies still wait
   // for it). Off only to measure what it buys (bench/dispatch_scale).
   bool group_commit = true;
+  // CURVE: the coordinator's key pair and who may connect to each endpoint (public keys).
+  // Empty key pair: plain TCP, announced as such.
+  CurveKeyPair keys;
+  std::set<std::string> allowed_workers;
+  std::set<std::string> allowed_clients;
 };
 
 class CoordinatorService {
@@ -39,6 +45,7 @@ class CoordinatorService {
   void Stop();
 
   uint64_t rejected_messages() const;
+  uint64_t refused_connections() const;  // CURVE handshakes refused by the allow-lists
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "coordinator/store_view.h"
 
+#include <set>
+
 #include "common/records.h"
 
 namespace prunelab::coordinator {
@@ -20,13 +22,19 @@ StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store) {
   PRUNELAB_RETURN_IF_ERROR(st);
   for (auto& s : out) {
     bool all_terminal = true;
+    std::set<std::string> assigned;  // run/ records: tasks handed to a worker
+    PRUNELAB_RETURN_IF_ERROR(store.Scan("run/" + s.id + "/", [&](const std::string& k, const std::string&) {
+      assigned.insert(k.substr(k.rfind('/') + 1));
+    }));
     PRUNELAB_RETURN_IF_ERROR(store.Scan("task/" + s.id + "/", [&](const std::string&, const std::string& v) {
       auto j = ParseJson(v);
       if (!j.ok()) return;
       std::string state = j->value("state", "");
-      std::string kind = (*j)["task"].value("kind", "");
+      auto task = TaskFromJson((*j)["task"]);
+      if (!task.ok()) return;
       if (state != "done" && state != "failed") all_terminal = false;
-      if (kind == "train_baseline") return;
+      if (!ProducesResultRow(task.value())) return;
+      if (state != "done" && state != "failed" && assigned.count(task->task_id)) state = "running";
       ++s.trials;
       if (state == "done") ++s.done;
       else if (state == "failed") ++s.failed;

@@ -89,7 +89,8 @@ struct BenchmarkConfig {
 enum TaskKind {
   trainBaseline @0;      # train the dense model once; produces the baseline artifact
   evaluateBaseline @1;   # evaluate + benchmark the dense model on one target
-  pruneTrial @2;         # prune, fine-tune, evaluate, benchmark one variant on one target
+  pruneTrial @2;         # prune, fine-tune and evaluate one variant (any worker; GPU preferred)
+  benchmarkVariant @3;   # benchmark one pruned variant against the baseline on one target
 }
 
 struct Task {
@@ -108,6 +109,8 @@ struct Task {
   modelArtifact @12 :Text;    # user TorchScript model (content hash); empty for the built-in zoo
   inputShape @13 :List(Int64);
   specHash @14 :Text;
+  variantArtifact @15 :Text;  # benchmarkVariant: content hash of the pruned variant
+  dependsOn @16 :Text;        # benchmarkVariant: the pruneTrial task that makes the variant
 }
 
 struct Result {
@@ -167,6 +170,7 @@ struct Result {
   layer @53 :Text;                   # sensitivity trials
   trialJson @54 :Text;
   intermediates @55 :List(Result);   # iterative rounds before the last
+  prunedBy @56 :Text;                # the worker that pruned and fine-tuned the variant
 }
 
 struct SweepStatus {
@@ -191,6 +195,7 @@ struct WorkerStatus {
   taskId @5 :Text;
   phase @6 :Text;
   progress @7 :Float64;
+  slots @8 :UInt32;         # tasks it runs at once
 }
 
 struct Envelope {
@@ -224,15 +229,33 @@ struct Envelope {
   }
 }
 
-struct Register { workerId @0 :Text; target @1 :Text; hardware @2 :Hardware; }
+struct Register {
+  workerId @0 :Text;
+  target @1 :Text;
+  hardware @2 :Hardware;
+  slots @3 :UInt32;              # tasks run at once (0 = 1)
+  running @4 :List(RunningTask); # what it is still running (re-registration after a restart)
+}
+struct RunningTask { sweepId @0 :Text; taskId @1 :Text; attempt @2 :UInt32; slot @3 :UInt32; }
 struct RegisterReply { workerId @0 :Text; heartbeatIntervalMs @1 :UInt32; }
-struct Heartbeat { workerId @0 :Text; taskId @1 :Text; phase @2 :Text; progress @3 :Float64; }
-struct RequestWork { workerId @0 :Text; }
+struct Heartbeat { workerId @0 :Text; taskId @1 :Text; phase @2 :Text; progress @3 :Float64; slot @4 :UInt32; }
+struct RequestWork { workerId @0 :Text; slot @1 :UInt32; }
 struct NoWork { retryAfterMs @0 :UInt32; reason @1 :Text; }
 struct SubmitResult { workerId @0 :Text; result @1 :Result; artifact @2 :Data; }
 struct ResultAck { taskId @0 :Text; attempt @1 :UInt32; accepted @2 :Bool; note @3 :Text; }
-struct FetchArtifact { hash @0 :Text; }
-struct ArtifactReply { hash @0 :Text; found @1 :Bool; data @2 :Data; }
+struct FetchArtifact {
+  hash @0 :Text;
+  offset @1 :UInt64;     # first byte wanted
+  maxBytes @2 :UInt32;   # chunk size wanted (0 = the coordinator's default)
+}
+struct ArtifactReply {
+  hash @0 :Text;
+  found @1 :Bool;
+  data @2 :Data;         # bytes [offset, offset + size(data)) of the artifact
+  offset @3 :UInt64;
+  totalBytes @4 :UInt64; # size of the whole artifact
+  chunkHash @5 :Text;    # content hash of data, checked by the receiver per chunk
+}
 struct SubmitSweep { specYaml @0 :Text; userModel @1 :Data; }  # userModel: TorchScript bytes named by the spec
 struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; }
 struct StatusRequest { sweepId @0 :Text; }   # empty: every sweep

@@ -30,8 +30,8 @@ class CoordinatorTest : public ::testing::Test {
     auto r = core_->Handle(SubmitSweepMsg{spec, ""});
     return std::get<SubmitReplyMsg>(*r).sweep_id;
   }
-  std::optional<Task> Pull(const std::string& worker) {
-    auto r = core_->Handle(RequestWorkMsg{worker});
+  std::optional<Task> Pull(const std::string& worker, uint32_t slot = 0) {
+    auto r = core_->Handle(RequestWorkMsg{worker, slot});
     if (auto* a = std::get_if<AssignMsg>(&*r)) return a->task;
     return std::nullopt;
   }
@@ -50,6 +50,13 @@ class CoordinatorTest : public ::testing::Test {
       m.artifact = "model-bytes";
       m.result.artifact_hash = ContentHash(m.artifact);
     }
+    if (t.kind == TaskKind::kPruneTrial && ok) {  // the variant, and what pruning measured
+      m.artifact = "variant-of-" + t.task_id;
+      m.result.artifact_hash = ContentHash(m.artifact);
+      m.result.accuracy = 0.8;
+      m.result.params = 1234;
+    }
+    if (t.kind == TaskKind::kBenchmarkVariant && ok) m.result.latency_p90_ms = 0.5;  // what a target measured
     return std::get<ResultAckMsg>(*core_->Handle(m));
   }
   size_t ResultCount(const std::string& sweep) { return ReadResults(*store_, sweep).value().size(); }
@@ -70,38 +77,147 @@ TEST_F(CoordinatorTest, InvalidSpecIsRejectedAndNothingStored) {
   EXPECT_EQ(keys, 0);
 }
 
-TEST_F(CoordinatorTest, BaselineFirstThenTrialsOnMatchingTargetsEachRecordedOnce) {
+TEST_F(CoordinatorTest, TaskGraphBaselineThenPruneAnywhereThenBenchmarkPerTargetEachRecordedOnce) {
   std::string sweep = Submit();
   std::string wa = Register("a"), wb = Register("b");
   auto train = Pull(wa);
   ASSERT_TRUE(train);
   EXPECT_EQ(train->kind, TaskKind::kTrainBaseline);
   EXPECT_EQ(train->attempt, 1u);
-  EXPECT_FALSE(Pull(wb)) << "trials must wait for the baseline";
+  EXPECT_FALSE(Pull(wb)) << "everything else waits for the baseline";
   ASSERT_TRUE(Report(wa, *train).accepted);
 
   // The baseline artifact is now served to anyone who asks.
   auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{ContentHash("model-bytes")}));
   EXPECT_TRUE(art.found);
   EXPECT_EQ(art.data, "model-bytes");
+  EXPECT_EQ(art.total_bytes, 11u);
 
-  int done = 0;
+  // b prunes both variants (any worker may); a evaluates its baseline first (bound to it).
+  auto base_a = Pull(wa);
+  ASSERT_TRUE(base_a && base_a->task_id == "base@a");
+  auto base_b = Pull(wb);
+  ASSERT_TRUE(base_b && base_b->task_id == "base@b") << "tasks bound to the worker's target come first";
+  ASSERT_TRUE(Report(wb, *base_b).accepted);
+  core_->Handle(RegisterMsg{wb, "b", {}, 4, {}});  // 4 slots: it takes every task it may
+  std::vector<Task> prunes;
+  for (uint32_t slot = 0; slot < 4; ++slot) {
+    auto t = Pull(wb, slot);
+    if (!t) break;
+    ASSERT_EQ(t->kind, TaskKind::kPruneTrial);
+    EXPECT_TRUE(t->target.empty());
+    prunes.push_back(*t);
+  }
+  ASSERT_EQ(prunes.size(), 2u) << "benchmarks wait for their variant";
+  EXPECT_EQ(core_->Sweeps()[0].running, 5u) << "1 baseline eval + 4 benchmarks whose variants are being pruned";
+  for (const auto& p : prunes) ASSERT_TRUE(Report(wb, p).accepted);
+  ASSERT_TRUE(Report(wa, *base_a).accepted);
+
+  int benches = 0;
   for (const auto& w : {wa, wb}) {
     while (auto t = Pull(w)) {
-      EXPECT_EQ(t->target, w == wa ? "a" : "b");
+      ASSERT_EQ(t->kind, TaskKind::kBenchmarkVariant);
+      EXPECT_EQ(t->target, w == wa ? "a" : "b") << "each target benchmarks on its own workers";
       EXPECT_EQ(t->baseline_artifact, ContentHash("model-bytes"));
+      EXPECT_EQ(t->variant_artifact, ContentHash("variant-of-" + t->depends_on));
       ASSERT_TRUE(Report(w, *t).accepted);
       EXPECT_FALSE(Report(w, *t).accepted) << "a duplicate must not be recorded";
-      ++done;
+      ++benches;
     }
   }
-  EXPECT_EQ(done, 6);  // 2 targets x (baseline eval + 2 trials)
+  EXPECT_EQ(benches, 4);  // 2 variants x 2 targets
   auto s = core_->Sweeps();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].state, "done");
-  EXPECT_EQ(s[0].trials, 6u);
+  EXPECT_EQ(s[0].trials, 6u);  // rows: 2 baseline evals + 2 variants x 2 targets
   EXPECT_EQ(s[0].done, 6u);
-  EXPECT_EQ(ResultCount(sweep), 7u);  // incl. the training result
+  auto rows = ReadResults(*store_, sweep).value();
+  EXPECT_EQ(rows.size(), 7u);  // incl. the training result
+  int merged = 0;
+  for (const auto& r : rows) {
+    if (r.task_id.rfind("t0", 0) != 0) continue;
+    ++merged;
+    EXPECT_EQ(r.kind, TaskKind::kPruneTrial);
+    EXPECT_DOUBLE_EQ(r.accuracy, 0.8) << "pruning's accuracy on every target's row";
+    EXPECT_DOUBLE_EQ(r.latency_p90_ms, 0.5) << "the target's own benchmark";
+    EXPECT_EQ(r.params, 1234u);
+    EXPECT_EQ(r.target, r.task_id.substr(r.task_id.find('@') + 1));
+    EXPECT_EQ(r.artifact_hash, ContentHash("variant-of-" + r.task_id.substr(0, 4)));
+  }
+  EXPECT_EQ(merged, 4);
+}
+
+TEST_F(CoordinatorTest, AFailedPruneFailsItsBenchmarksWithItsReason) {
+  std::string sweep = Submit();
+  std::string w = Register("a");
+  Register("b");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);           // train
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);           // base@a
+  auto prune = Pull(w);
+  ASSERT_TRUE(prune && prune->kind == TaskKind::kPruneTrial);
+  ASSERT_TRUE(Report(w, *prune, /*ok=*/false).accepted);
+  int failed = 0;
+  for (const auto& r : ReadResults(*store_, sweep).value()) {
+    if (r.task_id.rfind(prune->task_id + "@", 0) != 0) continue;
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("NaN loss"), std::string::npos) << r.error;
+    ++failed;
+  }
+  EXPECT_EQ(failed, 2) << "one failed row per target, not retried";
+}
+
+TEST_F(CoordinatorTest, HigherPriorityFirstAndEqualPrioritiesShareWorkersFairly) {
+  auto spec = [](const char* name, int prio) {
+    return std::string("name: ") + name + "\nmodel: mlp\npriority: " + std::to_string(prio) +
+           "\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.1, 0.2, 0.3, 0.4]}\ntargets: [a]\n";
+  };
+  std::string low = Submit(spec("low", 0).c_str());
+  std::string w = Register("a");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);  // low's baseline (cached for the others)
+  std::string high = Submit(spec("high", 5).c_str());
+  std::string peer = Submit(spec("peer", 0).c_str());
+  // A worker with 8 slots fills them: high priority first, then low and peer alternate.
+  core_->Handle(RegisterMsg{w, "a", {}, 8, {}});
+  std::vector<std::string> got;
+  for (uint32_t slot = 0; slot < 8; ++slot) {
+    auto t = Pull(w, slot);
+    ASSERT_TRUE(t);
+    got.push_back(t->sweep_id);
+  }
+  // high: base@a + 4 prunes first
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(got[i], high) << i;
+  EXPECT_NE(got[5], got[6]) << "equal priorities alternate (fewest running tasks first)";
+  EXPECT_TRUE((got[5] == low || got[5] == peer) && (got[6] == low || got[6] == peer));
+  auto workers = core_->Workers();
+  EXPECT_EQ(workers[0].slots, 8u);
+  EXPECT_NE(workers[0].task_id.find(", "), std::string::npos) << "every slot's task is listed";
+  auto bad = core_->Handle(RequestWorkMsg{w, 8});
+  EXPECT_EQ(std::get<ErrorMsg>(*bad).code, "bad_request") << "slot out of range";
+}
+
+TEST_F(CoordinatorTest, GpuWorkersGetPruningFirstCpuWorkersWhenNoGpuSlotIsFree) {
+  Submit(R"(
+name: g
+model: mlp
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.1, 0.2]}
+targets: [a]
+)");
+  HardwareFingerprint gpu;
+  gpu.device = "cuda:0";
+  std::string g = std::get<RegisterReplyMsg>(*core_->Handle(RegisterMsg{"", "gpu-box", gpu, 1, {}})).worker_id;
+  std::string c = Register("a");
+  auto train = Pull(c);
+  EXPECT_FALSE(train) << "training goes to the idle GPU worker";
+  train = Pull(g);
+  ASSERT_TRUE(train);
+  ASSERT_TRUE(Report(g, *train).accepted);
+  auto t1 = Pull(g);
+  ASSERT_TRUE(t1 && t1->kind == TaskKind::kPruneTrial);
+  auto base = Pull(c);
+  ASSERT_TRUE(base && base->task_id == "base@a");
+  ASSERT_TRUE(Report(c, *base).accepted);
+  auto t2 = Pull(c);
+  ASSERT_TRUE(t2 && t2->kind == TaskKind::kPruneTrial) << "the GPU's only slot is busy: the CPU worker prunes";
 }
 
 TEST_F(CoordinatorTest, StatusNamesTargetsThatHaveNoLiveWorker) {
@@ -190,26 +306,40 @@ TEST_F(CoordinatorTest, CorruptedBaselineArtifactIsRecordedAsFailure) {
   EXPECT_NE(results[0].error.find("hash mismatch"), std::string::npos);
 }
 
-TEST_F(CoordinatorTest, RestartRecoversSweepsAndRequeuesRunningTasks) {
+TEST_F(CoordinatorTest, RestartKeepsRunningTasksWithWorkersThatReportThemAndRequeuesTheRest) {
   std::string sweep = Submit();
-  std::string w = Register("a");
-  auto train = Pull(w);
-  ASSERT_TRUE(train);
+  std::string w = Register("a"), lost = Register("b");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);  // train
+  core_->Handle(RegisterMsg{w, "a", {}, 2, {}});
+  auto t0 = Pull(w, 0), t1 = Pull(w, 1), t2 = Pull(lost);
+  ASSERT_TRUE(t0 && t1 && t2);
   // "Kill" the coordinator: a new one on the same store.
   core_ = std::make_unique<Coordinator>(*store_, clock_);
   ASSERT_TRUE(core_->Recover().ok());
   auto s = core_->Sweeps();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].id, sweep);
-  // The old worker is unknown now and is told to register again.
-  auto r = core_->Handle(RequestWorkMsg{w});
+  // w asks for work: it is told to register again...
+  auto r = core_->Handle(RequestWorkMsg{w, 0});
   ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*r));
   EXPECT_EQ(std::get<ErrorMsg>(*r).code, "unregistered");
-  std::string w2 = Register("a");
-  auto again = Pull(w2);
-  ASSERT_TRUE(again);
-  EXPECT_EQ(again->task_id, "train");
-  EXPECT_EQ(again->attempt, 2u);
+  // ...and does, reporting that slot 1 still runs t1 (slot 0 lost its task).
+  core_->Handle(RegisterMsg{w, "a", {}, 2, {{sweep, t1->task_id, t1->attempt, 1}}});
+  // The silent worker's task is requeued after the dead-worker interval; t1 is not.
+  clock_.AdvanceMs(3500);
+  core_->Handle(HeartbeatMsg{w, "", "fine-tuning", 0.5, 1});
+  core_->Tick();
+  std::set<std::string> handed;
+  for (const auto& w2 : {Register("a"), Register("b")})
+    while (auto t = Pull(w2)) {
+      handed.insert(t->task_id + "#" + std::to_string(t->attempt));
+      ASSERT_TRUE(Report(w2, *t).accepted);
+    }
+  EXPECT_TRUE(handed.count(t0->task_id + "#2")) << "slot 0's task was run again";
+  EXPECT_TRUE(handed.count(t2->task_id + "#2")) << "the silent worker's task was run again";
+  EXPECT_FALSE(handed.count(t1->task_id + "#2")) << "t1 stayed with the worker that reported it";
+  auto ack = Report(w, *t1);
+  EXPECT_TRUE(ack.accepted) << ack.note;
   EXPECT_EQ(Submit(), "sw-0002") << "sweep ids continue after a restart";
 }
 
@@ -269,7 +399,6 @@ targets: [a]
   m.result.task_id = trial->task_id;
   m.result.attempt = trial->attempt;
   m.result.kind = TaskKind::kPruneTrial;
-  m.result.target = "a";
   m.result.ok = true;
   m.result.round = 3;
   m.artifact = "pruned-bytes";
@@ -282,12 +411,16 @@ targets: [a]
   }
   auto ack = std::get<ResultAckMsg>(*core_->Handle(m));
   ASSERT_TRUE(ack.accepted) << ack.note;
+  auto bench = Pull(w);
+  ASSERT_TRUE(bench && bench->kind == TaskKind::kBenchmarkVariant);
+  ASSERT_TRUE(Report(w, *bench).accepted);
   auto rows = ReadResults(*store_, sweep).value();
   std::set<std::string> ids;
   for (const auto& r : rows) ids.insert(r.task_id);
-  EXPECT_TRUE(ids.count(trial->task_id + "/r1")) << "round 1 is a row of its own";
-  EXPECT_TRUE(ids.count(trial->task_id + "/r2"));
-  EXPECT_TRUE(ids.count(trial->task_id));
+  EXPECT_TRUE(ids.count(trial->task_id + "@a/r1")) << "round 1 is a row of its own, per target";
+  EXPECT_TRUE(ids.count(trial->task_id + "@a/r2"));
+  EXPECT_TRUE(ids.count(trial->task_id + "@a"));
+  EXPECT_FALSE(ids.count(trial->task_id)) << "the pruning stage is not a row";
   auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{ContentHash("pruned-bytes")}));
   EXPECT_TRUE(art.found) << "the pruned variant is kept for export";
 }

@@ -93,10 +93,10 @@ TEST(SpecTest, NmPatternsAreGranularitiesWithTheirOwnSparsity) {
   // per criterion: channel x 2 sparsities + 2:4 once + 4:8 once
   EXPECT_EQ(TrialCount(s.value()), 2u * (2 + 1 + 1));
   auto tasks = ExpandTasks(s.value(), "sw-1");
-  EXPECT_EQ(tasks.size(), 1u + 1u + TrialCount(s.value()));
+  EXPECT_EQ(tasks.size(), 1u + 1u + 2 * TrialCount(s.value()));  // train, base, prune + benchmark per trial
   int nm = 0;
   for (const auto& t : tasks) {
-    if (t.trial.granularity == "2:4" || t.trial.granularity == "4:8") {
+    if (t.kind == TaskKind::kPruneTrial && (t.trial.granularity == "2:4" || t.trial.granularity == "4:8")) {
       ++nm;
       EXPECT_DOUBLE_EQ(t.trial.sparsity, 0.5);
     }
@@ -109,19 +109,28 @@ TEST(SpecTest, NmPatternsAreGranularitiesWithTheirOwnSparsity) {
   }
 }
 
+TEST(SpecTest, PriorityIsAnIntegerInRange) {
+  auto s = ParseSpec("name: x\nmodel: cnn\npriority: 7\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->priority, 7);
+  auto bad = ParseSpec("name: x\nmodel: cnn\npriority: 500\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("priority: must be in [-100, 100]"), std::string::npos) << bad.status().message();
+}
+
 TEST(SpecTest, ReportsEveryProblemAtOnce) {
   auto s = ParseSpec("name: x\nmodel: vgg\nsweep: {criterion: l9, granularity: channel, sparsity: 2}\n");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("3 problems"), std::string::npos) << s.status().message();
 }
 
-TEST(SpecTest, ExpandsCartesianProductPerTarget) {
+TEST(SpecTest, ExpandsCartesianProductIntoATaskGraph) {
   auto s = ParseSpec(kGood);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(TrialCount(s.value()), 6u);
   auto tasks = ExpandTasks(s.value(), "sw-0009");
-  // 1 train + per target (1 baseline eval + 6 trials)
-  ASSERT_EQ(tasks.size(), 1u + 2u * 7u);
+  // 1 train + 2 baseline evals + 6 prune tasks (any worker) + 6 x 2 targets benchmarks
+  ASSERT_EQ(tasks.size(), 1u + 2u + 6u + 12u);
   EXPECT_EQ(tasks[0].kind, TaskKind::kTrainBaseline);
   EXPECT_EQ(tasks[0].task_id, "train");
   EXPECT_TRUE(tasks[0].target.empty());
@@ -132,13 +141,21 @@ TEST(SpecTest, ExpandsCartesianProductPerTarget) {
     EXPECT_TRUE(ids.insert(t.task_id).second) << "duplicate id " << t.task_id;
     EXPECT_EQ(t.baseline_key, tasks[0].baseline_key);
     if (t.kind == TaskKind::kPruneTrial) {
-      combos.insert({t.target, t.trial.granularity, t.trial.sparsity});
+      EXPECT_TRUE(t.target.empty()) << "pruning runs on any worker";
+      EXPECT_TRUE(t.depends_on.empty());
       EXPECT_EQ(t.trial.finetune_epochs, 2u);
     }
+    if (t.kind == TaskKind::kBenchmarkVariant) {
+      combos.insert({t.target, t.trial.granularity, t.trial.sparsity});
+      EXPECT_EQ(t.task_id, t.depends_on + "@" + t.target);
+      EXPECT_TRUE(ids.count(t.depends_on)) << "the prune task comes first";
+    }
   }
-  EXPECT_EQ(combos.size(), 12u);  // every (target, granularity, sparsity) exactly once
+  EXPECT_EQ(combos.size(), 12u);  // every (target, granularity, sparsity) benchmarked exactly once
   EXPECT_EQ(tasks[1].task_id, "base@cpu-a");
-  EXPECT_EQ(tasks[2].task_id, "t001@cpu-a");
+  EXPECT_EQ(tasks[3].task_id, "t001");
+  EXPECT_EQ(tasks[9].task_id, "t001@cpu-a");
+  EXPECT_EQ(tasks[10].task_id, "t001@cpu-b");
 }
 
 TEST(SpecTest, BaselineKeyDependsOnlyOnModelDataTraining) {
@@ -176,7 +193,7 @@ sweep:
 )");
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   auto tasks = ExpandTasks(s.value(), "sw");
-  ASSERT_EQ(tasks.size(), 4u);  // train, base, one-shot, iterative
+  ASSERT_EQ(tasks.size(), 6u);  // train, base, one-shot, iterative, and their benchmarks
   const TrialConfig& one = tasks[2].trial;
   EXPECT_DOUBLE_EQ(one.finetune_epochs, 2.0) << "20 % of 10 baseline epochs";
   EXPECT_EQ(one.scope, "global");
@@ -196,7 +213,8 @@ sweep:
   ASSERT_TRUE(sens.ok()) << sens.status().ToString();
   EXPECT_EQ(TrialCount(sens.value()), 8u) << "4 layers x 2 sparsities";
   auto st = ExpandTasks(sens.value(), "sw");
-  ASSERT_EQ(st.size(), 2u + 8u);
+  ASSERT_EQ(st.size(), 2u + 8u) << "sensitivity trials are evaluated only: no benchmark tasks";
+  EXPECT_EQ(st[2].task_id, "t001");
   EXPECT_EQ(st[2].trial.layer, "conv1");
   EXPECT_EQ(st[2].trial.schedule, "sensitivity");
   EXPECT_EQ(st[2].trial.finetune_epochs, 0.0);

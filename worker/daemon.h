@@ -19,6 +19,8 @@ struct WorkerOptions {
   std::string worker_id;        // empty: the coordinator assigns one
   int rpc_timeout_ms = 30000;
   int max_tasks = 0;            // exit after this many tasks (0 = never); for scripts
+  int slots = 1;                // tasks run at once (one thread each)
+  ClientSecurity security;      // CURVE keys (plain when empty)
   // flock()ed by every worker on this host (shared to compute, exclusive to benchmark).
   // Empty: no host lock (only safe when this is the only worker on the machine).
   std::string host_lock_path = "/tmp/prunelab-host.lock";

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/hardware.h"
+#include "common/keys.h"
 #include "worker/daemon.h"
 
 namespace {
@@ -35,7 +36,11 @@ void Usage() {
                "  --cache-dir    where artifacts are cached (default: ~/.cache/prunelab)\n"
                "  --host-lock    file every worker on this host locks so benchmarks never overlap other work\n"
                "                 (default /tmp/prunelab-host.lock; '' disables)\n"
-               "  --rpc-timeout-ms  how long to wait for the coordinator before retrying (default 30000)\n");
+               "  --rpc-timeout-ms  how long to wait for the coordinator before retrying (default 30000)\n"
+               "  --slots        tasks run at once, one thread each (default 1; give each --threads / slots cores)\n"
+               "  --curve-key NAME.key --server-key coordinator.pub\n"
+               "                 connect with CURVE (keys from `prunelab keygen`; NAME.pub must be in the\n"
+               "                 coordinator's --allow-workers list)\n");
 }
 }  // namespace
 
@@ -43,6 +48,7 @@ int main(int argc, char** argv) {
   prunelab::worker::WorkerOptions options;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   std::string device = "cpu";
+  std::string curve_key, server_key;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -62,6 +68,9 @@ int main(int argc, char** argv) {
     else if (a == "--max-tasks") options.max_tasks = std::atoi(next().c_str());
     else if (a == "--host-lock") options.host_lock_path = next();
     else if (a == "--rpc-timeout-ms") options.rpc_timeout_ms = std::atoi(next().c_str());
+    else if (a == "--slots") options.slots = std::atoi(next().c_str());
+    else if (a == "--curve-key") curve_key = next();
+    else if (a == "--server-key") server_key = next();
     else if (a == "-h" || a == "--help") { Usage(); return 0; }
     else {
       std::fprintf(stderr, "prunelab-worker: unknown argument '%s'\n", a.c_str());
@@ -73,6 +82,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prunelab-worker: --coordinator is required (e.g. tcp://127.0.0.1:5555)\n");
     Usage();
     return 2;
+  }
+  if (options.slots < 1 || options.slots > 64) {
+    std::fprintf(stderr, "prunelab-worker: --slots must be in 1..64\n");
+    return 2;
+  }
+  if (auto sec = prunelab::LoadClientSecurity(curve_key, server_key); !sec.ok()) {
+    std::fprintf(stderr, "prunelab-worker: %s\n", sec.status().ToString().c_str());
+    return 2;
+  } else {
+    options.security = sec.value();
   }
   if (threads < 1) {
     std::fprintf(stderr, "prunelab-worker: --threads must be >= 1\n");

@@ -139,6 +139,7 @@ class TorchExecutor final : public TrialExecutor {
     auto test = ShapedData(task, /*train=*/false);
     if (!test.ok()) return test.status();
     const bool user_model = !task.model_artifact.empty();
+    if (task.kind == TaskKind::kBenchmarkVariant) return BenchmarkVariant(task, ctx, *test.value(), &r);
 
     torch::jit::Module model;
     ModelLayout layout;
@@ -226,23 +227,46 @@ class TorchExecutor final : public TrialExecutor {
       out->artifact = SaveToBytes(model);
       r.artifact_hash = ContentHash(out->artifact);
     }
-    // Timing happens per target, on the evaluate/prune tasks; sensitivity trials only evaluate.
-    if (task.kind == TaskKind::kTrainBaseline || sensitivity) return Status::Ok();
+    // Timing happens per target: the baseline's on base@T, a variant's on its benchmark task.
+    if (task.kind != TaskKind::kEvaluateBaseline) return Status::Ok();
+    return Time(task, ctx, model, nullptr, *test.value(), &r);
+  }
 
+  Status Time(const Task& task, const ExecutionContext& ctx, torch::jit::Module& model, torch::jit::Module* dense,
+              const Dataset& samples, TrialResult* r) {
     auto bench_lock = Lock(ctx, true, "benchmark (exclusive)");
+    const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";
     BenchRequest req;
     req.variant = &model;
-    req.baseline = prune ? &dense : nullptr;
+    req.baseline = dense;
     // The CSR execution form is implemented for the zoo cnn only.
-    req.has_unstructured_zeros = prune && !structured && task.model == "cnn" && !user_model;
-    req.samples = test.value();
+    req.has_unstructured_zeros = dense && !structured && task.model == "cnn" && task.model_artifact.empty();
+    req.samples = &samples;
     req.config = task.benchmark;
     req.seed = task.training.seed;
     req.on_phase = [&ctx](const std::string& p) {
       if (ctx.on_progress) ctx.on_progress(p, 0);
     };
-    PRUNELAB_RETURN_IF_ERROR(RunBenchmarks(req, &r));
-    return Status::Ok();
+    return RunBenchmarks(req, r);
+  }
+
+  // A pruned variant (made by its prune task, maybe on another machine) against the dense
+  // baseline on this worker's hardware.
+  Status BenchmarkVariant(const Task& task, const ExecutionContext& ctx, const Dataset& samples, TrialResult* r) {
+    if (!ctx.fetch_artifact) return Status::Internal("no artifact source");
+    if (ctx.on_progress) ctx.on_progress("fetching the variant", 0);
+    auto load = [&](const std::string& hash, const char* what) -> StatusOr<torch::jit::Module> {
+      auto bytes = ctx.fetch_artifact(hash);
+      if (!bytes.ok()) return Status::Unavailable(std::string(what) + " " + hash + ": " + bytes.status().ToString());
+      return LoadFromBytes(bytes.value());
+    };
+    auto dense = load(task.baseline_artifact, "baseline");
+    if (!dense.ok()) return dense.status();
+    auto variant = load(task.variant_artifact, "variant");
+    if (!variant.ok()) return variant.status();
+    r->params = static_cast<uint64_t>(CountParameters(variant.value()));
+    r->artifact_hash = task.variant_artifact;
+    return Time(task, ctx, variant.value(), &dense.value(), samples, r);
   }
 
   // Early weights for lottery-ticket rewinding: the zoo model's initialization (fraction 0)
