@@ -1,16 +1,28 @@
 // Dispatch throughput and latency of the coordinator: N simulated workers over real ZeroMQ
 // sockets on loopback, the real state machine and Asio service, a durable RocksDB store
-// (every result in a synced batch before its ack). Tasks are no-ops: a worker asks, gets a
-// task, and reports an ok result at once (a pruning task with a tiny variant, which its
-// benchmark task then needs). Every worker keeps one request outstanding, so the
-// coordinator sees N concurrent workers; dispatch latency is request sent -> task received.
-// Usage: dispatch_scale [--json] [--tasks N] (default 5000 per worker count)
+// (every result in a WAL-synced batch before its ack). Tasks are no-ops: a worker asks, gets
+// a task, and reports an ok result at once (a pruning task with a tiny variant, which its
+// benchmark task then needs). The simulated workers share this process and the machine's
+// cores with the coordinator.
+//
+// Two measurements per worker count, side by side:
+//  * saturated: every worker keeps one request outstanding (closed loop), so throughput is
+//    the coordinator's maximum; end-to-end latency is then queueing (Little's law:
+//    workers / throughput), not dispatch cost;
+//  * half load: workers pause between tasks so the offered load is half the saturated
+//    throughput, as real workers (whose tasks take time) do; the dispatch latency here is
+//    what a worker waits for its next task.
+// The coordinator-side dispatch latency (request read off the socket -> assignment handed
+// to ZeroMQ) is reported for both. With python3-distributed installed, the same no-op
+// workload runs through Dask's LocalCluster in the same run (bench/dask_noop.py).
+// Usage: dispatch_scale [--json] [--tasks N] [--no-dask] (default 20000 trials per run)
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -43,7 +55,9 @@ struct SimWorker {
   std::unique_ptr<DealerSocket> sock;
   std::string id;
   Steady::time_point sent;
-  bool finished = false;  // told there is no work left
+  Steady::time_point next_request;  // paced mode: when to ask again
+  bool waiting = false;             // paced mode: between an ack and the next request
+  bool finished = false;            // told there is no work left
 };
 
 template <typename T>
@@ -63,10 +77,13 @@ struct Figures {
   int workers = 0;
   uint64_t tasks = 0;
   double seconds = 0;
-  worker::LatencySummary latency;
+  worker::LatencySummary latency;  // end to end, as the simulated workers saw it
+  double coord_p50_ms = 0, coord_p99_ms = 0;  // coordinator side
+  double ack_p99_ms = 0;                       // result -> durable ack
 };
 
-Figures Run(int n_workers, int n_tasks, bool group_commit) {
+// think_s: pause between an ack and the next request (0: closed loop).
+Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
   auto dir = std::filesystem::temp_directory_path() / ("prunelab-scale-" + std::to_string(getpid()) + "-" + std::to_string(n_workers));
   std::filesystem::remove_all(dir);
   auto store = OpenRocksDbStore(dir.string());
@@ -86,16 +103,20 @@ Figures Run(int n_workers, int n_tasks, bool group_commit) {
   std::thread loop([&] { service.Run(false); });
 
   auto client = DealerSocket::Connect(*ctxs[0], service.client_endpoint()).value();
-  auto sub = Ask<SubmitReplyMsg>(*client, SubmitSweepMsg{Spec(n_tasks), ""});
-  // ZeroMQ's default is 1023 sockets per context.
+  auto sub = Ask<SubmitReplyMsg>(*client, SubmitSweepMsg{Spec(n_trials), ""});
+  // The simulated workers get their own contexts (I/O threads), as separate worker
+  // processes would; ZeroMQ's default is 1023 sockets per context.
+  ctxs.push_back(std::make_unique<ZmqContext>());
   std::vector<SimWorker> ws(n_workers);
+  std::vector<DealerSocket*> socks;
   for (int i = 0; i < n_workers; ++i) {
     if (i % 500 == 499) ctxs.push_back(std::make_unique<ZmqContext>());
     ws[i].sock = DealerSocket::Connect(*ctxs.back(), service.worker_endpoint()).value();
-    ws[i].id = Ask<RegisterReplyMsg>(*ws[i].sock, RegisterMsg{"", "local", {}}).worker_id;
+    ws[i].id = Ask<RegisterReplyMsg>(*ws[i].sock, RegisterMsg{"", "local", {}, 1, {}}).worker_id;
+    socks.push_back(ws[i].sock.get());
   }
   // The baseline first (it gates every trial), as a real worker would deliver it.
-  auto train = Ask<AssignMsg>(*ws[0].sock, RequestWorkMsg{ws[0].id}).task;
+  auto train = Ask<AssignMsg>(*ws[0].sock, RequestWorkMsg{ws[0].id, 0}).task;
   SubmitResultMsg tr{ws[0].id, {}, "baseline-bytes"};
   tr.result.sweep_id = train.sweep_id;
   tr.result.task_id = train.task_id;
@@ -109,16 +130,20 @@ Figures Run(int n_workers, int n_tasks, bool group_commit) {
   f.workers = n_workers;
   std::vector<double> lat_ms;
   const uint64_t total = sub.tasks - 1;  // every task but the baseline
+  std::mt19937 rng(7);
+  std::exponential_distribution<double> think(think_s > 0 ? 1.0 / think_s : 1.0);
   auto t0 = Steady::now();
   for (auto& w : ws) {
     w.sent = Steady::now();
-    (void)w.sock->Send(Encode(RequestWorkMsg{w.id}));
+    (void)w.sock->Send(Encode(RequestWorkMsg{w.id, 0}));
   }
-  // Each worker: request -> assign -> result -> ack -> request ... until nothing is left.
+  // Each worker: request -> assign -> result -> ack -> [pause] -> request ... until nothing is left.
   size_t finished = 0;
+  std::vector<size_t> ready;
   while (f.tasks < total && finished < ws.size()) {
-    for (auto& w : ws) {
-      if (w.finished) continue;
+    DealerSocket::PollAny(socks, think_s > 0 ? 1 : 100, &ready);
+    for (size_t i : ready) {
+      SimWorker& w = ws[i];
       auto r = w.sock->Receive(0);
       if (!r.ok() || !r.value()) continue;
       auto msg = Decode(*r.value());
@@ -139,16 +164,33 @@ Figures Run(int n_workers, int n_tasks, bool group_commit) {
         (void)w.sock->Send(Encode(m));
       } else if (std::holds_alternative<ResultAckMsg>(msg.value())) {
         ++f.tasks;
-        w.sent = Steady::now();
-        (void)w.sock->Send(Encode(RequestWorkMsg{w.id}));
+        if (think_s > 0) {
+          w.waiting = true;
+          w.next_request = Steady::now() + std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double>(think(rng)));
+        } else {
+          w.sent = Steady::now();
+          (void)w.sock->Send(Encode(RequestWorkMsg{w.id, 0}));
+        }
       } else if (std::holds_alternative<NoWorkMsg>(msg.value())) {
         w.finished = true;
         ++finished;
       }
     }
+    if (think_s > 0) {
+      auto now = Steady::now();
+      for (auto& w : ws)
+        if (w.waiting && now >= w.next_request) {
+          w.waiting = false;
+          w.sent = now;
+          (void)w.sock->Send(Encode(RequestWorkMsg{w.id, 0}));
+        }
+    }
   }
   f.seconds = std::chrono::duration<double>(Steady::now() - t0).count();
   f.latency = worker::Summarize(lat_ms);
+  f.coord_p50_ms = service.dispatch_latency().Quantile(0.5) * 1e3;
+  f.coord_p99_ms = service.dispatch_latency().Quantile(0.99) * 1e3;
+  f.ack_p99_ms = service.commit_latency().Quantile(0.99) * 1e3;
   service.Stop();
   loop.join();
   ws.clear();
@@ -157,33 +199,93 @@ Figures Run(int n_workers, int n_tasks, bool group_commit) {
   return f;
 }
 
+nlohmann::json ToJson(const Figures& f, double tps) {
+  return {{"workers", f.workers}, {"tasks", f.tasks}, {"seconds", f.seconds}, {"tasks_per_s", tps},
+          {"dispatch_p50_ms", f.latency.p50_ms}, {"dispatch_p90_ms", f.latency.p90_ms},
+          {"dispatch_p99_ms", f.latency.p99_ms}, {"coordinator_dispatch_p50_ms", f.coord_p50_ms},
+          {"coordinator_dispatch_p99_ms", f.coord_p99_ms}, {"result_ack_p99_ms", f.ack_p99_ms}};
+}
+
+// Dask's figure for the same workload, or an explanation.
+nlohmann::json Dask(int tasks, int workers) {
+  if (std::system("/usr/bin/python3 -c 'import distributed' > /dev/null 2>&1") != 0)
+    return {{"error", "not measured: python3-distributed is not installed (cluster/install-deps.sh installs it)"}};
+  std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/bench/dask_noop.py " + std::to_string(tasks) + " " +
+                    std::to_string(workers) + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {{"error", "cannot run " + cmd}};
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int rc = pclose(p);
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  if (rc != 0 || j.is_discarded()) return {{"error", "dask_noop.py failed (exit " + std::to_string(rc) + ")"}};
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool json_out = bench::WantJson(argc, argv);
-  int tasks = bench::IntFlag(argc, argv, "--tasks", 5000);
-  nlohmann::json out{{"tasks_per_run", tasks}, {"store", "rocksdb, synced batch per result"}, {"runs", nlohmann::json::array()}};
-  if (!json_out)
-    std::printf("coordinator dispatch, no-op tasks, real sockets on loopback, durable results (%d tasks per run)\n", tasks);
-  for (int n : {10, 100, 1000}) {
-    double per_sync = 0;
-    for (bool group : {false, true}) {  // per-change WAL sync vs group commit, side by side
-      Figures f = Run(n, tasks, group);
-      double tps = f.tasks / f.seconds;
-      out["runs"].push_back({{"workers", n}, {"group_commit", group}, {"tasks", f.tasks}, {"seconds", f.seconds},
-                             {"tasks_per_s", tps}, {"dispatch_p50_ms", f.latency.p50_ms},
-                             {"dispatch_p90_ms", f.latency.p90_ms}, {"dispatch_p99_ms", f.latency.p99_ms}});
-      if (group) out["runs"].back()["group_over_per_sync"] = tps / per_sync;
-      else per_sync = tps;
-      if (!json_out)
-        std::printf("  %5d workers, %-19s %6llu tasks in %6.2f s = %7.0f tasks/s%s; dispatch p50 %.3f ms, p90 %.3f ms, p99 %.3f ms\n",
-                    n, group ? "group commit:" : "sync per change:", static_cast<unsigned long long>(f.tasks), f.seconds, tps,
-                    group ? (" (" + std::to_string(tps / per_sync).substr(0, 4) + "x)").c_str() : "", f.latency.p50_ms,
-                    f.latency.p90_ms, f.latency.p99_ms);
+  int trials = bench::IntFlag(argc, argv, "--tasks", 20000);
+  bool no_dask = false;
+  for (int i = 1; i < argc; ++i) no_dask |= std::string(argv[i]) == "--no-dask";
+  nlohmann::json out{{"trials_per_run", trials},
+                     {"store", "rocksdb; results acknowledged after a WAL sync (group commit: one per round)"},
+                     {"cores", std::thread::hardware_concurrency()},
+                     {"runs", nlohmann::json::array()}};
+  auto say = [&](const char* fmt, auto... args) {
+    if (!json_out) std::printf(fmt, args...);
+  };
+  say("coordinator dispatch: no-op tasks (each trial = a prune task + a benchmark task), real sockets on loopback,\n"
+      "durable results, %d trials per run; simulated workers share the %u cores\n", trials, std::thread::hardware_concurrency());
+  double tps200 = 0, tps10 = 0;
+  for (int n : {10, 100, 200, 1000}) {
+    Figures sat = Run(n, trials, true, 0);
+    double tps = sat.tasks / sat.seconds;
+    if (n == 200) tps200 = tps;
+    if (n == 10) tps10 = tps;
+    // Half load: each worker pauses so that n workers offer half the saturated rate.
+    double think_s = std::max(0.0, n / (0.5 * tps));
+    Figures half = Run(n, trials, true, think_s);
+    double half_tps = half.tasks / half.seconds;
+    nlohmann::json run{{"workers", n}, {"saturated", ToJson(sat, tps)}, {"half_load", ToJson(half, half_tps)}};
+    say("  %5d workers  saturated: %6llu tasks in %5.2f s = %7.0f tasks/s; end-to-end p50 %.2f ms p99 %.2f ms "
+        "(queueing: %d outstanding); coordinator p50 %.3f ms p99 %.3f ms; result ack p99 %.2f ms\n",
+        n, static_cast<unsigned long long>(sat.tasks), sat.seconds, tps, sat.latency.p50_ms, sat.latency.p99_ms, n,
+        sat.coord_p50_ms, sat.coord_p99_ms, sat.ack_p99_ms);
+    say("  %5d workers  half load: %7.0f tasks/s offered %.0f; dispatch p50 %.3f ms p90 %.3f ms p99 %.3f ms; "
+        "coordinator p99 %.3f ms\n",
+        n, half_tps, 0.5 * tps, half.latency.p50_ms, half.latency.p90_ms, half.latency.p99_ms, half.coord_p99_ms);
+    if (n == 200) {
+      // Side by side: the same run with a WAL sync per state change instead of per round.
+      Figures sync = Run(n, trials, false, 0);
+      double sync_tps = sync.tasks / sync.seconds;
+      run["sync_per_change"] = ToJson(sync, sync_tps);
+      run["group_over_sync_per_change"] = tps / sync_tps;
+      say("  %5d workers  sync per change (for comparison): %7.0f tasks/s; group commit is %.2fx\n", n, sync_tps,
+          tps / sync_tps);
+    }
+    out["runs"].push_back(run);
+  }
+  out["tasks_per_s_200_workers"] = tps200;
+  if (no_dask) {
+    out["dask"] = {{"error", "skipped (--no-dask)"}};
+  } else {
+    // Dask: 10 worker processes (one thread each) on the same machine, 2x trials no-op tasks.
+    nlohmann::json d = Dask(2 * trials, 10);
+    out["dask"] = d;
+    if (d.contains("tasks_per_s")) {
+      double dtps = d["tasks_per_s"].get<double>();
+      out["prunelab_10_workers_over_dask_10_workers"] = tps10 / dtps;
+      out["prunelab_200_workers_over_dask_10_workers"] = tps200 / dtps;
+      say("  Dask %s LocalCluster, 10 worker processes: %d no-op tasks in %.2f s = %.0f tasks/s; prunelab is %.1fx "
+          "(10 workers) and %.1fx (200 workers)\n",
+          d.value("dask_version", "?").c_str(), 2 * trials, d["seconds"].get<double>(), dtps, tps10 / dtps, tps200 / dtps);
+    } else {
+      say("  Dask: %s\n", d.value("error", "?").c_str());
     }
   }
-  out["dask"] = "not measured: python3-distributed is not installed";
   if (json_out) std::printf("%s\n", out.dump().c_str());
-  else std::printf("  Dask comparison: not measured (python3-distributed is not installed)\n");
   return 0;
 }

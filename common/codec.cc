@@ -1,5 +1,7 @@
 #include "common/codec.h"
 
+#include "common/records.h"
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -626,6 +628,89 @@ StatusOr<Message> Decode(std::string_view bytes) {
   } catch (const kj::Exception& e) {
     return Status::InvalidArgument(std::string("malformed message: ") + e.getDescription().cStr());
   }
+}
+
+namespace {
+
+std::string Flat(capnp::MallocMessageBuilder& builder) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// Reads a stored record: trusted, but checked like anything read from disk.
+template <typename Root, typename Fn>
+auto ReadRecord(std::string_view bytes, Fn&& fn) -> decltype(fn(std::declval<typename Root::Reader>())) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
+    return Status::Corruption("stored record of " + std::to_string(bytes.size()) + " bytes is not a Cap'n Proto message");
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 2 * words.size() + 1024;
+  try {
+    capnp::FlatArrayMessageReader reader(words.asPtr(), options);
+    return fn(reader.getRoot<Root>());
+  } catch (const kj::Exception& e) {
+    return Status::Corruption(std::string("stored record: ") + e.getDescription().cStr());
+  }
+}
+
+bool LooksLikeJson(std::string_view b) { return !b.empty() && b[0] == '{'; }
+
+}  // namespace
+
+std::string EncodeTaskRecord(const TaskRecordData& r) {
+  capnp::MallocMessageBuilder builder;
+  auto b = builder.initRoot<s::TaskRecord>();
+  Put(b.initTask(), r.task);
+  b.setState(T(r.state));
+  b.setWorker(T(r.worker));
+  b.setSlot(r.slot);
+  auto errs = b.initAttemptErrors(static_cast<unsigned>(r.attempt_errors.size()));
+  for (size_t i = 0; i < r.attempt_errors.size(); ++i) errs.set(static_cast<unsigned>(i), T(r.attempt_errors[i]));
+  return Flat(builder);
+}
+
+StatusOr<TaskRecordData> DecodeTaskRecord(std::string_view bytes) {
+  if (LooksLikeJson(bytes)) {
+    auto j = ParseJson(std::string(bytes));
+    if (!j.ok()) return j.status();
+    auto task = TaskFromJson((*j)["task"]);
+    if (!task.ok()) return task.status();
+    TaskRecordData d;
+    d.task = std::move(task).value();
+    d.state = j->value("state", "pending");
+    d.worker = j->value("worker", "");
+    d.slot = j->value("slot", 0u);
+    d.attempt_errors = j->value("attempt_errors", std::vector<std::string>{});
+    return d;
+  }
+  return ReadRecord<s::TaskRecord>(bytes, [](s::TaskRecord::Reader r) -> StatusOr<TaskRecordData> {
+    auto task = Get(r.getTask());
+    if (!task.ok()) return task.status();
+    TaskRecordData d;
+    d.task = std::move(task).value();
+    d.state = S(r.getState());
+    d.worker = S(r.getWorker());
+    d.slot = r.getSlot();
+    for (auto e : r.getAttemptErrors()) d.attempt_errors.push_back(S(e));
+    return d;
+  });
+}
+
+std::string EncodeResultRecord(const TrialResult& r) {
+  capnp::MallocMessageBuilder builder;
+  Put(builder.initRoot<s::Result>(), r);
+  return Flat(builder);
+}
+
+StatusOr<TrialResult> DecodeResultRecord(std::string_view bytes) {
+  if (LooksLikeJson(bytes)) {
+    auto j = ParseJson(std::string(bytes));
+    if (!j.ok()) return j.status();
+    return ResultFromJson(j.value());
+  }
+  return ReadRecord<s::Result>(bytes, [](s::Result::Reader r) { return Get(r); });
 }
 
 const char* MessageName(const Message& msg) {

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "common/types.h"
@@ -19,6 +20,19 @@ std::string Encode(const Message& msg);
 // Validates untrusted bytes: alignment, Cap'n Proto structure (traversal and nesting limits),
 // protocol version and a known body. Never throws.
 StatusOr<Message> Decode(std::string_view bytes);
+
+// ---- store records (Cap'n Proto; values written before these existed were JSON and still read) ----
+struct TaskRecordData {
+  Task task;
+  std::string state;
+  std::string worker;
+  uint32_t slot = 0;
+  std::vector<std::string> attempt_errors;
+};
+std::string EncodeTaskRecord(const TaskRecordData& r);
+StatusOr<TaskRecordData> DecodeTaskRecord(std::string_view bytes);
+std::string EncodeResultRecord(const TrialResult& r);
+StatusOr<TrialResult> DecodeResultRecord(std::string_view bytes);
 
 // Short name of a message's type, for logs and error replies.
 const char* MessageName(const Message& msg);

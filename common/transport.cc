@@ -212,6 +212,19 @@ Status DealerSocket::Send(const std::string& payload) {
   return Status::Ok();
 }
 
+void DealerSocket::PollAny(const std::vector<DealerSocket*>& sockets, int timeout_ms, std::vector<size_t>* ready) {
+  ready->clear();
+  std::vector<zmq::pollitem_t> items(sockets.size());
+  for (size_t i = 0; i < sockets.size(); ++i) items[i] = {static_cast<void*>(sockets[i]->impl_->sock), 0, ZMQ_POLLIN, 0};
+  try {
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
+  } catch (const zmq::error_t&) {
+    return;
+  }
+  for (size_t i = 0; i < items.size(); ++i)
+    if (items[i].revents & ZMQ_POLLIN) ready->push_back(i);
+}
+
 StatusOr<std::optional<std::string>> DealerSocket::Receive(int timeout_ms) {
   try {
     zmq::pollitem_t items[] = {{static_cast<void*>(impl_->sock), 0, ZMQ_POLLIN, 0}};

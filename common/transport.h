@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -107,6 +108,9 @@ class DealerSocket {
   Status Send(const std::string& payload);
   // Waits up to timeout_ms; nullopt on timeout.
   StatusOr<std::optional<std::string>> Receive(int timeout_ms);
+  // Waits up to timeout_ms for any of `sockets` to have a message; fills `ready` with
+  // their indexes (one poll for all, for programs driving many sockets on one thread).
+  static void PollAny(const std::vector<DealerSocket*>& sockets, int timeout_ms, std::vector<size_t>* ready);
 
  private:
   DealerSocket() = default;

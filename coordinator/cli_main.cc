@@ -509,6 +509,8 @@ int CmdRun(const Args& a) {
   pc::CoordinatorService service(ctx, core, so);
   if (auto st = service.Bind(); !st.ok()) return Fail(st.ToString());
   std::thread loop([&] { service.Run(/*handle_signals=*/false); });
+  std::fprintf(stderr, "embedded coordinator on %s (plain mode, loopback only: no authentication; for a lab network "
+                       "see README \"Authentication\")\n", service.worker_endpoint().c_str());
 
   signal(SIGINT, OnSigint);
   signal(SIGTERM, OnSigint);

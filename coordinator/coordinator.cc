@@ -52,12 +52,8 @@ Coordinator::Coordinator(Store& store, const Clock& clock, CoordinatorOptions op
     : store_(store), clock_(clock), options_(options) {}
 
 StoreWrite Coordinator::TaskRecord(const std::string& sweep_id, const TaskEntry& t) const {
-  json j{{"task", ToJson(t.task)},
-         {"state", TaskStateName(t.state)},
-         {"worker", t.worker},
-         {"slot", t.slot},
-         {"attempt_errors", t.attempt_errors}};
-  return StoreWrite{TaskKey(sweep_id, t.task.task_id), j.dump()};
+  return StoreWrite{TaskKey(sweep_id, t.task.task_id),
+                    EncodeTaskRecord({t.task, TaskStateName(t.state), t.worker, t.slot, t.attempt_errors})};
 }
 
 // The queue a task waits in: its target's, or "" (any worker) for training and pruning.
@@ -92,16 +88,14 @@ Status Coordinator::Recover() {
   std::vector<StoreWrite> requeued;
   for (auto& [id, sweep] : sweeps_) {
     PRUNELAB_RETURN_IF_ERROR(store_.Scan("task/" + id + "/", [&](const std::string&, const std::string& v) {
-      auto j = ParseJson(v);
-      if (!j.ok()) { st = j.status(); return; }
-      auto task = TaskFromJson((*j)["task"]);
-      if (!task.ok()) { st = task.status(); return; }
+      auto rec = DecodeTaskRecord(v);
+      if (!rec.ok()) { st = rec.status(); return; }
       TaskEntry e;
-      e.task = std::move(task).value();
-      e.state = StateFromName(j->value("state", "pending"));
-      e.worker = j->value("worker", "");
-      e.slot = j->value("slot", 0u);
-      e.attempt_errors = j->value("attempt_errors", std::vector<std::string>{});
+      e.task = std::move(rec->task);
+      e.state = StateFromName(rec->state);
+      e.worker = rec->worker;
+      e.slot = rec->slot;
+      e.attempt_errors = std::move(rec->attempt_errors);
       if (e.state == TaskState::kRunning) e.state = TaskState::kPending;  // older stores; see run/ below
       sweep.tasks[e.task.task_id] = std::move(e);
     }));
@@ -144,6 +138,7 @@ Status Coordinator::Recover() {
       q.push_back(it->first);
       if (!it->second.task.depends_on.empty()) sweep.dependents[it->second.task.depends_on].push_back(it->first);
       if (it->second.state == TaskState::kRunning) ++sweep.running;
+      if (it->second.state == TaskState::kPending) sweep.ready[QueueOf(it->second.task)].insert(it->second.pos);
     }
   }
   auto seq = store_.Get("meta/sweep_seq");
@@ -244,12 +239,9 @@ Coordinator::TaskEntry* Coordinator::NextFor(SweepEntry& sweep, const WorkerEntr
   // Tasks bound to the worker's target (benchmarks) first: only such workers can run them.
   for (const std::string* key : {&w.status.target, &kAnyTarget}) {
     if (key->empty() && !may_take_any) continue;
-    auto qit = sweep.queues.find(*key);
-    if (qit == sweep.queues.end()) continue;
-    size_t& c = sweep.cursor[*key];
-    const auto& q = qit->second;
-    while (c < q.size() && sweep.tasks[q[c]].state != TaskState::kPending) ++c;
-    if (c < q.size()) return &sweep.tasks[q[c]];
+    auto rit = sweep.ready.find(*key);
+    if (rit == sweep.ready.end() || rit->second.empty()) continue;
+    return &sweep.tasks[sweep.queues[*key][*rit->second.begin()]];
   }
   return nullptr;
 }
@@ -412,7 +404,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
         row.task_id = r.task_id + (is_stage ? "@" + target : "") + "/r" + std::to_string(im.round);
         row.finished_at_ms = rec.finished_at_ms;
         row.intermediates.clear();
-        batch.push_back({ResultKey(r.sweep_id, row.task_id), ToJson(row).dump()});
+        batch.push_back({ResultKey(r.sweep_id, row.task_id), EncodeResultRecord(row)});
       }
   }
   rec.intermediates.clear();
@@ -420,10 +412,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
     auto stage = store_.Get(StageKey(r.sweep_id, t.depends_on));
     if (!stage.ok()) return Error("store_error", "result not recorded, send it again: " + stage.status().ToString());
     StatusOr<TrialResult> parsed = Status::NotFound("no record of the pruning stage " + t.depends_on);
-    if (stage.value()) {
-      auto j = ParseJson(*stage.value());
-      if (j.ok()) parsed = ResultFromJson(j.value());
-    }
+    if (stage.value()) parsed = DecodeResultRecord(*stage.value());
     if (parsed.ok()) {
       rec = MergeBenchmark(parsed.value(), rec);
       rec.finished_at_ms = clock_.NowMs();
@@ -437,7 +426,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   updated.worker = r.worker_id;
   if (task.state == TaskState::kRunning) updated.task.attempt = std::max(updated.task.attempt, r.attempt);
   changed[r.task_id] = updated;
-  batch.push_back({RecordKey(r.sweep_id, t), ToJson(rec).dump()});
+  batch.push_back({RecordKey(r.sweep_id, t), EncodeResultRecord(rec)});
   batch.push_back({RunKey(r.sweep_id, r.task_id), std::nullopt});
 
   if (t.kind == TaskKind::kTrainBaseline || is_stage)
@@ -484,7 +473,7 @@ void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, b
           fr.ok = false;
           fr.finished_at_ms = now_ms;
         }
-        batch->push_back({ResultKey(sweep.id, tid), ToJson(fr).dump()});
+        batch->push_back({ResultKey(sweep.id, tid), EncodeResultRecord(fr)});
       }
     }
     (*changed)[tid] = d;
@@ -496,10 +485,8 @@ void Coordinator::Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& cha
     TaskEntry& cur = sweep.tasks[tid];
     if (cur.state == TaskState::kRunning && e.state != TaskState::kRunning) --sweep.running;
     if (cur.state != TaskState::kRunning && e.state == TaskState::kRunning) ++sweep.running;
-    if (e.state == TaskState::kPending && cur.state != TaskState::kPending) {
-      size_t& c = sweep.cursor[QueueOf(e.task)];
-      c = std::min(c, cur.pos);
-    }
+    if (e.state == TaskState::kPending && cur.state != TaskState::kPending) sweep.ready[QueueOf(e.task)].insert(cur.pos);
+    if (e.state != TaskState::kPending && cur.state == TaskState::kPending) sweep.ready[QueueOf(e.task)].erase(cur.pos);
     size_t pos = cur.pos;
     cur = std::move(e);
     cur.pos = pos;
@@ -555,6 +542,7 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
     e.pos = q.size();
     q.push_back(e.task.task_id);
     if (!e.task.depends_on.empty()) sweep.dependents[e.task.depends_on].push_back(e.task.task_id);
+    if (e.state == TaskState::kPending) sweep.ready[QueueOf(e.task)].insert(e.pos);
     sweep.order.push_back(e.task.task_id);
     batch.push_back(TaskRecord(sweep.id, e));
     sweep.tasks[e.task.task_id] = std::move(e);
@@ -596,7 +584,7 @@ Message Coordinator::OnSweepControl(const SweepControlMsg& m) {
       e.attempt_errors.push_back("cancelled by the user");
       changed[tid] = e;
       if (ProducesResultRow(t.task))
-        batch.push_back({ResultKey(sweep.id, tid), ToJson(FailureResult(t.task, "cancelled by the user", now)).dump()});
+        batch.push_back({ResultKey(sweep.id, tid), EncodeResultRecord(FailureResult(t.task, "cancelled by the user", now))});
       batch.push_back(TaskRecord(sweep.id, e));
       batch.push_back({RunKey(sweep.id, tid), std::nullopt});
     }
@@ -725,7 +713,7 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
     std::string why = "gave up after " + std::to_string(e.task.attempt) + " attempts:";
     for (const auto& a : e.attempt_errors) why += " [" + a + "]";
     TrialResult fr = FailureResult(e.task, why, clock_.NowMs());
-    batch.push_back({RecordKey(sweep_id, e.task), ToJson(fr).dump()});
+    batch.push_back({RecordKey(sweep_id, e.task), EncodeResultRecord(fr)});
     if (e.task.kind == TaskKind::kTrainBaseline || !ProducesResultRow(e.task))
       ReleaseDependents(sit->second, e, false, "", fr, fr.finished_at_ms, &batch, &changed);
   } else {

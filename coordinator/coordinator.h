@@ -59,7 +59,9 @@ class Coordinator {
   void Tick();
 
   // Group commit (the service's mode): state changes are written without a WAL sync each,
-  // and Commit() makes them durable; no reply may be sent before a successful Commit().
+  // and Commit() makes them durable; no acknowledgement of a result, submission or sweep
+  // control may be sent before a successful Commit() (assignments need not wait: see
+  // CoordinatorService).
   // Without it (tests driving the state machine directly) every change is synced at once.
   void EnableGroupCommit() { store_.SetGroupCommit(true); }
   Status Commit() { return store_.Sync(); }
@@ -84,10 +86,9 @@ class Coordinator {
     std::vector<std::string> order;           // task ids in expansion order
     std::map<std::string, TaskEntry> tasks;   // by task id
     // Task ids by the target that may run them ("" = any), in order, and per queue the
-    // index before which nothing is pending (reset when a task turns pending again):
-    // dispatch is O(1) amortized per task.
+    // positions of its pending tasks: dispatch takes the first, O(log n).
     std::map<std::string, std::vector<std::string>> queues;
-    std::map<std::string, size_t> cursor;
+    std::map<std::string, std::set<size_t>> ready;
     std::map<std::string, std::vector<std::string>> dependents;  // prune task -> its benchmarks
     uint32_t running = 0;
     bool paused = false;     // no new task of it is handed out
@@ -126,8 +127,8 @@ class Coordinator {
   void ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
                          const TrialResult& outcome, int64_t now_ms, std::vector<StoreWrite>* batch,
                          std::map<std::string, TaskEntry>* changed);
-  // Applies `changed` to memory (after its batch is durable), keeping the queues' cursors
-  // and running counts right.
+  // Applies `changed` to memory (after its batch is durable), keeping the ready sets and
+  // running counts right.
   void Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& changed);
   // Puts a running task back in the queue (or fails it after max_attempts).
   void Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);

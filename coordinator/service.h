@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "common/histogram.h"
 #include "common/transport.h"
 #include "coordinator/coordinator.h"
 
@@ -46,6 +47,11 @@ class CoordinatorService {
 
   uint64_t rejected_messages() const;
   uint64_t refused_connections() const;  // CURVE handshakes refused by the allow-lists
+  // Work requests: from read off the socket to the assignment handed to ZeroMQ (seconds).
+  const LatencyHistogram& dispatch_latency() const;
+  // Acknowledged writes (results, submissions): from read off the socket to the ack sent,
+  // WAL sync included.
+  const LatencyHistogram& commit_latency() const;
 
  private:
   struct Impl;

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "common/codec.h"
 #include "common/records.h"
 
 namespace prunelab::coordinator {
@@ -27,13 +28,12 @@ StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store) {
       assigned.insert(k.substr(k.rfind('/') + 1));
     }));
     PRUNELAB_RETURN_IF_ERROR(store.Scan("task/" + s.id + "/", [&](const std::string&, const std::string& v) {
-      auto j = ParseJson(v);
-      if (!j.ok()) return;
-      std::string state = j->value("state", "");
-      auto task = TaskFromJson((*j)["task"]);
-      if (!task.ok()) return;
+      auto rec = DecodeTaskRecord(v);
+      if (!rec.ok()) return;
+      std::string state = rec->state;
+      const Task* task = &rec->task;
       if (state != "done" && state != "failed") all_terminal = false;
-      if (!ProducesResultRow(task.value())) return;
+      if (!ProducesResultRow(*task)) return;
       if (state != "done" && state != "failed" && assigned.count(task->task_id)) state = "running";
       ++s.trials;
       if (state == "done") ++s.done;
@@ -56,9 +56,7 @@ StatusOr<std::vector<TrialResult>> ReadResults(Store& store, const std::string& 
   std::map<std::string, TrialResult> by_task;
   Status st = Status::Ok();
   PRUNELAB_RETURN_IF_ERROR(store.Scan("result/" + sweep_id + "/", [&](const std::string&, const std::string& v) {
-    auto rj = ParseJson(v);
-    if (!rj.ok()) { st = rj.status(); return; }
-    auto r = ResultFromJson(rj.value());
+    auto r = DecodeResultRecord(v);
     if (!r.ok()) { st = r.status(); return; }
     by_task[r->task_id] = std::move(r).value();
   }));

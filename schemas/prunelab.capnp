@@ -198,6 +198,15 @@ struct WorkerStatus {
   slots @8 :UInt32;         # tasks it runs at once
 }
 
+# Store records (RocksDB values): binary, not JSON, so recording a result stays cheap.
+struct TaskRecord {
+  task @0 :Task;
+  state @1 :Text;             # blocked | pending | running | done | failed
+  worker @2 :Text;
+  slot @3 :UInt32;
+  attemptErrors @4 :List(Text);
+}
+
 struct Envelope {
   protocolVersion @0 :UInt32;
   body :union {

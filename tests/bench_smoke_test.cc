@@ -45,12 +45,17 @@ TEST(BenchSmokeTest, TrainThroughputPrintsOneJsonObject) {
 }
 
 TEST(BenchSmokeTest, DispatchScalePrintsOneJsonObjectWithEveryTaskDone) {
-  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/dispatch_scale --json --tasks 60"));
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/dispatch_scale --json --tasks 60 --no-dask"));
   ASSERT_TRUE(j.ok());
-  ASSERT_EQ((*j)["runs"].size(), 6u);  // 10, 100, 1000 workers x sync per change / group commit
+  ASSERT_EQ((*j)["runs"].size(), 4u);  // 10, 100, 200, 1000 workers
   for (const auto& r : (*j)["runs"]) {
-    EXPECT_EQ(r["tasks"].get<uint64_t>(), 61u) << r.dump();  // 60 trials + the baseline evaluation
-    EXPECT_GT(r["tasks_per_s"].get<double>(), 0);
+    for (const char* mode : {"saturated", "half_load"}) {
+      // 60 trials = 60 prune tasks + 60 benchmark tasks, + the baseline evaluation
+      EXPECT_EQ(r[mode]["tasks"].get<uint64_t>(), 121u) << mode << ": " << r.dump();
+      EXPECT_GT(r[mode]["tasks_per_s"].get<double>(), 0);
+      EXPECT_GT(r[mode]["coordinator_dispatch_p99_ms"].get<double>(), 0);
+    }
+    if (r["workers"] == 200) EXPECT_GT(r["group_over_sync_per_change"].get<double>(), 0);
   }
 }
 

@@ -124,16 +124,18 @@ class MultiProcessTest : public ::testing::Test {
     }
   }
   void StartCoordinator() {
-    coordinator_ = Spawn({kBin + "/prunelab-coordinator", "--data-dir", dir_.path() + "/data", "--worker-endpoint",
-                          "tcp://127.0.0.1:" + std::to_string(worker_port_), "--client-endpoint", client_,
-                          "--heartbeat-ms", "500", "--max-attempts", std::to_string(max_attempts_)},
-                         dir_.path() + "/coordinator.log");
+    std::vector<std::string> args{kBin + "/prunelab-coordinator", "--data-dir", dir_.path() + "/data", "--worker-endpoint",
+                                  "tcp://127.0.0.1:" + std::to_string(worker_port_), "--client-endpoint", client_,
+                                  "--heartbeat-ms", "500", "--max-attempts", std::to_string(max_attempts_)};
+    args.insert(args.end(), coordinator_extra_.begin(), coordinator_extra_.end());
+    coordinator_ = Spawn(args, dir_.path() + "/coordinator.log");
   }
-  void StartWorker(int i) {
-    workers_.push_back(Spawn({kBin + "/prunelab-worker", "--coordinator", worker_, "--target", "local", "--threads",
-                              "1", "--cache-dir", dir_.path() + "/cache" + std::to_string(i), "--host-lock",
-                              dir_.path() + "/host.lock", "--rpc-timeout-ms", "3000"},
-                             dir_.path() + "/worker" + std::to_string(i) + ".log"));
+  void StartWorker(int i, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{kBin + "/prunelab-worker", "--coordinator", worker_, "--target", "local", "--threads",
+                                  "1", "--cache-dir", dir_.path() + "/cache" + std::to_string(i), "--host-lock",
+                                  dir_.path() + "/host.lock", "--rpc-timeout-ms", "3000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    workers_.push_back(Spawn(args, dir_.path() + "/worker" + std::to_string(i) + ".log"));
   }
   std::string Spec(const std::string& name, const std::string& dataset_path, const std::string& sparsities = "[0.5]") {
     std::string path = dir_.path() + "/" + name + ".yaml";
@@ -170,6 +172,7 @@ class MultiProcessTest : public ::testing::Test {
   std::string Cli(const std::string& args) { return kBin + "/prunelab " + args; }
 
   testing::TempDir dir_;
+  std::vector<std::string> coordinator_extra_;
   int max_attempts_ = 3;
   int worker_port_ = 0, client_port_ = 0;
   std::string client_, worker_;
@@ -305,6 +308,50 @@ TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
 // kill -9 of the coordinator in the middle of a sweep: it restarts on the same data
 // directory, the running workers re-register by themselves, and every trial ends with
 // exactly one result.
+// CURVE end to end: keys from `prunelab keygen`, allow-lists per endpoint; an allowed
+// worker and client run a sweep, a worker with an unknown key is refused and logged.
+TEST_F(MultiProcessTest, CurveAdmitsAllowListedWorkersAndClientsAndRefusesOthers) {
+  if (!CurveAvailable()) GTEST_SKIP() << "libzmq without CURVE";
+  const std::string k = dir_.path() + "/keys";
+  std::filesystem::create_directories(k);
+  for (const char* name : {"coordinator", "worker-a", "laptop", "stranger"}) {
+    auto g = Shell(Cli("keygen " + k + "/" + name));
+    ASSERT_EQ(g.code, 0) << g.out;
+  }
+  EXPECT_NE(Shell(Cli("keygen " + k + "/stranger")).code, 0) << "an existing key is never overwritten";
+  std::ofstream(k + "/workers.allow") << "# lab workers\n" << ReadAll(k + "/worker-a.pub");
+  std::ofstream(k + "/clients.allow") << ReadAll(k + "/laptop.pub");
+  Stop(coordinator_);
+  coordinator_extra_ = {"--curve-key", k + "/coordinator.key", "--allow-workers", k + "/workers.allow",
+                        "--allow-clients", k + "/clients.allow"};
+  StartCoordinator();
+  StartWorker(1, {"--curve-key", k + "/stranger.key", "--server-key", k + "/coordinator.pub"});
+  StartWorker(2, {"--curve-key", k + "/worker-a.key", "--server-key", k + "/coordinator.pub"});
+  const std::string env = "PRUNELAB_CURVE_KEY=" + k + "/laptop.key PRUNELAB_SERVER_KEY=" + k + "/coordinator.pub ";
+  auto sub = Shell(env + Cli("submit " + Spec("curve", kFashionDir) + " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  auto wait = Shell(env + Cli("status " + id + " --wait --coordinator " + client_));
+  ASSERT_EQ(wait.code, 0) << wait.out;
+  auto res = Shell(env + Cli("results " + id + " --json --coordinator " + client_), false);
+  ASSERT_EQ(res.code, 0) << res.out;
+  std::istringstream lines(res.out);
+  std::string line;
+  int ok = 0;
+  while (std::getline(lines, line)) ok += ParseJson(line).value().value("status", "") == "ok";
+  EXPECT_EQ(ok, 1 + 2) << "baseline + 2 variants, all on the allowed worker: " << res.out;
+  std::string log = ReadAll(dir_.path() + "/coordinator.log");
+  EXPECT_NE(log.find("CURVE on: 1 worker key(s) and 1 client key(s) allowed"), std::string::npos) << log;
+  EXPECT_NE(log.find("REFUSED workers connection"), std::string::npos) << log;
+  EXPECT_NE(log.find(Shell("head -c 40 " + k + "/stranger.pub").out), std::string::npos) << "the refused key is named";
+  EXPECT_EQ(ReadAll(dir_.path() + "/worker1.log").find("registered with"), std::string::npos)
+      << "the stranger never got in";
+  // A coordinator asked for CURVE without allow-lists refuses to start (it would admit anyone).
+  auto no_list = Shell(kBin + "/prunelab-coordinator --data-dir " + dir_.path() + "/d2 --curve-key " + k + "/coordinator.key");
+  EXPECT_EQ(no_list.code, 2) << no_list.out;
+  EXPECT_NE(no_list.out.find("would admit anyone"), std::string::npos) << no_list.out;
+}
+
 TEST_F(MultiProcessTest, CoordinatorKilledMidSweepResumesAndRecordsEachResultOnce) {
   StartWorker(1);
   StartWorker(2);
