@@ -16,6 +16,8 @@
 // to ZeroMQ) is reported for both. With python3-distributed installed, the same no-op
 // workload runs through Dask's LocalCluster in the same run (bench/dask_noop.py).
 // Usage: dispatch_scale [--json] [--tasks N] [--no-dask] (default 20000 trials per run)
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -80,7 +82,16 @@ struct Figures {
   worker::LatencySummary latency;  // end to end, as the simulated workers saw it
   double coord_p50_ms = 0, coord_p99_ms = 0;  // coordinator side
   double ack_p99_ms = 0;                       // result -> durable ack
+  double coord_cpu_us_per_task = 0;            // CPU time of the coordinator's event-loop thread
 };
+
+double ThreadCpuSeconds(std::thread& t) {
+  clockid_t id;
+  if (pthread_getcpuclockid(t.native_handle(), &id) != 0) return 0;
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 // think_s: pause between an ack and the next request (0: closed loop).
 Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
@@ -133,6 +144,7 @@ Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
   std::mt19937 rng(7);
   std::exponential_distribution<double> think(think_s > 0 ? 1.0 / think_s : 1.0);
   auto t0 = Steady::now();
+  const double cpu0 = ThreadCpuSeconds(loop);
   for (auto& w : ws) {
     w.sent = Steady::now();
     (void)w.sock->Send(Encode(RequestWorkMsg{w.id, 0}));
@@ -187,6 +199,7 @@ Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
     }
   }
   f.seconds = std::chrono::duration<double>(Steady::now() - t0).count();
+  f.coord_cpu_us_per_task = f.tasks ? (ThreadCpuSeconds(loop) - cpu0) * 1e6 / f.tasks : 0;
   f.latency = worker::Summarize(lat_ms);
   f.coord_p50_ms = service.dispatch_latency().Quantile(0.5) * 1e3;
   f.coord_p99_ms = service.dispatch_latency().Quantile(0.99) * 1e3;
@@ -203,7 +216,9 @@ nlohmann::json ToJson(const Figures& f, double tps) {
   return {{"workers", f.workers}, {"tasks", f.tasks}, {"seconds", f.seconds}, {"tasks_per_s", tps},
           {"dispatch_p50_ms", f.latency.p50_ms}, {"dispatch_p90_ms", f.latency.p90_ms},
           {"dispatch_p99_ms", f.latency.p99_ms}, {"coordinator_dispatch_p50_ms", f.coord_p50_ms},
-          {"coordinator_dispatch_p99_ms", f.coord_p99_ms}, {"result_ack_p99_ms", f.ack_p99_ms}};
+          {"coordinator_dispatch_p99_ms", f.coord_p99_ms}, {"result_ack_p99_ms", f.ack_p99_ms},
+          {"coordinator_loop_cpu_us_per_task", f.coord_cpu_us_per_task},
+          {"coordinator_loop_capacity_tasks_per_s", f.coord_cpu_us_per_task > 0 ? 1e6 / f.coord_cpu_us_per_task : 0}};
 }
 
 // Dask's figure for the same workload, or an explanation.
@@ -251,9 +266,11 @@ int main(int argc, char** argv) {
     double half_tps = half.tasks / half.seconds;
     nlohmann::json run{{"workers", n}, {"saturated", ToJson(sat, tps)}, {"half_load", ToJson(half, half_tps)}};
     say("  %5d workers  saturated: %6llu tasks in %5.2f s = %7.0f tasks/s; end-to-end p50 %.2f ms p99 %.2f ms "
-        "(queueing: %d outstanding); coordinator p50 %.3f ms p99 %.3f ms; result ack p99 %.2f ms\n",
+        "(queueing: %d outstanding); coordinator p50 %.3f ms p99 %.3f ms; result ack p99 %.2f ms; "
+        "event loop %.1f us CPU/task (%.0f tasks/s if it had a core to itself)\n",
         n, static_cast<unsigned long long>(sat.tasks), sat.seconds, tps, sat.latency.p50_ms, sat.latency.p99_ms, n,
-        sat.coord_p50_ms, sat.coord_p99_ms, sat.ack_p99_ms);
+        sat.coord_p50_ms, sat.coord_p99_ms, sat.ack_p99_ms, sat.coord_cpu_us_per_task,
+        sat.coord_cpu_us_per_task > 0 ? 1e6 / sat.coord_cpu_us_per_task : 0.0);
     say("  %5d workers  half load: %7.0f tasks/s offered %.0f; dispatch p50 %.3f ms p90 %.3f ms p99 %.3f ms; "
         "coordinator p99 %.3f ms\n",
         n, half_tps, 0.5 * tps, half.latency.p50_ms, half.latency.p90_ms, half.latency.p99_ms, half.coord_p99_ms);
