@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <numeric>
 #include <random>
 #include <set>
 
+#include "coordinator/front.h"
 #include "coordinator/pareto.h"
 
 namespace prunelab::coordinator {
@@ -97,6 +99,79 @@ TEST(ParetoTest, UnbenchmarkedRowsStayOffTheFrontAndSayWhatTheyAre) {
   std::string all = FormatResultsTable(rs);
   EXPECT_NE(all.find("iter r1/4"), std::string::npos) << all;
   EXPECT_NE(all.find("only conv2"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// Random point sets with many ties and exact duplicates (values from a small grid).
+PointSet RandomPoints(std::mt19937& rng, size_t n, size_t dims, int grid) {
+  std::uniform_int_distribution<int> v(0, grid);
+  PointSet p;
+  p.dims = dims;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t k = 0; k < dims; ++k) p.values.push_back(v(rng));
+  // Duplicate some rows exactly.
+  for (size_t i = 0; i + 1 < n; i += 7)
+    for (size_t k = 0; k < dims; ++k) p.values[(i + 1) * dims + k] = p.values[i * dims + k];
+  return p;
+}
+
+TEST(FrontTest, MatchesBruteForceOnRandomSetsWithTiesAndDuplicates) {
+  std::mt19937 rng(11);
+  for (size_t dims = 1; dims <= 5; ++dims)
+    for (int trial = 0; trial < 40; ++trial) {
+      size_t n = 1 + rng() % 300;
+      PointSet p = RandomPoints(rng, n, dims, trial % 2 ? 5 : 1000);
+      EXPECT_EQ(NondominatedFront(p), BruteForceFront(p)) << dims << " objectives, trial " << trial;
+    }
+}
+
+TEST(FrontTest, RanksPeelSuccessiveFrontsAndDuplicatesShareARank) {
+  std::mt19937 rng(5);
+  for (size_t dims = 2; dims <= 4; ++dims) {
+    PointSet p = RandomPoints(rng, 200, dims, 6);
+    auto rank = ParetoRanks(p);
+    // Reference: rank r = brute-force front of what is left after ranks < r.
+    std::vector<size_t> left(p.size());
+    std::iota(left.begin(), left.end(), 0);
+    for (int r = 1; !left.empty(); ++r) {
+      PointSet sub;
+      sub.dims = dims;
+      for (size_t i : left) sub.values.insert(sub.values.end(), p.row(i), p.row(i) + dims);
+      std::set<size_t> front;
+      for (size_t j : BruteForceFront(sub)) front.insert(left[j]);
+      std::vector<size_t> rest;
+      for (size_t i : left) {
+        EXPECT_EQ(rank[i] == r, front.count(i) == 1) << "point " << i << " rank " << rank[i] << " expected " << r;
+        if (!front.count(i)) rest.push_back(i);
+      }
+      left.swap(rest);
+    }
+    for (size_t i = 0; i + 1 < p.size(); i += 7) EXPECT_EQ(rank[i], rank[i + 1]) << "duplicates share a rank";
+  }
+}
+
+TEST(FrontTest, ObjectivesParseWithDirectionsAndNameWhatIsAllowed) {
+  auto o = ParseObjectives("accuracy:max,latency_p99_ms:min,peak_rss_bytes:min");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_EQ(o->size(), 3u);
+  EXPECT_TRUE((*o)[0].maximize);
+  EXPECT_FALSE((*o)[1].maximize);
+  auto bad = ParseObjectives("accuracy:max,speed:min");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown field 'speed'"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("latency_p90_ms"), std::string::npos) << "lists the allowed fields";
+  EXPECT_FALSE(ParseObjectives("accuracy").ok()) << "a direction is required";
+  EXPECT_FALSE(ParseObjectives("accuracy:max,accuracy:min").ok());
+  TrialResult r;
+  r.peak_rss_bytes = 5;
+  double v = 0;
+  ASSERT_TRUE(ObjectiveValue(r, "peak_rss_bytes", &v));
+  EXPECT_EQ(v, 5);
 }
 
 }  // namespace

@@ -1,0 +1,85 @@
+// Time to compute the Pareto front of random results: 10^4, 10^5 and 10^6 points with 2, 3
+// and 5 objectives, next to the O(n^2) brute force where it finishes in reasonable time
+// (measured up to 10^5 points; beyond, its time is extrapolated from that and marked so).
+// Target: 10^6 results, 3 objectives, under 1 s.
+// Usage: pareto_scale [--json] [--max-n N]
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_flags.h"
+#include "coordinator/front.h"
+
+using namespace prunelab::coordinator;
+
+namespace {
+
+double Seconds(const std::function<void()>& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Accuracy-like and latency-like values, correlated as in a sweep: more pruning -> faster
+// and less accurate, with noise; the rest independent.
+PointSet Points(size_t n, size_t dims, std::mt19937& rng) {
+  std::uniform_real_distribution<double> u(0, 1);
+  std::normal_distribution<double> noise(0, 0.02);
+  PointSet p;
+  p.dims = dims;
+  p.values.reserve(n * dims);
+  for (size_t i = 0; i < n; ++i) {
+    double s = u(rng);
+    p.values.push_back(-(0.9 - 0.3 * s * s + noise(rng)));  // accuracy, maximized
+    p.values.push_back(1.0 - 0.8 * s + noise(rng));         // latency
+    for (size_t k = 2; k < dims; ++k) p.values.push_back(u(rng));
+  }
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool json_out = prunelab::bench::WantJson(argc, argv);
+  int max_n = prunelab::bench::IntFlag(argc, argv, "--max-n", 1000000);
+  std::mt19937 rng(42);
+  nlohmann::json out{{"runs", nlohmann::json::array()}};
+  if (!json_out) std::printf("Pareto front of random results (seconds; brute force is O(n^2))\n");
+  for (size_t dims : {2, 3, 5}) {
+    double brute_per_pair = 0;
+    for (size_t n : {10000, 100000, 1000000}) {
+      if (static_cast<int>(n) > max_n) continue;
+      PointSet p = Points(n, dims, rng);
+      std::vector<size_t> front;
+      double t = Seconds([&] { front = NondominatedFront(p); });
+      nlohmann::json run{{"points", n}, {"objectives", dims}, {"seconds", t}, {"front_size", front.size()}};
+      std::string brute_text;
+      if (n <= 100000) {
+        std::vector<size_t> ref;
+        double b = Seconds([&] { ref = BruteForceFront(p); });
+        brute_per_pair = b / (static_cast<double>(n) * n);
+        run["brute_force_seconds"] = b;
+        run["speedup_vs_brute_force"] = b / t;
+        run["same_front"] = ref == front;
+        char buf[96];
+        std::snprintf(buf, sizeof(buf), "brute force %.3f s (%.0fx), same front: %s", b, b / t, ref == front ? "yes" : "NO");
+        brute_text = buf;
+      } else {
+        double est = brute_per_pair * static_cast<double>(n) * n;
+        run["brute_force_seconds_estimated"] = est;
+        char buf[96];
+        std::snprintf(buf, sizeof(buf), "brute force not run (about %.0f s extrapolated)", est);
+        brute_text = buf;
+      }
+      out["runs"].push_back(run);
+      if (!json_out)
+        std::printf("  %7zu points, %zu objectives: %.4f s, front of %zu; %s\n", n, dims, t, front.size(), brute_text.c_str());
+      if (n == 1000000 && dims == 3) out["target_1e6_3_objectives_under_1s"] = t < 1.0;
+    }
+  }
+  if (json_out) std::printf("%s\n", out.dump().c_str());
+  return 0;
+}

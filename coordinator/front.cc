@@ -1,0 +1,222 @@
+#include "coordinator/front.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+namespace prunelab::coordinator {
+namespace {
+
+bool Dominates(const double* a, const double* b, size_t d) {
+  bool better = false;
+  for (size_t k = 0; k < d; ++k) {
+    if (a[k] > b[k]) return false;
+    if (a[k] < b[k]) better = true;
+  }
+  return better;
+}
+
+// Indexes sorted lexicographically by all objectives, then by index.
+std::vector<size_t> LexOrder(const PointSet& p, const std::vector<size_t>& subset) {
+  std::vector<size_t> idx = subset;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+    const double *x = p.row(a), *y = p.row(b);
+    for (size_t k = 0; k < p.dims; ++k)
+      if (x[k] != y[k]) return x[k] < y[k];
+    return a < b;
+  });
+  return idx;
+}
+
+bool Same(const double* a, const double* b, size_t d) {
+  for (size_t k = 0; k < d; ++k)
+    if (a[k] != b[k]) return false;
+  return true;
+}
+
+// 2 objectives: in lexicographic order a point is on the front iff its second value is
+// below every earlier point's, or it duplicates the last front point.
+std::vector<size_t> Front2(const PointSet& p, const std::vector<size_t>& order) {
+  std::vector<size_t> front;
+  double best = 0;
+  for (size_t i : order) {
+    const double* x = p.row(i);
+    if (front.empty() || x[1] < best || Same(x, p.row(front.back()), 2)) {
+      if (front.empty() || x[1] < best) best = x[1];
+      front.push_back(i);
+    }
+  }
+  return front;
+}
+
+// 3 objectives: in lexicographic order, a point is dominated iff an earlier front point
+// has (y <= y', z <= z') (and is not its duplicate). A staircase over (y -> min z) answers
+// "min z among front points with y <= Y" in O(log n).
+std::vector<size_t> Front3(const PointSet& p, const std::vector<size_t>& order) {
+  std::vector<size_t> front;
+  std::map<double, double> stair;  // y -> z, z strictly decreasing as y increases
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    size_t i = order[pos];
+    const double* x = p.row(i);
+    if (!front.empty() && Same(x, p.row(front.back()), 3)) {
+      front.push_back(i);
+      continue;
+    }
+    auto it = stair.upper_bound(x[1]);
+    bool dominated = it != stair.begin() && std::prev(it)->second <= x[2];
+    if (dominated) continue;
+    front.push_back(i);
+    // Insert (y, z) and drop steps it makes redundant (y' >= y with z' >= z).
+    auto ins = stair.insert_or_assign(x[1], x[2]).first;
+    auto next = std::next(ins);
+    while (next != stair.end() && next->second >= x[2]) next = stair.erase(next);
+  }
+  return front;
+}
+
+// Kung et al.: split the lexicographically sorted set, front of each half, keep the bottom
+// half's points that no top-half front point dominates.
+std::vector<size_t> Kung(const PointSet& p, const std::vector<size_t>& order, size_t lo, size_t hi) {
+  if (hi - lo == 1) return {order[lo]};
+  size_t mid = lo + (hi - lo) / 2;
+  std::vector<size_t> top = Kung(p, order, lo, mid);
+  std::vector<size_t> bottom = Kung(p, order, mid, hi);
+  for (size_t b : bottom) {
+    bool dominated = false;
+    for (size_t t : top)
+      if (Dominates(p.row(t), p.row(b), p.dims)) {
+        dominated = true;
+        break;
+      }
+    if (!dominated) top.push_back(b);
+  }
+  return top;
+}
+
+std::vector<size_t> FrontOf(const PointSet& p, const std::vector<size_t>& subset) {
+  if (subset.empty()) return {};
+  std::vector<size_t> order = LexOrder(p, subset);
+  std::vector<size_t> front;
+  if (p.dims == 1) {
+    for (size_t i : order)
+      if (p.row(i)[0] == p.row(order[0])[0]) front.push_back(i);
+  } else if (p.dims == 2) {
+    front = Front2(p, order);
+  } else if (p.dims == 3) {
+    front = Front3(p, order);
+  } else {
+    front = Kung(p, order, 0, order.size());
+  }
+  std::vector<size_t> sorted = LexOrder(p, front);
+  return sorted;
+}
+
+}  // namespace
+
+std::vector<size_t> NondominatedFront(const PointSet& points) {
+  std::vector<size_t> all(points.size());
+  std::iota(all.begin(), all.end(), 0);
+  return FrontOf(points, all);
+}
+
+std::vector<int> ParetoRanks(const PointSet& points, int max_rank) {
+  std::vector<int> rank(points.size(), 0);
+  std::vector<size_t> left(points.size());
+  std::iota(left.begin(), left.end(), 0);
+  for (int r = 1; !left.empty(); ++r) {
+    if (max_rank > 0 && r > max_rank) {
+      for (size_t i : left) rank[i] = max_rank + 1;
+      break;
+    }
+    std::vector<size_t> front = FrontOf(points, left);
+    std::vector<char> on(points.size(), 0);
+    for (size_t i : front) {
+      rank[i] = r;
+      on[i] = 1;
+    }
+    std::vector<size_t> rest;
+    for (size_t i : left)
+      if (!on[i]) rest.push_back(i);
+    left.swap(rest);
+  }
+  return rank;
+}
+
+std::vector<size_t> BruteForceFront(const PointSet& points) {
+  std::vector<size_t> front;
+  for (size_t i = 0; i < points.size(); ++i) {
+    bool dominated = false;
+    for (size_t j = 0; j < points.size() && !dominated; ++j)
+      dominated = j != i && Dominates(points.row(j), points.row(i), points.dims);
+    if (!dominated) front.push_back(i);
+  }
+  return LexOrder(points, front);
+}
+
+const std::vector<std::string>& ObjectiveFields() {
+  static const std::vector<std::string> f{
+      "accuracy",        "worst_class_drop",   "latency_mean_ms",     "latency_p50_ms",  "latency_p90_ms",
+      "latency_p95_ms",  "latency_p99_ms",     "latency_p999_ms",     "early_stop_p90_ms", "multistream_p99_ms",
+      "server_max_qps",  "server_p99_ms",      "throughput_sps",      "peak_rss_bytes",  "params",
+      "model_bytes",     "achieved_sparsity",  "speedup_p90"};
+  return f;
+}
+
+bool ObjectiveValue(const TrialResult& r, const std::string& f, double* out) {
+  static const std::map<std::string, double (*)(const TrialResult&)> get{
+      {"accuracy", [](const TrialResult& x) { return x.accuracy; }},
+      {"worst_class_drop", [](const TrialResult& x) { return x.worst_class_drop; }},
+      {"latency_mean_ms", [](const TrialResult& x) { return x.latency_mean_ms; }},
+      {"latency_p50_ms", [](const TrialResult& x) { return x.latency_p50_ms; }},
+      {"latency_p90_ms", [](const TrialResult& x) { return x.latency_p90_ms; }},
+      {"latency_p95_ms", [](const TrialResult& x) { return x.latency_p95_ms; }},
+      {"latency_p99_ms", [](const TrialResult& x) { return x.latency_p99_ms; }},
+      {"latency_p999_ms", [](const TrialResult& x) { return x.latency_p999_ms; }},
+      {"early_stop_p90_ms", [](const TrialResult& x) { return x.early_stop_p90_ms; }},
+      {"multistream_p99_ms", [](const TrialResult& x) { return x.multistream_p99_ms; }},
+      {"server_max_qps", [](const TrialResult& x) { return x.server_max_qps; }},
+      {"server_p99_ms", [](const TrialResult& x) { return x.server_p99_ms; }},
+      {"throughput_sps", [](const TrialResult& x) { return x.throughput_sps; }},
+      {"peak_rss_bytes", [](const TrialResult& x) { return static_cast<double>(x.peak_rss_bytes); }},
+      {"params", [](const TrialResult& x) { return static_cast<double>(x.params); }},
+      {"model_bytes", [](const TrialResult& x) { return static_cast<double>(x.model_bytes); }},
+      {"achieved_sparsity", [](const TrialResult& x) { return x.achieved_sparsity; }},
+      {"speedup_p90", [](const TrialResult& x) { return x.speedup_p90; }},
+  };
+  auto it = get.find(f);
+  if (it == get.end()) return false;
+  *out = it->second(r);
+  return true;
+}
+
+std::vector<Objective> DefaultObjectives() {
+  return {{"accuracy", true}, {"latency_p90_ms", false}, {"peak_rss_bytes", false}};
+}
+
+StatusOr<std::vector<Objective>> ParseObjectives(const std::string& text) {
+  std::vector<Objective> out;
+  std::stringstream ss(text);
+  std::string part;
+  auto allowed = [] {
+    std::string a;
+    for (const auto& f : ObjectiveFields()) a += (a.empty() ? "" : ", ") + f;
+    return a;
+  };
+  while (std::getline(ss, part, ',')) {
+    auto colon = part.find(':');
+    std::string field = part.substr(0, colon), dir = colon == std::string::npos ? "" : part.substr(colon + 1);
+    double dummy;
+    if (!ObjectiveValue(TrialResult{}, field, &dummy))
+      return Status::InvalidArgument("objective '" + part + "': unknown field '" + field + "' (allowed: " + allowed() + ")");
+    if (dir != "max" && dir != "min")
+      return Status::InvalidArgument("objective '" + part + "': direction must be max or min, as in " + field + ":min");
+    for (const auto& o : out)
+      if (o.field == field) return Status::InvalidArgument("objective '" + field + "' is listed twice");
+    out.push_back({field, dir == "max"});
+  }
+  if (out.empty()) return Status::InvalidArgument("objectives: give at least one, e.g. accuracy:max,latency_p90_ms:min");
+  return out;
+}
+
+}  // namespace prunelab::coordinator
