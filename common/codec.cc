@@ -281,8 +281,10 @@ struct BodyWriter {
   }
   void operator()(const ResultsRequestMsg& m) { body.initResultsRequest().setSweepId(T(m.sweep_id)); }
   void operator()(const ResultsReplyMsg& m) {
-    auto l = body.initResultsReply().initResults(m.results.size());
+    auto b = body.initResultsReply();
+    auto l = b.initResults(m.results.size());
     for (size_t i = 0; i < m.results.size(); ++i) Put(l[i], m.results[i]);
+    b.setSpecYaml(T(m.spec_yaml));
   }
   void operator()(const WorkersRequestMsg&) { body.initWorkersRequest(); }
   void operator()(const SweepControlMsg& m) {
@@ -557,6 +559,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
         if (!res.ok()) return res.status();
         m.results.push_back(std::move(res).value());
       }
+      m.spec_yaml = S(body.getResultsReply().getSpecYaml());
       return Message(std::move(m));
     }
     case B::WORKERS_REQUEST: return Message(WorkersRequestMsg{});

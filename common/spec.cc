@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/hash.h"
+#include "common/objectives.h"
 #include "common/zoo_names.h"
 
 namespace prunelab {
@@ -200,6 +201,55 @@ void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, Swe
 }
 
 // Checks that span sections: names against the zoo model, criteria against granularities.
+const std::vector<std::string>& LatencyFields() {
+  static const std::vector<std::string> f{"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
+                                          "latency_p99_ms", "latency_p999_ms", "early_stop_p90_ms",
+                                          "multistream_p99_ms", "server_p99_ms"};
+  return f;
+}
+
+void ParseReport(Checker& c, const YAML::Node& r, ReportSpec* out) {
+  if (!c.IsMap(r, "report")) return;
+  c.OnlyKeys(r, "report", {"objectives", "recommend", "gates"});
+  if (YAML::Node o = r["objectives"]) {
+    std::string text;
+    std::vector<YAML::Node> items;
+    if (o.IsSequence()) for (const auto& i : o) items.push_back(i); else items.push_back(o);
+    for (const auto& i : items) text += (text.empty() ? "" : ",") + (i.IsScalar() ? i.as<std::string>() : std::string("?"));
+    auto parsed = ParseObjectives(text);
+    if (!parsed.ok()) c.Error("report.objectives", parsed.status().message());
+    else out->objectives = text;
+  }
+  if (r["recommend"]) {
+    auto v = c.Choices(r["recommend"], "report.recommend", {"fastest", "most_accurate", "knee"});
+    if (!v.empty()) out->recommend = v[0];
+  }
+  if (YAML::Node g = r["gates"]) {
+    if (!c.IsMap(g, "report.gates")) return;
+    GateSpec& gs = out->gates;
+    c.OnlyKeys(g, "report.gates", {"max_accuracy_drop", "max_worst_class_drop", "latency_budget_ms",
+                                   "max_memory_fraction", "min_throughput_sps"});
+    c.Number(g, "report.gates", "max_accuracy_drop", &gs.max_accuracy_drop, 0, 100);
+    c.Number(g, "report.gates", "max_worst_class_drop", &gs.max_worst_class_drop, 0, 100);
+    c.Number(g, "report.gates", "max_memory_fraction", &gs.max_memory_fraction, 0, 10);
+    c.Number(g, "report.gates", "min_throughput_sps", &gs.min_throughput_sps, 0, 1e12);
+    if (YAML::Node lb = g["latency_budget_ms"]) {
+      if (c.IsMap(lb, "report.gates.latency_budget_ms")) {
+        for (const auto& kv : lb) {
+          std::string field = kv.first.as<std::string>();
+          if (std::find(LatencyFields().begin(), LatencyFields().end(), field) == LatencyFields().end()) {
+            c.Error("report.gates.latency_budget_ms." + field, "not a latency field (allowed: " + Join(LatencyFields()) + ")");
+            continue;
+          }
+          double v = 0;
+          c.Number(lb, "report.gates.latency_budget_ms", field, &v, 1e-6, 1e6);
+          gs.latency_budget_ms[field] = v;
+        }
+      }
+    }
+  }
+}
+
 void CrossCheck(Checker& c, SweepSpec* spec) {
   bool any_structured = false, any_masked = false;
   for (const auto& g : spec->granularities) (IsStructured(g) ? any_structured : any_masked) = true;
@@ -251,7 +301,9 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
   SweepSpec spec;
   if (!root || !root.IsMap()) return Status::InvalidArgument("invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, benchmark, targets");
   try {
-    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority"});
+    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority",
+                          "report"});
+    if (YAML::Node r = root["report"]) ParseReport(c, r, &spec.report);
     c.Number(root, "", "priority", &spec.priority, -100, 100);
 
     if (!root["name"] || !root["name"].IsScalar()) {

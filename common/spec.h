@@ -2,6 +2,7 @@
 // anything is stored, and every error names the field path and the allowed values.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,22 @@ struct ScheduleSpec {
   uint32_t rounds = 4;                // iterative
   std::string curve = "cubic";        // iterative: linear | cubic
   double rewind = -1;                 // lottery ticket: < 0 off; 0 = init; f = after f of baseline training
+};
+
+// Release gates: thresholds against the dense baseline measured on the same target.
+struct GateSpec {
+  double max_accuracy_drop = 2.0;                   // points
+  double max_worst_class_drop = -1;                 // points; < 0: off
+  std::map<std::string, double> latency_budget_ms;  // latency field (e.g. latency_p90_ms) -> max ms
+  double max_memory_fraction = 0.5;                 // variant model_bytes / dense model_bytes; <= 0: off
+  double min_throughput_sps = 0;                    // offline samples/s; 0: off
+};
+
+// The spec's `report` section: how variants are chosen for deployment.
+struct ReportSpec {
+  std::string objectives;            // "accuracy:max,latency_p90_ms:min,..." (empty: the default)
+  std::string recommend = "fastest";  // fastest | most_accurate | knee (see README)
+  GateSpec gates;
 };
 
 // The spec's `pruning` section: how every trial of the sweep chooses what to remove.
@@ -51,6 +68,7 @@ struct SweepSpec {
   // Scheduling: higher first; sweeps of equal priority share workers fairly (fewest
   // running tasks first). Range -100..100, default 0.
   int32_t priority = 0;
+  ReportSpec report;
 };
 
 // Allowed values (what this build implements).

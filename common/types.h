@@ -234,7 +234,7 @@ struct SubmitReplyMsg { std::string sweep_id; uint32_t tasks = 0; };
 struct StatusRequestMsg { std::string sweep_id; };
 struct StatusReplyMsg { std::vector<SweepStatus> sweeps; };
 struct ResultsRequestMsg { std::string sweep_id; };
-struct ResultsReplyMsg { std::vector<TrialResult> results; };
+struct ResultsReplyMsg { std::vector<TrialResult> results; std::string spec_yaml; };  // spec: the sweep's own
 struct WorkersRequestMsg {};
 struct WorkersReplyMsg { std::vector<WorkerStatus> workers; };
 struct ErrorMsg { std::string code; std::string message; };

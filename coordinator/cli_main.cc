@@ -26,7 +26,10 @@
 #include "common/records.h"
 #include "common/rpc.h"
 #include "common/spec.h"
+#include "common/objectives.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/decision.h"
+#include "coordinator/report.h"
 #include "coordinator/model_card.h"
 #include "coordinator/pareto.h"
 #include "coordinator/service.h"
@@ -48,7 +51,10 @@ const char* kUsage =
     "  submit SPEC.yaml [--coordinator tcp://HOST:PORT]      submit to a running coordinator; prints the sweep id\n"
     "  status [ID] [--wait]                                  progress of one or every sweep\n"
     "  results ID [--json]                                   every result of a sweep\n"
-    "  pareto ID [--target NAME] [--json]                    Pareto front per target (accuracy vs p90 latency)\n"
+    "  pareto ID [--target NAME] [--json]                    Pareto fronts per target, release gates, the recommendation\n"
+    "        [--objectives accuracy:max,latency_p90_ms:min,...] [--rule fastest|most_accurate|knee] [--max-drop PT] [--max-memory F]\n"
+    "  report ID -o DIR                                      report.html (self-contained), report.md, results.json, results.csv, model cards\n"
+    "  compare NEW OLD                                       gate a new sweep against a known-good one (exit 1 on a regression)\n"
     "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
     "  export ID TRIAL -o DIR                                the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
     "  sensitivity ID                                        per-layer accuracy curves of a sensitivity sweep\n"
@@ -56,7 +62,7 @@ const char* kUsage =
     "  workers [--json]                                      registered workers and their hardware\n"
     "  sweeps [--json]                                       sweeps in the store\n"
     "  keygen DIR/NAME                                       CURVE key pair: NAME.key (secret, 0600) and NAME.pub\n"
-    "  results, pareto, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
+    "  results, pareto, report, compare, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
     "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n"
     "  With a CURVE coordinator: --curve-key NAME.key --server-key coordinator.pub (or $PRUNELAB_CURVE_KEY,\n"
     "  $PRUNELAB_SERVER_KEY); NAME.pub must be in the coordinator's --allow-clients list.\n";
@@ -133,17 +139,63 @@ pl::StatusOr<T> AskFor(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms 
   return pl::Status::Internal(std::string("unexpected reply ") + pl::MessageName(r.value()));
 }
 
-pl::StatusOr<std::vector<pl::TrialResult>> FetchResults(const Args& a, const std::string& id) {
+struct SweepData {
+  std::vector<pl::TrialResult> results;
+  std::string spec_yaml;
+};
+
+pl::StatusOr<SweepData> FetchSweep(const Args& a, const std::string& id) {
   if (a.Has("--data-dir")) {
     auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", /*read_only=*/true);
     if (!store.ok()) return store.status();
-    return pc::ReadResults(*store.value(), id);
+    auto results = pc::ReadResults(*store.value(), id);
+    if (!results.ok()) return results.status();
+    auto spec = pc::ReadSpecYaml(*store.value(), id);
+    return SweepData{std::move(results).value(), spec.ok() ? spec.value() : ""};
   }
   pl::ZmqContext ctx;
   pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto r = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
   if (!r.ok()) return r.status();
-  return r->results;
+  return SweepData{std::move(r->results), std::move(r->spec_yaml)};
+}
+
+pl::StatusOr<std::vector<pl::TrialResult>> FetchResults(const Args& a, const std::string& id) {
+  auto d = FetchSweep(a, id);
+  if (!d.ok()) return d.status();
+  return std::move(d->results);
+}
+
+// Objectives, gates and rule: the sweep spec's `report` section, then command-line overrides.
+pl::StatusOr<pc::DecisionOptions> DecisionOptionsFor(const Args& a, const std::string& spec_yaml) {
+  pc::DecisionOptions o;
+  if (!spec_yaml.empty()) {
+    auto spec = pl::ParseSpec(spec_yaml);
+    if (spec.ok()) {
+      auto from = pc::OptionsFromSpec(spec->report);
+      if (!from.ok()) return from.status();
+      o = from.value();
+    }
+  }
+  if (a.Has("--objectives")) {
+    auto objs = pl::ParseObjectives(a.Get("--objectives"));
+    if (!objs.ok()) return pl::Status::InvalidArgument("--objectives: " + objs.status().message());
+    o.objectives = objs.value();
+  }
+  if (a.Has("--rule")) {
+    std::string r = a.Get("--rule");
+    if (r != "fastest" && r != "most_accurate" && r != "knee")
+      return pl::Status::InvalidArgument("--rule '" + r + "' (allowed: fastest, most_accurate, knee)");
+    o.rule = r;
+  }
+  if (a.Has("--max-drop")) o.gates.max_accuracy_drop = std::atof(a.Get("--max-drop").c_str());
+  if (a.Has("--max-memory")) o.gates.max_memory_fraction = std::atof(a.Get("--max-memory").c_str());
+  return o;
+}
+
+std::string SweepName(const std::string& spec_yaml) {
+  auto spec = pl::ParseSpec(spec_yaml);
+  return spec.ok() ? spec->name : "";
 }
 
 std::vector<pl::TrialResult> ResultRows(std::vector<pl::TrialResult> all) {
@@ -185,12 +237,89 @@ int CmdResults(const Args& a) {
 
 int CmdPareto(const Args& a) {
   if (a.positional.empty()) return Fail("pareto needs a sweep id (see `prunelab sweeps`)");
-  auto r = FetchResults(a, a.positional[0]);
-  if (!r.ok()) return Fail(r.status().ToString());
+  auto d = FetchSweep(a, a.positional[0]);
+  if (!d.ok()) return Fail(d.status().ToString());
+  auto opts = DecisionOptionsFor(a, d->spec_yaml);
+  if (!opts.ok()) return Fail(opts.status().ToString());
   std::string target = a.Get("--target");
-  if (a.Has("--json")) std::printf("%s\n", ParetoJson(a.positional[0], r.value(), target).dump(2).c_str());
-  else std::printf("%s", pc::FormatParetoTable(r.value(), target).c_str());
+  std::vector<pl::TrialResult> rows;
+  for (const auto& r : d->results)
+    if (target.empty() || r.target == target) rows.push_back(r);
+  auto decisions = pc::Decide(rows, opts.value());
+  if (a.Has("--json")) {
+    json out = ParetoJson(a.positional[0], d->results, target);
+    out["decisions"] = pc::DecisionsJson(decisions, opts.value());
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("%s", pc::FormatParetoTable(d->results, target).c_str());
+    std::printf("%s", pc::FormatDecisions(decisions, opts.value()).c_str());
+  }
   return 0;
+}
+
+int CmdReport(const Args& a) {
+  std::string dir = a.Has("-o") ? a.Get("-o") : a.Get("--out");
+  if (a.positional.empty() || dir.empty()) return Fail("report needs a sweep id and an output directory, e.g. prunelab report sw-0001 -o report/");
+  auto d = FetchSweep(a, a.positional[0]);
+  if (!d.ok()) return Fail(d.status().ToString());
+  auto opts = DecisionOptionsFor(a, d->spec_yaml);
+  if (!opts.ok()) return Fail(opts.status().ToString());
+  pc::ReportInput in{a.positional[0], SweepName(d->spec_yaml), &d->results, opts.value()};
+  auto written = pc::WriteReport(dir, in);
+  if (!written.ok()) return Fail(written.status().ToString());
+  for (const auto& t : pc::Decide(d->results, opts.value()))
+    std::printf("%s: %s\n", t.target.c_str(),
+                t.recommended ? (t.recommended->task_id + " (" + pc::DescribeVariant(*t.recommended) + ") — " + t.why).c_str()
+                              : ("no recommendation — " + t.why).c_str());
+  std::printf("wrote %zu files; open %s/report.html\n", written->size(), dir.c_str());
+  return 0;
+}
+
+// Gates a new sweep against a known-good one: per target, the recommended variants compared.
+int CmdCompare(const Args& a) {
+  if (a.positional.size() < 2) return Fail("compare needs two sweep ids: prunelab compare NEW OLD");
+  auto now = FetchSweep(a, a.positional[0]);
+  if (!now.ok()) return Fail(now.status().ToString());
+  auto old = FetchSweep(a, a.positional[1]);
+  if (!old.ok()) return Fail(old.status().ToString());
+  auto opts = DecisionOptionsFor(a, now->spec_yaml);
+  if (!opts.ok()) return Fail(opts.status().ToString());
+  auto new_spec = pl::ParseSpec(now->spec_yaml), old_spec = pl::ParseSpec(old->spec_yaml);
+  if (new_spec.ok() && old_spec.ok() && new_spec->model != old_spec->model)
+    return Fail("the sweeps are for different models (" + new_spec->model + " vs " + old_spec->model + "): nothing to compare");
+  double acc_tol = a.Has("--accuracy-tolerance") ? std::atof(a.Get("--accuracy-tolerance").c_str()) : 0.5;
+  double lat_tol = a.Has("--latency-tolerance") ? std::atof(a.Get("--latency-tolerance").c_str()) : 0.10;
+  auto dn = pc::Decide(now->results, opts.value());
+  auto dold = pc::Decide(old->results, opts.value());
+  int regressions = 0;
+  std::printf("comparing %s (new) with %s (known good); tolerances: accuracy %.2f points, p90 latency +%.0f%%\n",
+              a.positional[0].c_str(), a.positional[1].c_str(), acc_tol, lat_tol * 100);
+  for (const auto& t : dn) {
+    const pc::TargetDecision* o = nullptr;
+    for (const auto& x : dold)
+      if (x.target == t.target) o = &x;
+    if (!o || !o->recommended) {
+      std::printf("  %s: no known-good recommendation to compare with\n", t.target.c_str());
+      continue;
+    }
+    if (!t.recommended) {
+      std::printf("  %s: REGRESSION: nothing passes the gates now (known good: %s, %s)\n", t.target.c_str(),
+                  o->recommended->task_id.c_str(), pc::DescribeVariant(*o->recommended).c_str());
+      ++regressions;
+      continue;
+    }
+    const auto &n = *t.recommended, &k = *o->recommended;
+    double dacc = (n.accuracy - k.accuracy) * 100;
+    double dlat = k.latency_p90_ms > 0 ? n.latency_p90_ms / k.latency_p90_ms - 1 : 0;
+    bool acc_bad = dacc < -acc_tol, lat_bad = dlat > lat_tol;
+    regressions += acc_bad + lat_bad;
+    std::printf("  %s: %s (%s) %.2f %%, p90 %.3f ms vs %s (%s) %.2f %%, p90 %.3f ms: accuracy %+.2f pt%s, p90 %+.1f%%%s\n",
+                t.target.c_str(), n.task_id.c_str(), pc::DescribeVariant(n).c_str(), n.accuracy * 100, n.latency_p90_ms,
+                k.task_id.c_str(), pc::DescribeVariant(k).c_str(), k.accuracy * 100, k.latency_p90_ms, dacc,
+                acc_bad ? " REGRESSION" : "", dlat * 100, lat_bad ? " REGRESSION" : "");
+  }
+  std::printf(regressions ? "FAIL: %d regression(s)\n" : "PASS: no regression\n", regressions);
+  return regressions ? 1 : 0;
 }
 
 int CmdSummary(const Args& a) {
@@ -667,6 +796,8 @@ int main(int argc, char** argv) {
   if (a.command == "pause" || a.command == "resume" || a.command == "cancel") return CmdSweepControl(a);
   if (a.command == "sensitivity") return CmdSensitivity(a);
   if (a.command == "keygen") return CmdKeygen(a);
+  if (a.command == "report") return CmdReport(a);
+  if (a.command == "compare") return CmdCompare(a);
   if (a.command == "-h" || a.command == "--help" || a.command == "help") {
     std::printf("%s", kUsage);
     return 0;

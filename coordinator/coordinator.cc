@@ -695,7 +695,8 @@ Message Coordinator::OnResults(const ResultsRequestMsg& m) {
   if (!r.ok()) {
     return Error(r.status().code() == Status::Code::kNotFound ? "not_found" : "store_error", r.status().message());
   }
-  return ResultsReplyMsg{std::move(r).value()};
+  auto spec = ReadSpecYaml(store_, m.sweep_id);
+  return ResultsReplyMsg{std::move(r).value(), spec.ok() ? spec.value() : ""};
 }
 
 void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason) {

@@ -12,8 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
-#include "common/types.h"
+#include "common/objectives.h"
 
 namespace prunelab::coordinator {
 
@@ -31,20 +30,5 @@ std::vector<size_t> NondominatedFront(const PointSet& points);
 std::vector<int> ParetoRanks(const PointSet& points, int max_rank = 0);
 // The O(n^2) reference the tests and the benchmark compare against.
 std::vector<size_t> BruteForceFront(const PointSet& points);
-
-// One objective of a result: a numeric field and its direction.
-struct Objective {
-  std::string field;  // e.g. accuracy, latency_p90_ms, peak_rss_bytes
-  bool maximize = false;
-  std::string Label() const { return field + (maximize ? " (max)" : " (min)"); }
-};
-// "accuracy:max,latency_p90_ms:min" -> objectives; InvalidArgument names the bad part and
-// lists the fields and directions allowed.
-StatusOr<std::vector<Objective>> ParseObjectives(const std::string& text);
-const std::vector<std::string>& ObjectiveFields();
-// Default: accuracy (max), p90 single-stream latency (min), peak memory (min).
-std::vector<Objective> DefaultObjectives();
-// The field's value in a result; false when the field is unknown.
-bool ObjectiveValue(const TrialResult& r, const std::string& field, double* out);
 
 }  // namespace prunelab::coordinator

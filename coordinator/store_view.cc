@@ -70,4 +70,13 @@ StatusOr<std::vector<TrialResult>> ReadResults(Store& store, const std::string& 
   return out;
 }
 
+StatusOr<std::string> ReadSpecYaml(Store& store, const std::string& sweep_id) {
+  auto sweep = store.Get(SweepKey(sweep_id));
+  if (!sweep.ok()) return sweep.status();
+  if (!sweep.value()) return Status::NotFound("no sweep '" + sweep_id + "'; `prunelab sweeps` lists them");
+  auto j = ParseJson(*sweep.value());
+  if (!j.ok()) return j.status();
+  return j->value("spec_yaml", "");
+}
+
 }  // namespace prunelab::coordinator

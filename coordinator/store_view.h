@@ -31,5 +31,7 @@ inline std::string BaselineCacheKey(const std::string& key) { return "baseline/"
 StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store);
 // Results of one sweep in task order. NotFound when the sweep does not exist.
 StatusOr<std::vector<TrialResult>> ReadResults(Store& store, const std::string& sweep_id);
+// The YAML the sweep was submitted with. NotFound when the sweep does not exist.
+StatusOr<std::string> ReadSpecYaml(Store& store, const std::string& sweep_id);
 
 }  // namespace prunelab::coordinator

@@ -270,7 +270,7 @@ struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; }
 struct StatusRequest { sweepId @0 :Text; }   # empty: every sweep
 struct StatusReply { sweeps @0 :List(SweepStatus); }
 struct ResultsRequest { sweepId @0 :Text; }
-struct ResultsReply { results @0 :List(Result); }
+struct ResultsReply { results @0 :List(Result); specYaml @1 :Text; }
 struct WorkersRequest { }
 struct WorkersReply { workers @0 :List(WorkerStatus); }
 struct ErrorReply { code @0 :Text; message @1 :Text; }

@@ -157,7 +157,8 @@ TEST_F(CoordinatorTest, AFailedPruneFailsItsBenchmarksWithItsReason) {
   ASSERT_TRUE(prune && prune->kind == TaskKind::kPruneTrial);
   ASSERT_TRUE(Report(w, *prune, /*ok=*/false).accepted);
   int failed = 0;
-  for (const auto& r : ReadResults(*store_, sweep).value()) {
+  auto rows = ReadResults(*store_, sweep).value();
+  for (const auto& r : rows) {
     if (r.task_id.rfind(prune->task_id + "@", 0) != 0) continue;
     EXPECT_FALSE(r.ok);
     EXPECT_NE(r.error.find("NaN loss"), std::string::npos) << r.error;

@@ -1,10 +1,17 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <map>
 #include <numeric>
+#include <sstream>
 #include <random>
 #include <set>
 
+#include "coordinator/decision.h"
 #include "coordinator/front.h"
+#include "coordinator/report.h"
+#include "test_util.h"
 #include "coordinator/pareto.h"
 
 namespace prunelab::coordinator {
@@ -172,6 +179,128 @@ TEST(FrontTest, ObjectivesParseWithDirectionsAndNameWhatIsAllowed) {
   double v = 0;
   ASSERT_TRUE(ObjectiveValue(r, "peak_rss_bytes", &v));
   EXPECT_EQ(v, 5);
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+TrialResult Row(const std::string& id, double acc, double p90, uint64_t bytes, bool baseline = false) {
+  TrialResult r;
+  r.task_id = id;
+  r.target = "cpu";
+  r.ok = true;
+  r.baseline = baseline;
+  r.kind = baseline ? TaskKind::kEvaluateBaseline : TaskKind::kPruneTrial;
+  r.criterion = "l1";
+  r.granularity = "structured";
+  r.accuracy = acc;
+  r.latency_p90_ms = p90;
+  r.latency_p99_ms = p90 * 1.2;
+  r.model_bytes = bytes;
+  r.throughput_sps = 1000 / p90;
+  r.per_class_accuracy.assign(10, acc);
+  return r;
+}
+
+std::vector<TrialResult> HandMade() {
+  return {Row("base@cpu", 0.90, 1.0, 1000, true),
+          Row("t001@cpu", 0.895, 0.8, 600),   // memory 60 %: fails the 0.5 gate
+          Row("t002@cpu", 0.885, 0.6, 400),   // passes: drop 1.5 pt, 40 %
+          Row("t003@cpu", 0.889, 0.7, 300),   // passes: drop 1.1 pt, 30 %
+          Row("t004@cpu", 0.870, 0.3, 100),   // drop 3 pt: fails accuracy
+          Row("t005@cpu", 0.880, 0.9, 500)};  // dominated by t002 and t003
+}
+
+TEST(DecisionTest, GatesNameEveryFailureAndRulesPickDifferentVariants) {
+  auto rows = HandMade();
+  DecisionOptions o;  // default objectives, 2 pt drop, memory 0.5, rule fastest
+  auto d = Decide(rows, o);
+  ASSERT_EQ(d.size(), 1u);
+  std::map<std::string, const Verdict*> by;
+  for (const auto& v : d[0].variants) by[v.row->task_id] = &v;
+  ASSERT_EQ(by.size(), 6u);
+  EXPECT_FALSE(by["t001@cpu"]->pass);
+  EXPECT_NE(by["t001@cpu"]->reasons.at(0).find("model memory 60% of dense > 50%"), std::string::npos);
+  EXPECT_FALSE(by["t004@cpu"]->pass);
+  EXPECT_NE(by["t004@cpu"]->reasons.at(0).find("accuracy drop 3.00 pt > 2.00"), std::string::npos);
+  EXPECT_TRUE(by["t002@cpu"]->pass);
+  EXPECT_TRUE(by["t003@cpu"]->pass);
+  EXPECT_FALSE(by["base@cpu"]->pass) << "the dense model is 100 % of itself";
+  EXPECT_EQ(by["t005@cpu"]->rank, 2);
+  EXPECT_EQ(by["t004@cpu"]->rank, 1);
+  ASSERT_NE(d[0].recommended, nullptr);
+  EXPECT_EQ(d[0].recommended->task_id, "t002@cpu") << "fastest passing";
+  o.rule = "most_accurate";
+  EXPECT_EQ(Decide(rows, o)[0].recommended->task_id, "t003@cpu");
+  // A latency budget and a worst-class gate reject more.
+  o.rule = "fastest";
+  o.gates.latency_budget_ms["latency_p90_ms"] = 0.65;
+  EXPECT_EQ(Decide(rows, o)[0].recommended->task_id, "t002@cpu");
+  o.gates.latency_budget_ms["latency_p90_ms"] = 0.5;
+  auto none = Decide(rows, o);
+  EXPECT_EQ(none[0].recommended, nullptr);
+  EXPECT_NE(none[0].why.find("no variant passes every gate"), std::string::npos);
+  // Nothing small enough: the report says so.
+  DecisionOptions tight;
+  tight.gates.max_memory_fraction = 0.05;
+  auto t = Decide(rows, tight);
+  ASSERT_FALSE(t[0].notes.empty());
+  EXPECT_NE(t[0].notes[0].find("no variant meets the memory gate"), std::string::npos);
+  // Knee: a passing front point, deterministic.
+  DecisionOptions knee;
+  knee.rule = "knee";
+  auto k = Decide(rows, knee);
+  ASSERT_NE(k[0].recommended, nullptr);
+  EXPECT_TRUE(k[0].recommended->task_id == "t002@cpu" || k[0].recommended->task_id == "t003@cpu");
+  EXPECT_EQ(Decide(rows, knee)[0].recommended, k[0].recommended);
+}
+
+TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
+  testing::TempDir dir;
+  auto rows = HandMade();
+  rows.push_back(Row("t006@cpu", 0.5, 0.2, 50));
+  rows.back().ok = false;
+  rows.back().error = "diverged, loss NaN";
+  ReportInput in{"sw-0042", "hand-made", &rows, DecisionOptions{}};
+  auto written = WriteReport(dir.path(), in);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  auto read = [&](const std::string& f) {
+    std::ifstream is(dir.path() + "/" + f);
+    std::stringstream ss;
+    ss << is.rdbuf();
+    return ss.str();
+  };
+  auto j = nlohmann::json::parse(read("results.json"), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["results"].size(), 7u);
+  EXPECT_EQ(j["decisions"]["targets"][0]["recommended"], "t002@cpu");
+  std::string html = read("report.html");
+  EXPECT_EQ(html.find("http://"), std::string::npos) << "self-contained: nothing fetched";
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  std::istringstream csv(read("results.csv"));
+  std::string line;
+  std::getline(csv, line);
+  size_t cols = std::count(line.begin(), line.end(), ',') + 1;
+  int n = 0;
+  bool saw_failure = false;
+  while (std::getline(csv, line)) {
+    ++n;
+    saw_failure |= line.find("diverged") != std::string::npos;
+    if (line.find('"') == std::string::npos) EXPECT_EQ(std::count(line.begin(), line.end(), ',') + 1u, cols) << line;
+  }
+  EXPECT_EQ(n, 7);
+  EXPECT_TRUE(saw_failure);
+  for (const auto& v : Decide(rows, DecisionOptions{})[0].variants) {
+    if (v.rank != 1) continue;
+    EXPECT_NE(html.find("data-trial=\"" + v.row->task_id + "\""), std::string::npos) << v.row->task_id;
+    if (!v.row->baseline) EXPECT_FALSE(read("cards/" + v.row->task_id + ".md").empty()) << v.row->task_id;
+  }
+  EXPECT_NE(html.find("Recommended: <b>t002@cpu</b>"), std::string::npos);
+  EXPECT_NE(read("report.md").find("recommended: t002@cpu"), std::string::npos);
 }
 
 }  // namespace
