@@ -18,6 +18,7 @@ PACKAGES=(
   python3-torch
   clang-14 libclang-rt-14-dev
   python3-distributed
+  chromium
 )
 
 SUDO=""

@@ -87,12 +87,17 @@ StatusOr<std::set<std::string>> ReadAllowList(const std::string& path) {
   int n = 0;
   while (std::getline(in, line)) {
     ++n;
-    auto hash = line.find('#');
-    std::string key = Trim(hash == std::string::npos ? line : line.substr(0, hash));
-    if (key.empty()) continue;
-    if (!IsZ85Key(key))
-      return Status::InvalidArgument(path + ":" + std::to_string(n) + ": not a public key (40 Z85 characters expected)");
-    keys.insert(key);
+    // The key is the first word; Z85 keys may contain '#', so a line is a comment only when
+    // its first word is not a key and starts with '#'.
+    std::istringstream words(line);
+    std::string key;
+    if (!(words >> key)) continue;
+    if (IsZ85Key(key)) {
+      keys.insert(key);
+      continue;
+    }
+    if (key[0] == '#') continue;
+    return Status::InvalidArgument(path + ":" + std::to_string(n) + ": not a public key (40 Z85 characters expected)");
   }
   return keys;
 }

@@ -1,6 +1,8 @@
 // CURVE key files. `prunelab keygen DIR/NAME` writes NAME.key (public + secret, mode 0600)
 // and NAME.pub (the public key, to give to the other side). An allow-list file has one
-// public key per line (a NAME.pub's contents); '#' starts a comment.
+// public key per line (a NAME.pub's contents), optionally followed by a note; lines
+// starting with '#' are comments (a key itself may contain '#': the first word is tried
+// as a key first).
 #pragma once
 
 #include <set>

@@ -46,7 +46,7 @@ void OnSigint(int) { g_interrupted = true; }
 
 const char* kUsage =
     "usage: prunelab COMMAND [ARGS]\n"
-    "  run SPEC.yaml [--workers N] [--data-dir DIR] [--threads N]\n"
+    "  run SPEC.yaml [--workers N] [--data-dir DIR] [--threads N] [--http PORT]\n"
     "        run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table\n"
     "  submit SPEC.yaml [--coordinator tcp://HOST:PORT]      submit to a running coordinator; prints the sweep id\n"
     "  status [ID] [--wait]                                  progress of one or every sweep\n"
@@ -629,14 +629,26 @@ int CmdRun(const Args& a) {
   auto store = pc::OpenRocksDbStore(data_dir + "/store");
   if (!store.ok()) return Fail(store.status().ToString() + "; use another --data-dir");
   pl::SystemClock clock;
-  pc::Coordinator core(*store.value(), clock);
+  pc::TimedStore timed(*store.value());
+  pc::Coordinator core(timed, clock);
   if (auto st = core.Recover(); !st.ok()) return Fail("cannot recover " + data_dir + ": " + st.ToString());
   pl::ZmqContext ctx;
   pc::ServiceOptions so;
   so.worker_endpoint = "tcp://127.0.0.1:*";
   so.client_endpoint = "tcp://127.0.0.1:*";
+  pc::DashboardState dashboard;
+  dashboard.store_write = &timed.write_latency;
+  dashboard.store_sync = &timed.sync_latency;
+  so.dashboard = &dashboard;
   pc::CoordinatorService service(ctx, core, so);
   if (auto st = service.Bind(); !st.ok()) return Fail(st.ToString());
+  // The dashboard is off in the embedded mode unless asked for (--http PORT, loopback).
+  std::unique_ptr<pc::HttpServer> web;
+  if (a.Has("--http")) {
+    web = std::make_unique<pc::HttpServer>("127.0.0.1", std::atoi(a.Get("--http").c_str()), timed, dashboard);
+    if (auto st = web->Start(); !st.ok()) return Fail(st.ToString());
+    std::fprintf(stderr, "prunelab: dashboard at http://127.0.0.1:%u/ (metrics at /metrics)\n", web->port());
+  }
   std::thread loop([&] { service.Run(/*handle_signals=*/false); });
   std::fprintf(stderr, "embedded coordinator on %s (plain mode, loopback only: no authentication; for a lab network "
                        "see README \"Authentication\")\n", service.worker_endpoint().c_str());

@@ -683,6 +683,15 @@ std::vector<WorkerStatus> Coordinator::Workers() const {
   return out;
 }
 
+void Coordinator::Counts(std::map<std::string, uint64_t>* by_state,
+                         std::map<std::string, uint64_t>* results_by_target) const {
+  for (const auto& [sid, sweep] : sweeps_)
+    for (const auto& [tid, t] : sweep.tasks) {
+      ++(*by_state)[TaskStateName(t.state)];
+      if (Terminal(t.state) && ProducesResultRow(t.task)) ++(*results_by_target)[t.task.target];
+    }
+}
+
 Message Coordinator::OnStatus(const StatusRequestMsg& m) {
   if (m.sweep_id.empty()) return StatusReplyMsg{Sweeps()};
   auto it = sweeps_.find(m.sweep_id);

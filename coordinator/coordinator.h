@@ -68,6 +68,8 @@ class Coordinator {
 
   std::vector<SweepStatus> Sweeps() const;
   std::vector<WorkerStatus> Workers() const;
+  // Tasks of every sweep by state name, and recorded result rows per target (for metrics).
+  void Counts(std::map<std::string, uint64_t>* by_state, std::map<std::string, uint64_t>* results_by_target) const;
 
  private:
   struct TaskEntry {

@@ -2,11 +2,13 @@
 // kill it at any time and start it again on the same directory to resume.
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "common/clock.h"
 #include "common/keys.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/http.h"
 #include "coordinator/service.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +16,7 @@ int main(int argc, char** argv) {
   prunelab::coordinator::ServiceOptions options;
   prunelab::coordinator::CoordinatorOptions core_options;
   std::string curve_key, allow_workers, allow_clients;
+  std::string http = "127.0.0.1:8480";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -30,12 +33,14 @@ int main(int argc, char** argv) {
     else if (a == "--max-attempts") core_options.max_attempts = static_cast<uint32_t>(std::atoi(next().c_str()));
     else if (a == "--verbose") options.verbose = true;
     else if (a == "--curve-key") curve_key = next();
+    else if (a == "--http") http = next();
     else if (a == "--allow-workers") allow_workers = next();
     else if (a == "--allow-clients") allow_clients = next();
     else if (a == "-h" || a == "--help") {
       std::printf("usage: prunelab-coordinator --data-dir DIR [--worker-endpoint tcp://*:5555] "
                   "[--client-endpoint tcp://*:5556] [--heartbeat-ms 1000] [--max-attempts 3] [--verbose]\n"
-                  "       [--curve-key coordinator.key --allow-workers FILE --allow-clients FILE]\n"
+                  "       [--curve-key coordinator.key --allow-workers FILE --allow-clients FILE] [--http ADDR:PORT|off]\n"
+                  "  --http: dashboard, JSON API and /metrics (default 127.0.0.1:8480; 0.0.0.0:PORT to share it; off)\n"
                   "  --max-attempts: worker losses a task survives before it fails with every attempt's reason\n"
                   "  --curve-key: encrypt and authenticate with CURVE (key pair from `prunelab keygen`); only public keys\n"
                   "    listed in --allow-workers (worker endpoint) and --allow-clients (client endpoint) may connect\n");
@@ -80,17 +85,38 @@ int main(int argc, char** argv) {
     return 1;
   }
   prunelab::SystemClock clock;
-  prunelab::coordinator::Coordinator core(*store.value(), clock, core_options);
+  prunelab::coordinator::TimedStore timed(*store.value());
+  prunelab::coordinator::Coordinator core(timed, clock, core_options);
   if (auto st = core.Recover(); !st.ok()) {
     std::fprintf(stderr, "prunelab-coordinator: cannot recover state from %s: %s\n", data_dir.c_str(),
                  st.ToString().c_str());
     return 1;
   }
   prunelab::ZmqContext ctx;
+  prunelab::coordinator::DashboardState dashboard;
+  dashboard.store_write = &timed.write_latency;
+  dashboard.store_sync = &timed.sync_latency;
+  options.dashboard = &dashboard;
   prunelab::coordinator::CoordinatorService service(ctx, core, options);
   if (auto st = service.Bind(); !st.ok()) {
     std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
     return 1;
+  }
+  std::unique_ptr<prunelab::coordinator::HttpServer> web;
+  if (http != "off") {
+    auto colon = http.rfind(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "prunelab-coordinator: --http wants ADDR:PORT (e.g. 127.0.0.1:8480) or off\n");
+      return 2;
+    }
+    web = std::make_unique<prunelab::coordinator::HttpServer>(http.substr(0, colon), std::atoi(http.substr(colon + 1).c_str()),
+                                                              timed, dashboard);
+    if (auto st = web->Start(); !st.ok()) {
+      std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "prunelab-coordinator: dashboard at http://%s:%u/ (metrics at /metrics)\n",
+                 http.substr(0, colon).c_str(), web->port());
   }
   std::fprintf(stderr, "prunelab-coordinator: data in %s; workers connect to %s, clients to %s\n", data_dir.c_str(),
                service.worker_endpoint().c_str(), service.client_endpoint().c_str());

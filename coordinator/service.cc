@@ -161,6 +161,13 @@ struct CoordinatorService::Impl {
       if (ec) return;
       core.Tick();
       (void)core.Commit();  // requeues are durable soon; nothing was acknowledged by them
+      if (options.dashboard) {
+        DashboardSnapshot snap;
+        snap.sweeps = core.Sweeps();
+        snap.workers = core.Workers();
+        core.Counts(&snap.tasks_by_state, &snap.results_by_target);
+        options.dashboard->Publish(std::move(snap));
+      }
       DrainAll();  // safety net for a missed ZMQ_FD edge
       ArmTimer(t);
     });
@@ -173,6 +180,12 @@ CoordinatorService::~CoordinatorService() { impl_->StopCommitter(); }
 
 Status CoordinatorService::Bind() {
   const ServiceOptions& o = impl_->options;
+  if (o.dashboard) {
+    o.dashboard->dispatch = &impl_->dispatch_latency;
+    o.dashboard->ack = &impl_->commit_latency;
+    o.dashboard->rejected_messages = [this] { return rejected_messages(); };
+    o.dashboard->refused_connections = [this] { return refused_connections(); };
+  }
   ServerSecurity ws, cs;
   if (!o.keys.secret_key.empty()) {
     // CURVE without a ZAP handler admits anyone who knows the server key: always check.

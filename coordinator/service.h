@@ -10,6 +10,7 @@
 #include "common/histogram.h"
 #include "common/transport.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/http.h"
 
 namespace prunelab::coordinator {
 
@@ -26,6 +27,8 @@ struct ServiceOptions {
   CurveKeyPair keys;
   std::set<std::string> allowed_workers;
   std::set<std::string> allowed_clients;
+  // When set, a snapshot for the HTTP side is published here every tick.
+  DashboardState* dashboard = nullptr;
 };
 
 class CoordinatorService {

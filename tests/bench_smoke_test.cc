@@ -59,5 +59,16 @@ TEST(BenchSmokeTest, DispatchScalePrintsOneJsonObjectWithEveryTaskDone) {
   }
 }
 
+TEST(BenchSmokeTest, ParetoScalePrintsFrontTimesAndAReportTime) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/pareto_scale --json --max-n 10000"));
+  ASSERT_TRUE(j.ok());
+  ASSERT_EQ((*j)["runs"].size(), 3u);  // 10^4 points x 2, 3, 5 objectives
+  for (const auto& r : (*j)["runs"]) {
+    EXPECT_TRUE(r["same_front"].get<bool>()) << r.dump();
+    EXPECT_GT(r["front_size"].get<int>(), 0);
+  }
+  EXPECT_GT((*j)["report_files"].get<int>(), 4);
+}
+
 }  // namespace
 }  // namespace prunelab

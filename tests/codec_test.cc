@@ -14,6 +14,7 @@ TrialResult SampleResult() {
   r.task_id = "t003@local";
   r.attempt = 2;
   r.worker_id = "w001-host";
+  r.pruned_by = "w002-gpu";
   r.target = "local";
   r.kind = TaskKind::kPruneTrial;
   r.model = "cnn";
@@ -46,23 +47,27 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
   t.trial.sparsity = 0.75;
   t.benchmark.min_queries = 123;
   t.baseline_artifact = "feed";
+  t.kind = TaskKind::kBenchmarkVariant;
+  t.variant_artifact = "beef";
+  t.depends_on = "t001";
   std::vector<Message> msgs = {
-      RegisterMsg{"w1", "gpu-a", HardwareFingerprint{"h", "cpu", "avx2", 16, 1 << 30, 4, "1.13.1", "blas", "H100", "cuda:0"}},
-      HeartbeatMsg{"w1", "sw-1/t001", "training", 0.5},
-      RequestWorkMsg{"w1"},
+      RegisterMsg{"w1", "gpu-a", HardwareFingerprint{"h", "cpu", "avx2", 16, 1 << 30, 4, "1.13.1", "blas", "H100", "cuda:0"},
+                  2, {RunningTask{"sw-1", "t001", 3, 1}}},
+      HeartbeatMsg{"w1", "sw-1/t001", "training", 0.5, 1},
+      RequestWorkMsg{"w1", 1},
       SubmitResultMsg{"w1", SampleResult(), std::string("\0\1binary\xff", 9)},
-      FetchArtifactMsg{"feed"},
+      FetchArtifactMsg{"feed", 1048576, 65536},
       RegisterReplyMsg{"w1", 750},
       AssignMsg{t},
       NoWorkMsg{1000, "nothing"},
       ResultAckMsg{"t1", 3, true, "recorded"},
-      ArtifactReplyMsg{"feed", true, "bytes"},
+      ArtifactReplyMsg{"feed", true, "bytes", 10, 15, "abc"},
       SubmitSweepMsg{"name: x\n", std::string("\0model\xff", 7)},
       SubmitReplyMsg{"sw-0002", 9},
       StatusRequestMsg{"sw-0002"},
       StatusReplyMsg{{SweepStatus{"sw-1", "n", "running", 5, 1, 1, 1, 2, 99, "no live worker"}}},
       ResultsRequestMsg{"sw-1"},
-      ResultsReplyMsg{{SampleResult(), SampleResult()}},
+      ResultsReplyMsg{{SampleResult(), SampleResult()}, "name: x\n"},
       WorkersRequestMsg{},
       WorkersReplyMsg{{WorkerStatus{"w1", "local", {}, true, 12, "sw-1/t1", "benchmarking", 0.25}}},
       ErrorMsg{"bad_message", "why"},
@@ -131,4 +136,35 @@ TEST(CodecTest, SmallMessageCannotAmplifyIntoAHugeList) {
   if (m.ok()) EXPECT_LT(Encode(m.value()).size(), 64u * 1024) << MessageName(m.value());
 }
 
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+TEST(CodecTest, StoreRecordsRoundTripAndOlderJsonRecordsStillRead) {
+  TrialResult r = SampleResult();
+  auto back = DecodeResultRecord(EncodeResultRecord(r));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(ToJson(back.value()), ToJson(r));
+  auto old = DecodeResultRecord(ToJson(r).dump());  // what stores written before held
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->task_id, r.task_id);
+  TaskRecordData t;
+  t.task.task_id = "t001@a";
+  t.task.kind = TaskKind::kBenchmarkVariant;
+  t.task.depends_on = "t001";
+  t.state = "running";
+  t.worker = "w1";
+  t.slot = 3;
+  t.attempt_errors = {"attempt 1: lost"};
+  auto tb = DecodeTaskRecord(EncodeTaskRecord(t));
+  ASSERT_TRUE(tb.ok());
+  EXPECT_EQ(ToJson(tb->task), ToJson(t.task));
+  EXPECT_EQ(tb->slot, 3u);
+  EXPECT_EQ(tb->attempt_errors, t.attempt_errors);
+  EXPECT_FALSE(DecodeResultRecord("garbage!").ok()) << "8 bytes of junk is not a record";
+  EXPECT_FALSE(DecodeTaskRecord("").ok());
+}
+
+}  // namespace
 }  // namespace prunelab

@@ -126,7 +126,8 @@ class MultiProcessTest : public ::testing::Test {
   void StartCoordinator() {
     std::vector<std::string> args{kBin + "/prunelab-coordinator", "--data-dir", dir_.path() + "/data", "--worker-endpoint",
                                   "tcp://127.0.0.1:" + std::to_string(worker_port_), "--client-endpoint", client_,
-                                  "--heartbeat-ms", "500", "--max-attempts", std::to_string(max_attempts_)};
+                                  "--heartbeat-ms", "500", "--max-attempts", std::to_string(max_attempts_),
+                                  "--http", "off"};  // tests run in parallel: no fixed port
     args.insert(args.end(), coordinator_extra_.begin(), coordinator_extra_.end());
     coordinator_ = Spawn(args, dir_.path() + "/coordinator.log");
   }
@@ -347,9 +348,51 @@ TEST_F(MultiProcessTest, CurveAdmitsAllowListedWorkersAndClientsAndRefusesOthers
   EXPECT_EQ(ReadAll(dir_.path() + "/worker1.log").find("registered with"), std::string::npos)
       << "the stranger never got in";
   // A coordinator asked for CURVE without allow-lists refuses to start (it would admit anyone).
-  auto no_list = Shell(kBin + "/prunelab-coordinator --data-dir " + dir_.path() + "/d2 --curve-key " + k + "/coordinator.key");
+  auto no_list = Shell(kBin + "/prunelab-coordinator --http off --data-dir " + dir_.path() + "/d2 --curve-key " + k +
+                       "/coordinator.key");
   EXPECT_EQ(no_list.code, 2) << no_list.out;
   EXPECT_NE(no_list.out.find("would admit anyone"), std::string::npos) << no_list.out;
+}
+
+// End to end in a browser: Debian's chromium, headless, loads the dashboard of a running
+// coordinator with a finished tiny sweep; the DOM (after the page's scripts ran) must show
+// the sweep, its front and its recommendation. A screenshot is kept in build/test-artifacts/.
+TEST_F(MultiProcessTest, DashboardInHeadlessChromiumShowsTheSweepAndItsFront) {
+  if (Shell("command -v chromium").code != 0) GTEST_SKIP() << "chromium is not installed (cluster/install-deps.sh installs it)";
+  int http_port = FreePort();
+  Stop(coordinator_);
+  coordinator_extra_ = {"--http", "127.0.0.1:" + std::to_string(http_port)};
+  StartCoordinator();
+  StartWorker(1);
+  auto sub = Shell(Cli("submit " + Spec("dash", kFashionDir) + " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  ASSERT_EQ(Shell(Cli("status " + id + " --wait --coordinator " + client_)).code, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the next snapshot for the HTTP side
+  const std::string url = "http://127.0.0.1:" + std::to_string(http_port) + "/";
+  const std::string chromium = "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking "
+                               "--disable-component-update --disable-sync --no-first-run --virtual-time-budget=10000 ";
+  auto dom = Shell(chromium + "--dump-dom " + url, false);
+  ASSERT_EQ(dom.code, 0) << dom.out;
+  EXPECT_NE(dom.out.find("data-sweep=\"" + id + "\""), std::string::npos) << "the sweep is listed: " << dom.out;
+  EXPECT_NE(dom.out.find("<span class=\"state\">done</span>"), std::string::npos) << dom.out;
+  EXPECT_NE(dom.out.find("data-target=\"local\""), std::string::npos) << dom.out;
+  size_t front_points = 0;
+  for (size_t at = 0; (at = dom.out.find("class=\"fp point\"", at)) != std::string::npos; ++at) ++front_points;
+  EXPECT_GE(front_points, 1u) << "the front is drawn";
+  // The decision is shown: a recommended variant, or why there is none (this tiny sweep's
+  // variants may all fail the default gates).
+  EXPECT_TRUE(dom.out.find("class=\"recommended\">t00") != std::string::npos ||
+              dom.out.find("no variant passes every gate") != std::string::npos)
+      << dom.out;
+  EXPECT_NE(dom.out.find("class=\"worker\""), std::string::npos) << "the worker is listed";
+  const std::string shots = std::string(PRUNELAB_BIN_DIR) + "/../test-artifacts";
+  std::filesystem::create_directories(shots);
+  auto shot = Shell(chromium + "--window-size=1200,900 --screenshot=" + shots + "/dashboard.png " + url);
+  EXPECT_EQ(shot.code, 0) << shot.out;
+  EXPECT_TRUE(std::filesystem::exists(shots + "/dashboard.png"));
+  auto metrics = Shell("curl -s " + url + "metrics", false);
+  if (metrics.code == 0) EXPECT_NE(metrics.out.find("prunelab_tasks{state=\"done\"}"), std::string::npos);
 }
 
 TEST_F(MultiProcessTest, CoordinatorKilledMidSweepResumesAndRecordsEachResultOnce) {

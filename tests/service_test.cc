@@ -2,11 +2,21 @@
 // artifact transfer that survives corrupted chunks, and CURVE with ZAP allow-lists.
 #include <gtest/gtest.h>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <map>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "common/artifact_fetch.h"
 #include "common/hash.h"
 #include "common/rpc.h"
+#include "coordinator/http.h"
 #include "coordinator/service.h"
 
 namespace prunelab::coordinator {
@@ -143,6 +153,95 @@ TEST(ServiceTest, CurveAdmitsOnlyAllowListedKeysPerEndpoint) {
   RpcClient plain(live.ctx(), cep);
   EXPECT_FALSE(plain.Call(StatusRequestMsg{""}, 800).ok());
   EXPECT_GE(live.service().refused_connections(), 2u) << "refusals are counted (and logged)";
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// GET over a real TCP connection; returns status code and body.
+std::pair<int, std::string> Get(uint16_t port, const std::string& path) {
+  namespace asio = boost::asio;
+  namespace http = boost::beast::http;
+  asio::io_context io;
+  boost::beast::tcp_stream s(io);
+  s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req{http::verb::get, path, 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(s, req);
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  return {res.result_int(), res.body()};
+}
+
+TEST(HttpTest, MetricsAreValidPrometheusTextAndTheApiServesJson) {
+  auto store = NewMemoryStore();
+  TimedStore timed(*store);
+  SystemClock clock;
+  Coordinator core(timed, clock);
+  ZmqContext ctx;
+  DashboardState dash;
+  dash.store_write = &timed.write_latency;
+  dash.store_sync = &timed.sync_latency;
+  ServiceOptions o;
+  o.worker_endpoint = "tcp://127.0.0.1:*";
+  o.client_endpoint = "tcp://127.0.0.1:*";
+  o.tick_interval_ms = 50;
+  o.dashboard = &dash;
+  CoordinatorService service(ctx, core, o);
+  ASSERT_TRUE(service.Bind().ok());
+  std::thread loop([&] { service.Run(false); });
+  HttpServer web("127.0.0.1", 0, timed, dash);
+  ASSERT_TRUE(web.Start().ok());
+  RpcClient client(ctx, service.client_endpoint());
+  ASSERT_TRUE(client.Call(SubmitSweepMsg{"name: m\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""}, 5000).ok());
+  RpcClient worker(ctx, service.worker_endpoint());
+  ASSERT_TRUE(worker.Call(RegisterMsg{"w1", "local", {}, 1, {}}, 5000).ok());
+  ASSERT_TRUE(worker.Call(RequestWorkMsg{"w1", 0}, 5000).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few ticks: a snapshot is published
+
+  auto [code, text] = Get(web.port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  // Every line: "# HELP name ...", "# TYPE name kind", or "name{labels} number".
+  std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$)");
+  std::regex meta(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  std::istringstream lines(text);
+  std::string line;
+  std::map<std::string, double> values;
+  int samples = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("#", 0) == 0) {
+      EXPECT_TRUE(std::regex_match(line, meta)) << line;
+      continue;
+    }
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << "not Prometheus text: " << line;
+    values[line.substr(0, line.rfind(' '))] = std::stod(m[5].str());
+    ++samples;
+  }
+  EXPECT_GT(samples, 40);
+  EXPECT_EQ(values["prunelab_tasks{state=\"running\"}"], 1);
+  EXPECT_EQ(values["prunelab_workers{state=\"alive\"}"], 1);
+  EXPECT_EQ(values["prunelab_dispatch_latency_seconds_count"], 1);
+  EXPECT_EQ(values["prunelab_dispatch_latency_seconds_bucket{le=\"+Inf\"}"], 1);
+  EXPECT_GE(values["prunelab_store_write_latency_seconds_count"], 2) << "the submission and the assignment";
+
+  auto [scode, sweeps] = Get(web.port(), "/api/sweeps");
+  EXPECT_EQ(scode, 200);
+  auto j = nlohmann::json::parse(sweeps, nullptr, false);
+  ASSERT_TRUE(j.is_array()) << sweeps;
+  EXPECT_EQ(j[0]["id"], "sw-0001");
+  auto [dcode, decisions] = Get(web.port(), "/api/sweeps/sw-0001/decisions");
+  EXPECT_EQ(dcode, 200) << decisions;
+  EXPECT_EQ(Get(web.port(), "/api/sweeps/sw-9999/decisions").first, 404);
+  EXPECT_EQ(Get(web.port(), "/nope").first, 404);
+  EXPECT_NE(Get(web.port(), "/").second.find("prunelab dashboard"), std::string::npos);
+  web.Stop();
+  service.Stop();
+  loop.join();
 }
 
 }  // namespace

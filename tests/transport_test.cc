@@ -3,7 +3,11 @@
 
 #include <thread>
 
+#include <fstream>
+
+#include "common/keys.h"
 #include "common/rpc.h"
+#include "test_util.h"
 #include "common/transport.h"
 
 namespace prunelab {
@@ -50,6 +54,38 @@ TEST(TransportTest, BindConflictIsAClearError) {
   auto b = RouterSocket::Bind(ctx, a.value()->endpoint());
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find("cannot bind"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+TEST(KeysTest, AllowListsTakeKeysWithHashesCommentsAndNotesAndRejectJunk) {
+  testing::TempDir dir;
+  const std::string hashy = "#bcdefghij0123456789ABCDEFGHIJ.-:+=^!/*?";  // 40 Z85 characters, leading '#'
+  ASSERT_TRUE(IsZ85Key(hashy));
+  std::ofstream(dir.path() + "/ok.allow") << "# lab workers\n\n" << hashy << "\n"
+                                          << "0123456789abcdefghijABCDEFGHIJ0123456789 worker-b\n";
+  auto keys = ReadAllowList(dir.path() + "/ok.allow");
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  EXPECT_EQ(keys->size(), 2u);
+  EXPECT_TRUE(keys->count(hashy));
+  std::ofstream(dir.path() + "/bad.allow") << "not-a-key\n";
+  auto bad = ReadAllowList(dir.path() + "/bad.allow");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.allow:1"), std::string::npos);
+  if (CurveAvailable()) {
+    auto pair = GenerateCurveKeyPair();
+    ASSERT_TRUE(pair.ok());
+    ASSERT_TRUE(WriteKeyPair(dir.path() + "/me", pair.value()).ok());
+    EXPECT_FALSE(WriteKeyPair(dir.path() + "/me", pair.value()).ok()) << "never overwrites a key";
+    auto back = ReadKeyPair(dir.path() + "/me.key");
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(back->secret_key, pair->secret_key);
+    EXPECT_EQ(ReadPublicKey(dir.path() + "/me.pub").value(), pair->public_key);
+  }
 }
 
 }  // namespace
