@@ -761,7 +761,9 @@ int CmdRun(const Args& a) {
       std::printf("\nSweep %s '%s' finished in %.1f s.\n\nAll results:\n%s\n", id.c_str(), spec->name.c_str(),
                   elapsed, pc::FormatResultsTable(rows).c_str());
       std::printf("%s", pc::FormatParetoTable(res->results, "").c_str());
-      std::printf("Stored in %s. More: prunelab results %s --data-dir %s --json | prunelab pareto %s --data-dir %s --json\n",
+      auto opts = pc::OptionsFromSpec(spec->report);
+      if (opts.ok()) std::printf("%s\n", pc::FormatDecisions(pc::Decide(res->results, opts.value()), opts.value()).c_str());
+      std::printf("Stored in %s. More: prunelab report %s -o report/ --data-dir %s (HTML) | prunelab pareto %s --data-dir %s --json\n",
                   data_dir.c_str(), id.c_str(), data_dir.c_str(), id.c_str(), data_dir.c_str());
     }
   }

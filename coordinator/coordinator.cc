@@ -192,8 +192,11 @@ Message Coordinator::OnRegister(const RegisterMsg& m) {
       ++it;
       continue;
     }
+    if (!Requeue(h.sweep_id, h.task_id, "worker " + id + " registered again without it")) {
+      ++it;  // kept until a requeue can be written
+      continue;
+    }
     it = w.held.erase(it);
-    Requeue(h.sweep_id, h.task_id, "worker " + id + " registered again without it");
   }
   w.recovered = false;
   w.status.worker_id = id;
@@ -258,8 +261,9 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
   w.status.alive = true;
   if (auto h = w.held.find(m.slot); h != w.held.end()) {
     Held held = h->second;
+    if (!Requeue(held.sweep_id, held.task_id, "worker " + m.worker_id + " asked for new work on the slot running it"))
+      return Error("store_error", "cannot record the state change; ask again later");
     Release(w, m.slot);
-    Requeue(held.sweep_id, held.task_id, "worker " + m.worker_id + " asked for new work on the slot running it");
   }
   // Pruning and training go to GPU workers while one has a free slot.
   bool may_take_any = IsGpu(w.status);
@@ -708,11 +712,11 @@ Message Coordinator::OnResults(const ResultsRequestMsg& m) {
   return ResultsReplyMsg{std::move(r).value(), spec.ok() ? spec.value() : ""};
 }
 
-void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason) {
+bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason) {
   auto sit = sweeps_.find(sweep_id);
-  if (sit == sweeps_.end()) return;
+  if (sit == sweeps_.end()) return true;
   auto tit = sit->second.tasks.find(task_id);
-  if (tit == sit->second.tasks.end() || tit->second.state != TaskState::kRunning) return;
+  if (tit == sit->second.tasks.end() || tit->second.state != TaskState::kRunning) return true;
   TaskEntry e = tit->second;
   e.attempt_errors.push_back("attempt " + std::to_string(e.task.attempt) + ": " + reason);
   e.worker.clear();
@@ -731,21 +735,29 @@ void Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   }
   changed[task_id] = e;
   for (const auto& [tid, c] : changed) batch.push_back(TaskRecord(sweep_id, c));
-  // If the write fails the task stays running in memory and the next Tick tries again.
-  if (store_.Apply(batch).ok()) Adopt(sit->second, changed);
+  // If the write fails the task stays running in memory and the caller keeps it held.
+  if (!store_.Apply(batch).ok()) return false;
+  Adopt(sit->second, changed);
+  return true;
 }
 
 void Coordinator::Tick() {
   int64_t now = clock_.NowMs();
   int64_t limit = int64_t{options_.heartbeat_interval_ms} * options_.dead_after_missed_heartbeats;
   for (auto& [id, w] : workers_) {
-    if (!w.status.alive || now - w.last_seen_ms <= limit) continue;
-    w.status.alive = false;
-    w.status.phase = "dead";
-    auto held = w.held;
-    w.held.clear();
-    for (const auto& [slot, h] : held)
-      Requeue(h.sweep_id, h.task_id, "worker " + id + " silent for " + std::to_string(now - w.last_seen_ms) + " ms");
+    if (now - w.last_seen_ms <= limit) continue;
+    if (w.status.alive) {
+      w.status.alive = false;
+      w.status.phase = "dead";
+    }
+    // A task whose requeue cannot be written stays held: the next tick tries again.
+    for (auto it = w.held.begin(); it != w.held.end();) {
+      if (Requeue(it->second.sweep_id, it->second.task_id,
+                  "worker " + id + " silent for " + std::to_string(now - w.last_seen_ms) + " ms"))
+        it = w.held.erase(it);
+      else
+        ++it;
+    }
   }
 }
 

@@ -132,8 +132,9 @@ class Coordinator {
   // Applies `changed` to memory (after its batch is durable), keeping the ready sets and
   // running counts right.
   void Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& changed);
-  // Puts a running task back in the queue (or fails it after max_attempts).
-  void Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);
+  // Puts a running task back in the queue (or fails it after max_attempts). False when the
+  // store refused the write: the task stays running (and held), to be tried again.
+  bool Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);
   void Release(WorkerEntry& w, uint32_t slot);  // frees a slot (no store write)
 
   Store& store_;

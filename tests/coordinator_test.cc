@@ -2,9 +2,11 @@
 // no sleeps.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/hash.h"
+#include "common/records.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/store_view.h"
 
@@ -476,6 +478,85 @@ TEST_F(CoordinatorTest, PausedSweepsHoldTheirTasksAndCancelledOnesFailWhatIsUnfi
   EXPECT_NE(control("stop"), "cancelled");
   auto unknown = core_->Handle(SweepControlMsg{"sw-9999", "pause"});
   EXPECT_TRUE(std::holds_alternative<ErrorMsg>(*unknown));
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// A store whose writes fail while `broken` is set (a full disk, an I/O error), behind the
+// same interface as the real ones.
+class FlakyStore final : public Store {
+ public:
+  explicit FlakyStore(Store& inner) : inner_(inner) {}
+  bool broken = false;
+  Status Apply(const std::vector<StoreWrite>& b) override {
+    return broken ? Status::IoError("injected: no space left on device") : inner_.Apply(b);
+  }
+  void SetGroupCommit(bool on) override { inner_.SetGroupCommit(on); }
+  Status Sync() override { return broken ? Status::IoError("injected: fsync failed") : inner_.Sync(); }
+  StatusOr<std::optional<std::string>> Get(const std::string& k) override { return inner_.Get(k); }
+  Status Scan(const std::string& p, const std::function<void(const std::string&, const std::string&)>& fn) override {
+    return inner_.Scan(p, fn);
+  }
+
+ private:
+  Store& inner_;
+};
+
+TEST(CoordinatorStoreFaultTest, AFailedWriteIsNotAcknowledgedAndTheResentResultIsRecordedOnce) {
+  auto mem = NewMemoryStore();
+  FlakyStore store(*mem);
+  FakeClock clock;
+  Coordinator core(store, clock);
+  auto sub = std::get<SubmitReplyMsg>(*core.Handle(SubmitSweepMsg{
+      "name: f\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""}));
+  std::string w = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  Task train = std::get<AssignMsg>(*core.Handle(RequestWorkMsg{w, 0})).task;
+  SubmitResultMsg m{w, ResultFor(train), "model-bytes"};
+  m.result.ok = true;
+  m.result.artifact_hash = ContentHash("model-bytes");
+  store.broken = true;
+  auto refused = core.Handle(m);
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*refused)) << "never acknowledge what is not on disk";
+  EXPECT_EQ(std::get<ErrorMsg>(*refused).code, "store_error");
+  EXPECT_NE(std::get<ErrorMsg>(*refused).message.find("send it again"), std::string::npos);
+  EXPECT_FALSE(core.Commit().ok());
+  EXPECT_EQ(core.Sweeps()[0].state, "running");
+  // Work requests fail cleanly too, and nothing is handed out.
+  auto none = core.Handle(RequestWorkMsg{w, 0});
+  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(*none) || std::holds_alternative<NoWorkMsg>(*none));
+  store.broken = false;
+  auto ack = std::get<ResultAckMsg>(*core.Handle(m));
+  EXPECT_TRUE(ack.accepted) << ack.note;
+  EXPECT_FALSE(std::get<ResultAckMsg>(*core.Handle(m)).accepted) << "the retry after success is a duplicate";
+  auto rows = ReadResults(*mem, sub.sweep_id).value();
+  EXPECT_EQ(std::count_if(rows.begin(), rows.end(), [](const TrialResult& r) { return r.task_id == "train"; }), 1);
+}
+
+TEST(CoordinatorStoreFaultTest, ASilentWorkersTaskIsRequeuedOnceTheStoreWritesAgain) {
+  auto mem = NewMemoryStore();
+  FlakyStore store(*mem);
+  FakeClock clock;
+  Coordinator core(store, clock);
+  core.Handle(SubmitSweepMsg{"name: f\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""});
+  std::string w = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  ASSERT_TRUE(std::holds_alternative<AssignMsg>(*core.Handle(RequestWorkMsg{w, 0})));
+  store.broken = true;
+  clock.AdvanceMs(5000);
+  core.Tick();
+  EXPECT_FALSE(core.Workers()[0].alive);
+  EXPECT_FALSE(core.Workers()[0].task_id.empty()) << "the requeue could not be written: the task stays held";
+  store.broken = false;
+  core.Tick();
+  EXPECT_TRUE(core.Workers()[0].task_id.empty());
+  std::string w2 = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  auto again = core.Handle(RequestWorkMsg{w2, 0});
+  ASSERT_TRUE(std::holds_alternative<AssignMsg>(*again));
+  EXPECT_EQ(std::get<AssignMsg>(*again).task.task_id, "train");
+  EXPECT_EQ(std::get<AssignMsg>(*again).task.attempt, 2u);
 }
 
 }  // namespace
