@@ -498,10 +498,17 @@ void Coordinator::Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& cha
 }
 
 Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
+  // A download is many chunk requests; artifacts never change (content-addressed), so the
+  // last few stay in memory instead of being read whole from the store for every chunk.
+  for (const auto& [hash, bytes] : recent_artifacts_)
+    if (hash == m.hash) return ArtifactChunk(m.hash, *bytes, m.offset, m.max_bytes);
   auto v = store_.Get(ArtifactKey(m.hash));
   if (!v.ok()) return Error("store_error", v.status().ToString());
   if (!v.value()) return ArtifactReplyMsg{m.hash, false, "", 0, 0, ""};
-  return ArtifactChunk(m.hash, *v.value(), m.offset, m.max_bytes);
+  auto bytes = std::make_shared<const std::string>(std::move(*v.value()));
+  recent_artifacts_.emplace_front(m.hash, bytes);
+  if (recent_artifacts_.size() > kRecentArtifacts) recent_artifacts_.pop_back();
+  return ArtifactChunk(m.hash, *bytes, m.offset, m.max_bytes);
 }
 
 Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
@@ -608,17 +615,16 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
   st.created_at_ms = s.created_ms;
   bool all_terminal = true;
   bool any_pending = false;
-  std::set<std::string> starved;
+  // Pending work that no live worker can take is the most common reason a sweep stalls.
+  // (Runs every tick for the dashboard: one pass over workers, one over tasks.)
+  std::set<std::string> live_targets, starved;
+  for (const auto& [wid, w] : workers_)
+    if (w.status.alive) live_targets.insert(w.status.target);
   for (const auto& [tid, t] : s.tasks) {
     if (!Terminal(t.state)) all_terminal = false;
-    // Pending work that no live worker can take is the most common reason a sweep stalls.
     if (t.state == TaskState::kPending) {
       any_pending = true;
-      if (!t.task.target.empty()) {
-        bool served = false;
-        for (const auto& [wid, w] : workers_) served |= w.status.alive && w.status.target == t.task.target;
-        if (!served) starved.insert(t.task.target);
-      }
+      if (!t.task.target.empty() && !live_targets.count(t.task.target)) starved.insert(t.task.target);
     }
     if (!ProducesResultRow(t.task)) continue;  // stages: their rows follow from them
     ++st.trials;
@@ -640,10 +646,8 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
     st.note = "no live worker for target(s):";
     for (const auto& t : starved) st.note += " " + t;
     st.note += " (start prunelab-worker --target NAME on such a machine)";
-  } else if (any_pending && !all_terminal) {
-    bool any_alive = false;
-    for (const auto& [wid, w] : workers_) any_alive |= w.status.alive;
-    if (!any_alive) st.note = "no live worker (start prunelab-worker)";
+  } else if (any_pending && !all_terminal && live_targets.empty()) {
+    st.note = "no live worker (start prunelab-worker)";
   }
   if (s.priority != 0) st.note += std::string(st.note.empty() ? "" : "; ") + "priority " + std::to_string(s.priority);
   return st;

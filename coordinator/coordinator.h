@@ -23,7 +23,9 @@
 // runs) keeps them, otherwise they are requeued with an attempt counted.
 #pragma once
 
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -143,6 +145,8 @@ class Coordinator {
   std::map<std::string, SweepEntry> sweeps_;  // by id; ids sort in creation order
   std::map<std::string, WorkerEntry> workers_;
   std::set<std::string> gpu_workers_;  // registered with a cuda device
+  static constexpr size_t kRecentArtifacts = 4;
+  std::deque<std::pair<std::string, std::shared_ptr<const std::string>>> recent_artifacts_;  // hash, bytes
   uint64_t next_sweep_seq_ = 1;
   uint64_t next_worker_seq_ = 1;
 };

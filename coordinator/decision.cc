@@ -80,15 +80,6 @@ StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report) {
   return o;
 }
 
-std::string DescribeVariant(const TrialResult& r) {
-  if (r.baseline) return "dense baseline";
-  char buf[160];
-  std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
-  std::string v = buf;
-  if (r.schedule == "iterative") v += " iterative";
-  return v;
-}
-
 std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options) {
   std::vector<TargetDecision> out;
   auto slot = [&](const std::string& t) -> TargetDecision& {

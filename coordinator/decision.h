@@ -16,6 +16,7 @@
 
 #include "common/objectives.h"
 #include "common/spec.h"
+#include "coordinator/pareto.h"  // DescribeVariant
 
 namespace prunelab::coordinator {
 
@@ -50,7 +51,6 @@ StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report);
 // Targets in first-seen order; pointers refer into `results`.
 std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options);
 
-std::string DescribeVariant(const TrialResult& r);  // "l1 channel 50%", "dense baseline", ...
 std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const DecisionOptions& options);
 nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const DecisionOptions& options);
 

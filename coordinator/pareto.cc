@@ -58,9 +58,7 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
   return out;
 }
 
-namespace {
-
-std::string Variant(const TrialResult& r) {
+std::string DescribeVariant(const TrialResult& r) {
   if (r.baseline) return "dense baseline";
   char buf[160];
   std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
@@ -69,6 +67,8 @@ std::string Variant(const TrialResult& r) {
   if (r.schedule == "sensitivity") v += " only " + r.layer;
   return v;
 }
+
+namespace {
 
 std::string Row(const TrialResult& r, const TrialResult* base, const char* mark) {
   char buf[512];
@@ -85,7 +85,7 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
   char worst[24] = "     -";
   if (r.worst_class >= 0) std::snprintf(worst, sizeof(worst), "%+6.2f", r.worst_class_drop * 100);
   std::snprintf(buf, sizeof(buf), "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
-                mark, r.task_id.c_str(), Variant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop, worst,
+                mark, r.task_id.c_str(), DescribeVariant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop, worst,
                 r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed,
                 r.deployable_form.empty() ? "dense" : r.deployable_form.c_str(), r.throughput_sps,
                 static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0,
@@ -139,7 +139,7 @@ std::string FormatResultsTable(const std::vector<TrialResult>& results) {
       out += "target '" + current + "'\n" + kHeader;
     }
     if (!r.ok) {
-      out += "!  " + r.task_id + "  " + Variant(r) + "  FAILED: " + r.error + "\n";
+      out += "!  " + r.task_id + "  " + DescribeVariant(r) + "  FAILED: " + r.error + "\n";
       continue;
     }
     const TrialResult* base = nullptr;

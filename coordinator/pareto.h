@@ -30,6 +30,9 @@ struct TargetFront {
 // tasks take part; pointers refer into `results`.
 std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results);
 
+// "l1 channel 50%", "dense baseline", "... iter r2/4", "... only conv1": a result's variant in words.
+std::string DescribeVariant(const TrialResult& r);
+
 // Human-readable table; `only_target` filters when non-empty.
 std::string FormatParetoTable(const std::vector<TrialResult>& results, const std::string& only_target);
 // One-line-per-result table of everything, including failures with their reasons.

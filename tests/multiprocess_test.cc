@@ -363,7 +363,7 @@ TEST_F(MultiProcessTest, DashboardInHeadlessChromiumShowsTheSweepAndItsFront) {
   Stop(coordinator_);
   coordinator_extra_ = {"--http", "127.0.0.1:" + std::to_string(http_port)};
   StartCoordinator();
-  StartWorker(1);
+  StartWorker(1, {"--slots", "2"});  // two tasks at once: the slot threads of the real daemon
   auto sub = Shell(Cli("submit " + Spec("dash", kFashionDir) + " --coordinator " + client_), false);
   ASSERT_EQ(sub.code, 0) << sub.out;
   std::string id = sub.out.substr(0, sub.out.find('\n'));
@@ -393,6 +393,21 @@ TEST_F(MultiProcessTest, DashboardInHeadlessChromiumShowsTheSweepAndItsFront) {
   EXPECT_TRUE(std::filesystem::exists(shots + "/dashboard.png"));
   auto metrics = Shell("curl -s " + url + "metrics", false);
   if (metrics.code == 0) EXPECT_NE(metrics.out.find("prunelab_tasks{state=\"done\"}"), std::string::npos);
+  EXPECT_NE(ReadAll(dir_.path() + "/worker1.log").find("2 slot(s)"), std::string::npos);
+  // The same sweep through the CLI's decision commands.
+  auto report = Shell(Cli("report " + id + " -o " + dir_.path() + "/report --coordinator " + client_));
+  ASSERT_EQ(report.code, 0) << report.out;
+  EXPECT_TRUE(std::filesystem::exists(dir_.path() + "/report/report.html"));
+  EXPECT_TRUE(ParseJson(ReadAll(dir_.path() + "/report/results.json")).ok());
+  auto same = Shell(Cli("compare " + id + " " + id + " --coordinator " + client_));
+  EXPECT_EQ(same.code, 0) << same.out;
+  EXPECT_NE(same.out.find("PASS"), std::string::npos) << same.out;
+  auto missing = Shell(Cli("compare " + id + " sw-9999 --coordinator " + client_));
+  EXPECT_NE(missing.code, 0) << missing.out;
+  EXPECT_NE(missing.out.find("sw-9999"), std::string::npos) << "names the sweep it cannot find: " << missing.out;
+  auto bad_objective = Shell(Cli("pareto " + id + " --objectives speed:max --coordinator " + client_));
+  EXPECT_NE(bad_objective.code, 0);
+  EXPECT_NE(bad_objective.out.find("unknown field 'speed'"), std::string::npos) << bad_objective.out;
 }
 
 TEST_F(MultiProcessTest, CoordinatorKilledMidSweepResumesAndRecordsEachResultOnce) {

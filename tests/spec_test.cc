@@ -118,6 +118,25 @@ TEST(SpecTest, PriorityIsAnIntegerInRange) {
   EXPECT_NE(bad.status().message().find("priority: must be in [-100, 100]"), std::string::npos) << bad.status().message();
 }
 
+TEST(SpecTest, ReportSectionTakesObjectivesGatesAndRuleAndNamesMistakes) {
+  const std::string head = "name: x\nmodel: cnn\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n";
+  auto ok = ParseSpec(head + "report:\n  objectives: [accuracy:max, latency_p99_ms:min]\n  recommend: knee\n"
+                             "  gates: {max_accuracy_drop: 1.5, latency_budget_ms: {latency_p90_ms: 0.2}, max_memory_fraction: 0}\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->report.objectives, "accuracy:max,latency_p99_ms:min");
+  EXPECT_EQ(ok->report.recommend, "knee");
+  EXPECT_DOUBLE_EQ(ok->report.gates.max_accuracy_drop, 1.5);
+  EXPECT_DOUBLE_EQ(ok->report.gates.latency_budget_ms.at("latency_p90_ms"), 0.2);
+  EXPECT_DOUBLE_EQ(ok->report.gates.max_memory_fraction, 0);
+  auto bad = ParseSpec(head + "report:\n  objectives: [speed:max]\n  recommend: cheapest\n"
+                              "  gates: {latency_budget_ms: {accuracy: 1}, max_drop: 2}\n");
+  ASSERT_FALSE(bad.ok());
+  const std::string msg = bad.status().message();
+  for (const char* frag : {"report.objectives", "unknown field 'speed'", "report.recommend", "fastest, most_accurate, knee",
+                           "report.gates.latency_budget_ms.accuracy", "not a latency field", "report.gates.max_drop"})
+    EXPECT_NE(msg.find(frag), std::string::npos) << "missing '" << frag << "' in: " << msg;
+}
+
 TEST(SpecTest, ReportsEveryProblemAtOnce) {
   auto s = ParseSpec("name: x\nmodel: vgg\nsweep: {criterion: l9, granularity: channel, sparsity: 2}\n");
   ASSERT_FALSE(s.ok());
