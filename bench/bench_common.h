@@ -4,7 +4,7 @@
 #include <string>
 
 #include "bench/bench_flags.h"
-#include "worker/engine/fashion_mnist.h"
+#include "worker/engine/data/fashion_mnist.h"
 
 namespace prunelab::bench {
 

@@ -31,12 +31,12 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_flags.h"
-#include "common/clock.h"
-#include "common/codec.h"
-#include "common/hash.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/service.h"
-#include "worker/engine/latency_stats.h"
+#include "common/base/clock.h"
+#include "common/codec/codec.h"
+#include "common/base/hash.h"
+#include "coordinator/scheduler/coordinator.h"
+#include "coordinator/service/service.h"
+#include "worker/loadgen/latency_stats.h"
 
 using namespace prunelab;
 using namespace prunelab::coordinator;

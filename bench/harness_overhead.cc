@@ -8,10 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
-#include "worker/engine/bench_runner.h"
-#include "worker/engine/executor.h"
-#include "worker/engine/forms.h"
-#include "worker/engine/zoo.h"
+#include "worker/engine/bench/bench_runner.h"
+#include "worker/daemon/executor.h"
+#include "worker/engine/bench/forms.h"
+#include "worker/engine/model/zoo.h"
 
 using namespace prunelab;
 using namespace prunelab::worker;

@@ -15,8 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_flags.h"
-#include "coordinator/front.h"
-#include "coordinator/report.h"
+#include "coordinator/decide/front.h"
+#include "coordinator/decide/report.h"
 
 using namespace prunelab::coordinator;
 

@@ -15,11 +15,11 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
-#include "worker/engine/executor.h"
-#include "worker/engine/importance.h"
-#include "worker/engine/plan.h"
-#include "worker/engine/training.h"
-#include "worker/engine/zoo.h"
+#include "worker/daemon/executor.h"
+#include "worker/engine/prune/importance.h"
+#include "worker/engine/prune/plan.h"
+#include "worker/engine/train/training.h"
+#include "worker/engine/model/zoo.h"
 
 using namespace prunelab;
 using namespace prunelab::worker;

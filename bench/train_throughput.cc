@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
-#include "worker/engine/executor.h"
-#include "worker/engine/zoo.h"
-#include "worker/engine/training.h"
+#include "worker/daemon/executor.h"
+#include "worker/engine/model/zoo.h"
+#include "worker/engine/train/training.h"
 
 using namespace prunelab;
 using namespace prunelab::worker;

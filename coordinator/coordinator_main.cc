@@ -5,11 +5,11 @@
 #include <memory>
 #include <string>
 
-#include "common/clock.h"
-#include "common/keys.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/http.h"
-#include "coordinator/service.h"
+#include "common/base/clock.h"
+#include "common/net/keys.h"
+#include "coordinator/scheduler/coordinator.h"
+#include "coordinator/http/http.h"
+#include "coordinator/service/service.h"
 
 int main(int argc, char** argv) {
   std::string data_dir;

@@ -8,9 +8,9 @@
 #include <string>
 #include <thread>
 
-#include "common/hardware.h"
-#include "common/keys.h"
-#include "worker/daemon.h"
+#include "common/base/hardware.h"
+#include "common/net/keys.h"
+#include "worker/daemon/daemon.h"
 
 namespace {
 // First SIGTERM/SIGINT: drain (finish and report the running task, take no more).

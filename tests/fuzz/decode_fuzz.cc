@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/codec.h"
+#include "common/codec/codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string bytes(reinterpret_cast<const char*>(data), size);

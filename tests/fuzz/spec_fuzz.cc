@@ -6,7 +6,7 @@
 #include <set>
 #include <string>
 
-#include "common/spec.h"
+#include "common/spec/spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 8192) return 0;

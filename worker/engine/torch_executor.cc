@@ -8,17 +8,17 @@
 #include <mutex>
 #include <optional>
 
-#include "common/hash.h"
-#include "common/records.h"
-#include "common/hardware.h"
-#include "common/spec.h"
-#include "worker/engine/bench_runner.h"
-#include "worker/engine/importance.h"
-#include "worker/engine/executor.h"
-#include "worker/engine/plan.h"
-#include "worker/engine/training.h"
-#include "worker/engine/user_model.h"
-#include "worker/engine/zoo.h"
+#include "common/base/hash.h"
+#include "common/codec/records.h"
+#include "common/base/hardware.h"
+#include "common/spec/spec.h"
+#include "worker/engine/bench/bench_runner.h"
+#include "worker/engine/prune/importance.h"
+#include "worker/daemon/executor.h"
+#include "worker/engine/prune/plan.h"
+#include "worker/engine/train/training.h"
+#include "worker/engine/model/user_model.h"
+#include "worker/engine/model/zoo.h"
 
 namespace prunelab::worker {
 namespace {

@@ -1,0 +1,355 @@
+#include "common/codec/records.h"
+
+namespace prunelab {
+
+using nlohmann::json;
+
+json ToJson(const HardwareFingerprint& h) {
+  return json{{"hostname", h.hostname},   {"cpu_model", h.cpu_model}, {"isa_flags", h.isa_flags},
+              {"cores", h.cores},         {"memory_bytes", h.memory_bytes}, {"threads", h.threads},
+              {"torch_version", h.torch_version}, {"blas", h.blas}, {"gpu", h.gpu}, {"device", h.device}};
+}
+
+static HardwareFingerprint HardwareFromJson(const json& j) {
+  HardwareFingerprint h;
+  h.hostname = j.value("hostname", "");
+  h.cpu_model = j.value("cpu_model", "");
+  h.isa_flags = j.value("isa_flags", "");
+  h.cores = j.value("cores", 0u);
+  h.memory_bytes = j.value("memory_bytes", uint64_t{0});
+  h.threads = j.value("threads", 0u);
+  h.torch_version = j.value("torch_version", "");
+  h.blas = j.value("blas", "");
+  h.gpu = j.value("gpu", "");
+  h.device = j.value("device", "cpu");
+  return h;
+}
+
+static TaskKind KindFromName(const std::string& n) {
+  if (n == "train_baseline") return TaskKind::kTrainBaseline;
+  if (n == "evaluate_baseline") return TaskKind::kEvaluateBaseline;
+  if (n == "benchmark_variant") return TaskKind::kBenchmarkVariant;
+  return TaskKind::kPruneTrial;
+}
+
+json ToJson(const Task& t) {
+  return json{{"sweep", t.sweep_id},
+              {"task", t.task_id},
+              {"attempt", t.attempt},
+              {"kind", TaskKindName(t.kind)},
+              {"target", t.target},
+              {"model", t.model},
+              {"dataset", {{"name", t.dataset.name}, {"path", t.dataset.path},
+                           {"train_subset", t.dataset.train_subset}, {"test_subset", t.dataset.test_subset}}},
+              {"training", {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
+                            {"learning_rate", t.training.learning_rate}, {"momentum", t.training.momentum},
+                            {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed}}},
+              {"trial", ToJson(t.trial)},
+              {"benchmark", {{"warmup_queries", t.benchmark.warmup_queries},
+                             {"min_queries", t.benchmark.min_queries},
+                             {"min_duration_s", t.benchmark.min_duration_s},
+                             {"offline_batch_size", t.benchmark.offline_batch_size},
+                             {"offline_min_duration_s", t.benchmark.offline_min_duration_s},
+                             {"profile", t.benchmark.profile},
+                             {"scenarios", t.benchmark.scenarios},
+                             {"max_duration_s", t.benchmark.max_duration_s},
+                             {"offline_min_samples", t.benchmark.offline_min_samples},
+                             {"multi_stream_samples", t.benchmark.multi_stream_samples},
+                             {"server_latency_bound_ms", t.benchmark.server_latency_bound_ms},
+                             {"server_target_qps", t.benchmark.server_target_qps},
+                             {"ab_rounds", t.benchmark.ab_rounds},
+                             {"sparse_forms", t.benchmark.sparse_forms}}},
+              {"baseline_key", t.baseline_key},
+              {"baseline_artifact", t.baseline_artifact},
+              {"model_artifact", t.model_artifact},
+              {"input_shape", t.input_shape},
+              {"spec_hash", t.spec_hash},
+              {"variant_artifact", t.variant_artifact},
+              {"depends_on", t.depends_on}};
+}
+
+json ToJson(const TrialConfig& c) {
+  json overrides = json::object();
+  for (const auto& o : c.overrides) overrides[o.name] = o.value;
+  return json{{"criterion", c.criterion}, {"granularity", c.granularity}, {"schedule", c.schedule},
+              {"sparsity", c.sparsity}, {"finetune_epochs", c.finetune_epochs},
+              {"finetune_learning_rate", c.finetune_learning_rate}, {"scope", c.scope},
+              {"min_keep", c.min_keep}, {"exclude", c.exclude}, {"overrides", overrides},
+              {"round_to", c.round_to}, {"rounds", c.rounds}, {"curve", c.curve}, {"rewind", c.rewind},
+              {"layer", c.layer}, {"calibration_batches", c.calibration_batches}};
+}
+
+TrialConfig TrialConfigFromJson(const json& tc) {
+  TrialConfig c;
+  c.criterion = tc.value("criterion", "");
+  c.granularity = tc.value("granularity", "");
+  c.schedule = tc.value("schedule", "");
+  c.sparsity = tc.value("sparsity", 0.0);
+  c.finetune_epochs = tc.value("finetune_epochs", 1.0);
+  c.finetune_learning_rate = tc.value("finetune_learning_rate", 0.01);
+  c.scope = tc.value("scope", c.scope);
+  c.min_keep = tc.value("min_keep", c.min_keep);
+  c.exclude = tc.value("exclude", std::vector<std::string>{});
+  if (tc.contains("overrides") && tc["overrides"].is_object())
+    for (const auto& [k, v] : tc["overrides"].items()) c.overrides.push_back({k, v.get<double>()});
+  c.round_to = tc.value("round_to", 1u);
+  c.rounds = tc.value("rounds", 1u);
+  c.curve = tc.value("curve", c.curve);
+  c.rewind = tc.value("rewind", -1.0);
+  c.layer = tc.value("layer", "");
+  c.calibration_batches = tc.value("calibration_batches", c.calibration_batches);
+  return c;
+}
+
+StatusOr<Task> TaskFromJson(const json& j) {
+  try {
+    Task t;
+    t.sweep_id = j.at("sweep").get<std::string>();
+    t.task_id = j.at("task").get<std::string>();
+    t.attempt = j.value("attempt", 0u);
+    t.kind = KindFromName(j.at("kind").get<std::string>());
+    t.target = j.value("target", "");
+    t.model = j.value("model", "");
+    const json& d = j.at("dataset");
+    t.dataset.name = d.value("name", "");
+    t.dataset.path = d.value("path", "");
+    t.dataset.train_subset = d.value("train_subset", 0u);
+    t.dataset.test_subset = d.value("test_subset", 0u);
+    const json& tr = j.at("training");
+    t.training.epochs = tr.value("epochs", 1u);
+    t.training.batch_size = tr.value("batch_size", 64u);
+    t.training.learning_rate = tr.value("learning_rate", 0.05);
+    t.training.momentum = tr.value("momentum", 0.9);
+    t.training.weight_decay = tr.value("weight_decay", 0.0);
+    t.training.seed = tr.value("seed", uint64_t{42});
+    t.trial = TrialConfigFromJson(j.at("trial"));
+    const json& b = j.at("benchmark");
+    t.benchmark.warmup_queries = b.value("warmup_queries", 50u);
+    t.benchmark.min_queries = b.value("min_queries", 500u);
+    t.benchmark.min_duration_s = b.value("min_duration_s", 1.0);
+    t.benchmark.offline_batch_size = b.value("offline_batch_size", 256u);
+    t.benchmark.offline_min_duration_s = b.value("offline_min_duration_s", 1.0);
+    BenchmarkConfig defaults;
+    t.benchmark.profile = b.value("profile", defaults.profile);
+    t.benchmark.scenarios = b.value("scenarios", defaults.scenarios);
+    t.benchmark.max_duration_s = b.value("max_duration_s", defaults.max_duration_s);
+    t.benchmark.offline_min_samples = b.value("offline_min_samples", defaults.offline_min_samples);
+    t.benchmark.multi_stream_samples = b.value("multi_stream_samples", defaults.multi_stream_samples);
+    t.benchmark.server_latency_bound_ms = b.value("server_latency_bound_ms", defaults.server_latency_bound_ms);
+    t.benchmark.server_target_qps = b.value("server_target_qps", defaults.server_target_qps);
+    t.benchmark.ab_rounds = b.value("ab_rounds", defaults.ab_rounds);
+    t.benchmark.sparse_forms = b.value("sparse_forms", defaults.sparse_forms);
+    t.baseline_key = j.value("baseline_key", "");
+    t.baseline_artifact = j.value("baseline_artifact", "");
+    t.model_artifact = j.value("model_artifact", "");
+    t.input_shape = j.value("input_shape", std::vector<int64_t>{});
+    t.spec_hash = j.value("spec_hash", "");
+    t.variant_artifact = j.value("variant_artifact", "");
+    t.depends_on = j.value("depends_on", "");
+    return t;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("task record: ") + e.what());
+  }
+}
+
+// The detail is stored as JSON text; shown as an object (or as text if it is not JSON).
+static json BenchmarkDetail(const std::string& text) {
+  if (text.empty()) return nullptr;
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? json(text) : j;
+}
+
+static json LayersJson(const std::vector<LayerStat>& layers) {
+  json out = json::array();
+  for (const auto& l : layers) {
+    double sparsity = l.dense ? 1.0 - static_cast<double>(l.nonzero) / static_cast<double>(l.dense) : 0.0;
+    out.push_back({{"name", l.name}, {"dense", l.dense}, {"total", l.total}, {"nonzero", l.nonzero},
+                   {"sparsity", sparsity}});
+  }
+  return out;
+}
+
+json ToJson(const TrialResult& r) {
+  return json{{"sweep", r.sweep_id},
+              {"trial", r.task_id},
+              {"attempt", r.attempt},
+              {"worker", r.worker_id},
+              {"pruned_by", r.pruned_by},
+              {"target", r.target},
+              {"kind", TaskKindName(r.kind)},
+              {"model", r.model},
+              {"criterion", r.criterion},
+              {"granularity", r.granularity},
+              {"schedule", r.schedule},
+              {"sparsity", r.sparsity},
+              {"achieved_sparsity", r.achieved_sparsity},
+              {"baseline", r.baseline},
+              {"status", r.ok ? "ok" : "failed"},
+              {"error", r.error},
+              {"accuracy", r.accuracy},
+              {"per_class_accuracy", r.per_class_accuracy},
+              {"baseline_accuracy", r.baseline_accuracy},
+              {"worst_class_drop", r.worst_class_drop},
+              {"worst_class", r.worst_class},
+              {"latency_mean_ms", r.latency_mean_ms},
+              {"latency_p50_ms", r.latency_p50_ms},
+              {"latency_p90_ms", r.latency_p90_ms},
+              {"latency_p99_ms", r.latency_p99_ms},
+              {"queries", r.queries},
+              {"bench_duration_s", r.bench_duration_s},
+              {"throughput_sps", r.throughput_sps},
+              {"params", r.params},
+              {"model_bytes", r.model_bytes},
+              {"train_seconds", r.train_seconds},
+              {"eval_seconds", r.eval_seconds},
+              {"seed", r.seed},
+              {"hardware", ToJson(r.hardware)},
+              {"artifact_hash", r.artifact_hash},
+              {"finished_at_ms", r.finished_at_ms},
+              {"latency_p95_ms", r.latency_p95_ms},
+              {"latency_p999_ms", r.latency_p999_ms},
+              {"early_stop_p90_ms", r.early_stop_p90_ms},
+              {"bench_valid", r.bench_valid},
+              {"multistream_p99_ms", r.multistream_p99_ms},
+              {"server_max_qps", r.server_max_qps},
+              {"server_p99_ms", r.server_p99_ms},
+              {"peak_rss_bytes", r.peak_rss_bytes},
+              {"speedup_p90", r.speedup_p90},
+              {"speedup_min", r.speedup_min},
+              {"speedup_max", r.speedup_max},
+              {"deployable_form", r.deployable_form},
+              {"benchmark", BenchmarkDetail(r.benchmark_json)},
+              {"layers", LayersJson(r.layers)},
+              {"params_before", r.params_before},
+              {"model_bytes_before", r.model_bytes_before},
+              {"round", r.round},
+              {"rounds", r.rounds},
+              {"layer", r.layer},
+              {"config", BenchmarkDetail(r.trial_json)}};
+}
+
+StatusOr<TrialResult> ResultFromJson(const json& j) {
+  try {
+    TrialResult r;
+    r.sweep_id = j.at("sweep").get<std::string>();
+    r.task_id = j.at("trial").get<std::string>();
+    r.attempt = j.value("attempt", 0u);
+    r.worker_id = j.value("worker", "");
+    r.pruned_by = j.value("pruned_by", "");
+    r.target = j.value("target", "");
+    r.kind = KindFromName(j.value("kind", "prune_trial"));
+    r.model = j.value("model", "");
+    r.criterion = j.value("criterion", "");
+    r.granularity = j.value("granularity", "");
+    r.schedule = j.value("schedule", "");
+    r.sparsity = j.value("sparsity", 0.0);
+    r.achieved_sparsity = j.value("achieved_sparsity", 0.0);
+    r.baseline = j.value("baseline", false);
+    r.ok = j.value("status", "failed") == "ok";
+    r.error = j.value("error", "");
+    r.accuracy = j.value("accuracy", 0.0);
+    r.per_class_accuracy = j.value("per_class_accuracy", std::vector<double>{});
+    r.baseline_accuracy = j.value("baseline_accuracy", 0.0);
+    r.worst_class_drop = j.value("worst_class_drop", 0.0);
+    r.worst_class = j.value("worst_class", -1);
+    r.latency_mean_ms = j.value("latency_mean_ms", 0.0);
+    r.latency_p50_ms = j.value("latency_p50_ms", 0.0);
+    r.latency_p90_ms = j.value("latency_p90_ms", 0.0);
+    r.latency_p99_ms = j.value("latency_p99_ms", 0.0);
+    r.queries = j.value("queries", uint64_t{0});
+    r.bench_duration_s = j.value("bench_duration_s", 0.0);
+    r.throughput_sps = j.value("throughput_sps", 0.0);
+    r.params = j.value("params", uint64_t{0});
+    r.model_bytes = j.value("model_bytes", uint64_t{0});
+    r.train_seconds = j.value("train_seconds", 0.0);
+    r.eval_seconds = j.value("eval_seconds", 0.0);
+    r.seed = j.value("seed", uint64_t{0});
+    if (j.contains("hardware")) r.hardware = HardwareFromJson(j.at("hardware"));
+    r.artifact_hash = j.value("artifact_hash", "");
+    r.finished_at_ms = j.value("finished_at_ms", int64_t{0});
+    r.latency_p95_ms = j.value("latency_p95_ms", 0.0);
+    r.latency_p999_ms = j.value("latency_p999_ms", 0.0);
+    r.early_stop_p90_ms = j.value("early_stop_p90_ms", 0.0);
+    r.bench_valid = j.value("bench_valid", false);
+    r.multistream_p99_ms = j.value("multistream_p99_ms", 0.0);
+    r.server_max_qps = j.value("server_max_qps", 0.0);
+    r.server_p99_ms = j.value("server_p99_ms", 0.0);
+    r.peak_rss_bytes = j.value("peak_rss_bytes", uint64_t{0});
+    r.speedup_p90 = j.value("speedup_p90", 0.0);
+    r.speedup_min = j.value("speedup_min", 0.0);
+    r.speedup_max = j.value("speedup_max", 0.0);
+    r.deployable_form = j.value("deployable_form", "");
+    if (j.contains("layers") && j["layers"].is_array())
+      for (const auto& l : j["layers"])
+        r.layers.push_back({l.value("name", ""), l.value("dense", uint64_t{0}), l.value("total", uint64_t{0}),
+                            l.value("nonzero", uint64_t{0})});
+    r.params_before = j.value("params_before", uint64_t{0});
+    r.model_bytes_before = j.value("model_bytes_before", uint64_t{0});
+    r.round = j.value("round", 0u);
+    r.rounds = j.value("rounds", 0u);
+    r.layer = j.value("layer", "");
+    if (j.contains("config") && j["config"].is_object()) r.trial_json = j["config"].dump();
+    if (j.contains("benchmark") && j["benchmark"].is_object()) r.benchmark_json = j["benchmark"].dump();
+    else if (j.contains("benchmark") && j["benchmark"].is_string()) r.benchmark_json = j["benchmark"].get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("result record: ") + e.what());
+  }
+}
+
+json ToJson(const SweepStatus& s) {
+  return json{{"id", s.id},           {"name", s.name},       {"state", s.state},
+              {"trials", s.trials},   {"done", s.done},       {"failed", s.failed},
+              {"running", s.running}, {"pending", s.pending}, {"created_at_ms", s.created_at_ms},
+              {"note", s.note}};
+}
+
+json ToJson(const WorkerStatus& w) {
+  return json{{"worker", w.worker_id}, {"target", w.target},   {"alive", w.alive},
+              {"last_seen_ms_ago", w.last_seen_ms_ago},       {"task", w.task_id},
+              {"phase", w.phase},      {"progress", w.progress}, {"hardware", ToJson(w.hardware)}};
+}
+
+TrialResult ResultFor(const Task& t) {
+  TrialResult r;
+  r.sweep_id = t.sweep_id;
+  r.task_id = t.task_id;
+  r.attempt = t.attempt;
+  r.target = t.target;
+  // A variant's benchmark on a target completes the variant's row for that target.
+  const bool trial = t.kind == TaskKind::kPruneTrial || t.kind == TaskKind::kBenchmarkVariant;
+  r.kind = trial ? TaskKind::kPruneTrial : t.kind;
+  r.model = t.model;
+  r.criterion = t.trial.criterion;
+  r.granularity = t.trial.granularity;
+  r.schedule = t.trial.schedule;
+  r.sparsity = trial ? t.trial.sparsity : 0.0;
+  r.baseline = t.kind == TaskKind::kEvaluateBaseline;
+  r.seed = t.training.seed;
+  r.layer = t.trial.layer;
+  if (trial) {
+    r.rounds = t.trial.schedule == "iterative" ? t.trial.rounds : 1;
+    json c = ToJson(t.trial);
+    c["spec_hash"] = t.spec_hash;
+    c["input_shape"] = t.input_shape;
+    c["model_artifact"] = t.model_artifact;
+    c["training"] = {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
+                     {"learning_rate", t.training.learning_rate}, {"seed", t.training.seed}};
+    r.trial_json = c.dump();
+  }
+  return r;
+}
+
+bool ProducesResultRow(const Task& t) {
+  if (t.kind == TaskKind::kTrainBaseline) return false;
+  if (t.kind == TaskKind::kPruneTrial) return t.trial.schedule == "sensitivity";
+  return true;
+}
+
+StatusOr<json> ParseJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Corruption("not valid JSON");
+  return j;
+}
+
+}  // namespace prunelab

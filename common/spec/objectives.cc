@@ -1,0 +1,73 @@
+#include "common/spec/objectives.h"
+
+#include <map>
+#include <sstream>
+
+namespace prunelab {
+
+const std::vector<std::string>& ObjectiveFields() {
+  static const std::vector<std::string> f{
+      "accuracy",        "worst_class_drop",   "latency_mean_ms",     "latency_p50_ms",  "latency_p90_ms",
+      "latency_p95_ms",  "latency_p99_ms",     "latency_p999_ms",     "early_stop_p90_ms", "multistream_p99_ms",
+      "server_max_qps",  "server_p99_ms",      "throughput_sps",      "peak_rss_bytes",  "params",
+      "model_bytes",     "achieved_sparsity",  "speedup_p90"};
+  return f;
+}
+
+bool ObjectiveValue(const TrialResult& r, const std::string& f, double* out) {
+  static const std::map<std::string, double (*)(const TrialResult&)> get{
+      {"accuracy", [](const TrialResult& x) { return x.accuracy; }},
+      {"worst_class_drop", [](const TrialResult& x) { return x.worst_class_drop; }},
+      {"latency_mean_ms", [](const TrialResult& x) { return x.latency_mean_ms; }},
+      {"latency_p50_ms", [](const TrialResult& x) { return x.latency_p50_ms; }},
+      {"latency_p90_ms", [](const TrialResult& x) { return x.latency_p90_ms; }},
+      {"latency_p95_ms", [](const TrialResult& x) { return x.latency_p95_ms; }},
+      {"latency_p99_ms", [](const TrialResult& x) { return x.latency_p99_ms; }},
+      {"latency_p999_ms", [](const TrialResult& x) { return x.latency_p999_ms; }},
+      {"early_stop_p90_ms", [](const TrialResult& x) { return x.early_stop_p90_ms; }},
+      {"multistream_p99_ms", [](const TrialResult& x) { return x.multistream_p99_ms; }},
+      {"server_max_qps", [](const TrialResult& x) { return x.server_max_qps; }},
+      {"server_p99_ms", [](const TrialResult& x) { return x.server_p99_ms; }},
+      {"throughput_sps", [](const TrialResult& x) { return x.throughput_sps; }},
+      {"peak_rss_bytes", [](const TrialResult& x) { return static_cast<double>(x.peak_rss_bytes); }},
+      {"params", [](const TrialResult& x) { return static_cast<double>(x.params); }},
+      {"model_bytes", [](const TrialResult& x) { return static_cast<double>(x.model_bytes); }},
+      {"achieved_sparsity", [](const TrialResult& x) { return x.achieved_sparsity; }},
+      {"speedup_p90", [](const TrialResult& x) { return x.speedup_p90; }},
+  };
+  auto it = get.find(f);
+  if (it == get.end()) return false;
+  *out = it->second(r);
+  return true;
+}
+
+std::vector<Objective> DefaultObjectives() {
+  return {{"accuracy", true}, {"latency_p90_ms", false}, {"model_bytes", false}};
+}
+
+StatusOr<std::vector<Objective>> ParseObjectives(const std::string& text) {
+  std::vector<Objective> out;
+  std::stringstream ss(text);
+  std::string part;
+  auto allowed = [] {
+    std::string a;
+    for (const auto& f : ObjectiveFields()) a += (a.empty() ? "" : ", ") + f;
+    return a;
+  };
+  while (std::getline(ss, part, ',')) {
+    auto colon = part.find(':');
+    std::string field = part.substr(0, colon), dir = colon == std::string::npos ? "" : part.substr(colon + 1);
+    double dummy;
+    if (!ObjectiveValue(TrialResult{}, field, &dummy))
+      return Status::InvalidArgument("objective '" + part + "': unknown field '" + field + "' (allowed: " + allowed() + ")");
+    if (dir != "max" && dir != "min")
+      return Status::InvalidArgument("objective '" + part + "': direction must be max or min, as in " + field + ":min");
+    for (const auto& o : out)
+      if (o.field == field) return Status::InvalidArgument("objective '" + field + "' is listed twice");
+    out.push_back({field, dir == "max"});
+  }
+  if (out.empty()) return Status::InvalidArgument("objectives: give at least one, e.g. accuracy:max,latency_p90_ms:min");
+  return out;
+}
+
+}  // namespace prunelab

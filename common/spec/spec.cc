@@ -1,0 +1,651 @@
+#include "common/spec/spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/base/hash.h"
+#include "common/spec/objectives.h"
+#include "common/spec/zoo_names.h"
+
+namespace prunelab {
+
+const std::vector<std::string>& AllowedModels() {
+  static const std::vector<std::string> v{"mlp", "cnn", "resnet", "vit", "{torchscript: PATH, input_shape: [...]}"};
+  return v;
+}
+const std::vector<std::string>& AllowedCriteria() {
+  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor", "activation", "apoz"};
+  return v;
+}
+const std::vector<std::string>& AllowedGranularities() {
+  static const std::vector<std::string> v{"unstructured", "structured", "channel (= structured)", "N:M (e.g. 2:4, 4:8)"};
+  return v;
+}
+static bool IsStructured(const std::string& g) { return g == "structured" || g == "channel"; }
+
+bool ParseNm(const std::string& g, int* n, int* m) {
+  auto colon = g.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= g.size()) return false;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (i != colon && !std::isdigit(static_cast<unsigned char>(g[i]))) return false;
+  if (g.size() > 8) return false;
+  *n = std::stoi(g.substr(0, colon));
+  *m = std::stoi(g.substr(colon + 1));
+  return *n > 0 && *n < *m && *m <= 64;
+}
+const std::vector<std::string>& AllowedScenarios() {
+  static const std::vector<std::string> v{"single_stream", "multi_stream", "server", "offline"};
+  return v;
+}
+const std::vector<std::string>& AllowedSchedules() {
+  static const std::vector<std::string> v{"one_shot", "iterative"};
+  return v;
+}
+
+namespace {
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// Collects every problem so the user fixes a spec in one pass.
+class Checker {
+ public:
+  void Error(const std::string& path, const std::string& what) { errors_.push_back(path + ": " + what); }
+  bool ok() const { return errors_.empty(); }
+  std::string Report() const {
+    std::string out = "invalid sweep spec (" + std::to_string(errors_.size()) + " problem" +
+                      (errors_.size() == 1 ? "" : "s") + "):";
+    for (const auto& e : errors_) out += "\n  " + e;
+    return out;
+  }
+
+  void OnlyKeys(const YAML::Node& map, const std::string& path, const std::vector<std::string>& allowed) {
+    for (const auto& kv : map) {
+      std::string key = kv.first.as<std::string>("");
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        Error(Child(path, key), "unknown field (allowed fields: " + Join(allowed) + ")");
+    }
+  }
+
+  bool IsMap(const YAML::Node& n, const std::string& path) {
+    if (n.IsMap()) return true;
+    Error(path, "must be a mapping of fields");
+    return false;
+  }
+
+  template <typename T>
+  void Number(const YAML::Node& map, const std::string& path, const std::string& key, T* out, double lo,
+              double hi) {
+    YAML::Node n = map[key];
+    if (!n) return;  // keep the default
+    std::string p = Child(path, key);
+    double v = 0;
+    try {
+      if (!n.IsScalar()) throw YAML::BadConversion(n.Mark());
+      v = n.as<double>();
+    } catch (const YAML::Exception&) {
+      Error(p, "must be a number in [" + Fmt(lo) + ", " + Fmt(hi) + "]");
+      return;
+    }
+    if (std::is_integral<T>::value && std::floor(v) != v) {
+      Error(p, "must be a whole number, got " + Fmt(v));
+      return;
+    }
+    if (!(v >= lo && v <= hi)) {
+      Error(p, "must be in [" + Fmt(lo) + ", " + Fmt(hi) + "], got " + Fmt(v));
+      return;
+    }
+    *out = static_cast<T>(v);
+  }
+
+  void Bool(const YAML::Node& map, const std::string& path, const std::string& key, bool* out) {
+    YAML::Node n = map[key];
+    if (!n) return;
+    try {
+      *out = n.as<bool>();
+    } catch (const YAML::Exception&) {
+      Error(Child(path, key), "must be true or false");
+    }
+  }
+
+  // Reads a scalar or a list of scalars constrained to `allowed`.
+  std::vector<std::string> Choices(const YAML::Node& n, const std::string& path,
+                                   const std::vector<std::string>& allowed) {
+    std::vector<std::string> out;
+    if (!n) {
+      Error(path, "is required (allowed values: " + Join(allowed) + ")");
+      return out;
+    }
+    std::vector<YAML::Node> items;
+    if (n.IsSequence()) {
+      for (const auto& i : n) items.push_back(i);
+      if (items.empty()) Error(path, "must not be empty (allowed values: " + Join(allowed) + ")");
+    } else {
+      items.push_back(n);
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string p = n.IsSequence() ? path + "[" + std::to_string(i) + "]" : path;
+      if (!items[i].IsScalar()) {
+        Error(p, "must be one of: " + Join(allowed));
+        continue;
+      }
+      std::string v = items[i].as<std::string>();
+      if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+        Error(p, "'" + v + "' is not allowed (allowed values: " + Join(allowed) + ")");
+      } else if (std::find(out.begin(), out.end(), v) != out.end()) {
+        Error(p, "'" + v + "' is listed twice");
+      } else {
+        out.push_back(v);
+      }
+    }
+    return out;
+  }
+
+  static std::string Child(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+  static std::string Fmt(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", v);
+    return buf;
+  }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, SweepSpec* spec) {
+  ScheduleSpec s;
+  if (n.IsScalar()) {
+    auto v = c.Choices(n, path, AllowedSchedules());
+    if (v.empty()) return;
+    s.type = v[0];
+  } else if (c.IsMap(n, path)) {
+    c.OnlyKeys(n, path, {"type", "finetune_epochs", "finetune_fraction", "learning_rate", "rounds", "curve", "rewind"});
+    auto v = c.Choices(n["type"], Checker::Child(path, "type"), AllowedSchedules());
+    if (v.empty()) return;
+    s.type = v[0];
+    c.Number(n, path, "finetune_epochs", &s.finetune_epochs, 0, 100);
+    c.Number(n, path, "finetune_fraction", &s.finetune_fraction, 0, 10);
+    if (n["finetune_epochs"] && n["finetune_fraction"])
+      c.Error(Checker::Child(path, "finetune_fraction"), "give finetune_epochs or finetune_fraction, not both");
+    c.Number(n, path, "learning_rate", &s.finetune_learning_rate, 1e-6, 10);
+    c.Number(n, path, "rounds", &s.rounds, 1, 100);
+    if (n["curve"]) {
+      auto cv = c.Choices(n["curve"], Checker::Child(path, "curve"), {"linear", "cubic"});
+      if (!cv.empty()) s.curve = cv[0];
+    }
+    c.Number(n, path, "rewind", &s.rewind, 0, 1);
+    if (s.type != "iterative" && (n["rounds"] || n["curve"]))
+      c.Error(Checker::Child(path, "rounds"), "rounds and curve apply to type iterative only");
+  } else {
+    return;
+  }
+  spec->schedules.push_back(s);
+}
+
+// Checks that span sections: names against the zoo model, criteria against granularities.
+const std::vector<std::string>& LatencyFields() {
+  static const std::vector<std::string> f{"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
+                                          "latency_p99_ms", "latency_p999_ms", "early_stop_p90_ms",
+                                          "multistream_p99_ms", "server_p99_ms"};
+  return f;
+}
+
+void ParseReport(Checker& c, const YAML::Node& r, ReportSpec* out) {
+  if (!c.IsMap(r, "report")) return;
+  c.OnlyKeys(r, "report", {"objectives", "recommend", "gates"});
+  if (YAML::Node o = r["objectives"]) {
+    std::string text;
+    std::vector<YAML::Node> items;
+    if (o.IsSequence()) for (const auto& i : o) items.push_back(i); else items.push_back(o);
+    for (const auto& i : items) text += (text.empty() ? "" : ",") + (i.IsScalar() ? i.as<std::string>() : std::string("?"));
+    auto parsed = ParseObjectives(text);
+    if (!parsed.ok()) c.Error("report.objectives", parsed.status().message());
+    else out->objectives = text;
+  }
+  if (r["recommend"]) {
+    auto v = c.Choices(r["recommend"], "report.recommend", {"fastest", "most_accurate", "knee"});
+    if (!v.empty()) out->recommend = v[0];
+  }
+  if (YAML::Node g = r["gates"]) {
+    if (!c.IsMap(g, "report.gates")) return;
+    GateSpec& gs = out->gates;
+    c.OnlyKeys(g, "report.gates", {"max_accuracy_drop", "max_worst_class_drop", "latency_budget_ms",
+                                   "max_memory_fraction", "min_throughput_sps"});
+    c.Number(g, "report.gates", "max_accuracy_drop", &gs.max_accuracy_drop, 0, 100);
+    c.Number(g, "report.gates", "max_worst_class_drop", &gs.max_worst_class_drop, 0, 100);
+    c.Number(g, "report.gates", "max_memory_fraction", &gs.max_memory_fraction, 0, 10);
+    c.Number(g, "report.gates", "min_throughput_sps", &gs.min_throughput_sps, 0, 1e12);
+    if (YAML::Node lb = g["latency_budget_ms"]) {
+      if (c.IsMap(lb, "report.gates.latency_budget_ms")) {
+        for (const auto& kv : lb) {
+          std::string field = kv.first.as<std::string>();
+          if (std::find(LatencyFields().begin(), LatencyFields().end(), field) == LatencyFields().end()) {
+            c.Error("report.gates.latency_budget_ms." + field, "not a latency field (allowed: " + Join(LatencyFields()) + ")");
+            continue;
+          }
+          double v = 0;
+          c.Number(lb, "report.gates.latency_budget_ms", field, &v, 1e-6, 1e6);
+          gs.latency_budget_ms[field] = v;
+        }
+      }
+    }
+  }
+}
+
+void CrossCheck(Checker& c, SweepSpec* spec) {
+  bool any_structured = false, any_masked = false;
+  for (const auto& g : spec->granularities) (IsStructured(g) ? any_structured : any_masked) = true;
+  for (const auto& cr : spec->criteria)
+    if ((cr == "activation" || cr == "apoz") && any_masked)
+      c.Error("sweep.criterion", "'" + cr + "' scores whole structures from their outputs; use it with granularity "
+              "structured only (this sweep also lists a mask granularity: run those in a separate sweep)");
+  const bool zoo = spec->model != "torchscript";
+  std::vector<std::string> layers = ZooLayerNames(spec->model), groups = ZooGroupNames(spec->model);
+  auto known = [&](const std::string& n) {
+    return n == "first" || n == "last" || std::find(layers.begin(), layers.end(), n) != layers.end() ||
+           std::find(groups.begin(), groups.end(), n) != groups.end();
+  };
+  std::string names = "layers: " + Join(layers) + "; groups: " + Join(groups) + "; or first, last";
+  if (zoo) {
+    for (size_t i = 0; i < spec->pruning.exclude.size(); ++i)
+      if (!known(spec->pruning.exclude[i]))
+        c.Error("pruning.exclude[" + std::to_string(i) + "]", "'" + spec->pruning.exclude[i] + "' is not in " + spec->model + " (" + names + ")");
+    for (const auto& o : spec->pruning.overrides)
+      if (!known(o.name)) c.Error("pruning.overrides." + o.name, "not in " + spec->model + " (" + names + ")");
+  }
+  if (spec->mode == "sensitivity") {
+    if (any_structured && any_masked)
+      c.Error("sweep.granularity", "a sensitivity sweep prunes either layers (unstructured, N:M) or structure groups (structured), not both");
+    const auto& pool = any_structured ? groups : layers;
+    if (spec->layers.empty()) {
+      if (!zoo) c.Error("sweep.layers", "is required for a torchscript model in sensitivity mode: the layer names to probe");
+      spec->layers = pool;
+    } else if (zoo) {
+      for (size_t i = 0; i < spec->layers.size(); ++i)
+        if (std::find(pool.begin(), pool.end(), spec->layers[i]) == pool.end())
+          c.Error("sweep.layers[" + std::to_string(i) + "]", "'" + spec->layers[i] + "' is not a " +
+                  (any_structured ? "structure group" : "prunable layer") + " of " + spec->model + " (allowed: " + Join(pool) + ")");
+    }
+  }
+}
+
+}  // namespace
+
+StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument("spec is not valid YAML: line " + std::to_string(e.mark.line + 1) +
+                                   ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  Checker c;
+  SweepSpec spec;
+  if (!root || !root.IsMap()) return Status::InvalidArgument("invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, benchmark, targets");
+  try {
+    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority",
+                          "report"});
+    if (YAML::Node r = root["report"]) ParseReport(c, r, &spec.report);
+    c.Number(root, "", "priority", &spec.priority, -100, 100);
+
+    if (!root["name"] || !root["name"].IsScalar()) {
+      c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
+    } else {
+      spec.name = root["name"].as<std::string>();
+      if (!ValidName(spec.name)) c.Error("name", "'" + spec.name + "' must be 1-64 letters, digits, '-', '_' or '.'");
+    }
+
+    YAML::Node mn = root["model"];
+    if (mn && mn.IsMap()) {
+      c.OnlyKeys(mn, "model", {"torchscript", "input_shape"});
+      spec.model = "torchscript";
+      if (!mn["torchscript"] || !mn["torchscript"].IsScalar() || mn["torchscript"].as<std::string>().empty())
+        c.Error("model.torchscript", "is required: the path of a TorchScript file (torch.jit.save), relative to the spec");
+      else
+        spec.model_path = mn["torchscript"].as<std::string>();
+      YAML::Node is = mn["input_shape"];
+      if (!is || !is.IsSequence() || is.size() == 0) {
+        c.Error("model.input_shape", "is required: the per-sample input shape, e.g. [1, 28, 28] or [784]");
+      } else {
+        for (size_t i = 0; i < is.size(); ++i) {
+          int64_t d = 0;
+          try { d = is[i].as<int64_t>(); } catch (const YAML::Exception&) {}
+          if (d <= 0) c.Error("model.input_shape[" + std::to_string(i) + "]", "must be a positive whole number");
+          spec.input_shape.push_back(d);
+        }
+      }
+    } else {
+      std::vector<std::string> zoo(ZooModelNames());
+      auto models = c.Choices(mn, "model", zoo);
+      if (models.size() > 1) c.Error("model", "exactly one model per sweep");
+      if (!models.empty()) spec.model = models[0];
+    }
+
+    if (YAML::Node d = root["dataset"]) {
+      if (c.IsMap(d, "dataset")) {
+        c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset"});
+        if (d["name"]) {
+          auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx"});
+          if (!v.empty()) spec.dataset.name = v[0];
+        }
+        if (d["path"]) spec.dataset.path = d["path"].as<std::string>();
+        c.Number(d, "dataset", "train_subset", &spec.dataset.train_subset, 0, 60000);
+        c.Number(d, "dataset", "test_subset", &spec.dataset.test_subset, 0, 10000);
+      }
+    }
+
+    if (YAML::Node t = root["training"]) {
+      if (c.IsMap(t, "training")) {
+        c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed"});
+        // A user's model may arrive trained: epochs 0 takes it as the baseline as it is.
+        c.Number(t, "training", "epochs", &spec.training.epochs, spec.model == "torchscript" ? 0 : 1, 1000);
+        c.Number(t, "training", "batch_size", &spec.training.batch_size, 1, 65536);
+        c.Number(t, "training", "learning_rate", &spec.training.learning_rate, 1e-6, 10);
+        c.Number(t, "training", "momentum", &spec.training.momentum, 0, 0.999);
+        c.Number(t, "training", "weight_decay", &spec.training.weight_decay, 0, 1);
+        c.Number(t, "training", "seed", &spec.training.seed, 0, 9007199254740991.0);
+      }
+    }
+
+    YAML::Node s = root["sweep"];
+    if (!s) {
+      c.Error("sweep", "is required: a mapping with criterion, granularity, sparsity, schedule");
+    } else if (c.IsMap(s, "sweep")) {
+      c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers"});
+      if (s["mode"]) {
+        auto v = c.Choices(s["mode"], "sweep.mode", {"grid", "sensitivity"});
+        if (!v.empty()) spec.mode = v[0];
+      }
+      if (YAML::Node ls = s["layers"]) {
+        std::vector<YAML::Node> items;
+        if (ls.IsSequence()) for (const auto& i : ls) items.push_back(i); else items.push_back(ls);
+        for (const auto& i : items) spec.layers.push_back(i.IsScalar() ? i.as<std::string>() : "");
+        if (spec.mode != "sensitivity") c.Error("sweep.layers", "applies to mode sensitivity only");
+      }
+      spec.criteria = c.Choices(s["criterion"], "sweep.criterion", AllowedCriteria());
+      {
+        // unstructured, channel, or an N:M pattern such as 2:4.
+        YAML::Node g = s["granularity"];
+        std::vector<std::string> fixed{"unstructured", "structured", "channel"};
+        if (!g) {
+          c.Error("sweep.granularity", "is required (allowed values: " + Join(AllowedGranularities()) + ")");
+        } else {
+          std::vector<YAML::Node> items;
+          if (g.IsSequence()) for (const auto& i : g) items.push_back(i); else items.push_back(g);
+          if (items.empty()) c.Error("sweep.granularity", "must not be empty (allowed values: " + Join(AllowedGranularities()) + ")");
+          for (size_t i = 0; i < items.size(); ++i) {
+            std::string p = g.IsSequence() ? "sweep.granularity[" + std::to_string(i) + "]" : "sweep.granularity";
+            std::string v = items[i].IsScalar() ? items[i].as<std::string>() : "";
+            int n = 0, m = 0;
+            bool ok = std::find(fixed.begin(), fixed.end(), v) != fixed.end() || ParseNm(v, &n, &m);
+            if (!ok) c.Error(p, "'" + v + "' is not allowed (allowed values: " + Join(AllowedGranularities()) + "; N:M needs 0 < N < M <= 64)");
+            else if (std::find(spec.granularities.begin(), spec.granularities.end(), v) != spec.granularities.end())
+              c.Error(p, "'" + v + "' is listed twice");
+            else spec.granularities.push_back(v);
+          }
+        }
+      }
+      YAML::Node sp = s["sparsity"];
+      if (!sp) {
+        c.Error("sweep.sparsity", "is required: a list of fractions in (0, 1), e.g. [0.5, 0.8]");
+      } else {
+        std::vector<YAML::Node> items;
+        if (sp.IsSequence()) for (const auto& i : sp) items.push_back(i); else items.push_back(sp);
+        if (items.empty()) c.Error("sweep.sparsity", "must not be empty: a list of fractions in (0, 1)");
+        for (size_t i = 0; i < items.size(); ++i) {
+          std::string p = sp.IsSequence() ? "sweep.sparsity[" + std::to_string(i) + "]" : "sweep.sparsity";
+          double v = -1;
+          try { v = items[i].as<double>(); } catch (const YAML::Exception&) {}
+          if (!(v > 0 && v < 1)) {
+            c.Error(p, "must be a fraction in (0, 1), e.g. 0.5 for 50 %");
+          } else if (std::find(spec.sparsities.begin(), spec.sparsities.end(), v) != spec.sparsities.end()) {
+            c.Error(p, Checker::Fmt(v) + " is listed twice");
+          } else {
+            spec.sparsities.push_back(v);
+          }
+        }
+      }
+      YAML::Node sc = s["schedule"];
+      if (!sc) {
+        spec.schedules.push_back(ScheduleSpec{});
+      } else if (sc.IsSequence()) {
+        if (sc.size() == 0) c.Error("sweep.schedule", "must not be empty");
+        for (size_t i = 0; i < sc.size(); ++i)
+          ParseSchedule(c, sc[i], "sweep.schedule[" + std::to_string(i) + "]", &spec);
+      } else {
+        ParseSchedule(c, sc, "sweep.schedule", &spec);
+      }
+    }
+
+    if (YAML::Node p = root["pruning"]) {
+      if (c.IsMap(p, "pruning")) {
+        PruningSpec& ps = spec.pruning;
+        c.OnlyKeys(p, "pruning", {"scope", "min_keep", "exclude", "overrides", "round_to", "calibration_batches"});
+        if (p["scope"]) {
+          auto v = c.Choices(p["scope"], "pruning.scope", {"layer", "global"});
+          if (!v.empty()) ps.scope = v[0];
+        }
+        c.Number(p, "pruning", "min_keep", &ps.min_keep, 0, 1);
+        c.Number(p, "pruning", "round_to", &ps.round_to, 1, 4096);
+        c.Number(p, "pruning", "calibration_batches", &ps.calibration_batches, 1, 10000);
+        if (YAML::Node ex = p["exclude"]) {
+          std::vector<YAML::Node> items;
+          if (ex.IsSequence()) for (const auto& i : ex) items.push_back(i); else items.push_back(ex);
+          for (const auto& i : items) ps.exclude.push_back(i.IsScalar() ? i.as<std::string>() : "");
+        }
+        if (YAML::Node ov = p["overrides"]) {
+          if (!ov.IsMap()) {
+            c.Error("pruning.overrides", "must map layer or group names to sparsities, e.g. {fc1: 0.9}");
+          } else {
+            for (const auto& kv : ov) {
+              std::string name = kv.first.as<std::string>("");
+              double v = -1;
+              try { v = kv.second.as<double>(); } catch (const YAML::Exception&) {}
+              if (!(v >= 0 && v < 1)) c.Error("pruning.overrides." + name, "must be a sparsity in [0, 1)");
+              else ps.overrides.push_back({name, v});
+            }
+          }
+        }
+      }
+    }
+
+    if (YAML::Node b = root["benchmark"]) {
+      if (c.IsMap(b, "benchmark")) {
+        BenchmarkConfig& bc = spec.benchmark;
+        c.OnlyKeys(b, "benchmark", {"profile", "scenarios", "warmup_queries", "min_queries", "min_duration_s",
+                                    "max_duration_s", "offline_batch_size", "offline_min_samples",
+                                    "offline_min_duration_s", "multi_stream_samples", "server_latency_bound_ms",
+                                    "server_target_qps", "ab_rounds", "sparse_forms"});
+        if (b["profile"]) {
+          auto v = c.Choices(b["profile"], "benchmark.profile", {"lab", "mlperf"});
+          if (!v.empty()) bc.profile = v[0];
+        }
+        if (b["scenarios"]) bc.scenarios = c.Choices(b["scenarios"], "benchmark.scenarios", AllowedScenarios());
+        c.Number(b, "benchmark", "warmup_queries", &bc.warmup_queries, 0, 1e6);
+        c.Number(b, "benchmark", "min_queries", &bc.min_queries, 1, 1e7);
+        c.Number(b, "benchmark", "min_duration_s", &bc.min_duration_s, 0, 3600);
+        c.Number(b, "benchmark", "max_duration_s", &bc.max_duration_s, 0.01, 86400);
+        c.Number(b, "benchmark", "offline_batch_size", &bc.offline_batch_size, 1, 65536);
+        c.Number(b, "benchmark", "offline_min_samples", &bc.offline_min_samples, 1, 1e8);
+        c.Number(b, "benchmark", "offline_min_duration_s", &bc.offline_min_duration_s, 0, 3600);
+        c.Number(b, "benchmark", "multi_stream_samples", &bc.multi_stream_samples, 1, 1024);
+        c.Number(b, "benchmark", "server_latency_bound_ms", &bc.server_latency_bound_ms, 0.001, 1e6);
+        c.Number(b, "benchmark", "server_target_qps", &bc.server_target_qps, 0, 1e7);
+        c.Number(b, "benchmark", "ab_rounds", &bc.ab_rounds, 0, 100);
+        c.Bool(b, "benchmark", "sparse_forms", &bc.sparse_forms);
+        if (bc.max_duration_s < bc.min_duration_s || bc.max_duration_s < bc.offline_min_duration_s)
+          c.Error("benchmark.max_duration_s", "must be at least min_duration_s and offline_min_duration_s");
+      }
+    }
+
+    YAML::Node tg = root["targets"];
+    if (!tg) {
+      spec.targets = {"local"};
+    } else {
+      std::vector<YAML::Node> items;
+      if (tg.IsSequence()) for (const auto& i : tg) items.push_back(i); else items.push_back(tg);
+      if (items.empty()) c.Error("targets", "must list at least one hardware target name, e.g. [local]");
+      for (size_t i = 0; i < items.size(); ++i) {
+        std::string p = tg.IsSequence() ? "targets[" + std::to_string(i) + "]" : "targets";
+        std::string v = items[i].IsScalar() ? items[i].as<std::string>() : "";
+        if (!ValidName(v)) c.Error(p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
+        else if (std::find(spec.targets.begin(), spec.targets.end(), v) != spec.targets.end())
+          c.Error(p, "'" + v + "' is listed twice");
+        else spec.targets.push_back(v);
+      }
+    }
+    CrossCheck(c, &spec);
+  } catch (const YAML::Exception& e) {
+    c.Error("(line " + std::to_string(e.mark.line + 1) + ")", e.msg);
+  }
+  if (!c.ok()) return Status::InvalidArgument(c.Report());
+  spec.spec_hash = ContentHash(yaml_text);
+  return spec;
+}
+
+StatusOr<std::string> ReadSpecFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read spec file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string BaselineKey(const SweepSpec& spec) {
+  std::ostringstream os;
+  os.precision(17);
+  const auto& d = spec.dataset;
+  const auto& t = spec.training;
+  os << "model=" << spec.model << ";data=" << d.name << ":" << d.path << ":" << d.train_subset << ":"
+     << d.test_subset << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
+     << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=2";
+  if (!spec.model_artifact.empty()) os << ";user=" << spec.model_artifact;
+  return ContentHash(os.str());
+}
+
+// N:M patterns fix their own sparsity (1 - N/M): one trial each, whatever the sparsity axis.
+static std::vector<double> SparsitiesFor(const SweepSpec& spec, const std::string& granularity) {
+  int n = 0, m = 0;
+  if (ParseNm(granularity, &n, &m)) return {1.0 - static_cast<double>(n) / m};
+  return spec.sparsities;
+}
+
+size_t TrialCount(const SweepSpec& spec) {
+  size_t per_schedule = 0;
+  for (const auto& g : spec.granularities) per_schedule += SparsitiesFor(spec, g).size();
+  if (spec.mode == "sensitivity") return spec.criteria.size() * per_schedule * spec.layers.size();
+  return spec.criteria.size() * per_schedule * spec.schedules.size();
+}
+
+std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id) {
+  std::vector<Task> tasks;
+  Task base;
+  base.sweep_id = sweep_id;
+  base.model = spec.model;
+  base.dataset = spec.dataset;
+  base.training = spec.training;
+  base.benchmark = spec.benchmark;
+  base.baseline_key = BaselineKey(spec);
+  base.model_artifact = spec.model_artifact;
+  base.input_shape = spec.input_shape;
+  base.spec_hash = spec.spec_hash;
+  const PruningSpec& p = spec.pruning;
+  base.trial.scope = p.scope;
+  base.trial.min_keep = p.min_keep;
+  base.trial.exclude = p.exclude;
+  base.trial.overrides = p.overrides;
+  base.trial.round_to = p.round_to;
+  base.trial.calibration_batches = p.calibration_batches;
+
+  Task train = base;
+  train.task_id = "train";
+  train.kind = TaskKind::kTrainBaseline;
+  tasks.push_back(train);
+
+  for (const auto& target : spec.targets) {
+    Task eval = base;
+    eval.task_id = "base@" + target;
+    eval.kind = TaskKind::kEvaluateBaseline;
+    eval.target = target;
+    tasks.push_back(eval);
+  }
+  // A variant is pruned and fine-tuned once, on any worker (tNNN), then benchmarked on
+  // every target (tNNN@TARGET, after tNNN): its result row is the one for that target.
+  std::vector<Task> benches;
+  int index = 0;
+  auto trial = [&](const std::string& criterion, const std::string& granularity, double sparsity) {
+    Task t = base;
+    char id[32];
+    std::snprintf(id, sizeof(id), "t%03d", ++index);
+    t.task_id = id;
+    t.kind = TaskKind::kPruneTrial;
+    t.trial.criterion = criterion;
+    t.trial.granularity = granularity;
+    t.trial.sparsity = sparsity;
+    return t;
+  };
+  auto add = [&](const Task& t) {
+    tasks.push_back(t);
+    if (t.trial.schedule == "sensitivity") return;  // evaluated only: its own row
+    for (const auto& target : spec.targets) {
+      Task b = t;
+      b.task_id = t.task_id + "@" + target;
+      b.kind = TaskKind::kBenchmarkVariant;
+      b.target = target;
+      b.depends_on = t.task_id;
+      benches.push_back(b);
+    }
+  };
+  if (spec.mode == "sensitivity") {
+    // One trial per (layer, sparsity): that layer pruned alone, evaluated without fine-tuning.
+    for (const auto& criterion : spec.criteria)
+      for (const auto& granularity : spec.granularities)
+        for (const auto& layer : spec.layers)
+          for (double sparsity : SparsitiesFor(spec, granularity)) {
+            Task t = trial(criterion, granularity, sparsity);
+            t.trial.schedule = "sensitivity";
+            t.trial.finetune_epochs = 0;
+            t.trial.rounds = 1;
+            t.trial.layer = layer;
+            add(t);
+          }
+  } else {
+    for (const auto& criterion : spec.criteria)
+      for (const auto& granularity : spec.granularities)
+        for (double sparsity : SparsitiesFor(spec, granularity))
+          for (const auto& schedule : spec.schedules) {
+            Task t = trial(criterion, granularity, sparsity);
+            t.trial.schedule = schedule.type;
+            t.trial.finetune_epochs = schedule.finetune_fraction >= 0
+                                          ? schedule.finetune_fraction * spec.training.epochs
+                                          : schedule.finetune_epochs;
+            t.trial.finetune_learning_rate = schedule.finetune_learning_rate;
+            t.trial.rounds = schedule.type == "iterative" ? schedule.rounds : 1;
+            t.trial.curve = schedule.curve;
+            t.trial.rewind = schedule.rewind;
+            add(t);
+          }
+  }
+  tasks.insert(tasks.end(), benches.begin(), benches.end());
+  return tasks;
+}
+
+}  // namespace prunelab

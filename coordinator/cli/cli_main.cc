@@ -1,0 +1,821 @@
+// prunelab: the command-line client. `run` embeds a coordinator and local workers;
+// every other command talks to a coordinator (--coordinator) or reads a data directory
+// (--data-dir) directly.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/net/artifact_fetch.h"
+#include "common/base/clock.h"
+#include "common/net/keys.h"
+#include "common/codec/records.h"
+#include "common/net/rpc.h"
+#include "common/spec/spec.h"
+#include "common/spec/objectives.h"
+#include "coordinator/scheduler/coordinator.h"
+#include "coordinator/decide/decision.h"
+#include "coordinator/decide/report.h"
+#include "coordinator/decide/model_card.h"
+#include "coordinator/decide/pareto.h"
+#include "coordinator/service/service.h"
+#include "coordinator/store/store_view.h"
+
+namespace pl = prunelab;
+namespace pc = prunelab::coordinator;
+using nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void OnSigint(int) { g_interrupted = true; }
+
+const char* kUsage =
+    "usage: prunelab COMMAND [ARGS]\n"
+    "  run SPEC.yaml [--workers N] [--data-dir DIR] [--threads N] [--http PORT]\n"
+    "        run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table\n"
+    "  submit SPEC.yaml [--coordinator tcp://HOST:PORT]      submit to a running coordinator; prints the sweep id\n"
+    "  status [ID] [--wait]                                  progress of one or every sweep\n"
+    "  results ID [--json]                                   every result of a sweep\n"
+    "  pareto ID [--target NAME] [--json]                    Pareto fronts per target, release gates, the recommendation\n"
+    "        [--objectives accuracy:max,latency_p90_ms:min,...] [--rule fastest|most_accurate|knee] [--max-drop PT] [--max-memory F]\n"
+    "  report ID -o DIR                                      report.html (self-contained), report.md, results.json, results.csv, model cards\n"
+    "  compare NEW OLD                                       gate a new sweep against a known-good one (exit 1 on a regression)\n"
+    "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
+    "  export ID TRIAL -o DIR                                the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
+    "  sensitivity ID                                        per-layer accuracy curves of a sensitivity sweep\n"
+    "  pause ID | resume ID | cancel ID                      hold a sweep's queued tasks / release them / fail what is unfinished\n"
+    "  workers [--json]                                      registered workers and their hardware\n"
+    "  sweeps [--json]                                       sweeps in the store\n"
+    "  keygen DIR/NAME                                       CURVE key pair: NAME.key (secret, 0600) and NAME.pub\n"
+    "  results, pareto, report, compare, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
+    "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n"
+    "  With a CURVE coordinator: --curve-key NAME.key --server-key coordinator.pub (or $PRUNELAB_CURVE_KEY,\n"
+    "  $PRUNELAB_SERVER_KEY); NAME.pub must be in the coordinator's --allow-clients list.\n";
+
+struct Args {
+  std::string command;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+  bool Has(const std::string& f) const { return flags.count(f) > 0; }
+  std::string Get(const std::string& f, const std::string& def = "") const {
+    auto it = flags.find(f);
+    return it == flags.end() ? def : it->second;
+  }
+};
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "prunelab: %s\n", msg.c_str());
+  return 1;
+}
+
+std::string CoordinatorEndpoint(const Args& a) {
+  if (a.Has("--coordinator")) return a.Get("--coordinator");
+  const char* env = std::getenv("PRUNELAB_COORDINATOR");
+  return env ? env : "tcp://127.0.0.1:5556";
+}
+
+// CURVE keys of this client, from flags or the environment; plain when neither is set.
+pl::ClientSecurity ClientSec(const Args& a) {
+  auto pick = [&](const char* flag, const char* env) {
+    if (a.Has(flag)) return a.Get(flag);
+    const char* v = std::getenv(env);
+    return std::string(v ? v : "");
+  };
+  auto sec = pl::LoadClientSecurity(pick("--curve-key", "PRUNELAB_CURVE_KEY"), pick("--server-key", "PRUNELAB_SERVER_KEY"));
+  if (!sec.ok()) {
+    std::fprintf(stderr, "prunelab: %s\n", sec.status().ToString().c_str());
+    std::exit(2);
+  }
+  return sec.value();
+}
+
+int CmdKeygen(const Args& a) {
+  if (a.positional.empty()) return Fail("keygen needs a path prefix, e.g. prunelab keygen keys/worker-a");
+  if (!pl::CurveAvailable()) return Fail("this libzmq has no CURVE support");
+  auto keys = pl::GenerateCurveKeyPair();
+  if (!keys.ok()) return Fail(keys.status().ToString());
+  const std::string base = a.positional[0];
+  if (auto st = pl::WriteKeyPair(base, keys.value()); !st.ok()) return Fail(st.ToString());
+  std::printf("wrote %s.key (secret: keep it on this machine) and %s.pub (public key %s)\n"
+              "add the .pub line to the coordinator's --allow-workers or --allow-clients file\n",
+              base.c_str(), base.c_str(), keys->public_key.c_str());
+  return 0;
+}
+
+// Sends one request; an ErrorMsg reply becomes a Status carrying its text.
+pl::StatusOr<pl::Message> Ask(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = 15000) {
+  auto reply = rpc.Call(m, timeout_ms);
+  if (!reply.ok())
+    return pl::Status::Unavailable(reply.status().message() +
+                                   " (is prunelab-coordinator running there? pass --coordinator tcp://HOST:PORT)");
+  if (auto* e = std::get_if<pl::ErrorMsg>(&reply.value())) {
+    if (e->code == "invalid_spec") return pl::Status::InvalidArgument(e->message);
+    if (e->code == "not_found") return pl::Status::NotFound(e->message);
+    return pl::Status::Internal(e->code + ": " + e->message);
+  }
+  return reply;
+}
+
+template <typename T>
+pl::StatusOr<T> AskFor(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = 15000) {
+  auto r = Ask(rpc, m, timeout_ms);
+  if (!r.ok()) return r.status();
+  if (auto* v = std::get_if<T>(&r.value())) return *v;
+  return pl::Status::Internal(std::string("unexpected reply ") + pl::MessageName(r.value()));
+}
+
+struct SweepData {
+  std::vector<pl::TrialResult> results;
+  std::string spec_yaml;
+};
+
+pl::StatusOr<SweepData> FetchSweep(const Args& a, const std::string& id) {
+  if (a.Has("--data-dir")) {
+    auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", /*read_only=*/true);
+    if (!store.ok()) return store.status();
+    auto results = pc::ReadResults(*store.value(), id);
+    if (!results.ok()) return results.status();
+    auto spec = pc::ReadSpecYaml(*store.value(), id);
+    return SweepData{std::move(results).value(), spec.ok() ? spec.value() : ""};
+  }
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  auto r = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
+  if (!r.ok()) return r.status();
+  return SweepData{std::move(r->results), std::move(r->spec_yaml)};
+}
+
+pl::StatusOr<std::vector<pl::TrialResult>> FetchResults(const Args& a, const std::string& id) {
+  auto d = FetchSweep(a, id);
+  if (!d.ok()) return d.status();
+  return std::move(d->results);
+}
+
+// Objectives, gates and rule: the sweep spec's `report` section, then command-line overrides.
+pl::StatusOr<pc::DecisionOptions> DecisionOptionsFor(const Args& a, const std::string& spec_yaml) {
+  pc::DecisionOptions o;
+  if (!spec_yaml.empty()) {
+    auto spec = pl::ParseSpec(spec_yaml);
+    if (spec.ok()) {
+      auto from = pc::OptionsFromSpec(spec->report);
+      if (!from.ok()) return from.status();
+      o = from.value();
+    }
+  }
+  if (a.Has("--objectives")) {
+    auto objs = pl::ParseObjectives(a.Get("--objectives"));
+    if (!objs.ok()) return pl::Status::InvalidArgument("--objectives: " + objs.status().message());
+    o.objectives = objs.value();
+  }
+  if (a.Has("--rule")) {
+    std::string r = a.Get("--rule");
+    if (r != "fastest" && r != "most_accurate" && r != "knee")
+      return pl::Status::InvalidArgument("--rule '" + r + "' (allowed: fastest, most_accurate, knee)");
+    o.rule = r;
+  }
+  if (a.Has("--max-drop")) o.gates.max_accuracy_drop = std::atof(a.Get("--max-drop").c_str());
+  if (a.Has("--max-memory")) o.gates.max_memory_fraction = std::atof(a.Get("--max-memory").c_str());
+  return o;
+}
+
+std::string SweepName(const std::string& spec_yaml) {
+  auto spec = pl::ParseSpec(spec_yaml);
+  return spec.ok() ? spec->name : "";
+}
+
+std::vector<pl::TrialResult> ResultRows(std::vector<pl::TrialResult> all) {
+  std::vector<pl::TrialResult> rows;
+  for (auto& r : all)
+    if (r.kind != pl::TaskKind::kTrainBaseline) rows.push_back(std::move(r));
+  return rows;
+}
+
+json ParetoJson(const std::string& id, const std::vector<pl::TrialResult>& results, const std::string& target) {
+  json out{{"sweep", id}, {"objectives", json::array({{{"field", "accuracy"}, {"direction", "max"}},
+                                                      {{"field", "latency_p90_ms"}, {"direction", "min"}}})},
+           {"targets", json::array()}};
+  for (const auto& f : pc::FrontsByTarget(results)) {
+    if (!target.empty() && f.target != target) continue;
+    json front = json::array();
+    for (const auto* r : f.front) front.push_back(pl::ToJson(*r));
+    out["targets"].push_back({{"target", f.target},
+                              {"baseline", f.baseline ? pl::ToJson(*f.baseline) : json(nullptr)},
+                              {"front", front},
+                              {"variants", f.ok_variants},
+                              {"failed", f.failed}});
+  }
+  return out;
+}
+
+int CmdResults(const Args& a) {
+  if (a.positional.empty()) return Fail("results needs a sweep id (see `prunelab sweeps`)");
+  auto r = FetchResults(a, a.positional[0]);
+  if (!r.ok()) return Fail(r.status().ToString());
+  auto rows = ResultRows(std::move(r).value());
+  if (a.Has("--json")) {
+    for (const auto& row : rows) std::printf("%s\n", pl::ToJson(row).dump().c_str());
+  } else {
+    std::printf("%s", pc::FormatResultsTable(rows).c_str());
+  }
+  return 0;
+}
+
+int CmdPareto(const Args& a) {
+  if (a.positional.empty()) return Fail("pareto needs a sweep id (see `prunelab sweeps`)");
+  auto d = FetchSweep(a, a.positional[0]);
+  if (!d.ok()) return Fail(d.status().ToString());
+  auto opts = DecisionOptionsFor(a, d->spec_yaml);
+  if (!opts.ok()) return Fail(opts.status().ToString());
+  std::string target = a.Get("--target");
+  std::vector<pl::TrialResult> rows;
+  for (const auto& r : d->results)
+    if (target.empty() || r.target == target) rows.push_back(r);
+  auto decisions = pc::Decide(rows, opts.value());
+  if (a.Has("--json")) {
+    json out = ParetoJson(a.positional[0], d->results, target);
+    out["decisions"] = pc::DecisionsJson(decisions, opts.value());
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("%s", pc::FormatParetoTable(d->results, target).c_str());
+    std::printf("%s", pc::FormatDecisions(decisions, opts.value()).c_str());
+  }
+  return 0;
+}
+
+int CmdReport(const Args& a) {
+  std::string dir = a.Has("-o") ? a.Get("-o") : a.Get("--out");
+  if (a.positional.empty() || dir.empty()) return Fail("report needs a sweep id and an output directory, e.g. prunelab report sw-0001 -o report/");
+  auto d = FetchSweep(a, a.positional[0]);
+  if (!d.ok()) return Fail(d.status().ToString());
+  auto opts = DecisionOptionsFor(a, d->spec_yaml);
+  if (!opts.ok()) return Fail(opts.status().ToString());
+  pc::ReportInput in{a.positional[0], SweepName(d->spec_yaml), &d->results, opts.value()};
+  auto written = pc::WriteReport(dir, in);
+  if (!written.ok()) return Fail(written.status().ToString());
+  for (const auto& t : pc::Decide(d->results, opts.value()))
+    std::printf("%s: %s\n", t.target.c_str(),
+                t.recommended ? (t.recommended->task_id + " (" + pc::DescribeVariant(*t.recommended) + ") — " + t.why).c_str()
+                              : ("no recommendation — " + t.why).c_str());
+  std::printf("wrote %zu files; open %s/report.html\n", written->size(), dir.c_str());
+  return 0;
+}
+
+// Gates a new sweep against a known-good one: per target, the recommended variants compared.
+int CmdCompare(const Args& a) {
+  if (a.positional.size() < 2) return Fail("compare needs two sweep ids: prunelab compare NEW OLD");
+  auto now = FetchSweep(a, a.positional[0]);
+  if (!now.ok()) return Fail(now.status().ToString());
+  auto old = FetchSweep(a, a.positional[1]);
+  if (!old.ok()) return Fail(old.status().ToString());
+  auto opts = DecisionOptionsFor(a, now->spec_yaml);
+  if (!opts.ok()) return Fail(opts.status().ToString());
+  auto new_spec = pl::ParseSpec(now->spec_yaml), old_spec = pl::ParseSpec(old->spec_yaml);
+  if (new_spec.ok() && old_spec.ok() && new_spec->model != old_spec->model)
+    return Fail("the sweeps are for different models (" + new_spec->model + " vs " + old_spec->model + "): nothing to compare");
+  double acc_tol = a.Has("--accuracy-tolerance") ? std::atof(a.Get("--accuracy-tolerance").c_str()) : 0.5;
+  double lat_tol = a.Has("--latency-tolerance") ? std::atof(a.Get("--latency-tolerance").c_str()) : 0.10;
+  auto dn = pc::Decide(now->results, opts.value());
+  auto dold = pc::Decide(old->results, opts.value());
+  int regressions = 0;
+  std::printf("comparing %s (new) with %s (known good); tolerances: accuracy %.2f points, p90 latency +%.0f%%\n",
+              a.positional[0].c_str(), a.positional[1].c_str(), acc_tol, lat_tol * 100);
+  for (const auto& t : dn) {
+    const pc::TargetDecision* o = nullptr;
+    for (const auto& x : dold)
+      if (x.target == t.target) o = &x;
+    if (!o || !o->recommended) {
+      std::printf("  %s: no known-good recommendation to compare with\n", t.target.c_str());
+      continue;
+    }
+    if (!t.recommended) {
+      std::printf("  %s: REGRESSION: nothing passes the gates now (known good: %s, %s)\n", t.target.c_str(),
+                  o->recommended->task_id.c_str(), pc::DescribeVariant(*o->recommended).c_str());
+      ++regressions;
+      continue;
+    }
+    const auto &n = *t.recommended, &k = *o->recommended;
+    double dacc = (n.accuracy - k.accuracy) * 100;
+    double dlat = k.latency_p90_ms > 0 ? n.latency_p90_ms / k.latency_p90_ms - 1 : 0;
+    bool acc_bad = dacc < -acc_tol, lat_bad = dlat > lat_tol;
+    regressions += acc_bad + lat_bad;
+    std::printf("  %s: %s (%s) %.2f %%, p90 %.3f ms vs %s (%s) %.2f %%, p90 %.3f ms: accuracy %+.2f pt%s, p90 %+.1f%%%s\n",
+                t.target.c_str(), n.task_id.c_str(), pc::DescribeVariant(n).c_str(), n.accuracy * 100, n.latency_p90_ms,
+                k.task_id.c_str(), pc::DescribeVariant(k).c_str(), k.accuracy * 100, k.latency_p90_ms, dacc,
+                acc_bad ? " REGRESSION" : "", dlat * 100, lat_bad ? " REGRESSION" : "");
+  }
+  std::printf(regressions ? "FAIL: %d regression(s)\n" : "PASS: no regression\n", regressions);
+  return regressions ? 1 : 0;
+}
+
+int CmdSummary(const Args& a) {
+  if (a.positional.size() < 2) return Fail("summary needs a sweep id and a trial, e.g. prunelab summary sw-0001 t003@local");
+  auto r = FetchResults(a, a.positional[0]);
+  if (!r.ok()) return Fail(r.status().ToString());
+  for (const auto& row : r.value()) {
+    if (row.task_id != a.positional[1]) continue;
+    if (row.benchmark_json.empty()) return Fail(row.task_id + " has no benchmark detail (" + (row.ok ? "not benchmarked" : "failed: " + row.error) + ")");
+    auto j = pl::ParseJson(row.benchmark_json);
+    if (!j.ok()) return Fail("benchmark detail of " + row.task_id + " is not JSON");
+    std::string only = a.Get("--scenario");
+    int shown = 0;
+    for (const auto& s : (*j)["scenarios"]) {
+      if (!only.empty() && s.value("scenario", "") != only) continue;
+      std::printf("%s\n", s.value("summary", "").c_str());
+      ++shown;
+    }
+    if (j->contains("forms")) {
+      std::printf("Execution forms measured (single-stream):\n");
+      for (const auto& f : (*j)["forms"])
+        std::printf("  %-6s p50 %.4f ms  p90 %.4f ms  p99 %.4f ms%s\n", f.value("form", "").c_str(), f.value("p50_ms", 0.0),
+                    f.value("p90_ms", 0.0), f.value("p99_ms", 0.0), f.value("chosen", false) ? "  <- deployable" : "");
+    }
+    if (j->contains("ab")) {
+      const auto& ab = (*j)["ab"];
+      std::printf("Speedup vs dense baseline (p90, interleaved A/B, %zu rounds): median %.2fx, min %.2fx, max %.2fx\n",
+                  ab["rounds"].size(), ab.value("speedup_p90_median", 0.0), ab.value("speedup_p90_min", 0.0),
+                  ab.value("speedup_p90_max", 0.0));
+    }
+    if (!only.empty() && shown == 0) return Fail("no '" + only + "' run in " + row.task_id);
+    return 0;
+  }
+  return Fail("no result '" + a.positional[1] + "' in " + a.positional[0] + " (see `prunelab results " + a.positional[0] + "`)");
+}
+
+pl::StatusOr<std::string> FetchArtifact(const Args& a, const std::string& hash) {
+  if (a.Has("--data-dir")) {
+    auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", /*read_only=*/true);
+    if (!store.ok()) return store.status();
+    auto v = store.value()->Get(pc::ArtifactKey(hash));
+    if (!v.ok()) return v.status();
+    if (!v.value()) return pl::Status::NotFound("artifact " + hash + " is not in the store");
+    return *v.value();
+  }
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  return pl::FetchArtifactChunked([&](const pl::Message& m) { return rpc.Call(m, 60000); }, hash);
+}
+
+bool WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  return static_cast<bool>(out);
+}
+
+int CmdExport(const Args& a) {
+  std::string dir = a.Has("-o") ? a.Get("-o") : a.Get("--out");
+  if (a.positional.size() < 2 || dir.empty())
+    return Fail("export needs a sweep id, a trial and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
+  auto rows = FetchResults(a, a.positional[0]);
+  if (!rows.ok()) return Fail(rows.status().ToString());
+  const pl::TrialResult* row = nullptr;
+  const pl::TrialResult* base = nullptr;
+  for (const auto& r : rows.value())
+    if (r.task_id == a.positional[1]) row = &r;
+  if (!row) return Fail("no result '" + a.positional[1] + "' in " + a.positional[0] + " (see `prunelab results " + a.positional[0] + "`)");
+  for (const auto& r : rows.value())
+    if (r.baseline && r.ok && r.target == row->target) base = &r;
+  if (!row->ok) return Fail(row->task_id + " failed (" + row->error + "): nothing to export");
+  if (row->artifact_hash.empty())
+    return Fail(row->task_id + " has no stored model (intermediate rounds and sensitivity trials are not kept; export a final trial)");
+  auto bytes = FetchArtifact(a, row->artifact_hash);
+  if (!bytes.ok()) return Fail(bytes.status().ToString());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Fail("cannot create " + dir + ": " + ec.message());
+  json card = pc::ModelCard(*row, base);
+  if (!WriteFile(dir + "/model.pt", bytes.value()) || !WriteFile(dir + "/model_card.json", card.dump(2) + "\n") ||
+      !WriteFile(dir + "/model_card.md", pc::ModelCardMarkdown(card)))
+    return Fail("cannot write into " + dir);
+  std::printf("exported %s %s to %s: model.pt (%zu bytes), model_card.json, model_card.md\n", a.positional[0].c_str(),
+              row->task_id.c_str(), dir.c_str(), bytes->size());
+  std::printf("load it in Python: torch.jit.load('%s/model.pt')\n", dir.c_str());
+  return 0;
+}
+
+// Per-layer curves of a sensitivity sweep: accuracy when only that layer is pruned.
+int CmdSensitivity(const Args& a) {
+  if (a.positional.empty()) return Fail("sensitivity needs a sweep id, e.g. prunelab sensitivity sw-0002");
+  auto rows = FetchResults(a, a.positional[0]);
+  if (!rows.ok()) return Fail(rows.status().ToString());
+  std::map<std::string, std::map<double, const pl::TrialResult*>> curves;  // "target layer crit gran" -> sparsity -> row
+  std::set<double> sparsities;
+  double base = -1;
+  for (const auto& r : rows.value()) {
+    if (r.baseline && r.ok) base = r.accuracy;
+    if (r.schedule != "sensitivity") continue;
+    curves[r.target + "  " + r.layer + "  " + r.criterion + " " + r.granularity][r.sparsity] = &r;
+    sparsities.insert(r.sparsity);
+  }
+  if (curves.empty()) return Fail(a.positional[0] + " has no sensitivity trials (use sweep.mode: sensitivity)");
+  if (a.Has("--json")) {
+    json out = json::array();
+    for (const auto& [key, pts] : curves) {
+      json p = json::array();
+      for (const auto& [s, r] : pts)
+        p.push_back({{"sparsity", s}, {"status", r->ok ? "ok" : "failed"}, {"accuracy", r->accuracy}, {"error", r->error}});
+      out.push_back({{"curve", key}, {"points", p}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-44s", "target  layer  criterion granularity");
+  for (double s : sparsities) std::printf(" %7.0f%%", 100 * s);
+  std::printf("\n");
+  for (const auto& [key, pts] : curves) {
+    std::printf("%-44s", key.c_str());
+    for (double s : sparsities) {
+      auto it = pts.find(s);
+      if (it == pts.end()) std::printf(" %8s", "-");
+      else if (!it->second->ok) std::printf(" %8s", "failed");
+      else std::printf(" %7.2f%%", 100 * it->second->accuracy);
+    }
+    std::printf("\n");
+  }
+  if (base >= 0) std::printf("(top-1 test accuracy with only that layer pruned, no fine-tuning; dense baseline %.2f%%)\n", 100 * base);
+  return 0;
+}
+
+void PrintSweeps(const std::vector<pl::SweepStatus>& sweeps, bool as_json) {
+  if (as_json) {
+    json arr = json::array();
+    for (const auto& s : sweeps) arr.push_back(pl::ToJson(s));
+    std::printf("%s\n", arr.dump(2).c_str());
+    return;
+  }
+  if (sweeps.empty()) std::printf("no sweeps\n");
+  for (const auto& s : sweeps)
+    std::printf("%-8s %-28s %-10s %u trials: %u done, %u failed, %u running, %u pending%s%s\n", s.id.c_str(),
+                s.name.c_str(), s.state.c_str(), s.trials, s.done, s.failed, s.running, s.pending,
+                s.note.empty() ? "" : " - ", s.note.c_str());
+}
+
+int CmdSweeps(const Args& a) {
+  if (a.Has("--data-dir")) {
+    auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", true);
+    if (!store.ok()) return Fail(store.status().ToString());
+    auto s = pc::ReadSweepStatuses(*store.value());
+    if (!s.ok()) return Fail(s.status().ToString());
+    PrintSweeps(s.value(), a.Has("--json"));
+    return 0;
+  }
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{""});
+  if (!s.ok()) return Fail(s.status().ToString());
+  PrintSweeps(s->sweeps, a.Has("--json"));
+  return 0;
+}
+
+int CmdStatus(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  std::string id = a.positional.empty() ? "" : a.positional[0];
+  while (true) {
+    auto s = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
+    if (!s.ok()) return Fail(s.status().ToString());
+    bool all_done = true;
+    for (const auto& sw : s->sweeps) all_done &= sw.state == "done" || sw.state == "cancelled";
+    if (!a.Has("--wait") || all_done || g_interrupted) {
+      PrintSweeps(s->sweeps, a.Has("--json"));
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+}
+
+int CmdWorkers(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  auto w = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
+  if (!w.ok()) return Fail(w.status().ToString());
+  if (a.Has("--json")) {
+    json arr = json::array();
+    for (const auto& x : w->workers) arr.push_back(pl::ToJson(x));
+    std::printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  if (w->workers.empty()) std::printf("no workers registered\n");
+  for (const auto& x : w->workers)
+    std::printf("%-24s target=%-10s %-5s seen %.1f s ago  %s %s  | %s, %u cores, %u threads, %.1f GiB, torch %s, BLAS %s\n",
+                x.worker_id.c_str(), x.target.c_str(), x.alive ? "alive" : "DEAD", x.last_seen_ms_ago / 1000.0,
+                x.task_id.empty() ? "idle" : x.task_id.c_str(), x.phase.c_str(), x.hardware.cpu_model.c_str(),
+                x.hardware.cores, x.hardware.threads, x.hardware.memory_bytes / 1073741824.0,
+                x.hardware.torch_version.c_str(), x.hardware.blas.c_str());
+  return 0;
+}
+
+// The submit message for a spec file: the YAML, plus the user's TorchScript model file
+// (model.torchscript, relative to the spec's directory) so remote workers can fetch it.
+pl::StatusOr<pl::SubmitSweepMsg> SubmitMessage(const std::string& spec_path, const std::string& text,
+                                               const pl::SweepSpec& spec) {
+  pl::SubmitSweepMsg msg{text, ""};
+  if (spec.model_path.empty()) return msg;
+  std::filesystem::path p(spec.model_path);
+  if (p.is_relative()) p = std::filesystem::path(spec_path).parent_path() / p;
+  auto bytes = pl::ReadSpecFile(p.string());
+  if (!bytes.ok())
+    return pl::Status::NotFound("model.torchscript: cannot read '" + p.string() + "' (a path relative to the spec file)");
+  msg.user_model = std::move(bytes).value();
+  return msg;
+}
+
+// pause | resume | cancel a sweep on a running coordinator.
+int CmdSweepControl(const Args& a) {
+  if (a.positional.empty()) return Fail(a.command + " needs a sweep id, e.g. prunelab " + a.command + " sw-0001");
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  auto r = AskFor<pl::StatusReplyMsg>(rpc, pl::SweepControlMsg{a.positional[0], a.command});
+  if (!r.ok()) return Fail(r.status().ToString());
+  PrintSweeps(r->sweeps, a.Has("--json"));
+  return 0;
+}
+
+int CmdSubmit(const Args& a) {
+  if (a.positional.empty()) return Fail("submit needs a spec file, e.g. prunelab submit examples/fashion-mnist-quick.yaml");
+  auto text = pl::ReadSpecFile(a.positional[0]);
+  if (!text.ok()) return Fail(text.status().ToString());
+  auto spec = pl::ParseSpec(text.value());  // fail fast, before the network
+  if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
+  if (!msg.ok()) return Fail(msg.status().ToString());
+  auto r = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
+  if (!r.ok()) return Fail(r.status().ToString());
+  std::printf("%s\n", r->sweep_id.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "submitted '%s' as %s (%u tasks); follow it with: prunelab status %s --wait\n",
+               spec->name.c_str(), r->sweep_id.c_str(), r->tasks, r->sweep_id.c_str());
+  return 0;
+}
+
+// ---- run: embedded coordinator + local worker processes ----
+
+std::string WorkerBinary() {
+  if (const char* env = std::getenv("PRUNELAB_WORKER_BIN")) return env;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path() / "prunelab-worker").string();
+}
+
+pid_t SpawnWorker(const std::string& bin, const std::vector<std::string>& args, const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive `prunelab run`
+  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+  }
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(bin.c_str()));
+  for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+  argv.push_back(nullptr);
+  execv(bin.c_str(), argv.data());
+  std::fprintf(stderr, "cannot start %s: %s\n", bin.c_str(), std::strerror(errno));
+  _exit(127);
+}
+
+std::string ProgressLine(const pl::SweepStatus& s, const std::vector<pl::WorkerStatus>& workers, double elapsed) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "[%5.0f s] %s: %u/%u results (%u failed), %u running", elapsed, s.id.c_str(),
+                s.done + s.failed, s.trials, s.failed, s.running);
+  std::string line = buf;
+  for (const auto& w : workers) {
+    if (!w.alive) continue;
+    line += " | " + w.worker_id.substr(0, 4) + ": ";
+    if (w.task_id.empty()) {
+      line += "idle";
+    } else {
+      auto slash = w.task_id.find('/');
+      std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", w.task_id.substr(slash + 1).c_str(), w.phase.c_str(),
+                    w.progress * 100);
+      line += buf;
+    }
+  }
+  return line;
+}
+
+int CmdRun(const Args& a) {
+  if (a.positional.empty()) return Fail("run needs a spec file, e.g. prunelab run examples/fashion-mnist-quick.yaml");
+  auto text = pl::ReadSpecFile(a.positional[0]);
+  if (!text.ok()) return Fail(text.status().ToString());
+  auto spec = pl::ParseSpec(text.value());
+  if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
+  int n_workers = std::atoi(a.Get("--workers", "2").c_str());
+  if (n_workers < 1 || n_workers > 64) return Fail("--workers must be between 1 and 64");
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  int threads = std::atoi(a.Get("--threads", std::to_string(std::max(1, cores / n_workers))).c_str());
+  if (threads < 1) return Fail("--threads must be >= 1");
+  std::string data_dir = a.Get("--data-dir", "prunelab-data");
+  std::filesystem::create_directories(data_dir + "/logs");
+
+  auto store = pc::OpenRocksDbStore(data_dir + "/store");
+  if (!store.ok()) return Fail(store.status().ToString() + "; use another --data-dir");
+  pl::SystemClock clock;
+  pc::TimedStore timed(*store.value());
+  pc::Coordinator core(timed, clock);
+  if (auto st = core.Recover(); !st.ok()) return Fail("cannot recover " + data_dir + ": " + st.ToString());
+  pl::ZmqContext ctx;
+  pc::ServiceOptions so;
+  so.worker_endpoint = "tcp://127.0.0.1:*";
+  so.client_endpoint = "tcp://127.0.0.1:*";
+  pc::DashboardState dashboard;
+  dashboard.store_write = &timed.write_latency;
+  dashboard.store_sync = &timed.sync_latency;
+  so.dashboard = &dashboard;
+  pc::CoordinatorService service(ctx, core, so);
+  if (auto st = service.Bind(); !st.ok()) return Fail(st.ToString());
+  // The dashboard is off in the embedded mode unless asked for (--http PORT, loopback).
+  std::unique_ptr<pc::HttpServer> web;
+  if (a.Has("--http")) {
+    web = std::make_unique<pc::HttpServer>("127.0.0.1", std::atoi(a.Get("--http").c_str()), timed, dashboard);
+    if (auto st = web->Start(); !st.ok()) return Fail(st.ToString());
+    std::fprintf(stderr, "prunelab: dashboard at http://127.0.0.1:%u/ (metrics at /metrics)\n", web->port());
+  }
+  std::thread loop([&] { service.Run(/*handle_signals=*/false); });
+  std::fprintf(stderr, "embedded coordinator on %s (plain mode, loopback only: no authentication; for a lab network "
+                       "see README \"Authentication\")\n", service.worker_endpoint().c_str());
+
+  signal(SIGINT, OnSigint);
+  signal(SIGTERM, OnSigint);
+  std::string bin = WorkerBinary();
+  if (access(bin.c_str(), X_OK) != 0) {
+    service.Stop();
+    loop.join();
+    return Fail("worker binary not found at " + bin + " (build it, or set PRUNELAB_WORKER_BIN)");
+  }
+  std::vector<pid_t> pids;
+  std::vector<std::string> logs;
+  for (int i = 0; i < n_workers; ++i) {
+    const std::string& target = spec->targets[i % spec->targets.size()];
+    std::string log = data_dir + "/logs/worker-" + std::to_string(i + 1) + ".log";
+    pids.push_back(SpawnWorker(bin, {"--coordinator", service.worker_endpoint(), "--target", target, "--threads",
+                                     std::to_string(threads), "--cache-dir", data_dir + "/cache/worker-" + std::to_string(i + 1)},
+                               log));
+    logs.push_back(log);
+  }
+  std::fprintf(stderr, "prunelab: embedded coordinator on %s; %d local worker(s) with %d thread(s) each; logs in %s/logs\n",
+               service.worker_endpoint().c_str(), n_workers, threads, data_dir.c_str());
+
+  int rc = 0;
+  pl::RpcClient rpc(ctx, service.client_endpoint());
+  std::string id;
+  auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
+  if (!msg.ok()) return Fail(msg.status().ToString());
+  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
+  if (!sub.ok()) {
+    rc = Fail(sub.status().ToString());
+  } else {
+    id = sub->sweep_id;
+    std::fprintf(stderr, "prunelab: sweep '%s' is %s: %zu trial(s) x %zu target(s) + dense baseline\n",
+                 spec->name.c_str(), id.c_str(), pl::TrialCount(spec.value()), spec->targets.size());
+  }
+  bool tty = isatty(2);
+  auto start = std::chrono::steady_clock::now();
+  auto last_print = start;
+  std::vector<bool> exited(pids.size(), false);
+  while (rc == 0 && !g_interrupted) {
+    auto st = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
+    auto wk = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
+    if (!st.ok() || st->sweeps.empty()) {
+      rc = Fail("lost the embedded coordinator: " + st.status().ToString());
+      break;
+    }
+    const auto& s = st->sweeps[0];
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string line = ProgressLine(s, wk.ok() ? wk->workers : std::vector<pl::WorkerStatus>{}, elapsed);
+    auto now = std::chrono::steady_clock::now();
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K%s", line.substr(0, 200).c_str());
+    } else if (now - last_print > std::chrono::seconds(10) || s.state == "done" || s.state == "cancelled") {
+      std::fprintf(stderr, "%s\n", line.c_str());
+      last_print = now;
+    }
+    if (s.state == "done" || s.state == "cancelled") break;
+    int alive = 0;
+    for (size_t i = 0; i < pids.size(); ++i) {
+      if (exited[i]) continue;
+      int status = 0;
+      if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+        exited[i] = true;
+        std::fprintf(stderr, "\nprunelab: worker %zu exited (status %d); see %s\n", i + 1, status, logs[i].c_str());
+      } else {
+        ++alive;
+      }
+    }
+    if (alive == 0) {
+      rc = Fail("every worker has exited before the sweep finished; see the logs in " + data_dir + "/logs");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (tty) std::fprintf(stderr, "\n");
+
+  // Workers drain on the first SIGTERM; after an interrupt the embedded coordinator is
+  // going away, so a second one makes them stop at once.
+  for (size_t i = 0; i < pids.size(); ++i)
+    if (!exited[i]) kill(pids[i], SIGTERM);
+  if (g_interrupted) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (size_t i = 0; i < pids.size(); ++i)
+      if (!exited[i]) kill(pids[i], SIGTERM);
+  }
+  for (size_t i = 0; i < pids.size(); ++i) {
+    if (exited[i]) continue;
+    for (int t = 0; t < 100; ++t) {
+      if (waitpid(pids[i], nullptr, WNOHANG) == pids[i]) { exited[i] = true; break; }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!exited[i]) { kill(pids[i], SIGKILL); waitpid(pids[i], nullptr, 0); }
+  }
+
+  if (g_interrupted && !id.empty()) {
+    std::fprintf(stderr, "prunelab: interrupted; everything recorded so far is in %s. Results so far:\n"
+                         "  prunelab results %s --data-dir %s\n", data_dir.c_str(), id.c_str(), data_dir.c_str());
+    rc = 130;
+  }
+  if (rc == 0) {
+    auto res = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
+    if (!res.ok()) {
+      rc = Fail(res.status().ToString());
+    } else {
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      auto rows = ResultRows(res->results);
+      std::printf("\nSweep %s '%s' finished in %.1f s.\n\nAll results:\n%s\n", id.c_str(), spec->name.c_str(),
+                  elapsed, pc::FormatResultsTable(rows).c_str());
+      std::printf("%s", pc::FormatParetoTable(res->results, "").c_str());
+      auto opts = pc::OptionsFromSpec(spec->report);
+      if (opts.ok()) std::printf("%s\n", pc::FormatDecisions(pc::Decide(res->results, opts.value()), opts.value()).c_str());
+      std::printf("Stored in %s. More: prunelab report %s -o report/ --data-dir %s (HTML) | prunelab pareto %s --data-dir %s --json\n",
+                  data_dir.c_str(), id.c_str(), data_dir.c_str(), id.c_str(), data_dir.c_str());
+    }
+  }
+  service.Stop();
+  loop.join();
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "%s", kUsage);
+    return 2;
+  }
+  Args a;
+  a.command = argv[1];
+  static const std::vector<std::string> kBoolFlags{"--json", "--wait"};
+  for (int i = 2; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0 || s == "-o") {
+      if (std::find(kBoolFlags.begin(), kBoolFlags.end(), s) != kBoolFlags.end()) {
+        a.flags[s] = "1";
+      } else if (i + 1 < argc) {
+        a.flags[s] = argv[++i];
+      } else {
+        std::fprintf(stderr, "prunelab: %s needs a value\n%s", s.c_str(), kUsage);
+        return 2;
+      }
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (a.command == "run") return CmdRun(a);
+  if (a.command == "submit") return CmdSubmit(a);
+  if (a.command == "status") return CmdStatus(a);
+  if (a.command == "results") return CmdResults(a);
+  if (a.command == "pareto") return CmdPareto(a);
+  if (a.command == "workers") return CmdWorkers(a);
+  if (a.command == "summary") return CmdSummary(a);
+  if (a.command == "sweeps") return CmdSweeps(a);
+  if (a.command == "export") return CmdExport(a);
+  if (a.command == "pause" || a.command == "resume" || a.command == "cancel") return CmdSweepControl(a);
+  if (a.command == "sensitivity") return CmdSensitivity(a);
+  if (a.command == "keygen") return CmdKeygen(a);
+  if (a.command == "report") return CmdReport(a);
+  if (a.command == "compare") return CmdCompare(a);
+  if (a.command == "-h" || a.command == "--help" || a.command == "help") {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  std::fprintf(stderr, "prunelab: unknown command '%s'\n%s", a.command.c_str(), kUsage);
+  return 2;
+}

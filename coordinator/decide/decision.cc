@@ -1,0 +1,237 @@
+#include "coordinator/decide/decision.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/codec/records.h"
+#include "coordinator/decide/front.h"
+
+namespace prunelab::coordinator {
+namespace {
+
+std::string Fmt(const char* fmt, double a, double b = 0) {
+  char buf[128];
+  std::snprintf(buf, sizeof(buf), fmt, a, b);
+  return buf;
+}
+
+double Value(const TrialResult& r, const Objective& o) {
+  double v = 0;
+  ObjectiveValue(r, o.field, &v);
+  return o.maximize ? -v : v;  // smaller is better
+}
+
+// Gates against the baseline measured on the same target.
+void Check(const GateSpec& g, const TrialResult* base, Verdict* v) {
+  const TrialResult& r = *v->row;
+  if (!base) {
+    v->pass = false;
+    v->reasons.push_back("no dense baseline measured on this target to compare with");
+    return;
+  }
+  v->accuracy_drop_pt = (base->accuracy - r.accuracy) * 100;
+  v->memory_fraction = base->model_bytes ? static_cast<double>(r.model_bytes) / base->model_bytes : 0;
+  auto fail = [&](const std::string& why) {
+    v->pass = false;
+    v->reasons.push_back(why);
+  };
+  if (v->accuracy_drop_pt > g.max_accuracy_drop)
+    fail(Fmt("accuracy drop %.2f pt > %.2f", v->accuracy_drop_pt, g.max_accuracy_drop));
+  if (g.max_worst_class_drop >= 0 && r.worst_class_drop * 100 > g.max_worst_class_drop)
+    fail(Fmt("worst-class drop %.2f pt > %.2f", r.worst_class_drop * 100, g.max_worst_class_drop));
+  for (const auto& [field, budget] : g.latency_budget_ms) {
+    double ms = 0;
+    ObjectiveValue(r, field, &ms);
+    if (ms <= 0) fail(field + " not measured");
+    else if (ms > budget) fail(field + Fmt(" %.3f ms > %.3f ms", ms, budget));
+  }
+  if (g.max_memory_fraction > 0 && v->memory_fraction > g.max_memory_fraction)
+    fail(Fmt("model memory %.0f%% of dense > %.0f%%", v->memory_fraction * 100, g.max_memory_fraction * 100));
+  if (g.min_throughput_sps > 0 && r.throughput_sps < g.min_throughput_sps)
+    fail(Fmt("throughput %.0f samples/s < %.0f", r.throughput_sps, g.min_throughput_sps));
+}
+
+PointSet PointsOf(const std::vector<const TrialResult*>& rows, const std::vector<Objective>& objs) {
+  PointSet p;
+  p.dims = objs.size();
+  for (const auto* r : rows)
+    for (const auto& o : objs) p.values.push_back(Value(*r, o));
+  return p;
+}
+
+const Objective* LatencyObjective(const std::vector<Objective>& objs) {
+  for (const auto& o : objs)
+    if (!o.maximize && o.field.find("_ms") != std::string::npos) return &o;
+  return nullptr;
+}
+
+}  // namespace
+
+StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report) {
+  DecisionOptions o;
+  if (!report.objectives.empty()) {
+    auto objs = ParseObjectives(report.objectives);
+    if (!objs.ok()) return objs.status();
+    o.objectives = objs.value();
+  }
+  o.gates = report.gates;
+  o.rule = report.recommend;
+  return o;
+}
+
+std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options) {
+  std::vector<TargetDecision> out;
+  auto slot = [&](const std::string& t) -> TargetDecision& {
+    for (auto& d : out)
+      if (d.target == t) return d;
+    out.push_back(TargetDecision{});
+    out.back().target = t;
+    return out.back();
+  };
+  for (const auto& r : results) {
+    if (r.kind == TaskKind::kTrainBaseline || r.target.empty()) continue;
+    TargetDecision& d = slot(r.target);
+    if (!r.ok) {
+      ++d.failed;
+      continue;
+    }
+    if (r.baseline && !d.baseline) d.baseline = &r;
+  }
+  for (auto& d : out) {
+    std::vector<const TrialResult*> rows;
+    for (const auto& r : results) {
+      if (r.kind == TaskKind::kTrainBaseline || !r.ok || r.target != d.target) continue;
+      if (!r.baseline && r.latency_p90_ms <= 0) continue;  // evaluated only (rounds, sensitivity)
+      rows.push_back(&r);
+    }
+    PointSet pts = PointsOf(rows, options.objectives);
+    std::vector<int> rank = ParetoRanks(pts);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Verdict v;
+      v.row = rows[i];
+      v.rank = rank[i];
+      Check(options.gates, d.baseline, &v);
+      d.variants.push_back(v);
+    }
+    std::stable_sort(d.variants.begin(), d.variants.end(), [&](const Verdict& a, const Verdict& b) {
+      if (a.rank != b.rank) return a.rank < b.rank;
+      return Value(*a.row, options.objectives[0]) < Value(*b.row, options.objectives[0]);
+    });
+    // Notes a reader needs before trusting the recommendation.
+    if (options.gates.max_memory_fraction > 0) {
+      bool any = false;
+      for (const auto& v : d.variants) any |= d.baseline && v.memory_fraction <= options.gates.max_memory_fraction;
+      if (!any && !d.variants.empty())
+        d.notes.push_back(Fmt("no variant meets the memory gate (model memory at most %.0f%% of the dense model's)",
+                              options.gates.max_memory_fraction * 100));
+    }
+    std::vector<const Verdict*> passing;
+    for (const auto& v : d.variants)
+      if (v.pass) passing.push_back(&v);
+    if (passing.empty()) {
+      d.why = d.variants.empty() ? "nothing benchmarked on this target yet"
+                                 : "no variant passes every gate (see the reasons); keep the current model";
+      continue;
+    }
+    const Verdict* best = nullptr;
+    const Objective* lat = LatencyObjective(options.objectives);
+    Objective p90{"latency_p90_ms", false};
+    if (!lat) lat = &p90;
+    if (options.rule == "most_accurate") {
+      for (const auto* v : passing)
+        if (!best || v->row->accuracy > best->row->accuracy ||
+            (v->row->accuracy == best->row->accuracy && Value(*v->row, *lat) < Value(*best->row, *lat)))
+          best = v;
+      d.why = "most_accurate: the highest accuracy among the " + std::to_string(passing.size()) +
+              " variant(s) passing every gate" + Fmt(" (%.2f %%)", best->row->accuracy * 100);
+    } else if (options.rule == "knee") {
+      std::vector<const TrialResult*> rows;
+      for (const auto* v : passing) rows.push_back(v->row);
+      PointSet pp = PointsOf(rows, options.objectives);
+      std::vector<size_t> front = NondominatedFront(pp);
+      std::vector<double> lo(pp.dims, 1e300), hi(pp.dims, -1e300);
+      for (size_t i : front)
+        for (size_t k = 0; k < pp.dims; ++k) {
+          lo[k] = std::min(lo[k], pp.row(i)[k]);
+          hi[k] = std::max(hi[k], pp.row(i)[k]);
+        }
+      double best_dist = 1e300;
+      for (size_t i : front) {
+        double dist = 0;
+        for (size_t k = 0; k < pp.dims; ++k) {
+          double span = hi[k] - lo[k];
+          double x = span > 0 ? (pp.row(i)[k] - lo[k]) / span : 0;
+          dist += x * x;
+        }
+        if (dist < best_dist) {
+          best_dist = dist;
+          best = passing[i];
+        }
+      }
+      d.why = "knee: the passing front's point closest to the ideal point (objectives scaled to [0, 1]; distance " +
+              Fmt("%.3f)", std::sqrt(best_dist));
+    } else {
+      for (const auto* v : passing) {
+        double a = Value(*v->row, *lat);
+        if (!best || a < Value(*best->row, *lat) ||
+            (a == Value(*best->row, *lat) && v->row->accuracy > best->row->accuracy))
+          best = v;
+      }
+      double ms = 0;
+      ObjectiveValue(*best->row, lat->field, &ms);
+      d.why = "fastest: the lowest " + lat->field + " among the " + std::to_string(passing.size()) +
+              " variant(s) passing every gate" + Fmt(" (%.3f ms", ms) +
+              (best->row->baseline ? ")" : Fmt(", %.2f pt below dense)", best->accuracy_drop_pt));
+    }
+    d.recommended = best->row;
+  }
+  return out;
+}
+
+std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const DecisionOptions& options) {
+  std::string s;
+  std::string objs;
+  for (const auto& o : options.objectives) objs += (objs.empty() ? "" : ", ") + o.Label();
+  for (const auto& d : decisions) {
+    s += "\nTarget '" + d.target + "': fronts over " + objs + "; gates vs the dense baseline on this target\n";
+    char line[512];
+    std::snprintf(line, sizeof(line), "   %-5s %-13s %-28s %9s %8s %9s %8s  %s\n", "rank", "trial", "variant", "accuracy",
+                  "drop_pt", "p90_ms", "mem_%", "gates");
+    s += line;
+    for (const auto& v : d.variants) {
+      std::string gates = v.pass ? "pass" : "FAIL: ";
+      for (size_t i = 0; i < v.reasons.size(); ++i) gates += (i ? "; " : "") + v.reasons[i];
+      std::snprintf(line, sizeof(line), "%s  %-5d %-13s %-28s %8.2f%% %+8.2f %9.3f %7.0f%%  %s\n",
+                    v.row == d.recommended ? ">>" : "  ", v.rank, v.row->task_id.c_str(), DescribeVariant(*v.row).c_str(),
+                    v.row->accuracy * 100, v.accuracy_drop_pt, v.row->latency_p90_ms, v.memory_fraction * 100,
+                    gates.c_str());
+      s += line;
+    }
+    for (const auto& n : d.notes) s += "   note: " + n + "\n";
+    if (d.failed) s += "   " + std::to_string(d.failed) + " failed result(s) on this target (prunelab results shows why)\n";
+    s += d.recommended ? "   recommended: " + d.recommended->task_id + " (" + DescribeVariant(*d.recommended) + ") — " + d.why + "\n"
+                       : "   recommended: none — " + d.why + "\n";
+  }
+  return s;
+}
+
+nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const DecisionOptions& options) {
+  nlohmann::json objs = nlohmann::json::array();
+  for (const auto& o : options.objectives) objs.push_back({{"field", o.field}, {"direction", o.maximize ? "max" : "min"}});
+  nlohmann::json targets = nlohmann::json::array();
+  for (const auto& d : decisions) {
+    nlohmann::json vs = nlohmann::json::array();
+    for (const auto& v : d.variants)
+      vs.push_back({{"trial", v.row->task_id}, {"variant", DescribeVariant(*v.row)}, {"rank", v.rank},
+                    {"pass", v.pass}, {"reasons", v.reasons}, {"accuracy", v.row->accuracy},
+                    {"accuracy_drop_pt", v.accuracy_drop_pt}, {"memory_fraction", v.memory_fraction},
+                    {"latency_p90_ms", v.row->latency_p90_ms}, {"model_bytes", v.row->model_bytes}});
+    targets.push_back({{"target", d.target}, {"variants", vs}, {"notes", d.notes}, {"failed", d.failed},
+                       {"recommended", d.recommended ? nlohmann::json(d.recommended->task_id) : nlohmann::json()},
+                       {"why", d.why}});
+  }
+  return {{"objectives", objs}, {"rule", options.rule}, {"targets", targets}};
+}
+
+}  // namespace prunelab::coordinator

@@ -1,0 +1,57 @@
+// Choosing what to deploy: per hardware target, every benchmarked variant ranked by Pareto
+// fronts over the chosen objectives, checked against release gates relative to the dense
+// baseline measured on that target, and one recommendation by a documented rule.
+//
+// Rules (report.recommend): fastest — the passing variant with the lowest value of the first
+// latency objective (default latency_p90_ms), ties to higher accuracy; most_accurate — the
+// passing variant with the highest accuracy, ties to lower latency; knee — among the passing
+// variants' own front, the point closest (Euclidean, each objective scaled to [0, 1] over
+// that front) to the ideal point. The dense baseline is a candidate like any variant.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/spec/objectives.h"
+#include "common/spec/spec.h"
+#include "coordinator/decide/pareto.h"  // DescribeVariant
+
+namespace prunelab::coordinator {
+
+struct Verdict {
+  const TrialResult* row = nullptr;
+  int rank = 0;                       // 1 = on the front of this target
+  bool pass = true;
+  std::vector<std::string> reasons;   // each failed gate with its numbers
+  double accuracy_drop_pt = 0;        // vs the dense baseline on the target
+  double memory_fraction = 0;         // model_bytes / dense model_bytes
+};
+
+struct TargetDecision {
+  std::string target;
+  const TrialResult* baseline = nullptr;
+  std::vector<Verdict> variants;      // benchmarked ok rows (baseline included), by rank then first objective
+  const TrialResult* recommended = nullptr;
+  std::string why;                    // the rule applied and the numbers behind it
+  std::vector<std::string> notes;     // e.g. no variant meets the memory gate
+  size_t failed = 0;                  // failed rows on this target
+};
+
+struct DecisionOptions {
+  std::vector<Objective> objectives = DefaultObjectives();
+  GateSpec gates;
+  std::string rule = "fastest";
+};
+
+// Options from a spec's report section (objectives, gates, rule).
+StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report);
+
+// Targets in first-seen order; pointers refer into `results`.
+std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options);
+
+std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const DecisionOptions& options);
+nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const DecisionOptions& options);
+
+}  // namespace prunelab::coordinator

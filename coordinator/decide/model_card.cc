@@ -1,0 +1,151 @@
+#include "coordinator/decide/model_card.h"
+
+#include <cstdio>
+
+#include "common/codec/records.h"
+
+namespace prunelab::coordinator {
+
+using nlohmann::json;
+
+namespace {
+std::string Pct(double v) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%.2f %%", 100.0 * v);
+  return b;
+}
+std::string Points(double fraction) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%.2f points", 100.0 * fraction);
+  return b;
+}
+}  // namespace
+
+json ModelCard(const TrialResult& r, const TrialResult* baseline) {
+  json cfg = json::object();
+  if (!r.trial_json.empty()) {
+    auto p = ParseJson(r.trial_json);
+    if (p.ok()) cfg = p.value();
+  }
+  std::vector<int64_t> shape{1, 28, 28};
+  if (cfg.contains("input_shape") && cfg["input_shape"].is_array() && !cfg["input_shape"].empty())
+    shape = cfg["input_shape"].get<std::vector<int64_t>>();
+  json layers = json::array();
+  for (const auto& l : r.layers)
+    layers.push_back({{"name", l.name}, {"weights_dense", l.dense}, {"weights_now", l.total}, {"nonzero", l.nonzero},
+                      {"sparsity", l.dense ? 1.0 - static_cast<double>(l.nonzero) / l.dense : 0.0}});
+  std::vector<int64_t> batch_shape{-1};
+  batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
+  json card{
+      {"card_version", 1},
+      {"variant", {{"sweep", r.sweep_id}, {"trial", r.task_id}, {"target", r.target}}},
+      {"model", r.model},
+      {"file", "model.pt"},
+      {"format", "TorchScript (torch.jit.load)"},
+      {"input",
+       {{"shape", batch_shape},
+        {"dtype", "float32"},
+        {"layout", "N x per-sample shape; -1 = any batch size"},
+        {"preprocessing", "pixel / 255, then (x - 0.2860) / 0.3530 (Fashion-MNIST mean and std); not folded into the module"},
+        {"output", "logits over 10 classes (argmax = predicted class)"}}},
+      {"pruning",
+       {{"criterion", r.criterion},
+        {"pattern", r.granularity},
+        {"requested_sparsity", r.sparsity},
+        {"achieved_sparsity", r.achieved_sparsity},
+        {"scope", cfg.value("scope", "layer")},
+        {"exclude", cfg.value("exclude", json::array())},
+        {"overrides", cfg.value("overrides", json::object())},
+        {"round_to", cfg.value("round_to", 1)},
+        {"per_layer", layers}}},
+      {"schedule",
+       {{"type", r.schedule},
+        {"rounds", cfg.value("rounds", 1)},
+        {"curve", cfg.value("curve", "")},
+        {"rewind", cfg.value("rewind", -1.0)},
+        {"finetune_epochs", cfg.value("finetune_epochs", 0.0)},
+        {"finetune_learning_rate", cfg.value("finetune_learning_rate", 0.0)},
+        {"baseline_training", cfg.value("training", json::object())}}},
+      {"accuracy",
+       {{"baseline", baseline ? baseline->accuracy : r.baseline_accuracy},
+        {"final", r.accuracy},
+        {"per_class", r.per_class_accuracy},
+        {"baseline_per_class", baseline ? json(baseline->per_class_accuracy) : json(nullptr)},
+        {"worst_class", r.worst_class},
+        {"worst_class_drop", r.worst_class_drop},
+        {"test_set", "Fashion-MNIST test split as configured in the sweep (see spec hash)"}}},
+      {"size",
+       {{"params_before", r.params_before}, {"params_after", r.params},
+        {"bytes_before", r.model_bytes_before}, {"bytes_after", r.model_bytes}}},
+      {"latency",
+       {{"p50_ms", r.latency_p50_ms}, {"p90_ms", r.latency_p90_ms}, {"p99_ms", r.latency_p99_ms},
+        {"speedup_p90", r.speedup_p90}, {"deployable_form", r.deployable_form}, {"valid", r.bench_valid}}},
+      {"seed", r.seed},
+      {"spec_hash", cfg.value("spec_hash", "")},
+      {"library_versions", {{"prunelab", kPrunelabVersion}, {"libtorch", r.hardware.torch_version}, {"blas", r.hardware.blas}}},
+      {"hardware", ToJson(r.hardware)},
+      {"artifact_hash", r.artifact_hash}};
+  return card;
+}
+
+std::string ModelCardMarkdown(const json& c) {
+  std::string md;
+  auto line = [&](const std::string& s) { md += s + "\n"; };
+  const auto& p = c["pruning"];
+  const auto& a = c["accuracy"];
+  const auto& s = c["size"];
+  const auto& sch = c["schedule"];
+  const auto& in = c["input"];
+  line("# Model card: " + c["model"].get<std::string>() + " " + p["pattern"].get<std::string>() + " " +
+       Pct(p["achieved_sparsity"].get<double>()) + " (" + c["variant"]["sweep"].get<std::string>() + " " +
+       c["variant"]["trial"].get<std::string>() + ")");
+  line("");
+  line("- File: `model.pt` (" + c["format"].get<std::string>() + "), artifact " + c["artifact_hash"].get<std::string>());
+  line("- Input: float32 tensor of shape " + in["shape"].dump() + "; " + in["preprocessing"].get<std::string>());
+  line("- Output: " + in["output"].get<std::string>());
+  line("");
+  line("## Pruning");
+  line("- Criterion `" + p["criterion"].get<std::string>() + "`, pattern `" + p["pattern"].get<std::string>() + "`, scope `" +
+       p["scope"].get<std::string>() + "`; requested " + Pct(p["requested_sparsity"].get<double>()) + ", achieved " +
+       Pct(p["achieved_sparsity"].get<double>()) + " of prunable weights");
+  std::string schedule = "- Schedule `" + sch["type"].get<std::string>() + "`";
+  if (sch["type"] == "iterative")
+    schedule += ", " + sch["rounds"].dump() + " rounds, curve " + sch["curve"].get<std::string>();
+  if (sch["rewind"].get<double>() >= 0) schedule += ", rewound to " + sch["rewind"].dump() + " of the baseline's training";
+  line(schedule + ", fine-tuning " + sch["finetune_epochs"].dump() + " epoch(s) at lr " + sch["finetune_learning_rate"].dump());
+  line("- Exclusions " + p["exclude"].dump() + ", overrides " + p["overrides"].dump() + ", widths rounded to " + p["round_to"].dump());
+  line("");
+  line("| layer | weights (dense) | weights (now) | non-zero | sparsity |");
+  line("|---|---:|---:|---:|---:|");
+  for (const auto& l : p["per_layer"])
+    line("| " + l["name"].get<std::string>() + " | " + l["weights_dense"].dump() + " | " + l["weights_now"].dump() + " | " +
+         l["nonzero"].dump() + " | " + Pct(l["sparsity"].get<double>()) + " |");
+  line("");
+  line("## Accuracy (top-1)");
+  line("- Baseline " + Pct(a["baseline"].get<double>()) + ", this variant " + Pct(a["final"].get<double>()) +
+       "; worst class " + a["worst_class"].dump() + " lost " + Points(a["worst_class_drop"].get<double>()));
+  std::string pc = "- Per class:";
+  for (size_t k = 0; k < a["per_class"].size(); ++k) pc += " " + std::to_string(k) + ": " + Pct(a["per_class"][k].get<double>()) + ";";
+  line(pc);
+  line("");
+  line("## Size and speed");
+  line("- Parameters " + s["params_before"].dump() + " -> " + s["params_after"].dump() + "; saved bytes " +
+       s["bytes_before"].dump() + " -> " + s["bytes_after"].dump());
+  const auto& lat = c["latency"];
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "- Single-stream latency on %s: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms (form %s, %s); p90 speedup vs dense %.2fx",
+                c["variant"]["target"].get<std::string>().c_str(), lat["p50_ms"].get<double>(), lat["p90_ms"].get<double>(),
+                lat["p99_ms"].get<double>(), lat["deployable_form"].get<std::string>().c_str(),
+                lat["valid"].get<bool>() ? "VALID" : "INVALID", lat["speedup_p90"].get<double>());
+  line(buf);
+  line("");
+  line("## Provenance");
+  line("- Seed " + c["seed"].dump() + ", spec hash " + c["spec_hash"].dump());
+  line("- Versions " + c["library_versions"].dump());
+  const auto& h = c["hardware"];
+  line("- Hardware " + h.value("cpu_model", "") + ", " + h["cores"].dump() + " cores, " + h["threads"].dump() +
+       " threads, device " + h.value("device", "") + ", host " + h.value("hostname", ""));
+  return md;
+}
+
+}  // namespace prunelab::coordinator

@@ -1,0 +1,154 @@
+#include "coordinator/decide/pareto.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+
+namespace prunelab::coordinator {
+
+std::vector<size_t> ParetoFront(const std::vector<Point2>& points) {
+  std::vector<size_t> idx(points.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+    if (points[a].minimize != points[b].minimize) return points[a].minimize < points[b].minimize;
+    return points[a].maximize > points[b].maximize;
+  });
+  std::vector<size_t> front;
+  bool have_best = false;
+  double best = 0;
+  for (size_t i : idx) {
+    // Strictly better on `maximize` than every point at least as good on `minimize`.
+    if (!have_best || points[i].maximize > best) {
+      front.push_back(i);
+      best = points[i].maximize;
+      have_best = true;
+    }
+  }
+  return front;
+}
+
+std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results) {
+  std::vector<TargetFront> out;
+  auto slot = [&](const std::string& t) -> TargetFront& {
+    for (auto& f : out) if (f.target == t) return f;
+    TargetFront f;
+    f.target = t;
+    out.push_back(f);
+    return out.back();
+  };
+  for (const auto& r : results) {
+    if (r.kind == TaskKind::kTrainBaseline) continue;
+    TargetFront& f = slot(r.target);
+    if (!r.ok) { ++f.failed; continue; }
+    if (r.baseline && !f.baseline) f.baseline = &r;
+  }
+  for (auto& f : out) {
+    std::vector<const TrialResult*> cands;
+    std::vector<Point2> pts;
+    for (const auto& r : results) {
+      if (r.kind == TaskKind::kTrainBaseline || !r.ok || r.target != f.target) continue;
+      // Iterative intermediate rounds and sensitivity trials are evaluated, not benchmarked.
+      if (!r.baseline && r.latency_p90_ms <= 0) continue;
+      cands.push_back(&r);
+      pts.push_back({r.accuracy, r.latency_p90_ms});
+    }
+    f.ok_variants = cands.size();
+    for (size_t i : ParetoFront(pts)) f.front.push_back(cands[i]);
+  }
+  return out;
+}
+
+std::string DescribeVariant(const TrialResult& r) {
+  if (r.baseline) return "dense baseline";
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
+  std::string v = buf;
+  if (r.schedule == "iterative") v += " iter" + (r.round && r.round < r.rounds ? " r" + std::to_string(r.round) + "/" + std::to_string(r.rounds) : "");
+  if (r.schedule == "sensitivity") v += " only " + r.layer;
+  return v;
+}
+
+namespace {
+
+std::string Row(const TrialResult& r, const TrialResult* base, const char* mark) {
+  char buf[512];
+  // Speedup: the interleaved A/B median against the baseline when the worker measured it;
+  // otherwise the ratio of p90s measured in separate runs (shown without a spread).
+  char speed[48];
+  if (r.speedup_p90 > 0)
+    std::snprintf(speed, sizeof(speed), "%5.2fx (%.2f-%.2f)", r.speedup_p90, r.speedup_min, r.speedup_max);
+  else if (base && r.latency_p90_ms > 0)
+    std::snprintf(speed, sizeof(speed), "%5.2fx", base->latency_p90_ms / r.latency_p90_ms);
+  else
+    std::snprintf(speed, sizeof(speed), "-");
+  double drop = base ? (base->accuracy - r.accuracy) * 100 : 0;
+  char worst[24] = "     -";
+  if (r.worst_class >= 0) std::snprintf(worst, sizeof(worst), "%+6.2f", r.worst_class_drop * 100);
+  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
+                mark, r.task_id.c_str(), DescribeVariant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop, worst,
+                r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed,
+                r.deployable_form.empty() ? "dense" : r.deployable_form.c_str(), r.throughput_sps,
+                static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0,
+                r.benchmark_json.empty() ? "" : (r.bench_valid ? "VALID" : "INVALID"));
+  return buf;
+}
+
+const char* kHeader =
+    "   trial        variant                  achieved accuracy drop_pt worst_pt   p50_ms   p90_ms   p99_ms p90_speedup(spread)  form  offline_sps   params size_KiB bench\n";
+
+}  // namespace
+
+std::string FormatParetoTable(const std::vector<TrialResult>& results, const std::string& only_target) {
+  std::string out;
+  auto fronts = FrontsByTarget(results);
+  if (fronts.empty()) return "no results yet\n";
+  for (const auto& f : fronts) {
+    if (!only_target.empty() && f.target != only_target) continue;
+    char title[256];
+    std::snprintf(title, sizeof(title),
+                  "Pareto front for target '%s': accuracy (max) vs single-stream p90 latency (min); "
+                  "%zu of %zu variants non-dominated, %zu failed\n",
+                  f.target.c_str(), f.front.size(), f.ok_variants, f.failed);
+    out += title;
+    out += kHeader;
+    bool base_on_front = false;
+    for (const TrialResult* r : f.front) {
+      if (r == f.baseline) base_on_front = true;
+      out += Row(*r, f.baseline, "*");
+    }
+    if (f.baseline && !base_on_front) out += Row(*f.baseline, f.baseline, "r");
+    if (!f.baseline) out += "   (no successful dense baseline on this target: drops and ratios not available)\n";
+    out += "   * = on the front, r = dense reference (dominated). Latencies: single-stream, batch 1, on the target,\n"
+           "   in the fastest execution form measured (form). drop_pt = accuracy points lost vs the dense baseline;\n"
+           "   worst_pt = the largest per-class loss (points), where pruning hurts first.\n"
+           "   p90_speedup = median of baseline/variant p90 ratios over interleaved A/B rounds on the same worker\n"
+           "   (min-max in parentheses; >1 is faster). bench = every scenario run VALID or not\n"
+           "   (see `prunelab summary SWEEP TRIAL`).\n\n";
+  }
+  if (out.empty()) out = "no results for target '" + only_target + "'\n";
+  return out;
+}
+
+std::string FormatResultsTable(const std::vector<TrialResult>& results) {
+  std::string out;
+  std::string current;
+  for (const auto& r : results) {
+    if (r.kind == TaskKind::kTrainBaseline) continue;
+    if (r.target != current) {
+      current = r.target;
+      out += "target '" + current + "'\n" + kHeader;
+    }
+    if (!r.ok) {
+      out += "!  " + r.task_id + "  " + DescribeVariant(r) + "  FAILED: " + r.error + "\n";
+      continue;
+    }
+    const TrialResult* base = nullptr;
+    for (const auto& b : results)
+      if (b.baseline && b.ok && b.target == r.target) { base = &b; break; }
+    out += Row(r, base, " ");
+  }
+  if (out.empty()) out = "no results yet\n";
+  return out;
+}
+
+}  // namespace prunelab::coordinator

@@ -1,0 +1,41 @@
+// Pareto selection over trial results and the table `prunelab pareto` prints.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/base/types.h"
+
+namespace prunelab::coordinator {
+
+struct Point2 {
+  double maximize;  // e.g. accuracy
+  double minimize;  // e.g. p90 latency
+};
+
+// Indices of the non-dominated points, ordered by ascending `minimize`. Sort-based,
+// O(n log n). Exact duplicates: only the first (lowest index) is kept, so the output is
+// deterministic.
+std::vector<size_t> ParetoFront(const std::vector<Point2>& points);
+
+struct TargetFront {
+  std::string target;
+  const TrialResult* baseline = nullptr;   // dense reference measured on this target
+  std::vector<const TrialResult*> front;   // accuracy (max) vs p90 latency (min)
+  size_t ok_variants = 0;                  // successful results considered (incl. baseline)
+  size_t failed = 0;
+};
+
+// One front per target, targets in first-seen order. Only ok results of evaluate/prune
+// tasks take part; pointers refer into `results`.
+std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results);
+
+// "l1 channel 50%", "dense baseline", "... iter r2/4", "... only conv1": a result's variant in words.
+std::string DescribeVariant(const TrialResult& r);
+
+// Human-readable table; `only_target` filters when non-empty.
+std::string FormatParetoTable(const std::vector<TrialResult>& results, const std::string& only_target);
+// One-line-per-result table of everything, including failures with their reasons.
+std::string FormatResultsTable(const std::vector<TrialResult>& results);
+
+}  // namespace prunelab::coordinator

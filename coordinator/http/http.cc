@@ -1,0 +1,242 @@
+#include "coordinator/http/http.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "common/codec/records.h"
+#include "common/spec/spec.h"
+#include "coordinator/http/dashboard_page.h"
+#include "coordinator/decide/decision.h"
+#include "coordinator/store/store_view.h"
+
+namespace prunelab::coordinator {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+void DashboardState::Publish(DashboardSnapshot s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  snap_ = std::move(s);
+}
+
+DashboardSnapshot DashboardState::Get() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snap_;
+}
+
+Status TimedStore::Apply(const std::vector<StoreWrite>& batch) {
+  auto t0 = std::chrono::steady_clock::now();
+  Status st = inner_.Apply(batch);
+  write_latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return st;
+}
+
+Status TimedStore::Sync() {
+  auto t0 = std::chrono::steady_clock::now();
+  Status st = inner_.Sync();
+  sync_latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return st;
+}
+
+namespace {
+
+std::string Label(const std::string& v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\' || c == '"') o += '\\';
+    if (c == '\n') { o += "\\n"; continue; }
+    o += c;
+  }
+  return o;
+}
+
+// A histogram in Prometheus form, on coarse 1-2-5 bounds taken from the fine buckets.
+void Histogram(std::string& out, const std::string& name, const std::string& help, const LatencyHistogram* h) {
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+  static const double kBounds[] = {1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1, 2, 5};
+  uint64_t total = h ? h->count() : 0;
+  for (double b : kBounds) {
+    uint64_t c = 0;
+    if (h)
+      for (int i = 0; i < LatencyHistogram::kBuckets && LatencyHistogram::UpperBound(i) <= b * (1 + 1e-9); ++i) c += h->bucket(i);
+    char line[160];
+    std::snprintf(line, sizeof(line), "%s_bucket{le=\"%g\"} %llu\n", name.c_str(), b, static_cast<unsigned long long>(c));
+    out += line;
+  }
+  char tail[256];
+  std::snprintf(tail, sizeof(tail), "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name.c_str(),
+                static_cast<unsigned long long>(total), name.c_str(), h ? h->sum_seconds() : 0.0, name.c_str(),
+                static_cast<unsigned long long>(total));
+  out += tail;
+}
+
+}  // namespace
+
+std::string MetricsText(const DashboardSnapshot& s, const DashboardState& state) {
+  std::string out;
+  out += "# HELP prunelab_tasks Tasks of every sweep by state.\n# TYPE prunelab_tasks gauge\n";
+  for (const char* st : {"blocked", "pending", "running", "done", "failed"}) {
+    auto it = s.tasks_by_state.find(st);
+    out += "prunelab_tasks{state=\"" + std::string(st) + "\"} " + std::to_string(it == s.tasks_by_state.end() ? 0 : it->second) + "\n";
+  }
+  uint64_t alive = 0, dead = 0;
+  for (const auto& w : s.workers) (w.alive ? alive : dead)++;
+  out += "# HELP prunelab_workers Registered workers by health.\n# TYPE prunelab_workers gauge\n";
+  out += "prunelab_workers{state=\"alive\"} " + std::to_string(alive) + "\nprunelab_workers{state=\"dead\"} " + std::to_string(dead) + "\n";
+  out += "# HELP prunelab_sweeps Sweeps by state.\n# TYPE prunelab_sweeps gauge\n";
+  std::map<std::string, uint64_t> by_state;
+  for (const auto& sw : s.sweeps) ++by_state[sw.state];
+  for (const auto& [st, n] : by_state) out += "prunelab_sweeps{state=\"" + Label(st) + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP prunelab_results Result rows recorded, per hardware target.\n# TYPE prunelab_results gauge\n";
+  for (const auto& [t, n] : s.results_by_target) out += "prunelab_results{target=\"" + Label(t) + "\"} " + std::to_string(n) + "\n";
+  Histogram(out, "prunelab_dispatch_latency_seconds", "Work request read to assignment sent, in the coordinator.", state.dispatch);
+  Histogram(out, "prunelab_ack_latency_seconds", "Result or submission read to durable acknowledgement sent.", state.ack);
+  Histogram(out, "prunelab_store_write_latency_seconds", "RocksDB batch writes.", state.store_write);
+  Histogram(out, "prunelab_store_sync_latency_seconds", "RocksDB WAL syncs (one per round of acknowledgements).", state.store_sync);
+  out += "# HELP prunelab_rejected_messages_total Malformed messages answered with an error.\n"
+         "# TYPE prunelab_rejected_messages_total counter\nprunelab_rejected_messages_total " +
+         std::to_string(state.rejected_messages ? state.rejected_messages() : 0) + "\n";
+  out += "# HELP prunelab_refused_connections_total Peers refused by the CURVE allow-lists.\n"
+         "# TYPE prunelab_refused_connections_total counter\nprunelab_refused_connections_total " +
+         std::to_string(state.refused_connections ? state.refused_connections() : 0) + "\n";
+  return out;
+}
+
+struct HttpServer::Impl {
+  Impl(std::string a, uint16_t p, Store& s, const DashboardState& st) : address(std::move(a)), port(p), store(s), state(st) {}
+  std::string address;
+  uint16_t port;
+  Store& store;
+  const DashboardState& state;
+  asio::io_context io;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::thread thread;
+
+  http::response<http::string_body> Respond(const http::request<http::string_body>& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "prunelab");
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(false);
+    std::string target(req.target());
+    auto q = target.find('?');
+    if (q != std::string::npos) target.resize(q);
+    auto json = [&](const nlohmann::json& j) {
+      res.set(http::field::content_type, "application/json");
+      res.body() = j.dump();
+    };
+    if (req.method() != http::verb::get) {
+      res.result(http::status::method_not_allowed);
+      res.body() = "only GET\n";
+    } else if (target == "/" || target == "/index.html") {
+      res.set(http::field::content_type, "text/html; charset=utf-8");
+      res.body() = kDashboardPage;
+    } else if (target == "/metrics") {
+      res.set(http::field::content_type, "text/plain; version=0.0.4");
+      res.body() = MetricsText(state.Get(), state);
+    } else if (target == "/api/sweeps") {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& s : state.Get().sweeps) a.push_back(ToJson(s));
+      json(a);
+    } else if (target == "/api/workers") {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& w : state.Get().workers) {
+        auto j = ToJson(w);
+        j["slots"] = w.slots;
+        a.push_back(j);
+      }
+      json(a);
+    } else if (target.rfind("/api/sweeps/", 0) == 0 && target.size() > 22 &&
+               target.compare(target.size() - 10, 10, "/decisions") == 0) {
+      std::string id = target.substr(12, target.size() - 22);
+      auto results = ReadResults(store, id);
+      if (!results.ok()) {
+        res.result(http::status::not_found);
+        json({{"error", results.status().message()}});
+      } else {
+        DecisionOptions o;
+        auto spec = ReadSpecYaml(store, id);
+        if (spec.ok()) {
+          auto parsed = ParseSpec(spec.value());
+          if (parsed.ok()) {
+            auto from = OptionsFromSpec(parsed->report);
+            if (from.ok()) o = from.value();
+          }
+        }
+        auto decisions = Decide(results.value(), o);
+        nlohmann::json j = DecisionsJson(decisions, o);
+        j["sweep"] = id;
+        json(j);
+      }
+    } else {
+      res.result(http::status::not_found);
+      res.set(http::field::content_type, "text/plain");
+      res.body() = "not found; try / /metrics /api/sweeps /api/workers /api/sweeps/ID/decisions\n";
+    }
+    res.prepare_payload();
+    return res;
+  }
+
+  void Accept() {
+    acceptor->async_accept([this](boost::system::error_code ec, tcp::socket sock) {
+      if (ec) return;  // closed
+      try {
+        // One request per connection, with a bound on how long a client may take.
+        sock.set_option(asio::socket_base::linger(true, 0));
+        beast::tcp_stream stream(std::move(sock));
+        stream.expires_after(std::chrono::seconds(5));
+        beast::flat_buffer buf;
+        http::request<http::string_body> req;
+        http::read(stream, buf, req);
+        auto res = Respond(req);
+        http::write(stream, res);
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      } catch (const std::exception&) {
+        // a client that vanished or sent garbage: nothing to do
+      }
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(std::string address, uint16_t port, Store& store, const DashboardState& state)
+    : impl_(std::make_unique<Impl>(std::move(address), port, store, state)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start() {
+  try {
+    tcp::endpoint ep(asio::ip::make_address(impl_->address), impl_->port);
+    impl_->acceptor = std::make_unique<tcp::acceptor>(impl_->io);
+    impl_->acceptor->open(ep.protocol());
+    impl_->acceptor->set_option(asio::socket_base::reuse_address(true));
+    impl_->acceptor->bind(ep);
+    impl_->acceptor->listen();
+  } catch (const std::exception& e) {
+    return Status::Unavailable("dashboard: cannot listen on " + impl_->address + ":" + std::to_string(impl_->port) + ": " +
+                               e.what() + " (pick another --http port)");
+  }
+  impl_->Accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+  return Status::Ok();
+}
+
+uint16_t HttpServer::port() const { return impl_->acceptor ? impl_->acceptor->local_endpoint().port() : 0; }
+
+void HttpServer::Stop() {
+  if (!impl_->thread.joinable()) return;
+  asio::post(impl_->io, [this] {
+    boost::system::error_code ec;
+    impl_->acceptor->close(ec);
+  });
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+}  // namespace prunelab::coordinator

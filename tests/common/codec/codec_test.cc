@@ -1,0 +1,170 @@
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "common/codec/codec.h"
+#include "common/codec/records.h"
+
+namespace prunelab {
+namespace {
+
+TrialResult SampleResult() {
+  TrialResult r;
+  r.sweep_id = "sw-0001";
+  r.task_id = "t003@local";
+  r.attempt = 2;
+  r.worker_id = "w001-host";
+  r.pruned_by = "w002-gpu";
+  r.target = "local";
+  r.kind = TaskKind::kPruneTrial;
+  r.model = "cnn";
+  r.criterion = "l1";
+  r.granularity = "channel";
+  r.schedule = "one_shot";
+  r.sparsity = 0.5;
+  r.achieved_sparsity = 0.509;
+  r.ok = true;
+  r.accuracy = 0.8812;
+  r.per_class_accuracy = {0.8, 0.97, 0.75, 0.9, 0.8, 0.96, 0.6, 0.95, 0.97, 0.95};
+  r.latency_p50_ms = 0.14;
+  r.latency_p90_ms = 0.167;
+  r.latency_p99_ms = 0.268;
+  r.throughput_sps = 10336;
+  r.params = 207018;
+  r.model_bytes = 834000;
+  r.hardware.cpu_model = "Test CPU";
+  r.hardware.cores = 2;
+  r.hardware.blas = "/usr/lib/openblas-pthread/libblas.so.3";
+  r.artifact_hash = "abc";
+  return r;
+}
+
+TEST(CodecTest, RoundTripsEveryMessageKind) {
+  Task t;
+  t.sweep_id = "sw-1";
+  t.task_id = "t001@x";
+  t.kind = TaskKind::kEvaluateBaseline;
+  t.trial.sparsity = 0.75;
+  t.benchmark.min_queries = 123;
+  t.baseline_artifact = "feed";
+  t.kind = TaskKind::kBenchmarkVariant;
+  t.variant_artifact = "beef";
+  t.depends_on = "t001";
+  std::vector<Message> msgs = {
+      RegisterMsg{"w1", "gpu-a", HardwareFingerprint{"h", "cpu", "avx2", 16, 1 << 30, 4, "1.13.1", "blas", "H100", "cuda:0"},
+                  2, {RunningTask{"sw-1", "t001", 3, 1}}},
+      HeartbeatMsg{"w1", "sw-1/t001", "training", 0.5, 1},
+      RequestWorkMsg{"w1", 1},
+      SubmitResultMsg{"w1", SampleResult(), std::string("\0\1binary\xff", 9)},
+      FetchArtifactMsg{"feed", 1048576, 65536},
+      RegisterReplyMsg{"w1", 750},
+      AssignMsg{t},
+      NoWorkMsg{1000, "nothing"},
+      ResultAckMsg{"t1", 3, true, "recorded"},
+      ArtifactReplyMsg{"feed", true, "bytes", 10, 15, "abc"},
+      SubmitSweepMsg{"name: x\n", std::string("\0model\xff", 7)},
+      SubmitReplyMsg{"sw-0002", 9},
+      StatusRequestMsg{"sw-0002"},
+      StatusReplyMsg{{SweepStatus{"sw-1", "n", "running", 5, 1, 1, 1, 2, 99, "no live worker"}}},
+      ResultsRequestMsg{"sw-1"},
+      ResultsReplyMsg{{SampleResult(), SampleResult()}, "name: x\n"},
+      WorkersRequestMsg{},
+      WorkersReplyMsg{{WorkerStatus{"w1", "local", {}, true, 12, "sw-1/t1", "benchmarking", 0.25}}},
+      ErrorMsg{"bad_message", "why"},
+      SweepControlMsg{"sw-1", "pause"},
+  };
+  for (const auto& m : msgs) {
+    auto bytes = Encode(m);
+    auto back = Decode(bytes);
+    ASSERT_TRUE(back.ok()) << MessageName(m) << ": " << back.status().ToString();
+    EXPECT_EQ(back->index(), m.index());
+    EXPECT_EQ(Encode(back.value()), bytes) << MessageName(m);  // nothing lost either way
+  }
+  auto back = Decode(Encode(SubmitResultMsg{"w1", SampleResult(), std::string("\0\1binary\xff", 9)}));
+  const auto& sr = std::get<SubmitResultMsg>(back.value());
+  EXPECT_EQ(sr.artifact, std::string("\0\1binary\xff", 9));
+  EXPECT_EQ(sr.result.per_class_accuracy.size(), 10u);
+  EXPECT_DOUBLE_EQ(sr.result.latency_p90_ms, 0.167);
+  EXPECT_EQ(std::get<AssignMsg>(Decode(Encode(AssignMsg{t})).value()).task.benchmark.min_queries, 123u);
+}
+
+TEST(CodecTest, RejectsMalformedInputWithoutCrashing) {
+  EXPECT_FALSE(Decode("").ok());
+  EXPECT_FALSE(Decode("garbage").ok());                 // not word aligned
+  EXPECT_FALSE(Decode(std::string(64, '\xff')).ok());   // nonsense segment table
+  std::string good = Encode(SubmitResultMsg{"w", SampleResult(), "xyz"});
+  for (size_t cut = 8; cut < good.size(); cut += 8) EXPECT_FALSE(Decode(good.substr(0, cut)).ok()) << cut;
+  // Random bit flips: must never crash; may or may not decode.
+  std::mt19937 rng(1);
+  for (int i = 0; i < 2000; ++i) {
+    std::string b = good;
+    for (int k = 0; k < 4; ++k) b[rng() % b.size()] ^= static_cast<char>(1u << (rng() % 8));
+    (void)Decode(b);
+  }
+}
+
+TEST(CodecTest, RejectsOtherProtocolVersion) {
+  std::string bytes = Encode(RequestWorkMsg{"w"});
+  // protocolVersion is the first UInt32 of the root struct's data section, right after
+  // the segment table (8 bytes) and the root pointer (8 bytes).
+  ASSERT_EQ(static_cast<unsigned char>(bytes[16]), kProtocolVersion);
+  bytes[16] = 9;
+  auto r = Decode(bytes);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("protocol version 9"), std::string::npos) << r.status().message();
+}
+
+TEST(RecordsTest, ResultJsonRoundTripHasPublicFields) {
+  auto j = ToJson(SampleResult());
+  for (const char* f : {"sweep", "trial", "target", "model", "criterion", "granularity", "schedule", "sparsity",
+                        "achieved_sparsity", "baseline", "accuracy", "latency_p50_ms", "latency_p90_ms",
+                        "latency_p99_ms", "throughput_sps", "params", "model_bytes", "status", "error"})
+    EXPECT_TRUE(j.contains(f)) << f;
+  EXPECT_EQ(j["status"], "ok");
+  auto back = ResultFromJson(j);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(ToJson(back.value()), j);
+}
+
+}  // namespace
+
+// Found by tests/fuzz/decode_fuzz: 208 bytes claiming a huge list of empty structs used to
+// decode into gigabytes. Now the traversal limit follows the message size.
+TEST(CodecTest, SmallMessageCannotAmplifyIntoAHugeList) {
+  const std::string bytes("\x02\x00\x00\x00\x12\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x04\x00\x01\x00\x00\x00\x0f\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01\x00\x55\x72\x3a\x0a\xb8\x02\x80\x00\x00\x12\x00\x00\x00\x01\x00\x2e\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x04\x00\x01\x00\x00\x00\x08\x00\x60\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x12\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x24\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x12\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4b\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x00\x00\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x00\x00\x08", 200);
+  auto m = Decode(bytes);
+  if (m.ok()) EXPECT_LT(Encode(m.value()).size(), 64u * 1024) << MessageName(m.value());
+}
+
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+TEST(CodecTest, StoreRecordsRoundTripAndOlderJsonRecordsStillRead) {
+  TrialResult r = SampleResult();
+  auto back = DecodeResultRecord(EncodeResultRecord(r));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(ToJson(back.value()), ToJson(r));
+  auto old = DecodeResultRecord(ToJson(r).dump());  // what stores written before held
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->task_id, r.task_id);
+  TaskRecordData t;
+  t.task.task_id = "t001@a";
+  t.task.kind = TaskKind::kBenchmarkVariant;
+  t.task.depends_on = "t001";
+  t.state = "running";
+  t.worker = "w1";
+  t.slot = 3;
+  t.attempt_errors = {"attempt 1: lost"};
+  auto tb = DecodeTaskRecord(EncodeTaskRecord(t));
+  ASSERT_TRUE(tb.ok());
+  EXPECT_EQ(ToJson(tb->task), ToJson(t.task));
+  EXPECT_EQ(tb->slot, 3u);
+  EXPECT_EQ(tb->attempt_errors, t.attempt_errors);
+  EXPECT_FALSE(DecodeResultRecord("garbage!").ok()) << "8 bytes of junk is not a record";
+  EXPECT_FALSE(DecodeTaskRecord("").ok());
+}
+
+}  // namespace
+}  // namespace prunelab

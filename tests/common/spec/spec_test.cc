@@ -1,0 +1,267 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/spec/spec.h"
+
+namespace prunelab {
+namespace {
+
+const char* kGood = R"(
+name: t1
+model: cnn
+dataset: {train_subset: 1000, test_subset: 500}
+training: {epochs: 1, batch_size: 32, learning_rate: 0.05, seed: 7}
+sweep:
+  criterion: [l1]
+  granularity: [unstructured, channel]
+  sparsity: [0.25, 0.5, 0.75]
+  schedule: [{type: one_shot, finetune_epochs: 2, learning_rate: 0.02}]
+benchmark: {warmup_queries: 5, min_queries: 10, min_duration_s: 0.1}
+targets: [cpu-a, cpu-b]
+)";
+
+TEST(SpecTest, ParsesGoodSpec) {
+  auto s = ParseSpec(kGood);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->name, "t1");
+  EXPECT_EQ(s->dataset.train_subset, 1000u);
+  EXPECT_EQ(s->training.batch_size, 32u);
+  EXPECT_EQ(s->training.seed, 7u);
+  EXPECT_EQ(s->granularities, (std::vector<std::string>{"unstructured", "channel"}));
+  EXPECT_EQ(s->sparsities, (std::vector<double>{0.25, 0.5, 0.75}));
+  ASSERT_EQ(s->schedules.size(), 1u);
+  EXPECT_EQ(s->schedules[0].finetune_epochs, 2.0);
+  EXPECT_DOUBLE_EQ(s->schedules[0].finetune_learning_rate, 0.02);
+  EXPECT_EQ(s->benchmark.min_queries, 10u);
+  EXPECT_EQ(s->targets, (std::vector<std::string>{"cpu-a", "cpu-b"}));
+}
+
+TEST(SpecTest, ShippedExamplesAreValid) {
+  for (const char* f : {"/examples/fashion-mnist-quick.yaml", "/examples/fashion-mnist-full.yaml",
+                        "/examples/fashion-mnist-criteria.yaml", "/examples/family-mlp.yaml",
+                        "/examples/family-resnet.yaml", "/examples/family-vit.yaml", "/examples/oneshot-vs-iterative.yaml",
+                        "/examples/sensitivity.yaml", "/examples/user-model/sweep.yaml"}) {
+    auto text = ReadSpecFile(std::string(PRUNELAB_SOURCE_DIR) + f);
+    ASSERT_TRUE(text.ok()) << f;
+    auto s = ParseSpec(text.value());
+    EXPECT_TRUE(s.ok()) << f << ": " << s.status().ToString();
+  }
+}
+
+struct BadCase {
+  std::string yaml;
+  std::vector<std::string> expected_fragments;  // all must appear in the error
+};
+
+TEST(SpecTest, RejectsBadSpecsNamingFieldAndAllowedValues) {
+  std::vector<BadCase> cases = {
+      {"name: x\nsweep: {criterion: l1, granularity: chanel, sparsity: [0.5]}\n",
+       {"sweep.granularity", "'chanel'", "unstructured, structured"}},
+      {"name: x\nsweep: {criterion: [l1, l7], granularity: channel, sparsity: 0.5}\n",
+       {"sweep.criterion[1]", "'l7'", "allowed values: random, l1, l2, gradient, taylor"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: [0.5, 1.5]}\n",
+       {"sweep.sparsity[1]", "(0, 1)"}},
+      {"name: x\nmodel: resnet152\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
+       {"model", "'resnet152'", "cnn"}},
+      {"name: x\ntraining: {epochs: two}\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
+       {"training.epochs", "number"}},
+      {"name: x\ntraining: {epoch: 2}\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n",
+       {"training.epoch", "unknown field", "epochs"}},
+      {"name: x\n", {"sweep", "required"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5, schedule: {type: gradual}}\n",
+       {"sweep.schedule.type", "one_shot"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: [0.5, 0.5]}\n", {"sweep.sparsity[1]", "twice"}},
+      {"name: 'bad name!'\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n", {"name"}},
+      {"name: x\nsweep: [1, 2\n", {"not valid YAML", "line"}},
+      {"- just\n- a list\n", {"top level must be a mapping"}},
+      {"name: x\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\ntargets: []\n", {"targets"}},
+  };
+  for (const auto& c : cases) {
+    auto s = ParseSpec(c.yaml);
+    ASSERT_FALSE(s.ok()) << "accepted:\n" << c.yaml;
+    EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument);
+    for (const auto& frag : c.expected_fragments)
+      EXPECT_NE(s.status().message().find(frag), std::string::npos)
+          << "missing '" << frag << "' in: " << s.status().message() << "\nfor:\n" << c.yaml;
+  }
+}
+
+TEST(SpecTest, NmPatternsAreGranularitiesWithTheirOwnSparsity) {
+  auto s = ParseSpec("name: x\nmodel: cnn\nsweep: {criterion: [l1, taylor], granularity: [channel, '2:4', '4:8'], sparsity: [0.3, 0.6]}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  // per criterion: channel x 2 sparsities + 2:4 once + 4:8 once
+  EXPECT_EQ(TrialCount(s.value()), 2u * (2 + 1 + 1));
+  auto tasks = ExpandTasks(s.value(), "sw-1");
+  EXPECT_EQ(tasks.size(), 1u + 1u + 2 * TrialCount(s.value()));  // train, base, prune + benchmark per trial
+  int nm = 0;
+  for (const auto& t : tasks) {
+    if (t.kind == TaskKind::kPruneTrial && (t.trial.granularity == "2:4" || t.trial.granularity == "4:8")) {
+      ++nm;
+      EXPECT_DOUBLE_EQ(t.trial.sparsity, 0.5);
+    }
+  }
+  EXPECT_EQ(nm, 4);
+  for (const char* bad : {"4:2", "2:x", "0:4", "2:4:8", ":4"}) {
+    auto r = ParseSpec(std::string("name: x\nmodel: cnn\nsweep: {criterion: l1, granularity: '") + bad + "', sparsity: 0.5}\n");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("N:M"), std::string::npos) << r.status().message();
+  }
+}
+
+TEST(SpecTest, PriorityIsAnIntegerInRange) {
+  auto s = ParseSpec("name: x\nmodel: cnn\npriority: 7\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->priority, 7);
+  auto bad = ParseSpec("name: x\nmodel: cnn\npriority: 500\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("priority: must be in [-100, 100]"), std::string::npos) << bad.status().message();
+}
+
+TEST(SpecTest, ReportSectionTakesObjectivesGatesAndRuleAndNamesMistakes) {
+  const std::string head = "name: x\nmodel: cnn\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5}\n";
+  auto ok = ParseSpec(head + "report:\n  objectives: [accuracy:max, latency_p99_ms:min]\n  recommend: knee\n"
+                             "  gates: {max_accuracy_drop: 1.5, latency_budget_ms: {latency_p90_ms: 0.2}, max_memory_fraction: 0}\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->report.objectives, "accuracy:max,latency_p99_ms:min");
+  EXPECT_EQ(ok->report.recommend, "knee");
+  EXPECT_DOUBLE_EQ(ok->report.gates.max_accuracy_drop, 1.5);
+  EXPECT_DOUBLE_EQ(ok->report.gates.latency_budget_ms.at("latency_p90_ms"), 0.2);
+  EXPECT_DOUBLE_EQ(ok->report.gates.max_memory_fraction, 0);
+  auto bad = ParseSpec(head + "report:\n  objectives: [speed:max]\n  recommend: cheapest\n"
+                              "  gates: {latency_budget_ms: {accuracy: 1}, max_drop: 2}\n");
+  ASSERT_FALSE(bad.ok());
+  const std::string msg = bad.status().message();
+  for (const char* frag : {"report.objectives", "unknown field 'speed'", "report.recommend", "fastest, most_accurate, knee",
+                           "report.gates.latency_budget_ms.accuracy", "not a latency field", "report.gates.max_drop"})
+    EXPECT_NE(msg.find(frag), std::string::npos) << "missing '" << frag << "' in: " << msg;
+}
+
+TEST(SpecTest, ReportsEveryProblemAtOnce) {
+  auto s = ParseSpec("name: x\nmodel: vgg\nsweep: {criterion: l9, granularity: channel, sparsity: 2}\n");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("3 problems"), std::string::npos) << s.status().message();
+}
+
+TEST(SpecTest, ExpandsCartesianProductIntoATaskGraph) {
+  auto s = ParseSpec(kGood);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(TrialCount(s.value()), 6u);
+  auto tasks = ExpandTasks(s.value(), "sw-0009");
+  // 1 train + 2 baseline evals + 6 prune tasks (any worker) + 6 x 2 targets benchmarks
+  ASSERT_EQ(tasks.size(), 1u + 2u + 6u + 12u);
+  EXPECT_EQ(tasks[0].kind, TaskKind::kTrainBaseline);
+  EXPECT_EQ(tasks[0].task_id, "train");
+  EXPECT_TRUE(tasks[0].target.empty());
+  std::set<std::string> ids;
+  std::set<std::tuple<std::string, std::string, double>> combos;
+  for (const auto& t : tasks) {
+    EXPECT_EQ(t.sweep_id, "sw-0009");
+    EXPECT_TRUE(ids.insert(t.task_id).second) << "duplicate id " << t.task_id;
+    EXPECT_EQ(t.baseline_key, tasks[0].baseline_key);
+    if (t.kind == TaskKind::kPruneTrial) {
+      EXPECT_TRUE(t.target.empty()) << "pruning runs on any worker";
+      EXPECT_TRUE(t.depends_on.empty());
+      EXPECT_EQ(t.trial.finetune_epochs, 2u);
+    }
+    if (t.kind == TaskKind::kBenchmarkVariant) {
+      combos.insert({t.target, t.trial.granularity, t.trial.sparsity});
+      EXPECT_EQ(t.task_id, t.depends_on + "@" + t.target);
+      EXPECT_TRUE(ids.count(t.depends_on)) << "the prune task comes first";
+    }
+  }
+  EXPECT_EQ(combos.size(), 12u);  // every (target, granularity, sparsity) benchmarked exactly once
+  EXPECT_EQ(tasks[1].task_id, "base@cpu-a");
+  EXPECT_EQ(tasks[3].task_id, "t001");
+  EXPECT_EQ(tasks[9].task_id, "t001@cpu-a");
+  EXPECT_EQ(tasks[10].task_id, "t001@cpu-b");
+}
+
+TEST(SpecTest, BaselineKeyDependsOnlyOnModelDataTraining) {
+  auto a = ParseSpec(kGood);
+  std::string other = kGood;
+  other.replace(other.find("[0.25, 0.5, 0.75]"), 17, "[0.9]");
+  auto b = ParseSpec(other);
+  std::string retrained = kGood;
+  retrained.replace(retrained.find("seed: 7"), 7, "seed: 8");
+  auto c = ParseSpec(retrained);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(BaselineKey(a.value()), BaselineKey(b.value()));
+  EXPECT_NE(BaselineKey(a.value()), BaselineKey(c.value()));
+}
+
+}  // namespace
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+TEST(SpecTest, PruningSectionSchedulesAndSensitivityExpand) {
+  auto s = ParseSpec(R"(
+name: p
+model: resnet
+training: {epochs: 10}
+pruning: {scope: global, min_keep: 0.1, exclude: [first, res3], overrides: {b2a: 0.3}, round_to: 8}
+sweep:
+  criterion: [activation]
+  granularity: [structured]
+  sparsity: [0.5]
+  schedule:
+    - {type: one_shot, finetune_fraction: 0.2}
+    - {type: iterative, rounds: 5, curve: linear, finetune_epochs: 2, rewind: 0.1}
+)");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto tasks = ExpandTasks(s.value(), "sw");
+  ASSERT_EQ(tasks.size(), 6u);  // train, base, one-shot, iterative, and their benchmarks
+  const TrialConfig& one = tasks[2].trial;
+  EXPECT_DOUBLE_EQ(one.finetune_epochs, 2.0) << "20 % of 10 baseline epochs";
+  EXPECT_EQ(one.scope, "global");
+  EXPECT_EQ(one.exclude, (std::vector<std::string>{"first", "res3"}));
+  ASSERT_EQ(one.overrides.size(), 1u);
+  EXPECT_EQ(one.round_to, 8u);
+  EXPECT_EQ(one.rounds, 1u);
+  const TrialConfig& it = tasks[3].trial;
+  EXPECT_EQ(it.schedule, "iterative");
+  EXPECT_EQ(it.rounds, 5u);
+  EXPECT_EQ(it.curve, "linear");
+  EXPECT_DOUBLE_EQ(it.rewind, 0.1);
+  EXPECT_FALSE(tasks[3].spec_hash.empty());
+
+  auto sens = ParseSpec("name: s\nmodel: cnn\nsweep: {mode: sensitivity, criterion: l1, granularity: unstructured, "
+                        "sparsity: [0.5, 0.9]}\n");
+  ASSERT_TRUE(sens.ok()) << sens.status().ToString();
+  EXPECT_EQ(TrialCount(sens.value()), 8u) << "4 layers x 2 sparsities";
+  auto st = ExpandTasks(sens.value(), "sw");
+  ASSERT_EQ(st.size(), 2u + 8u) << "sensitivity trials are evaluated only: no benchmark tasks";
+  EXPECT_EQ(st[2].task_id, "t001");
+  EXPECT_EQ(st[2].trial.layer, "conv1");
+  EXPECT_EQ(st[2].trial.schedule, "sensitivity");
+  EXPECT_EQ(st[2].trial.finetune_epochs, 0.0);
+}
+
+TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"name: x\nmodel: cnn\nsweep: {criterion: apoz, granularity: [structured, unstructured], sparsity: 0.5}\n",
+       {"sweep.criterion", "'apoz'", "structured only"}},
+      {"name: x\nmodel: cnn\npruning: {exclude: [conv3]}\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n",
+       {"pruning.exclude[0]", "'conv3'", "conv1, conv2, fc1, fc2"}},
+      {"name: x\nmodel: vit\nsweep: {mode: sensitivity, layers: [b0_q], criterion: l1, granularity: structured, sparsity: 0.5}\n",
+       {"sweep.layers[0]", "b0_heads, b0_mlp"}},
+      {"name: x\nmodel: {torchscript: m.pt}\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n",
+       {"model.input_shape", "is required"}},
+      {"name: x\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5, schedule: {type: one_shot, rounds: 3}}\n",
+       {"rounds", "iterative only"}},
+      {"name: x\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5, schedule: {type: iterative, curve: exp}}\n",
+       {"curve", "linear, cubic"}},
+      {"name: x\nmodel: mlp\npruning: {scope: model}\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n",
+       {"pruning.scope", "layer, global"}},
+  };
+  for (const auto& [yaml, frags] : cases) {
+    auto s = ParseSpec(yaml);
+    ASSERT_FALSE(s.ok()) << yaml;
+    for (const auto& f : frags) EXPECT_NE(s.status().message().find(f), std::string::npos) << "missing '" << f << "' in " << s.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace prunelab

@@ -1,0 +1,307 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <random>
+#include <set>
+
+#include "coordinator/decide/decision.h"
+#include "coordinator/decide/front.h"
+#include "coordinator/decide/report.h"
+#include "tests/test_util.h"
+#include "coordinator/decide/pareto.h"
+
+namespace prunelab::coordinator {
+namespace {
+
+// Reference: all-pairs dominance; among identical points only the lowest index is kept.
+std::set<size_t> BruteForce(const std::vector<Point2>& p) {
+  std::set<size_t> out;
+  for (size_t i = 0; i < p.size(); ++i) {
+    bool dominated = false;
+    for (size_t j = 0; j < p.size() && !dominated; ++j) {
+      if (i == j) continue;
+      bool ge = p[j].maximize >= p[i].maximize && p[j].minimize <= p[i].minimize;
+      bool strictly = p[j].maximize > p[i].maximize || p[j].minimize < p[i].minimize;
+      if (ge && strictly) dominated = true;
+      if (!strictly && ge && j < i) dominated = true;  // duplicate of an earlier point
+    }
+    if (!dominated) out.insert(i);
+  }
+  return out;
+}
+
+TEST(ParetoTest, MatchesBruteForceOnRandomPointsWithTies) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 300; ++round) {
+    size_t n = 1 + rng() % 40;
+    std::vector<Point2> pts;
+    for (size_t i = 0; i < n; ++i)  // coarse grid: many ties and duplicates
+      pts.push_back({static_cast<double>(rng() % 6), static_cast<double>(rng() % 6)});
+    auto front = ParetoFront(pts);
+    std::set<size_t> got(front.begin(), front.end());
+    EXPECT_EQ(got.size(), front.size());
+    EXPECT_EQ(got, BruteForce(pts)) << "round " << round;
+    for (size_t k = 1; k < front.size(); ++k) EXPECT_LT(pts[front[k - 1]].minimize, pts[front[k]].minimize);
+  }
+}
+
+TrialResult R(const std::string& id, const std::string& target, bool baseline, double acc, double p90, bool ok = true) {
+  TrialResult r;
+  r.task_id = id;
+  r.target = target;
+  r.baseline = baseline;
+  r.kind = baseline ? TaskKind::kEvaluateBaseline : TaskKind::kPruneTrial;
+  r.accuracy = acc;
+  r.latency_p90_ms = p90;
+  r.ok = ok;
+  return r;
+}
+
+TEST(ParetoTest, OneFrontPerTargetWithBaselineAndFailures) {
+  std::vector<TrialResult> rs = {
+      R("base@a", "a", true, 0.90, 0.35), R("t1@a", "a", false, 0.89, 0.17), R("t2@a", "a", false, 0.85, 0.30),
+      R("t3@a", "a", false, 0.0, 0.0, false), R("base@b", "b", true, 0.90, 1.0), R("t1@b", "b", false, 0.89, 2.0)};
+  auto fronts = FrontsByTarget(rs);
+  ASSERT_EQ(fronts.size(), 2u);
+  EXPECT_EQ(fronts[0].target, "a");
+  ASSERT_EQ(fronts[0].front.size(), 2u);  // t1 (fast) and baseline (accurate); t2 dominated by t1
+  EXPECT_EQ(fronts[0].front[0]->task_id, "t1@a");
+  EXPECT_EQ(fronts[0].front[1]->task_id, "base@a");
+  EXPECT_EQ(fronts[0].failed, 1u);
+  EXPECT_EQ(fronts[0].baseline->task_id, "base@a");
+  ASSERT_EQ(fronts[1].front.size(), 1u);  // on b the variant is slower and worse
+  EXPECT_EQ(fronts[1].front[0]->task_id, "base@b");
+  std::string table = FormatParetoTable(rs, "a");
+  EXPECT_NE(table.find("t1@a"), std::string::npos);
+  EXPECT_EQ(table.find("t2@a"), std::string::npos);
+  EXPECT_EQ(table.find("target 'b'"), std::string::npos);
+  EXPECT_NE(table.find("2.06x"), std::string::npos) << table;  // 0.35 / 0.17, separate runs
+  rs[1].speedup_p90 = 1.9;
+  rs[1].speedup_min = 1.8;
+  rs[1].speedup_max = 2.0;
+  table = FormatParetoTable(rs, "a");
+  EXPECT_NE(table.find("1.90x (1.80-2.00)"), std::string::npos) << table;  // A/B figure preferred
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+TEST(ParetoTest, UnbenchmarkedRowsStayOffTheFrontAndSayWhatTheyAre) {
+  std::vector<TrialResult> rs = {R("base@a", "a", true, 0.90, 0.35), R("t1@a", "a", false, 0.89, 0.17),
+                                 R("t2@a/r1", "a", false, 0.91, 0.0), R("t3@a", "a", false, 0.80, 0.0)};
+  rs[2].schedule = "iterative";
+  rs[2].round = 1;
+  rs[2].rounds = 4;
+  rs[3].schedule = "sensitivity";
+  rs[3].layer = "conv2";
+  auto fronts = FrontsByTarget(rs);
+  ASSERT_EQ(fronts[0].front.size(), 2u) << "a row without a latency is not a deployable point";
+  std::string all = FormatResultsTable(rs);
+  EXPECT_NE(all.find("iter r1/4"), std::string::npos) << all;
+  EXPECT_NE(all.find("only conv2"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// Random point sets with many ties and exact duplicates (values from a small grid).
+PointSet RandomPoints(std::mt19937& rng, size_t n, size_t dims, int grid) {
+  std::uniform_int_distribution<int> v(0, grid);
+  PointSet p;
+  p.dims = dims;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t k = 0; k < dims; ++k) p.values.push_back(v(rng));
+  // Duplicate some rows exactly.
+  for (size_t i = 0; i + 1 < n; i += 7)
+    for (size_t k = 0; k < dims; ++k) p.values[(i + 1) * dims + k] = p.values[i * dims + k];
+  return p;
+}
+
+TEST(FrontTest, MatchesBruteForceOnRandomSetsWithTiesAndDuplicates) {
+  std::mt19937 rng(11);
+  for (size_t dims = 1; dims <= 5; ++dims)
+    for (int trial = 0; trial < 40; ++trial) {
+      size_t n = 1 + rng() % 300;
+      PointSet p = RandomPoints(rng, n, dims, trial % 2 ? 5 : 1000);
+      EXPECT_EQ(NondominatedFront(p), BruteForceFront(p)) << dims << " objectives, trial " << trial;
+    }
+}
+
+TEST(FrontTest, RanksPeelSuccessiveFrontsAndDuplicatesShareARank) {
+  std::mt19937 rng(5);
+  for (size_t dims = 2; dims <= 4; ++dims) {
+    PointSet p = RandomPoints(rng, 200, dims, 6);
+    auto rank = ParetoRanks(p);
+    // Reference: rank r = brute-force front of what is left after ranks < r.
+    std::vector<size_t> left(p.size());
+    std::iota(left.begin(), left.end(), 0);
+    for (int r = 1; !left.empty(); ++r) {
+      PointSet sub;
+      sub.dims = dims;
+      for (size_t i : left) sub.values.insert(sub.values.end(), p.row(i), p.row(i) + dims);
+      std::set<size_t> front;
+      for (size_t j : BruteForceFront(sub)) front.insert(left[j]);
+      std::vector<size_t> rest;
+      for (size_t i : left) {
+        EXPECT_EQ(rank[i] == r, front.count(i) == 1) << "point " << i << " rank " << rank[i] << " expected " << r;
+        if (!front.count(i)) rest.push_back(i);
+      }
+      left.swap(rest);
+    }
+    for (size_t i = 0; i + 1 < p.size(); i += 7) EXPECT_EQ(rank[i], rank[i + 1]) << "duplicates share a rank";
+  }
+}
+
+TEST(FrontTest, ObjectivesParseWithDirectionsAndNameWhatIsAllowed) {
+  auto o = ParseObjectives("accuracy:max,latency_p99_ms:min,peak_rss_bytes:min");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_EQ(o->size(), 3u);
+  EXPECT_TRUE((*o)[0].maximize);
+  EXPECT_FALSE((*o)[1].maximize);
+  auto bad = ParseObjectives("accuracy:max,speed:min");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown field 'speed'"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("latency_p90_ms"), std::string::npos) << "lists the allowed fields";
+  EXPECT_FALSE(ParseObjectives("accuracy").ok()) << "a direction is required";
+  EXPECT_FALSE(ParseObjectives("accuracy:max,accuracy:min").ok());
+  TrialResult r;
+  r.peak_rss_bytes = 5;
+  double v = 0;
+  ASSERT_TRUE(ObjectiveValue(r, "peak_rss_bytes", &v));
+  EXPECT_EQ(v, 5);
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+TrialResult Row(const std::string& id, double acc, double p90, uint64_t bytes, bool baseline = false) {
+  TrialResult r;
+  r.task_id = id;
+  r.target = "cpu";
+  r.ok = true;
+  r.baseline = baseline;
+  r.kind = baseline ? TaskKind::kEvaluateBaseline : TaskKind::kPruneTrial;
+  r.criterion = "l1";
+  r.granularity = "structured";
+  r.accuracy = acc;
+  r.latency_p90_ms = p90;
+  r.latency_p99_ms = p90 * 1.2;
+  r.model_bytes = bytes;
+  r.throughput_sps = 1000 / p90;
+  r.per_class_accuracy.assign(10, acc);
+  return r;
+}
+
+std::vector<TrialResult> HandMade() {
+  return {Row("base@cpu", 0.90, 1.0, 1000, true),
+          Row("t001@cpu", 0.895, 0.8, 600),   // memory 60 %: fails the 0.5 gate
+          Row("t002@cpu", 0.885, 0.6, 400),   // passes: drop 1.5 pt, 40 %
+          Row("t003@cpu", 0.889, 0.7, 300),   // passes: drop 1.1 pt, 30 %
+          Row("t004@cpu", 0.870, 0.3, 100),   // drop 3 pt: fails accuracy
+          Row("t005@cpu", 0.880, 0.9, 500)};  // dominated by t002 and t003
+}
+
+TEST(DecisionTest, GatesNameEveryFailureAndRulesPickDifferentVariants) {
+  auto rows = HandMade();
+  DecisionOptions o;  // default objectives, 2 pt drop, memory 0.5, rule fastest
+  auto d = Decide(rows, o);
+  ASSERT_EQ(d.size(), 1u);
+  std::map<std::string, const Verdict*> by;
+  for (const auto& v : d[0].variants) by[v.row->task_id] = &v;
+  ASSERT_EQ(by.size(), 6u);
+  EXPECT_FALSE(by["t001@cpu"]->pass);
+  EXPECT_NE(by["t001@cpu"]->reasons.at(0).find("model memory 60% of dense > 50%"), std::string::npos);
+  EXPECT_FALSE(by["t004@cpu"]->pass);
+  EXPECT_NE(by["t004@cpu"]->reasons.at(0).find("accuracy drop 3.00 pt > 2.00"), std::string::npos);
+  EXPECT_TRUE(by["t002@cpu"]->pass);
+  EXPECT_TRUE(by["t003@cpu"]->pass);
+  EXPECT_FALSE(by["base@cpu"]->pass) << "the dense model is 100 % of itself";
+  EXPECT_EQ(by["t005@cpu"]->rank, 2);
+  EXPECT_EQ(by["t004@cpu"]->rank, 1);
+  ASSERT_NE(d[0].recommended, nullptr);
+  EXPECT_EQ(d[0].recommended->task_id, "t002@cpu") << "fastest passing";
+  o.rule = "most_accurate";
+  EXPECT_EQ(Decide(rows, o)[0].recommended->task_id, "t003@cpu");
+  // A latency budget and a worst-class gate reject more.
+  o.rule = "fastest";
+  o.gates.latency_budget_ms["latency_p90_ms"] = 0.65;
+  EXPECT_EQ(Decide(rows, o)[0].recommended->task_id, "t002@cpu");
+  o.gates.latency_budget_ms["latency_p90_ms"] = 0.5;
+  auto none = Decide(rows, o);
+  EXPECT_EQ(none[0].recommended, nullptr);
+  EXPECT_NE(none[0].why.find("no variant passes every gate"), std::string::npos);
+  // Nothing small enough: the report says so.
+  DecisionOptions tight;
+  tight.gates.max_memory_fraction = 0.05;
+  auto t = Decide(rows, tight);
+  ASSERT_FALSE(t[0].notes.empty());
+  EXPECT_NE(t[0].notes[0].find("no variant meets the memory gate"), std::string::npos);
+  // Knee: a passing front point, deterministic.
+  DecisionOptions knee;
+  knee.rule = "knee";
+  auto k = Decide(rows, knee);
+  ASSERT_NE(k[0].recommended, nullptr);
+  EXPECT_TRUE(k[0].recommended->task_id == "t002@cpu" || k[0].recommended->task_id == "t003@cpu");
+  EXPECT_EQ(Decide(rows, knee)[0].recommended, k[0].recommended);
+}
+
+TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
+  testing::TempDir dir;
+  auto rows = HandMade();
+  rows.push_back(Row("t006@cpu", 0.5, 0.2, 50));
+  rows.back().ok = false;
+  rows.back().error = "diverged, loss NaN";
+  ReportInput in{"sw-0042", "hand-made", &rows, DecisionOptions{}};
+  auto written = WriteReport(dir.path(), in);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  auto read = [&](const std::string& f) {
+    std::ifstream is(dir.path() + "/" + f);
+    std::stringstream ss;
+    ss << is.rdbuf();
+    return ss.str();
+  };
+  auto j = nlohmann::json::parse(read("results.json"), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["results"].size(), 7u);
+  EXPECT_EQ(j["decisions"]["targets"][0]["recommended"], "t002@cpu");
+  std::string html = read("report.html");
+  EXPECT_EQ(html.find("http://"), std::string::npos) << "self-contained: nothing fetched";
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  std::istringstream csv(read("results.csv"));
+  std::string line;
+  std::getline(csv, line);
+  size_t cols = std::count(line.begin(), line.end(), ',') + 1;
+  int n = 0;
+  bool saw_failure = false;
+  while (std::getline(csv, line)) {
+    ++n;
+    saw_failure |= line.find("diverged") != std::string::npos;
+    if (line.find('"') == std::string::npos) EXPECT_EQ(std::count(line.begin(), line.end(), ',') + 1u, cols) << line;
+  }
+  EXPECT_EQ(n, 7);
+  EXPECT_TRUE(saw_failure);
+  for (const auto& v : Decide(rows, DecisionOptions{})[0].variants) {
+    if (v.rank != 1) continue;
+    EXPECT_NE(html.find("data-trial=\"" + v.row->task_id + "\""), std::string::npos) << v.row->task_id;
+    if (!v.row->baseline) EXPECT_FALSE(read("cards/" + v.row->task_id + ".md").empty()) << v.row->task_id;
+  }
+  EXPECT_NE(html.find("Recommended: <b>t002@cpu</b>"), std::string::npos);
+  EXPECT_NE(read("report.md").find("recommended: t002@cpu"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator

@@ -1,0 +1,563 @@
+// The coordinator's state machine with a FakeClock and an in-memory store: no sockets,
+// no sleeps.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/base/hash.h"
+#include "common/codec/records.h"
+#include "coordinator/scheduler/coordinator.h"
+#include "coordinator/store/store_view.h"
+
+namespace prunelab::coordinator {
+namespace {
+
+const char* kSpec = R"(
+name: tiny
+model: cnn
+sweep: {criterion: l1, granularity: [unstructured, channel], sparsity: [0.5]}
+targets: [a, b]
+)";
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest() : store_(NewMemoryStore()), core_(std::make_unique<Coordinator>(*store_, clock_)) {}
+
+  std::string Register(const std::string& target) {
+    auto r = core_->Handle(RegisterMsg{"", target, {}});
+    return std::get<RegisterReplyMsg>(*r).worker_id;
+  }
+  std::string Submit(const char* spec = kSpec) {
+    auto r = core_->Handle(SubmitSweepMsg{spec, ""});
+    return std::get<SubmitReplyMsg>(*r).sweep_id;
+  }
+  std::optional<Task> Pull(const std::string& worker, uint32_t slot = 0) {
+    auto r = core_->Handle(RequestWorkMsg{worker, slot});
+    if (auto* a = std::get_if<AssignMsg>(&*r)) return a->task;
+    return std::nullopt;
+  }
+  ResultAckMsg Report(const std::string& worker, const Task& t, bool ok = true) {
+    SubmitResultMsg m;
+    m.worker_id = worker;
+    m.result.sweep_id = t.sweep_id;
+    m.result.task_id = t.task_id;
+    m.result.attempt = t.attempt;
+    m.result.kind = t.kind;
+    m.result.target = t.target;
+    m.result.ok = ok;
+    m.result.worker_id = worker;
+    if (!ok) m.result.error = "NaN loss";
+    if (t.kind == TaskKind::kTrainBaseline && ok) {
+      m.artifact = "model-bytes";
+      m.result.artifact_hash = ContentHash(m.artifact);
+    }
+    if (t.kind == TaskKind::kPruneTrial && ok) {  // the variant, and what pruning measured
+      m.artifact = "variant-of-" + t.task_id;
+      m.result.artifact_hash = ContentHash(m.artifact);
+      m.result.accuracy = 0.8;
+      m.result.params = 1234;
+    }
+    if (t.kind == TaskKind::kBenchmarkVariant && ok) m.result.latency_p90_ms = 0.5;  // what a target measured
+    return std::get<ResultAckMsg>(*core_->Handle(m));
+  }
+  size_t ResultCount(const std::string& sweep) { return ReadResults(*store_, sweep).value().size(); }
+
+  FakeClock clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Coordinator> core_;
+};
+
+TEST_F(CoordinatorTest, InvalidSpecIsRejectedAndNothingStored) {
+  auto r = core_->Handle(SubmitSweepMsg{"name: x\nsweep: {criterion: l1, granularity: cube, sparsity: 0.5}\n", ""});
+  auto* e = std::get_if<ErrorMsg>(&*r);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->code, "invalid_spec");
+  EXPECT_NE(e->message.find("sweep.granularity"), std::string::npos);
+  int keys = 0;
+  ASSERT_TRUE(store_->Scan("", [&](const std::string&, const std::string&) { ++keys; }).ok());
+  EXPECT_EQ(keys, 0);
+}
+
+TEST_F(CoordinatorTest, TaskGraphBaselineThenPruneAnywhereThenBenchmarkPerTargetEachRecordedOnce) {
+  std::string sweep = Submit();
+  std::string wa = Register("a"), wb = Register("b");
+  auto train = Pull(wa);
+  ASSERT_TRUE(train);
+  EXPECT_EQ(train->kind, TaskKind::kTrainBaseline);
+  EXPECT_EQ(train->attempt, 1u);
+  EXPECT_FALSE(Pull(wb)) << "everything else waits for the baseline";
+  ASSERT_TRUE(Report(wa, *train).accepted);
+
+  // The baseline artifact is now served to anyone who asks.
+  auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{ContentHash("model-bytes")}));
+  EXPECT_TRUE(art.found);
+  EXPECT_EQ(art.data, "model-bytes");
+  EXPECT_EQ(art.total_bytes, 11u);
+
+  // b prunes both variants (any worker may); a evaluates its baseline first (bound to it).
+  auto base_a = Pull(wa);
+  ASSERT_TRUE(base_a && base_a->task_id == "base@a");
+  auto base_b = Pull(wb);
+  ASSERT_TRUE(base_b && base_b->task_id == "base@b") << "tasks bound to the worker's target come first";
+  ASSERT_TRUE(Report(wb, *base_b).accepted);
+  core_->Handle(RegisterMsg{wb, "b", {}, 4, {}});  // 4 slots: it takes every task it may
+  std::vector<Task> prunes;
+  for (uint32_t slot = 0; slot < 4; ++slot) {
+    auto t = Pull(wb, slot);
+    if (!t) break;
+    ASSERT_EQ(t->kind, TaskKind::kPruneTrial);
+    EXPECT_TRUE(t->target.empty());
+    prunes.push_back(*t);
+  }
+  ASSERT_EQ(prunes.size(), 2u) << "benchmarks wait for their variant";
+  EXPECT_EQ(core_->Sweeps()[0].running, 5u) << "1 baseline eval + 4 benchmarks whose variants are being pruned";
+  for (const auto& p : prunes) ASSERT_TRUE(Report(wb, p).accepted);
+  ASSERT_TRUE(Report(wa, *base_a).accepted);
+
+  int benches = 0;
+  for (const auto& w : {wa, wb}) {
+    while (auto t = Pull(w)) {
+      ASSERT_EQ(t->kind, TaskKind::kBenchmarkVariant);
+      EXPECT_EQ(t->target, w == wa ? "a" : "b") << "each target benchmarks on its own workers";
+      EXPECT_EQ(t->baseline_artifact, ContentHash("model-bytes"));
+      EXPECT_EQ(t->variant_artifact, ContentHash("variant-of-" + t->depends_on));
+      ASSERT_TRUE(Report(w, *t).accepted);
+      EXPECT_FALSE(Report(w, *t).accepted) << "a duplicate must not be recorded";
+      ++benches;
+    }
+  }
+  EXPECT_EQ(benches, 4);  // 2 variants x 2 targets
+  auto s = core_->Sweeps();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].state, "done");
+  EXPECT_EQ(s[0].trials, 6u);  // rows: 2 baseline evals + 2 variants x 2 targets
+  EXPECT_EQ(s[0].done, 6u);
+  auto rows = ReadResults(*store_, sweep).value();
+  EXPECT_EQ(rows.size(), 7u);  // incl. the training result
+  int merged = 0;
+  for (const auto& r : rows) {
+    if (r.task_id.rfind("t0", 0) != 0) continue;
+    ++merged;
+    EXPECT_EQ(r.kind, TaskKind::kPruneTrial);
+    EXPECT_DOUBLE_EQ(r.accuracy, 0.8) << "pruning's accuracy on every target's row";
+    EXPECT_DOUBLE_EQ(r.latency_p90_ms, 0.5) << "the target's own benchmark";
+    EXPECT_EQ(r.params, 1234u);
+    EXPECT_EQ(r.target, r.task_id.substr(r.task_id.find('@') + 1));
+    EXPECT_EQ(r.artifact_hash, ContentHash("variant-of-" + r.task_id.substr(0, 4)));
+  }
+  EXPECT_EQ(merged, 4);
+}
+
+TEST_F(CoordinatorTest, AFailedPruneFailsItsBenchmarksWithItsReason) {
+  std::string sweep = Submit();
+  std::string w = Register("a");
+  Register("b");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);           // train
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);           // base@a
+  auto prune = Pull(w);
+  ASSERT_TRUE(prune && prune->kind == TaskKind::kPruneTrial);
+  ASSERT_TRUE(Report(w, *prune, /*ok=*/false).accepted);
+  int failed = 0;
+  auto rows = ReadResults(*store_, sweep).value();
+  for (const auto& r : rows) {
+    if (r.task_id.rfind(prune->task_id + "@", 0) != 0) continue;
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("NaN loss"), std::string::npos) << r.error;
+    ++failed;
+  }
+  EXPECT_EQ(failed, 2) << "one failed row per target, not retried";
+}
+
+TEST_F(CoordinatorTest, HigherPriorityFirstAndEqualPrioritiesShareWorkersFairly) {
+  auto spec = [](const char* name, int prio) {
+    return std::string("name: ") + name + "\nmodel: mlp\npriority: " + std::to_string(prio) +
+           "\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.1, 0.2, 0.3, 0.4]}\ntargets: [a]\n";
+  };
+  std::string low = Submit(spec("low", 0).c_str());
+  std::string w = Register("a");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);  // low's baseline (cached for the others)
+  std::string high = Submit(spec("high", 5).c_str());
+  std::string peer = Submit(spec("peer", 0).c_str());
+  // A worker with 8 slots fills them: high priority first, then low and peer alternate.
+  core_->Handle(RegisterMsg{w, "a", {}, 8, {}});
+  std::vector<std::string> got;
+  for (uint32_t slot = 0; slot < 8; ++slot) {
+    auto t = Pull(w, slot);
+    ASSERT_TRUE(t);
+    got.push_back(t->sweep_id);
+  }
+  // high: base@a + 4 prunes first
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(got[i], high) << i;
+  EXPECT_NE(got[5], got[6]) << "equal priorities alternate (fewest running tasks first)";
+  EXPECT_TRUE((got[5] == low || got[5] == peer) && (got[6] == low || got[6] == peer));
+  auto workers = core_->Workers();
+  EXPECT_EQ(workers[0].slots, 8u);
+  EXPECT_NE(workers[0].task_id.find(", "), std::string::npos) << "every slot's task is listed";
+  auto bad = core_->Handle(RequestWorkMsg{w, 8});
+  EXPECT_EQ(std::get<ErrorMsg>(*bad).code, "bad_request") << "slot out of range";
+}
+
+TEST_F(CoordinatorTest, GpuWorkersGetPruningFirstCpuWorkersWhenNoGpuSlotIsFree) {
+  Submit(R"(
+name: g
+model: mlp
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.1, 0.2]}
+targets: [a]
+)");
+  HardwareFingerprint gpu;
+  gpu.device = "cuda:0";
+  std::string g = std::get<RegisterReplyMsg>(*core_->Handle(RegisterMsg{"", "gpu-box", gpu, 1, {}})).worker_id;
+  std::string c = Register("a");
+  auto train = Pull(c);
+  EXPECT_FALSE(train) << "training goes to the idle GPU worker";
+  train = Pull(g);
+  ASSERT_TRUE(train);
+  ASSERT_TRUE(Report(g, *train).accepted);
+  auto t1 = Pull(g);
+  ASSERT_TRUE(t1 && t1->kind == TaskKind::kPruneTrial);
+  auto base = Pull(c);
+  ASSERT_TRUE(base && base->task_id == "base@a");
+  ASSERT_TRUE(Report(c, *base).accepted);
+  auto t2 = Pull(c);
+  ASSERT_TRUE(t2 && t2->kind == TaskKind::kPruneTrial) << "the GPU's only slot is busy: the CPU worker prunes";
+}
+
+TEST_F(CoordinatorTest, StatusNamesTargetsThatHaveNoLiveWorker) {
+  Submit();
+  std::string wa = Register("a");
+  auto train = Pull(wa);
+  ASSERT_TRUE(Report(wa, *train).accepted);
+  auto note = core_->Sweeps()[0].note;
+  EXPECT_NE(note.find("no live worker for target(s): b ("), std::string::npos) << note;  // not a: it has one
+  Register("b");
+  EXPECT_TRUE(core_->Sweeps()[0].note.empty());
+}
+
+TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTaskRequeuedLateResultCountedOnce) {
+  std::string sweep = Submit();
+  std::string w1 = Register("a");
+  auto train = Pull(w1);
+  ASSERT_TRUE(train);
+  clock_.AdvanceMs(2000);
+  core_->Tick();
+  EXPECT_TRUE(core_->Workers()[0].alive) << "2 s is within 3 heartbeat intervals";
+  clock_.AdvanceMs(1500);
+  core_->Tick();
+  EXPECT_FALSE(core_->Workers()[0].alive);
+
+  std::string w2 = Register("b");
+  auto again = Pull(w2);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->task_id, "train");
+  EXPECT_EQ(again->attempt, 2u);
+  // The "dead" worker comes back with its result: accepted once (first result wins)...
+  ASSERT_TRUE(Report(w1, *train).accepted);
+  // ...and the second attempt's result is a duplicate.
+  EXPECT_FALSE(Report(w2, *again).accepted);
+  EXPECT_EQ(ResultCount(sweep), 1u);
+}
+
+TEST_F(CoordinatorTest, TaskFailsAfterMaxAttemptsWithEveryReason) {
+  std::string sweep = Submit();
+  for (int i = 0; i < 3; ++i) {
+    std::string w = Register("a");
+    ASSERT_TRUE(Pull(w));
+    clock_.AdvanceMs(10000);
+    core_->Tick();
+  }
+  auto results = ReadResults(*store_, sweep).value();
+  ASSERT_FALSE(results.empty());
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_NE(results[0].error.find("gave up after 3 attempts"), std::string::npos) << results[0].error;
+  // The lost baseline fails its dependents too, so the sweep still finishes.
+  EXPECT_EQ(results.size(), 7u);
+  EXPECT_EQ(core_->Sweeps()[0].failed, 6u);
+  EXPECT_EQ(core_->Sweeps()[0].state, "done");
+}
+
+TEST_F(CoordinatorTest, FailedBaselineFailsEveryDependentTrialWithReason) {
+  std::string sweep = Submit();
+  std::string w = Register("a");
+  auto train = Pull(w);
+  ASSERT_TRUE(Report(w, *train, /*ok=*/false).accepted);
+  auto results = ReadResults(*store_, sweep).value();
+  ASSERT_EQ(results.size(), 7u);
+  for (const auto& r : results) {
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("NaN loss"), std::string::npos);
+  }
+  EXPECT_EQ(core_->Sweeps()[0].state, "done");
+  EXPECT_EQ(core_->Sweeps()[0].failed, 6u);
+}
+
+TEST_F(CoordinatorTest, CorruptedBaselineArtifactIsRecordedAsFailure) {
+  std::string sweep = Submit();
+  std::string w = Register("a");
+  auto train = Pull(w);
+  SubmitResultMsg m;
+  m.worker_id = w;
+  m.result.sweep_id = sweep;
+  m.result.task_id = "train";
+  m.result.kind = TaskKind::kTrainBaseline;
+  m.result.ok = true;
+  m.artifact = "model-bytes";
+  m.result.artifact_hash = ContentHash("other-bytes");
+  core_->Handle(m);
+  auto results = ReadResults(*store_, sweep).value();
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_NE(results[0].error.find("hash mismatch"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, RestartKeepsRunningTasksWithWorkersThatReportThemAndRequeuesTheRest) {
+  std::string sweep = Submit();
+  std::string w = Register("a"), lost = Register("b");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);  // train
+  core_->Handle(RegisterMsg{w, "a", {}, 2, {}});
+  auto t0 = Pull(w, 0), t1 = Pull(w, 1), t2 = Pull(lost);
+  ASSERT_TRUE(t0 && t1 && t2);
+  // "Kill" the coordinator: a new one on the same store.
+  core_ = std::make_unique<Coordinator>(*store_, clock_);
+  ASSERT_TRUE(core_->Recover().ok());
+  auto s = core_->Sweeps();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].id, sweep);
+  // w asks for work: it is told to register again...
+  auto r = core_->Handle(RequestWorkMsg{w, 0});
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*r));
+  EXPECT_EQ(std::get<ErrorMsg>(*r).code, "unregistered");
+  // ...and does, reporting that slot 1 still runs t1 (slot 0 lost its task).
+  core_->Handle(RegisterMsg{w, "a", {}, 2, {{sweep, t1->task_id, t1->attempt, 1}}});
+  // The silent worker's task is requeued after the dead-worker interval; t1 is not.
+  clock_.AdvanceMs(3500);
+  core_->Handle(HeartbeatMsg{w, "", "fine-tuning", 0.5, 1});
+  core_->Tick();
+  std::set<std::string> handed;
+  for (const auto& w2 : {Register("a"), Register("b")})
+    while (auto t = Pull(w2)) {
+      handed.insert(t->task_id + "#" + std::to_string(t->attempt));
+      ASSERT_TRUE(Report(w2, *t).accepted);
+    }
+  EXPECT_TRUE(handed.count(t0->task_id + "#2")) << "slot 0's task was run again";
+  EXPECT_TRUE(handed.count(t2->task_id + "#2")) << "the silent worker's task was run again";
+  EXPECT_FALSE(handed.count(t1->task_id + "#2")) << "t1 stayed with the worker that reported it";
+  auto ack = Report(w, *t1);
+  EXPECT_TRUE(ack.accepted) << ack.note;
+  EXPECT_EQ(Submit(), "sw-0002") << "sweep ids continue after a restart";
+}
+
+TEST_F(CoordinatorTest, SecondSweepReusesCachedBaseline) {
+  Submit();
+  std::string w = Register("a");
+  auto train = Pull(w);
+  ASSERT_TRUE(Report(w, *train).accepted);
+  std::string second = Submit();
+  auto t = Pull(w);
+  ASSERT_TRUE(t);
+  // The first sweep's remaining tasks come first; drain until we reach the second sweep.
+  while (t && t->sweep_id != second) {
+    ASSERT_TRUE(Report(w, *t).accepted);
+    t = Pull(w);
+  }
+  ASSERT_TRUE(t);
+  EXPECT_NE(t->kind, TaskKind::kTrainBaseline) << "baseline must come from the cache";
+  EXPECT_EQ(t->baseline_artifact, ContentHash("model-bytes"));
+}
+
+TEST_F(CoordinatorTest, UnexpectedMessagesGetAnErrorNotACrash) {
+  auto r = core_->Handle(AssignMsg{});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(std::get<ErrorMsg>(*r).code, "unexpected_message");
+  EXPECT_FALSE(core_->Handle(ErrorMsg{"x", "y"}).has_value());
+  auto unknown = std::get<ResultAckMsg>(*core_->Handle(SubmitResultMsg{"w", TrialResult{}, ""}));
+  EXPECT_FALSE(unknown.accepted);
+  auto missing = core_->Handle(StatusRequestMsg{"sw-9999"});
+  EXPECT_EQ(std::get<ErrorMsg>(*missing).code, "not_found");
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+TEST_F(CoordinatorTest, IterativeRoundsAreStoredAsRowsWithTheFinalResultAndVariantsKept) {
+  std::string sweep = Submit(R"(
+name: iter
+model: mlp
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.9], schedule: {type: iterative, rounds: 3}}
+targets: [a]
+)");
+  std::string w = Register("a");
+  ASSERT_TRUE(Report(w, *Pull(w)).accepted);  // baseline
+  auto eval = Pull(w);
+  ASSERT_TRUE(eval && eval->kind == TaskKind::kEvaluateBaseline);
+  ASSERT_TRUE(Report(w, *eval).accepted);
+  auto trial = Pull(w);
+  ASSERT_TRUE(trial && trial->kind == TaskKind::kPruneTrial);
+  EXPECT_EQ(trial->trial.rounds, 3u);
+  SubmitResultMsg m;
+  m.worker_id = w;
+  m.result.sweep_id = sweep;
+  m.result.task_id = trial->task_id;
+  m.result.attempt = trial->attempt;
+  m.result.kind = TaskKind::kPruneTrial;
+  m.result.ok = true;
+  m.result.round = 3;
+  m.artifact = "pruned-bytes";
+  m.result.artifact_hash = ContentHash(m.artifact);
+  for (uint32_t r = 1; r <= 2; ++r) {
+    TrialResult im = m.result;
+    im.round = r;
+    im.artifact_hash.clear();
+    m.result.intermediates.push_back(im);
+  }
+  auto ack = std::get<ResultAckMsg>(*core_->Handle(m));
+  ASSERT_TRUE(ack.accepted) << ack.note;
+  auto bench = Pull(w);
+  ASSERT_TRUE(bench && bench->kind == TaskKind::kBenchmarkVariant);
+  ASSERT_TRUE(Report(w, *bench).accepted);
+  auto rows = ReadResults(*store_, sweep).value();
+  std::set<std::string> ids;
+  for (const auto& r : rows) ids.insert(r.task_id);
+  EXPECT_TRUE(ids.count(trial->task_id + "@a/r1")) << "round 1 is a row of its own, per target";
+  EXPECT_TRUE(ids.count(trial->task_id + "@a/r2"));
+  EXPECT_TRUE(ids.count(trial->task_id + "@a"));
+  EXPECT_FALSE(ids.count(trial->task_id)) << "the pruning stage is not a row";
+  auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{ContentHash("pruned-bytes")}));
+  EXPECT_TRUE(art.found) << "the pruned variant is kept for export";
+}
+
+TEST_F(CoordinatorTest, UserModelTravelsWithTheSpecAndIsServedToWorkers) {
+  const char* spec = R"(
+name: mine
+model: {torchscript: net.pt, input_shape: [1, 28, 28]}
+training: {epochs: 0}
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}
+)";
+  auto missing = core_->Handle(SubmitSweepMsg{spec, ""});
+  ASSERT_NE(std::get_if<ErrorMsg>(&*missing), nullptr) << "the file must come with the spec";
+  auto ok = std::get<SubmitReplyMsg>(*core_->Handle(SubmitSweepMsg{spec, "torchscript-bytes"}));
+  std::string w = Register("local");
+  auto train = Pull(w);
+  ASSERT_TRUE(train);
+  EXPECT_EQ(train->model_artifact, ContentHash("torchscript-bytes"));
+  EXPECT_EQ(train->input_shape, (std::vector<int64_t>{1, 28, 28}));
+  auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{train->model_artifact}));
+  EXPECT_TRUE(art.found);
+  EXPECT_FALSE(ok.sweep_id.empty());
+}
+
+TEST_F(CoordinatorTest, PausedSweepsHoldTheirTasksAndCancelledOnesFailWhatIsUnfinished) {
+  std::string sweep = Submit();
+  std::string w = Register("a");
+  auto control = [&](const std::string& action) {
+    auto r = core_->Handle(SweepControlMsg{sweep, action});
+    if (auto* e = std::get_if<ErrorMsg>(&*r)) return "error: " + e->message;
+    return std::get<StatusReplyMsg>(*r).sweeps.at(0).state;
+  };
+  EXPECT_EQ(control("pause"), "paused");
+  EXPECT_FALSE(Pull(w)) << "a paused sweep hands out nothing";
+  // The pause survives a coordinator restart.
+  core_ = std::make_unique<Coordinator>(*store_, clock_);
+  ASSERT_TRUE(core_->Recover().ok());
+  w = Register("a");
+  EXPECT_FALSE(Pull(w));
+  EXPECT_EQ(control("resume"), "running");
+  auto train = Pull(w);
+  ASSERT_TRUE(train);
+  EXPECT_EQ(control("cancel"), "cancelled");
+  auto late = Report(w, *train);
+  EXPECT_FALSE(late.accepted) << "the running task was cancelled: its late result is discarded";
+  auto rows = ReadResults(*store_, sweep).value();
+  EXPECT_EQ(rows.size(), 6u);  // per target a and b: the baseline evaluation and 2 trials
+  for (const auto& r : rows) {
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("cancelled by the user"), std::string::npos) << r.error;
+  }
+  EXPECT_NE(control("stop"), "cancelled");
+  auto unknown = core_->Handle(SweepControlMsg{"sw-9999", "pause"});
+  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(*unknown));
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// A store whose writes fail while `broken` is set (a full disk, an I/O error), behind the
+// same interface as the real ones.
+class FlakyStore final : public Store {
+ public:
+  explicit FlakyStore(Store& inner) : inner_(inner) {}
+  bool broken = false;
+  Status Apply(const std::vector<StoreWrite>& b) override {
+    return broken ? Status::IoError("injected: no space left on device") : inner_.Apply(b);
+  }
+  void SetGroupCommit(bool on) override { inner_.SetGroupCommit(on); }
+  Status Sync() override { return broken ? Status::IoError("injected: fsync failed") : inner_.Sync(); }
+  StatusOr<std::optional<std::string>> Get(const std::string& k) override { return inner_.Get(k); }
+  Status Scan(const std::string& p, const std::function<void(const std::string&, const std::string&)>& fn) override {
+    return inner_.Scan(p, fn);
+  }
+
+ private:
+  Store& inner_;
+};
+
+TEST(CoordinatorStoreFaultTest, AFailedWriteIsNotAcknowledgedAndTheResentResultIsRecordedOnce) {
+  auto mem = NewMemoryStore();
+  FlakyStore store(*mem);
+  FakeClock clock;
+  Coordinator core(store, clock);
+  auto sub = std::get<SubmitReplyMsg>(*core.Handle(SubmitSweepMsg{
+      "name: f\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""}));
+  std::string w = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  Task train = std::get<AssignMsg>(*core.Handle(RequestWorkMsg{w, 0})).task;
+  SubmitResultMsg m{w, ResultFor(train), "model-bytes"};
+  m.result.ok = true;
+  m.result.artifact_hash = ContentHash("model-bytes");
+  store.broken = true;
+  auto refused = core.Handle(m);
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*refused)) << "never acknowledge what is not on disk";
+  EXPECT_EQ(std::get<ErrorMsg>(*refused).code, "store_error");
+  EXPECT_NE(std::get<ErrorMsg>(*refused).message.find("send it again"), std::string::npos);
+  EXPECT_FALSE(core.Commit().ok());
+  EXPECT_EQ(core.Sweeps()[0].state, "running");
+  // Work requests fail cleanly too, and nothing is handed out.
+  auto none = core.Handle(RequestWorkMsg{w, 0});
+  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(*none) || std::holds_alternative<NoWorkMsg>(*none));
+  store.broken = false;
+  auto ack = std::get<ResultAckMsg>(*core.Handle(m));
+  EXPECT_TRUE(ack.accepted) << ack.note;
+  EXPECT_FALSE(std::get<ResultAckMsg>(*core.Handle(m)).accepted) << "the retry after success is a duplicate";
+  auto rows = ReadResults(*mem, sub.sweep_id).value();
+  EXPECT_EQ(std::count_if(rows.begin(), rows.end(), [](const TrialResult& r) { return r.task_id == "train"; }), 1);
+}
+
+TEST(CoordinatorStoreFaultTest, ASilentWorkersTaskIsRequeuedOnceTheStoreWritesAgain) {
+  auto mem = NewMemoryStore();
+  FlakyStore store(*mem);
+  FakeClock clock;
+  Coordinator core(store, clock);
+  core.Handle(SubmitSweepMsg{"name: f\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""});
+  std::string w = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  ASSERT_TRUE(std::holds_alternative<AssignMsg>(*core.Handle(RequestWorkMsg{w, 0})));
+  store.broken = true;
+  clock.AdvanceMs(5000);
+  core.Tick();
+  EXPECT_FALSE(core.Workers()[0].alive);
+  EXPECT_FALSE(core.Workers()[0].task_id.empty()) << "the requeue could not be written: the task stays held";
+  store.broken = false;
+  core.Tick();
+  EXPECT_TRUE(core.Workers()[0].task_id.empty());
+  std::string w2 = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  auto again = core.Handle(RequestWorkMsg{w2, 0});
+  ASSERT_TRUE(std::holds_alternative<AssignMsg>(*again));
+  EXPECT_EQ(std::get<AssignMsg>(*again).task.task_id, "train");
+  EXPECT_EQ(std::get<AssignMsg>(*again).task.attempt, 2u);
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator

@@ -1,0 +1,248 @@
+// The coordinator service on real loopback sockets, in-process (memory store): chunked
+// artifact transfer that survives corrupted chunks, and CURVE with ZAP allow-lists.
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <map>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "common/net/artifact_fetch.h"
+#include "common/base/hash.h"
+#include "common/net/rpc.h"
+#include "coordinator/http/http.h"
+#include "coordinator/service/service.h"
+
+namespace prunelab::coordinator {
+namespace {
+
+const char* kUserModelSpec = R"(
+name: big
+model: {torchscript: net.pt, input_shape: [1, 28, 28]}
+sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}
+)";
+
+// A coordinator service on ephemeral loopback ports, running on its own thread.
+class LiveService {
+ public:
+  explicit LiveService(ServiceOptions o = {}) : store_(NewMemoryStore()), core_(*store_, clock_) {
+    o.worker_endpoint = "tcp://127.0.0.1:*";
+    o.client_endpoint = "tcp://127.0.0.1:*";
+    service_ = std::make_unique<CoordinatorService>(ctx_, core_, o);
+    bound_ = service_->Bind();
+    if (bound_.ok()) thread_ = std::thread([this] { service_->Run(false); });
+  }
+  ~LiveService() {
+    if (thread_.joinable()) {
+      service_->Stop();
+      thread_.join();
+    }
+  }
+  const Status& bound() const { return bound_; }
+  ZmqContext& ctx() { return ctx_; }
+  CoordinatorService& service() { return *service_; }
+
+ private:
+  SystemClock clock_;
+  ZmqContext ctx_;
+  std::unique_ptr<Store> store_;
+  Coordinator core_;
+  std::unique_ptr<CoordinatorService> service_;
+  Status bound_;
+  std::thread thread_;
+};
+
+std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
+  return s;
+}
+
+TEST(ServiceTest, ArtifactsStreamInChunksAndACorruptedChunkIsFetchedAgain) {
+  LiveService live;
+  ASSERT_TRUE(live.bound().ok()) << live.bound().ToString();
+  // A 2.5 MiB "model" travels with a sweep and is stored content-addressed.
+  const std::string model = Pattern((5u << 20) / 2);
+  RpcClient client(live.ctx(), live.service().client_endpoint());
+  auto submitted = client.Call(SubmitSweepMsg{kUserModelSpec, model}, 10000);
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<SubmitReplyMsg>(submitted.value()));
+  const std::string hash = ContentHash(model);
+
+  RpcClient worker(live.ctx(), live.service().worker_endpoint());
+  int calls = 0, corrupted = 0;
+  // Flips one byte of the second chunk's data on its way in, once.
+  auto flaky = [&](const Message& m) -> StatusOr<Message> {
+    auto r = worker.Call(m, 10000);
+    if (r.ok())
+      if (auto* a = std::get_if<ArtifactReplyMsg>(&r.value()); a && a->offset > 0 && corrupted == 0 && !a->data.empty()) {
+        a->data[a->data.size() / 2] ^= 0x5a;
+        ++corrupted;
+      }
+    ++calls;
+    return r;
+  };
+  ChunkedFetchStats stats;
+  ChunkedFetchOptions o;
+  o.chunk_bytes = 1u << 20;
+  auto got = FetchArtifactChunked(flaky, hash, o, &stats);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got.value(), model);
+  EXPECT_EQ(stats.chunks, 3u) << "2.5 MiB in 1 MiB chunks";
+  EXPECT_EQ(stats.corrupt_chunks, 1u);
+  EXPECT_EQ(calls, 4) << "only the corrupted chunk was fetched again";
+
+  // A chunk that always arrives corrupted fails the fetch with a clear error.
+  auto hostile = [&](const Message& m) -> StatusOr<Message> {
+    auto r = worker.Call(m, 10000);
+    if (r.ok())
+      if (auto* a = std::get_if<ArtifactReplyMsg>(&r.value()); a && !a->data.empty()) a->data[0] ^= 1;
+    return r;
+  };
+  auto bad = FetchArtifactChunked(hostile, hash, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(bad.status().message().find("hash check"), std::string::npos) << bad.status().message();
+
+  // A chunk that lies about where it belongs is rejected too.
+  auto shifted = [&](const Message& m) -> StatusOr<Message> {
+    auto r = worker.Call(m, 10000);
+    if (r.ok())
+      if (auto* a = std::get_if<ArtifactReplyMsg>(&r.value())) a->offset += 1;
+    return r;
+  };
+  EXPECT_FALSE(FetchArtifactChunked(shifted, hash, o).ok());
+  auto unknown = FetchArtifactChunked([&](const Message& m) { return worker.Call(m, 10000); }, ContentHash("nothing"), o);
+  EXPECT_EQ(unknown.status().code(), Status::Code::kNotFound);
+}
+
+TEST(ServiceTest, CurveAdmitsOnlyAllowListedKeysPerEndpoint) {
+  if (!CurveAvailable()) GTEST_SKIP() << "libzmq without CURVE";
+  auto server = GenerateCurveKeyPair().value();
+  auto worker_keys = GenerateCurveKeyPair().value();
+  auto client_keys = GenerateCurveKeyPair().value();
+  auto stranger = GenerateCurveKeyPair().value();
+  ServiceOptions o;
+  o.keys = server;
+  o.allowed_workers = {worker_keys.public_key};
+  o.allowed_clients = {client_keys.public_key};
+  LiveService live(o);
+  ASSERT_TRUE(live.bound().ok()) << live.bound().ToString();
+  const auto& wep = live.service().worker_endpoint();
+  const auto& cep = live.service().client_endpoint();
+
+  RpcClient good_worker(live.ctx(), wep, ClientSecurity{worker_keys, server.public_key});
+  auto reg = good_worker.Call(RegisterMsg{"", "a", {}, 1, {}}, 5000);
+  ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+  EXPECT_TRUE(std::holds_alternative<RegisterReplyMsg>(reg.value()));
+  RpcClient good_client(live.ctx(), cep, ClientSecurity{client_keys, server.public_key});
+  auto st = good_client.Call(StatusRequestMsg{""}, 5000);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+
+  // Unknown key, a client key on the worker endpoint, and plain TCP: all refused.
+  RpcClient unknown(live.ctx(), wep, ClientSecurity{stranger, server.public_key});
+  EXPECT_FALSE(unknown.Call(RegisterMsg{"", "a", {}, 1, {}}, 800).ok());
+  RpcClient wrong_list(live.ctx(), wep, ClientSecurity{client_keys, server.public_key});
+  EXPECT_FALSE(wrong_list.Call(RegisterMsg{"", "a", {}, 1, {}}, 800).ok()) << "worker and client lists are separate";
+  RpcClient plain(live.ctx(), cep);
+  EXPECT_FALSE(plain.Call(StatusRequestMsg{""}, 800).ok());
+  EXPECT_GE(live.service().refused_connections(), 2u) << "refusals are counted (and logged)";
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// GET over a real TCP connection; returns status code and body.
+std::pair<int, std::string> Get(uint16_t port, const std::string& path) {
+  namespace asio = boost::asio;
+  namespace http = boost::beast::http;
+  asio::io_context io;
+  boost::beast::tcp_stream s(io);
+  s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req{http::verb::get, path, 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(s, req);
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  return {res.result_int(), res.body()};
+}
+
+TEST(HttpTest, MetricsAreValidPrometheusTextAndTheApiServesJson) {
+  auto store = NewMemoryStore();
+  TimedStore timed(*store);
+  SystemClock clock;
+  Coordinator core(timed, clock);
+  ZmqContext ctx;
+  DashboardState dash;
+  dash.store_write = &timed.write_latency;
+  dash.store_sync = &timed.sync_latency;
+  ServiceOptions o;
+  o.worker_endpoint = "tcp://127.0.0.1:*";
+  o.client_endpoint = "tcp://127.0.0.1:*";
+  o.tick_interval_ms = 50;
+  o.dashboard = &dash;
+  CoordinatorService service(ctx, core, o);
+  ASSERT_TRUE(service.Bind().ok());
+  std::thread loop([&] { service.Run(false); });
+  HttpServer web("127.0.0.1", 0, timed, dash);
+  ASSERT_TRUE(web.Start().ok());
+  RpcClient client(ctx, service.client_endpoint());
+  ASSERT_TRUE(client.Call(SubmitSweepMsg{"name: m\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""}, 5000).ok());
+  RpcClient worker(ctx, service.worker_endpoint());
+  ASSERT_TRUE(worker.Call(RegisterMsg{"w1", "local", {}, 1, {}}, 5000).ok());
+  ASSERT_TRUE(worker.Call(RequestWorkMsg{"w1", 0}, 5000).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few ticks: a snapshot is published
+
+  auto [code, text] = Get(web.port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  // Every line: "# HELP name ...", "# TYPE name kind", or "name{labels} number".
+  std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$)");
+  std::regex meta(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  std::istringstream lines(text);
+  std::string line;
+  std::map<std::string, double> values;
+  int samples = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("#", 0) == 0) {
+      EXPECT_TRUE(std::regex_match(line, meta)) << line;
+      continue;
+    }
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << "not Prometheus text: " << line;
+    values[line.substr(0, line.rfind(' '))] = std::stod(m[5].str());
+    ++samples;
+  }
+  EXPECT_GT(samples, 40);
+  EXPECT_EQ(values["prunelab_tasks{state=\"running\"}"], 1);
+  EXPECT_EQ(values["prunelab_workers{state=\"alive\"}"], 1);
+  EXPECT_EQ(values["prunelab_dispatch_latency_seconds_count"], 1);
+  EXPECT_EQ(values["prunelab_dispatch_latency_seconds_bucket{le=\"+Inf\"}"], 1);
+  EXPECT_GE(values["prunelab_store_write_latency_seconds_count"], 2) << "the submission and the assignment";
+
+  auto [scode, sweeps] = Get(web.port(), "/api/sweeps");
+  EXPECT_EQ(scode, 200);
+  auto j = nlohmann::json::parse(sweeps, nullptr, false);
+  ASSERT_TRUE(j.is_array()) << sweeps;
+  EXPECT_EQ(j[0]["id"], "sw-0001");
+  auto [dcode, decisions] = Get(web.port(), "/api/sweeps/sw-0001/decisions");
+  EXPECT_EQ(dcode, 200) << decisions;
+  EXPECT_EQ(Get(web.port(), "/api/sweeps/sw-9999/decisions").first, 404);
+  EXPECT_EQ(Get(web.port(), "/nope").first, 404);
+  EXPECT_NE(Get(web.port(), "/").second.find("prunelab dashboard"), std::string::npos);
+  web.Stop();
+  service.Stop();
+  loop.join();
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator

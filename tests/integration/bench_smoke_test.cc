@@ -1,0 +1,74 @@
+// The bench programs run and print one JSON object with their figures (no timing asserted).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "common/codec/records.h"
+
+namespace prunelab {
+namespace {
+
+std::string RunStdout(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
+  if (!p) return out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  pclose(p);
+  return out;
+}
+
+TEST(BenchSmokeTest, HarnessOverheadPrintsOneJsonObject) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/harness_overhead --json --rounds 1"));
+  ASSERT_TRUE(j.ok());
+  for (const char* k : {"bare_p50_ms", "harness_p50_ms", "overhead_pct", "bookkeeping_us_per_query", "target_met"})
+    EXPECT_TRUE(j->contains(k)) << k;
+  EXPECT_GT((*j)["bare_p50_ms"].get<double>(), 0);
+}
+
+TEST(BenchSmokeTest, FormsSpeedupPrintsOneJsonObject) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/forms_speedup --json --rounds 1"));
+  ASSERT_TRUE(j.ok());
+  ASSERT_EQ((*j)["cases"].size(), 5u);
+  for (const auto& c : (*j)["cases"]) EXPECT_GT(c["speedup_p50"].get<double>(), 0);
+  EXPECT_TRUE(j->contains("unstructured90_chosen_form"));
+}
+
+TEST(BenchSmokeTest, TrainThroughputPrintsOneJsonObject) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/train_throughput --json --rounds 1 --samples 256"));
+  ASSERT_TRUE(j.ok());
+  EXPECT_GT((*j)["optimizer_on_samples_per_s"].get<double>(), 0);
+  EXPECT_GT((*j)["optimizer_off_samples_per_s"].get<double>(), 0);
+}
+
+TEST(BenchSmokeTest, DispatchScalePrintsOneJsonObjectWithEveryTaskDone) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/dispatch_scale --json --tasks 60 --no-dask"));
+  ASSERT_TRUE(j.ok());
+  ASSERT_EQ((*j)["runs"].size(), 4u);  // 10, 100, 200, 1000 workers
+  for (const auto& r : (*j)["runs"]) {
+    for (const char* mode : {"saturated", "half_load"}) {
+      // 60 trials = 60 prune tasks + 60 benchmark tasks, + the baseline evaluation
+      EXPECT_EQ(r[mode]["tasks"].get<uint64_t>(), 121u) << mode << ": " << r.dump();
+      EXPECT_GT(r[mode]["tasks_per_s"].get<double>(), 0);
+      EXPECT_GT(r[mode]["coordinator_dispatch_p99_ms"].get<double>(), 0);
+    }
+    if (r["workers"] == 200) EXPECT_GT(r["group_over_sync_per_change"].get<double>(), 0);
+  }
+}
+
+TEST(BenchSmokeTest, ParetoScalePrintsFrontTimesAndAReportTime) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/pareto_scale --json --max-n 10000"));
+  ASSERT_TRUE(j.ok());
+  ASSERT_EQ((*j)["runs"].size(), 3u);  // 10^4 points x 2, 3, 5 objectives
+  for (const auto& r : (*j)["runs"]) {
+    EXPECT_TRUE(r["same_front"].get<bool>()) << r.dump();
+    EXPECT_GT(r["front_size"].get<int>(), 0);
+  }
+  EXPECT_GT((*j)["report_files"].get<int>(), 4);
+}
+
+}  // namespace
+}  // namespace prunelab

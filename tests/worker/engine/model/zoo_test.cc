@@ -1,0 +1,511 @@
+// The pruning engine across the model zoo and users' TorchScript modules: layouts, structural
+// removal that preserves function, activation criteria, plans (global scope, exclusions,
+// overrides, width rounding), schedules, and the real executor's iterative rounds and export.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/codec/records.h"
+#include "common/spec/spec.h"
+#include "common/spec/zoo_names.h"
+#include "worker/daemon/executor.h"
+#include "worker/engine/prune/importance.h"
+#include "worker/engine/prune/plan.h"
+#include "worker/engine/train/training.h"
+#include "worker/engine/model/user_model.h"
+#include "worker/engine/model/zoo.h"
+#include "tests/test_util.h"
+
+namespace prunelab::worker {
+namespace {
+
+std::vector<float> Values(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kFloat32);
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// Non-trivial norm statistics so equivalence checks mean something.
+void Randomize(torch::jit::Module& m) {
+  torch::NoGradGuard g;
+  for (const auto& b : m.named_buffers()) {
+    if (b.name.find("_mean") != std::string::npos) b.value.uniform_(-0.5, 0.5);
+    if (b.name.find("_var") != std::string::npos) b.value.uniform_(0.5, 2.0);
+  }
+  for (const auto& p : m.named_parameters())
+    if (p.value.dim() == 1) p.value.uniform_(-0.5, 1.0);
+  m.eval();
+}
+
+TEST(ZooTest, LayoutsMatchTheNamesSpecsAreCheckedAgainst) {
+  for (const auto& name : ZooModelNames()) {
+    auto l = ZooLayout(name);
+    ASSERT_TRUE(l.ok()) << name;
+    std::vector<std::string> layers, groups;
+    for (const auto& x : l->layers) layers.push_back(x.name);
+    for (const auto& g : l->groups) groups.push_back(g.name);
+    EXPECT_EQ(layers, ZooLayerNames(name)) << name;
+    EXPECT_EQ(groups, ZooGroupNames(name)) << name;
+  }
+  EXPECT_FALSE(BuildZooModel("lenet", 1).ok());
+}
+
+TEST(ZooTest, StructuredRemovalEqualsZeroingForEveryModel) {
+  for (const auto& name : ZooModelNames()) {
+    for (double sparsity : {0.25, 0.5}) {
+      auto built = BuildZooModel(name, 3);
+      ASSERT_TRUE(built.ok());
+      auto& base = built->module;
+      Randomize(base);
+      const auto& layout = built->layout;
+      auto keep = L1ChannelSelection(base, layout, sparsity);
+      auto pruned = base.deepcopy();
+      RemoveStructures(pruned, layout, keep);
+      auto zeroed = base.deepcopy();
+      ZeroStructures(zeroed, layout, keep);
+      torch::NoGradGuard g;
+      auto x = torch::randn({4, 1, 28, 28});
+      auto a = pruned.forward({x}).toTensor();
+      auto b = zeroed.forward({x}).toTensor();
+      ASSERT_EQ(a.sizes(), (std::vector<int64_t>{4, 10})) << name;
+      EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-4)) << name << " at " << sparsity << ": max diff "
+                                                     << (a - b).abs().max().item<float>();
+      EXPECT_LT(CountParameters(pruned), CountParameters(base)) << name;
+      // Every group now has exactly the kept number of structures in every tensor it slices.
+      for (const auto& grp : layout.groups)
+        for (const auto& s : grp.slices)
+          EXPECT_EQ(GetTensor(pruned, s.param).size(s.dim), keep.at(grp.name).size(0) * s.block)
+              << name << " " << grp.name << " " << s.param;
+    }
+  }
+}
+
+TEST(ZooTest, ResidualGroupsAndAttentionHeadsStayConsistent) {
+  auto resnet = BuildZooModel("resnet", 1).value();
+  Keep keep{{"res1", torch::tensor({0, 3, 5, 9}, torch::kInt64)}};
+  RemoveStructures(resnet.module, resnet.layout, keep);
+  // Both producers into the stream and every reader of it shrink together.
+  EXPECT_EQ(GetTensor(resnet.module, "stem_w").size(0), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b1b_w").size(0), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b1a_w").size(1), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b2a_w").size(1), 4);
+  EXPECT_EQ(GetTensor(resnet.module, "b2s_w").size(1), 4);
+  resnet.module.eval();
+  torch::NoGradGuard g;
+  EXPECT_EQ(resnet.module.forward({torch::randn({2, 1, 28, 28})}).toTensor().size(1), 10);
+
+  auto vit = BuildZooModel("vit", 1).value();
+  RemoveStructures(vit.module, vit.layout, {{"b0_heads", torch::tensor({1, 3}, torch::kInt64)}});
+  EXPECT_EQ(GetTensor(vit.module, "b0_q_w").size(0), 32);  // 2 heads x 16
+  EXPECT_EQ(GetTensor(vit.module, "b0_v_b").size(0), 32);
+  EXPECT_EQ(GetTensor(vit.module, "b0_o_w").size(1), 32);
+  vit.module.eval();
+  EXPECT_EQ(vit.module.forward({torch::randn({2, 1, 28, 28})}).toTensor().size(1), 10);
+  auto acts = vit.module.get_method("probe")({torch::randn({2, 1, 28, 28})}).toTensorVector();
+  ASSERT_EQ(acts.size(), vit.layout.groups.size());
+  EXPECT_EQ(acts[0].size(1), 2) << "the probe sees the two remaining heads";
+}
+
+TEST(ImportanceTest, ActivationAndApozMatchHandComputedReferences) {
+  auto mlp = BuildZooModel("mlp", 1).value();
+  {
+    torch::NoGradGuard g;
+    auto w = torch::zeros({256, 784});
+    w[0].fill_(1.0);  // neuron 0 outputs relu(sum x) = 784 on an all-ones image
+    SetTensor(mlp.module, "fc1_w", w);
+    auto b = torch::zeros({256});
+    b[1] = 2.0;   // neuron 1 outputs a constant 2
+    b[2] = -1.0;  // neuron 2 is always zero after ReLU
+    SetTensor(mlp.module, "fc1_b", b);
+  }
+  Dataset d{torch::ones({8, 1, 28, 28}), torch::zeros({8}, torch::kInt64)};
+  auto act = ActivationScores(mlp.module, mlp.layout, d, 2, 4, /*apoz=*/false);
+  ASSERT_TRUE(act.ok()) << act.status().ToString();
+  EXPECT_EQ(Values(act->at("fc1").slice(0, 0, 3)), (std::vector<float>{784, 2, 0}));
+  auto apoz = ActivationScores(mlp.module, mlp.layout, d, 2, 4, /*apoz=*/true);
+  EXPECT_EQ(Values(apoz->at("fc1").slice(0, 0, 3)), (std::vector<float>{1, 1, 0}));
+  // Keeping 2 of the first 3 by activation keeps neurons 0 and 1.
+  EXPECT_EQ(Values(ChannelsToKeep(act->at("fc1").slice(0, 0, 3), 0.34).to(torch::kFloat32)), (std::vector<float>{0, 1}));
+}
+
+ModelLayout TwoLayers() {
+  ModelLayout l;
+  l.layers = {{"a", "a_w"}, {"b", "b_w"}};
+  return l;
+}
+
+TEST(PlanTest, GlobalScopeRanksAcrossLayersAndKeepsTheMinimum) {
+  std::map<std::string, torch::Tensor> scores{{"a_w", torch::tensor({1.f, 2.f, 3.f, 4.f})},
+                                              {"b_w", torch::tensor({10.f, 20.f, 30.f, 40.f})}};
+  PlanOptions layer;
+  auto ml = PlanMasks(TwoLayers(), scores, 0.5, layer, 0, 0, {}).value();
+  EXPECT_EQ(Values(ml["a_w"]), (std::vector<float>{0, 0, 1, 1}));
+  EXPECT_EQ(Values(ml["b_w"]), (std::vector<float>{0, 0, 1, 1}));
+  PlanOptions global;
+  global.scope = "global";
+  global.min_keep = 0.25;
+  // 4 kept in all: a's best (reserved), b's best (reserved), then 30 and 20 globally.
+  auto mg = PlanMasks(TwoLayers(), scores, 0.5, global, 0, 0, {}).value();
+  EXPECT_EQ(Values(mg["a_w"]), (std::vector<float>{0, 0, 0, 1}));
+  EXPECT_EQ(Values(mg["b_w"]), (std::vector<float>{0, 1, 1, 1}));
+  global.min_keep = 0;
+  auto m0 = PlanMasks(TwoLayers(), scores, 0.5, global, 0, 0, {}).value();
+  EXPECT_EQ(Values(m0["a_w"]), (std::vector<float>{0, 0, 0, 0}));
+}
+
+TEST(PlanTest, ExclusionsOverridesAndAchievedSparsityPerLayer) {
+  auto cnn = BuildZooModel("cnn", 2).value();
+  TrialConfig tc;
+  tc.exclude = {"first", "last"};
+  tc.overrides = {{"fc1", 0.9}};
+  auto o = MakePlanOptions(tc, cnn.layout, false);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  auto scores = WeightScores(cnn.module, cnn.layout, Criterion::kL1, nullptr, 0).value();
+  auto masks = PlanMasks(cnn.layout, scores, 0.6, o.value(), 0, 0, {}).value();
+  EXPECT_EQ(masks.count("conv1_w"), 0u);
+  EXPECT_EQ(masks.count("fc2_w"), 0u);
+  auto dense = cnn.module.deepcopy();
+  ApplyMasks(cnn.module, masks);
+  for (const auto& st : LayerStats(cnn.module, dense, cnn.layout)) {
+    double s = 1.0 - static_cast<double>(st.nonzero) / st.dense;
+    double want = st.name == "fc1" ? 0.9 : st.name == "conv2" ? 0.6 : 0.0;
+    EXPECT_NEAR(s, want, 1.0 / st.dense) << st.name;
+  }
+  tc.exclude = {"conv7"};
+  auto bad = MakePlanOptions(tc, cnn.layout, false);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("pruning.exclude: 'conv7'"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("conv2"), std::string::npos) << "lists the layers";
+}
+
+TEST(PlanTest, GlobalUnstructuredReachesTheRequestedOverallSparsity) {
+  auto cnn = BuildZooModel("cnn", 4).value();
+  PlanOptions o;
+  o.scope = "global";
+  auto scores = WeightScores(cnn.module, cnn.layout, Criterion::kL1, nullptr, 0).value();
+  auto masks = PlanMasks(cnn.layout, scores, 0.8, o, 0, 0, {}).value();
+  int64_t dense = PrunableWeights(cnn.module, cnn.layout);
+  ApplyMasks(cnn.module, masks);
+  EXPECT_NEAR(AchievedSparsity(cnn.module, cnn.layout, dense), 0.8, 1e-4);
+}
+
+TEST(PlanTest, GlobalStructuredKeepsTheMinimumPerGroupAndTheTotal) {
+  ModelLayout l;
+  l.groups = {{"a", "neuron", {{"a_w", 0, 1, true}}, {"a"}, ""}, {"b", "neuron", {{"b_w", 0, 1, true}}, {"b"}, ""}};
+  // a: one strong unit among weak ones; b: units close to their mean.
+  std::map<std::string, torch::Tensor> gs{{"a", torch::tensor({1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 9.f})},
+                                          {"b", torch::tensor({4.f, 3.f, 5.f, 4.f, 4.f, 5.f, 3.f, 4.f})}};
+  std::map<std::string, int64_t> original{{"a", 8}, {"b", 8}};
+  PlanOptions o;
+  o.scope = "global";
+  o.min_keep = 0.25;  // 2 of 8 per group
+  auto keep = PlanStructures(l, gs, original, 0.5, o).value();
+  EXPECT_EQ(keep["a"].size(0) + keep["b"].size(0), 8) << "half of all 16 structures";
+  EXPECT_GE(keep["a"].size(0), 2);
+  EXPECT_GE(keep["b"].size(0), 2);
+  // Normalized by the group mean, a's strong unit (9 / 2 = 4.5) outranks every unit of b (<= 1.25).
+  EXPECT_EQ(Values(keep["a"].to(torch::kFloat32)).back(), 7.0f);
+  EXPECT_EQ(keep["b"].size(0), 6) << "b's units are all close to its mean, a's weak ones far below";
+}
+
+TEST(PlanTest, KeptWidthsRoundToAMultiple) {
+  EXPECT_EQ(KeptWidth(64, 0.3, 1, 64), 45);
+  EXPECT_EQ(KeptWidth(64, 0.3, 8, 64), 48);
+  EXPECT_EQ(KeptWidth(64, 0.97, 8, 64), 8) << "at least one multiple";
+  EXPECT_EQ(KeptWidth(10, 0.5, 16, 10), 10) << "never more than there is";
+  auto cnn = BuildZooModel("cnn", 5).value();
+  PlanOptions o;
+  o.round_to = 8;
+  std::map<std::string, torch::Tensor> gs;
+  std::map<std::string, int64_t> original;
+  for (const auto& g : cnn.layout.groups) {
+    gs[g.name] = GroupScores(cnn.module, g, {});
+    original[g.name] = cnn.layout.Structures(cnn.module, g);
+  }
+  auto keep = PlanStructures(cnn.layout, gs, original, 0.3, o).value();
+  for (const auto& [name, k] : keep) EXPECT_EQ(k.size(0) % 8, 0) << name << " keeps " << k.size(0);
+}
+
+TEST(PlanTest, SchedulesReachTheTargetOnTheLastRound) {
+  for (const char* curve : {"linear", "cubic"}) {
+    double prev = 0;
+    for (uint32_t r = 1; r <= 5; ++r) {
+      double s = ScheduledSparsity(0.9, r, 5, curve);
+      EXPECT_GT(s, prev) << curve;
+      prev = s;
+    }
+    EXPECT_DOUBLE_EQ(prev, 0.9) << curve;
+  }
+  EXPECT_NEAR(ScheduledSparsity(0.9, 1, 5, "linear"), 0.18, 1e-12);
+  EXPECT_NEAR(ScheduledSparsity(0.9, 1, 5, "cubic"), 0.9 * (1 - 0.512), 1e-12) << "cubic prunes fastest early";
+}
+
+// A user-style module: children called through prim::CallMethod, as torch.jit.script makes them.
+torch::jit::Module Linear(int64_t out, int64_t in) {
+  torch::jit::Module m("__torch__.user.Linear");
+  auto [w, b] = InitLayer({out, in});
+  m.register_parameter("weight", w, false);
+  m.register_parameter("bias", b, false);
+  m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+  return m;
+}
+
+// plain: fc1 -> fc2 -> out; residual: h + relu(fc2(h)); cat: out reads cat([h, h]).
+torch::jit::Module UserMlp(const std::string& kind) {
+  torch::jit::Module m("__torch__.user.Net");
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.register_module("fc1", Linear(64, 784));
+  m.register_module("fc2", Linear(64, 64));
+  m.register_module("out", Linear(10, kind == "cat" ? 128 : 64));
+  std::string body = kind == "residual" ? "    h = h + torch.relu(self.fc2.forward(h))\n"
+                                        : "    h = torch.relu(self.fc2.forward(h))\n";
+  std::string ret = kind == "cat" ? "    return self.out.forward(torch.cat([h, h], 1))\n" : "    return self.out.forward(h)\n";
+  m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n" + body + ret);
+  return m;
+}
+
+TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
+  auto m = UserMlp("plain");
+  auto layout = InferLayout(m);
+  ASSERT_EQ(layout.layers.size(), 3u);
+  EXPECT_EQ(layout.layers[0].weight, "fc1.weight");
+  EXPECT_TRUE(layout.structured_error.empty()) << layout.structured_error;
+  ASSERT_EQ(layout.groups.size(), 2u);
+  auto keep = L1ChannelSelection(m, layout, 0.5);
+  auto zeroed = m.deepcopy();
+  ZeroStructures(zeroed, layout, keep);
+  RemoveStructures(m, layout, keep);
+  EXPECT_EQ(GetTensor(m, "fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
+  torch::NoGradGuard g;
+  auto x = torch::randn({3, 1, 28, 28});
+  EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), zeroed.forward({x}).toTensor(), 1e-5, 1e-5));
+
+  // A residual add couples fc1's and fc2's outputs: one group, pruned together, same function.
+  auto r = UserMlp("residual");
+  auto rl = InferLayout(r);
+  ASSERT_EQ(rl.groups.size(), 1u);
+  EXPECT_EQ(rl.groups[0].kind, "residual");
+  EXPECT_EQ(rl.groups[0].layers, (std::vector<std::string>{"fc1", "fc2"}));
+  auto rkeep = L1ChannelSelection(r, rl, 0.25);
+  auto rz = r.deepcopy();
+  ZeroStructures(rz, rl, rkeep);
+  RemoveStructures(r, rl, rkeep);
+  EXPECT_EQ(GetTensor(r, "fc2.weight").sizes(), (std::vector<int64_t>{48, 48}));
+  EXPECT_TRUE(torch::allclose(r.forward({x}).toTensor(), rz.forward({x}).toTensor(), 1e-5, 1e-5));
+
+  // cat is not followed: the group is marked with the op and the layer; masks still work.
+  auto c = UserMlp("cat");
+  auto cl = InferLayout(c);
+  bool blocked = false;
+  for (const auto& g : cl.groups)
+    if (!g.blocked.empty()) {
+      blocked = true;
+      EXPECT_NE(g.blocked.find("aten::cat"), std::string::npos) << g.blocked;
+      EXPECT_NE(g.blocked.find("'fc2'"), std::string::npos) << g.blocked;
+    }
+  EXPECT_TRUE(blocked);
+  EXPECT_EQ(L1UnstructuredMasks(c, cl, 0.5).size(), 3u);
+}
+
+const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+
+Task TinyTask(const std::string& model, const std::string& granularity, const std::string& schedule) {
+  Task t;
+  t.sweep_id = "sw-test";
+  t.task_id = "t001@local";
+  t.model = model;
+  t.dataset.path = kFashionDir;
+  t.dataset.train_subset = 512;
+  t.dataset.test_subset = 256;
+  t.training.epochs = 1;
+  t.training.batch_size = 64;
+  t.training.learning_rate = model == "vit" ? 0.01 : 0.05;
+  t.trial.criterion = "l1";
+  t.trial.granularity = granularity;
+  t.trial.schedule = schedule;
+  t.trial.sparsity = 0.75;
+  t.trial.finetune_epochs = 0.5;
+  t.benchmark.scenarios = {"single_stream"};
+  t.benchmark.warmup_queries = 2;
+  t.benchmark.min_queries = 10;
+  t.benchmark.min_duration_s = 0;
+  t.benchmark.ab_rounds = 1;
+  return t;
+}
+
+// A prune task on a baseline freshly trained by the real executor, and a context serving
+// that baseline. Artifact names key the worker's baseline-accuracy cache: one per model.
+struct Prepared {
+  Task task;
+  ExecutionContext ctx;
+};
+Prepared Prepare(TrialExecutor& ex, const std::string& model, const std::string& granularity,
+                 const std::string& schedule) {
+  Task t = TinyTask(model, granularity, schedule);
+  t.kind = TaskKind::kTrainBaseline;
+  t.task_id = "train";
+  auto out = ex.Execute(t, {});
+  EXPECT_TRUE(out.result.ok) << out.result.error;
+  t.kind = TaskKind::kPruneTrial;
+  t.task_id = "t001@local";
+  t.baseline_artifact = model + "-baseline";
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [bytes = out.artifact](const std::string&) -> StatusOr<std::string> { return bytes; };
+  return {t, ctx};
+}
+
+TEST(TorchExecutorTest, EveryZooModelTrainsPrunesStructurallyAndExports) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  auto ex = NewTorchExecutor();
+  for (const auto& model : ZooModelNames()) {
+    auto [t, ctx] = Prepare(*ex, model, "structured", "one_shot");
+    t.trial.sparsity = 0.5;
+    auto out = ex->Execute(t, ctx);
+    ASSERT_TRUE(out.result.ok) << model << ": " << out.result.error;
+    EXPECT_LT(out.result.params, out.result.params_before) << model;
+    EXPECT_EQ(out.result.layers.size(), ZooLayerNames(model).size()) << model;
+    EXPECT_EQ(out.result.latency_p90_ms, 0) << model << ": timing is the benchmark task's";
+    ASSERT_FALSE(out.artifact.empty());
+    // Its benchmark task (any machine of a target) times the variant against the baseline.
+    auto base_bytes = ctx.fetch_artifact(t.baseline_artifact).value();
+    Task bench = t;
+    bench.kind = TaskKind::kBenchmarkVariant;
+    bench.variant_artifact = out.result.artifact_hash;
+    ExecutionContext bctx;
+    bctx.fetch_artifact = [&](const std::string& h) -> StatusOr<std::string> {
+      return h == out.result.artifact_hash ? out.artifact : base_bytes;
+    };
+    auto timed = ex->Execute(bench, bctx);
+    ASSERT_TRUE(timed.result.ok) << model << ": " << timed.result.error;
+    EXPECT_GT(timed.result.latency_p90_ms, 0) << model;
+    EXPECT_GT(timed.result.speedup_p90, 0) << model << ": A/B against the baseline";
+    EXPECT_EQ(timed.result.params, out.result.params) << model << ": it timed the variant";
+    // The exported variant reloads and scores the same.
+    auto loaded = LoadFromBytes(out.artifact);
+    ASSERT_TRUE(loaded.ok());
+    Task eval = t;
+    eval.kind = TaskKind::kEvaluateBaseline;
+    eval.baseline_artifact = model + "-variant";
+    ExecutionContext ctx2;
+    ctx2.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return out.artifact; };
+    auto again = ex->Execute(eval, ctx2);
+    ASSERT_TRUE(again.result.ok) << again.result.error;
+    EXPECT_DOUBLE_EQ(again.result.accuracy, out.result.accuracy) << model;
+  }
+}
+
+TEST(TorchExecutorTest, IterativeRoundsBecomeRowsAndReachTheTarget) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  auto ex = NewTorchExecutor();
+  auto [t, ctx] = Prepare(*ex, "mlp", "unstructured", "iterative");
+  t.trial.rounds = 3;
+  t.trial.curve = "cubic";
+  t.trial.rewind = 0;  // lottery ticket: back to the initialization each round
+  t.trial.sparsity = 0.9;
+  auto out = ex->Execute(t, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  ASSERT_EQ(out.result.intermediates.size(), 2u);
+  EXPECT_EQ(out.result.intermediates[0].round, 1u);
+  EXPECT_LT(out.result.intermediates[0].achieved_sparsity, out.result.intermediates[1].achieved_sparsity);
+  EXPECT_LT(out.result.intermediates[1].achieved_sparsity, out.result.achieved_sparsity);
+  EXPECT_NEAR(out.result.achieved_sparsity, 0.9, 0.002);
+  EXPECT_EQ(out.result.round, 3u);
+  EXPECT_FALSE(out.artifact.empty()) << "the final variant goes to its benchmark tasks";
+  EXPECT_EQ(out.result.intermediates[0].latency_p90_ms, 0) << "intermediate rounds are not benchmarked";
+
+  // Structured iterative: widths shrink every round and land on the target.
+  Task st = t;
+  st.trial.granularity = "structured";
+  st.trial.rounds = 2;
+  st.trial.sparsity = 0.5;
+  st.trial.rewind = 0.25;  // replay a quarter of the baseline's training for the rewind point
+  auto so = ex->Execute(st, ctx);
+  ASSERT_TRUE(so.result.ok) << so.result.error;
+  ASSERT_EQ(so.result.intermediates.size(), 1u);
+  ASSERT_EQ(so.result.layers.size(), 3u);
+  EXPECT_EQ(so.result.layers[0].total, 128u * 784u) << "fc1 keeps 128 of 256 neurons";
+  EXPECT_EQ(so.result.layers[1].total, 64u * 128u);
+  EXPECT_GT(so.result.intermediates[0].layers[0].total, so.result.layers[0].total);
+
+  // Sensitivity: one layer alone, evaluated, not fine-tuned or benchmarked.
+  Task s = t;
+  s.trial.schedule = "sensitivity";
+  s.trial.layer = "fc2";
+  s.trial.rewind = -1;
+  s.trial.sparsity = 0.5;
+  auto sens = ex->Execute(s, ctx);
+  ASSERT_TRUE(sens.result.ok) << sens.result.error;
+  for (const auto& l : sens.result.layers)
+    EXPECT_EQ(l.nonzero < l.dense, l.name == "fc2") << l.name;
+  EXPECT_EQ(sens.result.latency_p90_ms, 0);
+  EXPECT_EQ(sens.result.train_seconds, 0);
+}
+
+TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialWithAReason) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  auto ex = NewTorchExecutor();
+  auto [t, ctx] = Prepare(*ex, "cnn", "structured", "one_shot");
+  t.trial.criterion = "apoz";
+  t.trial.finetune_epochs = 0;
+  auto out = ex->Execute(t, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  EXPECT_LT(out.result.params, out.result.params_before);
+
+  // A user model with a cat: structured fails naming the op; N:M works.
+  std::string user = SaveToBytes(UserMlp("cat"));
+  Task u = TinyTask("torchscript", "structured", "one_shot");
+  u.model_artifact = "user";
+  u.input_shape = {1, 28, 28};
+  u.kind = TaskKind::kPruneTrial;
+  u.baseline_artifact = "user";
+  u.trial.finetune_epochs = 0;
+  ExecutionContext uctx;
+  uctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return user; };
+  auto fail = ex->Execute(u, uctx);
+  EXPECT_FALSE(fail.result.ok);
+  EXPECT_NE(fail.result.error.find("aten::cat"), std::string::npos) << fail.result.error;
+  u.trial.granularity = "2:4";
+  auto nm = ex->Execute(u, uctx);
+  ASSERT_TRUE(nm.result.ok) << nm.result.error;
+  EXPECT_NEAR(nm.result.achieved_sparsity, 0.5, 0.01);
+}
+
+// The shipped example's model, scripted by Python (torch.jit.script of nn.Sequential blocks):
+// structured pruning follows its graph and every execution form runs it.
+TEST(TorchExecutorTest, PythonScriptedModelPrunesStructurallyAndBenchmarks) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  testing::TempDir dir;
+  std::string path = dir.path() + "/model.pt";
+  std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/examples/user-model/make_model.py " + path +
+                    " > /dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto ex = NewTorchExecutor();
+  Task u = TinyTask("torchscript", "structured", "one_shot");
+  u.model_artifact = "python-model";
+  u.input_shape = {1, 28, 28};
+  u.kind = TaskKind::kPruneTrial;
+  u.baseline_artifact = "python-model";
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return bytes; };
+  auto out = ex->Execute(u, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  EXPECT_LT(out.result.params, out.result.params_before);
+  Task bench = u;
+  bench.kind = TaskKind::kBenchmarkVariant;
+  bench.variant_artifact = out.result.artifact_hash;
+  ctx.fetch_artifact = [&](const std::string& h) -> StatusOr<std::string> {
+    return h == out.result.artifact_hash ? out.artifact : bytes;
+  };
+  auto timed = ex->Execute(bench, ctx);
+  ASSERT_TRUE(timed.result.ok) << timed.result.error;
+  auto detail = nlohmann::json::parse(timed.result.benchmark_json);
+  for (const auto& f : detail["forms"]) EXPECT_FALSE(f.contains("error")) << f.dump();
+}
+
+}  // namespace
+}  // namespace prunelab::worker

@@ -1,0 +1,26 @@
+// ArtifactCache: content-addressed files on a worker's disk (<dir>/<hash>.bin). Writes go
+// to a temporary file renamed into place, so a worker killed mid-write never leaves a
+// corrupt entry; reads verify the hash and drop entries that do not match.
+// Thread-safety: safe across threads and processes sharing the directory.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/base/status.h"
+
+namespace prunelab::worker {
+
+class ArtifactCache {
+ public:
+  explicit ArtifactCache(std::string dir);
+  Status Init();  // creates the directory
+  std::optional<std::string> Get(const std::string& hash);
+  Status Put(const std::string& hash, const std::string& bytes);
+
+ private:
+  std::string PathOf(const std::string& hash) const;
+  std::string dir_;
+};
+
+}  // namespace prunelab::worker

@@ -1,0 +1,251 @@
+#include "worker/engine/bench/bench_runner.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+#include "worker/engine/bench/forms.h"
+#include "worker/loadgen/memory.h"
+
+namespace prunelab::worker {
+
+using nlohmann::json;
+
+ScenarioSettings SettingsFor(Scenario scenario, const BenchmarkConfig& cfg, uint64_t seed) {
+  ScenarioSettings s;
+  s.scenario = scenario;
+  s.seed = seed;
+  s.warmup_queries = cfg.warmup_queries;
+  s.min_duration_s = cfg.min_duration_s;
+  s.max_duration_s = cfg.max_duration_s;
+  s.min_queries = cfg.min_queries;
+  s.latency_bound_ms = cfg.server_latency_bound_ms;
+  s.target_qps = cfg.server_target_qps;
+  switch (scenario) {
+    case Scenario::kSingleStream: s.samples_per_query = 1; break;
+    case Scenario::kMultiStream: s.samples_per_query = cfg.multi_stream_samples; break;
+    case Scenario::kServer: s.samples_per_query = 1; break;
+    case Scenario::kOffline:
+      s.samples_per_query = cfg.offline_batch_size;
+      s.min_queries = cfg.offline_min_samples;
+      s.min_duration_s = cfg.offline_min_duration_s;
+      s.warmup_queries = std::min<uint32_t>(cfg.warmup_queries, 2);
+      break;
+  }
+  if (cfg.profile == "mlperf") {
+    s.min_duration_s = 600;
+    s.max_duration_s = std::max(cfg.max_duration_s, 660.0);
+    switch (scenario) {
+      case Scenario::kSingleStream: s.min_queries = 1024; break;
+      case Scenario::kMultiStream: s.min_queries = 662; break;
+      case Scenario::kServer: s.min_queries = 270336; break;
+      case Scenario::kOffline: s.min_queries = 24576; break;
+    }
+  }
+  return s;
+}
+
+namespace {
+
+json LatencyJson(const LatencySummary& l) {
+  return json{{"count", l.count},   {"min_ms", l.min_ms}, {"mean_ms", l.mean_ms}, {"p50_ms", l.p50_ms},
+              {"p90_ms", l.p90_ms}, {"p95_ms", l.p95_ms}, {"p99_ms", l.p99_ms},   {"p999_ms", l.p999_ms},
+              {"max_ms", l.max_ms}};
+}
+
+json ReportJson(const ScenarioReport& r, const std::string& sut) {
+  json j{{"scenario", ScenarioName(r.settings.scenario)},
+         {"form", sut},
+         {"result", r.valid ? "VALID" : "INVALID"},
+         {"invalid_reasons", r.invalid_reasons},
+         {"metric", r.Metric()},
+         {"latency", LatencyJson(r.latency)},
+         {"queries", r.queries},
+         {"samples", r.samples},
+         {"samples_per_query", r.settings.samples_per_query},
+         {"duration_s", r.duration_s},
+         {"queries_per_s", r.queries_per_s},
+         {"samples_per_s", r.samples_per_s},
+         {"peak_rss_bytes", r.peak_rss_bytes},
+         {"min_duration_s", r.settings.min_duration_s},
+         {"min_queries", r.settings.min_queries},
+         {"seed", r.settings.seed},
+         {"summary", r.Summary(sut)}};
+  if (r.settings.scenario == Scenario::kSingleStream)
+    j["early_stopping"] = {{"enough", r.early_stopping.enough},
+                           {"p90_estimate_ms", r.early_stopping.estimate_ms},
+                           {"min_queries", r.early_stopping.min_queries}};
+  if (r.settings.scenario == Scenario::kServer)
+    j["server"] = {{"target_qps", r.settings.target_qps}, {"latency_bound_ms", r.settings.latency_bound_ms}};
+  return j;
+}
+
+// Runs a scenario with memory accounting around it.
+ScenarioReport Measure(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettings& s) {
+  ResetPeakRss();
+  ScenarioReport r = RunScenario(sut, timer, s);
+  r.peak_rss_bytes = PeakRssBytes();
+  return r;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
+  const BenchmarkConfig& cfg = req.config;
+  auto phase = [&](const std::string& p) {
+    if (req.on_phase) req.on_phase(p);
+  };
+  auto timer = NewSteadyTimer();
+  json detail;
+  detail["profile"] = cfg.profile;
+  bool all_valid = true;
+  uint64_t peak = 0;
+
+  // 1. Every candidate execution form, single-stream; the fastest p90 is deployable.
+  ScenarioSettings single = SettingsFor(Scenario::kSingleStream, cfg, req.seed);
+  std::vector<std::string> forms = CandidateForms(req.has_unstructured_zeros && cfg.sparse_forms);
+  json forms_json = json::array();
+  std::string best_form;
+  ScenarioReport best_single;
+  std::unique_ptr<SystemUnderTest> best_sut;
+  for (const auto& form : forms) {
+    phase("benchmarking form " + form);
+    auto sut = MakeSut(form, *req.variant, *req.samples);
+    if (!sut.ok()) {
+      // A form this model cannot take is reported, not fatal; the plain module always runs.
+      if (form == "dense") return sut.status();
+      forms_json.push_back({{"form", form}, {"error", sut.status().message()}});
+      continue;
+    }
+    ScenarioReport rep = Measure(*sut.value(), *timer, single);
+    forms_json.push_back({{"form", form},
+                          {"p50_ms", rep.latency.p50_ms},
+                          {"p90_ms", rep.latency.p90_ms},
+                          {"p99_ms", rep.latency.p99_ms},
+                          {"valid", rep.valid}});
+    if (best_form.empty() || rep.latency.p90_ms < best_single.latency.p90_ms) {
+      best_form = form;
+      best_single = rep;
+      best_sut = std::move(sut).value();
+    }
+  }
+  for (auto& f : forms_json) f["chosen"] = f["form"] == best_form;
+  detail["forms"] = forms_json;
+  detail["deployable_form"] = best_form;
+  r->deployable_form = best_form;
+
+  // 2. The requested scenarios on the deployable form.
+  json scenarios = json::array();
+  for (const auto& name : cfg.scenarios) {
+    auto sc = ParseScenario(name);
+    if (!sc.ok()) return sc.status();
+    ScenarioReport rep;
+    if (sc.value() == Scenario::kSingleStream) {
+      rep = best_single;
+    } else if (sc.value() == Scenario::kServer && cfg.server_target_qps <= 0) {
+      phase("benchmarking server (QPS search)");
+      // Bracket around the single-stream capacity of one query at a time.
+      double capacity = best_single.latency.mean_ms > 0 ? 1000.0 / best_single.latency.mean_ms : 100.0;
+      ScenarioSettings s = SettingsFor(Scenario::kServer, cfg, req.seed);
+      ResetPeakRss();
+      ServerSearch search = SearchServerQps(*best_sut, *timer, s, 0.1 * capacity, 1.5 * capacity, 6);
+      json probes = json::array();
+      for (const auto& p : search.probes)
+        probes.push_back({{"target_qps", p.settings.target_qps}, {"p99_ms", p.latency.p99_ms}, {"valid", p.valid}});
+      detail["server_search"] = {{"probes", probes}, {"best_qps", search.best_qps},
+                                 {"latency_bound_ms", s.latency_bound_ms}};
+      rep = search.best_qps > 0 ? search.best : search.probes.front();
+      rep.peak_rss_bytes = PeakRssBytes();
+      r->server_max_qps = search.best_qps;
+      r->server_p99_ms = rep.latency.p99_ms;
+      if (search.best_qps <= 0) rep.invalid_reasons.push_back("no probed QPS met the p99 bound");
+      rep.valid = rep.invalid_reasons.empty();
+    } else {
+      phase("benchmarking " + name);
+      rep = Measure(*best_sut, *timer, SettingsFor(sc.value(), cfg, req.seed));
+      if (sc.value() == Scenario::kServer) {
+        r->server_max_qps = rep.valid ? rep.settings.target_qps : 0;
+        r->server_p99_ms = rep.latency.p99_ms;
+      }
+    }
+    if (sc.value() == Scenario::kMultiStream) r->multistream_p99_ms = rep.latency.p99_ms;
+    if (sc.value() == Scenario::kOffline) r->throughput_sps = rep.samples_per_s;
+    all_valid &= rep.valid;
+    peak = std::max(peak, rep.peak_rss_bytes);
+    scenarios.push_back(ReportJson(rep, best_form));
+  }
+  detail["scenarios"] = scenarios;
+
+  r->latency_mean_ms = best_single.latency.mean_ms;
+  r->latency_p50_ms = best_single.latency.p50_ms;
+  r->latency_p90_ms = best_single.latency.p90_ms;
+  r->latency_p95_ms = best_single.latency.p95_ms;
+  r->latency_p99_ms = best_single.latency.p99_ms;
+  r->latency_p999_ms = best_single.latency.p999_ms;
+  r->early_stop_p90_ms = best_single.early_stopping.estimate_ms;
+  r->queries = best_single.queries;
+  r->bench_duration_s = best_single.duration_s;
+  peak = std::max(peak, best_single.peak_rss_bytes);
+  all_valid &= best_single.valid;
+
+  // 3. Interleaved A/B against the dense baseline: drift hits both sides alike.
+  if (req.baseline && cfg.ab_rounds > 0) {
+    phase("A/B against the baseline");
+    // Deployable against deployable: the baseline runs in its own fastest form.
+    std::string base_form;
+    double base_best = 0;
+    for (const auto& form : CandidateForms(false)) {
+      auto sut = MakeSut(form, *req.baseline, *req.samples);
+      if (!sut.ok()) {
+        if (form == "dense") return sut.status();
+        continue;
+      }
+      double p90 = RunScenario(*sut.value(), *timer, single).latency.p90_ms;
+      if (base_form.empty() || p90 < base_best) {
+        base_form = form;
+        base_best = p90;
+      }
+    }
+    auto base_sut = MakeSut(base_form, *req.baseline, *req.samples);
+    if (!base_sut.ok()) return base_sut.status();
+    ScenarioSettings ab = single;
+    ab.min_duration_s = std::max(0.05, single.min_duration_s / 2);
+    ab.min_queries = std::max<uint64_t>(100, single.min_queries / 2);
+    ab.warmup_queries = std::min<uint32_t>(single.warmup_queries, 20);
+    json rounds = json::array();
+    std::vector<double> ratios;
+    for (uint32_t i = 0; i < cfg.ab_rounds; ++i) {
+      ab.seed = req.seed + i;  // both sides see the same samples in a round
+      ScenarioReport a = RunScenario(*base_sut.value(), *timer, ab);
+      ScenarioReport b = RunScenario(*best_sut, *timer, ab);
+      double ratio = b.latency.p90_ms > 0 ? a.latency.p90_ms / b.latency.p90_ms : 0;
+      ratios.push_back(ratio);
+      rounds.push_back({{"baseline_p90_ms", a.latency.p90_ms}, {"variant_p90_ms", b.latency.p90_ms},
+                        {"baseline_p50_ms", a.latency.p50_ms}, {"variant_p50_ms", b.latency.p50_ms},
+                        {"ratio_p90", ratio}});
+    }
+    r->speedup_p90 = Median(ratios);
+    r->speedup_min = *std::min_element(ratios.begin(), ratios.end());
+    r->speedup_max = *std::max_element(ratios.begin(), ratios.end());
+    detail["ab"] = {{"rounds", rounds},
+                    {"speedup_p90_median", r->speedup_p90},
+                    {"speedup_p90_min", r->speedup_min},
+                    {"speedup_p90_max", r->speedup_max},
+                    {"variant_form", best_form},
+                    {"baseline_form", base_form},
+                    {"note", "baseline/variant p90 ratio per interleaved round (A B A B ...); >1 is faster"}};
+  }
+  r->peak_rss_bytes = peak;
+  r->bench_valid = all_valid;
+  r->benchmark_json = detail.dump();
+  return Status::Ok();
+}
+
+}  // namespace prunelab::worker

@@ -1,0 +1,35 @@
+// Benchmarks one model variant on this worker the way the spec asks: every execution form
+// it could be deployed in (fastest wins), the requested MLPerf scenarios on that form, and
+// interleaved A/B single-stream rounds against the dense baseline for an honest speedup.
+// LibTorch header: engine-internal.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "common/base/types.h"
+#include "worker/engine/data/fashion_mnist.h"
+#include "worker/loadgen/loadgen.h"
+
+namespace prunelab::worker {
+
+// Scenario settings after applying the profile ("lab" uses the spec's numbers, "mlperf"
+// MLPerf's minimums: 600 s; 1,024 single-stream, 662 multi-stream, 270,336 server
+// queries; 24,576 offline samples).
+ScenarioSettings SettingsFor(Scenario scenario, const BenchmarkConfig& cfg, uint64_t seed);
+
+struct BenchRequest {
+  const torch::jit::Module* variant = nullptr;
+  const torch::jit::Module* baseline = nullptr;  // dense reference for A/B; null for the baseline itself
+  bool has_unstructured_zeros = false;           // try sparse forms
+  const Dataset* samples = nullptr;              // sample pool (test images); outputs never scored
+  BenchmarkConfig config;
+  uint64_t seed = 42;
+  std::function<void(const std::string& phase)> on_phase;
+};
+
+// Fills the benchmark fields of `result` (latencies, throughput, forms, speedup, memory,
+// validity, benchmark_json). Returns an error only when nothing could be measured.
+Status RunBenchmarks(const BenchRequest& req, TrialResult* result);
+
+}  // namespace prunelab::worker

@@ -1,0 +1,28 @@
+// Fashion-MNIST from IDX files (gzip or raw), as Debian's dataset-fashion-mnist installs
+// them under /usr/share/datasets/fashion-mnist. LibTorch header: engine-internal.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "common/base/status.h"
+
+namespace prunelab::worker {
+
+inline constexpr double kFashionMnistMean = 0.2860;
+inline constexpr double kFashionMnistStd = 0.3530;
+
+struct Dataset {
+  torch::Tensor images;  // float32 [N, 1, 28, 28], normalized
+  torch::Tensor labels;  // int64 [N]
+  int64_t size() const { return labels.size(0); }
+};
+
+// subset = 0 loads everything; otherwise the first `subset` samples.
+StatusOr<Dataset> LoadFashionMnist(const std::string& dir, bool train, uint32_t subset);
+
+// Parses an IDX image/label pair already in memory (used by tests with synthetic files).
+StatusOr<Dataset> ParseIdx(const std::string& images_bytes, const std::string& labels_bytes, uint32_t subset);
+
+}  // namespace prunelab::worker

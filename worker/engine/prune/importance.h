@@ -1,0 +1,55 @@
+// Importance criteria: per-weight scores (higher = more important) and the masks and
+// channel rankings built from them. LibTorch header: engine-internal.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "worker/engine/data/fashion_mnist.h"
+#include "worker/engine/prune/pruning.h"
+
+namespace prunelab::worker {
+
+enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor, kActivation, kApoz };
+StatusOr<Criterion> ParseCriterion(const std::string& name);
+bool NeedsGradients(Criterion c);
+// activation and apoz score structures from what they output, not weights.
+bool ScoresActivations(Criterion c);
+
+using Scores = std::map<std::string, torch::Tensor>;  // param name -> scores, same shape
+
+// |dL/dw| summed over `batches` calibration batches of `batch_size` (cross-entropy, the
+// model in eval mode so batch-norm statistics are not touched). Gradients are cleared after.
+Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, const Dataset& calibration,
+                              int batches, int batch_size);
+
+// Scores for every prunable weight of the layout:
+//   random: seeded uniform (a control); l1: |w|; l2: w^2 (same per-weight order as l1, differs
+//   once summed per structure); gradient: accumulated |dL/dw|; taylor: |w * dL/dw|
+//   (first-order Taylor estimate of the loss change from removing w).
+// `grads` is required for gradient and taylor.
+StatusOr<Scores> WeightScores(const torch::jit::Module& m, const ModelLayout& layout, Criterion c,
+                              const Scores* grads, uint64_t seed);
+
+// Per-structure scores from activations on `batches` calibration batches, through the
+// model's probe() (one [B, S, ...] tensor per group, in layout order):
+//   activation: mean |a| per structure; apoz: 1 - APoZ (the fraction of non-zero outputs),
+//   so structures that are almost always zero after ReLU rank lowest.
+StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Module& m, const ModelLayout& layout,
+                                                                const Dataset& calibration, int batches,
+                                                                int batch_size, bool apoz);
+
+// Mask zeroing the round(sparsity * numel) lowest scores (ties: lowest index first).
+torch::Tensor MaskFromScores(const torch::Tensor& scores, double sparsity);
+
+// N:M semi-structured mask: in every group of M consecutive weights along the input
+// dimension (per output row; conv kernels flattened), keep the N highest scores.
+// InvalidArgument unless 0 < n < m and the row length is a multiple of m.
+StatusOr<torch::Tensor> NmMask(const torch::Tensor& scores, int n, int m);
+
+// Per-output-channel importance: scores summed over everything but dim 0.
+torch::Tensor ChannelScores(const torch::Tensor& weight_scores);
+// Sorted indices of the max(1, round((1 - sparsity) * C)) highest-scoring channels.
+torch::Tensor ChannelsToKeep(const torch::Tensor& channel_scores, double sparsity);
+
+}  // namespace prunelab::worker

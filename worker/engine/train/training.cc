@@ -1,0 +1,97 @@
+#include "worker/engine/train/training.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+namespace prunelab::worker {
+
+Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) {
+  std::vector<torch::Tensor> params;
+  for (auto p : m.parameters()) {
+    p.set_requires_grad(true);
+    params.push_back(p);
+  }
+  torch::optim::SGD opt(params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
+  m.train(true);
+  const int64_t n = data.size();
+  const int64_t bs = std::max<int64_t>(1, o.batch_size);
+  const int64_t steps_per_epoch = (n + bs - 1) / bs;
+  // The learning-rate schedule spans the whole budget; stop_after_steps ends early on it
+  // (rewinding reproduces the first steps of a longer run).
+  const int64_t total = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(steps_per_epoch * o.epochs)));
+  const int64_t last = o.stop_after_steps >= 0 ? std::min(total, o.stop_after_steps) : total;
+  const int64_t report_every = std::max<int64_t>(1, last / 50);
+  std::mt19937_64 rng(o.seed);
+  std::vector<int64_t> order(n);
+  int64_t step = 0;
+  for (uint32_t epoch = 0; step < last; ++epoch) {
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    auto perm = torch::from_blob(order.data(), {n}, torch::kInt64).clone();
+    for (int64_t start = 0; start < n && step < last; start += bs) {
+      auto idx = perm.slice(0, start, std::min(n, start + bs));
+      auto x = data.images.index_select(0, idx);
+      auto y = data.labels.index_select(0, idx);
+      auto logits = m.forward({x}).toTensor();
+      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      double lv = loss.item<double>();
+      if (!std::isfinite(lv)) {
+        m.train(false);
+        return Status::Internal("training diverged: loss is " + std::to_string(lv) + " at epoch " +
+                                std::to_string(epoch + 1) + ", step " + std::to_string(start / bs + 1) +
+                                " (lower the learning rate)");
+      }
+      // Cosine learning-rate decay to zero over the run: the usual recipe, and it makes
+      // the dense baseline converge instead of ending on a noisy high-rate step.
+      double lr = 0.5 * o.learning_rate * (1.0 + std::cos(M_PI * static_cast<double>(step) / total));
+      for (auto& group : opt.param_groups())
+        static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      if (o.masks) ApplyMasks(m, *o.masks);
+      ++step;
+      if (o.on_progress && (step % report_every == 0 || step == last)) {
+        if (!o.on_progress(static_cast<double>(step) / last)) {
+          m.train(false);
+          return Status::Unavailable("training aborted");
+        }
+      }
+    }
+  }
+  m.train(false);
+  return Status::Ok();
+}
+
+Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
+  torch::NoGradGuard no_grad;
+  m.train(false);
+  const int64_t n = data.size();
+  const int64_t classes = n > 0 ? std::max<int64_t>(10, data.labels.max().item<int64_t>() + 1) : 10;
+  std::vector<int64_t> correct(classes, 0), seen(classes, 0);
+  for (int64_t start = 0; start < n; start += 1000) {
+    int64_t end = std::min(n, start + 1000);
+    auto pred = m.forward({data.images.slice(0, start, end)}).toTensor().argmax(1);
+    auto y = data.labels.slice(0, start, end);
+    auto hit = pred.eq(y);
+    auto y_acc = y.accessor<int64_t, 1>();
+    auto h_acc = hit.accessor<bool, 1>();
+    for (int64_t i = 0; i < end - start; ++i) {
+      ++seen[y_acc[i]];
+      if (h_acc[i]) ++correct[y_acc[i]];
+    }
+  }
+  Evaluation e;
+  int64_t c = 0, s = 0;
+  for (int64_t k = 0; k < classes; ++k) {
+    c += correct[k];
+    s += seen[k];
+    e.per_class.push_back(seen[k] ? static_cast<double>(correct[k]) / seen[k] : 0.0);
+  }
+  e.accuracy = s ? static_cast<double>(c) / s : 0.0;
+  return e;
+}
+
+}  // namespace prunelab::worker
