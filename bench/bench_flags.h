@@ -1,22 +1,38 @@
-// Flag handling shared by every bench program (no LibTorch): --json and integer flags.
+// Flags of the bench programs (CLI11 through common/flags): every program takes --json (one
+// JSON object of its figures instead of the table) and its own numeric flags, each validated;
+// an unknown flag is an error naming the closest valid one.
 #pragma once
 
-#include <cstdlib>
-#include <cstring>
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+#include "common/flags/flags.h"
 
 namespace prunelab::bench {
 
-inline bool WantJson(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--json") == 0) return true;
-  return false;
-}
+class BenchFlags {
+ public:
+  BenchFlags(const std::string& program, const std::string& about) : app_(about, program) {
+    app_.add_flag("--json", json_, "print one JSON object of the figures");
+  }
+  // A positive integer flag such as `--rounds 7`; *value holds the default.
+  BenchFlags& Int(const std::string& flag, int* value, const std::string& help) {
+    app_.add_option(flag, *value, help)->check(CLI::PositiveNumber)->capture_default_str();
+    return *this;
+  }
+  BenchFlags& Bool(const std::string& flag, bool* value, const std::string& help) {
+    app_.add_flag(flag, *value, help);
+    return *this;
+  }
+  // nullopt: go on; otherwise the exit code for main().
+  std::optional<int> Parse(int argc, char** argv) { return flags::Parse(app_, argc, argv); }
+  bool json() const { return json_; }
 
-// Value of an integer flag such as `--rounds 7`, or `fallback`.
-inline int IntFlag(int argc, char** argv, const char* name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  return fallback;
-}
+ private:
+  CLI::App app_;
+  bool json_ = false;
+};
 
 }  // namespace prunelab::bench

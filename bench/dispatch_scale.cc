@@ -241,10 +241,12 @@ nlohmann::json Dask(int tasks, int workers) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool json_out = bench::WantJson(argc, argv);
-  int trials = bench::IntFlag(argc, argv, "--tasks", 20000);
+  int trials = 20000;
   bool no_dask = false;
-  for (int i = 1; i < argc; ++i) no_dask |= std::string(argv[i]) == "--no-dask";
+  bench::BenchFlags flags("dispatch_scale", "coordinator dispatch throughput and latency with simulated workers");
+  flags.Int("--tasks", &trials, "trials per run").Bool("--no-dask", &no_dask, "skip the Dask comparison");
+  if (auto rc = flags.Parse(argc, argv)) return *rc;
+  const bool json_out = flags.json();
   nlohmann::json out{{"trials_per_run", trials},
                      {"store", "rocksdb; results acknowledged after a WAL sync (group commit: one per round)"},
                      {"cores", std::thread::hardware_concurrency()},

@@ -17,8 +17,11 @@ using namespace prunelab;
 using namespace prunelab::worker;
 
 int main(int argc, char** argv) {
-  bool json_out = bench::WantJson(argc, argv);
-  int rounds = bench::IntFlag(argc, argv, "--rounds", 11);
+  int rounds = 11;
+  bench::BenchFlags flags("forms_speedup", "latency of each execution form of pruned variants vs dense");
+  flags.Int("--rounds", &rounds, "interleaved measurement rounds");
+  if (auto rc = flags.Parse(argc, argv)) return *rc;
+  const bool json_out = flags.json();
   int threads = ConfigureTorchThreads(1);
   Dataset pool = bench::SamplePool(1024);
   const auto& layout = FashionCnnLayout();

@@ -17,8 +17,11 @@ using namespace prunelab;
 using namespace prunelab::worker;
 
 int main(int argc, char** argv) {
-  bool json_out = bench::WantJson(argc, argv);
-  int rounds = bench::IntFlag(argc, argv, "--rounds", 31);
+  int rounds = 31;
+  bench::BenchFlags flags("harness_overhead", "benchmark harness overhead vs a bare timing loop");
+  flags.Int("--rounds", &rounds, "measurement rounds");
+  if (auto rc = flags.Parse(argc, argv)) return *rc;
+  const bool json_out = flags.json();
   int threads = ConfigureTorchThreads(1);
   Dataset pool = bench::SamplePool(1024);
   auto model = BuildFashionCnn(1);

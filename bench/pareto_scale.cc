@@ -48,8 +48,11 @@ PointSet Points(size_t n, size_t dims, std::mt19937& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool json_out = prunelab::bench::WantJson(argc, argv);
-  int max_n = prunelab::bench::IntFlag(argc, argv, "--max-n", 1000000);
+  int max_n = 1000000;
+  prunelab::bench::BenchFlags flags("pareto_scale", "Pareto fronts and reports of random results at scale");
+  flags.Int("--max-n", &max_n, "largest number of results");
+  if (auto rc = flags.Parse(argc, argv)) return *rc;
+  const bool json_out = flags.json();
   std::mt19937 rng(42);
   nlohmann::json out{{"runs", nlohmann::json::array()}};
   if (!json_out) std::printf("Pareto front of random results (seconds; brute force is O(n^2))\n");

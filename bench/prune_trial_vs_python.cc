@@ -50,9 +50,11 @@ std::pair<double, double> Cpu(int who) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool json_out = bench::WantJson(argc, argv);
-  const int threads = bench::IntFlag(argc, argv, "--threads", 1);
-  const int baseline_epochs = bench::IntFlag(argc, argv, "--baseline-epochs", 1);
+  int threads = 1, baseline_epochs = 1;
+  bench::BenchFlags flags("prune_trial_vs_python", "one prune trial in the engine vs the same trial in PyTorch");
+  flags.Int("--threads", &threads, "LibTorch threads").Int("--baseline-epochs", &baseline_epochs, "baseline training epochs");
+  if (auto rc = flags.Parse(argc, argv)) return *rc;
+  const bool json_out = flags.json();
   ConfigureTorchThreads(threads);
   torch::jit::setGraphExecutorOptimize(false);  // as the worker runs it
   auto train = LoadFashionMnist(kData, true, 0);

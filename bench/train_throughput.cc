@@ -17,9 +17,11 @@ using namespace prunelab;
 using namespace prunelab::worker;
 
 int main(int argc, char** argv) {
-  bool json_out = bench::WantJson(argc, argv);
-  int rounds = bench::IntFlag(argc, argv, "--rounds", 3);
-  int samples = bench::IntFlag(argc, argv, "--samples", 5000);
+  int rounds = 3, samples = 5000;
+  bench::BenchFlags flags("train_throughput", "training throughput of the engine's forms and precisions");
+  flags.Int("--rounds", &rounds, "measurement rounds").Int("--samples", &samples, "training samples per round");
+  if (auto rc = flags.Parse(argc, argv)) return *rc;
+  const bool json_out = flags.json();
   int threads = ConfigureTorchThreads(1);
   auto d = LoadFashionMnist("/usr/share/datasets/fashion-mnist", true, static_cast<uint32_t>(samples));
   Dataset data;

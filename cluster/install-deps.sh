@@ -13,6 +13,7 @@ PACKAGES=(
   libboost-dev
   libgtest-dev libgmock-dev
   libyaml-cpp-dev nlohmann-json3-dev
+  libcli11-dev libfmt-dev libsodium-dev
   zlib1g-dev
   dataset-fashion-mnist
   python3-torch

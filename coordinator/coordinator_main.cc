@@ -5,10 +5,14 @@
 #include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "common/base/clock.h"
+#include "common/flags/flags.h"
 #include "common/net/keys.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "coordinator/http/http.h"
+#include "coordinator/store/timed_store.h"
 #include "coordinator/service/service.h"
 
 int main(int argc, char** argv) {
@@ -17,43 +21,23 @@ int main(int argc, char** argv) {
   prunelab::coordinator::CoordinatorOptions core_options;
   std::string curve_key, allow_workers, allow_clients;
   std::string http = "127.0.0.1:8480";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "prunelab-coordinator: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--data-dir") data_dir = next();
-    else if (a == "--worker-endpoint") options.worker_endpoint = next();
-    else if (a == "--client-endpoint") options.client_endpoint = next();
-    else if (a == "--heartbeat-ms") core_options.heartbeat_interval_ms = std::atoi(next().c_str());
-    else if (a == "--max-attempts") core_options.max_attempts = static_cast<uint32_t>(std::atoi(next().c_str()));
-    else if (a == "--verbose") options.verbose = true;
-    else if (a == "--curve-key") curve_key = next();
-    else if (a == "--http") http = next();
-    else if (a == "--allow-workers") allow_workers = next();
-    else if (a == "--allow-clients") allow_clients = next();
-    else if (a == "-h" || a == "--help") {
-      std::printf("usage: prunelab-coordinator --data-dir DIR [--worker-endpoint tcp://*:5555] "
-                  "[--client-endpoint tcp://*:5556] [--heartbeat-ms 1000] [--max-attempts 3] [--verbose]\n"
-                  "       [--curve-key coordinator.key --allow-workers FILE --allow-clients FILE] [--http ADDR:PORT|off]\n"
-                  "  --http: dashboard, JSON API and /metrics (default 127.0.0.1:8480; 0.0.0.0:PORT to share it; off)\n"
-                  "  --max-attempts: worker losses a task survives before it fails with every attempt's reason\n"
-                  "  --curve-key: encrypt and authenticate with CURVE (key pair from `prunelab keygen`); only public keys\n"
-                  "    listed in --allow-workers (worker endpoint) and --allow-clients (client endpoint) may connect\n");
-      return 0;
-    } else {
-      std::fprintf(stderr, "prunelab-coordinator: unknown argument '%s' (see --help)\n", a.c_str());
-      return 2;
-    }
-  }
-  if (core_options.max_attempts < 1 || core_options.heartbeat_interval_ms < 10) {
-    std::fprintf(stderr, "prunelab-coordinator: --max-attempts must be >= 1 and --heartbeat-ms >= 10\n");
-    return 2;
-  }
+  CLI::App app("prunelab-coordinator: the long-running service; state lives in --data-dir (RocksDB): kill it at any "
+               "time and start it again on the same directory to resume", "prunelab-coordinator");
+  app.add_option("--data-dir", data_dir, "where sweeps and results are kept")->required();
+  app.add_option("--worker-endpoint", options.worker_endpoint, "where workers connect")->capture_default_str();
+  app.add_option("--client-endpoint", options.client_endpoint, "where the prunelab CLI connects")->capture_default_str();
+  app.add_option("--heartbeat-ms", core_options.heartbeat_interval_ms, "worker heartbeat interval")
+      ->check(CLI::Range(10, 600000))->capture_default_str();
+  app.add_option("--max-attempts", core_options.max_attempts,
+                 "worker losses a task survives before it fails with every attempt's reason")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_flag("--verbose", options.verbose, "log every accepted and rejected message");
+  app.add_option("--curve-key", curve_key, "encrypt and authenticate with CURVE (key pair from `prunelab keygen`)");
+  app.add_option("--allow-workers", allow_workers, "public keys that may connect to the worker endpoint, one per line");
+  app.add_option("--allow-clients", allow_clients, "public keys that may connect to the client endpoint, one per line");
+  app.add_option("--http", http, "dashboard, JSON API and /metrics: ADDR:PORT (0.0.0.0:PORT to share it) or off")
+      ->capture_default_str();
+  if (auto rc = prunelab::flags::Parse(app, argc, argv)) return *rc;
   if (data_dir.empty()) {
     std::fprintf(stderr, "prunelab-coordinator: --data-dir DIR is required (where sweeps and results are kept)\n");
     return 2;
@@ -109,8 +93,18 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "prunelab-coordinator: --http wants ADDR:PORT (e.g. 127.0.0.1:8480) or off\n");
       return 2;
     }
-    web = std::make_unique<prunelab::coordinator::HttpServer>(http.substr(0, colon), std::atoi(http.substr(colon + 1).c_str()),
-                                                              timed, dashboard);
+    int port = -1;
+    try {
+      size_t used = 0;
+      port = std::stoi(http.substr(colon + 1), &used);
+      if (used != http.size() - colon - 1) port = -1;
+    } catch (const std::exception&) {
+    }
+    if (port < 0 || port > 65535) {
+      std::fprintf(stderr, "prunelab-coordinator: --http port '%s' is not a number in 0..65535\n", http.substr(colon + 1).c_str());
+      return 2;
+    }
+    web = std::make_unique<prunelab::coordinator::HttpServer>(http.substr(0, colon), static_cast<uint16_t>(port), timed, dashboard);
     if (auto st = web->Start(); !st.ok()) {
       std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
       return 1;

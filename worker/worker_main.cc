@@ -1,6 +1,7 @@
 // prunelab-worker: one per machine or device. See README "Running a cluster".
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -8,7 +9,10 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "common/base/hardware.h"
+#include "common/flags/flags.h"
 #include "common/net/keys.h"
 #include "worker/daemon/daemon.h"
 
@@ -26,76 +30,40 @@ void OnSignal(int) {
   }
 }
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: prunelab-worker --coordinator tcp://HOST:PORT --target NAME [--threads N]\n"
-               "                       [--device cpu|cuda:N] [--cache-dir DIR] [--worker-id ID] [--max-tasks N]\n"
-               "  --coordinator  the coordinator's worker endpoint (its --worker-endpoint)\n"
-               "  --target       hardware target name this machine benchmarks for (as in the spec's targets)\n"
-               "  --threads      LibTorch intra-op threads (default: all cores)\n"
-               "  --cache-dir    where artifacts are cached (default: ~/.cache/prunelab)\n"
-               "  --host-lock    file every worker on this host locks so benchmarks never overlap other work\n"
-               "                 (default /tmp/prunelab-host.lock; '' disables)\n"
-               "  --rpc-timeout-ms  how long to wait for the coordinator before retrying (default 30000)\n"
-               "  --slots        tasks run at once, one thread each (default 1; give each --threads / slots cores)\n"
-               "  --curve-key NAME.key --server-key coordinator.pub\n"
-               "                 connect with CURVE (keys from `prunelab keygen`; NAME.pub must be in the\n"
-               "                 coordinator's --allow-workers list)\n");
-}
 }  // namespace
 
 int main(int argc, char** argv) {
   prunelab::worker::WorkerOptions options;
-  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  int threads = cores;
   std::string device = "cpu";
   std::string curve_key, server_key;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "prunelab-worker: %s needs a value\n", a.c_str());
-        Usage();
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--coordinator") options.coordinator = next();
-    else if (a == "--target") options.target = next();
-    else if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--device") device = next();
-    else if (a == "--cache-dir") options.cache_dir = next();
-    else if (a == "--worker-id") options.worker_id = next();
-    else if (a == "--max-tasks") options.max_tasks = std::atoi(next().c_str());
-    else if (a == "--host-lock") options.host_lock_path = next();
-    else if (a == "--rpc-timeout-ms") options.rpc_timeout_ms = std::atoi(next().c_str());
-    else if (a == "--slots") options.slots = std::atoi(next().c_str());
-    else if (a == "--curve-key") curve_key = next();
-    else if (a == "--server-key") server_key = next();
-    else if (a == "-h" || a == "--help") { Usage(); return 0; }
-    else {
-      std::fprintf(stderr, "prunelab-worker: unknown argument '%s'\n", a.c_str());
-      Usage();
-      return 2;
-    }
-  }
-  if (options.coordinator.empty()) {
-    std::fprintf(stderr, "prunelab-worker: --coordinator is required (e.g. tcp://127.0.0.1:5555)\n");
-    Usage();
-    return 2;
-  }
-  if (options.slots < 1 || options.slots > 64) {
-    std::fprintf(stderr, "prunelab-worker: --slots must be in 1..64\n");
-    return 2;
-  }
+  CLI::App app("prunelab-worker: one per machine or device; see README \"Running a cluster\"", "prunelab-worker");
+  app.add_option("--coordinator", options.coordinator, "the coordinator's worker endpoint (its --worker-endpoint), e.g. tcp://HOST:5555")
+      ->required();
+  app.add_option("--target", options.target, "hardware target this machine benchmarks for (as in the spec's targets)")
+      ->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch intra-op threads (default: all cores)")->check(CLI::Range(1, 4 * std::max(1, cores)));
+  app.add_option("--device", device, "cpu or cuda:N")->capture_default_str();
+  app.add_option("--cache-dir", options.cache_dir, "where artifacts are cached (default: ~/.cache/prunelab)");
+  app.add_option("--worker-id", options.worker_id, "a fixed id (default: the coordinator assigns one)");
+  app.add_option("--max-tasks", options.max_tasks, "exit after this many tasks (0 = never)")->check(CLI::NonNegativeNumber);
+  app.add_option("--host-lock", options.host_lock_path,
+                 "file every worker on this host locks so benchmarks never overlap other work ('' disables)")
+      ->capture_default_str();
+  app.add_option("--rpc-timeout-ms", options.rpc_timeout_ms, "how long to wait for the coordinator before retrying")
+      ->check(CLI::Range(100, 3600000))->capture_default_str();
+  app.add_option("--slots", options.slots, "tasks run at once, one thread each (give each --threads / slots cores)")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--curve-key", curve_key, "this worker's CURVE secret key (from `prunelab keygen`; NAME.pub must be in "
+                                           "the coordinator's --allow-workers list)");
+  app.add_option("--server-key", server_key, "the coordinator's public key file");
+  if (auto rc = prunelab::flags::Parse(app, argc, argv)) return *rc;
   if (auto sec = prunelab::LoadClientSecurity(curve_key, server_key); !sec.ok()) {
     std::fprintf(stderr, "prunelab-worker: %s\n", sec.status().ToString().c_str());
     return 2;
   } else {
     options.security = sec.value();
-  }
-  if (threads < 1) {
-    std::fprintf(stderr, "prunelab-worker: --threads must be >= 1\n");
-    return 2;
   }
   if (options.cache_dir.empty()) {
     const char* home = std::getenv("HOME");
@@ -112,6 +80,7 @@ int main(int argc, char** argv) {
   }
   prunelab::ZmqContext ctx;
   auto executor = prunelab::worker::NewTorchExecutor();
-  prunelab::worker::WorkerDaemon daemon(ctx, *executor, options, hw.value());
+  prunelab::SystemClock clock;
+  prunelab::worker::WorkerDaemon daemon(ctx, *executor, options, hw.value(), clock);
   return daemon.Run(g_stop, &g_drain);
 }

@@ -1,4 +1,5 @@
-// Content hashes used for cache keys and artifact names (hex strings).
+// Content hashes: artifact names, chunk checks and cache keys (lowercase hex strings).
+// Thread-safe.
 #pragma once
 
 #include <string>
@@ -6,8 +7,18 @@
 
 namespace prunelab {
 
-// 128-bit FNV-1a (two independent 64-bit lanes), hex encoded, 32 characters.
-// Not cryptographic: it names content and detects corruption, it does not authenticate.
+// BLAKE2b-256 (libsodium crypto_generichash), 64 hex characters. Cryptographic: finding two
+// contents with the same name is infeasible, so a name fixes its content.
 std::string ContentHash(std::string_view data);
+
+// The name prunelab 0.3 gave content (two FNV-1a lanes, 32 hex characters). NOT collision
+// resistant: only used to keep reading artifacts and baseline-cache entries that a store
+// written by 0.3 already holds. Nothing new is ever named with it.
+std::string LegacyContentHash(std::string_view data);
+bool IsLegacyContentName(std::string_view name);
+
+// True when `data` is the content named `name`: BLAKE2b-256 for current names, the legacy
+// hash for 32-character names written by 0.3 (see above).
+bool MatchesContentName(std::string_view name, std::string_view data);
 
 }  // namespace prunelab

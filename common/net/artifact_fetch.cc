@@ -64,7 +64,7 @@ StatusOr<std::string> FetchArtifactChunked(const std::function<StatusOr<Message>
                                 std::to_string(options.attempts_per_chunk) + " tries (" + last_problem + ")");
     }
   }
-  if (out.size() != total || ContentHash(out) != hash)
+  if (out.size() != total || !MatchesContentName(hash, out))
     return Status::Corruption("artifact " + hash + ": assembled " + std::to_string(out.size()) +
                               " bytes do not match their hash (corrupted at the source?)");
   return out;

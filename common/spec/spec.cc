@@ -529,7 +529,7 @@ StatusOr<std::string> ReadSpecFile(const std::string& path) {
   return ss.str();
 }
 
-std::string BaselineKey(const SweepSpec& spec) {
+static std::string BaselineKeyText(const SweepSpec& spec) {
   std::ostringstream os;
   os.precision(17);
   const auto& d = spec.dataset;
@@ -538,8 +538,11 @@ std::string BaselineKey(const SweepSpec& spec) {
      << d.test_subset << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
      << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=2";
   if (!spec.model_artifact.empty()) os << ";user=" << spec.model_artifact;
-  return ContentHash(os.str());
+  return os.str();
 }
+
+std::string BaselineKey(const SweepSpec& spec) { return ContentHash(BaselineKeyText(spec)); }
+std::string LegacyBaselineKey(const SweepSpec& spec) { return LegacyContentHash(BaselineKeyText(spec)); }
 
 // N:M patterns fix their own sparsity (1 - N/M): one trial each, whatever the sparsity axis.
 static std::vector<double> SparsitiesFor(const SweepSpec& spec, const std::string& granularity) {

@@ -88,6 +88,9 @@ StatusOr<std::string> ReadSpecFile(const std::string& path);
 
 // Content hash of everything that determines the dense baseline (model, data, training).
 std::string BaselineKey(const SweepSpec& spec);
+// The key prunelab 0.3 used for the same settings: looked up when BaselineKey misses, so a
+// baseline trained before the upgrade is still reused.
+std::string LegacyBaselineKey(const SweepSpec& spec);
 
 // Number of pruning trials (cartesian product of the sweep axes), per target.
 size_t TrialCount(const SweepSpec& spec);

@@ -16,10 +16,16 @@
 #include <fstream>
 #include <set>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+#include <fmt/printf.h>
+
+#include "common/flags/flags.h"
 #include "common/net/artifact_fetch.h"
 #include "common/base/clock.h"
 #include "common/net/keys.h"
@@ -32,6 +38,7 @@
 #include "coordinator/decide/report.h"
 #include "coordinator/decide/model_card.h"
 #include "coordinator/decide/pareto.h"
+#include "coordinator/cli/local_cluster.h"
 #include "coordinator/service/service.h"
 #include "coordinator/store/store_view.h"
 
@@ -45,7 +52,7 @@ std::atomic<bool> g_interrupted{false};
 void OnSigint(int) { g_interrupted = true; }
 
 const char* kUsage =
-    "usage: prunelab COMMAND [ARGS]\n"
+    "\nCommands in short:\n"
     "  run SPEC.yaml [--workers N] [--data-dir DIR] [--threads N] [--http PORT]\n"
     "        run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table\n"
     "  submit SPEC.yaml [--coordinator tcp://HOST:PORT]      submit to a running coordinator; prints the sweep id\n"
@@ -188,8 +195,9 @@ pl::StatusOr<pc::DecisionOptions> DecisionOptionsFor(const Args& a, const std::s
       return pl::Status::InvalidArgument("--rule '" + r + "' (allowed: fastest, most_accurate, knee)");
     o.rule = r;
   }
-  if (a.Has("--max-drop")) o.gates.max_accuracy_drop = std::atof(a.Get("--max-drop").c_str());
-  if (a.Has("--max-memory")) o.gates.max_memory_fraction = std::atof(a.Get("--max-memory").c_str());
+  // Numbers were validated by the command line parser.
+  if (a.Has("--max-drop")) o.gates.max_accuracy_drop = std::stod(a.Get("--max-drop"));
+  if (a.Has("--max-memory")) o.gates.max_memory_fraction = std::stod(a.Get("--max-memory"));
   return o;
 }
 
@@ -258,7 +266,7 @@ int CmdPareto(const Args& a) {
 }
 
 int CmdReport(const Args& a) {
-  std::string dir = a.Has("-o") ? a.Get("-o") : a.Get("--out");
+  std::string dir = a.Get("--out");
   if (a.positional.empty() || dir.empty()) return Fail("report needs a sweep id and an output directory, e.g. prunelab report sw-0001 -o report/");
   auto d = FetchSweep(a, a.positional[0]);
   if (!d.ok()) return Fail(d.status().ToString());
@@ -287,8 +295,8 @@ int CmdCompare(const Args& a) {
   auto new_spec = pl::ParseSpec(now->spec_yaml), old_spec = pl::ParseSpec(old->spec_yaml);
   if (new_spec.ok() && old_spec.ok() && new_spec->model != old_spec->model)
     return Fail("the sweeps are for different models (" + new_spec->model + " vs " + old_spec->model + "): nothing to compare");
-  double acc_tol = a.Has("--accuracy-tolerance") ? std::atof(a.Get("--accuracy-tolerance").c_str()) : 0.5;
-  double lat_tol = a.Has("--latency-tolerance") ? std::atof(a.Get("--latency-tolerance").c_str()) : 0.10;
+  double acc_tol = a.Has("--accuracy-tolerance") ? std::stod(a.Get("--accuracy-tolerance")) : 0.5;
+  double lat_tol = a.Has("--latency-tolerance") ? std::stod(a.Get("--latency-tolerance")) : 0.10;
   auto dn = pc::Decide(now->results, opts.value());
   auto dold = pc::Decide(old->results, opts.value());
   int regressions = 0;
@@ -377,9 +385,9 @@ bool WriteFile(const std::string& path, const std::string& bytes) {
 }
 
 int CmdExport(const Args& a) {
-  std::string dir = a.Has("-o") ? a.Get("-o") : a.Get("--out");
+  std::string dir = a.Get("--out");
   if (a.positional.size() < 2 || dir.empty())
-    return Fail("export needs a sweep id, a trial and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
+    return Fail("export needs a sweep id, a trial (or base@TARGET) and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
   auto rows = FetchResults(a, a.positional[0]);
   if (!rows.ok()) return Fail(rows.status().ToString());
   const pl::TrialResult* row = nullptr;
@@ -390,9 +398,15 @@ int CmdExport(const Args& a) {
   for (const auto& r : rows.value())
     if (r.baseline && r.ok && r.target == row->target) base = &r;
   if (!row->ok) return Fail(row->task_id + " failed (" + row->error + "): nothing to export");
-  if (row->artifact_hash.empty())
+  std::string artifact = row->artifact_hash;
+  // A dense baseline's benchmark rows (base@TARGET) measure the model the sweep's training
+  // task stored: export that one.
+  if (artifact.empty() && row->baseline)
+    for (const auto& r : rows.value())
+      if (r.kind == pl::TaskKind::kTrainBaseline && r.ok && !r.artifact_hash.empty()) artifact = r.artifact_hash;
+  if (artifact.empty())
     return Fail(row->task_id + " has no stored model (intermediate rounds and sensitivity trials are not kept; export a final trial)");
-  auto bytes = FetchArtifact(a, row->artifact_hash);
+  auto bytes = FetchArtifact(a, artifact);
   if (!bytes.ok()) return Fail(bytes.status().ToString());
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -573,30 +587,9 @@ std::string WorkerBinary() {
   return (self.parent_path() / "prunelab-worker").string();
 }
 
-pid_t SpawnWorker(const std::string& bin, const std::vector<std::string>& args, const std::string& log_path) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive `prunelab run`
-  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (fd >= 0) {
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-  }
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(bin.c_str()));
-  for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
-  argv.push_back(nullptr);
-  execv(bin.c_str(), argv.data());
-  std::fprintf(stderr, "cannot start %s: %s\n", bin.c_str(), std::strerror(errno));
-  _exit(127);
-}
-
 std::string ProgressLine(const pl::SweepStatus& s, const std::vector<pl::WorkerStatus>& workers, double elapsed) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), "[%5.0f s] %s: %u/%u results (%u failed), %u running", elapsed, s.id.c_str(),
-                s.done + s.failed, s.trials, s.failed, s.running);
-  std::string line = buf;
+  std::string line = fmt::sprintf("[%5.0f s] %s: %u/%u results (%u failed), %u running", elapsed, s.id,
+                                  s.done + s.failed, s.trials, s.failed, s.running);
   for (const auto& w : workers) {
     if (!w.alive) continue;
     line += " | " + w.worker_id.substr(0, 4) + ": ";
@@ -604,94 +597,24 @@ std::string ProgressLine(const pl::SweepStatus& s, const std::vector<pl::WorkerS
       line += "idle";
     } else {
       auto slash = w.task_id.find('/');
-      std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", w.task_id.substr(slash + 1).c_str(), w.phase.c_str(),
-                    w.progress * 100);
-      line += buf;
+      line += fmt::sprintf("%s %s %.0f%%", w.task_id.substr(slash + 1), w.phase, w.progress * 100);
     }
   }
   return line;
 }
 
-int CmdRun(const Args& a) {
-  if (a.positional.empty()) return Fail("run needs a spec file, e.g. prunelab run examples/fashion-mnist-quick.yaml");
-  auto text = pl::ReadSpecFile(a.positional[0]);
-  if (!text.ok()) return Fail(text.status().ToString());
-  auto spec = pl::ParseSpec(text.value());
-  if (!spec.ok()) return Fail(a.positional[0] + ": " + spec.status().message());
-  int n_workers = std::atoi(a.Get("--workers", "2").c_str());
-  if (n_workers < 1 || n_workers > 64) return Fail("--workers must be between 1 and 64");
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  int threads = std::atoi(a.Get("--threads", std::to_string(std::max(1, cores / n_workers))).c_str());
-  if (threads < 1) return Fail("--threads must be >= 1");
-  std::string data_dir = a.Get("--data-dir", "prunelab-data");
-  std::filesystem::create_directories(data_dir + "/logs");
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
-  auto store = pc::OpenRocksDbStore(data_dir + "/store");
-  if (!store.ok()) return Fail(store.status().ToString() + "; use another --data-dir");
-  pl::SystemClock clock;
-  pc::TimedStore timed(*store.value());
-  pc::Coordinator core(timed, clock);
-  if (auto st = core.Recover(); !st.ok()) return Fail("cannot recover " + data_dir + ": " + st.ToString());
-  pl::ZmqContext ctx;
-  pc::ServiceOptions so;
-  so.worker_endpoint = "tcp://127.0.0.1:*";
-  so.client_endpoint = "tcp://127.0.0.1:*";
-  pc::DashboardState dashboard;
-  dashboard.store_write = &timed.write_latency;
-  dashboard.store_sync = &timed.sync_latency;
-  so.dashboard = &dashboard;
-  pc::CoordinatorService service(ctx, core, so);
-  if (auto st = service.Bind(); !st.ok()) return Fail(st.ToString());
-  // The dashboard is off in the embedded mode unless asked for (--http PORT, loopback).
-  std::unique_ptr<pc::HttpServer> web;
-  if (a.Has("--http")) {
-    web = std::make_unique<pc::HttpServer>("127.0.0.1", std::atoi(a.Get("--http").c_str()), timed, dashboard);
-    if (auto st = web->Start(); !st.ok()) return Fail(st.ToString());
-    std::fprintf(stderr, "prunelab: dashboard at http://127.0.0.1:%u/ (metrics at /metrics)\n", web->port());
-  }
-  std::thread loop([&] { service.Run(/*handle_signals=*/false); });
-  std::fprintf(stderr, "embedded coordinator on %s (plain mode, loopback only: no authentication; for a lab network "
-                       "see README \"Authentication\")\n", service.worker_endpoint().c_str());
-
-  signal(SIGINT, OnSigint);
-  signal(SIGTERM, OnSigint);
-  std::string bin = WorkerBinary();
-  if (access(bin.c_str(), X_OK) != 0) {
-    service.Stop();
-    loop.join();
-    return Fail("worker binary not found at " + bin + " (build it, or set PRUNELAB_WORKER_BIN)");
-  }
-  std::vector<pid_t> pids;
-  std::vector<std::string> logs;
-  for (int i = 0; i < n_workers; ++i) {
-    const std::string& target = spec->targets[i % spec->targets.size()];
-    std::string log = data_dir + "/logs/worker-" + std::to_string(i + 1) + ".log";
-    pids.push_back(SpawnWorker(bin, {"--coordinator", service.worker_endpoint(), "--target", target, "--threads",
-                                     std::to_string(threads), "--cache-dir", data_dir + "/cache/worker-" + std::to_string(i + 1)},
-                               log));
-    logs.push_back(log);
-  }
-  std::fprintf(stderr, "prunelab: embedded coordinator on %s; %d local worker(s) with %d thread(s) each; logs in %s/logs\n",
-               service.worker_endpoint().c_str(), n_workers, threads, data_dir.c_str());
-
-  int rc = 0;
-  pl::RpcClient rpc(ctx, service.client_endpoint());
-  std::string id;
-  auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
-  if (!msg.ok()) return Fail(msg.status().ToString());
-  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
-  if (!sub.ok()) {
-    rc = Fail(sub.status().ToString());
-  } else {
-    id = sub->sweep_id;
-    std::fprintf(stderr, "prunelab: sweep '%s' is %s: %zu trial(s) x %zu target(s) + dense baseline\n",
-                 spec->name.c_str(), id.c_str(), pl::TrialCount(spec.value()), spec->targets.size());
-  }
-  bool tty = isatty(2);
+// Polls the embedded coordinator until the sweep ends, every worker has exited, or Ctrl-C;
+// shows progress. Returns 0 when the sweep ended, the exit code otherwise.
+int FollowSweep(pl::RpcClient& rpc, const std::string& id, pc::LocalWorkers& workers, const std::string& data_dir) {
+  const bool tty = isatty(2);
   auto start = std::chrono::steady_clock::now();
   auto last_print = start;
-  std::vector<bool> exited(pids.size(), false);
-  while (rc == 0 && !g_interrupted) {
+  int rc = 0;
+  while (!g_interrupted) {
     auto st = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
     auto wk = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
     if (!st.ok() || st->sweeps.empty()) {
@@ -699,27 +622,19 @@ int CmdRun(const Args& a) {
       break;
     }
     const auto& s = st->sweeps[0];
-    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::string line = ProgressLine(s, wk.ok() ? wk->workers : std::vector<pl::WorkerStatus>{}, elapsed);
+    const bool ended = s.state == "done" || s.state == "cancelled";
+    std::string line = ProgressLine(s, wk.ok() ? wk->workers : std::vector<pl::WorkerStatus>{}, SecondsSince(start));
     auto now = std::chrono::steady_clock::now();
     if (tty) {
       std::fprintf(stderr, "\r\033[K%s", line.substr(0, 200).c_str());
-    } else if (now - last_print > std::chrono::seconds(10) || s.state == "done" || s.state == "cancelled") {
+    } else if (now - last_print > std::chrono::seconds(10) || ended) {
       std::fprintf(stderr, "%s\n", line.c_str());
       last_print = now;
     }
-    if (s.state == "done" || s.state == "cancelled") break;
-    int alive = 0;
-    for (size_t i = 0; i < pids.size(); ++i) {
-      if (exited[i]) continue;
-      int status = 0;
-      if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
-        exited[i] = true;
-        std::fprintf(stderr, "\nprunelab: worker %zu exited (status %d); see %s\n", i + 1, status, logs[i].c_str());
-      } else {
-        ++alive;
-      }
-    }
+    if (ended) break;
+    int alive = workers.Poll([](size_t i, int status, const std::string& log) {
+      std::fprintf(stderr, "\nprunelab: worker %zu exited (status %d); see %s\n", i + 1, status, log.c_str());
+    });
     if (alive == 0) {
       rc = Fail("every worker has exited before the sweep finished; see the logs in " + data_dir + "/logs");
       break;
@@ -727,76 +642,199 @@ int CmdRun(const Args& a) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   if (tty) std::fprintf(stderr, "\n");
-
-  // Workers drain on the first SIGTERM; after an interrupt the embedded coordinator is
-  // going away, so a second one makes them stop at once.
-  for (size_t i = 0; i < pids.size(); ++i)
-    if (!exited[i]) kill(pids[i], SIGTERM);
-  if (g_interrupted) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (size_t i = 0; i < pids.size(); ++i)
-      if (!exited[i]) kill(pids[i], SIGTERM);
-  }
-  for (size_t i = 0; i < pids.size(); ++i) {
-    if (exited[i]) continue;
-    for (int t = 0; t < 100; ++t) {
-      if (waitpid(pids[i], nullptr, WNOHANG) == pids[i]) { exited[i] = true; break; }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (!exited[i]) { kill(pids[i], SIGKILL); waitpid(pids[i], nullptr, 0); }
-  }
-
-  if (g_interrupted && !id.empty()) {
-    std::fprintf(stderr, "prunelab: interrupted; everything recorded so far is in %s. Results so far:\n"
-                         "  prunelab results %s --data-dir %s\n", data_dir.c_str(), id.c_str(), data_dir.c_str());
-    rc = 130;
-  }
-  if (rc == 0) {
-    auto res = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
-    if (!res.ok()) {
-      rc = Fail(res.status().ToString());
-    } else {
-      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      auto rows = ResultRows(res->results);
-      std::printf("\nSweep %s '%s' finished in %.1f s.\n\nAll results:\n%s\n", id.c_str(), spec->name.c_str(),
-                  elapsed, pc::FormatResultsTable(rows).c_str());
-      std::printf("%s", pc::FormatParetoTable(res->results, "").c_str());
-      auto opts = pc::OptionsFromSpec(spec->report);
-      if (opts.ok()) std::printf("%s\n", pc::FormatDecisions(pc::Decide(res->results, opts.value()), opts.value()).c_str());
-      std::printf("Stored in %s. More: prunelab report %s -o report/ --data-dir %s (HTML) | prunelab pareto %s --data-dir %s --json\n",
-                  data_dir.c_str(), id.c_str(), data_dir.c_str(), id.c_str(), data_dir.c_str());
-    }
-  }
-  service.Stop();
-  loop.join();
   return rc;
 }
+
+int PrintFinalResults(pl::RpcClient& rpc, const std::string& id, const pl::SweepSpec& spec, const std::string& data_dir,
+                      double elapsed) {
+  auto res = AskFor<pl::ResultsReplyMsg>(rpc, pl::ResultsRequestMsg{id}, 60000);
+  if (!res.ok()) return Fail(res.status().ToString());
+  auto rows = ResultRows(res->results);
+  std::printf("\nSweep %s '%s' finished in %.1f s.\n\nAll results:\n%s\n", id.c_str(), spec.name.c_str(), elapsed,
+              pc::FormatResultsTable(rows).c_str());
+  std::printf("%s", pc::FormatParetoTable(res->results, "").c_str());
+  auto opts = pc::OptionsFromSpec(spec.report);
+  if (opts.ok()) std::printf("%s\n", pc::FormatDecisions(pc::Decide(res->results, opts.value()), opts.value()).c_str());
+  std::printf("Stored in %s. More: prunelab report %s -o report/ --data-dir %s (HTML) | prunelab pareto %s --data-dir %s --json\n",
+              data_dir.c_str(), id.c_str(), data_dir.c_str(), id.c_str(), data_dir.c_str());
+  return 0;
+}
+
+// prunelab run: everything is checked before anything starts; the embedded coordinator and
+// the workers are owners, so each return below stops and reaps them.
+int CmdRun(const Args& a) {
+  const std::string spec_path = a.positional[0];
+  auto text = pl::ReadSpecFile(spec_path);
+  if (!text.ok()) return Fail(text.status().ToString());
+  auto spec = pl::ParseSpec(text.value());
+  if (!spec.ok()) return Fail(spec_path + ": " + spec.status().message());
+  auto msg = SubmitMessage(spec_path, text.value(), spec.value());
+  if (!msg.ok()) return Fail(msg.status().ToString());
+  const int n_workers = std::stoi(a.Get("--workers", "2"));
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = a.Has("--threads") ? std::stoi(a.Get("--threads")) : std::max(1, cores / n_workers);
+  const std::string data_dir = a.Get("--data-dir", "prunelab-data");
+  const std::string bin = WorkerBinary();
+  if (access(bin.c_str(), X_OK) != 0) return Fail("worker binary not found at " + bin + " (build it, or set PRUNELAB_WORKER_BIN)");
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir + "/logs", ec);
+  if (ec) return Fail("cannot create " + data_dir + "/logs: " + ec.message() + "; use another --data-dir");
+
+  auto embedded = pc::EmbeddedCoordinator::Start(data_dir, a.Has("--http") ? std::stoi(a.Get("--http")) : -1);
+  if (!embedded.ok()) return Fail(embedded.status().ToString());
+  pc::EmbeddedCoordinator& coord = *embedded.value();
+  std::fprintf(stderr, "embedded coordinator on %s (plain mode, loopback only: no authentication; for a lab network "
+                       "see README \"Authentication\")\n", coord.worker_endpoint().c_str());
+  if (coord.http_port()) std::fprintf(stderr, "prunelab: dashboard at http://127.0.0.1:%u/ (metrics at /metrics)\n", coord.http_port());
+  signal(SIGINT, OnSigint);
+  signal(SIGTERM, OnSigint);
+
+  pc::LocalWorkers workers(bin);
+  for (int i = 0; i < n_workers; ++i) {
+    const std::string n = std::to_string(i + 1);
+    workers.Spawn({"--coordinator", coord.worker_endpoint(), "--target", spec->targets[i % spec->targets.size()],
+                   "--threads", std::to_string(threads), "--cache-dir", data_dir + "/cache/worker-" + n},
+                  data_dir + "/logs/worker-" + n + ".log");
+  }
+  std::fprintf(stderr, "prunelab: embedded coordinator on %s; %d local worker(s) with %d thread(s) each; logs in %s/logs\n",
+               coord.worker_endpoint().c_str(), n_workers, threads, data_dir.c_str());
+
+  pl::RpcClient rpc(coord.context(), coord.client_endpoint());
+  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
+  if (!sub.ok()) return Fail(sub.status().ToString());
+  const std::string id = sub->sweep_id;
+  std::fprintf(stderr, "prunelab: sweep '%s' is %s: %zu trial(s) x %zu target(s) + dense baseline\n", spec->name.c_str(),
+               id.c_str(), pl::TrialCount(spec.value()), spec->targets.size());
+  auto start = std::chrono::steady_clock::now();
+  int rc = FollowSweep(rpc, id, workers, data_dir);
+  // Workers drain on the first SIGTERM; after an interrupt the embedded coordinator is going
+  // away, so they are told to stop at once.
+  workers.Stop(/*immediately=*/g_interrupted.load());
+  if (g_interrupted) {
+    std::fprintf(stderr, "prunelab: interrupted; everything recorded so far is in %s. Results so far:\n"
+                         "  prunelab results %s --data-dir %s\n", data_dir.c_str(), id.c_str(), data_dir.c_str());
+    return 130;
+  }
+  if (rc != 0) return rc;
+  return PrintFinalResults(rpc, id, spec.value(), data_dir, SecondsSince(start));
+}
+
+// The command line: every command with the flags it takes (CLI11). Parsing fills Args, which
+// the commands read; a flag a command does not take is an error naming the closest one.
+class CommandLine {
+ public:
+  CommandLine() : app_("prunelab: pruning sweeps over a coordinator and workers", "prunelab") {
+    app_.require_subcommand(1, 1);
+    app_.footer(kUsage);
+    Command("run", "run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table", {"SPEC.yaml"});
+    Option("--workers", "local worker processes (default 2)")->check(CLI::Range(1, 64));
+    Option("--data-dir", "where the store and logs go (default ./prunelab-data)");
+    Option("--threads", "LibTorch threads per worker (default cores / workers)")->check(CLI::Range(1, 1024));
+    Option("--http", "serve the dashboard on 127.0.0.1:PORT")->check(CLI::Range(0, 65535));
+    Command("submit", "submit to a running coordinator; prints the sweep id", {"SPEC.yaml"}, kRemote);
+    Command("status", "progress of one or every sweep", {"[ID]"}, kRemote | kJson);
+    Flag("--wait", "poll until every sweep shown is done");
+    Command("results", "every result of a sweep", {"ID"}, kRemote | kStore | kJson);
+    Command("pareto", "Pareto fronts per target, release gates, the recommendation", {"ID"}, kRemote | kStore | kJson | kDecide);
+    Option("--target", "only this hardware target");
+    Command("report", "report.html (self-contained), report.md, results.json, results.csv, model cards", {"ID"},
+            kRemote | kStore | kDecide);
+    Option("-o,--out", "output directory")->required();
+    Command("compare", "gate a new sweep against a known-good one (exit 1 on a regression)", {"NEW", "OLD"},
+            kRemote | kStore | kDecide);
+    Option("--accuracy-tolerance", "accuracy points the new recommendation may lose (default 0.5)")->check(CLI::NonNegativeNumber);
+    Option("--latency-tolerance", "fraction p90 latency may grow (default 0.10)")->check(CLI::NonNegativeNumber);
+    Command("summary", "benchmark summaries (mlperf_log_summary style) of one result", {"ID", "TRIAL"}, kRemote | kStore);
+    Option("--scenario", "single_stream, multi_stream, server or offline");
+    Command("export", "the variant (or the dense baseline) as TorchScript model.pt + model card", {"ID", "TRIAL"},
+            kRemote | kStore);
+    Option("-o,--out", "output directory")->required();
+    Command("sensitivity", "per-layer accuracy curves of a sensitivity sweep", {"ID"}, kRemote | kStore | kJson);
+    for (const char* c : {"pause", "resume", "cancel"})
+      Command(c, std::string(c) + " a sweep (hold / release its queued tasks / fail what is unfinished)", {"ID"},
+              kRemote | kJson);
+    Command("workers", "registered workers and their hardware", {}, kRemote | kJson);
+    Command("sweeps", "sweeps in the store", {}, kRemote | kStore | kJson);
+    Command("keygen", "CURVE key pair: NAME.key (secret, 0600) and NAME.pub", {"DIR/NAME"});
+  }
+
+  // nullopt: go on with args(); otherwise the exit code.
+  std::optional<int> Parse(int argc, char** argv) {
+    if (auto rc = pl::flags::Parse(app_, argc, argv)) return rc;
+    for (auto& c : commands_) {
+      if (!c.app->parsed()) continue;
+      args_.command = c.app->get_name();
+      for (auto& p : c.positionals)
+        if (p.option->count() > 0) args_.positional.push_back(*p.value);
+      for (auto& o : c.options)
+        if (o.option->count() > 0) args_.flags[o.key] = o.is_flag ? "1" : *o.value;
+    }
+    return std::nullopt;
+  }
+  const Args& args() const { return args_; }
+
+ private:
+  enum Groups : unsigned { kRemote = 1, kStore = 2, kJson = 4, kDecide = 8 };
+  struct Bound {
+    CLI::Option* option;
+    std::string key;  // the long name, e.g. "--out"
+    std::unique_ptr<std::string> value;
+    bool is_flag = false;
+  };
+  struct Cmd {
+    CLI::App* app;
+    std::vector<Bound> positionals;
+    std::vector<Bound> options;
+  };
+
+  void Command(const std::string& name, const std::string& help, std::vector<std::string> positionals,
+               unsigned groups = 0) {
+    commands_.push_back(Cmd{app_.add_subcommand(name, help), {}, {}});
+    for (const std::string& p : positionals) {
+      bool optional = p.front() == '[';
+      std::string label = optional ? p.substr(1, p.size() - 2) : p;
+      auto value = std::make_unique<std::string>();
+      CLI::Option* o = commands_.back().app->add_option(label, *value);
+      if (!optional) o->required();
+      commands_.back().positionals.push_back(Bound{o, label, std::move(value)});
+    }
+    if (groups & kRemote) {
+      Option("--coordinator", "client endpoint (default $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556)");
+      Option("--curve-key", "this client's CURVE secret key file (or $PRUNELAB_CURVE_KEY)");
+      Option("--server-key", "the coordinator's public key file (or $PRUNELAB_SERVER_KEY)");
+    }
+    if (groups & kStore) Option("--data-dir", "read this data directory's store instead of asking a coordinator");
+    if (groups & kJson) Flag("--json", "machine-readable output");
+    if (groups & kDecide) {
+      Option("--objectives", "e.g. accuracy:max,latency_p90_ms:min (default: the spec's report.objectives)");
+      Option("--rule", "fastest, most_accurate or knee")->check(CLI::IsMember({"fastest", "most_accurate", "knee"}));
+      Option("--max-drop", "release gate: accuracy drop in points vs dense (default 2)")->check(CLI::NonNegativeNumber);
+      Option("--max-memory", "release gate: model memory as a fraction of dense (default 0.5)")
+          ->check(CLI::Range(0.0, 1.0));
+    }
+  }
+  CLI::Option* Option(const std::string& names, const std::string& help) {
+    auto value = std::make_unique<std::string>();
+    CLI::Option* o = commands_.back().app->add_option(names, *value, help);
+    commands_.back().options.push_back(Bound{o, "--" + o->get_lnames().front(), std::move(value)});
+    return o;
+  }
+  void Flag(const std::string& name, const std::string& help) {
+    CLI::Option* o = commands_.back().app->add_flag(name, help);
+    commands_.back().options.push_back(Bound{o, name, nullptr, true});
+  }
+
+  CLI::App app_;
+  std::vector<Cmd> commands_;
+  Args args_;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "%s", kUsage);
-    return 2;
-  }
-  Args a;
-  a.command = argv[1];
-  static const std::vector<std::string> kBoolFlags{"--json", "--wait"};
-  for (int i = 2; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) == 0 || s == "-o") {
-      if (std::find(kBoolFlags.begin(), kBoolFlags.end(), s) != kBoolFlags.end()) {
-        a.flags[s] = "1";
-      } else if (i + 1 < argc) {
-        a.flags[s] = argv[++i];
-      } else {
-        std::fprintf(stderr, "prunelab: %s needs a value\n%s", s.c_str(), kUsage);
-        return 2;
-      }
-    } else {
-      a.positional.push_back(s);
-    }
-  }
+  CommandLine line;
+  if (auto rc = line.Parse(argc, argv)) return *rc;
+  const Args& a = line.args();
   signal(SIGPIPE, SIG_IGN);
   if (a.command == "run") return CmdRun(a);
   if (a.command == "submit") return CmdSubmit(a);
@@ -812,10 +850,5 @@ int main(int argc, char** argv) {
   if (a.command == "keygen") return CmdKeygen(a);
   if (a.command == "report") return CmdReport(a);
   if (a.command == "compare") return CmdCompare(a);
-  if (a.command == "-h" || a.command == "--help" || a.command == "help") {
-    std::printf("%s", kUsage);
-    return 0;
-  }
-  std::fprintf(stderr, "prunelab: unknown command '%s'\n%s", a.command.c_str(), kUsage);
-  return 2;
+  return 2;  // unreachable: the parser accepts only the commands above
 }

@@ -4,17 +4,15 @@
 #include <cmath>
 #include <cstdio>
 
+#include <fmt/printf.h>
+
 #include "common/codec/records.h"
 #include "coordinator/decide/front.h"
 
 namespace prunelab::coordinator {
 namespace {
 
-std::string Fmt(const char* fmt, double a, double b = 0) {
-  char buf[128];
-  std::snprintf(buf, sizeof(buf), fmt, a, b);
-  return buf;
-}
+std::string Fmt(const char* format, double a, double b = 0) { return fmt::sprintf(format, a, b); }
 
 double Value(const TrialResult& r, const Objective& o) {
   double v = 0;
@@ -195,14 +193,13 @@ std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const 
   for (const auto& o : options.objectives) objs += (objs.empty() ? "" : ", ") + o.Label();
   for (const auto& d : decisions) {
     s += "\nTarget '" + d.target + "': fronts over " + objs + "; gates vs the dense baseline on this target\n";
-    char line[512];
-    std::snprintf(line, sizeof(line), "   %-5s %-13s %-28s %9s %8s %9s %8s  %s\n", "rank", "trial", "variant", "accuracy",
+    std::string line = fmt::sprintf("   %-5s %-13s %-28s %9s %8s %9s %8s  %s\n", "rank", "trial", "variant", "accuracy",
                   "drop_pt", "p90_ms", "mem_%", "gates");
     s += line;
     for (const auto& v : d.variants) {
       std::string gates = v.pass ? "pass" : "FAIL: ";
       for (size_t i = 0; i < v.reasons.size(); ++i) gates += (i ? "; " : "") + v.reasons[i];
-      std::snprintf(line, sizeof(line), "%s  %-5d %-13s %-28s %8.2f%% %+8.2f %9.3f %7.0f%%  %s\n",
+      line = fmt::sprintf("%s  %-5d %-13s %-28s %8.2f%% %+8.2f %9.3f %7.0f%%  %s\n",
                     v.row == d.recommended ? ">>" : "  ", v.rank, v.row->task_id.c_str(), DescribeVariant(*v.row).c_str(),
                     v.row->accuracy * 100, v.accuracy_drop_pt, v.row->latency_p90_ms, v.memory_fraction * 100,
                     gates.c_str());

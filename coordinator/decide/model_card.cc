@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include <fmt/printf.h>
+
 #include "common/codec/records.h"
 
 namespace prunelab::coordinator {
@@ -132,8 +134,7 @@ std::string ModelCardMarkdown(const json& c) {
   line("- Parameters " + s["params_before"].dump() + " -> " + s["params_after"].dump() + "; saved bytes " +
        s["bytes_before"].dump() + " -> " + s["bytes_after"].dump());
   const auto& lat = c["latency"];
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), "- Single-stream latency on %s: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms (form %s, %s); p90 speedup vs dense %.2fx",
+  std::string buf = fmt::sprintf("- Single-stream latency on %s: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms (form %s, %s); p90 speedup vs dense %.2fx",
                 c["variant"]["target"].get<std::string>().c_str(), lat["p50_ms"].get<double>(), lat["p90_ms"].get<double>(),
                 lat["p99_ms"].get<double>(), lat["deployable_form"].get<std::string>().c_str(),
                 lat["valid"].get<bool>() ? "VALID" : "INVALID", lat["speedup_p90"].get<double>());

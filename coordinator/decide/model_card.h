@@ -7,10 +7,9 @@
 #include <string>
 
 #include "common/base/types.h"
+#include "common/base/version.h"
 
 namespace prunelab::coordinator {
-
-inline constexpr const char* kPrunelabVersion = "0.3.0";
 
 // `baseline` may be null (then baseline figures come from the result's own fields).
 nlohmann::json ModelCard(const TrialResult& r, const TrialResult* baseline);

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include <fmt/printf.h>
+
 namespace prunelab::coordinator {
 
 std::vector<size_t> ParetoFront(const std::vector<Point2>& points) {
@@ -60,8 +62,7 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
 
 std::string DescribeVariant(const TrialResult& r) {
   if (r.baseline) return "dense baseline";
-  char buf[160];
-  std::snprintf(buf, sizeof(buf), "%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
+  std::string buf = fmt::sprintf("%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
   std::string v = buf;
   if (r.schedule == "iterative") v += " iter" + (r.round && r.round < r.rounds ? " r" + std::to_string(r.round) + "/" + std::to_string(r.rounds) : "");
   if (r.schedule == "sensitivity") v += " only " + r.layer;
@@ -71,7 +72,7 @@ std::string DescribeVariant(const TrialResult& r) {
 namespace {
 
 std::string Row(const TrialResult& r, const TrialResult* base, const char* mark) {
-  char buf[512];
+  std::string buf;
   // Speedup: the interleaved A/B median against the baseline when the worker measured it;
   // otherwise the ratio of p90s measured in separate runs (shown without a spread).
   char speed[48];
@@ -84,7 +85,7 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
   double drop = base ? (base->accuracy - r.accuracy) * 100 : 0;
   char worst[24] = "     -";
   if (r.worst_class >= 0) std::snprintf(worst, sizeof(worst), "%+6.2f", r.worst_class_drop * 100);
-  std::snprintf(buf, sizeof(buf), "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
+  buf = fmt::sprintf("%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
                 mark, r.task_id.c_str(), DescribeVariant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop, worst,
                 r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed,
                 r.deployable_form.empty() ? "dense" : r.deployable_form.c_str(), r.throughput_sps,
@@ -104,9 +105,7 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
   if (fronts.empty()) return "no results yet\n";
   for (const auto& f : fronts) {
     if (!only_target.empty() && f.target != only_target) continue;
-    char title[256];
-    std::snprintf(title, sizeof(title),
-                  "Pareto front for target '%s': accuracy (max) vs single-stream p90 latency (min); "
+    std::string title = fmt::sprintf("Pareto front for target '%s': accuracy (max) vs single-stream p90 latency (min); "
                   "%zu of %zu variants non-dominated, %zu failed\n",
                   f.target.c_str(), f.front.size(), f.ok_variants, f.failed);
     out += title;

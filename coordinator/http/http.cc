@@ -21,30 +21,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-void DashboardState::Publish(DashboardSnapshot s) {
-  std::lock_guard<std::mutex> lock(mu_);
-  snap_ = std::move(s);
-}
-
-DashboardSnapshot DashboardState::Get() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return snap_;
-}
-
-Status TimedStore::Apply(const std::vector<StoreWrite>& batch) {
-  auto t0 = std::chrono::steady_clock::now();
-  Status st = inner_.Apply(batch);
-  write_latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  return st;
-}
-
-Status TimedStore::Sync() {
-  auto t0 = std::chrono::steady_clock::now();
-  Status st = inner_.Sync();
-  sync_latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  return st;
-}
-
 namespace {
 
 std::string Label(const std::string& v) {

@@ -533,6 +533,7 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   // A dense baseline trained by an earlier sweep with the same settings is reused.
   std::string cached;
   auto hit = store_.Get(BaselineCacheKey(BaselineKey(spec.value())));
+  if (hit.ok() && !hit.value()) hit = store_.Get(BaselineCacheKey(LegacyBaselineKey(spec.value())));
   if (!hit.ok()) return Error("store_error", hit.status().ToString());
   if (hit.value()) {
     auto art = store_.Get(ArtifactKey(*hit.value()));

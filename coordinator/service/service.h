@@ -10,7 +10,7 @@
 #include "common/base/histogram.h"
 #include "common/net/transport.h"
 #include "coordinator/scheduler/coordinator.h"
-#include "coordinator/http/http.h"
+#include "coordinator/service/dashboard_state.h"
 
 namespace prunelab::coordinator {
 

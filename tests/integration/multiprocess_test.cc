@@ -103,6 +103,65 @@ std::string Dump(const std::string& path) {
   return ss.str();
 }
 
+// Every binary: a typo'd flag is refused, naming the flag meant; a bad number names the flag.
+TEST(CommandLineTest, ATypoedFlagOnEveryBinaryNamesTheRightFlag) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"prunelab results sw-0001 --data-dri prunelab-data", "--data-dir"},
+      {"prunelab pareto sw-0001 --targt x", "--target"},
+      {"prunelab run spec.yaml --worker 2", "--workers"},
+      {"prunelab export sw-0001 t001@local --ot dir", "--out"},
+      {"prunelab-coordinator --data-dri x", "--data-dir"},
+      {"prunelab-worker --corrdinator tcp://127.0.0.1:1", "--coordinator"},
+      {"dispatch_scale --taks 5", "--tasks"},
+      {"pareto_scale --max-m 5", "--max-n"},
+      {"forms_speedup --round 3", "--rounds"},
+      {"harness_overhead --jsn", "--json"},
+      {"train_throughput --sample 5", "--samples"},
+      {"prune_trial_vs_python --thread 1", "--threads"},
+  };
+  for (const auto& [cmd, meant] : cases) {
+    auto r = Shell("timeout 30 " + kBin + "/" + cmd);
+    EXPECT_EQ(r.code, 2) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find("did you mean " + meant + "?"), std::string::npos) << cmd << "\n" << r.out;
+  }
+}
+
+TEST(CommandLineTest, NumbersAreValidatedWithTheFlagNamed) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"prunelab run spec.yaml --workers 2abc", "--workers"},
+      {"prunelab run spec.yaml --workers 0", "--workers"},
+      {"prunelab pareto sw-0001 --max-drop lots", "--max-drop"},
+      {"prunelab-worker --coordinator tcp://127.0.0.1:1 --threads 1000000", "--threads"},
+      {"prunelab-worker --coordinator tcp://127.0.0.1:1 --slots 2x", "--slots"},
+      {"prunelab-coordinator --data-dir x --heartbeat-ms 5", "--heartbeat-ms"},
+      {"dispatch_scale --tasks -3", "--tasks"},
+  };
+  for (const auto& [cmd, flag] : cases) {
+    auto r = Shell("timeout 30 " + kBin + "/" + cmd);
+    EXPECT_EQ(r.code, 2) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find(flag), std::string::npos) << cmd << "\n" << r.out;
+  }
+  auto help = Shell(kBin + "/prunelab pareto --help");
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("--objectives"), std::string::npos) << help.out;
+}
+
+// `prunelab run` with a model file that is missing or a dangling symlink: a clear error, exit 1,
+// nothing left running (it used to abort with "terminate called without an active exception").
+TEST(CommandLineTest, RunWithAMissingOrDanglingModelFileFailsCleanly) {
+  testing::TempDir dir;
+  std::filesystem::create_symlink(dir.path() + "/nowhere.pt", dir.path() + "/dangling.pt");
+  for (const std::string model : {"missing.pt", "dangling.pt"}) {
+    std::string spec = dir.path() + "/" + model + ".yaml";
+    std::ofstream(spec) << "name: m\nmodel: {torchscript: " << model << ", input_shape: [1, 28, 28]}\n"
+                        << "sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n";
+    auto r = Shell("timeout 60 " + kBin + "/prunelab run " + spec + " --data-dir " + dir.path() + "/data");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(model), std::string::npos) << "the error names the file: " << r.out;
+    EXPECT_EQ(r.out.find("terminate"), std::string::npos) << r.out;
+  }
+}
+
 class MultiProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -298,6 +357,17 @@ TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
   } else {
     EXPECT_EQ(py.code, 0) << "Python's torch.jit.load disagrees with the recorded accuracy: " << py.out;
   }
+
+  // The dense baseline is exportable like any variant (the reference a rollback needs).
+  std::string base_out = dir_.path() + "/export-base";
+  auto bx = Shell(Cli("export " + id + " base@local -o " + base_out + " --data-dir " + dir_.path() + "/data"));
+  ASSERT_EQ(bx.code, 0) << bx.out;
+  EXPECT_GT(std::filesystem::file_size(base_out + "/model.pt"), 0u);
+  auto base_card = ParseJson(ReadAll(base_out + "/model_card.json"));
+  ASSERT_TRUE(base_card.ok());
+  auto pyb = Shell("/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/tests/python/check_export.py " + base_out +
+                   " " + kFashionDir + " 500");
+  if (pyb.code != 77) EXPECT_EQ(pyb.code, 0) << "the exported baseline does not score its recorded accuracy: " << pyb.out;
 
   // The coordinator restarts on the same data directory and still knows the sweeps.
   StartCoordinator();

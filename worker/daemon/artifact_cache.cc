@@ -30,7 +30,7 @@ std::optional<std::string> ArtifactCache::Get(const std::string& hash) {
   std::stringstream ss;
   ss << in.rdbuf();
   std::string bytes = ss.str();
-  if (ContentHash(bytes) != hash) {
+  if (!MatchesContentName(hash, bytes)) {
     std::error_code ec;
     fs::remove(PathOf(hash), ec);  // corrupt: fetch again
     return std::nullopt;
@@ -39,7 +39,7 @@ std::optional<std::string> ArtifactCache::Get(const std::string& hash) {
 }
 
 Status ArtifactCache::Put(const std::string& hash, const std::string& bytes) {
-  if (ContentHash(bytes) != hash) return Status::Corruption("artifact does not match its hash " + hash);
+  if (!MatchesContentName(hash, bytes)) return Status::Corruption("artifact does not match its hash " + hash);
   std::string tmp = PathOf(hash) + ".tmp." + std::to_string(getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -17,19 +16,22 @@
 #include "worker/daemon/artifact_cache.h"
 
 namespace prunelab::worker {
-namespace {
 
-void Log(const std::string& who, const std::string& line) {
-  std::time_t now = std::time(nullptr);
-  char ts[32];
-  std::strftime(ts, sizeof(ts), "%H:%M:%S", std::localtime(&now));
-  std::fprintf(stderr, "%s worker %s: %s\n", ts, who.c_str(), line.c_str());
-  std::fflush(stderr);
+std::string FormatLogLine(std::time_t when, const std::string& who, const std::string& text) {
+  std::tm local{};
+  localtime_r(&when, &local);  // std::localtime shares one buffer between threads
+  char ts[16];
+  std::strftime(ts, sizeof(ts), "%H:%M:%S", &local);
+  return std::string(ts) + " worker " + who + ": " + text + "\n";
 }
 
-void SleepUnlessStopped(const std::atomic<bool>& stop, int ms) {
-  for (int waited = 0; waited < ms && !stop.load(); waited += 50)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+namespace {
+
+// One fwrite per line: stdio locks the stream per call, so lines from slots never interleave.
+void Log(const std::string& who, const std::string& text) {
+  std::string line = FormatLogLine(std::time(nullptr), who.empty() ? "-" : who, text);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
 }
 
 std::string Describe(const Task& t) {
@@ -44,16 +46,18 @@ std::string Describe(const Task& t) {
   return buf;
 }
 
-// What one slot is doing: read by the heartbeat thread and by re-registration (which
-// reports running tasks), written by the slot's thread.
-struct SlotState {
-  std::mutex mu;
-  std::string sweep_id;
-  std::string task_id;
-  uint32_t attempt = 0;
-  std::string phase = "idle";
-  double progress = 0;
-};
+std::string Outcome(const TrialResult& r, double secs) {
+  char out[512];
+  if (!r.ok)
+    std::snprintf(out, sizeof(out), "FAILED in %.1f s: %.400s", secs, r.error.c_str());
+  else if (r.latency_p90_ms > 0)
+    std::snprintf(out, sizeof(out), "done in %.1f s: p90 %.3f ms, %.0f samples/s%s", secs, r.latency_p90_ms,
+                  r.throughput_sps,
+                  r.speedup_p90 > 0 ? (", " + std::to_string(r.speedup_p90).substr(0, 4) + "x vs dense").c_str() : "");
+  else
+    std::snprintf(out, sizeof(out), "done in %.1f s: accuracy %.2f %%", secs, r.accuracy * 100);
+  return out;
+}
 
 // flock() on a per-host file; released when the returned handle is destroyed.
 std::shared_ptr<void> HostLock(const std::string& path, bool exclusive) {
@@ -68,206 +72,243 @@ std::shared_ptr<void> HostLock(const std::string& path, bool exclusive) {
   });
 }
 
-}  // namespace
+// What one slot is doing: read by the heartbeat thread and by re-registration (which
+// reports running tasks), written by the slot's thread.
+struct SlotState {
+  std::mutex mu;
+  std::string sweep_id;
+  std::string task_id;
+  uint32_t attempt = 0;
+  std::string phase = "idle";
+  double progress = 0;
+};
 
-WorkerDaemon::WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware)
-    : options_(std::move(options)), ctx_(ctx), executor_(executor), hardware_(std::move(hardware)) {}
-
-int WorkerDaemon::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) {
-  auto draining = [drain] { return drain && drain->load(); };
-  ArtifactCache cache(options_.cache_dir);
-  if (Status st = cache.Init(); !st.ok()) {
-    Log("-", st.ToString());
-    return 2;
+// One run of the daemon: registration, the heartbeat thread, and one loop per slot.
+class Session {
+ public:
+  Session(ZmqContext& ctx, TrialExecutor& executor, const WorkerOptions& options, const HardwareFingerprint& hardware,
+          const Clock& clock, const std::atomic<bool>& stop, const std::atomic<bool>* drain)
+      : ctx_(ctx), executor_(executor), options_(options), hardware_(hardware), clock_(clock), stop_(stop),
+        drain_(drain), cache_(options.cache_dir), slots_(static_cast<uint32_t>(std::max(1, options.slots))),
+        id_(options.worker_id), reg_rpc_(ctx, options.coordinator, options.security) {
+    for (uint32_t i = 0; i < slots_; ++i) live_.push_back(std::make_unique<SlotState>());
   }
-  const uint32_t slots = std::max(1, options_.slots);
-  std::vector<std::unique_ptr<SlotState>> live;
-  for (uint32_t i = 0; i < slots; ++i) live.push_back(std::make_unique<SlotState>());
-  std::mutex id_mu;  // guards id and registration
-  std::string id = options_.worker_id;
-  auto current_id = [&] {
-    std::lock_guard<std::mutex> lock(id_mu);
-    return id;
-  };
-  std::atomic<uint32_t> heartbeat_ms{1000};
-  RpcClient reg_rpc(ctx_, options_.coordinator, options_.security);
+
+  int Run() {
+    if (Status st = cache_.Init(); !st.ok()) {
+      Log(id_, st.ToString());
+      return 2;
+    }
+    if (!Register()) return 0;
+    Log(CurrentId(), "registered with " + options_.coordinator + " as target '" + options_.target + "' (" +
+                         std::to_string(slots_) + " slot(s), " + std::to_string(hardware_.threads) + " threads, BLAS " +
+                         hardware_.blas + ")");
+    std::thread heartbeat([this] { HeartbeatLoop(); });
+    std::vector<std::thread> threads;
+    for (uint32_t i = 1; i < slots_; ++i) threads.emplace_back([this, i] { SlotLoop(i); });
+    SlotLoop(0);
+    for (auto& t : threads) t.join();
+    if (Draining() && !stop_.load())
+      Log(CurrentId(), "drained: " + std::to_string(tasks_done_.load()) + " task(s) run and reported; exiting");
+    heartbeat_stop_ = true;
+    heartbeat.join();
+    Log(CurrentId(), "stopped");
+    return 0;
+  }
+
+ private:
+  bool Draining() const { return drain_ && drain_->load(); }
+  std::string CurrentId() {
+    std::lock_guard<std::mutex> lock(id_mu_);
+    return id_;
+  }
 
   // Registers (again): tells the coordinator what every slot is still running, so a
   // restarted coordinator keeps those tasks with this worker instead of running them twice.
-  auto register_once = [&]() -> bool {
-    std::lock_guard<std::mutex> lock(id_mu);
-    int tries = 0;
-    while (!stop.load()) {
-      RegisterMsg msg{id, options_.target, hardware_, slots, {}};
-      for (uint32_t i = 0; i < slots; ++i) {
-        std::lock_guard<std::mutex> l(live[i]->mu);
-        if (!live[i]->task_id.empty())
-          msg.running.push_back({live[i]->sweep_id, live[i]->task_id, live[i]->attempt, i});
+  bool Register() {
+    std::lock_guard<std::mutex> lock(id_mu_);
+    for (int tries = 0; !stop_.load(); ++tries) {
+      RegisterMsg msg{id_, options_.target, hardware_, slots_, {}};
+      for (uint32_t i = 0; i < slots_; ++i) {
+        std::lock_guard<std::mutex> l(live_[i]->mu);
+        if (!live_[i]->task_id.empty())
+          msg.running.push_back({live_[i]->sweep_id, live_[i]->task_id, live_[i]->attempt, i});
       }
-      auto reply = reg_rpc.Call(msg, 5000);
+      auto reply = reg_rpc_.Call(msg, 5000);
       if (reply.ok()) {
         if (auto* r = std::get_if<RegisterReplyMsg>(&reply.value())) {
-          id = r->worker_id;
-          heartbeat_ms = r->heartbeat_interval_ms;
+          id_ = r->worker_id;
+          heartbeat_ms_ = r->heartbeat_interval_ms;
           return true;
         }
-        if (auto* e = std::get_if<ErrorMsg>(&reply.value())) Log(id.empty() ? "-" : id, "registration refused: " + e->message);
-      } else if (tries++ % 6 == 0) {
-        Log(id.empty() ? "-" : id, "waiting for the coordinator at " + options_.coordinator + " (" +
-                                       reply.status().message() + "); retrying");
+        if (auto* e = std::get_if<ErrorMsg>(&reply.value())) Log(id_, "registration refused: " + e->message);
+      } else if (tries % 6 == 0) {
+        Log(id_, "waiting for the coordinator at " + options_.coordinator + " (" + reply.status().message() +
+                     "); retrying");
       }
-      SleepUnlessStopped(stop, 1000);
+      clock_.WaitMs(1000, &stop_);
     }
     return false;
-  };
-  if (!register_once()) return 0;
-  Log(current_id(), "registered with " + options_.coordinator + " as target '" + options_.target + "' (" +
-                        std::to_string(slots) + " slot(s), " + std::to_string(hardware_.threads) + " threads, BLAS " +
-                        hardware_.blas + ")");
+  }
 
-  std::atomic<bool> hb_stop{false};
-  std::thread heartbeat([&] {
+  // Every slot's state, every heartbeat interval, on a socket of its own: heartbeats go on
+  // while a slot trains.
+  void HeartbeatLoop() {
     std::unique_ptr<DealerSocket> sock;
-    while (!hb_stop.load()) {
+    while (!heartbeat_stop_.load()) {
       if (!sock) {
         auto s = DealerSocket::Connect(ctx_, options_.coordinator, "", options_.security);
         if (s.ok()) sock = std::move(s).value();
       }
-      const std::string wid = current_id();
-      for (uint32_t i = 0; i < slots && sock; ++i) {
+      const std::string wid = CurrentId();
+      for (uint32_t i = 0; i < slots_ && sock; ++i) {
         HeartbeatMsg hb;
         {
-          std::lock_guard<std::mutex> lock(live[i]->mu);
-          std::string task = live[i]->task_id.empty() ? "" : live[i]->sweep_id + "/" + live[i]->task_id;
-          hb = HeartbeatMsg{wid, task, live[i]->phase, live[i]->progress, i};
+          std::lock_guard<std::mutex> lock(live_[i]->mu);
+          std::string task = live_[i]->task_id.empty() ? "" : live_[i]->sweep_id + "/" + live_[i]->task_id;
+          hb = HeartbeatMsg{wid, task, live_[i]->phase, live_[i]->progress, i};
         }
         (void)sock->Send(Encode(hb));
       }
-      for (uint32_t waited = 0; waited < heartbeat_ms && !hb_stop.load(); waited += 20)
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      clock_.WaitMs(heartbeat_ms_.load(), &heartbeat_stop_);
     }
-  });
+  }
 
-  std::atomic<int> tasks_done{0};
-  std::atomic<bool> limit_reached{false};
-  auto slot_loop = [&](uint32_t slot) {
-    SlotState& me = *live[slot];
+  void SetSlot(SlotState& me, const Task* task, const std::string& phase) {
+    std::lock_guard<std::mutex> lock(me.mu);
+    me.sweep_id = task ? task->sweep_id : "";
+    me.task_id = task ? task->task_id : "";
+    me.attempt = task ? task->attempt : 0;
+    me.phase = phase;
+    me.progress = 0;
+  }
+
+  // Pulls work until stopped, drained, or the task limit is reached.
+  void SlotLoop(uint32_t slot) {
     RpcClient rpc(ctx_, options_.coordinator, options_.security);
-    auto fetch = [&](const std::string& hash) -> StatusOr<std::string> {
-      if (auto hit = cache.Get(hash)) return *hit;
-      ChunkedFetchOptions fo;
-      fo.on_progress = [&stop](uint64_t, uint64_t) { return !stop.load(); };
-      ChunkedFetchStats fs;
-      auto bytes = FetchArtifactChunked([&](const Message& m) { return rpc.Call(m, options_.rpc_timeout_ms); }, hash, fo, &fs);
-      if (fs.corrupt_chunks > 0)
-        Log(current_id(), "artifact " + hash + ": " + std::to_string(fs.corrupt_chunks) + " corrupted chunk(s) fetched again");
-      if (!bytes.ok()) return bytes.status();
-      PRUNELAB_RETURN_IF_ERROR(cache.Put(hash, bytes.value()));  // verifies the hash again
-      return bytes;
-    };
     int quiet_polls = 0;
-    while (!stop.load() && !limit_reached.load()) {
-      if (draining()) break;
-      const std::string wid = current_id();
+    while (!stop_.load() && !limit_reached_.load() && !Draining()) {
+      const std::string wid = CurrentId();
       auto reply = rpc.Call(RequestWorkMsg{wid, slot}, options_.rpc_timeout_ms);
       if (!reply.ok()) {
         Log(wid, "coordinator unreachable (" + reply.status().message() + "); retrying");
-        SleepUnlessStopped(stop, 1000);
+        clock_.WaitMs(1000, &stop_);
         continue;
       }
       if (auto* e = std::get_if<ErrorMsg>(&reply.value())) {
         Log(wid, "coordinator says " + e->code + ": " + e->message);
-        if (e->code == "unregistered" && current_id() == wid && !register_once()) break;
-        SleepUnlessStopped(stop, 500);
+        if (e->code == "unregistered" && CurrentId() == wid && !Register()) break;
+        clock_.WaitMs(500, &stop_);
         continue;
       }
       if (auto* nw = std::get_if<NoWorkMsg>(&reply.value())) {
         if (slot == 0 && quiet_polls++ % 60 == 0) Log(wid, "idle: " + nw->reason);
-        SleepUnlessStopped(stop, static_cast<int>(nw->retry_after_ms));
+        clock_.WaitMs(nw->retry_after_ms, &stop_);
         continue;
       }
       auto* assign = std::get_if<AssignMsg>(&reply.value());
       if (!assign) continue;
       quiet_polls = 0;
-      const Task& task = assign->task;
-      Log(wid, (slots > 1 ? "slot " + std::to_string(slot) + ": " : std::string()) + "running " + Describe(task));
-      {
-        std::lock_guard<std::mutex> lock(me.mu);
-        me.sweep_id = task.sweep_id;
-        me.task_id = task.task_id;
-        me.attempt = task.attempt;
-        me.phase = "starting";
-        me.progress = 0;
-      }
-      ExecutionContext ctx;
-      ctx.worker_id = wid;
-      ctx.hardware = hardware_;
-      ctx.fetch_artifact = fetch;
-      ctx.host_lock = [this](bool exclusive) { return HostLock(options_.host_lock_path, exclusive); };
-      ctx.on_progress = [&](const std::string& phase, double p) {
-        std::lock_guard<std::mutex> lock(me.mu);
-        me.phase = phase;
-        me.progress = p;
-        return !stop.load();
-      };
-      auto t0 = std::chrono::steady_clock::now();
-      ExecutionOutput out = executor_.Execute(task, ctx);
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (stop.load()) {
-        Log(wid, "stopping: abandoned " + Describe(task) + "; the coordinator will run it again");
-        break;
-      }
-      char summary[256];
-      if (!out.result.ok)
-        std::snprintf(summary, sizeof(summary), "FAILED in %.1f s: %s", secs, out.result.error.c_str());
-      else if (out.result.latency_p90_ms > 0)
-        std::snprintf(summary, sizeof(summary), "done in %.1f s: p90 %.3f ms, %.0f samples/s%s", secs,
-                      out.result.latency_p90_ms, out.result.throughput_sps,
-                      out.result.speedup_p90 > 0 ? (", " + std::to_string(out.result.speedup_p90).substr(0, 4) + "x vs dense").c_str() : "");
-      else
-        std::snprintf(summary, sizeof(summary), "done in %.1f s: accuracy %.2f %%", secs, out.result.accuracy * 100);
-      Log(wid, Describe(task) + " " + summary);
-      {
-        std::lock_guard<std::mutex> lock(me.mu);
-        me.phase = "reporting";
-      }
-      // Deliver until acknowledged: the coordinator records a task's result once and acks
-      // duplicates, so resending after a timeout is safe.
-      SubmitResultMsg submit{current_id(), out.result, out.artifact};
-      for (int attempt = 0; !stop.load(); ++attempt) {
-        auto ack = rpc.Call(submit, options_.rpc_timeout_ms);
-        if (ack.ok()) {
-          if (auto* a = std::get_if<ResultAckMsg>(&ack.value())) {
-            if (!a->accepted) Log(wid, "result not used: " + a->note);
-            break;
-          }
-          if (auto* e = std::get_if<ErrorMsg>(&ack.value())) Log(wid, "result not recorded yet (" + e->message + ")");
-        } else {
-          Log(wid, "result delivery: " + ack.status().message() + "; retrying");
-        }
-        SleepUnlessStopped(stop, std::min(10000, 500 * (1 << std::min(attempt, 5))));
-      }
-      {
-        std::lock_guard<std::mutex> lock(me.mu);
-        me.sweep_id.clear();
-        me.task_id.clear();
-        me.phase = "idle";
-        me.progress = 0;
-      }
-      int n = ++tasks_done;
-      if (options_.max_tasks > 0 && n >= options_.max_tasks) limit_reached = true;
+      if (!RunTask(slot, rpc, assign->task)) break;
+      int n = ++tasks_done_;
+      if (options_.max_tasks > 0 && n >= options_.max_tasks) limit_reached_ = true;
     }
-  };
-  std::vector<std::thread> threads;
-  for (uint32_t i = 1; i < slots; ++i) threads.emplace_back(slot_loop, i);
-  slot_loop(0);
-  for (auto& t : threads) t.join();
-  if (draining() && !stop.load())
-    Log(current_id(), "drained: " + std::to_string(tasks_done.load()) + " task(s) run and reported; exiting");
-  hb_stop = true;
-  heartbeat.join();
-  Log(current_id(), "stopped");
-  return 0;
+  }
+
+  // Runs one task and delivers its result. False when the worker stopped during it (the
+  // task is abandoned; the coordinator runs it again).
+  bool RunTask(uint32_t slot, RpcClient& rpc, const Task& task) {
+    SlotState& me = *live_[slot];
+    const std::string wid = CurrentId();
+    Log(wid, (slots_ > 1 ? "slot " + std::to_string(slot) + ": " : std::string()) + "running " + Describe(task));
+    SetSlot(me, &task, "starting");
+    ExecutionContext ctx;
+    ctx.worker_id = wid;
+    ctx.hardware = hardware_;
+    ctx.fetch_artifact = [this, &rpc](const std::string& hash) { return Fetch(rpc, hash); };
+    ctx.host_lock = [this](bool exclusive) { return HostLock(options_.host_lock_path, exclusive); };
+    ctx.on_progress = [this, &me](const std::string& phase, double p) {
+      std::lock_guard<std::mutex> lock(me.mu);
+      me.phase = phase;
+      me.progress = p;
+      return !stop_.load();
+    };
+    ctx.cancelled = [this] { return stop_.load(); };
+    auto t0 = std::chrono::steady_clock::now();
+    ExecutionOutput out = executor_.Execute(task, ctx);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (stop_.load()) {
+      Log(wid, "stopping: abandoned " + Describe(task) + "; the coordinator will run it again");
+      return false;
+    }
+    Log(wid, Describe(task) + " " + Outcome(out.result, secs));
+    SetSlot(me, &task, "reporting");
+    Deliver(rpc, SubmitResultMsg{CurrentId(), out.result, out.artifact});
+    SetSlot(me, nullptr, "idle");
+    return true;
+  }
+
+  // Sends until acknowledged: the coordinator records a task's result once and acks
+  // duplicates, so resending after a timeout is safe.
+  void Deliver(RpcClient& rpc, const SubmitResultMsg& submit) {
+    for (int attempt = 0; !stop_.load(); ++attempt) {
+      auto ack = rpc.Call(submit, options_.rpc_timeout_ms);
+      if (ack.ok()) {
+        if (auto* a = std::get_if<ResultAckMsg>(&ack.value())) {
+          if (!a->accepted) Log(submit.worker_id, "result not used: " + a->note);
+          return;
+        }
+        if (auto* e = std::get_if<ErrorMsg>(&ack.value()))
+          Log(submit.worker_id, "result not recorded yet (" + e->message + ")");
+      } else {
+        Log(submit.worker_id, "result delivery: " + ack.status().message() + "; retrying");
+      }
+      clock_.WaitMs(std::min(10000, 500 * (1 << std::min(attempt, 5))), &stop_);
+    }
+  }
+
+  // From the local cache, else from the coordinator in hash-checked chunks (then cached).
+  StatusOr<std::string> Fetch(RpcClient& rpc, const std::string& hash) {
+    if (auto hit = cache_.Get(hash)) return *hit;
+    ChunkedFetchOptions fo;
+    fo.on_progress = [this](uint64_t, uint64_t) { return !stop_.load(); };
+    ChunkedFetchStats fs;
+    auto bytes = FetchArtifactChunked([&](const Message& m) { return rpc.Call(m, options_.rpc_timeout_ms); }, hash, fo, &fs);
+    if (fs.corrupt_chunks > 0)
+      Log(CurrentId(), "artifact " + hash + ": " + std::to_string(fs.corrupt_chunks) + " corrupted chunk(s) fetched again");
+    if (!bytes.ok()) return bytes.status();
+    PRUNELAB_RETURN_IF_ERROR(cache_.Put(hash, bytes.value()));  // verifies the hash again
+    return bytes;
+  }
+
+  ZmqContext& ctx_;
+  TrialExecutor& executor_;
+  const WorkerOptions& options_;
+  const HardwareFingerprint& hardware_;
+  const Clock& clock_;
+  const std::atomic<bool>& stop_;
+  const std::atomic<bool>* drain_;
+  ArtifactCache cache_;
+  const uint32_t slots_;
+  std::vector<std::unique_ptr<SlotState>> live_;
+  std::mutex id_mu_;  // guards id_ and registration
+  std::string id_;
+  RpcClient reg_rpc_;
+  std::atomic<uint32_t> heartbeat_ms_{1000};
+  std::atomic<bool> heartbeat_stop_{false};
+  std::atomic<int> tasks_done_{0};
+  std::atomic<bool> limit_reached_{false};
+};
+
+}  // namespace
+
+WorkerDaemon::WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware,
+                           const Clock& clock)
+    : options_(std::move(options)), ctx_(ctx), executor_(executor), hardware_(std::move(hardware)), clock_(clock) {}
+
+int WorkerDaemon::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) {
+  Session session(ctx_, executor_, options_, hardware_, clock_, stop, drain);
+  return session.Run();
 }
 
 }  // namespace prunelab::worker

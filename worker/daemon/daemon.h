@@ -4,8 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <ctime>
 #include <string>
 
+#include "common/base/clock.h"
 #include "common/net/transport.h"
 #include "common/base/types.h"
 #include "worker/daemon/executor.h"
@@ -28,8 +30,10 @@ struct WorkerOptions {
 
 class WorkerDaemon {
  public:
-  // ctx and executor must outlive the daemon.
-  WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware);
+  // ctx, executor and clock must outlive the daemon. Every wait (retries, polling, the
+  // heartbeat interval) goes through clock, so tests run the daemon on a FakeClock.
+  WorkerDaemon(ZmqContext& ctx, TrialExecutor& executor, WorkerOptions options, HardwareFingerprint hardware,
+               const Clock& clock);
   // Runs until `stop` becomes true (checked between tasks, while waiting, and by a running
   // task, which is abandoned and later re-run elsewhere) or until `drain` becomes true
   // (the running task is finished and its result delivered; no new work is taken).
@@ -41,6 +45,10 @@ class WorkerDaemon {
   ZmqContext& ctx_;
   TrialExecutor& executor_;
   HardwareFingerprint hardware_;
+  const Clock& clock_;
 };
+
+// One log line as the daemon writes it ("HH:MM:SS worker ID: text"), local time. Thread-safe.
+std::string FormatLogLine(std::time_t when, const std::string& who, const std::string& text);
 
 }  // namespace prunelab::worker

@@ -21,6 +21,9 @@ struct ExecutionContext {
   // Phase name ("training", "fine-tuning", "evaluating", "benchmarking") and fraction
   // done; returning false aborts the task.
   std::function<bool(const std::string& phase, double progress)> on_progress;
+  // True once the worker is stopping (second signal): long phases (benchmarks) poll it and
+  // abandon the task within about one query. Unset: never.
+  std::function<bool()> cancelled;
   // Host-wide lock shared by every worker on this machine: training holds it shared,
   // timing holds it exclusive, so co-located workers never benchmark while another
   // computes. The returned handle releases on destruction. Unset: no locking.

@@ -244,6 +244,7 @@ class TorchExecutor final : public TrialExecutor {
     req.samples = &samples;
     req.config = task.benchmark;
     req.seed = task.training.seed;
+    req.cancelled = ctx.cancelled;
     req.on_phase = [&ctx](const std::string& p) {
       if (ctx.on_progress) ctx.on_progress(p, 0);
     };

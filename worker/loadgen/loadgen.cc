@@ -1,5 +1,6 @@
 #include "worker/loadgen/loadgen.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -58,6 +59,8 @@ class SampleOrder {
   std::uniform_int_distribution<int64_t> pick_;
 };
 
+bool Cancelled(const ScenarioSettings& s) { return s.cancelled && s.cancelled(); }
+
 std::string Fmt(const char* fmt, double a, double b = 0) {
   char buf[256];
   std::snprintf(buf, sizeof(buf), fmt, a, b);
@@ -68,7 +71,7 @@ std::string Fmt(const char* fmt, double a, double b = 0) {
 void RunSequential(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettings& s, ScenarioReport* r,
                    std::vector<double>* lat_ms) {
   SampleOrder order(s.seed, sut.sample_pool_size());
-  for (uint32_t i = 0; i < s.warmup_queries; ++i) sut.RunQuery(order.Next(s.samples_per_query));
+  for (uint32_t i = 0; i < s.warmup_queries && !Cancelled(s); ++i) sut.RunQuery(order.Next(s.samples_per_query));
   const int64_t start = timer.NowNs();
   const int64_t min_ns = static_cast<int64_t>(s.min_duration_s * 1e9);
   const int64_t max_ns = static_cast<int64_t>(s.max_duration_s * 1e9);
@@ -76,7 +79,7 @@ void RunSequential(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettin
   while (true) {
     int64_t now = timer.NowNs();
     uint64_t done = count_samples ? r->samples : r->queries;
-    if ((done >= s.min_queries && now - start >= min_ns) || now - start >= max_ns) break;
+    if ((done >= s.min_queries && now - start >= min_ns) || now - start >= max_ns || Cancelled(s)) break;
     auto samples = order.Next(s.samples_per_query);
     int64_t t0 = timer.NowNs();
     sut.RunQuery(samples);
@@ -94,7 +97,7 @@ void RunSequential(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettin
 void RunServer(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettings& s, ScenarioReport* r,
                std::vector<double>* lat_ms) {
   SampleOrder warm(s.seed ^ 0x5eed, sut.sample_pool_size());
-  for (uint32_t i = 0; i < s.warmup_queries; ++i) sut.RunQuery(warm.Next(1));
+  for (uint32_t i = 0; i < s.warmup_queries && !Cancelled(s); ++i) sut.RunQuery(warm.Next(1));
   // Arrivals until both minimums are covered: at least min_queries, and the last arrival
   // at or after min_duration (capped by max_duration).
   const int64_t min_ns = static_cast<int64_t>(s.min_duration_s * 1e9);
@@ -124,9 +127,10 @@ void RunServer(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettings& 
   bool generator_done = false;
   const int64_t start = timer.NowNs();
   const int64_t deadline = start + static_cast<int64_t>(s.max_duration_s * 1e9);
+  std::atomic<bool> cancelled{false};  // set by this thread, read by the generator
   std::thread generator([&] {
     for (uint64_t i = 0; i < count; ++i) {
-      if (start + arrivals[i] > deadline) break;
+      if (start + arrivals[i] > deadline || cancelled.load()) break;
       timer.SleepUntilNs(start + arrivals[i]);
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -147,7 +151,8 @@ void RunServer(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettings& 
       i = ready.front();
       ready.pop_front();
     }
-    if (timer.NowNs() > deadline) continue;  // drop what cannot start before the hard stop
+    if (!cancelled.load() && Cancelled(s)) cancelled = true;
+    if (cancelled.load() || timer.NowNs() > deadline) continue;  // drop what cannot start before the hard stop
     sut.RunQuery(queries[i]);
     lat_ms->push_back(static_cast<double>(timer.NowNs() - (start + arrivals[i])) / 1e6);
     ++r->queries;
@@ -235,6 +240,7 @@ ScenarioReport RunScenario(SystemUnderTest& sut, BenchTimer& timer, const Scenar
     if (r.queries_per_s < 0.9 * s.target_qps)
       r.invalid_reasons.push_back(Fmt("served %.1f QPS, below 90 %% of the target %.1f QPS", r.queries_per_s, s.target_qps));
   }
+  if (Cancelled(s)) r.invalid_reasons.insert(r.invalid_reasons.begin(), "cancelled");
   r.valid = r.invalid_reasons.empty();
   return r;
 }
@@ -243,7 +249,7 @@ ServerSearch SearchServerQps(SystemUnderTest& sut, BenchTimer& timer, ScenarioSe
                              int probes) {
   ServerSearch out;
   settings.scenario = Scenario::kServer;
-  for (int i = 0; i < probes && hi > lo * 1.02; ++i) {
+  for (int i = 0; i < probes && hi > lo * 1.02 && !Cancelled(settings); ++i) {
     double qps = i == 0 ? lo : 0.5 * (lo + hi);
     settings.target_qps = qps;
     settings.seed += 1;

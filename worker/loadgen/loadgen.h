@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,9 @@ struct ScenarioSettings {
   double target_qps = 100;            // server: Poisson arrival rate
   double latency_bound_ms = 10;       // server: p99 bound
   uint64_t seed = 42;                 // sample order and arrival times
+  // Polled between queries (from the thread running the scenario); true stops the run at
+  // once, INVALID with the reason "cancelled". Unset: never cancelled.
+  std::function<bool()> cancelled;
 };
 
 struct EarlyStopping {

@@ -9,6 +9,7 @@
 #include "common/codec/records.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "coordinator/store/store_view.h"
+#include "coordinator/store/store_wrapper.h"
 
 namespace prunelab::coordinator {
 namespace {
@@ -488,22 +489,14 @@ namespace {
 
 // A store whose writes fail while `broken` is set (a full disk, an I/O error), behind the
 // same interface as the real ones.
-class FlakyStore final : public Store {
+class FlakyStore final : public StoreWrapper {
  public:
-  explicit FlakyStore(Store& inner) : inner_(inner) {}
+  using StoreWrapper::StoreWrapper;
   bool broken = false;
   Status Apply(const std::vector<StoreWrite>& b) override {
-    return broken ? Status::IoError("injected: no space left on device") : inner_.Apply(b);
+    return broken ? Status::IoError("injected: no space left on device") : StoreWrapper::Apply(b);
   }
-  void SetGroupCommit(bool on) override { inner_.SetGroupCommit(on); }
-  Status Sync() override { return broken ? Status::IoError("injected: fsync failed") : inner_.Sync(); }
-  StatusOr<std::optional<std::string>> Get(const std::string& k) override { return inner_.Get(k); }
-  Status Scan(const std::string& p, const std::function<void(const std::string&, const std::string&)>& fn) override {
-    return inner_.Scan(p, fn);
-  }
-
- private:
-  Store& inner_;
+  Status Sync() override { return broken ? Status::IoError("injected: fsync failed") : StoreWrapper::Sync(); }
 };
 
 TEST(CoordinatorStoreFaultTest, AFailedWriteIsNotAcknowledgedAndTheResentResultIsRecordedOnce) {

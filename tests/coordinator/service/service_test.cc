@@ -17,6 +17,8 @@
 #include "common/base/hash.h"
 #include "common/net/rpc.h"
 #include "coordinator/http/http.h"
+#include "tests/live_service.h"
+#include "coordinator/store/timed_store.h"
 #include "coordinator/service/service.h"
 
 namespace prunelab::coordinator {
@@ -28,35 +30,7 @@ model: {torchscript: net.pt, input_shape: [1, 28, 28]}
 sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}
 )";
 
-// A coordinator service on ephemeral loopback ports, running on its own thread.
-class LiveService {
- public:
-  explicit LiveService(ServiceOptions o = {}) : store_(NewMemoryStore()), core_(*store_, clock_) {
-    o.worker_endpoint = "tcp://127.0.0.1:*";
-    o.client_endpoint = "tcp://127.0.0.1:*";
-    service_ = std::make_unique<CoordinatorService>(ctx_, core_, o);
-    bound_ = service_->Bind();
-    if (bound_.ok()) thread_ = std::thread([this] { service_->Run(false); });
-  }
-  ~LiveService() {
-    if (thread_.joinable()) {
-      service_->Stop();
-      thread_.join();
-    }
-  }
-  const Status& bound() const { return bound_; }
-  ZmqContext& ctx() { return ctx_; }
-  CoordinatorService& service() { return *service_; }
-
- private:
-  SystemClock clock_;
-  ZmqContext ctx_;
-  std::unique_ptr<Store> store_;
-  Coordinator core_;
-  std::unique_ptr<CoordinatorService> service_;
-  Status bound_;
-  std::thread thread_;
-};
+using testing::LiveService;
 
 std::string Pattern(size_t n) {
   std::string s(n, '\0');
@@ -178,30 +152,23 @@ std::pair<int, std::string> Get(uint16_t port, const std::string& path) {
 }
 
 TEST(HttpTest, MetricsAreValidPrometheusTextAndTheApiServesJson) {
-  auto store = NewMemoryStore();
-  TimedStore timed(*store);
-  SystemClock clock;
-  Coordinator core(timed, clock);
-  ZmqContext ctx;
   DashboardState dash;
-  dash.store_write = &timed.write_latency;
-  dash.store_sync = &timed.sync_latency;
   ServiceOptions o;
-  o.worker_endpoint = "tcp://127.0.0.1:*";
-  o.client_endpoint = "tcp://127.0.0.1:*";
   o.tick_interval_ms = 50;
   o.dashboard = &dash;
-  CoordinatorService service(ctx, core, o);
-  ASSERT_TRUE(service.Bind().ok());
-  std::thread loop([&] { service.Run(false); });
-  HttpServer web("127.0.0.1", 0, timed, dash);
+  LiveService live(o);
+  ASSERT_TRUE(live.bound().ok()) << live.bound().ToString();
+  dash.store_write = &live.store().write_latency;
+  dash.store_sync = &live.store().sync_latency;
+  HttpServer web("127.0.0.1", 0, live.store(), dash);
   ASSERT_TRUE(web.Start().ok());
-  RpcClient client(ctx, service.client_endpoint());
+  RpcClient client(live.ctx(), live.service().client_endpoint());
   ASSERT_TRUE(client.Call(SubmitSweepMsg{"name: m\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""}, 5000).ok());
-  RpcClient worker(ctx, service.worker_endpoint());
+  RpcClient worker(live.ctx(), live.service().worker_endpoint());
   ASSERT_TRUE(worker.Call(RegisterMsg{"w1", "local", {}, 1, {}}, 5000).ok());
   ASSERT_TRUE(worker.Call(RequestWorkMsg{"w1", 0}, 5000).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few ticks: a snapshot is published
+  // The next snapshot the event loop publishes is taken after the assignment was answered.
+  ASSERT_TRUE(dash.WaitForPublishAfter(dash.published(), 10000)) << "the service published no snapshot";
 
   auto [code, text] = Get(web.port(), "/metrics");
   ASSERT_EQ(code, 200);
@@ -240,8 +207,6 @@ TEST(HttpTest, MetricsAreValidPrometheusTextAndTheApiServesJson) {
   EXPECT_EQ(Get(web.port(), "/nope").first, 404);
   EXPECT_NE(Get(web.port(), "/").second.find("prunelab dashboard"), std::string::npos);
   web.Stop();
-  service.Stop();
-  loop.join();
 }
 
 }  // namespace

@@ -86,6 +86,23 @@ TEST(LoadGenTest, RunsUntilBothMinimumsAreMet) {
   EXPECT_NEAR(r.queries_per_s, 1000, 1e-6);
 }
 
+// A worker told to stop mid-benchmark: the run ends within one query, INVALID "cancelled".
+TEST(LoadGenTest, CancelledRunStopsWithinOneQuery) {
+  VirtualTimer timer;
+  PatternSut sut(timer, {1.0});
+  ScenarioSettings s;
+  s.warmup_queries = 5;
+  s.min_queries = 100000;
+  s.min_duration_s = 600;  // would be 600 s of virtual time
+  s.cancelled = [&] { return sut.seen.size() >= 42; };
+  auto r = RunScenario(sut, timer, s);
+  EXPECT_FALSE(r.valid);
+  ASSERT_FALSE(r.invalid_reasons.empty());
+  EXPECT_EQ(r.invalid_reasons.front(), "cancelled");
+  EXPECT_EQ(sut.seen.size(), 42u) << "not one query after cancellation";
+  EXPECT_LT(r.duration_s, 1.0);
+}
+
 TEST(LoadGenTest, InvalidWhenMinimumsAreNotMetWithReasons) {
   VirtualTimer timer;
   PatternSut sut(timer, {100.0});
@@ -213,6 +230,26 @@ class SpinSut final : public SystemUnderTest {
  private:
   int64_t service_ns_;
 };
+
+TEST(LoadGenServerTest, CancelledServerRunAndSearchStopEarly) {
+  auto timer = NewSteadyTimer();
+  SpinSut sut(0.1);
+  ScenarioSettings s;
+  s.scenario = Scenario::kServer;
+  s.warmup_queries = 0;
+  s.min_queries = 1000000;
+  s.min_duration_s = 600;
+  s.max_duration_s = 600;
+  s.target_qps = 500;
+  auto start = std::chrono::steady_clock::now();
+  s.cancelled = [&] { return std::chrono::steady_clock::now() - start > std::chrono::milliseconds(100); };
+  auto r = RunScenario(sut, *timer, s);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.invalid_reasons.front(), "cancelled");
+  EXPECT_LT(r.duration_s, 60.0) << "the 600 s run was cut short";
+  auto search = SearchServerQps(sut, *timer, s, 100, 1000, 6);
+  EXPECT_LE(search.probes.size(), 1u) << "no probe after cancellation";
+}
 
 TEST(LoadGenServerTest, LightLoadMeetsTheBoundAndOverloadDoesNot) {
   auto timer = NewSteadyTimer();

@@ -102,6 +102,13 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
   auto phase = [&](const std::string& p) {
     if (req.on_phase) req.on_phase(p);
   };
+  auto Settings = [&](Scenario sc) {
+    ScenarioSettings s = SettingsFor(sc, cfg, req.seed);
+    s.cancelled = req.cancelled;
+    return s;
+  };
+  auto cancelled = [&] { return req.cancelled && req.cancelled(); };
+  const Status kCancelled = Status::Unavailable("benchmark cancelled: the worker is stopping");
   auto timer = NewSteadyTimer();
   json detail;
   detail["profile"] = cfg.profile;
@@ -109,7 +116,7 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
   uint64_t peak = 0;
 
   // 1. Every candidate execution form, single-stream; the fastest p90 is deployable.
-  ScenarioSettings single = SettingsFor(Scenario::kSingleStream, cfg, req.seed);
+  ScenarioSettings single = Settings(Scenario::kSingleStream);
   std::vector<std::string> forms = CandidateForms(req.has_unstructured_zeros && cfg.sparse_forms);
   json forms_json = json::array();
   std::string best_form;
@@ -125,6 +132,7 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
       continue;
     }
     ScenarioReport rep = Measure(*sut.value(), *timer, single);
+    if (cancelled()) return kCancelled;
     forms_json.push_back({{"form", form},
                           {"p50_ms", rep.latency.p50_ms},
                           {"p90_ms", rep.latency.p90_ms},
@@ -153,7 +161,7 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
       phase("benchmarking server (QPS search)");
       // Bracket around the single-stream capacity of one query at a time.
       double capacity = best_single.latency.mean_ms > 0 ? 1000.0 / best_single.latency.mean_ms : 100.0;
-      ScenarioSettings s = SettingsFor(Scenario::kServer, cfg, req.seed);
+      ScenarioSettings s = Settings(Scenario::kServer);
       ResetPeakRss();
       ServerSearch search = SearchServerQps(*best_sut, *timer, s, 0.1 * capacity, 1.5 * capacity, 6);
       json probes = json::array();
@@ -169,12 +177,13 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
       rep.valid = rep.invalid_reasons.empty();
     } else {
       phase("benchmarking " + name);
-      rep = Measure(*best_sut, *timer, SettingsFor(sc.value(), cfg, req.seed));
+      rep = Measure(*best_sut, *timer, Settings(sc.value()));
       if (sc.value() == Scenario::kServer) {
         r->server_max_qps = rep.valid ? rep.settings.target_qps : 0;
         r->server_p99_ms = rep.latency.p99_ms;
       }
     }
+    if (cancelled()) return kCancelled;
     if (sc.value() == Scenario::kMultiStream) r->multistream_p99_ms = rep.latency.p99_ms;
     if (sc.value() == Scenario::kOffline) r->throughput_sps = rep.samples_per_s;
     all_valid &= rep.valid;
@@ -208,6 +217,7 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
         continue;
       }
       double p90 = RunScenario(*sut.value(), *timer, single).latency.p90_ms;
+      if (cancelled()) return kCancelled;
       if (base_form.empty() || p90 < base_best) {
         base_form = form;
         base_best = p90;
@@ -225,6 +235,7 @@ Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
       ab.seed = req.seed + i;  // both sides see the same samples in a round
       ScenarioReport a = RunScenario(*base_sut.value(), *timer, ab);
       ScenarioReport b = RunScenario(*best_sut, *timer, ab);
+      if (cancelled()) return kCancelled;
       double ratio = b.latency.p90_ms > 0 ? a.latency.p90_ms / b.latency.p90_ms : 0;
       ratios.push_back(ratio);
       rounds.push_back({{"baseline_p90_ms", a.latency.p90_ms}, {"variant_p90_ms", b.latency.p90_ms},

@@ -26,6 +26,9 @@ struct BenchRequest {
   BenchmarkConfig config;
   uint64_t seed = 42;
   std::function<void(const std::string& phase)> on_phase;
+  // Polled between queries: true abandons the benchmark within one query (the worker is
+  // stopping); RunBenchmarks then returns Unavailable. Unset: never.
+  std::function<bool()> cancelled;
 };
 
 // Fills the benchmark fields of `result` (latencies, throughput, forms, speedup, memory,
