@@ -15,6 +15,7 @@ namespace prunelab::bench {
 class BenchFlags {
  public:
   BenchFlags(const std::string& program, const std::string& about) : app_(about, program) {
+    app_.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app_.add_flag("--json", json_, "print one JSON object of the figures");
   }
   // A positive integer flag such as `--rounds 7`; *value holds the default.

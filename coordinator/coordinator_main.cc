@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   std::string http = "127.0.0.1:8480";
   CLI::App app("prunelab-coordinator: the long-running service; state lives in --data-dir (RocksDB): kill it at any "
                "time and start it again on the same directory to resume", "prunelab-coordinator");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
   app.add_option("--data-dir", data_dir, "where sweeps and results are kept")->required();
   app.add_option("--worker-endpoint", options.worker_endpoint, "where workers connect")->capture_default_str();
   app.add_option("--client-endpoint", options.client_endpoint, "where the prunelab CLI connects")->capture_default_str();

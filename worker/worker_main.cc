@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   std::string curve_key, server_key;
   CLI::App app("prunelab-worker: one per machine or device; see README \"Running a cluster\"", "prunelab-worker");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
   app.add_option("--coordinator", options.coordinator, "the coordinator's worker endpoint (its --worker-endpoint), e.g. tcp://HOST:5555")
       ->required();
   app.add_option("--target", options.target, "hardware target this machine benchmarks for (as in the spec's targets)")

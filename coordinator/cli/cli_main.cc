@@ -725,6 +725,7 @@ class CommandLine {
  public:
   CommandLine() : app_("prunelab: pruning sweeps over a coordinator and workers", "prunelab") {
     app_.require_subcommand(1, 1);
+    app_.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
     app_.footer(kUsage);
     Command("run", "run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table", {"SPEC.yaml"});
     Option("--workers", "local worker processes (default 2)")->check(CLI::Range(1, 64));

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <set>
 
 #include "common/spec/spec.h"
@@ -140,7 +142,12 @@ TEST(SpecTest, ReportSectionTakesObjectivesGatesAndRuleAndNamesMistakes) {
 TEST(SpecTest, ReportsEveryProblemAtOnce) {
   auto s = ParseSpec("name: x\nmodel: vgg\nsweep: {criterion: l9, granularity: channel, sparsity: 2}\n");
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find("3 problems"), std::string::npos) << s.status().message();
+  const std::string msg = s.status().message();
+  EXPECT_NE(msg.find("3 problems"), std::string::npos) << msg;
+  // Each of the three, with its field and what is allowed.
+  for (const char* frag : {"model", "vgg", "sweep.criterion", "l9", "sweep.sparsity", "2"})
+    EXPECT_NE(msg.find(frag), std::string::npos) << "missing '" << frag << "' in: " << msg;
+  EXPECT_EQ(std::count(msg.begin(), msg.end(), '\n'), 3) << "one line per problem after the summary: " << msg;
 }
 
 TEST(SpecTest, ExpandsCartesianProductIntoATaskGraph) {

@@ -6,10 +6,12 @@
 #include <numeric>
 #include <sstream>
 #include <random>
+#include <regex>
 #include <set>
 
 #include "coordinator/decide/decision.h"
 #include "coordinator/decide/front.h"
+#include "coordinator/decide/model_card.h"
 #include "coordinator/decide/report.h"
 #include "tests/test_util.h"
 #include "coordinator/decide/pareto.h"
@@ -301,6 +303,28 @@ TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
   }
   EXPECT_NE(html.find("Recommended: <b>t002@cpu</b>"), std::string::npos);
   EXPECT_NE(read("report.md").find("recommended: t002@cpu"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// One version number: the model card and the report say what CMakeLists.txt says (they drifted:
+// cards said 0.3.0 while CMake said 0.1.0).
+TEST(ModelCardTest, VersionIsTheProjectVersionFromCMake) {
+  std::ifstream in(std::string(PRUNELAB_SOURCE_DIR) + "/CMakeLists.txt");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::smatch m;
+  const std::string text = ss.str();
+  ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(project\(prunelab VERSION ([0-9.]+))")));
+  EXPECT_EQ(std::string(kPrunelabVersion), m[1].str());
+  TrialResult r;
+  r.task_id = "t001@local";
+  r.ok = true;
+  EXPECT_EQ(ModelCard(r, nullptr)["library_versions"]["prunelab"], m[1].str());
 }
 
 }  // namespace

@@ -518,10 +518,22 @@ TEST(CoordinatorStoreFaultTest, AFailedWriteIsNotAcknowledgedAndTheResentResultI
   EXPECT_NE(std::get<ErrorMsg>(*refused).message.find("send it again"), std::string::npos);
   EXPECT_FALSE(core.Commit().ok());
   EXPECT_EQ(core.Sweeps()[0].state, "running");
-  // Work requests fail cleanly too, and nothing is handed out.
-  auto none = core.Handle(RequestWorkMsg{w, 0});
-  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(*none) || std::holds_alternative<NoWorkMsg>(*none));
+  // A worker asking for work while the store is broken, with a task ready for it (a second
+  // sweep's training), gets a store error and no task.
   store.broken = false;
+  ASSERT_TRUE(std::holds_alternative<SubmitReplyMsg>(*core.Handle(SubmitSweepMsg{
+      "name: g\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""})));
+  ASSERT_TRUE(core.Commit().ok());
+  std::string w2 = std::get<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 1, {}})).worker_id;
+  ASSERT_TRUE(core.Commit().ok());
+  store.broken = true;
+  auto none = core.Handle(RequestWorkMsg{w2, 0});
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*none)) << "no task may be handed out that the store did not record";
+  EXPECT_EQ(std::get<ErrorMsg>(*none).code, "store_error");
+  store.broken = false;
+  auto later = core.Handle(RequestWorkMsg{w2, 0});
+  ASSERT_TRUE(std::holds_alternative<AssignMsg>(*later)) << "the ready task is still there once the store writes";
+  EXPECT_EQ(std::get<AssignMsg>(*later).task.sweep_id, "sw-0002");
   auto ack = std::get<ResultAckMsg>(*core.Handle(m));
   EXPECT_TRUE(ack.accepted) << ack.note;
   EXPECT_FALSE(std::get<ResultAckMsg>(*core.Handle(m)).accepted) << "the retry after success is a duplicate";
