@@ -240,6 +240,21 @@ class MultiProcessTest : public ::testing::Test {
   std::vector<pid_t> workers_;
 };
 
+// The README's first command in small: `prunelab run` with its embedded coordinator and a
+// local worker runs a sweep to the end, prints the Pareto table and the decision, and leaves
+// the store readable afterwards.
+TEST_F(MultiProcessTest, EmbeddedRunOfATinySweepPrintsTheParetoTableAndTheDecision) {
+  const std::string spec = Spec("embedded", kFashionDir);
+  const std::string data = dir_.path() + "/embedded-data";
+  auto run = Shell("timeout 600 " + Cli("run " + spec + " --workers 1 --threads 1 --data-dir " + data), false);
+  ASSERT_EQ(run.code, 0) << run.out << Dump(data + "/logs/worker-1.log");
+  EXPECT_NE(run.out.find("Pareto front for target 'local'"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("recommended:"), std::string::npos) << run.out;
+  auto sweeps = Shell(Cli("sweeps --data-dir " + data));
+  EXPECT_EQ(sweeps.code, 0) << sweeps.out;
+  EXPECT_NE(sweeps.out.find("done"), std::string::npos) << sweeps.out;
+}
+
 TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
   StartWorker(1);
   StartWorker(2);
