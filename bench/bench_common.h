@@ -1,6 +1,8 @@
 // Shared setup for the bench programs: the zoo CNN, a sample pool, and --json handling.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <string>
 
 #include "bench/bench_flags.h"

@@ -3,6 +3,8 @@
 // Targets: >= 2.0x at 50 % channels on CPU; the chosen form for 90 % unstructured never
 // slower than dense.
 // Usage: forms_speedup [--json] [--rounds N]
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>

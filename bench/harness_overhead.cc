@@ -2,6 +2,8 @@
 // batch 1 with a bare loop and through the single-stream scenario, interleaved in one
 // run, and prints both p50s and the overhead. Target: under 2 %.
 // Usage: harness_overhead [--json] [--rounds N]
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

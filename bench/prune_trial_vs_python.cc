@@ -4,6 +4,8 @@
 // same machine, same threads, from the same baseline weights. Prints both wall times and
 // their ratio (target: C++ <= 0.8x Python).
 // Usage: prune_trial_vs_python [--json] [--threads N] [--baseline-epochs N]
+#include <torch/torch.h>
+
 #include <sys/resource.h>
 
 #include <chrono>

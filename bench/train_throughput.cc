@@ -2,6 +2,8 @@
 // executor's optimization passes on and off, interleaved in one run. The worker turns them
 // off (worker/engine/torch_executor.cc); this shows why.
 // Usage: train_throughput [--json] [--rounds N] [--samples N]
+#include <torch/torch.h>
+
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <chrono>

@@ -117,6 +117,31 @@ class Checker {
     }
   }
 
+  // "A scalar or a list of them": each item with its path ("sweep.sparsity" for a scalar,
+  // "sweep.sparsity[2]" in a list). `empty_hint` is the error for an empty list.
+  std::vector<std::pair<std::string, YAML::Node>> Items(const YAML::Node& n, const std::string& path,
+                                                        const std::string& empty_hint) {
+    std::vector<std::pair<std::string, YAML::Node>> items;
+    if (!n.IsSequence()) {
+      items.emplace_back(path, n);
+      return items;
+    }
+    for (size_t i = 0; i < n.size(); ++i) items.emplace_back(path + "[" + std::to_string(i) + "]", n[i]);
+    if (items.empty()) Error(path, "must not be empty" + empty_hint);
+    return items;
+  }
+
+  // Appends v unless it is already there ("'x' is listed twice" at path).
+  template <typename T>
+  bool AddUnique(std::vector<T>* out, const T& v, const std::string& path, const std::string& shown) {
+    if (std::find(out->begin(), out->end(), v) != out->end()) {
+      Error(path, shown + " is listed twice");
+      return false;
+    }
+    out->push_back(v);
+    return true;
+  }
+
   // Reads a scalar or a list of scalars constrained to `allowed`.
   std::vector<std::string> Choices(const YAML::Node& n, const std::string& path,
                                    const std::vector<std::string>& allowed) {
@@ -125,28 +150,25 @@ class Checker {
       Error(path, "is required (allowed values: " + Join(allowed) + ")");
       return out;
     }
-    std::vector<YAML::Node> items;
-    if (n.IsSequence()) {
-      for (const auto& i : n) items.push_back(i);
-      if (items.empty()) Error(path, "must not be empty (allowed values: " + Join(allowed) + ")");
-    } else {
-      items.push_back(n);
-    }
-    for (size_t i = 0; i < items.size(); ++i) {
-      std::string p = n.IsSequence() ? path + "[" + std::to_string(i) + "]" : path;
-      if (!items[i].IsScalar()) {
+    for (const auto& [p, item] : Items(n, path, " (allowed values: " + Join(allowed) + ")")) {
+      if (!item.IsScalar()) {
         Error(p, "must be one of: " + Join(allowed));
         continue;
       }
-      std::string v = items[i].as<std::string>();
-      if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string v = item.as<std::string>();
+      if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
         Error(p, "'" + v + "' is not allowed (allowed values: " + Join(allowed) + ")");
-      } else if (std::find(out.begin(), out.end(), v) != out.end()) {
-        Error(p, "'" + v + "' is listed twice");
-      } else {
-        out.push_back(v);
-      }
+      else
+        AddUnique(&out, v, p, "'" + v + "'");
     }
+    return out;
+  }
+
+  // A scalar or a list of names, taken as they are (checked against the model later).
+  std::vector<std::string> Names(const YAML::Node& n, const std::string& path) {
+    std::vector<std::string> out;
+    if (n.IsSequence() && n.size() == 0) return out;  // an empty list of names is allowed
+    for (const auto& item : Items(n, path, "")) out.push_back(item.second.IsScalar() ? item.second.as<std::string>() : "");
     return out;
   }
 
@@ -287,6 +309,204 @@ void CrossCheck(Checker& c, SweepSpec* spec) {
   }
 }
 
+void ParseName(Checker& c, const YAML::Node& root, SweepSpec* spec) {
+  if (!root["name"] || !root["name"].IsScalar()) {
+    c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
+    return;
+  }
+  spec->name = root["name"].as<std::string>();
+  if (!ValidName(spec->name)) c.Error("name", "'" + spec->name + "' must be 1-64 letters, digits, '-', '_' or '.'");
+}
+
+// A zoo name, or {torchscript: PATH, input_shape: [...]} for a user's model.
+void ParseModel(Checker& c, const YAML::Node& mn, SweepSpec* spec) {
+  if (!mn || !mn.IsMap()) {
+    std::vector<std::string> zoo(ZooModelNames());
+    auto models = c.Choices(mn, "model", zoo);
+    if (models.size() > 1) c.Error("model", "exactly one model per sweep");
+    if (!models.empty()) spec->model = models[0];
+    return;
+  }
+  c.OnlyKeys(mn, "model", {"torchscript", "input_shape"});
+  spec->model = "torchscript";
+  if (!mn["torchscript"] || !mn["torchscript"].IsScalar() || mn["torchscript"].as<std::string>().empty())
+    c.Error("model.torchscript", "is required: the path of a TorchScript file (torch.jit.save), relative to the spec");
+  else
+    spec->model_path = mn["torchscript"].as<std::string>();
+  YAML::Node is = mn["input_shape"];
+  if (!is || !is.IsSequence() || is.size() == 0) {
+    c.Error("model.input_shape", "is required: the per-sample input shape, e.g. [1, 28, 28] or [784]");
+    return;
+  }
+  for (size_t i = 0; i < is.size(); ++i) {
+    int64_t d = 0;
+    try {
+      d = is[i].as<int64_t>();
+    } catch (const YAML::Exception&) {
+    }
+    if (d <= 0) c.Error("model.input_shape[" + std::to_string(i) + "]", "must be a positive whole number");
+    spec->input_shape.push_back(d);
+  }
+}
+
+void ParseDataset(Checker& c, const YAML::Node& d, DatasetConfig* out) {
+  if (!c.IsMap(d, "dataset")) return;
+  c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset"});
+  if (d["name"]) {
+    auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx"});
+    if (!v.empty()) out->name = v[0];
+  }
+  if (d["path"]) out->path = d["path"].as<std::string>();
+  c.Number(d, "dataset", "train_subset", &out->train_subset, 0, 60000);
+  c.Number(d, "dataset", "test_subset", &out->test_subset, 0, 10000);
+}
+
+void ParseTraining(Checker& c, const YAML::Node& t, bool user_model, TrainingConfig* out) {
+  if (!c.IsMap(t, "training")) return;
+  c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed"});
+  // A user's model may arrive trained: epochs 0 takes it as the baseline as it is.
+  c.Number(t, "training", "epochs", &out->epochs, user_model ? 0 : 1, 1000);
+  c.Number(t, "training", "batch_size", &out->batch_size, 1, 65536);
+  c.Number(t, "training", "learning_rate", &out->learning_rate, 1e-6, 10);
+  c.Number(t, "training", "momentum", &out->momentum, 0, 0.999);
+  c.Number(t, "training", "weight_decay", &out->weight_decay, 0, 1);
+  c.Number(t, "training", "seed", &out->seed, 0, 9007199254740991.0);
+}
+
+// unstructured, structured (= channel), or an N:M pattern such as 2:4.
+void ParseGranularities(Checker& c, const YAML::Node& g, std::vector<std::string>* out) {
+  const std::string allowed = " (allowed values: " + Join(AllowedGranularities()) + ")";
+  if (!g) {
+    c.Error("sweep.granularity", "is required" + allowed);
+    return;
+  }
+  const std::vector<std::string> fixed{"unstructured", "structured", "channel"};
+  for (const auto& [p, item] : c.Items(g, "sweep.granularity", allowed)) {
+    std::string v = item.IsScalar() ? item.as<std::string>() : "";
+    int n = 0, m = 0;
+    if (std::find(fixed.begin(), fixed.end(), v) == fixed.end() && !ParseNm(v, &n, &m))
+      c.Error(p, "'" + v + "' is not allowed (allowed values: " + Join(AllowedGranularities()) +
+                     "; N:M needs 0 < N < M <= 64)");
+    else
+      c.AddUnique(out, v, p, "'" + v + "'");
+  }
+}
+
+void ParseSparsities(Checker& c, const YAML::Node& sp, std::vector<double>* out) {
+  if (!sp) {
+    c.Error("sweep.sparsity", "is required: a list of fractions in (0, 1), e.g. [0.5, 0.8]");
+    return;
+  }
+  for (const auto& [p, item] : c.Items(sp, "sweep.sparsity", ": a list of fractions in (0, 1)")) {
+    double v = -1;
+    try {
+      v = item.as<double>();
+    } catch (const YAML::Exception&) {
+    }
+    if (!(v > 0 && v < 1))
+      c.Error(p, "must be a fraction in (0, 1), e.g. 0.5 for 50 %");
+    else
+      c.AddUnique(out, v, p, Checker::Fmt(v));
+  }
+}
+
+void ParseSweep(Checker& c, const YAML::Node& s, SweepSpec* spec) {
+  if (!s) {
+    c.Error("sweep", "is required: a mapping with criterion, granularity, sparsity, schedule");
+    return;
+  }
+  if (!c.IsMap(s, "sweep")) return;
+  c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers"});
+  if (s["mode"]) {
+    auto v = c.Choices(s["mode"], "sweep.mode", {"grid", "sensitivity"});
+    if (!v.empty()) spec->mode = v[0];
+  }
+  if (YAML::Node ls = s["layers"]) {
+    spec->layers = c.Names(ls, "sweep.layers");
+    if (spec->mode != "sensitivity") c.Error("sweep.layers", "applies to mode sensitivity only");
+  }
+  spec->criteria = c.Choices(s["criterion"], "sweep.criterion", AllowedCriteria());
+  ParseGranularities(c, s["granularity"], &spec->granularities);
+  ParseSparsities(c, s["sparsity"], &spec->sparsities);
+  YAML::Node sc = s["schedule"];
+  if (!sc) {
+    spec->schedules.push_back(ScheduleSpec{});
+  } else if (sc.IsSequence()) {
+    if (sc.size() == 0) c.Error("sweep.schedule", "must not be empty");
+    for (size_t i = 0; i < sc.size(); ++i) ParseSchedule(c, sc[i], "sweep.schedule[" + std::to_string(i) + "]", spec);
+  } else {
+    ParseSchedule(c, sc, "sweep.schedule", spec);
+  }
+}
+
+void ParsePruning(Checker& c, const YAML::Node& p, PruningSpec* ps) {
+  if (!c.IsMap(p, "pruning")) return;
+  c.OnlyKeys(p, "pruning", {"scope", "min_keep", "exclude", "overrides", "round_to", "calibration_batches"});
+  if (p["scope"]) {
+    auto v = c.Choices(p["scope"], "pruning.scope", {"layer", "global"});
+    if (!v.empty()) ps->scope = v[0];
+  }
+  c.Number(p, "pruning", "min_keep", &ps->min_keep, 0, 1);
+  c.Number(p, "pruning", "round_to", &ps->round_to, 1, 4096);
+  c.Number(p, "pruning", "calibration_batches", &ps->calibration_batches, 1, 10000);
+  if (YAML::Node ex = p["exclude"]) ps->exclude = c.Names(ex, "pruning.exclude");
+  YAML::Node ov = p["overrides"];
+  if (!ov) return;
+  if (!ov.IsMap()) {
+    c.Error("pruning.overrides", "must map layer or group names to sparsities, e.g. {fc1: 0.9}");
+    return;
+  }
+  for (const auto& kv : ov) {
+    std::string name = kv.first.as<std::string>("");
+    double v = -1;
+    try {
+      v = kv.second.as<double>();
+    } catch (const YAML::Exception&) {
+    }
+    if (!(v >= 0 && v < 1)) c.Error("pruning.overrides." + name, "must be a sparsity in [0, 1)");
+    else ps->overrides.push_back({name, v});
+  }
+}
+
+void ParseBenchmark(Checker& c, const YAML::Node& b, BenchmarkConfig* bc) {
+  if (!c.IsMap(b, "benchmark")) return;
+  c.OnlyKeys(b, "benchmark", {"profile", "scenarios", "warmup_queries", "min_queries", "min_duration_s",
+                              "max_duration_s", "offline_batch_size", "offline_min_samples", "offline_min_duration_s",
+                              "multi_stream_samples", "server_latency_bound_ms", "server_target_qps", "ab_rounds",
+                              "sparse_forms"});
+  if (b["profile"]) {
+    auto v = c.Choices(b["profile"], "benchmark.profile", {"lab", "mlperf"});
+    if (!v.empty()) bc->profile = v[0];
+  }
+  if (b["scenarios"]) bc->scenarios = c.Choices(b["scenarios"], "benchmark.scenarios", AllowedScenarios());
+  c.Number(b, "benchmark", "warmup_queries", &bc->warmup_queries, 0, 1e6);
+  c.Number(b, "benchmark", "min_queries", &bc->min_queries, 1, 1e7);
+  c.Number(b, "benchmark", "min_duration_s", &bc->min_duration_s, 0, 3600);
+  c.Number(b, "benchmark", "max_duration_s", &bc->max_duration_s, 0.01, 86400);
+  c.Number(b, "benchmark", "offline_batch_size", &bc->offline_batch_size, 1, 65536);
+  c.Number(b, "benchmark", "offline_min_samples", &bc->offline_min_samples, 1, 1e8);
+  c.Number(b, "benchmark", "offline_min_duration_s", &bc->offline_min_duration_s, 0, 3600);
+  c.Number(b, "benchmark", "multi_stream_samples", &bc->multi_stream_samples, 1, 1024);
+  c.Number(b, "benchmark", "server_latency_bound_ms", &bc->server_latency_bound_ms, 0.001, 1e6);
+  c.Number(b, "benchmark", "server_target_qps", &bc->server_target_qps, 0, 1e7);
+  c.Number(b, "benchmark", "ab_rounds", &bc->ab_rounds, 0, 100);
+  c.Bool(b, "benchmark", "sparse_forms", &bc->sparse_forms);
+  if (bc->max_duration_s < bc->min_duration_s || bc->max_duration_s < bc->offline_min_duration_s)
+    c.Error("benchmark.max_duration_s", "must be at least min_duration_s and offline_min_duration_s");
+}
+
+void ParseTargets(Checker& c, const YAML::Node& tg, std::vector<std::string>* out) {
+  if (!tg) {
+    *out = {"local"};
+    return;
+  }
+  for (const auto& [p, item] : c.Items(tg, "targets", ": list at least one hardware target name, e.g. [local]")) {
+    std::string v = item.IsScalar() ? item.as<std::string>() : "";
+    if (!ValidName(v)) c.Error(p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
+    else c.AddUnique(out, v, p, "'" + v + "'");
+  }
+}
+
 }  // namespace
 
 StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
@@ -297,221 +517,25 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
     return Status::InvalidArgument("spec is not valid YAML: line " + std::to_string(e.mark.line + 1) +
                                    ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
+  if (!root || !root.IsMap())
+    return Status::InvalidArgument(
+        "invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, "
+        "benchmark, targets");
   Checker c;
   SweepSpec spec;
-  if (!root || !root.IsMap()) return Status::InvalidArgument("invalid sweep spec: the top level must be a mapping with fields name, model, dataset, training, sweep, benchmark, targets");
   try {
     c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority",
                           "report"});
     if (YAML::Node r = root["report"]) ParseReport(c, r, &spec.report);
     c.Number(root, "", "priority", &spec.priority, -100, 100);
-
-    if (!root["name"] || !root["name"].IsScalar()) {
-      c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
-    } else {
-      spec.name = root["name"].as<std::string>();
-      if (!ValidName(spec.name)) c.Error("name", "'" + spec.name + "' must be 1-64 letters, digits, '-', '_' or '.'");
-    }
-
-    YAML::Node mn = root["model"];
-    if (mn && mn.IsMap()) {
-      c.OnlyKeys(mn, "model", {"torchscript", "input_shape"});
-      spec.model = "torchscript";
-      if (!mn["torchscript"] || !mn["torchscript"].IsScalar() || mn["torchscript"].as<std::string>().empty())
-        c.Error("model.torchscript", "is required: the path of a TorchScript file (torch.jit.save), relative to the spec");
-      else
-        spec.model_path = mn["torchscript"].as<std::string>();
-      YAML::Node is = mn["input_shape"];
-      if (!is || !is.IsSequence() || is.size() == 0) {
-        c.Error("model.input_shape", "is required: the per-sample input shape, e.g. [1, 28, 28] or [784]");
-      } else {
-        for (size_t i = 0; i < is.size(); ++i) {
-          int64_t d = 0;
-          try { d = is[i].as<int64_t>(); } catch (const YAML::Exception&) {}
-          if (d <= 0) c.Error("model.input_shape[" + std::to_string(i) + "]", "must be a positive whole number");
-          spec.input_shape.push_back(d);
-        }
-      }
-    } else {
-      std::vector<std::string> zoo(ZooModelNames());
-      auto models = c.Choices(mn, "model", zoo);
-      if (models.size() > 1) c.Error("model", "exactly one model per sweep");
-      if (!models.empty()) spec.model = models[0];
-    }
-
-    if (YAML::Node d = root["dataset"]) {
-      if (c.IsMap(d, "dataset")) {
-        c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset"});
-        if (d["name"]) {
-          auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx"});
-          if (!v.empty()) spec.dataset.name = v[0];
-        }
-        if (d["path"]) spec.dataset.path = d["path"].as<std::string>();
-        c.Number(d, "dataset", "train_subset", &spec.dataset.train_subset, 0, 60000);
-        c.Number(d, "dataset", "test_subset", &spec.dataset.test_subset, 0, 10000);
-      }
-    }
-
-    if (YAML::Node t = root["training"]) {
-      if (c.IsMap(t, "training")) {
-        c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed"});
-        // A user's model may arrive trained: epochs 0 takes it as the baseline as it is.
-        c.Number(t, "training", "epochs", &spec.training.epochs, spec.model == "torchscript" ? 0 : 1, 1000);
-        c.Number(t, "training", "batch_size", &spec.training.batch_size, 1, 65536);
-        c.Number(t, "training", "learning_rate", &spec.training.learning_rate, 1e-6, 10);
-        c.Number(t, "training", "momentum", &spec.training.momentum, 0, 0.999);
-        c.Number(t, "training", "weight_decay", &spec.training.weight_decay, 0, 1);
-        c.Number(t, "training", "seed", &spec.training.seed, 0, 9007199254740991.0);
-      }
-    }
-
-    YAML::Node s = root["sweep"];
-    if (!s) {
-      c.Error("sweep", "is required: a mapping with criterion, granularity, sparsity, schedule");
-    } else if (c.IsMap(s, "sweep")) {
-      c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers"});
-      if (s["mode"]) {
-        auto v = c.Choices(s["mode"], "sweep.mode", {"grid", "sensitivity"});
-        if (!v.empty()) spec.mode = v[0];
-      }
-      if (YAML::Node ls = s["layers"]) {
-        std::vector<YAML::Node> items;
-        if (ls.IsSequence()) for (const auto& i : ls) items.push_back(i); else items.push_back(ls);
-        for (const auto& i : items) spec.layers.push_back(i.IsScalar() ? i.as<std::string>() : "");
-        if (spec.mode != "sensitivity") c.Error("sweep.layers", "applies to mode sensitivity only");
-      }
-      spec.criteria = c.Choices(s["criterion"], "sweep.criterion", AllowedCriteria());
-      {
-        // unstructured, channel, or an N:M pattern such as 2:4.
-        YAML::Node g = s["granularity"];
-        std::vector<std::string> fixed{"unstructured", "structured", "channel"};
-        if (!g) {
-          c.Error("sweep.granularity", "is required (allowed values: " + Join(AllowedGranularities()) + ")");
-        } else {
-          std::vector<YAML::Node> items;
-          if (g.IsSequence()) for (const auto& i : g) items.push_back(i); else items.push_back(g);
-          if (items.empty()) c.Error("sweep.granularity", "must not be empty (allowed values: " + Join(AllowedGranularities()) + ")");
-          for (size_t i = 0; i < items.size(); ++i) {
-            std::string p = g.IsSequence() ? "sweep.granularity[" + std::to_string(i) + "]" : "sweep.granularity";
-            std::string v = items[i].IsScalar() ? items[i].as<std::string>() : "";
-            int n = 0, m = 0;
-            bool ok = std::find(fixed.begin(), fixed.end(), v) != fixed.end() || ParseNm(v, &n, &m);
-            if (!ok) c.Error(p, "'" + v + "' is not allowed (allowed values: " + Join(AllowedGranularities()) + "; N:M needs 0 < N < M <= 64)");
-            else if (std::find(spec.granularities.begin(), spec.granularities.end(), v) != spec.granularities.end())
-              c.Error(p, "'" + v + "' is listed twice");
-            else spec.granularities.push_back(v);
-          }
-        }
-      }
-      YAML::Node sp = s["sparsity"];
-      if (!sp) {
-        c.Error("sweep.sparsity", "is required: a list of fractions in (0, 1), e.g. [0.5, 0.8]");
-      } else {
-        std::vector<YAML::Node> items;
-        if (sp.IsSequence()) for (const auto& i : sp) items.push_back(i); else items.push_back(sp);
-        if (items.empty()) c.Error("sweep.sparsity", "must not be empty: a list of fractions in (0, 1)");
-        for (size_t i = 0; i < items.size(); ++i) {
-          std::string p = sp.IsSequence() ? "sweep.sparsity[" + std::to_string(i) + "]" : "sweep.sparsity";
-          double v = -1;
-          try { v = items[i].as<double>(); } catch (const YAML::Exception&) {}
-          if (!(v > 0 && v < 1)) {
-            c.Error(p, "must be a fraction in (0, 1), e.g. 0.5 for 50 %");
-          } else if (std::find(spec.sparsities.begin(), spec.sparsities.end(), v) != spec.sparsities.end()) {
-            c.Error(p, Checker::Fmt(v) + " is listed twice");
-          } else {
-            spec.sparsities.push_back(v);
-          }
-        }
-      }
-      YAML::Node sc = s["schedule"];
-      if (!sc) {
-        spec.schedules.push_back(ScheduleSpec{});
-      } else if (sc.IsSequence()) {
-        if (sc.size() == 0) c.Error("sweep.schedule", "must not be empty");
-        for (size_t i = 0; i < sc.size(); ++i)
-          ParseSchedule(c, sc[i], "sweep.schedule[" + std::to_string(i) + "]", &spec);
-      } else {
-        ParseSchedule(c, sc, "sweep.schedule", &spec);
-      }
-    }
-
-    if (YAML::Node p = root["pruning"]) {
-      if (c.IsMap(p, "pruning")) {
-        PruningSpec& ps = spec.pruning;
-        c.OnlyKeys(p, "pruning", {"scope", "min_keep", "exclude", "overrides", "round_to", "calibration_batches"});
-        if (p["scope"]) {
-          auto v = c.Choices(p["scope"], "pruning.scope", {"layer", "global"});
-          if (!v.empty()) ps.scope = v[0];
-        }
-        c.Number(p, "pruning", "min_keep", &ps.min_keep, 0, 1);
-        c.Number(p, "pruning", "round_to", &ps.round_to, 1, 4096);
-        c.Number(p, "pruning", "calibration_batches", &ps.calibration_batches, 1, 10000);
-        if (YAML::Node ex = p["exclude"]) {
-          std::vector<YAML::Node> items;
-          if (ex.IsSequence()) for (const auto& i : ex) items.push_back(i); else items.push_back(ex);
-          for (const auto& i : items) ps.exclude.push_back(i.IsScalar() ? i.as<std::string>() : "");
-        }
-        if (YAML::Node ov = p["overrides"]) {
-          if (!ov.IsMap()) {
-            c.Error("pruning.overrides", "must map layer or group names to sparsities, e.g. {fc1: 0.9}");
-          } else {
-            for (const auto& kv : ov) {
-              std::string name = kv.first.as<std::string>("");
-              double v = -1;
-              try { v = kv.second.as<double>(); } catch (const YAML::Exception&) {}
-              if (!(v >= 0 && v < 1)) c.Error("pruning.overrides." + name, "must be a sparsity in [0, 1)");
-              else ps.overrides.push_back({name, v});
-            }
-          }
-        }
-      }
-    }
-
-    if (YAML::Node b = root["benchmark"]) {
-      if (c.IsMap(b, "benchmark")) {
-        BenchmarkConfig& bc = spec.benchmark;
-        c.OnlyKeys(b, "benchmark", {"profile", "scenarios", "warmup_queries", "min_queries", "min_duration_s",
-                                    "max_duration_s", "offline_batch_size", "offline_min_samples",
-                                    "offline_min_duration_s", "multi_stream_samples", "server_latency_bound_ms",
-                                    "server_target_qps", "ab_rounds", "sparse_forms"});
-        if (b["profile"]) {
-          auto v = c.Choices(b["profile"], "benchmark.profile", {"lab", "mlperf"});
-          if (!v.empty()) bc.profile = v[0];
-        }
-        if (b["scenarios"]) bc.scenarios = c.Choices(b["scenarios"], "benchmark.scenarios", AllowedScenarios());
-        c.Number(b, "benchmark", "warmup_queries", &bc.warmup_queries, 0, 1e6);
-        c.Number(b, "benchmark", "min_queries", &bc.min_queries, 1, 1e7);
-        c.Number(b, "benchmark", "min_duration_s", &bc.min_duration_s, 0, 3600);
-        c.Number(b, "benchmark", "max_duration_s", &bc.max_duration_s, 0.01, 86400);
-        c.Number(b, "benchmark", "offline_batch_size", &bc.offline_batch_size, 1, 65536);
-        c.Number(b, "benchmark", "offline_min_samples", &bc.offline_min_samples, 1, 1e8);
-        c.Number(b, "benchmark", "offline_min_duration_s", &bc.offline_min_duration_s, 0, 3600);
-        c.Number(b, "benchmark", "multi_stream_samples", &bc.multi_stream_samples, 1, 1024);
-        c.Number(b, "benchmark", "server_latency_bound_ms", &bc.server_latency_bound_ms, 0.001, 1e6);
-        c.Number(b, "benchmark", "server_target_qps", &bc.server_target_qps, 0, 1e7);
-        c.Number(b, "benchmark", "ab_rounds", &bc.ab_rounds, 0, 100);
-        c.Bool(b, "benchmark", "sparse_forms", &bc.sparse_forms);
-        if (bc.max_duration_s < bc.min_duration_s || bc.max_duration_s < bc.offline_min_duration_s)
-          c.Error("benchmark.max_duration_s", "must be at least min_duration_s and offline_min_duration_s");
-      }
-    }
-
-    YAML::Node tg = root["targets"];
-    if (!tg) {
-      spec.targets = {"local"};
-    } else {
-      std::vector<YAML::Node> items;
-      if (tg.IsSequence()) for (const auto& i : tg) items.push_back(i); else items.push_back(tg);
-      if (items.empty()) c.Error("targets", "must list at least one hardware target name, e.g. [local]");
-      for (size_t i = 0; i < items.size(); ++i) {
-        std::string p = tg.IsSequence() ? "targets[" + std::to_string(i) + "]" : "targets";
-        std::string v = items[i].IsScalar() ? items[i].as<std::string>() : "";
-        if (!ValidName(v)) c.Error(p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
-        else if (std::find(spec.targets.begin(), spec.targets.end(), v) != spec.targets.end())
-          c.Error(p, "'" + v + "' is listed twice");
-        else spec.targets.push_back(v);
-      }
-    }
+    ParseName(c, root, &spec);
+    ParseModel(c, root["model"], &spec);
+    if (YAML::Node d = root["dataset"]) ParseDataset(c, d, &spec.dataset);
+    if (YAML::Node t = root["training"]) ParseTraining(c, t, spec.model == "torchscript", &spec.training);
+    ParseSweep(c, root["sweep"], &spec);
+    if (YAML::Node p = root["pruning"]) ParsePruning(c, p, &spec.pruning);
+    if (YAML::Node b = root["benchmark"]) ParseBenchmark(c, b, &spec.benchmark);
+    ParseTargets(c, root["targets"], &spec.targets);
     CrossCheck(c, &spec);
   } catch (const YAML::Exception& e) {
     c.Error("(line " + std::to_string(e.mark.line + 1) + ")", e.msg);

@@ -1,3 +1,5 @@
+#include <torch/torch.h>
+
 #include <dlfcn.h>
 #include <malloc.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
@@ -130,77 +132,66 @@ class TorchExecutor final : public TrialExecutor {
     return &(shaped_[key] = std::move(s).value());
   }
 
-  Status Run(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
-    TrialResult& r = out->result;
-    auto progress = [&](const std::string& phase) {
-      return [&ctx, phase](double f) { return !ctx.on_progress || ctx.on_progress(phase, f); };
-    };
-    if (ctx.on_progress) ctx.on_progress("loading data", 0);
-    auto test = ShapedData(task, /*train=*/false);
-    if (!test.ok()) return test.status();
-    const bool user_model = !task.model_artifact.empty();
-    if (task.kind == TaskKind::kBenchmarkVariant) return BenchmarkVariant(task, ctx, *test.value(), &r);
-
-    torch::jit::Module model;
-    ModelLayout layout;
-    if (task.kind == TaskKind::kTrainBaseline) {
-      auto train = ShapedData(task, /*train=*/true);
-      if (!train.ok()) return train.status();
-      if (user_model) {
-        auto u = UserModel(task, ctx);
-        if (!u.ok()) return u.status();
-        model = u->module;
-        layout = u->layout;
-      } else {
-        auto built = BuildZooModel(task.model, task.training.seed);
-        if (!built.ok()) return built.status();
-        model = built->module;
-        layout = built->layout;
-      }
-      if (task.training.epochs > 0) {
-        TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
-        o.on_progress = progress("training");
-        auto lock = Lock(ctx, false, "train");
-        auto t0 = std::chrono::steady_clock::now();
-        PRUNELAB_RETURN_IF_ERROR(Train(model, *train.value(), o));
-        r.train_seconds = SecondsSince(t0);
-      }
-      out->artifact = SaveToBytes(model);
-      r.artifact_hash = ContentHash(out->artifact);
+  // The dense model of a training task: built from the zoo (or the user's file) and trained;
+  // its serialized bytes become the task's artifact.
+  StatusOr<Loaded> TrainBaseline(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
+    auto train = ShapedData(task, /*train=*/true);
+    if (!train.ok()) return train.status();
+    Loaded m;
+    if (!task.model_artifact.empty()) {
+      auto u = UserModel(task, ctx);
+      if (!u.ok()) return u.status();
+      m = std::move(u).value();
     } else {
-      if (!ctx.fetch_artifact) return Status::Internal("no artifact source");
-      auto bytes = ctx.fetch_artifact(task.baseline_artifact);
-      if (!bytes.ok()) return Status::Unavailable("baseline " + task.baseline_artifact + ": " + bytes.status().ToString());
-      auto loaded = LoadFromBytes(bytes.value());
-      if (!loaded.ok()) return loaded.status();
-      model = std::move(loaded).value();
-      if (user_model) {
-        layout = InferLayout(model);
-      } else {
-        auto l = ZooLayout(task.model);
-        if (!l.ok()) return l.status();
-        layout = std::move(l).value();
-      }
+      auto built = BuildZooModel(task.model, task.training.seed);
+      if (!built.ok()) return built.status();
+      m = Loaded{built->module, built->layout};
     }
-    const int64_t dense_weights = PrunableWeights(model, layout);
-    torch::jit::Module dense = CloneModule(model);
-    r.params_before = static_cast<uint64_t>(CountParameters(model));
-    r.model_bytes_before = SaveToBytes(model).size();
-    const bool prune = task.kind == TaskKind::kPruneTrial;
-    const bool sensitivity = prune && task.trial.schedule == "sensitivity";
-    const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";
+    if (task.training.epochs > 0) {
+      TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
+      o.on_progress = [&ctx](double f) { return !ctx.on_progress || ctx.on_progress("training", f); };
+      auto lock = Lock(ctx, false, "train");
+      auto t0 = std::chrono::steady_clock::now();
+      PRUNELAB_RETURN_IF_ERROR(Train(m.module, *train.value(), o));
+      out->result.train_seconds = SecondsSince(t0);
+    }
+    out->artifact = SaveToBytes(m.module);
+    out->result.artifact_hash = ContentHash(out->artifact);
+    return m;
+  }
 
-    Evaluation base_ev;
-    {
-      auto lock = Lock(ctx, false, "evaluate");
-      if (ctx.on_progress) ctx.on_progress("evaluating", 0);
-      base_ev = task.kind == TaskKind::kTrainBaseline ? Evaluate(dense, *test.value())
-                                                      : BaselineEvaluation(task, dense, *test.value());
+  // The dense model every later task starts from: the training task's artifact.
+  StatusOr<Loaded> FetchBaseline(const Task& task, const ExecutionContext& ctx) {
+    if (!ctx.fetch_artifact) return Status::Internal("no artifact source");
+    auto bytes = ctx.fetch_artifact(task.baseline_artifact);
+    if (!bytes.ok()) return Status::Unavailable("baseline " + task.baseline_artifact + ": " + bytes.status().ToString());
+    auto loaded = LoadFromBytes(bytes.value());
+    if (!loaded.ok()) return loaded.status();
+    Loaded m{std::move(loaded).value(), {}};
+    if (!task.model_artifact.empty()) {
+      m.layout = InferLayout(m.module);
+    } else {
+      auto l = ZooLayout(task.model);
+      if (!l.ok()) return l.status();
+      m.layout = std::move(l).value();
     }
-    auto describe = [&](torch::jit::Module& m, TrialResult* row) {
+    return m;
+  }
+
+  // What a result row says about a model against the dense one: accuracy (overall, per
+  // class, worst-class drop), achieved sparsity, per-layer weights, sizes.
+  struct Describer {
+    const ExecutionContext& ctx;
+    const torch::jit::Module& dense;
+    const ModelLayout& layout;
+    const Dataset& test;
+    const Evaluation& base_ev;
+    int64_t dense_weights;
+    bool evaluate;  // false: the model is the dense one, reuse base_ev
+    void operator()(torch::jit::Module& m, TrialResult* row) const {
       auto lock = Lock(ctx, false, "evaluate");
       auto t0 = std::chrono::steady_clock::now();
-      Evaluation ev = prune ? Evaluate(m, *test.value()) : base_ev;
+      Evaluation ev = evaluate ? Evaluate(m, test) : base_ev;
       row->eval_seconds = SecondsSince(t0);
       row->accuracy = ev.accuracy;
       row->per_class_accuracy = ev.per_class;
@@ -218,8 +209,37 @@ class TorchExecutor final : public TrialExecutor {
       row->layers = LayerStats(m, dense, layout);
       row->params = static_cast<uint64_t>(CountParameters(m));
       row->model_bytes = SaveToBytes(m).size();
-    };
+    }
+  };
 
+  // train | evaluate the baseline | prune + fine-tune + evaluate | benchmark a variant.
+  Status Run(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
+    TrialResult& r = out->result;
+    if (ctx.on_progress) ctx.on_progress("loading data", 0);
+    auto test = ShapedData(task, /*train=*/false);
+    if (!test.ok()) return test.status();
+    if (task.kind == TaskKind::kBenchmarkVariant) return BenchmarkVariant(task, ctx, *test.value(), &r);
+
+    auto loaded = task.kind == TaskKind::kTrainBaseline ? TrainBaseline(task, ctx, out) : FetchBaseline(task, ctx);
+    if (!loaded.ok()) return loaded.status();
+    torch::jit::Module& model = loaded->module;
+    const ModelLayout& layout = loaded->layout;
+    const int64_t dense_weights = PrunableWeights(model, layout);
+    torch::jit::Module dense = CloneModule(model);
+    r.params_before = static_cast<uint64_t>(CountParameters(model));
+    r.model_bytes_before = SaveToBytes(model).size();
+    const bool prune = task.kind == TaskKind::kPruneTrial;
+    const bool sensitivity = prune && task.trial.schedule == "sensitivity";
+    const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";
+
+    Evaluation base_ev;
+    {
+      auto lock = Lock(ctx, false, "evaluate");
+      if (ctx.on_progress) ctx.on_progress("evaluating", 0);
+      base_ev = task.kind == TaskKind::kTrainBaseline ? Evaluate(dense, *test.value())
+                                                      : BaselineEvaluation(task, dense, *test.value());
+    }
+    const Describer describe{ctx, dense, layout, *test.value(), base_ev, dense_weights, prune};
     if (prune) PRUNELAB_RETURN_IF_ERROR(Prune(task, ctx, layout, dense, structured, &model, out, describe));
     if (ctx.on_progress) ctx.on_progress("evaluating", 0);
     describe(model, &r);

@@ -272,3 +272,32 @@ TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
 
 }  // namespace
 }  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+// "A scalar or a list" and "listed twice" are one code path for every list field.
+TEST(SpecTest, ScalarOrListAndListedTwiceBehaveAlikeInEveryListField) {
+  auto scalars = ParseSpec("name: x\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n"
+                           "targets: local\n");
+  ASSERT_TRUE(scalars.ok()) << scalars.status().ToString();
+  EXPECT_EQ(scalars->sparsities, std::vector<double>{0.5});
+  EXPECT_EQ(scalars->targets, std::vector<std::string>{"local"});
+  EXPECT_EQ(scalars->granularities, std::vector<std::string>{"unstructured"});
+  auto twice = ParseSpec("name: x\nmodel: mlp\n"
+                         "sweep: {criterion: [l1, l1], granularity: [2:4, 2:4], sparsity: [0.5, 0.5]}\n"
+                         "targets: [a, a]\n");
+  ASSERT_FALSE(twice.ok());
+  const std::string msg = twice.status().message();
+  for (const char* frag : {"sweep.criterion[1]: 'l1' is listed twice", "sweep.granularity[1]: '2:4' is listed twice",
+                           "sweep.sparsity[1]: 0.5 is listed twice", "targets[1]: 'a' is listed twice"})
+    EXPECT_NE(msg.find(frag), std::string::npos) << "missing '" << frag << "' in: " << msg;
+  auto empty = ParseSpec("name: x\nmodel: mlp\nsweep: {criterion: [], granularity: [], sparsity: []}\ntargets: []\n");
+  ASSERT_FALSE(empty.ok());
+  for (const char* frag : {"sweep.criterion: must not be empty", "sweep.granularity: must not be empty",
+                           "sweep.sparsity: must not be empty", "targets: must not be empty"})
+    EXPECT_NE(empty.status().message().find(frag), std::string::npos) << frag << " in: " << empty.status().message();
+}
+
+}  // namespace
+}  // namespace prunelab

@@ -1,5 +1,7 @@
 // The LibTorch engine: pruning primitives against hand-computed references, channel
 // pruning shapes and function, and the real executor on a small Fashion-MNIST subset.
+#include <torch/torch.h>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

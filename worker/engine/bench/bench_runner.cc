@@ -1,10 +1,13 @@
 #include "worker/engine/bench/bench_runner.h"
 
+#include <torch/torch.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 
 #include "worker/engine/bench/forms.h"
+#include "worker/engine/model/model.h"
 #include "worker/loadgen/memory.h"
 
 namespace prunelab::worker {
@@ -97,165 +100,202 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
-Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
-  const BenchmarkConfig& cfg = req.config;
-  auto phase = [&](const std::string& p) {
+namespace {
+
+// One benchmark of one variant, in three steps that share what they found: the deployable
+// form (fastest single-stream p90), the scenarios on it, A/B rounds against the baseline.
+class BenchmarkRun {
+ public:
+  BenchmarkRun(const BenchRequest& req, TrialResult* r)
+      : req(req), cfg(req.config), r(r), timer(NewSteadyTimer()), single(Settings(Scenario::kSingleStream)) {
+    detail["profile"] = cfg.profile;
+  }
+
+  Status ChooseForm() {
+    // 1. Every candidate execution form, single-stream; the fastest p90 is deployable.
+    std::vector<std::string> forms = CandidateForms(req.has_unstructured_zeros && cfg.sparse_forms);
+    json forms_json = json::array();
+    for (const auto& form : forms) {
+      phase("benchmarking form " + form);
+      auto sut = MakeSut(form, *req.variant, *req.samples);
+      if (!sut.ok()) {
+        // A form this model cannot take is reported, not fatal; the plain module always runs.
+        if (form == "dense") return sut.status();
+        forms_json.push_back({{"form", form}, {"error", sut.status().message()}});
+        continue;
+      }
+      ScenarioReport rep = Measure(*sut.value(), *timer, single);
+      if (cancelled()) return kCancelled;
+      forms_json.push_back({{"form", form},
+                            {"p50_ms", rep.latency.p50_ms},
+                            {"p90_ms", rep.latency.p90_ms},
+                            {"p99_ms", rep.latency.p99_ms},
+                            {"valid", rep.valid}});
+      if (best_form.empty() || rep.latency.p90_ms < best_single.latency.p90_ms) {
+        best_form = form;
+        best_single = rep;
+        best_sut = std::move(sut).value();
+      }
+    }
+    for (auto& f : forms_json) f["chosen"] = f["form"] == best_form;
+    detail["forms"] = forms_json;
+    detail["deployable_form"] = best_form;
+    r->deployable_form = best_form;
+    return Status::Ok();
+  }
+
+  Status RunScenarios() {
+    // 2. The requested scenarios on the deployable form.
+    json scenarios = json::array();
+    for (const auto& name : cfg.scenarios) {
+      auto sc = ParseScenario(name);
+      if (!sc.ok()) return sc.status();
+      ScenarioReport rep;
+      if (sc.value() == Scenario::kSingleStream) {
+        rep = best_single;
+      } else if (sc.value() == Scenario::kServer && cfg.server_target_qps <= 0) {
+        phase("benchmarking server (QPS search)");
+        // Bracket around the single-stream capacity of one query at a time.
+        double capacity = best_single.latency.mean_ms > 0 ? 1000.0 / best_single.latency.mean_ms : 100.0;
+        ScenarioSettings s = Settings(Scenario::kServer);
+        ResetPeakRss();
+        ServerSearch search = SearchServerQps(*best_sut, *timer, s, 0.1 * capacity, 1.5 * capacity, 6);
+        if (cancelled() || search.probes.empty()) return kCancelled;  // stopped before a probe finished
+        json probes = json::array();
+        for (const auto& p : search.probes)
+          probes.push_back({{"target_qps", p.settings.target_qps}, {"p99_ms", p.latency.p99_ms}, {"valid", p.valid}});
+        detail["server_search"] = {{"probes", probes}, {"best_qps", search.best_qps},
+                                   {"latency_bound_ms", s.latency_bound_ms}};
+        rep = search.best_qps > 0 ? search.best : search.probes.front();
+        rep.peak_rss_bytes = PeakRssBytes();
+        r->server_max_qps = search.best_qps;
+        r->server_p99_ms = rep.latency.p99_ms;
+        if (search.best_qps <= 0) rep.invalid_reasons.push_back("no probed QPS met the p99 bound");
+        rep.valid = rep.invalid_reasons.empty();
+      } else {
+        phase("benchmarking " + name);
+        rep = Measure(*best_sut, *timer, Settings(sc.value()));
+        if (sc.value() == Scenario::kServer) {
+          r->server_max_qps = rep.valid ? rep.settings.target_qps : 0;
+          r->server_p99_ms = rep.latency.p99_ms;
+        }
+      }
+      if (cancelled()) return kCancelled;
+      if (sc.value() == Scenario::kMultiStream) r->multistream_p99_ms = rep.latency.p99_ms;
+      if (sc.value() == Scenario::kOffline) r->throughput_sps = rep.samples_per_s;
+      all_valid &= rep.valid;
+      peak = std::max(peak, rep.peak_rss_bytes);
+      scenarios.push_back(ReportJson(rep, best_form));
+    }
+    detail["scenarios"] = scenarios;
+
+    r->latency_mean_ms = best_single.latency.mean_ms;
+    r->latency_p50_ms = best_single.latency.p50_ms;
+    r->latency_p90_ms = best_single.latency.p90_ms;
+    r->latency_p95_ms = best_single.latency.p95_ms;
+    r->latency_p99_ms = best_single.latency.p99_ms;
+    r->latency_p999_ms = best_single.latency.p999_ms;
+    r->early_stop_p90_ms = best_single.early_stopping.estimate_ms;
+    r->queries = best_single.queries;
+    r->bench_duration_s = best_single.duration_s;
+    peak = std::max(peak, best_single.peak_rss_bytes);
+    all_valid &= best_single.valid;
+
+    return Status::Ok();
+  }
+
+  Status AbAgainstBaseline() {
+    // 3. Interleaved A/B against the dense baseline: drift hits both sides alike.
+    {
+      phase("A/B against the baseline");
+      // Deployable against deployable: the baseline runs in its own fastest form.
+      std::string base_form;
+      double base_best = 0;
+      for (const auto& form : CandidateForms(false)) {
+        auto sut = MakeSut(form, *req.baseline, *req.samples);
+        if (!sut.ok()) {
+          if (form == "dense") return sut.status();
+          continue;
+        }
+        double p90 = RunScenario(*sut.value(), *timer, single).latency.p90_ms;
+        if (cancelled()) return kCancelled;
+        if (base_form.empty() || p90 < base_best) {
+          base_form = form;
+          base_best = p90;
+        }
+      }
+      auto base_sut = MakeSut(base_form, *req.baseline, *req.samples);
+      if (!base_sut.ok()) return base_sut.status();
+      ScenarioSettings ab = single;
+      ab.min_duration_s = std::max(0.05, single.min_duration_s / 2);
+      ab.min_queries = std::max<uint64_t>(100, single.min_queries / 2);
+      ab.warmup_queries = std::min<uint32_t>(single.warmup_queries, 20);
+      json rounds = json::array();
+      std::vector<double> ratios;
+      for (uint32_t i = 0; i < cfg.ab_rounds; ++i) {
+        ab.seed = req.seed + i;  // both sides see the same samples in a round
+        ScenarioReport a = RunScenario(*base_sut.value(), *timer, ab);
+        ScenarioReport b = RunScenario(*best_sut, *timer, ab);
+        if (cancelled()) return kCancelled;
+        double ratio = b.latency.p90_ms > 0 ? a.latency.p90_ms / b.latency.p90_ms : 0;
+        ratios.push_back(ratio);
+        rounds.push_back({{"baseline_p90_ms", a.latency.p90_ms}, {"variant_p90_ms", b.latency.p90_ms},
+                          {"baseline_p50_ms", a.latency.p50_ms}, {"variant_p50_ms", b.latency.p50_ms},
+                          {"ratio_p90", ratio}});
+      }
+      r->speedup_p90 = Median(ratios);
+      r->speedup_min = *std::min_element(ratios.begin(), ratios.end());
+      r->speedup_max = *std::max_element(ratios.begin(), ratios.end());
+      detail["ab"] = {{"rounds", rounds},
+                      {"speedup_p90_median", r->speedup_p90},
+                      {"speedup_p90_min", r->speedup_min},
+                      {"speedup_p90_max", r->speedup_max},
+                      {"variant_form", best_form},
+                      {"baseline_form", base_form},
+                      {"note", "baseline/variant p90 ratio per interleaved round (A B A B ...); >1 is faster"}};
+    }
+    return Status::Ok();
+  }
+
+  void Finish() {
+    r->peak_rss_bytes = peak;
+    r->bench_valid = all_valid;
+    r->benchmark_json = detail.dump();
+  }
+
+ private:
+  void phase(const std::string& p) const {
     if (req.on_phase) req.on_phase(p);
-  };
-  auto Settings = [&](Scenario sc) {
+  }
+  ScenarioSettings Settings(Scenario sc) const {
     ScenarioSettings s = SettingsFor(sc, cfg, req.seed);
     s.cancelled = req.cancelled;
     return s;
-  };
-  auto cancelled = [&] { return req.cancelled && req.cancelled(); };
+  }
+  bool cancelled() const { return req.cancelled && req.cancelled(); }
+
   const Status kCancelled = Status::Unavailable("benchmark cancelled: the worker is stopping");
-  auto timer = NewSteadyTimer();
+  const BenchRequest& req;
+  const BenchmarkConfig& cfg;
+  TrialResult* r;
+  std::unique_ptr<BenchTimer> timer;
+  const ScenarioSettings single;
   json detail;
-  detail["profile"] = cfg.profile;
   bool all_valid = true;
   uint64_t peak = 0;
-
-  // 1. Every candidate execution form, single-stream; the fastest p90 is deployable.
-  ScenarioSettings single = Settings(Scenario::kSingleStream);
-  std::vector<std::string> forms = CandidateForms(req.has_unstructured_zeros && cfg.sparse_forms);
-  json forms_json = json::array();
   std::string best_form;
   ScenarioReport best_single;
   std::unique_ptr<SystemUnderTest> best_sut;
-  for (const auto& form : forms) {
-    phase("benchmarking form " + form);
-    auto sut = MakeSut(form, *req.variant, *req.samples);
-    if (!sut.ok()) {
-      // A form this model cannot take is reported, not fatal; the plain module always runs.
-      if (form == "dense") return sut.status();
-      forms_json.push_back({{"form", form}, {"error", sut.status().message()}});
-      continue;
-    }
-    ScenarioReport rep = Measure(*sut.value(), *timer, single);
-    if (cancelled()) return kCancelled;
-    forms_json.push_back({{"form", form},
-                          {"p50_ms", rep.latency.p50_ms},
-                          {"p90_ms", rep.latency.p90_ms},
-                          {"p99_ms", rep.latency.p99_ms},
-                          {"valid", rep.valid}});
-    if (best_form.empty() || rep.latency.p90_ms < best_single.latency.p90_ms) {
-      best_form = form;
-      best_single = rep;
-      best_sut = std::move(sut).value();
-    }
-  }
-  for (auto& f : forms_json) f["chosen"] = f["form"] == best_form;
-  detail["forms"] = forms_json;
-  detail["deployable_form"] = best_form;
-  r->deployable_form = best_form;
+};
 
-  // 2. The requested scenarios on the deployable form.
-  json scenarios = json::array();
-  for (const auto& name : cfg.scenarios) {
-    auto sc = ParseScenario(name);
-    if (!sc.ok()) return sc.status();
-    ScenarioReport rep;
-    if (sc.value() == Scenario::kSingleStream) {
-      rep = best_single;
-    } else if (sc.value() == Scenario::kServer && cfg.server_target_qps <= 0) {
-      phase("benchmarking server (QPS search)");
-      // Bracket around the single-stream capacity of one query at a time.
-      double capacity = best_single.latency.mean_ms > 0 ? 1000.0 / best_single.latency.mean_ms : 100.0;
-      ScenarioSettings s = Settings(Scenario::kServer);
-      ResetPeakRss();
-      ServerSearch search = SearchServerQps(*best_sut, *timer, s, 0.1 * capacity, 1.5 * capacity, 6);
-      json probes = json::array();
-      for (const auto& p : search.probes)
-        probes.push_back({{"target_qps", p.settings.target_qps}, {"p99_ms", p.latency.p99_ms}, {"valid", p.valid}});
-      detail["server_search"] = {{"probes", probes}, {"best_qps", search.best_qps},
-                                 {"latency_bound_ms", s.latency_bound_ms}};
-      rep = search.best_qps > 0 ? search.best : search.probes.front();
-      rep.peak_rss_bytes = PeakRssBytes();
-      r->server_max_qps = search.best_qps;
-      r->server_p99_ms = rep.latency.p99_ms;
-      if (search.best_qps <= 0) rep.invalid_reasons.push_back("no probed QPS met the p99 bound");
-      rep.valid = rep.invalid_reasons.empty();
-    } else {
-      phase("benchmarking " + name);
-      rep = Measure(*best_sut, *timer, Settings(sc.value()));
-      if (sc.value() == Scenario::kServer) {
-        r->server_max_qps = rep.valid ? rep.settings.target_qps : 0;
-        r->server_p99_ms = rep.latency.p99_ms;
-      }
-    }
-    if (cancelled()) return kCancelled;
-    if (sc.value() == Scenario::kMultiStream) r->multistream_p99_ms = rep.latency.p99_ms;
-    if (sc.value() == Scenario::kOffline) r->throughput_sps = rep.samples_per_s;
-    all_valid &= rep.valid;
-    peak = std::max(peak, rep.peak_rss_bytes);
-    scenarios.push_back(ReportJson(rep, best_form));
-  }
-  detail["scenarios"] = scenarios;
+}  // namespace
 
-  r->latency_mean_ms = best_single.latency.mean_ms;
-  r->latency_p50_ms = best_single.latency.p50_ms;
-  r->latency_p90_ms = best_single.latency.p90_ms;
-  r->latency_p95_ms = best_single.latency.p95_ms;
-  r->latency_p99_ms = best_single.latency.p99_ms;
-  r->latency_p999_ms = best_single.latency.p999_ms;
-  r->early_stop_p90_ms = best_single.early_stopping.estimate_ms;
-  r->queries = best_single.queries;
-  r->bench_duration_s = best_single.duration_s;
-  peak = std::max(peak, best_single.peak_rss_bytes);
-  all_valid &= best_single.valid;
-
-  // 3. Interleaved A/B against the dense baseline: drift hits both sides alike.
-  if (req.baseline && cfg.ab_rounds > 0) {
-    phase("A/B against the baseline");
-    // Deployable against deployable: the baseline runs in its own fastest form.
-    std::string base_form;
-    double base_best = 0;
-    for (const auto& form : CandidateForms(false)) {
-      auto sut = MakeSut(form, *req.baseline, *req.samples);
-      if (!sut.ok()) {
-        if (form == "dense") return sut.status();
-        continue;
-      }
-      double p90 = RunScenario(*sut.value(), *timer, single).latency.p90_ms;
-      if (cancelled()) return kCancelled;
-      if (base_form.empty() || p90 < base_best) {
-        base_form = form;
-        base_best = p90;
-      }
-    }
-    auto base_sut = MakeSut(base_form, *req.baseline, *req.samples);
-    if (!base_sut.ok()) return base_sut.status();
-    ScenarioSettings ab = single;
-    ab.min_duration_s = std::max(0.05, single.min_duration_s / 2);
-    ab.min_queries = std::max<uint64_t>(100, single.min_queries / 2);
-    ab.warmup_queries = std::min<uint32_t>(single.warmup_queries, 20);
-    json rounds = json::array();
-    std::vector<double> ratios;
-    for (uint32_t i = 0; i < cfg.ab_rounds; ++i) {
-      ab.seed = req.seed + i;  // both sides see the same samples in a round
-      ScenarioReport a = RunScenario(*base_sut.value(), *timer, ab);
-      ScenarioReport b = RunScenario(*best_sut, *timer, ab);
-      if (cancelled()) return kCancelled;
-      double ratio = b.latency.p90_ms > 0 ? a.latency.p90_ms / b.latency.p90_ms : 0;
-      ratios.push_back(ratio);
-      rounds.push_back({{"baseline_p90_ms", a.latency.p90_ms}, {"variant_p90_ms", b.latency.p90_ms},
-                        {"baseline_p50_ms", a.latency.p50_ms}, {"variant_p50_ms", b.latency.p50_ms},
-                        {"ratio_p90", ratio}});
-    }
-    r->speedup_p90 = Median(ratios);
-    r->speedup_min = *std::min_element(ratios.begin(), ratios.end());
-    r->speedup_max = *std::max_element(ratios.begin(), ratios.end());
-    detail["ab"] = {{"rounds", rounds},
-                    {"speedup_p90_median", r->speedup_p90},
-                    {"speedup_p90_min", r->speedup_min},
-                    {"speedup_p90_max", r->speedup_max},
-                    {"variant_form", best_form},
-                    {"baseline_form", base_form},
-                    {"note", "baseline/variant p90 ratio per interleaved round (A B A B ...); >1 is faster"}};
-  }
-  r->peak_rss_bytes = peak;
-  r->bench_valid = all_valid;
-  r->benchmark_json = detail.dump();
+Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
+  BenchmarkRun run(req, r);
+  PRUNELAB_RETURN_IF_ERROR(run.ChooseForm());
+  PRUNELAB_RETURN_IF_ERROR(run.RunScenarios());
+  if (req.baseline && req.config.ab_rounds > 0) PRUNELAB_RETURN_IF_ERROR(run.AbAgainstBaseline());
+  run.Finish();
   return Status::Ok();
 }
 

@@ -11,6 +11,10 @@
 #include "worker/engine/data/fashion_mnist.h"
 #include "worker/loadgen/loadgen.h"
 
+namespace torch::jit {
+struct Module;  // held by pointer only: no torch/script.h here
+}
+
 namespace prunelab::worker {
 
 // Scenario settings after applying the profile ("lab" uses the spec's numbers, "mlperf"

@@ -1,5 +1,7 @@
 #include "worker/engine/bench/forms.h"
 
+#include <torch/torch.h>
+
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 namespace prunelab::worker {

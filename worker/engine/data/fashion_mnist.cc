@@ -1,5 +1,7 @@
 #include "worker/engine/data/fashion_mnist.h"
 
+#include <torch/torch.h>
+
 #include <zlib.h>
 
 namespace prunelab::worker {

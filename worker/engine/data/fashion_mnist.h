@@ -2,7 +2,7 @@
 // them under /usr/share/datasets/fashion-mnist. LibTorch header: engine-internal.
 #pragma once
 
-#include <torch/torch.h>
+#include <ATen/core/Tensor.h>  // tensors only: ~2 s per includer instead of ~14 s for torch/torch.h
 
 #include <string>
 
@@ -14,8 +14,8 @@ inline constexpr double kFashionMnistMean = 0.2860;
 inline constexpr double kFashionMnistStd = 0.3530;
 
 struct Dataset {
-  torch::Tensor images;  // float32 [N, 1, 28, 28], normalized
-  torch::Tensor labels;  // int64 [N]
+  at::Tensor images;  // float32 [N, 1, 28, 28], normalized
+  at::Tensor labels;  // int64 [N]
   int64_t size() const { return labels.size(0); }
 };
 

@@ -1,5 +1,7 @@
 #include "worker/engine/model/model.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <sstream>
 

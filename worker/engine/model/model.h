@@ -3,8 +3,7 @@
 // LibTorch header: engine-internal.
 #pragma once
 
-#include <torch/script.h>
-#include <torch/torch.h>
+#include <torch/script.h>  // modules and tensors; torch/torch.h (nn, optim, data) only in .cc files
 
 #include <string>
 #include <vector>

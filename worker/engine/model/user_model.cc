@@ -1,5 +1,7 @@
 #include "worker/engine/model/user_model.h"
 
+#include <torch/torch.h>
+
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>

@@ -1,3 +1,5 @@
+#include <torch/torch.h>
+
 #include "worker/engine/model/zoo.h"
 
 namespace prunelab::worker {

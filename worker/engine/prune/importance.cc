@@ -1,5 +1,7 @@
 #include "worker/engine/prune/importance.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 
 namespace prunelab::worker {

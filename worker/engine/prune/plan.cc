@@ -1,5 +1,7 @@
 #include "worker/engine/prune/plan.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 

@@ -1,3 +1,5 @@
+#include <torch/torch.h>
+
 #include "worker/engine/prune/pruning.h"
 
 #include "worker/engine/prune/importance.h"

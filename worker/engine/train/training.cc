@@ -1,5 +1,7 @@
 #include "worker/engine/train/training.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>

@@ -1,6 +1,8 @@
 // The pruning engine across the model zoo and users' TorchScript modules: layouts, structural
 // removal that preserves function, activation criteria, plans (global scope, exclusions,
 // overrides, width rounding), schedules, and the real executor's iterative rounds and export.
+#include <torch/torch.h>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
