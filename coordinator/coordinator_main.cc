@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-attempts", core_options.max_attempts,
                  "worker losses a task survives before it fails with every attempt's reason")
       ->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--max-trials", core_options.max_trials_per_sweep, "trials one sweep may expand into")
+      ->check(CLI::Range(1, 10000000))->capture_default_str();
   app.add_flag("--verbose", options.verbose, "log every accepted and rejected message");
   app.add_option("--curve-key", curve_key, "encrypt and authenticate with CURVE (key pair from `prunelab keygen`)");
   app.add_option("--allow-workers", allow_workers, "public keys that may connect to the worker endpoint, one per line");

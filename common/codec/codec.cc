@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include "common/base/text.h"
+
 #include "prunelab.capnp.h"
 
 namespace prunelab {
@@ -15,11 +17,53 @@ namespace {
 
 namespace s = schema;
 
-capnp::Text::Reader T(const std::string& v) { return capnp::Text::Reader(v.c_str(), v.size()); }
+// Text written into a message: always valid UTF-8 (invalid sequences replaced), so what one
+// side sends the other side's strict decoder accepts. Lives until the end of the full
+// expression, which is as long as the builder's set() needs it (it copies).
+class TextArg {
+ public:
+  explicit TextArg(const std::string& v) {
+    if (IsValidUtf8(v)) {
+      reader_ = capnp::Text::Reader(v.c_str(), v.size());
+    } else {
+      fixed_ = ToValidUtf8(v);
+      reader_ = capnp::Text::Reader(fixed_.c_str(), fixed_.size());
+    }
+  }
+  TextArg(const TextArg&) = delete;
+  TextArg& operator=(const TextArg&) = delete;
+  operator capnp::Text::Reader() const { return reader_; }
+
+ private:
+  std::string fixed_;
+  capnp::Text::Reader reader_;
+};
+TextArg T(const std::string& v) { return TextArg(v); }
 capnp::Data::Reader D(const std::string& v) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size());
 }
-std::string S(capnp::Text::Reader r) { return std::string(r.begin(), r.size()); }
+// Text from the network must be UTF-8 (JSON views, logs and the HTTP API print it); a message
+// with one bad byte anywhere is refused whole by Decode. Stored records are ours: they are
+// read leniently (bad sequences replaced), so a store written before this check still opens.
+struct InvalidText {
+  size_t offset;
+};
+thread_local bool t_strict_text = false;
+
+std::string S(capnp::Text::Reader r) {
+  std::string_view v(r.begin(), r.size());
+  size_t bad = 0;
+  if (IsValidUtf8(v, &bad)) return std::string(v);
+  if (t_strict_text) throw InvalidText{bad};
+  return ToValidUtf8(v);
+}
+
+// Sets strict text checking for the decoder on this thread, for one scope.
+class StrictText {
+ public:
+  StrictText() { t_strict_text = true; }
+  ~StrictText() { t_strict_text = false; }
+};
 std::string S(capnp::Data::Reader r) { return std::string(reinterpret_cast<const char*>(r.begin()), r.size()); }
 
 // ---- writers ----
@@ -627,9 +671,13 @@ StatusOr<Message> Decode(std::string_view bytes) {
                                      " not supported (this build speaks " +
                                      std::to_string(kProtocolVersion) + ")");
     }
+    StrictText strict;
     return ReadBody(env.getBody());
   } catch (const kj::Exception& e) {
     return Status::InvalidArgument(std::string("malformed message: ") + e.getDescription().cStr());
+  } catch (const InvalidText& e) {
+    return Status::InvalidArgument("malformed message: a text field is not valid UTF-8 (bad byte at offset " +
+                                   std::to_string(e.offset) + " of the field)");
   }
 }
 
@@ -714,6 +762,18 @@ StatusOr<TrialResult> DecodeResultRecord(std::string_view bytes) {
     return ResultFromJson(j.value());
   }
   return ReadRecord<s::Result>(bytes, [](s::Result::Reader r) { return Get(r); });
+}
+
+Sender SenderOf(const Message& msg) {
+  if (std::holds_alternative<RegisterMsg>(msg) || std::holds_alternative<HeartbeatMsg>(msg) ||
+      std::holds_alternative<RequestWorkMsg>(msg) || std::holds_alternative<SubmitResultMsg>(msg))
+    return Sender::kWorker;
+  if (std::holds_alternative<SubmitSweepMsg>(msg) || std::holds_alternative<StatusRequestMsg>(msg) ||
+      std::holds_alternative<ResultsRequestMsg>(msg) || std::holds_alternative<WorkersRequestMsg>(msg) ||
+      std::holds_alternative<SweepControlMsg>(msg))
+    return Sender::kClient;
+  if (std::holds_alternative<FetchArtifactMsg>(msg)) return Sender::kEither;
+  return Sender::kNobody;
 }
 
 const char* MessageName(const Message& msg) {

@@ -37,4 +37,9 @@ StatusOr<TrialResult> DecodeResultRecord(std::string_view bytes);
 // Short name of a message's type, for logs and error replies.
 const char* MessageName(const Message& msg);
 
+// Who may send a message: the coordinator's worker endpoint takes worker messages only, its
+// client endpoint client messages only; artifacts may be fetched on both; replies on neither.
+enum class Sender { kWorker, kClient, kEither, kNobody };
+Sender SenderOf(const Message& msg);
+
 }  // namespace prunelab

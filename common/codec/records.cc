@@ -352,4 +352,8 @@ StatusOr<json> ParseJson(const std::string& text) {
   return j;
 }
 
+std::string DumpJson(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace prunelab

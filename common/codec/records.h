@@ -30,5 +30,8 @@ bool ProducesResultRow(const Task& task);
 
 // Parses JSON text without throwing.
 StatusOr<nlohmann::json> ParseJson(const std::string& text);
+// Serializes for output (CLI --json, the HTTP API): never throws; a string that is not valid
+// UTF-8 is written with U+FFFD in place of the bad bytes.
+std::string DumpJson(const nlohmann::json& j, int indent = -1);
 
 }  // namespace prunelab

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "common/base/hash.h"
+#include "common/base/text.h"
+#include "common/spec/files.h"
 #include "common/spec/objectives.h"
 #include "common/spec/zoo_names.h"
 
@@ -54,6 +56,35 @@ std::string Join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
   return out;
+}
+
+// Limits on what one spec may ask for; each error names the limit.
+constexpr size_t kMaxListItems = 1000;  // any list field (sparsities, layers, exclude, ...)
+constexpr size_t kMaxTargets = 64;
+constexpr int kMaxYamlDepth = 32;
+
+// Deepest [ / { nesting in flow style, outside quotes and comments. Checked before the YAML
+// parser runs: yaml-cpp recurses per level and would exhaust the stack on a hostile file.
+int FlowNestingDepth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  char quote = 0;
+  bool comment = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (comment) {
+      if (c == '\n') comment = false;
+      continue;
+    }
+    if (quote) {
+      if (c == quote && !(quote == '"' && i > 0 && text[i - 1] == '\\')) quote = 0;
+      continue;
+    }
+    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) comment = true;
+    else if (c == '"' || c == '\'') quote = c;
+    else if (c == '[' || c == '{') deepest = std::max(deepest, ++depth);
+    else if ((c == ']' || c == '}') && depth > 0) --depth;
+  }
+  return deepest;
 }
 
 // Collects every problem so the user fixes a spec in one pass.
@@ -120,10 +151,14 @@ class Checker {
   // "A scalar or a list of them": each item with its path ("sweep.sparsity" for a scalar,
   // "sweep.sparsity[2]" in a list). `empty_hint` is the error for an empty list.
   std::vector<std::pair<std::string, YAML::Node>> Items(const YAML::Node& n, const std::string& path,
-                                                        const std::string& empty_hint) {
+                                                        const std::string& empty_hint, size_t max_items = kMaxListItems) {
     std::vector<std::pair<std::string, YAML::Node>> items;
     if (!n.IsSequence()) {
       items.emplace_back(path, n);
+      return items;
+    }
+    if (n.size() > max_items) {
+      Error(path, "has " + std::to_string(n.size()) + " items; the limit is " + std::to_string(max_items));
       return items;
     }
     for (size_t i = 0; i < n.size(); ++i) items.emplace_back(path + "[" + std::to_string(i) + "]", n[i]);
@@ -309,13 +344,35 @@ void CrossCheck(Checker& c, SweepSpec* spec) {
   }
 }
 
+// Duplicate keys (yaml-cpp keeps both and reads the first: `model:` twice was accepted
+// silently) and nesting depth, over the whole document.
+void CheckStructure(Checker& c, const YAML::Node& n, const std::string& path, int depth) {
+  if (depth > kMaxYamlDepth) {
+    c.Error(path.empty() ? "(top level)" : path, "nested deeper than " + std::to_string(kMaxYamlDepth) + " levels");
+    return;
+  }
+  if (n.IsMap()) {
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "(non-scalar key)";
+      std::string child = path.empty() ? key : path + "." + key;
+      if (!seen.insert(key).second)
+        c.Error(child, "appears twice (line " + std::to_string(kv.first.Mark().line + 1) + "); give each field once");
+      CheckStructure(c, kv.second, child, depth + 1);
+    }
+  } else if (n.IsSequence()) {
+    size_t i = 0;
+    for (const auto& item : n) CheckStructure(c, item, path + "[" + std::to_string(i++) + "]", depth + 1);
+  }
+}
+
 void ParseName(Checker& c, const YAML::Node& root, SweepSpec* spec) {
   if (!root["name"] || !root["name"].IsScalar()) {
     c.Error("name", "is required: a sweep name of letters, digits, '-', '_', '.'");
     return;
   }
   spec->name = root["name"].as<std::string>();
-  if (!ValidName(spec->name)) c.Error("name", "'" + spec->name + "' must be 1-64 letters, digits, '-', '_' or '.'");
+  if (!ValidName(spec->name)) c.Error("name", Quoted(spec->name) + " must be 1-64 letters, digits, '-', '_' or '.'");
 }
 
 // A zoo name, or {torchscript: PATH, input_shape: [...]} for a user's model.
@@ -500,7 +557,7 @@ void ParseTargets(Checker& c, const YAML::Node& tg, std::vector<std::string>* ou
     *out = {"local"};
     return;
   }
-  for (const auto& [p, item] : c.Items(tg, "targets", ": list at least one hardware target name, e.g. [local]")) {
+  for (const auto& [p, item] : c.Items(tg, "targets", ": list at least one hardware target name, e.g. [local]", kMaxTargets)) {
     std::string v = item.IsScalar() ? item.as<std::string>() : "";
     if (!ValidName(v)) c.Error(p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
     else c.AddUnique(out, v, p, "'" + v + "'");
@@ -510,6 +567,14 @@ void ParseTargets(Checker& c, const YAML::Node& tg, std::vector<std::string>* ou
 }  // namespace
 
 StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
+  if (yaml_text.size() > kMaxSpecBytes)
+    return Status::InvalidArgument("spec is " + std::to_string(yaml_text.size()) + " bytes; the limit is " +
+                                   std::to_string(kMaxSpecBytes) + " bytes");
+  if (size_t bad = 0; !IsValidUtf8(yaml_text, &bad))
+    return Status::InvalidArgument("spec is not valid UTF-8 (byte " + std::to_string(bad) + ")");
+  if (int depth = FlowNestingDepth(yaml_text); depth > kMaxYamlDepth)
+    return Status::InvalidArgument("spec nests [ ] / { } " + std::to_string(depth) + " levels deep; the limit is " +
+                                   std::to_string(kMaxYamlDepth));
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -524,6 +589,8 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
   Checker c;
   SweepSpec spec;
   try {
+    CheckStructure(c, root, "", 0);
+    if (!c.ok()) return Status::InvalidArgument(c.Report());
     c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority",
                           "report"});
     if (YAML::Node r = root["report"]) ParseReport(c, r, &spec.report);
@@ -545,13 +612,7 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
   return spec;
 }
 
-StatusOr<std::string> ReadSpecFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot read spec file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+StatusOr<std::string> ReadSpecFile(const std::string& path) { return ReadSpecText(path); }
 
 static std::string BaselineKeyText(const SweepSpec& spec) {
   std::ostringstream os;

@@ -31,6 +31,7 @@
 #include "common/net/keys.h"
 #include "common/codec/records.h"
 #include "common/net/rpc.h"
+#include "common/spec/files.h"
 #include "common/spec/spec.h"
 #include "common/spec/objectives.h"
 #include "coordinator/scheduler/coordinator.h"
@@ -236,7 +237,7 @@ int CmdResults(const Args& a) {
   if (!r.ok()) return Fail(r.status().ToString());
   auto rows = ResultRows(std::move(r).value());
   if (a.Has("--json")) {
-    for (const auto& row : rows) std::printf("%s\n", pl::ToJson(row).dump().c_str());
+    for (const auto& row : rows) std::printf("%s\n", pl::DumpJson(pl::ToJson(row)).c_str());
   } else {
     std::printf("%s", pc::FormatResultsTable(rows).c_str());
   }
@@ -257,7 +258,7 @@ int CmdPareto(const Args& a) {
   if (a.Has("--json")) {
     json out = ParetoJson(a.positional[0], d->results, target);
     out["decisions"] = pc::DecisionsJson(decisions, opts.value());
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", pl::DumpJson(out, 2).c_str());
   } else {
     std::printf("%s", pc::FormatParetoTable(d->results, target).c_str());
     std::printf("%s", pc::FormatDecisions(decisions, opts.value()).c_str());
@@ -412,7 +413,7 @@ int CmdExport(const Args& a) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail("cannot create " + dir + ": " + ec.message());
   json card = pc::ModelCard(*row, base);
-  if (!WriteFile(dir + "/model.pt", bytes.value()) || !WriteFile(dir + "/model_card.json", card.dump(2) + "\n") ||
+  if (!WriteFile(dir + "/model.pt", bytes.value()) || !WriteFile(dir + "/model_card.json", pl::DumpJson(card, 2) + "\n") ||
       !WriteFile(dir + "/model_card.md", pc::ModelCardMarkdown(card)))
     return Fail("cannot write into " + dir);
   std::printf("exported %s %s to %s: model.pt (%zu bytes), model_card.json, model_card.md\n", a.positional[0].c_str(),
@@ -444,7 +445,7 @@ int CmdSensitivity(const Args& a) {
         p.push_back({{"sparsity", s}, {"status", r->ok ? "ok" : "failed"}, {"accuracy", r->accuracy}, {"error", r->error}});
       out.push_back({{"curve", key}, {"points", p}});
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", pl::DumpJson(out, 2).c_str());
     return 0;
   }
   std::printf("%-44s", "target  layer  criterion granularity");
@@ -468,7 +469,7 @@ void PrintSweeps(const std::vector<pl::SweepStatus>& sweeps, bool as_json) {
   if (as_json) {
     json arr = json::array();
     for (const auto& s : sweeps) arr.push_back(pl::ToJson(s));
-    std::printf("%s\n", arr.dump(2).c_str());
+    std::printf("%s\n", pl::DumpJson(arr, 2).c_str());
     return;
   }
   if (sweeps.empty()) std::printf("no sweeps\n");
@@ -520,7 +521,7 @@ int CmdWorkers(const Args& a) {
   if (a.Has("--json")) {
     json arr = json::array();
     for (const auto& x : w->workers) arr.push_back(pl::ToJson(x));
-    std::printf("%s\n", arr.dump(2).c_str());
+    std::printf("%s\n", pl::DumpJson(arr, 2).c_str());
     return 0;
   }
   if (w->workers.empty()) std::printf("no workers registered\n");
@@ -541,9 +542,9 @@ pl::StatusOr<pl::SubmitSweepMsg> SubmitMessage(const std::string& spec_path, con
   if (spec.model_path.empty()) return msg;
   std::filesystem::path p(spec.model_path);
   if (p.is_relative()) p = std::filesystem::path(spec_path).parent_path() / p;
-  auto bytes = pl::ReadSpecFile(p.string());
-  if (!bytes.ok())
-    return pl::Status::NotFound("model.torchscript: cannot read '" + p.string() + "' (a path relative to the spec file)");
+  auto bytes = pl::ReadRegularFile(p.string(), pl::kMaxUserModelBytes, "model.torchscript (a path relative to the spec file)");
+  if (!bytes.ok()) return bytes.status();
+  PRUNELAB_RETURN_IF_ERROR(pl::CheckTorchScriptBytes(bytes.value(), "model.torchscript '" + p.string() + "'"));
   msg.user_model = std::move(bytes).value();
   return msg;
 }
@@ -670,6 +671,8 @@ int CmdRun(const Args& a) {
   if (!spec.ok()) return Fail(spec_path + ": " + spec.status().message());
   auto msg = SubmitMessage(spec_path, text.value(), spec.value());
   if (!msg.ok()) return Fail(msg.status().ToString());
+  // The workers are local: their dataset is on this machine, so check it now.
+  if (auto st = pl::CheckDatasetFiles(spec->dataset); !st.ok()) return Fail(st.ToString());
   const int n_workers = std::stoi(a.Get("--workers", "2"));
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = a.Has("--threads") ? std::stoi(a.Get("--threads")) : std::max(1, cores / n_workers);

@@ -203,7 +203,7 @@ StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, const Rep
     if (r.kind != TaskKind::kTrainBaseline) rows.push_back(ToJson(r));
   nlohmann::json doc{{"sweep", in.sweep_id}, {"name", in.sweep_name}, {"results", rows},
                      {"decisions", DecisionsJson(decisions, in.options)}};
-  PRUNELAB_RETURN_IF_ERROR(write("results.json", doc.dump(1)));
+  PRUNELAB_RETURN_IF_ERROR(write("results.json", DumpJson(doc, 1)));
   PRUNELAB_RETURN_IF_ERROR(write("results.csv", ResultsCsv(results)));
 
   // Model cards of every front variant.
@@ -213,7 +213,7 @@ StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, const Rep
       if (v.rank != 1 || v.row->baseline || carded.count(v.row->task_id)) continue;
       auto card = ModelCard(*v.row, d.baseline);
       std::string base = "cards/" + v.row->task_id;
-      PRUNELAB_RETURN_IF_ERROR(write(base + ".json", card.dump(2)));
+      PRUNELAB_RETURN_IF_ERROR(write(base + ".json", DumpJson(card, 2)));
       PRUNELAB_RETURN_IF_ERROR(write(base + ".md", ModelCardMarkdown(card)));
       carded.insert(v.row->task_id);
     }

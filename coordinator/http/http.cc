@@ -105,7 +105,7 @@ struct HttpServer::Impl {
     if (q != std::string::npos) target.resize(q);
     auto json = [&](const nlohmann::json& j) {
       res.set(http::field::content_type, "application/json");
-      res.body() = j.dump();
+      res.body() = DumpJson(j);
     };
     if (req.method() != http::verb::get) {
       res.result(http::status::method_not_allowed);

@@ -4,9 +4,11 @@
 #include <set>
 
 #include "common/net/artifact_fetch.h"
+#include "common/base/text.h"
 #include "common/codec/codec.h"
 #include "common/base/hash.h"
 #include "common/codec/records.h"
+#include "common/spec/files.h"
 #include "common/spec/spec.h"
 #include "coordinator/store/store_view.h"
 
@@ -148,7 +150,21 @@ Status Coordinator::Recover() {
   return Status::Ok();
 }
 
+// The last line of defence: whatever a library throws while one message is handled (a JSON
+// type error, bad_alloc) becomes an error reply for that message; the coordinator goes on.
 std::optional<Message> Coordinator::Handle(const Message& msg) {
+  try {
+    return Dispatch(msg);
+  } catch (const std::exception& e) {
+    ++handler_errors_;
+    std::fprintf(stderr, "coordinator: could not handle %s: %s (answered with an error; nothing else changed)\n",
+                 MessageName(msg), e.what());
+    return Message(Error("internal_error", std::string("could not handle ") + MessageName(msg) + ": " +
+                                               ToValidUtf8(e.what()).substr(0, 200)));
+  }
+}
+
+std::optional<Message> Coordinator::Dispatch(const Message& msg) {
   if (auto* m = std::get_if<RegisterMsg>(&msg)) return OnRegister(*m);
   if (auto* m = std::get_if<HeartbeatMsg>(&msg)) return OnHeartbeat(*m);
   if (auto* m = std::get_if<RequestWorkMsg>(&msg)) return OnRequestWork(*m);
@@ -169,6 +185,11 @@ void Coordinator::Release(WorkerEntry& w, uint32_t slot) {
 }
 
 Message Coordinator::OnRegister(const RegisterMsg& m) {
+  if (m.slots > options_.max_slots_per_worker)
+    return Error("invalid_registration", "a worker may run at most " + std::to_string(options_.max_slots_per_worker) +
+                                             " slots; this one asked for " + std::to_string(m.slots));
+  if (m.running.size() > options_.max_slots_per_worker)
+    return Error("invalid_registration", "more running tasks reported than slots allowed");
   std::string id = m.worker_id;
   if (id.empty() || id.size() > 128) {
     char buf[64];
@@ -514,11 +535,18 @@ Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
 Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   auto spec = ParseSpec(m.spec_yaml);
   if (!spec.ok()) return Error("invalid_spec", spec.status().message());
+  if (const size_t trials = TrialCount(spec.value()); trials > options_.max_trials_per_sweep)
+    return Error("invalid_spec", "the sweep expands into " + std::to_string(trials) + " trials (x " +
+                                     std::to_string(spec->targets.size()) + " target(s)); this coordinator takes at most " +
+                                     std::to_string(options_.max_trials_per_sweep) +
+                                     " per sweep (prunelab-coordinator --max-trials); split it into smaller sweeps");
   std::vector<StoreWrite> batch;
   if (spec->model == "torchscript") {
     // The user's module travels with the spec and is served to workers like any artifact.
     if (m.user_model.empty())
       return Error("invalid_spec", "model.torchscript: the model file did not arrive with the spec (submit with the prunelab CLI, which attaches it)");
+    if (Status st = CheckTorchScriptBytes(m.user_model, "model.torchscript"); !st.ok())
+      return Error("invalid_spec", st.message());
     spec->model_artifact = ContentHash(m.user_model);
     batch.push_back({ArtifactKey(spec->model_artifact), m.user_model});
   }

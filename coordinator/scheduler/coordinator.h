@@ -44,6 +44,10 @@ struct CoordinatorOptions {
   uint32_t heartbeat_interval_ms = 1000;
   uint32_t dead_after_missed_heartbeats = 3;
   uint32_t max_attempts = 3;  // worker losses tolerated per task before it fails
+  // Trials one sweep may expand into (each is 1 + targets tasks), checked before anything is
+  // stored; a bigger sweep is refused with this number in the error.
+  uint64_t max_trials_per_sweep = 10000;
+  uint32_t max_slots_per_worker = 256;  // a worker claiming more is refused at registration
 };
 
 class Coordinator {
@@ -56,6 +60,8 @@ class Coordinator {
 
   // Handles one decoded message; returns the reply to send, if any.
   std::optional<Message> Handle(const Message& msg);
+  // Messages whose handling threw (answered with internal_error instead of aborting).
+  uint64_t handler_errors() const { return handler_errors_; }
 
   // Declares silent workers dead and requeues their tasks. Call periodically.
   void Tick();
@@ -110,6 +116,7 @@ class Coordinator {
     bool recovered = false;  // known only from tasks it ran before a coordinator restart
   };
 
+  std::optional<Message> Dispatch(const Message& msg);
   Message OnRegister(const RegisterMsg& m);
   std::optional<Message> OnHeartbeat(const HeartbeatMsg& m);
   Message OnRequestWork(const RequestWorkMsg& m);
@@ -149,6 +156,7 @@ class Coordinator {
   std::deque<std::pair<std::string, std::shared_ptr<const std::string>>> recent_artifacts_;  // hash, bytes
   uint64_t next_sweep_seq_ = 1;
   uint64_t next_worker_seq_ = 1;
+  uint64_t handler_errors_ = 0;
 };
 
 }  // namespace prunelab::coordinator

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <chrono>
@@ -49,6 +50,38 @@ struct CoordinatorService::Impl {
            std::holds_alternative<SweepControlMsg>(m);
   }
 
+  // Roles: a message the other endpoint's peers send is refused here (a worker key must not
+  // submit sweeps, a client must not register as a worker or submit results).
+  std::optional<ErrorMsg> WrongEndpoint(const RouterSocket& sock, const Message& msg) {
+    const bool worker_side = &sock == workers.get();
+    if (std::holds_alternative<ErrorMsg>(msg)) return std::nullopt;  // dropped by Handle; never answer an error
+    const Sender sender = SenderOf(msg);
+    if (sender == Sender::kEither || (sender == Sender::kWorker && worker_side) ||
+        (sender == Sender::kClient && !worker_side))
+      return std::nullopt;
+    std::string why = std::string(MessageName(msg)) +
+                      (sender == Sender::kNobody ? " is a reply; nobody may send it to the coordinator"
+                       : worker_side ? " is a client message; this is the worker endpoint (the prunelab CLI connects to the "
+                                       "coordinator's --client-endpoint)"
+                                     : " is a worker message; this is the client endpoint (workers connect to the "
+                                       "coordinator's --worker-endpoint)");
+    LogRefusal(worker_side ? "worker" : "client", why);
+    return ErrorMsg{"wrong_endpoint", why};
+  }
+
+  // At most one line per reason per minute: a misbehaving peer cannot flood the log.
+  void LogRefusal(const char* endpoint, const std::string& why) {
+    auto now = std::chrono::steady_clock::now();
+    auto& last = refusal_logged[why];
+    ++refusal_counts[why];
+    if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(60)) return;
+    last = now;
+    std::fprintf(stderr, "coordinator: refused on the %s endpoint (%llu so far): %s\n", endpoint,
+                 static_cast<unsigned long long>(refusal_counts[why]), why.c_str());
+  }
+  std::map<std::string, std::chrono::steady_clock::time_point> refusal_logged;
+  std::map<std::string, uint64_t> refusal_counts;
+
   // Handles up to a round's worth of queued messages on a socket.
   bool DrainOne(RouterSocket& sock) {
     bool any = false;
@@ -66,7 +99,15 @@ struct CoordinatorService::Impl {
         continue;
       }
       if (options.verbose) std::fprintf(stderr, "coordinator: %s\n", MessageName(decoded.value()));
+      if (auto refusal = WrongEndpoint(sock, decoded.value())) {
+        ++rejected;
+        (void)sock.Send(m->peer, Encode(*refusal));
+        continue;
+      }
       std::optional<Message> reply = core.Handle(decoded.value());
+      if (reply) {
+        if (auto* e = std::get_if<ErrorMsg>(&*reply); e && e->code == "internal_error") ++rejected;
+      }
       if (!reply) continue;
       if (NeedsCommit(decoded.value())) {
         pending.push_back({&sock, m->peer, Encode(*reply), received});

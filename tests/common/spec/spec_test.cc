@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "common/spec/files.h"
 #include "common/spec/spec.h"
 
 namespace prunelab {
@@ -297,6 +298,55 @@ TEST(SpecTest, ScalarOrListAndListedTwiceBehaveAlikeInEveryListField) {
   for (const char* frag : {"sweep.criterion: must not be empty", "sweep.granularity: must not be empty",
                            "sweep.sparsity: must not be empty", "targets: must not be empty"})
     EXPECT_NE(empty.status().message().find(frag), std::string::npos) << frag << " in: " << empty.status().message();
+}
+
+}  // namespace
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+const char* kHead = "name: x\nmodel: mlp\n";
+
+TEST(SpecLimitsTest, DuplicateKeysAreRefusedWithTheirLine) {
+  auto s = ParseSpec(std::string(kHead) + "model: cnn\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("model: appears twice (line 3)"), std::string::npos) << s.status().message();
+  auto nested = ParseSpec(std::string(kHead) + "sweep: {criterion: l1, criterion: l2, granularity: unstructured, sparsity: 0.5}\n");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_NE(nested.status().message().find("sweep.criterion: appears twice"), std::string::npos) << nested.status().message();
+}
+
+TEST(SpecLimitsTest, SizeNestingAndListLengthsHaveLimitsThatTheErrorsName) {
+  auto big = ParseSpec(std::string(kHead) + "# " + std::string(kMaxSpecBytes, 'x') + "\n");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("the limit is 1048576 bytes"), std::string::npos) << big.status().message();
+  auto deep = ParseSpec(std::string(kHead) + "sweep: {criterion: l1, granularity: unstructured, sparsity: " +
+                        std::string(5000, '[') + std::string(5000, ']') + "}\n");
+  ASSERT_FALSE(deep.ok()) << "refused before yaml-cpp recurses 5000 levels";
+  EXPECT_NE(deep.status().message().find("the limit is 32"), std::string::npos) << deep.status().message();
+  std::string many;
+  for (int i = 1; i <= 1001; ++i) many += (i > 1 ? "," : "") + std::to_string(i / 1002.0);
+  auto list = ParseSpec(std::string(kHead) + "sweep: {criterion: l1, granularity: unstructured, sparsity: [" + many + "]}\n");
+  ASSERT_FALSE(list.ok());
+  EXPECT_NE(list.status().message().find("sweep.sparsity: has 1001 items; the limit is 1000"), std::string::npos)
+      << list.status().message().substr(0, 300);
+  std::string targets;
+  for (int i = 0; i < 65; ++i) targets += (i ? "," : "") + std::string("t") + std::to_string(i);
+  auto tg = ParseSpec(std::string(kHead) + "sweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\ntargets: [" +
+                      targets + "]\n");
+  ASSERT_FALSE(tg.ok());
+  EXPECT_NE(tg.status().message().find("targets: has 65 items; the limit is 64"), std::string::npos);
+}
+
+TEST(SpecLimitsTest, ALongOrBinaryNameIsQuotedShortAndTextMustBeUtf8) {
+  auto s = ParseSpec("name: " + std::string(100000, 'n') + "\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
+  ASSERT_FALSE(s.ok());
+  EXPECT_LT(s.status().message().size(), 400u) << "the error quotes a short prefix, not the whole name";
+  EXPECT_NE(s.status().message().find("(100000 bytes)"), std::string::npos) << s.status().message();
+  auto bad = ParseSpec(std::string(kHead) + "# caf\xFF\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("not valid UTF-8"), std::string::npos);
 }
 
 }  // namespace

@@ -14,6 +14,10 @@
 namespace prunelab::coordinator {
 namespace {
 
+// What a TorchScript file starts with (a zip archive); the coordinator checks the magic.
+const std::string kZipBytes = std::string("PK\x03\x04", 4) + "torchscript-bytes";
+
+
 const char* kSpec = R"(
 name: tiny
 model: cnn
@@ -438,11 +442,16 @@ sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}
 )";
   auto missing = core_->Handle(SubmitSweepMsg{spec, ""});
   ASSERT_NE(std::get_if<ErrorMsg>(&*missing), nullptr) << "the file must come with the spec";
-  auto ok = std::get<SubmitReplyMsg>(*core_->Handle(SubmitSweepMsg{spec, "torchscript-bytes"}));
+  auto not_torchscript = core_->Handle(SubmitSweepMsg{spec, "#!/bin/sh\necho hi\n"});
+  ASSERT_NE(std::get_if<ErrorMsg>(&*not_torchscript), nullptr);
+  EXPECT_NE(std::get<ErrorMsg>(*not_torchscript).message.find("is not a TorchScript file"), std::string::npos)
+      << std::get<ErrorMsg>(*not_torchscript).message;
+  EXPECT_TRUE(core_->Sweeps().empty()) << "nothing stored for a refused submission";
+  auto ok = std::get<SubmitReplyMsg>(*core_->Handle(SubmitSweepMsg{spec, kZipBytes}));
   std::string w = Register("local");
   auto train = Pull(w);
   ASSERT_TRUE(train);
-  EXPECT_EQ(train->model_artifact, ContentHash("torchscript-bytes"));
+  EXPECT_EQ(train->model_artifact, ContentHash(kZipBytes));
   EXPECT_EQ(train->input_shape, (std::vector<int64_t>{1, 28, 28}));
   auto art = std::get<ArtifactReplyMsg>(*core_->Handle(FetchArtifactMsg{train->model_artifact}));
   EXPECT_TRUE(art.found);
@@ -562,6 +571,45 @@ TEST(CoordinatorStoreFaultTest, ASilentWorkersTaskIsRequeuedOnceTheStoreWritesAg
   ASSERT_TRUE(std::holds_alternative<AssignMsg>(*again));
   EXPECT_EQ(std::get<AssignMsg>(*again).task.task_id, "train");
   EXPECT_EQ(std::get<AssignMsg>(*again).task.attempt, 2u);
+}
+
+}  // namespace
+}  // namespace prunelab::coordinator
+
+namespace prunelab::coordinator {
+namespace {
+
+// Limits are checked before anything is stored, and the error names the limit and the value.
+TEST(CoordinatorLimitsTest, ASweepOverTheTrialLimitIsRefusedBeforeAnythingIsStored) {
+  auto store = NewMemoryStore();
+  FakeClock clock;
+  CoordinatorOptions o;
+  o.max_trials_per_sweep = 100;
+  Coordinator core(*store, clock, o);
+  std::string sparsities;
+  for (int i = 1; i <= 101; ++i) sparsities += (i > 1 ? ", " : "") + std::to_string(i / 102.0);
+  auto r = core.Handle(SubmitSweepMsg{"name: big\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, "
+                                      "sparsity: [" + sparsities + "]}\n", ""});
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*r));
+  const std::string msg = std::get<ErrorMsg>(*r).message;
+  EXPECT_NE(msg.find("101 trials"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at most 100"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--max-trials"), std::string::npos) << msg;
+  size_t keys = 0;
+  ASSERT_TRUE(store->Scan("", [&](const std::string&, const std::string&) { ++keys; }).ok());
+  EXPECT_EQ(keys, 0u);
+  EXPECT_TRUE(core.Sweeps().empty());
+}
+
+TEST(CoordinatorLimitsTest, AWorkerClaimingTooManySlotsIsRefused) {
+  auto store = NewMemoryStore();
+  FakeClock clock;
+  Coordinator core(*store, clock);
+  auto r = core.Handle(RegisterMsg{"", "local", {}, 7000, {}});
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*r));
+  EXPECT_NE(std::get<ErrorMsg>(*r).message.find("at most 256 slots"), std::string::npos);
+  EXPECT_TRUE(core.Workers().empty());
+  EXPECT_TRUE(std::holds_alternative<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 256, {}})));
 }
 
 }  // namespace

@@ -24,6 +24,8 @@
 namespace prunelab::coordinator {
 namespace {
 
+const char* kTinySpec = "name: t\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n";
+
 const char* kUserModelSpec = R"(
 name: big
 model: {torchscript: net.pt, input_shape: [1, 28, 28]}
@@ -42,7 +44,7 @@ TEST(ServiceTest, ArtifactsStreamInChunksAndACorruptedChunkIsFetchedAgain) {
   LiveService live;
   ASSERT_TRUE(live.bound().ok()) << live.bound().ToString();
   // A 2.5 MiB "model" travels with a sweep and is stored content-addressed.
-  const std::string model = Pattern((5u << 20) / 2);
+  const std::string model = std::string("PK\x03\x04", 4) + Pattern((5u << 20) / 2);  // a zip's magic, as TorchScript
   RpcClient client(live.ctx(), live.service().client_endpoint());
   auto submitted = client.Call(SubmitSweepMsg{kUserModelSpec, model}, 10000);
   ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
@@ -127,6 +129,101 @@ TEST(ServiceTest, CurveAdmitsOnlyAllowListedKeysPerEndpoint) {
   RpcClient plain(live.ctx(), cep);
   EXPECT_FALSE(plain.Call(StatusRequestMsg{""}, 800).ok());
   EXPECT_GE(live.service().refused_connections(), 2u) << "refusals are counted (and logged)";
+
+  // An allow-listed worker key cannot act as a client on its own endpoint either.
+  auto submitted = good_worker.Call(SubmitSweepMsg{kTinySpec, ""}, 5000);
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(submitted.value()));
+  EXPECT_EQ(std::get<ErrorMsg>(submitted.value()).code, "wrong_endpoint");
+  auto cancel = good_worker.Call(SweepControlMsg{"sw-0001", "cancel"}, 5000);
+  ASSERT_TRUE(cancel.ok());
+  EXPECT_EQ(std::get<ErrorMsg>(cancel.value()).code, "wrong_endpoint");
+  // ... nor a client key as a worker.
+  auto as_worker = good_client.Call(RegisterMsg{"", "a", {}, 1, {}}, 5000);
+  ASSERT_TRUE(as_worker.ok());
+  EXPECT_EQ(std::get<ErrorMsg>(as_worker.value()).code, "wrong_endpoint");
+  auto sweeps = good_client.Call(StatusRequestMsg{""}, 5000);
+  ASSERT_TRUE(sweeps.ok());
+  EXPECT_TRUE(std::get<StatusReplyMsg>(sweeps.value()).sweeps.empty()) << "nothing was stored by the refused submit";
+}
+
+// Plain mode: each endpoint takes only its own role's messages; artifacts on both.
+TEST(ServiceTest, EachEndpointAcceptsOnlyItsRolesMessages) {
+  LiveService live;
+  ASSERT_TRUE(live.bound().ok());
+  RpcClient worker(live.ctx(), live.service().worker_endpoint());
+  RpcClient client(live.ctx(), live.service().client_endpoint());
+  auto code = [](const StatusOr<Message>& r) {
+    if (!r.ok()) return std::string("no reply: ") + r.status().ToString();
+    if (auto* e = std::get_if<ErrorMsg>(&r.value())) return e->code;
+    return std::string(MessageName(r.value()));
+  };
+  // Client messages on the worker endpoint.
+  EXPECT_EQ(code(worker.Call(SubmitSweepMsg{kTinySpec, ""}, 5000)), "wrong_endpoint");
+  EXPECT_EQ(code(worker.Call(StatusRequestMsg{""}, 5000)), "wrong_endpoint");
+  EXPECT_EQ(code(worker.Call(ResultsRequestMsg{"sw-0001"}, 5000)), "wrong_endpoint");
+  EXPECT_EQ(code(worker.Call(WorkersRequestMsg{}, 5000)), "wrong_endpoint");
+  EXPECT_EQ(code(worker.Call(SweepControlMsg{"sw-0001", "pause"}, 5000)), "wrong_endpoint");
+  // Worker messages on the client endpoint.
+  EXPECT_EQ(code(client.Call(RegisterMsg{"", "a", {}, 1, {}}, 5000)), "wrong_endpoint");
+  EXPECT_EQ(code(client.Call(RequestWorkMsg{"w", 0}, 5000)), "wrong_endpoint");
+  SubmitResultMsg forged;
+  forged.result.sweep_id = "sw-0001";
+  forged.result.task_id = "train";
+  EXPECT_EQ(code(client.Call(forged, 5000)), "wrong_endpoint");
+  // Replies are nobody's to send.
+  EXPECT_EQ(code(client.Call(NoWorkMsg{10, "x"}, 5000)), "wrong_endpoint");
+  // Each role on its own endpoint works; artifacts on both.
+  EXPECT_EQ(code(client.Call(SubmitSweepMsg{kTinySpec, ""}, 5000)), "SubmitReply");
+  EXPECT_EQ(code(worker.Call(RegisterMsg{"w1", "local", {}, 1, {}}, 5000)), "RegisterReply");
+  EXPECT_EQ(code(worker.Call(FetchArtifactMsg{std::string(64, 'a')}, 5000)), "ArtifactReply");
+  EXPECT_EQ(code(client.Call(FetchArtifactMsg{std::string(64, 'a')}, 5000)), "ArtifactReply");
+  EXPECT_GE(live.service().rejected_messages(), 9u) << "refusals are counted";
+}
+
+// A spec or a worker id that is not UTF-8 is refused at the edge, and the coordinator goes on
+// (it aborted in nlohmann's dump with type_error 316).
+// Sends `m` encoded, with the bytes of `marker` in it replaced by `bytes` (a sender that does
+// not sanitize, as our encoder does), and returns the decoded reply.
+StatusOr<Message> SendPatched(ZmqContext& ctx, const std::string& endpoint, const Message& m, const std::string& marker,
+                              const std::string& bytes) {
+  std::string wire = Encode(m);
+  auto at = wire.find(marker);
+  if (at == std::string::npos || marker.size() != bytes.size()) return Status::Internal("marker not found");
+  wire.replace(at, marker.size(), bytes);
+  auto sock = DealerSocket::Connect(ctx, endpoint);
+  if (!sock.ok()) return sock.status();
+  PRUNELAB_RETURN_IF_ERROR(sock.value()->Send(wire));
+  auto reply = sock.value()->Receive(5000);
+  if (!reply.ok()) return reply.status();
+  if (!reply.value()) return Status::Unavailable("no reply");
+  return Decode(*reply.value());
+}
+
+// A spec or a worker id that is not UTF-8 is refused at the edge, and the coordinator goes on
+// (it aborted in nlohmann's dump with type_error 316).
+TEST(ServiceTest, TextThatIsNotUtf8IsRefusedAndTheCoordinatorKeepsServing) {
+  LiveService live;
+  ASSERT_TRUE(live.bound().ok());
+  const std::string spec = std::string(kTinySpec) + "# cafZ\n";
+  auto sub = SendPatched(live.ctx(), live.service().client_endpoint(), SubmitSweepMsg{spec, ""}, "cafZ", "caf\xFF");
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(sub.value()));
+  EXPECT_NE(std::get<ErrorMsg>(sub.value()).message.find("UTF-8"), std::string::npos)
+      << std::get<ErrorMsg>(sub.value()).message;
+  auto reg = SendPatched(live.ctx(), live.service().worker_endpoint(), RegisterMsg{"wQQ", "local", {}, 1, {}}, "wQQ",
+                         "w\xC3(");
+  ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(reg.value()));
+  RpcClient client(live.ctx(), live.service().client_endpoint());
+  auto workers = client.Call(WorkersRequestMsg{}, 5000);
+  ASSERT_TRUE(workers.ok()) << "still serving";
+  EXPECT_TRUE(std::get<WorkersReplyMsg>(workers.value()).workers.empty());
+  EXPECT_EQ(live.service().rejected_messages(), 2u);
+  // Our own encoder never sends invalid UTF-8: it replaces bad bytes (U+FFFD).
+  auto fixed = client.Call(SubmitSweepMsg{std::string(kTinySpec) + "# caf\xFF\n", ""}, 5000);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_TRUE(std::holds_alternative<SubmitReplyMsg>(fixed.value()));
 }
 
 }  // namespace
