@@ -265,8 +265,11 @@ struct ArtifactReply {
   totalBytes @4 :UInt64; # size of the whole artifact
   chunkHash @5 :Text;    # content hash of data, checked by the receiver per chunk
 }
-struct SubmitSweep { specYaml @0 :Text; userModel @1 :Data; }  # userModel: TorchScript bytes named by the spec
-struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; }
+# userModel: TorchScript bytes named by the spec. submissionId: chosen by the client, the same
+# on every resend of one submission, so a resend after a lost reply is answered with the sweep
+# already stored (alreadyStored) instead of storing it twice.
+struct SubmitSweep { specYaml @0 :Text; userModel @1 :Data; submissionId @2 :Text; }
+struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; alreadyStored @2 :Bool; }
 struct StatusRequest { sweepId @0 :Text; }   # empty: every sweep
 struct StatusReply { sweeps @0 :List(SweepStatus); }
 struct ResultsRequest { sweepId @0 :Text; }

@@ -229,8 +229,18 @@ struct ArtifactReplyMsg {
   uint64_t total_bytes = 0;
   std::string chunk_hash;  // ContentHash(data)
 };
-struct SubmitSweepMsg { std::string spec_yaml; std::string user_model; };  // user_model: TorchScript bytes
-struct SubmitReplyMsg { std::string sweep_id; uint32_t tasks = 0; };
+// user_model: TorchScript bytes. submission_id: the client's, the same on every resend of one
+// submission (a resend after a lost reply gets the stored sweep's id, not a second sweep).
+struct SubmitSweepMsg {
+  std::string spec_yaml;
+  std::string user_model;
+  std::string submission_id = {};
+};
+struct SubmitReplyMsg {
+  std::string sweep_id;
+  uint32_t tasks = 0;
+  bool already_stored = false;  // a resend: this submission was stored by an earlier attempt
+};
 struct StatusRequestMsg { std::string sweep_id; };
 struct StatusReplyMsg { std::vector<SweepStatus> sweeps; };
 struct ResultsRequestMsg { std::string sweep_id; };

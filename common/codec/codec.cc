@@ -312,11 +312,13 @@ struct BodyWriter {
     auto b = body.initSubmitSweep();
     b.setSpecYaml(T(m.spec_yaml));
     b.setUserModel(D(m.user_model));
+    b.setSubmissionId(T(m.submission_id));
   }
   void operator()(const SubmitReplyMsg& m) {
     auto b = body.initSubmitReply();
     b.setSweepId(T(m.sweep_id));
     b.setTasks(m.tasks);
+    b.setAlreadyStored(m.already_stored);
   }
   void operator()(const StatusRequestMsg& m) { body.initStatusRequest().setSweepId(T(m.sweep_id)); }
   void operator()(const StatusReplyMsg& m) {
@@ -583,11 +585,11 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
     }
     case B::SUBMIT_SWEEP: {
       auto sw = body.getSubmitSweep();
-      return Message(SubmitSweepMsg{S(sw.getSpecYaml()), S(sw.getUserModel())});
+      return Message(SubmitSweepMsg{S(sw.getSpecYaml()), S(sw.getUserModel()), S(sw.getSubmissionId())});
     }
     case B::SUBMIT_REPLY: {
       auto r = body.getSubmitReply();
-      return Message(SubmitReplyMsg{S(r.getSweepId()), r.getTasks()});
+      return Message(SubmitReplyMsg{S(r.getSweepId()), r.getTasks(), r.getAlreadyStored()});
     }
     case B::STATUS_REQUEST: return Message(StatusRequestMsg{S(body.getStatusRequest().getSweepId())});
     case B::STATUS_REPLY: {

@@ -2,8 +2,12 @@
 
 #include <zmq.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -37,6 +41,40 @@ StatusOr<CurveKeyPair> GenerateCurveKeyPair() {
     return Status::Unavailable(std::string("cannot make a CURVE key pair: ") + zmq_strerror(zmq_errno()) +
                                " (libzmq without CURVE support?)");
   return CurveKeyPair{pub, sec};
+}
+
+// One line per peer and reason per minute, with how many were refused meanwhile: a peer
+// retrying forever cannot flood the log. Thread-safe.
+class RefusalLog {
+ public:
+  void Refused(const std::string& peer, const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[peer];
+    ++e.count;
+    auto now = std::chrono::steady_clock::now();
+    if (e.logged_once && now - e.last < std::chrono::seconds(60)) return;
+    const uint64_t since = e.count - e.count_at_last_line;
+    e.last = now;
+    e.logged_once = true;
+    e.count_at_last_line = e.count;
+    if (entries_.size() > 10000) entries_.clear();  // bounded: many peers, not many lines
+    std::fprintf(stderr, "coordinator: REFUSED %s%s\n", line.c_str(),
+                 since > 1 ? (" (" + std::to_string(since) + " refusals of this peer since the last line)").c_str() : "");
+  }
+
+ private:
+  struct Entry {
+    uint64_t count = 0, count_at_last_line = 0;
+    bool logged_once = false;
+    std::chrono::steady_clock::time_point last;
+  };
+  std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+};
+
+RefusalLog& Refusals() {
+  static RefusalLog* log = new RefusalLog();  // process-wide, never destroyed (used from socket threads)
+  return *log;
 }
 
 struct ZapAuthenticator::Impl {
@@ -77,10 +115,10 @@ struct ZapAuthenticator::Impl {
           ++admitted;
         } else {
           ++refused;
-          std::fprintf(stderr, "coordinator: REFUSED %s connection from %s: %s\n", domain.empty() ? "a" : domain.c_str(),
-                       address.c_str(),
-                       key.empty() ? ("mechanism " + mechanism + " is not allowed (CURVE keys required)").c_str()
-                                   : ("public key " + key + " is not in the " + domain + " allow-list").c_str());
+          Refusals().Refused(domain + "|" + address + "|" + key,
+                             (domain.empty() ? std::string("a") : domain) + " connection from " + address + ": " +
+                                 (key.empty() ? "mechanism " + mechanism + " is not allowed (CURVE keys required)"
+                                              : "public key " + key + " is not in the " + domain + " allow-list"));
         }
         std::vector<std::string> reply{version, request_id, ok ? "200" : "400", ok ? "OK" : "not allowed",
                                        ok ? key : "", ""};
@@ -118,7 +156,55 @@ uint64_t ZapAuthenticator::admitted() const { return impl_->admitted.load(); }
 
 struct RouterSocket::Impl {
   explicit Impl(zmq::context_t& c) : sock(c, zmq::socket_type::router) {}
+  ~Impl() {
+    stop_monitor = true;
+    if (monitor.joinable()) monitor.join();
+  }
+  // CURVE handshakes that fail before the ZAP handler is asked (a plain-mode peer, a wrong
+  // --server-key) are seen only by a socket monitor: log and count them like ZAP refusals.
+  void StartMonitor(zmq::context_t& c, const std::string& domain) {
+    static std::atomic<uint64_t> seq{0};
+    const std::string addr = "inproc://prunelab-monitor-" + std::to_string(++seq);
+    if (zmq_socket_monitor(static_cast<void*>(sock), addr.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
+      return;  // no monitoring: refusals by ZAP are still logged
+    auto pair = std::make_unique<zmq::socket_t>(c, zmq::socket_type::pair);
+    pair->set(zmq::sockopt::linger, 0);
+    pair->connect(addr);
+    monitor = std::thread([this, domain, p = std::move(pair)]() mutable {
+      while (!stop_monitor.load()) {
+        zmq::pollitem_t items[] = {{static_cast<void*>(*p), 0, ZMQ_POLLIN, 0}};
+        try {
+          zmq::poll(items, 1, std::chrono::milliseconds(100));
+          if (!(items[0].revents & ZMQ_POLLIN)) continue;
+          zmq::message_t event, where;
+          if (!p->recv(event, zmq::recv_flags::none) || !event.more() || !p->recv(where, zmq::recv_flags::none)) continue;
+          if (event.size() < 6) continue;
+          uint16_t id = 0;
+          uint32_t value = 0;
+          std::memcpy(&id, event.data(), 2);
+          std::memcpy(&value, static_cast<const char*>(event.data()) + 2, 4);
+          ++handshake_failures;
+          const std::string peer = where.to_string();
+          char code[16];
+          std::snprintf(code, sizeof(code), "0x%x", value);
+          std::string why = id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                                ? "a plain-mode peer (no CURVE keys) on a CURVE endpoint"
+                            : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                                      value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+                                ? "CURVE handshake failed to decrypt: the peer has a wrong --server-key"
+                                : std::string("handshake failed (protocol error ") + code + ")";
+          Refusals().Refused(domain + "|" + peer + "|" + why, domain + " connection on " + peer + ": " + why);
+        } catch (const zmq::error_t&) {
+          if (stop_monitor.load()) return;
+        }
+      }
+    });
+  }
   zmq::socket_t sock;
+  std::thread monitor;
+  std::atomic<bool> stop_monitor{false};
+  std::atomic<uint64_t> handshake_failures{0};
 };
 
 StatusOr<std::unique_ptr<RouterSocket>> RouterSocket::Bind(ZmqContext& ctx, const std::string& endpoint,
@@ -131,6 +217,7 @@ StatusOr<std::unique_ptr<RouterSocket>> RouterSocket::Bind(ZmqContext& ctx, cons
       r->impl_->sock.set(zmq::sockopt::curve_server, 1);
       r->impl_->sock.set(zmq::sockopt::curve_secretkey, security.keys.secret_key);
       r->impl_->sock.set(zmq::sockopt::zap_domain, security.zap_domain);
+      r->impl_->StartMonitor(Ctx(ctx), security.zap_domain);
     }
     r->impl_->sock.bind(endpoint);
     r->endpoint_ = r->impl_->sock.get(zmq::sockopt::last_endpoint);
@@ -142,6 +229,8 @@ StatusOr<std::unique_ptr<RouterSocket>> RouterSocket::Bind(ZmqContext& ctx, cons
 }
 
 RouterSocket::~RouterSocket() = default;
+
+uint64_t RouterSocket::handshake_failures() const { return impl_->handshake_failures.load(); }
 
 int RouterSocket::fd() { return static_cast<int>(impl_->sock.get(zmq::sockopt::fd)); }
 

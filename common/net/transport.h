@@ -90,6 +90,9 @@ class RouterSocket {
   std::optional<PeerMessage> TryReceive();
   // Non-blocking; a message to a peer that has gone is dropped.
   Status Send(const std::string& peer, const std::string& payload);
+  // CURVE only: handshakes that failed before authentication (plain-mode peers, a wrong
+  // server key); each is logged, rate-limited per peer.
+  uint64_t handshake_failures() const;
 
  private:
   RouterSocket() = default;

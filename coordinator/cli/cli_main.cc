@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <map>
 #include <memory>
@@ -126,7 +127,11 @@ int CmdKeygen(const Args& a) {
 }
 
 // Sends one request; an ErrorMsg reply becomes a Status carrying its text.
-pl::StatusOr<pl::Message> Ask(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = 15000) {
+// How long a remote command waits for each reply (--timeout-ms).
+int g_timeout_ms = 15000;
+
+pl::StatusOr<pl::Message> Ask(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = -1) {
+  if (timeout_ms < 0) timeout_ms = g_timeout_ms;
   auto reply = rpc.Call(m, timeout_ms);
   if (!reply.ok())
     return pl::Status::Unavailable(reply.status().message() +
@@ -140,7 +145,7 @@ pl::StatusOr<pl::Message> Ask(pl::RpcClient& rpc, const pl::Message& m, int time
 }
 
 template <typename T>
-pl::StatusOr<T> AskFor(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = 15000) {
+pl::StatusOr<T> AskFor(pl::RpcClient& rpc, const pl::Message& m, int timeout_ms = -1) {
   auto r = Ask(rpc, m, timeout_ms);
   if (!r.ok()) return r.status();
   if (auto* v = std::get_if<T>(&r.value())) return *v;
@@ -534,11 +539,42 @@ int CmdWorkers(const Args& a) {
   return 0;
 }
 
+// 128 random bits, hex: names one submission across resends.
+std::string NewSubmissionId() {
+  std::random_device rd;
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return buf;
+}
+
+// Submits, and when a reply does not come in time asks again with the same submission id
+// (the coordinator stores a submission once and answers a resend with the sweep it stored), so
+// the user learns the truth: the sweep's id, or that it was not confirmed.
+pl::StatusOr<pl::SubmitReplyMsg> Submit(pl::RpcClient& rpc, const pl::SubmitSweepMsg& msg) {
+  int timeout_ms = g_timeout_ms;
+  pl::Status last = pl::Status::Ok();
+  for (int attempt = 0; attempt < 4; ++attempt, timeout_ms *= 2) {
+    auto reply = AskFor<pl::SubmitReplyMsg>(rpc, msg, timeout_ms);
+    if (reply.ok()) {
+      if (reply->already_stored)
+        std::fprintf(stderr, "prunelab: the coordinator had stored this submission already as %s (an earlier reply "
+                             "was lost); it is stored once\n", reply->sweep_id.c_str());
+      return reply;
+    }
+    if (reply.status().code() != pl::Status::Code::kUnavailable) return reply.status();
+    last = reply.status();
+    std::fprintf(stderr, "prunelab: no reply within %.0f s; asking again with the same submission id (it is never "
+                         "stored twice)\n", timeout_ms / 1000.0);
+  }
+  return pl::Status::Unavailable(last.message() + ". The submission was NOT confirmed: it may or may not be stored; "
+                                 "`prunelab sweeps` shows what the coordinator has");
+}
+
 // The submit message for a spec file: the YAML, plus the user's TorchScript model file
 // (model.torchscript, relative to the spec's directory) so remote workers can fetch it.
 pl::StatusOr<pl::SubmitSweepMsg> SubmitMessage(const std::string& spec_path, const std::string& text,
                                                const pl::SweepSpec& spec) {
-  pl::SubmitSweepMsg msg{text, ""};
+  pl::SubmitSweepMsg msg{text, "", NewSubmissionId()};
   if (spec.model_path.empty()) return msg;
   std::filesystem::path p(spec.model_path);
   if (p.is_relative()) p = std::filesystem::path(spec_path).parent_path() / p;
@@ -570,7 +606,7 @@ int CmdSubmit(const Args& a) {
   pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   auto msg = SubmitMessage(a.positional[0], text.value(), spec.value());
   if (!msg.ok()) return Fail(msg.status().ToString());
-  auto r = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
+  auto r = Submit(rpc, msg.value());
   if (!r.ok()) return Fail(r.status().ToString());
   std::printf("%s\n", r->sweep_id.c_str());
   std::fflush(stdout);
@@ -806,6 +842,7 @@ class CommandLine {
       Option("--coordinator", "client endpoint (default $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556)");
       Option("--curve-key", "this client's CURVE secret key file (or $PRUNELAB_CURVE_KEY)");
       Option("--server-key", "the coordinator's public key file (or $PRUNELAB_SERVER_KEY)");
+      Option("--timeout-ms", "how long to wait for each reply (default 15000)")->check(CLI::Range(100, 3600000));
     }
     if (groups & kStore) Option("--data-dir", "read this data directory's store instead of asking a coordinator");
     if (groups & kJson) Flag("--json", "machine-readable output");
@@ -839,6 +876,7 @@ int main(int argc, char** argv) {
   CommandLine line;
   if (auto rc = line.Parse(argc, argv)) return *rc;
   const Args& a = line.args();
+  if (a.Has("--timeout-ms")) g_timeout_ms = std::stoi(a.Get("--timeout-ms"));
   signal(SIGPIPE, SIG_IGN);
   if (a.command == "run") return CmdRun(a);
   if (a.command == "submit") return CmdSubmit(a);

@@ -85,6 +85,50 @@ std::string MetricsText(const DashboardSnapshot& s, const DashboardState& state)
   return out;
 }
 
+HttpReply ServeGet(std::string target, Store& store, const DashboardState& state) {
+  auto q = target.find('?');
+  if (q != std::string::npos) target.resize(q);
+  auto json = [](const nlohmann::json& j, int status = 200) {
+    return HttpReply{status, "application/json", DumpJson(j)};
+  };
+  if (target == "/" || target == "/index.html") return {200, "text/html; charset=utf-8", kDashboardPage};
+  if (target == "/metrics") return {200, "text/plain; version=0.0.4", MetricsText(state.Get(), state)};
+  if (target == "/api/sweeps") {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& s : state.Get().sweeps) a.push_back(ToJson(s));
+    return json(a);
+  }
+  if (target == "/api/workers") {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& w : state.Get().workers) {
+      auto j = ToJson(w);
+      j["slots"] = w.slots;
+      a.push_back(j);
+    }
+    return json(a);
+  }
+  if (target.rfind("/api/sweeps/", 0) == 0 && target.size() > 22 &&
+      target.compare(target.size() - 10, 10, "/decisions") == 0) {
+    std::string id = target.substr(12, target.size() - 22);
+    auto results = ReadResults(store, id);
+    if (!results.ok()) return json({{"error", results.status().message()}}, 404);
+    DecisionOptions o;
+    auto spec = ReadSpecYaml(store, id);
+    if (spec.ok()) {
+      auto parsed = ParseSpec(spec.value());
+      if (parsed.ok()) {
+        auto from = OptionsFromSpec(parsed->report);
+        if (from.ok()) o = from.value();
+      }
+    }
+    auto decisions = Decide(results.value(), o);
+    nlohmann::json j = DecisionsJson(decisions, o);
+    j["sweep"] = id;
+    return json(j);
+  }
+  return {404, "text/plain", "not found; try / /metrics /api/sweeps /api/workers /api/sweeps/ID/decisions\n"};
+}
+
 struct HttpServer::Impl {
   Impl(std::string a, uint16_t p, Store& s, const DashboardState& st) : address(std::move(a)), port(p), store(s), state(st) {}
   std::string address;
@@ -100,60 +144,14 @@ struct HttpServer::Impl {
     res.set(http::field::server, "prunelab");
     res.set(http::field::cache_control, "no-store");
     res.keep_alive(false);
-    std::string target(req.target());
-    auto q = target.find('?');
-    if (q != std::string::npos) target.resize(q);
-    auto json = [&](const nlohmann::json& j) {
-      res.set(http::field::content_type, "application/json");
-      res.body() = DumpJson(j);
-    };
     if (req.method() != http::verb::get) {
       res.result(http::status::method_not_allowed);
       res.body() = "only GET\n";
-    } else if (target == "/" || target == "/index.html") {
-      res.set(http::field::content_type, "text/html; charset=utf-8");
-      res.body() = kDashboardPage;
-    } else if (target == "/metrics") {
-      res.set(http::field::content_type, "text/plain; version=0.0.4");
-      res.body() = MetricsText(state.Get(), state);
-    } else if (target == "/api/sweeps") {
-      nlohmann::json a = nlohmann::json::array();
-      for (const auto& s : state.Get().sweeps) a.push_back(ToJson(s));
-      json(a);
-    } else if (target == "/api/workers") {
-      nlohmann::json a = nlohmann::json::array();
-      for (const auto& w : state.Get().workers) {
-        auto j = ToJson(w);
-        j["slots"] = w.slots;
-        a.push_back(j);
-      }
-      json(a);
-    } else if (target.rfind("/api/sweeps/", 0) == 0 && target.size() > 22 &&
-               target.compare(target.size() - 10, 10, "/decisions") == 0) {
-      std::string id = target.substr(12, target.size() - 22);
-      auto results = ReadResults(store, id);
-      if (!results.ok()) {
-        res.result(http::status::not_found);
-        json({{"error", results.status().message()}});
-      } else {
-        DecisionOptions o;
-        auto spec = ReadSpecYaml(store, id);
-        if (spec.ok()) {
-          auto parsed = ParseSpec(spec.value());
-          if (parsed.ok()) {
-            auto from = OptionsFromSpec(parsed->report);
-            if (from.ok()) o = from.value();
-          }
-        }
-        auto decisions = Decide(results.value(), o);
-        nlohmann::json j = DecisionsJson(decisions, o);
-        j["sweep"] = id;
-        json(j);
-      }
     } else {
-      res.result(http::status::not_found);
-      res.set(http::field::content_type, "text/plain");
-      res.body() = "not found; try / /metrics /api/sweeps /api/workers /api/sweeps/ID/decisions\n";
+      HttpReply r = ServeGet(std::string(req.target()), store, state);
+      res.result(static_cast<http::status>(r.status));
+      res.set(http::field::content_type, r.content_type);
+      res.body() = std::move(r.body);
     }
     res.prepare_payload();
     return res;

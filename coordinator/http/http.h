@@ -29,6 +29,15 @@ namespace prunelab::coordinator {
 // Prometheus text exposition of a snapshot and the histograms.
 std::string MetricsText(const DashboardSnapshot& s, const DashboardState& state);
 
+// What GET `target` answers, without the network (the server maps it onto HTTP; the
+// whole-path fuzzer calls it directly). Never throws.
+struct HttpReply {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+};
+HttpReply ServeGet(std::string target, Store& store, const DashboardState& state);
+
 class HttpServer {
  public:
   // address like 127.0.0.1, port 0 = ephemeral. store and state must outlive the server.

@@ -88,7 +88,9 @@ Status Coordinator::Recover() {
   PRUNELAB_RETURN_IF_ERROR(st);
   const int64_t now = clock_.NowMs();
   std::vector<StoreWrite> requeued;
-  for (auto& [id, sweep] : sweeps_) {
+  for (auto& entry : sweeps_) {
+    const std::string& id = entry.first;  // named, not a structured binding: lambdas capture it
+    SweepEntry& sweep = entry.second;
     PRUNELAB_RETURN_IF_ERROR(store_.Scan("task/" + id + "/", [&](const std::string&, const std::string& v) {
       auto rec = DecodeTaskRecord(v);
       if (!rec.ok()) { st = rec.status(); return; }
@@ -533,6 +535,18 @@ Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
 }
 
 Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
+  // A resend of a submission whose reply was lost: answer with what was stored.
+  if (m.submission_id.size() > 64 || !IsValidUtf8(m.submission_id))
+    return Error("invalid_spec", "submission id longer than 64 characters");
+  if (!m.submission_id.empty()) {
+    auto seen = store_.Get(SubmissionKey(m.submission_id));
+    if (!seen.ok()) return Error("store_error", seen.status().ToString());
+    if (seen.value()) {
+      auto it = sweeps_.find(*seen.value());
+      const uint32_t n = it == sweeps_.end() ? 0 : static_cast<uint32_t>(it->second.tasks.size());
+      return SubmitReplyMsg{*seen.value(), n, /*already_stored=*/true};
+    }
+  }
   auto spec = ParseSpec(m.spec_yaml);
   if (!spec.ok()) return Error("invalid_spec", spec.status().message());
   if (const size_t trials = TrialCount(spec.value()); trials > options_.max_trials_per_sweep)
@@ -591,6 +605,7 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
            {"created_ms", sweep.created_ms}, {"order", sweep.order}, {"priority", sweep.priority}};
   batch.push_back({SweepKey(sweep.id), rec.dump()});
   batch.push_back({"meta/sweep_seq", std::to_string(next_sweep_seq_ + 1)});
+  if (!m.submission_id.empty()) batch.push_back({SubmissionKey(m.submission_id), sweep.id});
   Status st = store_.Apply(batch);
   if (!st.ok()) return Error("store_error", "sweep not stored: " + st.ToString());
   ++next_sweep_seq_;
@@ -613,27 +628,50 @@ Message Coordinator::OnSweepControl(const SweepControlMsg& m) {
   bool cancelled = sweep.cancelled || m.action == "cancel";
   (*j)["paused"] = paused;
   (*j)["cancelled"] = cancelled;
-  std::vector<StoreWrite> batch{{SweepKey(sweep.id), j->dump()}};
+  // Cancelling writes the unfinished tasks in batches of kCancelBatch, each applied to memory
+  // once written, so a big sweep costs memory for one batch, not for all of it. The sweep's
+  // own flag goes with the last batch: if the coordinator dies half-way, the sweep is simply
+  // partly cancelled and `cancel` again finishes it (finished tasks are skipped).
+  constexpr size_t kCancelBatch = 1000;
+  std::vector<StoreWrite> batch;
   std::map<std::string, TaskEntry> changed;
+  size_t written = 0;
+  auto flush = [&]() -> Status {
+    PRUNELAB_RETURN_IF_ERROR(store_.Apply(batch));
+    written += changed.size();
+    Adopt(sweep, changed);
+    batch.clear();
+    changed.clear();
+    return Status::Ok();
+  };
   if (m.action == "cancel") {
     const int64_t now = clock_.NowMs();
-    for (const auto& [tid, t] : sweep.tasks) {
-      if (Terminal(t.state)) continue;
+    std::vector<std::string> unfinished;
+    for (const auto& [tid, t] : sweep.tasks)
+      if (!Terminal(t.state)) unfinished.push_back(tid);
+    for (const std::string& tid : unfinished) {
+      const TaskEntry& t = sweep.tasks[tid];
       TaskEntry e = t;
       e.state = TaskState::kFailed;
       e.attempt_errors.push_back("cancelled by the user");
-      changed[tid] = e;
       if (ProducesResultRow(t.task))
         batch.push_back({ResultKey(sweep.id, tid), EncodeResultRecord(FailureResult(t.task, "cancelled by the user", now))});
       batch.push_back(TaskRecord(sweep.id, e));
       batch.push_back({RunKey(sweep.id, tid), std::nullopt});
+      changed[tid] = std::move(e);
+      if (changed.size() >= kCancelBatch) {
+        if (Status st = flush(); !st.ok())
+          return Error("store_error", "cancel stopped after " + std::to_string(written) + " of " +
+                                          std::to_string(unfinished.size()) + " tasks: " + st.ToString() +
+                                          "; run cancel again to finish");
+      }
     }
   }
-  Status st = store_.Apply(batch);
-  if (!st.ok()) return Error("store_error", "sweep " + m.action + " not recorded: " + st.ToString());
+  batch.push_back({SweepKey(sweep.id), j->dump()});
+  if (Status st = flush(); !st.ok())
+    return Error("store_error", "sweep " + m.action + " not recorded: " + st.ToString());
   sweep.paused = paused;
   sweep.cancelled = cancelled;
-  Adopt(sweep, changed);
   return StatusReplyMsg{{StatusOf(sweep)}};
 }
 

@@ -250,7 +250,12 @@ const std::string& CoordinatorService::client_endpoint() const { return impl_->c
 uint64_t CoordinatorService::rejected_messages() const { return impl_->rejected.load(); }
 const LatencyHistogram& CoordinatorService::dispatch_latency() const { return impl_->dispatch_latency; }
 const LatencyHistogram& CoordinatorService::commit_latency() const { return impl_->commit_latency; }
-uint64_t CoordinatorService::refused_connections() const { return impl_->zap ? impl_->zap->refused() : 0; }
+uint64_t CoordinatorService::refused_connections() const {
+  uint64_t n = impl_->zap ? impl_->zap->refused() : 0;
+  for (const auto* sock : {impl_->workers.get(), impl_->clients.get()})
+    if (sock) n += sock->handshake_failures();
+  return n;
+}
 
 void CoordinatorService::Run(bool handle_signals) {
   Impl& s = *impl_;

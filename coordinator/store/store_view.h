@@ -27,6 +27,8 @@ inline std::string StageKey(const std::string& id, const std::string& task) { re
 inline std::string ResultKey(const std::string& id, const std::string& task) { return "result/" + id + "/" + task; }
 inline std::string ArtifactKey(const std::string& hash) { return "artifact/" + hash; }
 inline std::string BaselineCacheKey(const std::string& key) { return "baseline/" + key; }
+// A client's submission id -> the sweep it stored (written with the sweep, in one batch).
+inline std::string SubmissionKey(const std::string& id) { return "submission/" + id; }
 
 StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store);
 // Results of one sweep in task order. NotFound when the sweep does not exist.

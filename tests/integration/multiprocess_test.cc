@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <random>
 #include <set>
 #include <cstdio>
@@ -160,6 +161,43 @@ TEST(CommandLineTest, RunWithAMissingOrDanglingModelFileFailsCleanly) {
     EXPECT_NE(r.out.find(model), std::string::npos) << "the error names the file: " << r.out;
     EXPECT_EQ(r.out.find("terminate"), std::string::npos) << r.out;
   }
+}
+
+// A submit whose reply is lost: the CLI asks again with the same submission id and reports
+// the id the coordinator stored (here a fake coordinator that drops the first request).
+TEST(CommandLineTest, SubmitWhoseReplyIsLostAsksAgainAndReportsTheTruth) {
+  ZmqContext ctx;
+  auto router = RouterSocket::Bind(ctx, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(router.ok());
+  testing::TempDir dir;
+  const std::string spec = dir.path() + "/s.yaml";
+  std::ofstream(spec) << "name: s\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n";
+  std::vector<std::string> ids;
+  std::atomic<bool> done{false};
+  std::thread fake([&] {
+    while (!done.load()) {
+      auto m = router.value()->TryReceive();
+      if (!m) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      auto msg = Decode(m->payload);
+      if (!msg.ok() || !std::holds_alternative<SubmitSweepMsg>(msg.value())) continue;
+      ids.push_back(std::get<SubmitSweepMsg>(msg.value()).submission_id);
+      if (ids.size() == 1) continue;  // the reply to the first attempt is "lost"
+      (void)router.value()->Send(m->peer, Encode(SubmitReplyMsg{"sw-0042", 4, true}));
+    }
+  });
+  auto r = Shell("timeout 60 " + kBin + "/prunelab submit " + spec + " --timeout-ms 500 --coordinator " +
+                 router.value()->endpoint());
+  done = true;
+  fake.join();
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("sw-0042"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("asking again with the same submission id"), std::string::npos) << r.out;
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_EQ(ids[0].size(), 32u);
 }
 
 class MultiProcessTest : public ::testing::Test {

@@ -612,5 +612,59 @@ TEST(CoordinatorLimitsTest, AWorkerClaimingTooManySlotsIsRefused) {
   EXPECT_TRUE(std::holds_alternative<RegisterReplyMsg>(*core.Handle(RegisterMsg{"", "local", {}, 256, {}})));
 }
 
+// Cancelling a big sweep writes bounded batches (memory for one batch, not the sweep), and
+// every unfinished task still ends failed with the reason.
+TEST(CoordinatorLimitsTest, CancellingABigSweepWritesInBoundedBatches) {
+  class BatchSizes final : public StoreWrapper {
+   public:
+    using StoreWrapper::StoreWrapper;
+    Status Apply(const std::vector<StoreWrite>& b) override {
+      largest = std::max(largest, b.size());
+      return StoreWrapper::Apply(b);
+    }
+    size_t largest = 0;
+  };
+  auto mem = NewMemoryStore();
+  BatchSizes store(*mem);
+  FakeClock clock;
+  Coordinator core(store, clock);
+  std::string sparsities;
+  for (int i = 1; i <= 900; ++i) sparsities += (i > 1 ? ", " : "") + std::to_string(i / 901.0);
+  auto sub = core.Handle(SubmitSweepMsg{"name: big\nmodel: mlp\nsweep: {criterion: [l1, l2, random], granularity: unstructured, "
+                                        "sparsity: [" + sparsities + "]}\n", ""});
+  ASSERT_TRUE(std::holds_alternative<SubmitReplyMsg>(*sub));
+  store.largest = 0;
+  auto r = core.Handle(SweepControlMsg{"sw-0001", "cancel"});
+  ASSERT_TRUE(std::holds_alternative<StatusReplyMsg>(*r));
+  EXPECT_LE(store.largest, 3u * 1000 + 1) << "one batch of at most 1000 tasks";
+  const auto& st = std::get<StatusReplyMsg>(*r).sweeps.at(0);
+  EXPECT_EQ(st.state, "cancelled");
+  EXPECT_EQ(st.pending + st.running, 0u);
+  auto rows = ReadResults(*mem, "sw-0001").value();
+  EXPECT_EQ(rows.size(), 2700u + 1u) << "every trial's row (3 criteria x 900 sparsities) and the baseline's, each failed";
+  for (const auto& row : rows) EXPECT_EQ(row.error, "cancelled by the user") << row.task_id;
+}
+
+// A resend of one submission (its reply was lost) is answered with the stored sweep.
+TEST(CoordinatorLimitsTest, AResentSubmissionIsStoredOnceAndAnsweredWithItsId) {
+  auto store = NewMemoryStore();
+  FakeClock clock;
+  Coordinator core(*store, clock);
+  const std::string spec = "name: s\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n";
+  auto first = std::get<SubmitReplyMsg>(*core.Handle(SubmitSweepMsg{spec, "", "abc123"}));
+  EXPECT_FALSE(first.already_stored);
+  auto again = std::get<SubmitReplyMsg>(*core.Handle(SubmitSweepMsg{spec, "", "abc123"}));
+  EXPECT_TRUE(again.already_stored);
+  EXPECT_EQ(again.sweep_id, first.sweep_id);
+  EXPECT_EQ(again.tasks, first.tasks);
+  EXPECT_EQ(core.Sweeps().size(), 1u);
+  auto other = std::get<SubmitReplyMsg>(*core.Handle(SubmitSweepMsg{spec, "", "def456"}));
+  EXPECT_NE(other.sweep_id, first.sweep_id) << "another submission is another sweep";
+  // The mapping is durable: a restarted coordinator still knows it.
+  Coordinator restarted(*store, clock);
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(std::get<SubmitReplyMsg>(*restarted.Handle(SubmitSweepMsg{spec, "", "abc123"})).sweep_id, first.sweep_id);
+}
+
 }  // namespace
 }  // namespace prunelab::coordinator

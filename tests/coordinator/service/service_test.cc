@@ -147,6 +147,43 @@ TEST(ServiceTest, CurveAdmitsOnlyAllowListedKeysPerEndpoint) {
   EXPECT_TRUE(std::get<StatusReplyMsg>(sweeps.value()).sweeps.empty()) << "nothing was stored by the refused submit";
 }
 
+// Refusals the ZAP handler never sees (a plain peer, a wrong server key) are counted and
+// logged too, and a peer that keeps retrying gets one line, not one per attempt.
+TEST(ServiceTest, EveryRefusedConnectionIsLoggedOncePerPeerWithItsReason) {
+  if (!CurveAvailable()) GTEST_SKIP() << "libzmq without CURVE";
+  auto server = GenerateCurveKeyPair().value();
+  auto worker_keys = GenerateCurveKeyPair().value();
+  auto stranger = GenerateCurveKeyPair().value();
+  auto other_server = GenerateCurveKeyPair().value();
+  ServiceOptions o;
+  o.keys = server;
+  o.allowed_workers = {worker_keys.public_key};
+  o.allowed_clients = {GenerateCurveKeyPair().value().public_key};
+  LiveService live(o);
+  ASSERT_TRUE(live.bound().ok());
+  const auto& wep = live.service().worker_endpoint();
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 5; ++i) {
+    RpcClient unknown(live.ctx(), wep, ClientSecurity{stranger, server.public_key});
+    EXPECT_FALSE(unknown.Call(RegisterMsg{"", "a", {}, 1, {}}, 300).ok());
+  }
+  RpcClient plain(live.ctx(), wep);
+  EXPECT_FALSE(plain.Call(RegisterMsg{"", "a", {}, 1, {}}, 300).ok());
+  RpcClient wrong_server(live.ctx(), wep, ClientSecurity{worker_keys, other_server.public_key});
+  EXPECT_FALSE(wrong_server.Call(RegisterMsg{"", "a", {}, 1, {}}, 300).ok());
+  // The monitor reports asynchronously: wait (bounded) until both kinds are counted.
+  for (int i = 0; i < 200 && live.service().refused_connections() < 7; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_GE(live.service().refused_connections(), 7u) << log;
+  size_t stranger_lines = 0;
+  for (size_t at = log.find(stranger.public_key); at != std::string::npos; at = log.find(stranger.public_key, at + 1))
+    ++stranger_lines;
+  EXPECT_EQ(stranger_lines, 1u) << "one line for a peer that retried 5 times:\n" << log;
+  EXPECT_NE(log.find("plain-mode peer"), std::string::npos) << log;
+  EXPECT_NE(log.find("wrong --server-key"), std::string::npos) << log;
+}
+
 // Plain mode: each endpoint takes only its own role's messages; artifacts on both.
 TEST(ServiceTest, EachEndpointAcceptsOnlyItsRolesMessages) {
   LiveService live;
