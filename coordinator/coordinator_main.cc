@@ -15,6 +15,8 @@
 #include "coordinator/store/timed_store.h"
 #include "coordinator/service/service.h"
 
+constexpr uint64_t kDefaultMinFreeMb = prunelab::coordinator::kDefaultMinFreeBytes >> 20;
+
 int main(int argc, char** argv) {
   std::string data_dir;
   prunelab::coordinator::ServiceOptions options;
@@ -34,6 +36,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--max-trials", core_options.max_trials_per_sweep, "trials one sweep may expand into")
       ->check(CLI::Range(1, 10000000))->capture_default_str();
+  uint64_t min_free_mb = kDefaultMinFreeMb;
+  app.add_option("--min-free-mb", min_free_mb, "stop writing (and acknowledging) when the data directory's filesystem "
+                                               "has less free than this")
+      ->check(CLI::Range(0, 1 << 30))->capture_default_str();
   app.add_flag("--verbose", options.verbose, "log every accepted and rejected message");
   app.add_option("--curve-key", curve_key, "encrypt and authenticate with CURVE (key pair from `prunelab keygen`)");
   app.add_option("--allow-workers", allow_workers, "public keys that may connect to the worker endpoint, one per line");
@@ -66,7 +72,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prunelab-coordinator: allow-lists need --curve-key (the coordinator's key pair)\n");
     return 2;
   }
-  auto store = prunelab::coordinator::OpenRocksDbStore(data_dir + "/store");
+  auto store = prunelab::coordinator::OpenRocksDbStore(data_dir + "/store", /*read_only=*/false, min_free_mb << 20);
   if (!store.ok()) {
     std::fprintf(stderr, "prunelab-coordinator: %s\n", store.status().ToString().c_str());
     return 1;
@@ -125,5 +131,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prunelab-coordinator: CURVE on: %zu worker key(s) and %zu client key(s) allowed\n",
                  options.allowed_workers.size(), options.allowed_clients.size());
   service.Run(/*handle_signals=*/true);
-  return 0;
+  return service.store_failed() ? 3 : 0;
 }

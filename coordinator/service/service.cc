@@ -132,6 +132,7 @@ struct CoordinatorService::Impl {
   std::vector<Outgoing> committing;  // handed to the committer, waiting for its sync
   bool commit_busy = false;          // loop thread only
   bool commit_stop = false;
+  std::atomic<bool> store_failed{false};
 
   void Flush() {
     if (pending.empty() || commit_busy) return;
@@ -154,9 +155,14 @@ struct CoordinatorService::Impl {
       }
       Status st = core.Commit();  // the store is safe for concurrent use; this touches nothing else
       if (!st.ok()) {
+        // Never acknowledge what may not be on disk. Stop cleanly (no abort): the process exits
+        // with kExitStoreFailed; what is durable is recovered on restart, and workers resend
+        // every result they have no acknowledgement for.
         std::fprintf(stderr, "coordinator: FATAL: cannot make results durable (%s); stopping without acknowledging them\n",
                      st.ToString().c_str());
-        std::abort();
+        store_failed = true;
+        asio::post(io, [this] { io.stop(); });
+        return;
       }
       asio::post(io, [this, batch = std::move(batch)]() mutable {
         auto now = std::chrono::steady_clock::now();
@@ -250,6 +256,8 @@ const std::string& CoordinatorService::client_endpoint() const { return impl_->c
 uint64_t CoordinatorService::rejected_messages() const { return impl_->rejected.load(); }
 const LatencyHistogram& CoordinatorService::dispatch_latency() const { return impl_->dispatch_latency; }
 const LatencyHistogram& CoordinatorService::commit_latency() const { return impl_->commit_latency; }
+bool CoordinatorService::store_failed() const { return impl_->store_failed.load(); }
+
 uint64_t CoordinatorService::refused_connections() const {
   uint64_t n = impl_->zap ? impl_->zap->refused() : 0;
   for (const auto* sock : {impl_->workers.get(), impl_->clients.get()})

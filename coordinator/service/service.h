@@ -45,6 +45,9 @@ class CoordinatorService {
   // Runs the event loop on the calling thread until Stop() or SIGINT/SIGTERM
   // (when handle_signals). Returns after the sockets are drained one last time.
   void Run(bool handle_signals);
+  // True when Run returned because a WAL sync failed (nothing unsynced was acknowledged); the
+  // process should exit non-zero (prunelab-coordinator exits 3).
+  bool store_failed() const;
   // Thread-safe: asks Run() to return.
   void Stop();
 

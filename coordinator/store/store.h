@@ -40,6 +40,10 @@ std::unique_ptr<Store> NewMemoryStore();
 
 // Opens (creating if needed) a RocksDB database in dir. read_only opens without taking
 // the lock, so the CLI can read the store of a running or stopped coordinator.
-StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(const std::string& dir, bool read_only = false);
+// min_free_bytes: writes are refused (and the store takes no more, see rocksdb_store.cc) once
+// the filesystem has less than this free plus twice the batch.
+inline constexpr uint64_t kDefaultMinFreeBytes = 64ull << 20;
+StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(const std::string& dir, bool read_only = false,
+                                                  uint64_t min_free_bytes = kDefaultMinFreeBytes);
 
 }  // namespace prunelab::coordinator

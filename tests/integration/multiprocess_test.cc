@@ -21,6 +21,7 @@
 
 #include "common/codec/codec.h"
 #include "common/codec/records.h"
+#include "common/net/rpc.h"
 #include "common/net/transport.h"
 #include "tests/test_util.h"
 
@@ -198,6 +199,72 @@ TEST(CommandLineTest, SubmitWhoseReplyIsLostAsksAgainAndReportsTheTruth) {
   ASSERT_EQ(ids.size(), 2u);
   EXPECT_EQ(ids[0], ids[1]);
   EXPECT_EQ(ids[0].size(), 32u);
+}
+
+// A full disk: the coordinator refuses to acknowledge, says why (the path, the free space) and
+// exits 3, never a RocksDB assertion abort; after space is freed a restart has every sweep it
+// acknowledged. Needs root for a small tmpfs (skipped where mount is refused).
+TEST(FullDiskTest, TheCoordinatorStopsCleanlyAndLosesNothingAcknowledged) {
+  testing::TempDir dir;
+  const std::string mnt = dir.path() + "/small";
+  std::filesystem::create_directories(mnt);
+  if (Shell("mount -t tmpfs -o size=24m tmpfs " + mnt).code != 0) GTEST_SKIP() << "cannot mount a tmpfs here";
+  struct Unmount {
+    std::string m;
+    ~Unmount() { (void)Shell("umount -l " + m); }
+  } unmount{mnt};
+  const int wport = FreePort(), cport = FreePort();
+  const std::string client = "tcp://127.0.0.1:" + std::to_string(cport);
+  auto start = [&] {
+    return Spawn({kBin + "/prunelab-coordinator", "--data-dir", mnt + "/data", "--worker-endpoint",
+                  "tcp://127.0.0.1:" + std::to_string(wport), "--client-endpoint", client, "--http", "off",
+                  "--min-free-mb", "1"},
+                 dir.path() + "/coordinator.log");
+  };
+  pid_t coordinator = start();
+  ZmqContext ctx;
+  std::vector<std::string> acknowledged;
+  std::mt19937 rng(5);
+  const std::string spec = "name: big\nmodel: {torchscript: net.pt, input_shape: [1, 28, 28]}\n"
+                           "sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n";
+  for (int i = 0; i < 60; ++i) {
+    std::string model("PK\x03\x04", 4);
+    for (int k = 0; k < 700000; ++k) model += static_cast<char>(rng());  // incompressible
+    RpcClient rpc(ctx, client);
+    auto r = rpc.Call(SubmitSweepMsg{spec, model, "fill" + std::to_string(i)}, 5000);
+    if (!r.ok() || !std::holds_alternative<SubmitReplyMsg>(r.value())) break;
+    acknowledged.push_back(std::get<SubmitReplyMsg>(r.value()).sweep_id);
+  }
+  int status = 0;
+  for (int i = 0; i < 200 && waitpid(coordinator, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string log = ReadAll(dir.path() + "/coordinator.log");
+  if (!WIFEXITED(status)) {
+    kill(coordinator, SIGKILL);
+    waitpid(coordinator, nullptr, 0);
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "the coordinator must exit, not abort (signal " << WTERMSIG(status) << "):\n" << log;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << log;
+  EXPECT_EQ(log.find("Assertion"), std::string::npos) << log;
+  EXPECT_NE(log.find("FATAL: cannot make results durable"), std::string::npos) << log;
+  EXPECT_NE(log.find("free there now"), std::string::npos) << "the error gives the free space: " << log;
+  EXPECT_NE(log.find(mnt), std::string::npos) << "and the path: " << log;
+  ASSERT_GE(acknowledged.size(), 1u);
+  // Space returns: a restart has every acknowledged sweep.
+  ASSERT_EQ(Shell("mount -o remount,size=64m " + mnt).code, 0);
+  coordinator = start();
+  std::string listed;
+  for (int i = 0; i < 50; ++i) {
+    auto r = Shell("timeout 20 " + kBin + "/prunelab sweeps --coordinator " + client + " --timeout-ms 2000", false);
+    if (r.code == 0) {
+      listed = r.out;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  kill(coordinator, SIGTERM);
+  waitpid(coordinator, nullptr, 0);
+  for (const auto& id : acknowledged) EXPECT_NE(listed.find(id), std::string::npos) << id << " lost:\n" << listed;
 }
 
 class MultiProcessTest : public ::testing::Test {
