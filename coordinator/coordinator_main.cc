@@ -1,5 +1,7 @@
 // prunelab-coordinator: the long-running service. State lives in --data-dir (RocksDB);
 // kill it at any time and start it again on the same directory to resume.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -17,7 +19,10 @@
 
 constexpr uint64_t kDefaultMinFreeMb = prunelab::coordinator::kDefaultMinFreeBytes >> 20;
 
-int main(int argc, char** argv) {
+// Runs the service until it stops; *restart is set when it stopped to restart from the store
+// (space came back after a full disk). Every object is destroyed before this returns, so a
+// restart by exec inherits no socket, file or lock.
+int Serve(int argc, char** argv, bool* restart) {
   std::string data_dir;
   prunelab::coordinator::ServiceOptions options;
   prunelab::coordinator::CoordinatorOptions core_options;
@@ -90,6 +95,12 @@ int main(int argc, char** argv) {
   dashboard.store_write = &timed.write_latency;
   dashboard.store_sync = &timed.sync_latency;
   options.dashboard = &dashboard;
+  const std::string store_dir = data_dir + "/store";
+  const uint64_t reserve = min_free_mb << 20;
+  // Writable again: the reserve plus room for RocksDB to reopen (a WAL and a manifest).
+  options.store_writable_again = [store_dir, reserve] {
+    return prunelab::coordinator::HasFreeSpace(store_dir, reserve + (16ull << 20));
+  };
   prunelab::coordinator::CoordinatorService service(ctx, core, options);
   if (auto st = service.Bind(); !st.ok()) {
     std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
@@ -131,5 +142,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prunelab-coordinator: CURVE on: %zu worker key(s) and %zu client key(s) allowed\n",
                  options.allowed_workers.size(), options.allowed_clients.size());
   service.Run(/*handle_signals=*/true);
+  *restart = service.restart_requested();
   return service.store_failed() ? 3 : 0;
+}
+
+int main(int argc, char** argv) {
+  bool restart = false;
+  int rc = Serve(argc, argv, &restart);
+  if (restart) {
+    execv("/proc/self/exe", argv);  // the same program and flags, recovering from the store
+    std::perror("prunelab-coordinator: cannot restart itself (start it again by hand)");
+    return 3;
+  }
+  return rc;
 }

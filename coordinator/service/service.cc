@@ -104,6 +104,12 @@ struct CoordinatorService::Impl {
         (void)sock.Send(m->peer, Encode(*refusal));
         continue;
       }
+      if (store_failed.load() && Writes(decoded.value())) {
+        (void)sock.Send(m->peer, Encode(ErrorMsg{"store_unavailable",
+                                                 "the coordinator cannot write to its store (disk full or failing); it "
+                                                 "records and acknowledges nothing until space returns; try again later"}));
+        continue;
+      }
       std::optional<Message> reply = core.Handle(decoded.value());
       if (reply) {
         if (auto* e = std::get_if<ErrorMsg>(&*reply); e && e->code == "internal_error") ++rejected;
@@ -133,6 +139,13 @@ struct CoordinatorService::Impl {
   bool commit_busy = false;          // loop thread only
   bool commit_stop = false;
   std::atomic<bool> store_failed{false};
+  std::atomic<bool> restart_requested{false};
+  int failed_ticks = 0;  // loop thread only
+
+  // While the store is failed: what writes is refused, reads go on.
+  static bool Writes(const Message& m) {
+    return NeedsCommit(m) || std::holds_alternative<RequestWorkMsg>(m) || std::holds_alternative<RegisterMsg>(m);
+  }
 
   void Flush() {
     if (pending.empty() || commit_busy) return;
@@ -155,14 +168,20 @@ struct CoordinatorService::Impl {
       }
       Status st = core.Commit();  // the store is safe for concurrent use; this touches nothing else
       if (!st.ok()) {
-        // Never acknowledge what may not be on disk. Stop cleanly (no abort): the process exits
-        // with kExitStoreFailed; what is durable is recovered on restart, and workers resend
-        // every result they have no acknowledgement for.
-        std::fprintf(stderr, "coordinator: FATAL: cannot make results durable (%s); stopping without acknowledging them\n",
-                     st.ToString().c_str());
-        store_failed = true;
-        asio::post(io, [this] { io.stop(); });
-        return;
+        // Never acknowledge what may not be on disk: this round's replies are dropped (workers
+        // resend results they have no acknowledgement for). From now on the service refuses
+        // what writes and serves reads, until space returns and the owner restarts it from
+        // what is durable (no abort, never an acknowledgement of lost state).
+        if (!store_failed.exchange(true))
+          std::fprintf(stderr,
+                       "coordinator: FATAL: cannot make results durable (%s); acknowledging nothing, refusing writes, "
+                       "serving reads; checking every 5 s for space, then restarting from what is on disk\n",
+                       st.ToString().c_str());
+        asio::post(io, [this] {
+          pending.clear();
+          commit_busy = false;
+        });
+        continue;
       }
       asio::post(io, [this, batch = std::move(batch)]() mutable {
         auto now = std::chrono::steady_clock::now();
@@ -206,6 +225,16 @@ struct CoordinatorService::Impl {
     t.expires_after(std::chrono::milliseconds(options.tick_interval_ms));
     t.async_wait([this, &t](const boost::system::error_code& ec) {
       if (ec) return;
+      if (store_failed.load() && options.store_writable_again &&
+          ++failed_ticks * options.tick_interval_ms >= 5000) {
+        failed_ticks = 0;
+        if (options.store_writable_again()) {
+          std::fprintf(stderr, "coordinator: space is back; restarting from what is on disk\n");
+          restart_requested = true;
+          io.stop();
+          return;
+        }
+      }
       core.Tick();
       (void)core.Commit();  // requeues are durable soon; nothing was acknowledged by them
       if (options.dashboard) {
@@ -257,6 +286,7 @@ uint64_t CoordinatorService::rejected_messages() const { return impl_->rejected.
 const LatencyHistogram& CoordinatorService::dispatch_latency() const { return impl_->dispatch_latency; }
 const LatencyHistogram& CoordinatorService::commit_latency() const { return impl_->commit_latency; }
 bool CoordinatorService::store_failed() const { return impl_->store_failed.load(); }
+bool CoordinatorService::restart_requested() const { return impl_->restart_requested.load(); }
 
 uint64_t CoordinatorService::refused_connections() const {
   uint64_t n = impl_->zap ? impl_->zap->refused() : 0;

@@ -3,6 +3,7 @@
 // the Coordinator; nothing else touches them.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -29,6 +30,11 @@ struct ServiceOptions {
   std::set<std::string> allowed_clients;
   // When set, a snapshot for the HTTP side is published here every tick.
   DashboardState* dashboard = nullptr;
+  // After a failed WAL sync (a full disk) the service acknowledges nothing and refuses every
+  // message that writes, but goes on serving reads and status; every 5 s it asks this whether
+  // the store could be written again, and when it says yes Run returns with
+  // restart_requested(): the owner restarts from what is durable. Unset: never.
+  std::function<bool()> store_writable_again;
 };
 
 class CoordinatorService {
@@ -48,6 +54,8 @@ class CoordinatorService {
   // True when Run returned because a WAL sync failed (nothing unsynced was acknowledged); the
   // process should exit non-zero (prunelab-coordinator exits 3).
   bool store_failed() const;
+  // Run returned because space came back after a store failure: restart from the store.
+  bool restart_requested() const;
   // Thread-safe: asks Run() to return.
   void Stop();
 

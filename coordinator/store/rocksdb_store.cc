@@ -106,8 +106,8 @@ class RocksDbStore final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_.empty()) return Status::Ok();
     return Status::IoError("the store in " + dir_ + " takes no more writes after: " + failure_ + " (" + FreeSpace(dir_) +
-                           " free there now); free space, then restart the coordinator: it recovers what is durable, "
-                           "and workers resend every result that was not acknowledged");
+                           " free there now); once space is freed, the coordinator restarts from what is durable and "
+                           "workers resend every result that was not acknowledged");
   }
   void Fail(const Status& st) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -123,6 +123,11 @@ class RocksDbStore final : public Store {
 };
 
 }  // namespace
+
+bool HasFreeSpace(const std::string& dir, uint64_t bytes) {
+  const uint64_t free_bytes = FreeBytes(dir);
+  return free_bytes == UINT64_MAX || free_bytes >= bytes;
+}
 
 StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(const std::string& dir, bool read_only, uint64_t min_free_bytes) {
   rocksdb::Options options;

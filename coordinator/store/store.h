@@ -43,6 +43,8 @@ std::unique_ptr<Store> NewMemoryStore();
 // min_free_bytes: writes are refused (and the store takes no more, see rocksdb_store.cc) once
 // the filesystem has less than this free plus twice the batch.
 inline constexpr uint64_t kDefaultMinFreeBytes = 64ull << 20;
+// True when the filesystem holding dir has at least `bytes` free (or its free space is unknown).
+bool HasFreeSpace(const std::string& dir, uint64_t bytes);
 StatusOr<std::unique_ptr<Store>> OpenRocksDbStore(const std::string& dir, bool read_only = false,
                                                   uint64_t min_free_bytes = kDefaultMinFreeBytes);
 
