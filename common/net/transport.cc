@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/rate_limited_log.h"
 #include "common/codec/codec.h"
 
 namespace prunelab {
@@ -43,40 +44,6 @@ StatusOr<CurveKeyPair> GenerateCurveKeyPair() {
   return CurveKeyPair{pub, sec};
 }
 
-// One line per peer and reason per minute, with how many were refused meanwhile: a peer
-// retrying forever cannot flood the log. Thread-safe.
-class RefusalLog {
- public:
-  void Refused(const std::string& peer, const std::string& line) {
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& e = entries_[peer];
-    ++e.count;
-    auto now = std::chrono::steady_clock::now();
-    if (e.logged_once && now - e.last < std::chrono::seconds(60)) return;
-    const uint64_t since = e.count - e.count_at_last_line;
-    e.last = now;
-    e.logged_once = true;
-    e.count_at_last_line = e.count;
-    if (entries_.size() > 10000) entries_.clear();  // bounded: many peers, not many lines
-    std::fprintf(stderr, "coordinator: REFUSED %s%s\n", line.c_str(),
-                 since > 1 ? (" (" + std::to_string(since) + " refusals of this peer since the last line)").c_str() : "");
-  }
-
- private:
-  struct Entry {
-    uint64_t count = 0, count_at_last_line = 0;
-    bool logged_once = false;
-    std::chrono::steady_clock::time_point last;
-  };
-  std::mutex mu_;
-  std::map<std::string, Entry> entries_;
-};
-
-RefusalLog& Refusals() {
-  static RefusalLog* log = new RefusalLog();  // process-wide, never destroyed (used from socket threads)
-  return *log;
-}
-
 struct ZapAuthenticator::Impl {
   Impl(ZmqContext& c, std::map<std::string, std::set<std::string>> a) : ctx(c), allow(std::move(a)) {}
   ZmqContext& ctx;
@@ -85,6 +52,7 @@ struct ZapAuthenticator::Impl {
   std::thread thread;
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> refused{0}, admitted{0};
+  RateLimitedLog refusals{"coordinator: REFUSED "};
 
   void Loop() {
     while (!stop.load()) {
@@ -115,7 +83,7 @@ struct ZapAuthenticator::Impl {
           ++admitted;
         } else {
           ++refused;
-          Refusals().Refused(domain + "|" + address + "|" + key,
+          refusals.Log(domain + "|" + address + "|" + key,
                              (domain.empty() ? std::string("a") : domain) + " connection from " + address + ": " +
                                  (key.empty() ? "mechanism " + mechanism + " is not allowed (CURVE keys required)"
                                               : "public key " + key + " is not in the " + domain + " allow-list"));
@@ -194,7 +162,7 @@ struct RouterSocket::Impl {
                                       value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
                                 ? "CURVE handshake failed to decrypt: the peer has a wrong --server-key"
                                 : std::string("handshake failed (protocol error ") + code + ")";
-          Refusals().Refused(domain + "|" + peer + "|" + why, domain + " connection on " + peer + ": " + why);
+          refusals.Log(domain + "|" + peer + "|" + why, domain + " connection on " + peer + ": " + why);
         } catch (const zmq::error_t&) {
           if (stop_monitor.load()) return;
         }
@@ -205,6 +173,7 @@ struct RouterSocket::Impl {
   std::thread monitor;
   std::atomic<bool> stop_monitor{false};
   std::atomic<uint64_t> handshake_failures{0};
+  RateLimitedLog refusals{"coordinator: REFUSED "};
 };
 
 StatusOr<std::unique_ptr<RouterSocket>> RouterSocket::Bind(ZmqContext& ctx, const std::string& endpoint,

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/base/rate_limited_log.h"
 #include "common/codec/codec.h"
 
 namespace prunelab::coordinator {
@@ -65,22 +66,11 @@ struct CoordinatorService::Impl {
                                        "coordinator's --client-endpoint)"
                                      : " is a worker message; this is the client endpoint (workers connect to the "
                                        "coordinator's --worker-endpoint)");
-    LogRefusal(worker_side ? "worker" : "client", why);
+    refusals.Log(why, std::string("on the ") + (worker_side ? "worker" : "client") + " endpoint: " + why);
     return ErrorMsg{"wrong_endpoint", why};
   }
 
-  // At most one line per reason per minute: a misbehaving peer cannot flood the log.
-  void LogRefusal(const char* endpoint, const std::string& why) {
-    auto now = std::chrono::steady_clock::now();
-    auto& last = refusal_logged[why];
-    ++refusal_counts[why];
-    if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(60)) return;
-    last = now;
-    std::fprintf(stderr, "coordinator: refused on the %s endpoint (%llu so far): %s\n", endpoint,
-                 static_cast<unsigned long long>(refusal_counts[why]), why.c_str());
-  }
-  std::map<std::string, std::chrono::steady_clock::time_point> refusal_logged;
-  std::map<std::string, uint64_t> refusal_counts;
+  RateLimitedLog refusals{"coordinator: refused "};
 
   // Handles up to a round's worth of queued messages on a socket.
   bool DrainOne(RouterSocket& sock) {
