@@ -44,13 +44,18 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
-// A sweep of about `tasks` no-op trials (criteria x sparsities), one target.
+// A sweep of about `tasks` no-op trials (criteria x schedules x sparsities), one target. The
+// spec limits a list to 1,000 items, so big sweeps add schedules (which differ only in their
+// fine-tuning budget: the simulated workers do no work either way).
 std::string Spec(int tasks) {
-  const int criteria = 5, per = (tasks + criteria - 1) / criteria;
-  std::string sp;
+  const int criteria = 5, max_list = 1000;
+  const int schedules = (tasks + criteria * max_list - 1) / (criteria * max_list);
+  const int per = (tasks + criteria * schedules - 1) / (criteria * schedules);
+  std::string sp, sc;
   for (int i = 1; i <= per; ++i) sp += (i > 1 ? ", " : "") + std::to_string(static_cast<double>(i) / (per + 1));
+  for (int i = 1; i <= schedules; ++i) sc += (i > 1 ? ", " : "") + std::string("{type: one_shot, finetune_epochs: ") + std::to_string(i) + "}";
   return "name: scale\nmodel: cnn\nsweep: {criterion: [random, l1, l2, gradient, taylor], granularity: unstructured, "
-         "sparsity: [" + sp + "]}\n";
+         "sparsity: [" + sp + "], schedule: [" + sc + "]}\n";
 }
 
 struct SimWorker {
@@ -102,6 +107,7 @@ Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
   SystemClock clock;
   CoordinatorOptions co;
   co.heartbeat_interval_ms = 600000;  // simulated workers do not heartbeat
+  co.max_trials_per_sweep = 10'000'000;  // the bench sizes its own sweeps
   Coordinator core(*store.value(), clock, co);
   std::vector<std::unique_ptr<ZmqContext>> ctxs;
   ctxs.push_back(std::make_unique<ZmqContext>());

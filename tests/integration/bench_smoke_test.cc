@@ -59,6 +59,16 @@ TEST(BenchSmokeTest, DispatchScalePrintsOneJsonObjectWithEveryTaskDone) {
   }
 }
 
+// Above the spec's 1,000-item list limit the bench must still build a valid sweep (it built
+// one list of 4,000 sparsities for --tasks 20000 and aborted once the limit existed).
+TEST(BenchSmokeTest, DispatchScaleBuildsValidSweepsAboveTheListLimit) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/dispatch_scale --json --tasks 5001 --no-dask"));
+  ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";
+  ASSERT_FALSE((*j)["runs"].empty());
+  // 5 criteria x 2 schedules x 501 sparsities = 5010 trials, each a prune and a benchmark task.
+  EXPECT_EQ((*j)["runs"][0]["saturated"]["tasks"].get<uint64_t>(), 2u * 5010 + 1);
+}
+
 TEST(BenchSmokeTest, ParetoScalePrintsFrontTimesAndAReportTime) {
   auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/pareto_scale --json --max-n 10000"));
   ASSERT_TRUE(j.ok());
