@@ -23,6 +23,10 @@ class BenchFlags {
     app_.add_option(flag, *value, help)->check(CLI::PositiveNumber)->capture_default_str();
     return *this;
   }
+  BenchFlags& String(const std::string& flag, std::string* value, const std::string& help) {
+    app_.add_option(flag, *value, help);
+    return *this;
+  }
   BenchFlags& Bool(const std::string& flag, bool* value, const std::string& help) {
     app_.add_flag(flag, *value, help);
     return *this;

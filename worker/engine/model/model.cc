@@ -20,6 +20,7 @@ const StructureGroup* ModelLayout::Group(const std::string& name) const {
 }
 
 int64_t ModelLayout::Structures(const torch::jit::Module& m, const StructureGroup& g) const {
+  if (g.structures > 0) return g.structures;
   const Slice& s = g.slices.front();
   return GetTensor(m, s.param).size(s.dim) / s.block;
 }

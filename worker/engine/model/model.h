@@ -5,6 +5,7 @@
 
 #include <torch/script.h>  // modules and tensors; torch/torch.h (nn, optim, data) only in .cc files
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,12 +19,15 @@ struct PrunableLayer {
   std::string weight;  // "conv1_w", "features.0.weight" (dotted paths reach submodules)
 };
 
-// Structure s of a group owns entries [s*block, (s+1)*block) along `dim` of `param`.
+// Structure s of a group owns entries [s*block, (s+1)*block) along `dim` of `param`; or,
+// when `map` is set (user models), map[i] is the structure that owns entry i (-1: another
+// group's, or none).
 struct Slice {
   std::string param;
   int64_t dim = 0;
   int64_t block = 1;
-  bool score = false;  // counts towards the structure's importance (producer weights)
+  bool score = false;         // counts towards the structure's importance (producer weights)
+  std::vector<int64_t> map;   // one entry per index along dim
 };
 
 // Structures pruned together: removing structure s removes its slice of every tensor.
@@ -36,6 +40,7 @@ struct StructureGroup {
   std::vector<Slice> slices;
   std::vector<std::string> layers;  // producer layers (exclusions by layer name match them)
   std::string blocked;              // non-empty: cannot be pruned, and why (user models)
+  int64_t structures = 0;           // map slices: structures in the group (0: from the first slice)
 };
 
 struct ModelLayout {
@@ -45,6 +50,11 @@ struct ModelLayout {
   std::string structured_error;
   // Zoo models define `probe(x) -> List[Tensor]`: one [B, S, ...] activation per group.
   bool has_probe = false;
+  // User models: depthwise convolutions (weight -> output channels per input channel) whose
+  // `groups` argument follows the pruned width; the per-sample input shape the graph was
+  // traced with.
+  std::map<std::string, int64_t> depthwise;
+  std::vector<int64_t> input_shape;
 
   std::vector<std::string> WeightParams() const;
   const StructureGroup* Group(const std::string& name) const;

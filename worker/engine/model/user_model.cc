@@ -2,12 +2,17 @@
 
 #include <torch/torch.h>
 
+#include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/library.h>
 
-#include <functional>
+#include <algorithm>
 #include <map>
+#include <mutex>
+#include <numeric>
+#include <optional>
 #include <set>
 
 namespace prunelab::worker {
@@ -16,228 +21,1118 @@ namespace {
 using torch::jit::Block;
 using torch::jit::Node;
 using torch::jit::Value;
+using Shape = std::vector<int64_t>;
+
+// --- shape recording: prunelab::record_shape(x, id) stores x's sizes while a graph runs ---
+std::mutex g_record_mu;
+std::map<int64_t, Shape>* g_recorded = nullptr;
+
+void RecordShape(const at::Tensor& t, int64_t id) {
+  if (g_recorded && !g_recorded->count(id)) (*g_recorded)[id] = t.sizes().vec();
+}
+
+TORCH_LIBRARY(prunelab, lib) {
+  lib.def(torch::schema("prunelab::record_shape(Tensor x, int id) -> ()", c10::AliasAnalysisKind::CONSERVATIVE),
+          &RecordShape);
+}
+
+const c10::Symbol kRecord = c10::Symbol::fromQualString("prunelab::record_shape");
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
-
-// Dotted attribute path of a value read from `self` through prim::GetAttr chains ("" if not).
-std::string AttrPath(Value* v) {
-  std::vector<std::string> parts;
-  while (v->node()->kind() == c10::prim::GetAttr) {
-    parts.push_back(v->node()->s(c10::attr::name));
-    v = v->node()->input(0);
-  }
-  if (v->node()->kind() != c10::prim::Param) return "";
-  std::string out;
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) out += (out.empty() ? "" : ".") + *it;
-  return out;
-}
-
 std::string Parent(const std::string& path) {
   auto dot = path.rfind('.');
   return dot == std::string::npos ? "" : path.substr(0, dot);
 }
 std::string Join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
 std::string LayerOf(const std::string& weight) { return Parent(weight).empty() ? weight : Parent(weight); }
+bool IsTensor(Value* v) { return v->type()->cast<c10::TensorType>() != nullptr; }
 
-// Ops that act on each channel separately: a channel's values stay in that channel.
-const std::set<std::string>& Elementwise() {
+// Dotted attribute path of a value read from `self` through prim::GetAttr chains ("" if not).
+// Follows optional reads (`x if cond else None`, unchecked_cast) to the attribute.
+std::string AttrPath(Value* v) {
+  for (int hops = 0; hops < 8; ++hops) {
+    Node* n = v->node();
+    if (n->kind() == c10::prim::unchecked_cast) {
+      v = n->input(0);
+      continue;
+    }
+    if (n->kind() == c10::prim::If) {
+      size_t i = v->offset();
+      Value* found = nullptr;
+      for (Block* b : n->blocks()) {
+        Value* o = b->outputs()[i];
+        if (o->node()->kind() == c10::prim::GetAttr || o->node()->kind() == c10::prim::unchecked_cast) found = o;
+      }
+      if (!found) return "";
+      v = found;
+      continue;
+    }
+    break;
+  }
+  std::vector<std::string> parts;
+  while (v->node()->kind() == c10::prim::GetAttr) {
+    parts.push_back(v->node()->s(c10::attr::name));
+    v = v->node()->input(0);
+  }
+  if (v->node()->kind() != c10::prim::Param || parts.empty()) return "";
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) out += (out.empty() ? "" : ".") + *it;
+  return out;
+}
+
+std::optional<int64_t> ConstInt(Value* v) {
+  auto iv = torch::jit::toIValue(v);
+  if (iv && iv->isInt()) return iv->toInt();
+  return std::nullopt;
+}
+std::optional<std::vector<int64_t>> ConstInts(Value* v) {
+  auto iv = torch::jit::toIValue(v);
+  if (iv && iv->isIntList()) return iv->toIntVector();
+  if (iv && iv->isInt()) return std::vector<int64_t>{iv->toInt()};
+  if (v->node()->kind() == c10::prim::ListConstruct) {
+    std::vector<int64_t> out;
+    for (Value* in : v->node()->inputs()) {
+      auto i = ConstInt(in);
+      if (!i) return std::nullopt;
+      out.push_back(*i);
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+int64_t Prod(const Shape& s, size_t from, size_t to) {  // [from, to)
+  int64_t p = 1;
+  for (size_t i = from; i < to && i < s.size(); ++i) p *= s[i];
+  return p;
+}
+
+// Ops that act on each channel separately (values stay in their channel; spatial or
+// token axes may change).
+const std::set<std::string>& PerChannel() {
   static const std::set<std::string> ops{
-      "aten::relu",        "aten::relu_",       "aten::gelu",        "aten::sigmoid",   "aten::tanh",
-      "aten::silu",        "aten::leaky_relu",  "aten::hardtanh",    "aten::elu",       "aten::dropout",
-      "aten::dropout_",    "aten::feature_dropout", "aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
-      "aten::contiguous",  "aten::clone",       "aten::max_pool1d",  "aten::hardswish", "aten::relu6"};
+      "aten::relu", "aten::relu_", "aten::relu6", "aten::gelu", "aten::sigmoid", "aten::sigmoid_", "aten::tanh",
+      "aten::tanh_", "aten::silu", "aten::silu_", "aten::leaky_relu", "aten::leaky_relu_", "aten::hardtanh",
+      "aten::hardtanh_", "aten::elu", "aten::elu_", "aten::hardswish", "aten::hardswish_", "aten::hardsigmoid",
+      "aten::hardsigmoid_", "aten::mish", "aten::softplus", "aten::selu", "aten::celu", "aten::dropout",
+      "aten::dropout_", "aten::feature_dropout", "aten::feature_dropout_", "aten::alpha_dropout",
+      "aten::feature_alpha_dropout", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d", "aten::avg_pool1d",
+      "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d", "aten::adaptive_avg_pool2d",
+      "aten::adaptive_avg_pool3d", "aten::adaptive_max_pool2d", "aten::contiguous", "aten::clone", "aten::detach",
+      "aten::to", "aten::type_as", "aten::float", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
+      "aten::__interpolate", "aten::neg", "aten::abs", "aten::exp", "aten::sqrt", "aten::square", "aten::clamp",
+      "aten::clamp_", "aten::clamp_min", "aten::clamp_max", "prim::unchecked_cast", "aten::roll", "aten::expand",
+      "aten::expand_as", "aten::slice", "aten::max_pool2d_with_indices"};
   return ops;
 }
 // Reads of shape or identity, not of data.
 const std::set<std::string>& Inert() {
-  static const std::set<std::string> ops{"aten::size",   "aten::dim",     "prim::shape", "aten::len",
-                                         "prim::device", "prim::dtype",   "aten::__isnot__", "aten::__is__",
-                                         "prim::isinstance", "aten::numel"};
+  static const std::set<std::string> ops{
+      "aten::size", "aten::dim", "prim::shape", "aten::len", "prim::device", "prim::dtype", "aten::__isnot__",
+      "aten::__is__", "prim::isinstance", "aten::numel", "prim::requires_grad", "aten::is_floating_point",
+      "aten::warn", "prim::RaiseException", "aten::format", "prim::Uninitialized", "aten::str", "prim::layout",
+      "aten::is_contiguous", "prim::is_cuda", "aten::__contains__"};
+  return ops;
+}
+const std::set<std::string>& Binary() {
+  static const std::set<std::string> ops{"aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::mul",
+                                         "aten::mul_", "aten::div", "aten::div_", "aten::maximum", "aten::minimum"};
+  return ops;
+}
+const std::set<std::string>& Reshaping() {
+  static const std::set<std::string> ops{"aten::view", "aten::reshape", "aten::flatten", "aten::unflatten",
+                                         "aten::squeeze", "aten::unsqueeze", "aten::view_as", "aten::reshape_as",
+                                         "aten::squeeze_", "aten::unsqueeze_"};
   return ops;
 }
 
-// Channel spaces: every tensor that carries some producer's output channels belongs to one;
-// residual adds merge spaces; a merged space is one structure group.
+// Union-find over channel elements; a root carries why it cannot be removed.
+struct Elements {
+  std::vector<int> parent;
+  std::vector<std::string> layer;    // the producer layer that made the element
+  std::vector<std::string> blocked;  // root only
+  int New(const std::string& l) {
+    parent.push_back(static_cast<int>(parent.size()));
+    layer.push_back(l);
+    blocked.emplace_back();
+    return parent.back();
+  }
+  int Find(int e) {
+    while (parent[e] != e) e = parent[e] = parent[parent[e]];
+    return e;
+  }
+  void Union(int a, int b) {
+    a = Find(a), b = Find(b);
+    if (a == b) return;
+    if (b < a) std::swap(a, b);
+    parent[b] = a;
+    if (blocked[a].empty()) blocked[a] = blocked[b];
+  }
+  void Block(int e, const std::string& why) {
+    e = Find(e);
+    if (blocked[e].empty()) blocked[e] = why;
+  }
+};
+
+// How a tensor's channel axis maps to elements. Entry i of `el` covers `block` consecutive
+// indices along axis `dim` (block 0: flattened, width found by the consumer). A split
+// channel axis (view(b, g, C/g, ...)) spans axes dim (n1) and dim2 (n2): el[i*n2 + j].
+struct Chan {
+  std::vector<int> el;
+  int64_t dim = 1;
+  int64_t block = 1;
+  int64_t dim2 = -1;
+  int64_t n1 = 0, n2 = 0;
+  int64_t Width() const { return static_cast<int64_t>(el.size()) * block; }
+};
+
+struct RawSlice {
+  std::string param;
+  int64_t dim;
+  std::vector<int> el;
+  int64_t block;
+  bool score;
+};
+
 class Tracer {
  public:
-  explicit Tracer(const torch::jit::Module& m) : m_(m) {}
+  Tracer(const torch::jit::Module& m, std::map<Value*, Shape> shapes, bool have_shapes)
+      : m_(m), shapes_(std::move(shapes)), have_shapes_(have_shapes) {}
 
   void Walk(Block* b) {
     for (Node* n : b->nodes()) Visit(n);
   }
 
   void Finish(Block* top, ModelLayout* layout) {
-    for (Value* v : top->outputs())
-      if (int s = SpaceOf(v)) output_.insert(Find(s));
-    std::map<int, StructureGroup> groups;
-    for (auto& [id, sp] : spaces_) {
-      int root = Find(id);
-      auto& g = groups[root];
-      g.slices.insert(g.slices.end(), sp.slices.begin(), sp.slices.end());
-      g.layers.insert(g.layers.end(), sp.layers.begin(), sp.layers.end());
-      if (!sp.blocked.empty() && blocked_[root].empty()) blocked_[root] = sp.blocked;
+    for (Value* v : top->outputs()) Stop(v, "the model's output");
+    // Group structures by the producer slices they share.
+    std::map<int, int> group_of_root;  // root -> representative root
+    std::vector<int> gparent;
+    std::map<int, int> gidx;
+    auto gid = [&](int root) {
+      auto it = gidx.find(root);
+      if (it != gidx.end()) return it->second;
+      int id = static_cast<int>(gparent.size());
+      gparent.push_back(id);
+      gidx[root] = id;
+      return id;
+    };
+    std::function<int(int)> gfind = [&](int x) { return gparent[x] == x ? x : gparent[x] = gfind(gparent[x]); };
+    for (const auto& s : slices_) {
+      if (!s.score) continue;
+      int first = -1;
+      for (int e : s.el) {
+        int g = gid(el_.Find(e));
+        if (first < 0) first = g;
+        else gparent[gfind(g)] = gfind(first);
+      }
     }
-    for (auto& [root, g] : groups) {
-      if (g.layers.empty() || output_.count(root)) continue;  // no producer, or the model's outputs
-      bool consumed = false;
-      for (const auto& s : g.slices) consumed |= s.dim == 1;
-      if (!consumed && blocked_[root].empty()) continue;
-      g.name = g.layers.front();
+    // Groups in forward order of their first producer; structures in order of appearance.
+    std::map<int, size_t> out_index;  // group root -> index in groups
+    std::vector<StructureGroup> groups;
+    std::vector<std::map<int, int64_t>> structure_of;  // per group: element root -> structure
+    std::vector<std::string> blocked;
+    for (const auto& s : slices_) {
+      if (!s.score) continue;
+      int g = gfind(gid(el_.Find(s.el.front())));
+      if (!out_index.count(g)) {
+        out_index[g] = groups.size();
+        groups.emplace_back();
+        groups.back().name = el_.layer[s.el.front()];
+        structure_of.emplace_back();
+        blocked.emplace_back();
+      }
+      size_t gi = out_index[g];
+      auto& layers = groups[gi].layers;
+      std::string l = LayerOf(s.param);
+      if (std::find(layers.begin(), layers.end(), l) == layers.end()) layers.push_back(l);
+      for (int e : s.el) {
+        int r = el_.Find(e);
+        if (!structure_of[gi].count(r)) structure_of[gi].emplace(r, static_cast<int64_t>(structure_of[gi].size()));
+        if (blocked[gi].empty() && !el_.blocked[r].empty()) blocked[gi] = el_.blocked[r];
+      }
+    }
+    for (const auto& s : slices_) {
+      std::map<size_t, Slice> per_group;
+      int64_t positions = static_cast<int64_t>(s.el.size()) * s.block;
+      for (int64_t p = 0; p < positions; ++p) {
+        int r = el_.Find(s.el[p / s.block]);
+        auto g = gidx.find(r);
+        if (g == gidx.end()) continue;
+        auto oi = out_index.find(gfind(g->second));
+        if (oi == out_index.end()) continue;
+        auto st = structure_of[oi->second].find(r);
+        if (st == structure_of[oi->second].end()) continue;
+        auto& sl = per_group[oi->second];
+        if (sl.map.empty()) {
+          sl.param = s.param;
+          sl.dim = s.dim;
+          sl.score = s.score;
+          sl.map.assign(positions, -1);
+        }
+        sl.map[p] = st->second;
+      }
+      for (auto& [gi, sl] : per_group) groups[gi].slices.push_back(std::move(sl));
+    }
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      auto& g = groups[gi];
+      g.structures = static_cast<int64_t>(structure_of[gi].size());
       g.kind = g.layers.size() > 1 ? "residual" : (kind_[g.layers.front()] == "aten::linear" ? "neuron" : "channel");
-      if (!blocked_[root].empty())
-        g.blocked = "structured pruning cannot follow " + blocked_[root] + " after layer '" + g.name +
-                    "' (followed: linear, conv2d, batch_norm, activations, pooling, dropout, flatten, residual add); "
-                    "exclude that layer, or use unstructured or N:M granularity";
-      layout->groups.push_back(g);
+      if (!blocked[gi].empty())
+        g.blocked = "structured pruning cannot remove channels of layer '" + g.name + "': " + blocked[gi];
+      else if (g.structures < 2)
+        g.blocked = "structured pruning: the channels of layer '" + g.name + "' are coupled into one structure";
+      layout->groups.push_back(std::move(g));
     }
+    layout->depthwise = depthwise_;
   }
 
  private:
-  struct Space {
-    std::vector<Slice> slices;
-    std::vector<std::string> layers;  // producers
-    std::string blocked;
-    int64_t channels = 0;
-  };
+  const Shape* ShapeOf(Value* v) {
+    auto it = shapes_.find(v);
+    if (it != shapes_.end()) return &it->second;
+    std::string path = AttrPath(v);
+    if (!path.empty() && HasTensor(m_, path)) {
+      param_shapes_[v] = GetTensor(m_, path).sizes().vec();
+      return &param_shapes_[v];
+    }
+    return nullptr;
+  }
+  int64_t Rank(Value* v) {
+    const Shape* s = ShapeOf(v);
+    return s ? static_cast<int64_t>(s->size()) : -1;
+  }
+  bool Executed(Node* n) {
+    if (!have_shapes_) return true;
+    bool any_tensor = false;
+    for (Value* o : n->outputs())
+      if (IsTensor(o)) {
+        any_tensor = true;
+        if (shapes_.count(o)) return true;
+      }
+    return !any_tensor;
+  }
+  bool BlockRan(Block* b) {
+    if (!have_shapes_) return true;
+    bool any_tensor = false;
+    for (Node* n : b->nodes()) {
+      if (n->kind() == kRecord) return true;
+      for (Value* o : n->outputs())
+        if (IsTensor(o)) {
+          any_tensor = true;
+          if (shapes_.count(o)) return true;
+        }
+    }
+    return !any_tensor;
+  }
 
-  int Find(int s) { return parent_[s] == s ? s : parent_[s] = Find(parent_[s]); }
-  int SpaceOf(Value* v) {
-    auto it = space_.find(v);
-    return it == space_.end() ? 0 : Find(it->second);
+  const Chan* ChanOf(Value* v) {
+    auto it = chan_.find(v);
+    return it == chan_.end() ? nullptr : &it->second;
   }
-  void Union(int a, int b) {
-    a = Find(a), b = Find(b);
-    if (a != b) parent_[b] = a;
+  // Positive channel axis of v's chan (resolving "last" with the recorded rank), or -1.
+  int64_t AxisOf(Value* v, const Chan& c) {
+    if (c.dim >= 0) return c.dim;
+    int64_t r = Rank(v);
+    return r > 0 ? r + c.dim : -1;
   }
-  int NewSpace(int64_t channels) {
-    int id = static_cast<int>(spaces_.size()) + 1;
-    spaces_[id].channels = channels;
-    parent_[id] = id;
-    return id;
+  int64_t Norm(int64_t d, int64_t rank) { return d < 0 && rank > 0 ? d + rank : d; }
+
+  std::string Where(const std::vector<int>& els) {
+    return els.empty() ? "" : " after layer '" + el_.layer[els.front()] + "'";
   }
-  // The first op that stops structured pruning of a space (named in the error later).
-  void Stop(int s, const std::string& op) {
-    if (spaces_[s].blocked.empty()) spaces_[s].blocked = op;
+  void StopEls(const std::vector<int>& els, const std::string& why) {
+    std::string w = why + Where(els);
+    for (int e : els) el_.Block(e, w);
+  }
+  // Blocks every element a value carries (its channels, list members, or taint).
+  void Stop(Value* v, const std::string& why) {
+    if (auto* c = ChanOf(v)) StopEls(c->el, why);
+    auto l = list_.find(v);
+    if (l != list_.end())
+      for (auto& member : l->second)
+        if (member) StopEls(member->el, why);
+    auto t = taint_.find(v);
+    if (t != taint_.end()) StopEls(t->second, why);
+  }
+  void StopInputs(Node* n, const std::string& op) {
+    for (Value* in : n->inputs()) Stop(in, op);
+  }
+  void Unite(const Chan& a, const Chan& b) {
+    for (size_t i = 0; i < a.el.size() && i < b.el.size(); ++i) el_.Union(a.el[i], b.el[i]);
+  }
+  // Elements at the same offset of each of k equal parts of a channel axis must go together
+  // (chunk, grouped convolution, channel shuffle keep equal parts).
+  void UnitePositional(const std::vector<int>& el, int64_t parts) {
+    if (parts <= 1 || el.size() % parts) return;
+    size_t each = el.size() / parts;
+    for (size_t p = 1; p < static_cast<size_t>(parts); ++p)
+      for (size_t j = 0; j < each; ++j) el_.Union(el[j], el[p * each + j]);
+  }
+
+  std::vector<int> NewEls(int64_t n, const std::string& layer) {
+    std::vector<int> out;
+    for (int64_t i = 0; i < n; ++i) out.push_back(el_.New(layer));
+    return out;
+  }
+  // A consumer reads channels c along `wdim` of weight w (`positions` entries).
+  bool Consume(const std::string& w, int64_t wdim, const Chan& c, int64_t positions, const std::string& op) {
+    int64_t block = c.block;
+    if (block == 0) block = c.el.empty() ? 0 : positions / static_cast<int64_t>(c.el.size());
+    if (block <= 0 || block * static_cast<int64_t>(c.el.size()) != positions) {
+      StopEls(c.el, op + " reading a reshaped input");
+      return false;
+    }
+    slices_.push_back({w, wdim, c.el, block, false});
+    return true;
   }
 
   void Visit(Node* n) {
-    std::string kind = n->kind().toQualString();
+    if (n->kind() == kRecord) return;
+    const std::string kind = n->kind().toQualString();
+    if (n->kind() == c10::prim::If) return VisitIf(n);
+    if (n->kind() == c10::prim::Loop) return VisitLoop(n, kind);
     for (Block* b : n->blocks()) Walk(b);
-    if (n->kind() == c10::prim::If) {
-      for (size_t i = 0; i < n->outputs().size(); ++i) {
-        int merged = 0;
-        for (Block* b : n->blocks())
-          if (int s = SpaceOf(b->outputs()[i])) merged ? Union(merged, s) : void(merged = s);
-        if (merged) space_[n->output(i)] = merged;
-      }
-      return;
+    if (!Executed(n)) return;
+    if (n->kind() == c10::prim::GetAttr || n->kind() == c10::prim::Constant || Inert().count(kind)) return;
+    if (kind == "aten::linear" || kind == "aten::conv1d" || kind == "aten::conv2d" || kind == "aten::conv3d") {
+      if (Producer(n, kind)) return;
     }
-    if (Inert().count(kind) || n->kind() == c10::prim::GetAttr || n->kind() == c10::prim::Constant) return;
-    if ((kind == "aten::linear" || kind == "aten::conv2d" || kind == "aten::conv1d") && n->inputs().size() >= 2) {
-      std::string w = AttrPath(n->input(1));
-      if (!w.empty()) {
-        if (int s = SpaceOf(n->input(0))) {
-          int64_t in = GetTensor(m_, w).size(1);
-          int64_t c = spaces_[s].channels;
-          bool flat = flattened_.count(n->input(0)) > 0;
-          int64_t block = flat && c > 0 ? in / c : 1;
-          if (block * c != in && c > 0) Stop(s, kind + " reading a reshaped input");
-          else spaces_[s].slices.push_back({w, 1, block, false});
+    if (kind == "aten::batch_norm" || kind == "aten::instance_norm") return Norm(n, kind);
+    if (kind == "aten::layer_norm") return LayerNorm(n);
+    if (PerChannel().count(kind)) return PassThrough(n, kind);
+    if (Binary().count(kind)) return BinaryOp(n, kind);
+    if (Reshaping().count(kind)) return ReshapeOp(n, kind);
+    if (kind == "aten::permute" || kind == "aten::transpose" || kind == "aten::transpose_" || kind == "aten::t")
+      return PermuteOp(n, kind);
+    if (kind == "aten::mean" || kind == "aten::sum" || kind == "aten::amax") return Reduce(n, kind);
+    if (kind == "aten::select") return Select(n, kind);
+    if (kind == "aten::cat" || kind == "aten::concat" || kind == "aten::stack") return Cat(n, kind);
+    if (kind == "aten::chunk" || kind == "aten::unsafe_chunk") return Chunk(n, kind);
+    if (kind == "aten::constant_pad_nd" || kind == "aten::pad") return Pad(n, kind);
+    if (n->kind() == c10::prim::ListConstruct || n->kind() == c10::prim::TupleConstruct) return Construct(n);
+    if (n->kind() == c10::prim::ListUnpack || n->kind() == c10::prim::TupleUnpack) return Unpack(n);
+    if (n->kind() == c10::prim::TupleIndex || kind == "aten::__getitem__") return GetItem(n, kind);
+    if (kind == "aten::append") return Append(n);
+    // Anything else that reads channels stops them (a list is named by its consumer).
+    StopInputs(n, kind);
+  }
+
+  void VisitIf(Node* n) {
+    std::vector<Block*> ran;
+    for (Block* b : n->blocks())
+      if (BlockRan(b)) ran.push_back(b);
+    if (ran.empty()) ran.assign(n->blocks().begin(), n->blocks().end());
+    for (Block* b : ran) Walk(b);
+    for (size_t i = 0; i < n->outputs().size(); ++i) {
+      std::optional<Chan> merged;
+      for (Block* b : ran) {
+        Value* o = b->outputs()[i];
+        if (auto* c = ChanOf(o)) {
+          if (!merged) merged = *c;
+          else if (merged->el.size() == c->el.size() && merged->dim == c->dim && merged->block == c->block)
+            Unite(*merged, *c);
+          else {
+            StopEls(merged->el, "prim::If whose branches differ in channels");
+            StopEls(c->el, "prim::If whose branches differ in channels");
+          }
         }
-        int out = NewSpace(GetTensor(m_, w).size(0));
-        std::string layer = LayerOf(w);
-        spaces_[out].slices.push_back({w, 0, 1, true});
-        std::string b = n->inputs().size() > 2 ? AttrPath(n->input(2)) : "";
-        if (!b.empty()) spaces_[out].slices.push_back({b, 0, 1, false});
-        spaces_[out].layers.push_back(layer);
-        kind_[layer] = kind;
-        space_[n->output(0)] = out;
+        auto l = list_.find(o);
+        if (l != list_.end()) list_[n->output(i)] = l->second;
+        auto t = taint_.find(o);
+        if (t != taint_.end()) taint_[n->output(i)] = t->second;
+      }
+      if (merged) chan_[n->output(i)] = *merged;
+    }
+  }
+
+  void VisitLoop(Node* n, const std::string& kind) {
+    // Loops that carry channels are not followed; loops over lists (e.g. checks of
+    // requires_grad) are walked so their reads of list members are seen.
+    for (size_t i = 2; i < n->inputs().size(); ++i) Stop(n->input(i), kind + " carrying channels");
+    for (Block* b : n->blocks()) {
+      Walk(b);
+      for (Value* o : b->outputs()) Stop(o, kind + " carrying channels");
+    }
+  }
+
+  bool Producer(Node* n, const std::string& kind) {
+    if (n->inputs().size() < 2) return false;
+    std::string w = AttrPath(n->input(1));
+    if (w.empty() || !HasTensor(m_, w)) return false;
+    auto weight = GetTensor(m_, w);
+    std::string b = n->inputs().size() > 2 ? AttrPath(n->input(2)) : "";
+    if (!b.empty() && !HasTensor(m_, b)) b.clear();
+    std::string layer = LayerOf(w);
+    kind_[layer] = kind;
+    const Chan* in = ChanOf(n->input(0));
+    const int64_t out_ch = weight.size(0);
+    if (kind == "aten::linear") {
+      if (in) {
+        int64_t ax = AxisOf(n->input(0), *in);
+        int64_t rank = Rank(n->input(0));
+        if (in->dim2 >= 0 || (rank > 0 && ax != rank - 1 && in->dim >= 0)) StopEls(in->el, kind + " over a non-channel axis");
+        else Consume(w, 1, *in, weight.size(1), kind);
+      }
+      Chan out;
+      out.el = NewEls(out_ch, layer);
+      out.dim = -1;
+      slices_.push_back({w, 0, out.el, 1, true});
+      if (!b.empty()) slices_.push_back({b, 0, out.el, 1, false});
+      int64_t rank = Rank(n->output(0));
+      if (rank > 0) out.dim = rank - 1;
+      chan_[n->output(0)] = std::move(out);
+      return true;
+    }
+    // Convolution: groups tie input and output channels.
+    auto groups = n->inputs().size() > 6 ? ConstInt(n->input(6)) : std::optional<int64_t>(1);
+    if (!groups) {
+      if (in) StopEls(in->el, kind + " with a groups argument that is not a constant");
+      return false;
+    }
+    const int64_t g = *groups, per_group_in = weight.size(1), cin = per_group_in * g;
+    if (in && (AxisOf(n->input(0), *in) != 1 || in->block != 1 || in->dim2 >= 0)) {
+      StopEls(in->el, kind + " reading a reshaped input");
+      in = nullptr;
+    }
+    Chan out;
+    out.dim = 1;
+    if (g > 1 && per_group_in == 1 && out_ch % g == 0) {  // depthwise: output o reads input o / mult
+      const int64_t mult = out_ch / g;
+      if (!in || static_cast<int64_t>(in->el.size()) != cin) {
+        out.el = NewEls(out_ch, layer);
+        StopEls(out.el, "a depthwise " + kind + " on channels the pass does not follow");
+      } else {
+        for (int64_t o = 0; o < out_ch; ++o) out.el.push_back(in->el[o / mult]);
+      }
+      depthwise_[w] = mult;
+      slices_.push_back({w, 0, out.el, 1, true});
+      if (!b.empty()) slices_.push_back({b, 0, out.el, 1, false});
+      chan_[n->output(0)] = std::move(out);
+      return true;
+    }
+    if (in) {
+      if (static_cast<int64_t>(in->el.size()) != cin) {
+        StopEls(in->el, kind + " reading a reshaped input");
+      } else {
+        UnitePositional(in->el, g);  // every group keeps the same input offsets
+        Chan first = *in;
+        first.el.resize(per_group_in);
+        Consume(w, 1, first, per_group_in, kind);
+      }
+    }
+    out.el = NewEls(out_ch, layer);
+    UnitePositional(out.el, g);
+    slices_.push_back({w, 0, out.el, 1, true});
+    if (!b.empty()) slices_.push_back({b, 0, out.el, 1, false});
+    chan_[n->output(0)] = std::move(out);
+    return true;
+  }
+
+  void Norm(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    if (AxisOf(n->input(0), *in) != 1 || in->block != 1 || in->dim2 >= 0) {
+      StopEls(in->el, kind + " over a reshaped channel axis");
+      return;
+    }
+    std::set<std::string> params;
+    for (size_t i = 1; i <= 4 && i < n->inputs().size(); ++i) {
+      std::string p = AttrPath(n->input(i));
+      if (!p.empty() && HasTensor(m_, p)) params.insert(p);
+    }
+    std::string mod = params.empty() ? "" : Parent(*params.begin());
+    for (const char* p : {"weight", "bias", "running_mean", "running_var"})
+      if (!mod.empty() && HasTensor(m_, Join(mod, p))) params.insert(Join(mod, p));
+    for (const auto& p : params) {
+      if (GetTensor(m_, p).dim() != 1 || GetTensor(m_, p).size(0) != static_cast<int64_t>(in->el.size())) {
+        StopEls(in->el, kind + " with parameters of another width");
         return;
       }
     }
-    int s0 = n->inputs().empty() ? 0 : SpaceOf(n->input(0));
-    if (kind == "aten::batch_norm" && s0) {
-      std::string mod = Parent(AttrPath(n->input(1)));
-      for (const char* p : {"weight", "bias", "running_mean", "running_var"})
-        if (HasTensor(m_, Join(mod, p))) spaces_[s0].slices.push_back({Join(mod, p), 0, 1, false});
-      space_[n->output(0)] = s0;
+    for (const auto& p : params) slices_.push_back({p, 0, in->el, 1, false});
+    chan_[n->output(0)] = *in;
+  }
+
+  void LayerNorm(Node* n) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    auto shape = ConstInts(n->input(1));
+    int64_t rank = Rank(n->input(0));
+    int64_t ax = AxisOf(n->input(0), *in);
+    if (!shape || rank < 0 || ax < 0 || ax >= rank - static_cast<int64_t>(shape->size()) || in->dim2 >= 0) {
+      StopEls(in->el, "aten::layer_norm normalizes over these channels (removing one changes the others)");
+    }
+    chan_[n->output(0)] = *in;
+  }
+
+  void PassThrough(Node* n, const std::string& kind) {
+    const Chan* in = n->inputs().empty() ? nullptr : ChanOf(n->input(0));
+    auto t = n->inputs().empty() ? taint_.end() : taint_.find(n->input(0));
+    if (t != taint_.end()) taint_[n->output(0)] = t->second;
+    if (!in) {
+      for (size_t i = 1; i < n->inputs().size(); ++i) Stop(n->input(i), kind);
       return;
     }
-    if (Elementwise().count(kind) && s0) {
-      space_[n->output(0)] = s0;
-      if (flattened_.count(n->input(0))) flattened_.insert(n->output(0));
-      return;
-    }
-    if ((kind == "aten::flatten" || kind == "aten::view" || kind == "aten::reshape") && s0) {
-      space_[n->output(0)] = s0;
-      flattened_.insert(n->output(0));
-      return;
-    }
-    if (kind == "aten::add" || kind == "aten::add_" || kind == "aten::sub" || kind == "aten::mul" ||
-        kind == "aten::div") {
-      int s1 = n->inputs().size() > 1 ? SpaceOf(n->input(1)) : 0;
-      bool tensor1 = n->inputs().size() > 1 && n->input(1)->type()->cast<c10::TensorType>();
-      if (s0 && s1 && (kind == "aten::add" || kind == "aten::add_")) {
-        Union(s0, s1);  // a residual connection: both sides are one channel space
-        space_[n->output(0)] = Find(s0);
+    Chan c = *in;
+    int64_t ax = AxisOf(n->input(0), c);
+    if (kind == "aten::slice" || kind == "aten::roll" || kind == "aten::expand") {
+      // Along another axis only.
+      auto d = n->inputs().size() > 1 ? ConstInts(n->input(1)) : std::nullopt;
+      const Shape* si = ShapeOf(n->input(0));
+      const Shape* so = ShapeOf(n->output(0));
+      bool touches = false;
+      if (kind == "aten::slice" && d && !d->empty()) touches = Norm((*d)[0], Rank(n->input(0))) == ax;
+      if (kind == "aten::roll") {
+        auto dims = n->inputs().size() > 2 ? ConstInts(n->input(2)) : std::nullopt;
+        if (!dims) touches = true;
+        else
+          for (int64_t x : *dims) touches |= Norm(x, Rank(n->input(0))) == ax;
+      }
+      if (kind == "aten::expand" && (!si || !so || si->size() != so->size() || ax < 0 || (*si)[ax] != (*so)[ax]))
+        touches = true;
+      if (c.dim2 >= 0) touches = true;
+      if (touches) {
+        StopEls(c.el, kind + " along the channel axis");
         return;
       }
-      if (s0 && !tensor1) {  // scaling by a scalar keeps channels apart
-        space_[n->output(0)] = s0;
+    }
+    if (n->outputs().size() > 1 && kind != "aten::max_pool2d_with_indices" && kind != "aten::adaptive_max_pool2d") {
+      StopEls(c.el, kind);
+      return;
+    }
+    chan_[n->output(0)] = c;
+  }
+
+  void BinaryOp(Node* n, const std::string& kind) {
+    if (n->inputs().size() < 2) return StopInputs(n, kind);
+    Value* a = n->input(0);
+    Value* b = n->input(1);
+    const Chan* ca = ChanOf(a);
+    const Chan* cb = ChanOf(b);
+    bool tensor_b = IsTensor(b);
+    if (!ca && cb && IsTensor(a)) {
+      std::swap(a, b);
+      std::swap(ca, cb);
+    }
+    if (!ca) {
+      if (cb) Stop(b, kind);
+      return;
+    }
+    if (!IsTensor(b) && !tensor_b) {  // scalar
+      chan_[n->output(0)] = *ca;
+      return;
+    }
+    const int64_t ra = Rank(a), rb = Rank(b), ax = AxisOf(a, *ca);
+    if (cb) {
+      int64_t bx = AxisOf(b, *cb);
+      bool same = ca->el.size() == cb->el.size() && ca->block == cb->block && ca->dim2 < 0 && cb->dim2 < 0 &&
+                  ra > 0 && rb > 0 && ra - ax == rb - bx;
+      if (!same) {
+        StopEls(ca->el, kind + " of tensors with different channel layouts");
+        StopEls(cb->el, kind + " of tensors with different channel layouts");
+        return;
+      }
+      Unite(*ca, *cb);
+      chan_[n->output(0)] = *ca;
+      return;
+    }
+    // b carries no channels: fine when broadcast along the channel axis, or when it is a
+    // parameter that can be sliced with them.
+    const Shape* sb = ShapeOf(b);
+    const bool mul = kind.rfind("aten::mul", 0) == 0 || kind.rfind("aten::div", 0) == 0;
+    if (!sb) {
+      if (mul && !have_shapes_) {
+        chan_[n->output(0)] = *ca;
+        return;
+      }
+      StopEls(ca->el, kind + " with a tensor of unknown shape");
+      return;
+    }
+    int64_t bax = ax < 0 || ra < 0 ? -1 : ax - (ra - rb);
+    if (ax >= 0 && ra > 0 && (bax < 0 || (*sb)[bax] == 1)) {
+      chan_[n->output(0)] = *ca;
+      return;
+    }
+    std::string p = AttrPath(b);
+    if (ax >= 0 && bax >= 0 && !p.empty() && HasTensor(m_, p) && (*sb)[bax] == ca->Width() && ca->dim2 < 0 &&
+        ca->block >= 1) {
+      slices_.push_back({p, bax, ca->el, ca->block, false});
+      chan_[n->output(0)] = *ca;
+      return;
+    }
+    StopEls(ca->el, kind + " with a tensor the pass does not follow");
+  }
+
+  void ReshapeOp(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) {
+      auto t = taint_.find(n->input(0));
+      if (t != taint_.end()) taint_[n->output(0)] = t->second;
+      return;
+    }
+    const Shape* si = ShapeOf(n->input(0));
+    const Shape* so = ShapeOf(n->output(0));
+    Chan c = *in;
+    if (!si || !so) {
+      // Without shapes only flatten(x, 1) of NCHW is understood.
+      if (kind == "aten::flatten" && c.dim == 1 && c.dim2 < 0 && n->inputs().size() > 1 && ConstInt(n->input(1)) == 1) {
+        c.block = 0;
+        chan_[n->output(0)] = c;
+        return;
+      }
+      return StopEls(c.el, kind + " of channels without a recorded shape");
+    }
+    int64_t ax = AxisOf(n->input(0), c);
+    if (c.dim2 >= 0) {
+      // Merging a split channel axis back: the two axes must be adjacent.
+      int64_t lo = std::min(c.dim, c.dim2), hi = std::max(c.dim, c.dim2);
+      int64_t pre = Prod(*si, 0, lo);
+      for (size_t d = 0; d < so->size(); ++d) {
+        if (Prod(*so, 0, d) != pre) continue;
+        if (hi == lo + 1 && (*so)[d] == c.n1 * c.n2 && Prod(*so, d + 1, so->size()) == Prod(*si, hi + 1, si->size())) {
+          Chan out;
+          out.dim = static_cast<int64_t>(d);
+          if (c.dim < c.dim2) {
+            out.el = c.el;
+          } else {  // transposed: axis j (n2) is now the major one
+            for (int64_t j = 0; j < c.n2; ++j)
+              for (int64_t i = 0; i < c.n1; ++i) out.el.push_back(c.el[i * c.n2 + j]);
+          }
+          chan_[n->output(0)] = std::move(out);
+          return;
+        }
+        break;
+      }
+      return StopEls(c.el, kind + " reshaping split channels");
+    }
+    if (ax < 0 || ax >= static_cast<int64_t>(si->size())) return StopEls(c.el, kind + " of channels");
+    const int64_t pre = Prod(*si, 0, ax), width = (*si)[ax], post = Prod(*si, ax + 1, si->size());
+    for (size_t d = 0; d < so->size(); ++d) {
+      int64_t p = Prod(*so, 0, d);
+      if (p < pre) continue;
+      if (p > pre) break;
+      if ((*so)[d] == width && Prod(*so, d + 1, so->size()) == post) {  // axis kept (maybe moved)
+        c.dim = static_cast<int64_t>(d);
+        chan_[n->output(0)] = c;
+        return;
+      }
+      if ((*so)[d] > width && (*so)[d] % width == 0 && c.block >= 1) {  // merged with the axes after it
+        int64_t merged = (*so)[d] / width, acc = 1;
+        size_t k = ax + 1;
+        while (k < si->size() && acc < merged) acc *= (*si)[k++];
+        if (acc == merged) {
+          c.block *= merged;
+          c.dim = static_cast<int64_t>(d);
+          chan_[n->output(0)] = c;
+          return;
+        }
+      }
+      if (d + 1 < so->size() && (*so)[d] * (*so)[d + 1] == width && c.block == 1 && (*so)[d] > 1 &&
+          (*so)[d + 1] > 1 && Prod(*so, d + 2, so->size()) == post) {  // split in two axes
+        c.dim = static_cast<int64_t>(d);
+        c.dim2 = static_cast<int64_t>(d + 1);
+        c.n1 = (*so)[d];
+        c.n2 = (*so)[d + 1];
+        for (int64_t j = 0; j < c.n2; ++j)
+          for (int64_t i = 1; i < c.n1; ++i) el_.Union(c.el[j], c.el[i * c.n2 + j]);
+        chan_[n->output(0)] = c;
         return;
       }
     }
-    // Anything else that reads a channel space stops structured pruning of that space
-    // (a list of tensors is named by what consumes it, e.g. aten::cat).
-    std::string op = kind;
-    if ((n->kind() == c10::prim::ListConstruct || n->kind() == c10::prim::TupleConstruct) && n->output()->hasUses())
-      op = n->output()->uses()[0].user->kind().toQualString();
-    for (Value* in : n->inputs())
-      if (int s = SpaceOf(in)) Stop(s, op);
+    StopEls(c.el, kind + " reshaping the channel axis");
+  }
+
+  void PermuteOp(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    Chan c = *in;
+    int64_t rank = Rank(n->input(0));
+    std::vector<int64_t> perm;
+    if (kind == "aten::permute") {
+      auto p = ConstInts(n->input(1));
+      if (!p) return StopEls(c.el, kind + " with dims that are not constant");
+      perm = *p;
+      rank = static_cast<int64_t>(perm.size());
+    } else {
+      if (rank < 0) return StopEls(c.el, kind + " of a tensor without a recorded shape");
+      int64_t a = 0, b = 1;
+      if (kind != "aten::t") {
+        auto x = ConstInt(n->input(1)), y = ConstInt(n->input(2));
+        if (!x || !y) return StopEls(c.el, kind + " with dims that are not constant");
+        a = Norm(*x, rank), b = Norm(*y, rank);
+      }
+      perm.resize(rank);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::swap(perm[a], perm[b]);
+    }
+    for (auto& p : perm) p = Norm(p, rank);
+    auto where = [&](int64_t axis) -> int64_t {
+      for (size_t i = 0; i < perm.size(); ++i)
+        if (perm[i] == axis) return static_cast<int64_t>(i);
+      return -1;
+    };
+    int64_t ax = AxisOf(n->input(0), c);
+    if (ax < 0) return StopEls(c.el, kind + " of a tensor without a recorded shape");
+    c.dim = where(ax);
+    if (c.dim2 >= 0) c.dim2 = where(c.dim2);
+    chan_[n->output(0)] = c;
+  }
+
+  void Reduce(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    Chan c = *in;
+    auto dims = n->inputs().size() > 1 ? ConstInts(n->input(1)) : std::nullopt;
+    auto keep = n->inputs().size() > 2 ? torch::jit::toIValue(n->input(2)) : c10::optional<c10::IValue>();
+    int64_t rank = Rank(n->input(0)), ax = AxisOf(n->input(0), c);
+    if (!dims || dims->empty() || !keep || !keep->isBool() || rank < 0 || ax < 0 || c.dim2 >= 0)
+      return StopEls(c.el, kind);
+    int64_t before = 0;
+    for (int64_t d : *dims) {
+      d = Norm(d, rank);
+      if (d == ax) return StopEls(c.el, kind + " over the channel axis");
+      if (d < ax) ++before;
+    }
+    if (!keep->toBool()) c.dim = ax - before;
+    chan_[n->output(0)] = c;
+  }
+
+  void Select(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    Chan c = *in;
+    auto d = ConstInt(n->input(1));
+    int64_t rank = Rank(n->input(0)), ax = AxisOf(n->input(0), c);
+    if (!d || rank < 0 || ax < 0 || c.dim2 >= 0) return StopEls(c.el, kind);
+    int64_t dd = Norm(*d, rank);
+    if (dd == ax) return StopEls(c.el, kind + " of one channel");
+    if (dd < ax) c.dim = ax - 1;
+    chan_[n->output(0)] = c;
+  }
+
+  // Members of a list value: from its construction, appends, or a list-producing op.
+  std::vector<std::optional<Chan>>* Members(Value* v) {
+    auto it = list_.find(v);
+    return it == list_.end() ? nullptr : &it->second;
+  }
+
+  void Cat(Node* n, const std::string& kind) {
+    auto* members = Members(n->input(0));
+    auto dimv = ConstInt(n->input(1));
+    if (!members || !dimv) return StopInputs(n, kind);
+    Node* lc = n->input(0)->node();
+    std::vector<Value*> values;
+    if (lc->kind() == c10::prim::ListConstruct) values.assign(lc->inputs().begin(), lc->inputs().end());
+    const Shape* so = ShapeOf(n->output(0));
+    int64_t rank = so ? static_cast<int64_t>(so->size()) : -1;
+    if (kind == "aten::stack" && rank > 0) --rank;  // the inputs' rank
+    const int64_t d = Norm(*dimv, rank);
+    // The channel axis of the members (all must agree).
+    int64_t ax = -1;
+    bool any = false;
+    for (size_t i = 0; i < members->size(); ++i) {
+      const auto& m = (*members)[i];
+      if (!m) continue;
+      any = true;
+      int64_t a = m->dim >= 0 ? m->dim : (rank > 0 ? rank + m->dim : -1);
+      if (m->dim2 >= 0 || a < 0 || (ax >= 0 && a != ax)) {
+        Stop(n->input(0), kind + " of tensors with different channel layouts");
+        return;
+      }
+      ax = a;
+    }
+    if (!any) return;
+    if (kind != "aten::stack" && d == ax) {
+      // Along the channel axis: channels are concatenated (members without channels the
+      // pass follows get fixed elements that are never removed).
+      Chan out;
+      out.dim = ax;
+      int64_t block = -1;
+      for (size_t i = 0; i < members->size(); ++i) {
+        const auto& m = (*members)[i];
+        if (m) {
+          if (block >= 0 && block != m->block) return Stop(n->input(0), kind + " of flattened tensors");
+          block = m->block;
+          out.el.insert(out.el.end(), m->el.begin(), m->el.end());
+        } else {
+          const Shape* s = i < values.size() ? ShapeOf(values[i]) : nullptr;
+          if (!s || ax >= static_cast<int64_t>(s->size())) return Stop(n->input(0), kind + " with a tensor of unknown shape");
+          auto fixed = NewEls((*s)[ax], "");
+          StopEls(fixed, "concatenated input the pass does not follow");
+          out.el.insert(out.el.end(), fixed.begin(), fixed.end());
+        }
+      }
+      out.block = block < 0 ? 1 : block;
+      if (out.block != 1) return Stop(n->input(0), kind + " of flattened tensors");
+      chan_[n->output(0)] = std::move(out);
+      return;
+    }
+    // Along another axis: every member has the same channels.
+    const Chan* first = nullptr;
+    for (size_t i = 0; i < members->size(); ++i) {
+      const auto& m = (*members)[i];
+      if (!m) {
+        // e.g. ViT's class token: a parameter holding the same channels.
+        std::string p = i < values.size() ? AttrPath(values[i]) : "";
+        const Shape* s = i < values.size() ? ShapeOf(values[i]) : nullptr;
+        if (p.empty() || !s) return Stop(n->input(0), kind + " with a tensor the pass does not follow");
+        pending_params_.push_back({p, ax - (rank - static_cast<int64_t>(s->size()))});
+        continue;
+      }
+      if (first && (first->el.size() != m->el.size() || first->block != m->block))
+        return Stop(n->input(0), kind + " of tensors with different channels");
+      if (first) Unite(*first, *m);
+      else first = &*m;
+    }
+    Chan out = *first;
+    for (auto& [p, pd] : pending_params_) {
+      if (pd < 0 || GetTensor(m_, p).size(pd) != out.Width()) return Stop(n->input(0), kind + " with a tensor the pass does not follow");
+      slices_.push_back({p, pd, out.el, out.block, false});
+    }
+    pending_params_.clear();
+    out.dim = kind == "aten::stack" && d <= ax ? ax + 1 : ax;
+    chan_[n->output(0)] = std::move(out);
+  }
+
+  void Chunk(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    auto k = ConstInt(n->input(1));
+    auto d = ConstInt(n->input(2));
+    int64_t rank = Rank(n->input(0)), ax = AxisOf(n->input(0), *in);
+    if (!k || !d || rank < 0 || ax < 0 || in->dim2 >= 0) return StopEls(in->el, kind);
+    std::vector<std::optional<Chan>> parts;
+    if (Norm(*d, rank) != ax) {
+      for (int64_t i = 0; i < *k; ++i) parts.push_back(*in);
+    } else {
+      if (in->block != 1 || in->el.size() % *k) return StopEls(in->el, kind + " of channels into unequal parts");
+      UnitePositional(in->el, *k);  // chunk needs equal parts: remove the same offsets in each
+      size_t each = in->el.size() / *k;
+      for (int64_t i = 0; i < *k; ++i) {
+        Chan c = *in;
+        c.el.assign(in->el.begin() + i * each, in->el.begin() + (i + 1) * each);
+        parts.push_back(std::move(c));
+      }
+    }
+    list_[n->output(0)] = std::move(parts);
+  }
+
+  void Pad(Node* n, const std::string& kind) {
+    const Chan* in = ChanOf(n->input(0));
+    if (!in) return;
+    auto pad = ConstInts(n->input(1));
+    int64_t rank = Rank(n->input(0)), ax = AxisOf(n->input(0), *in);
+    if (!pad || rank < 0 || ax < 0 || in->dim2 >= 0) return StopEls(in->el, kind);
+    // pad lists pairs from the last axis backwards.
+    int64_t from_end = rank - 1 - ax;
+    if (2 * from_end + 1 < static_cast<int64_t>(pad->size()) && ((*pad)[2 * from_end] || (*pad)[2 * from_end + 1]))
+      return StopEls(in->el, kind + " of the channel axis");
+    chan_[n->output(0)] = *in;
+  }
+
+  void Construct(Node* n) {
+    std::vector<std::optional<Chan>> members;
+    bool any = false;
+    for (Value* in : n->inputs()) {
+      const Chan* c = ChanOf(in);
+      members.push_back(c ? std::optional<Chan>(*c) : std::nullopt);
+      any |= c != nullptr;
+      if (!c) {
+        auto* nested = Members(in);
+        if (nested)
+          for (auto& m : *nested)
+            if (m) StopEls(m->el, "a nested list");
+      }
+    }
+    if (any || n->kind() == c10::prim::ListConstruct) list_[n->output()] = std::move(members);
+  }
+
+  void Unpack(Node* n) {
+    auto* members = Members(n->input(0));
+    if (!members) return;
+    for (size_t i = 0; i < n->outputs().size() && i < members->size(); ++i)
+      if ((*members)[i]) chan_[n->output(i)] = *(*members)[i];
+  }
+
+  void GetItem(Node* n, const std::string& kind) {
+    auto* members = Members(n->input(0));
+    if (!members) return StopInputs(n, kind);
+    auto i = ConstInt(n->input(1));
+    if (i) {
+      int64_t idx = *i < 0 ? *i + static_cast<int64_t>(members->size()) : *i;
+      if (idx >= 0 && idx < static_cast<int64_t>(members->size()) && (*members)[idx]) chan_[n->output(0)] = *(*members)[idx];
+      return;
+    }
+    // An index known only at run time: the value may hold any member's channels.
+    std::vector<int> all;
+    for (auto& m : *members)
+      if (m) all.insert(all.end(), m->el.begin(), m->el.end());
+    if (!all.empty()) taint_[n->output(0)] = std::move(all);
+  }
+
+  void Append(Node* n) {
+    auto* members = Members(n->input(0));
+    const Chan* c = ChanOf(n->input(1));
+    if (!members) return StopInputs(n, "aten::append");
+    members->push_back(c ? std::optional<Chan>(*c) : std::nullopt);
   }
 
   const torch::jit::Module& m_;
-  std::map<int, Space> spaces_;
-  std::map<int, int> parent_;
-  std::map<Value*, int> space_;
-  std::set<Value*> flattened_;
-  std::set<int> output_;
-  std::map<int, std::string> blocked_;
+  std::map<Value*, Shape> shapes_;
+  std::map<Value*, Shape> param_shapes_;
+  bool have_shapes_;
+  Elements el_;
+  std::map<Value*, Chan> chan_;
+  std::map<Value*, std::vector<std::optional<Chan>>> list_;
+  std::map<Value*, std::vector<int>> taint_;
+  std::vector<RawSlice> slices_;
+  std::vector<std::pair<std::string, int64_t>> pending_params_;
   std::map<std::string, std::string> kind_;
+  std::map<std::string, int64_t> depthwise_;
 };
 
-}  // namespace
-
-ModelLayout InferLayout(const torch::jit::Module& m) {
-  ModelLayout layout;
-  for (const auto& p : m.named_parameters(/*recurse=*/true)) {
-    if (p.value.dim() < 2 || !EndsWith(p.name, "weight")) continue;
-    layout.layers.push_back({LayerOf(p.name), p.name});
-  }
-  auto method = m.find_method("forward");
-  if (!method) {
-    layout.structured_error = "the module has no forward method";
-    return layout;
-  }
-  auto graph = method->graph()->copy();
-  // Inline() takes callees' optimized graphs, which stay un-inlined while the graph
-  // executor's optimizations are off (as the worker runs); switch them on for this pass.
+// The forward graph with every call inlined (callees' graphs need the executor's
+// optimizations switched on to be inlinable, as the worker runs with them off).
+std::shared_ptr<torch::jit::Graph> InlinedForward(const torch::jit::Module& m) {
+  auto graph = m.get_method("forward").graph()->copy();
   const bool optimize = torch::jit::getGraphExecutorOptimize();
   torch::jit::setGraphExecutorOptimize(true);
   torch::jit::Inline(*graph);
   torch::jit::setGraphExecutorOptimize(optimize);
   torch::jit::ConstantPropagation(graph);
+  return graph;
+}
+
+// Inserts prunelab::record_shape after every tensor value (graph inputs included) and runs
+// the graph once on `input`; returns the shapes of the values that were computed.
+StatusOr<std::map<Value*, Shape>> RecordShapes(const torch::jit::Module& m, torch::jit::Graph& graph,
+                                                 const torch::Tensor& input) {
+  std::map<int64_t, Value*> ids;
+  std::vector<Value*> targets;
+  std::function<void(Block*)> collect = [&](Block* b) {
+    for (Value* in : b->inputs())
+      if (IsTensor(in)) targets.push_back(in);
+    for (Node* n : b->nodes()) {
+      for (Block* sub : n->blocks()) collect(sub);
+      for (Value* o : n->outputs())
+        if (IsTensor(o)) targets.push_back(o);
+    }
+  };
+  collect(graph.block());
+  for (Value* v : targets) {
+    int64_t id = static_cast<int64_t>(ids.size());
+    ids[id] = v;
+    Node* anchor = v->node();
+    Node* r;
+    if (anchor->kind() == c10::prim::Param) {
+      torch::jit::WithInsertPoint guard(anchor->owningBlock()->nodes().front());
+      Value* c = graph.insertConstant(id);
+      r = graph.create(kRecord, {v, c}, 0);
+      r->insertAfter(c->node());
+    } else {
+      torch::jit::WithInsertPoint guard(anchor->next());
+      Value* c = graph.insertConstant(id);
+      r = graph.create(kRecord, {v, c}, 0);
+      r->insertAfter(c->node());
+    }
+  }
+  std::map<int64_t, Shape> recorded;
+  std::lock_guard<std::mutex> lock(g_record_mu);
+  g_recorded = &recorded;
+  const bool optimize = torch::jit::getGraphExecutorOptimize();
   try {
-    Tracer t(m);
+    torch::NoGradGuard no_grad;
+    torch::jit::setGraphExecutorOptimize(false);
+    // The executor runs a copy: the recorded ids map back to this graph's values.
+    torch::jit::GraphExecutor exec(graph.copy(), "prunelab_layout");
+    torch::jit::Stack stack{m._ivalue(), input};
+    exec.run(stack);
+    torch::jit::setGraphExecutorOptimize(optimize);
+  } catch (const std::exception& e) {
+    torch::jit::setGraphExecutorOptimize(optimize);
+    g_recorded = nullptr;
+    return Status::InvalidArgument(std::string("the model did not run on an input of shape ") +
+                                   c10::str(input.sizes()) + ": " + e.what());
+  }
+  g_recorded = nullptr;
+  std::map<Value*, Shape> out;
+  for (auto& [id, s] : recorded) out[ids[id]] = s;
+  return out;
+}
+
+}  // namespace
+
+ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>& input_shape) {
+  ModelLayout layout;
+  layout.input_shape = input_shape;
+  for (const auto& p : m.named_parameters(/*recurse=*/true)) {
+    if (p.value.dim() < 2 || !EndsWith(p.name, "weight")) continue;
+    layout.layers.push_back({LayerOf(p.name), p.name});
+  }
+  if (!m.find_method("forward")) {
+    layout.structured_error = "the module has no forward method";
+    return layout;
+  }
+  try {
+    auto graph = InlinedForward(m);
+    std::map<Value*, Shape> shapes;
+    bool have = false;
+    std::string run_error;
+    if (!input_shape.empty()) {
+      std::vector<int64_t> full{2};
+      full.insert(full.end(), input_shape.begin(), input_shape.end());
+      torch::jit::Module runner = m;
+      if (m.is_training()) {
+        runner = CloneModule(m);
+        runner.eval();
+      }
+      auto rec = RecordShapes(runner, *graph, torch::randn(full, torch::TensorOptions().dtype(torch::kFloat32)));
+      if (rec.ok()) {
+        shapes = std::move(rec).value();
+        have = true;
+      } else {
+        run_error = rec.status().message();
+      }
+    }
+    Tracer t(m, std::move(shapes), have);
     t.Walk(graph->block());
     t.Finish(graph->block(), &layout);
+    bool any = false;
+    for (const auto& g : layout.groups) any |= g.blocked.empty();
+    if (!any && !run_error.empty()) layout.structured_error = "structured pruning: " + run_error;
   } catch (const c10::Error& e) {
     layout.groups.clear();
     layout.structured_error = std::string("structured pruning: cannot follow this module's graph: ") + e.what_without_backtrace();
   }
   return layout;
+}
+
+void RewriteDepthwiseGroups(torch::jit::Module& m, const ModelLayout& layout) {
+  if (layout.depthwise.empty()) return;
+  // A fresh copy: its class types are its own, so editing its forward touches nothing else.
+  torch::jit::Module copy = CloneModule(m);
+  auto& fn = torch::jit::toGraphFunction(copy.get_method("forward").function());
+  auto graph = fn.graph();
+  const bool optimize = torch::jit::getGraphExecutorOptimize();
+  torch::jit::setGraphExecutorOptimize(true);
+  torch::jit::Inline(*graph);
+  torch::jit::setGraphExecutorOptimize(optimize);
+  std::function<void(Block*)> fix = [&](Block* b) {
+    for (Node* n : b->nodes()) {
+      for (Block* sub : n->blocks()) fix(sub);
+      std::string kind = n->kind().toQualString();
+      if ((kind != "aten::conv1d" && kind != "aten::conv2d" && kind != "aten::conv3d") || n->inputs().size() < 7) continue;
+      auto it = layout.depthwise.find(AttrPath(n->input(1)));
+      if (it == layout.depthwise.end()) continue;
+      int64_t groups = GetTensor(copy, it->first).size(0) / it->second;
+      torch::jit::WithInsertPoint guard(n);
+      n->replaceInput(6, graph->insertConstant(groups));
+    }
+  };
+  fix(graph->block());
+  m = CloneModule(copy);
 }
 
 }  // namespace prunelab::worker

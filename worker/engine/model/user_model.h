@@ -1,14 +1,29 @@
-// Users' own TorchScript modules: prunable layers are every linear/conv weight; structure
-// groups are found by following the forward graph from each producer (linear, conv2d)
-// through ops that keep channels apart (batch_norm, activations, pooling, dropout, flatten)
-// to its consumers. Anything else on the way (add, cat, matmul, ...) disables structured
-// pruning with an error naming the op and the layer. LibTorch header: engine-internal.
+// Users' own TorchScript modules: a dependency graph over the inlined forward graph.
+//
+// Every output channel of a producer (linear, conv) is an element; the pass follows each
+// tensor's channel axis through the graph (batch/instance norm, activations, pooling,
+// dropout, residual add, channel-wise mul, cat/stack, chunk, channel shuffle, flatten/view,
+// permute/transpose, optional submodules, ifs and lists of scripted code) and unites the
+// elements that must be removed together. A structure group is a set of coupled channels
+// sharing producers. Anything the pass cannot follow (matmul of attention, layer/group norm
+// over the channels, a fixed-size split, the model's output) blocks the elements it touches,
+// and the group says which op after which layer. Shapes come from one recorded forward pass
+// on an input of `input_shape`, so only the code that runs is followed.
+// LibTorch header: engine-internal.
 #pragma once
+
+#include <vector>
 
 #include "worker/engine/model/model.h"
 
 namespace prunelab::worker {
 
-ModelLayout InferLayout(const torch::jit::Module& m);
+// input_shape: one sample's shape, e.g. {3, 32, 32} (the batch axis is added).
+ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>& input_shape = {1, 28, 28});
+
+// After structures were removed: the forward is inlined into one graph and each depthwise
+// convolution's `groups` argument set to its new width, then the module is reloaded so no
+// cached executor keeps the old graph. No-op when the layout has no depthwise convolutions.
+void RewriteDepthwiseGroups(torch::jit::Module& m, const ModelLayout& layout);
 
 }  // namespace prunelab::worker

@@ -174,11 +174,15 @@ StatusOr<Keep> PlanStructures(const ModelLayout& layout, const std::map<std::str
     return std::get<0>(order.slice(0, 0, k).sort());
   };
   std::vector<const StructureGroup*> global;
+  std::string first_blocked;
   for (const auto& grp : layout.groups) {
     bool excluded = false;
     double s = SparsityFor(grp.name, grp.layers, sparsity, o, &excluded);
     if (excluded) continue;
-    if (!grp.blocked.empty()) return Status::InvalidArgument(grp.blocked);
+    if (!grp.blocked.empty()) {  // left dense; an error only when nothing can be pruned
+      if (first_blocked.empty()) first_blocked = grp.blocked;
+      continue;
+    }
     const auto& sc = group_scores.at(grp.name);
     if (o.scope == "global" && o.only.empty() && !o.overrides.count(grp.name)) {
       global.push_back(&grp);
@@ -186,6 +190,8 @@ StatusOr<Keep> PlanStructures(const ModelLayout& layout, const std::map<std::str
     }
     keep[grp.name] = pick(sc, KeptWidth(original.at(grp.name), s, o.round_to, sc.size(0)));
   }
+  if (keep.empty() && global.empty() && !first_blocked.empty())
+    return Status::InvalidArgument("no structure group of this model can be pruned; the first: " + first_blocked);
   if (!global.empty()) {
     // Sums of weight scores grow with fan-in: normalize by each group's mean so one
     // ranking across groups compares like with like.
