@@ -74,6 +74,26 @@ def randomize_zero_init(m):
                 p.uniform_(0.5, 1.0)
 
 
+def calibrate_batch_norm(m, channels, image):
+    """Running statistics as a trained model has them (from its own activations), not the
+    initial mean 0 / variance 1: with those, deep random networks (EfficientNet) compute an
+    output of about zero, which no check can compare with."""
+    bns = [b for b in m.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [b.momentum for b in bns]
+    for b in bns:
+        b.reset_running_stats()
+        b.momentum = None  # cumulative average over the calibration batches
+    m.train()
+    with torch.no_grad():
+        for _ in range(4):
+            x = torch.randn(8, 3, image, image)
+            m(x)
+    for b, mom in zip(bns, saved):
+        b.momentum = mom
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -103,6 +123,7 @@ def main():
                 print("%-22s skipped: %s" % (name, entry["skipped"]), flush=True)
                 manifest.append(entry)
                 continue
+            calibrate_batch_norm(m, a.channels, image)
             m.eval()
             x = torch.randn(2, a.channels, image, image)
             wrap_cls = TupleOut if name in ("googlenet", "inception_v3") else Plain

@@ -16,7 +16,7 @@ PACKAGES=(
   libcli11-dev libfmt-dev libsodium-dev
   zlib1g-dev
   dataset-fashion-mnist
-  python3-torch
+  python3-torch python3-torchvision
   clang-14 libclang-rt-14-dev
   python3-distributed
   chromium

@@ -100,7 +100,27 @@ class TorchExecutor final : public TrialExecutor {
     if (!bytes.ok()) return Status::Unavailable("user model " + task.model_artifact + ": " + bytes.status().ToString());
     auto m = LoadFromBytes(bytes.value());
     if (!m.ok()) return m.status();
-    return Loaded{m.value(), InferLayout(m.value())};
+    return Loaded{m.value(), InferLayout(m.value(), SampleShape(task))};
+  }
+
+  // What a structured plan does, for the progress line: groups pruned, groups left dense and why.
+  static std::string StructuredSummary(const ModelLayout& layout, const Keep& keep) {
+    int dense_left = 0;
+    std::string first;
+    for (const auto& g : layout.groups)
+      if (!keep.count(g.name)) {
+        ++dense_left;
+        if (first.empty() && !g.blocked.empty()) first = g.blocked;
+      }
+    std::string out = "structured: pruning " + std::to_string(keep.size()) + " of " + std::to_string(layout.groups.size()) +
+                      " structure groups";
+    if (dense_left) out += "; " + std::to_string(dense_left) + " left dense" + (first.empty() ? "" : " (first: " + first + ")");
+    return out;
+  }
+
+  // One sample's shape as the model takes it: model.input_shape, else the dataset's.
+  static std::vector<int64_t> SampleShape(const Task& task) {
+    return task.input_shape.empty() ? std::vector<int64_t>{1, 28, 28} : task.input_shape;
   }
 
   // Test images shaped as the model expects (model.input_shape; zoo: [1, 28, 28]).
@@ -169,7 +189,7 @@ class TorchExecutor final : public TrialExecutor {
     if (!loaded.ok()) return loaded.status();
     Loaded m{std::move(loaded).value(), {}};
     if (!task.model_artifact.empty()) {
-      m.layout = InferLayout(m.module);
+      m.layout = InferLayout(m.module, SampleShape(task));
     } else {
       auto l = ZooLayout(task.model);
       if (!l.ok()) return l.status();
@@ -344,6 +364,7 @@ class TorchExecutor final : public TrialExecutor {
     }
     std::map<std::string, int64_t> original;
     for (const auto& g : layout.groups) original[g.name] = layout.Structures(dense, g);
+    ModelLayout current = layout;  // the layout of *model as it is now
     const Dataset* calibration = nullptr;
     if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0) {
       auto train = ShapedData(task, true);
@@ -358,7 +379,7 @@ class TorchExecutor final : public TrialExecutor {
       if (NeedsGradients(criterion.value()))
         grads = AccumulateAbsGradients(*model, layout, *calibration, static_cast<int>(tc.calibration_batches),
                                        static_cast<int>(task.training.batch_size));
-      auto scores = WeightScores(*model, layout, criterion.value(), &grads, task.training.seed + round);
+      auto scores = WeightScores(*model, current, criterion.value(), &grads, task.training.seed + round);
       if (!scores.ok()) return scores.status();
       if (structured) {
         std::map<std::string, torch::Tensor> group_scores;
@@ -368,15 +389,28 @@ class TorchExecutor final : public TrialExecutor {
           if (!a.ok()) return a.status();
           group_scores = std::move(a).value();
         } else {
-          for (const auto& g : layout.groups) group_scores[g.name] = GroupScores(*model, g, scores.value());
+          for (const auto& g : current.groups)
+            if (g.blocked.empty()) group_scores[g.name] = GroupScores(*model, g, scores.value());
         }
-        auto keep = PlanStructures(layout, group_scores, original, target, opts.value());
+        auto keep = PlanStructures(current, group_scores, original, target, opts.value());
         if (!keep.ok()) return keep.status();
-        RemoveStructures(*model, layout, keep.value());
+        if (round == 1 && ctx.on_progress) ctx.on_progress(StructuredSummary(current, keep.value()), 0);
+        // Every structured variant is checked before fine-tuning: it runs, its output shape is
+        // unchanged, and it computes what the original does with the removed structures zeroed.
+        torch::jit::Module zeroed = CloneModule(*model);
+        ZeroStructures(zeroed, current, keep.value());
+        RemoveStructures(*model, current, keep.value());
+        torch::manual_seed(task.training.seed);
+        std::vector<int64_t> check_shape{2};
+        for (int64_t d : SampleShape(task)) check_shape.push_back(d);
+        double err = 0;
+        PRUNELAB_RETURN_IF_ERROR(CheckStructuredVariant(zeroed, *model, torch::randn(check_shape), 1e-3, &err));
         if (rewind) {
-          RemoveStructures(*rewind, layout, keep.value());
+          RemoveStructures(*rewind, current, keep.value());
           *model = CloneModule(*rewind);
         }
+        // User layouts index channels of the model as it was: follow the pruned graph again.
+        if (!task.model_artifact.empty() && round < rounds) current = InferLayout(*model, SampleShape(task));
       } else {
         auto planned = PlanMasks(layout, scores.value(), target, opts.value(), nm_n, nm_m, masks);
         if (!planned.ok()) return planned.status();

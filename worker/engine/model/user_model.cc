@@ -36,6 +36,7 @@ TORCH_LIBRARY(prunelab, lib) {
           &RecordShape);
 }
 
+const char* const kOutput = "the model's output";
 const c10::Symbol kRecord = c10::Symbol::fromQualString("prunelab::record_shape");
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
@@ -205,7 +206,7 @@ class Tracer {
   }
 
   void Finish(Block* top, ModelLayout* layout) {
-    for (Value* v : top->outputs()) Stop(v, "the model's output");
+    for (Value* v : top->outputs()) Stop(v, kOutput);
     // Group structures by the producer slices they share.
     std::map<int, int> group_of_root;  // root -> representative root
     std::vector<int> gparent;
@@ -279,6 +280,7 @@ class Tracer {
       auto& g = groups[gi];
       g.structures = static_cast<int64_t>(structure_of[gi].size());
       g.kind = g.layers.size() > 1 ? "residual" : (kind_[g.layers.front()] == "aten::linear" ? "neuron" : "channel");
+      if (blocked[gi].rfind(kOutput, 0) == 0) continue;  // the classifier: never a structure group
       if (!blocked[gi].empty())
         g.blocked = "structured pruning cannot remove channels of layer '" + g.name + "': " + blocked[gi];
       else if (g.structures < 2)

@@ -188,7 +188,8 @@ StatusOr<Keep> PlanStructures(const ModelLayout& layout, const std::map<std::str
       global.push_back(&grp);
       continue;
     }
-    keep[grp.name] = pick(sc, KeptWidth(original.at(grp.name), s, o.round_to, sc.size(0)));
+    auto orig = original.find(grp.name);
+    keep[grp.name] = pick(sc, KeptWidth(orig != original.end() ? orig->second : sc.size(0), s, o.round_to, sc.size(0)));
   }
   if (keep.empty() && global.empty() && !first_blocked.empty())
     return Status::InvalidArgument("no structure group of this model can be pruned; the first: " + first_blocked);
@@ -201,7 +202,8 @@ StatusOr<Keep> PlanStructures(const ModelLayout& layout, const std::map<std::str
     for (const auto* grp : global) {
       auto sc = group_scores.at(grp->name).to(torch::kFloat32);
       s.push_back(sc / sc.mean().clamp_min(1e-12));
-      int64_t n = original.at(grp->name);
+      auto orig = original.find(grp->name);
+      int64_t n = orig != original.end() ? orig->second : sc.size(0);
       total += n;
       minimum.push_back(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o.min_keep * static_cast<double>(n)))));
     }

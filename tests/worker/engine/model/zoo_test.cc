@@ -17,6 +17,7 @@
 #include "worker/daemon/executor.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/engine/prune/plan.h"
+#include "worker/engine/prune/pruning.h"
 #include "worker/engine/train/training.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/model/zoo.h"
@@ -255,61 +256,98 @@ torch::jit::Module Linear(int64_t out, int64_t in) {
   return m;
 }
 
-// plain: fc1 -> fc2 -> out; residual: h + relu(fc2(h)); cat: out reads cat([h, h]).
+// plain: fc1 -> fc2 -> out; residual: h + relu(fc2(h)); cat: out reads cat([h, h]);
+// norm: layer_norm over fc2's outputs (and over fc1's: "allnorm").
 torch::jit::Module UserMlp(const std::string& kind) {
   torch::jit::Module m("__torch__.user.Net");
   m.register_attribute("training", c10::BoolType::get(), false);
   m.register_module("fc1", Linear(64, 784));
   m.register_module("fc2", Linear(64, 64));
   m.register_module("out", Linear(10, kind == "cat" ? 128 : 64));
+  std::string first = kind == "allnorm" ? "    h = torch.layer_norm(torch.relu(self.fc1.forward(torch.flatten(x, 1))), [64])\n"
+                                        : "    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n";
   std::string body = kind == "residual" ? "    h = h + torch.relu(self.fc2.forward(h))\n"
-                                        : "    h = torch.relu(self.fc2.forward(h))\n";
+                     : (kind == "norm" || kind == "allnorm") ? "    h = torch.layer_norm(torch.relu(self.fc2.forward(h)), [64])\n"
+                                                              : "    h = torch.relu(self.fc2.forward(h))\n";
   std::string ret = kind == "cat" ? "    return self.out.forward(torch.cat([h, h], 1))\n" : "    return self.out.forward(h)\n";
-  m.define("def forward(self, x):\n    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n" + body + ret);
+  m.define("def forward(self, x):\n" + first + body + ret);
   return m;
+}
+
+// Prunes `layout`'s groups at `sparsity` and checks the variant against the zeroed original.
+void ExpectPrunedEqualsZeroed(torch::jit::Module& m, const ModelLayout& layout, double sparsity) {
+  auto keep = L1ChannelSelection(m, layout, sparsity);
+  ASSERT_FALSE(keep.empty());
+  auto zeroed = CloneModule(m);
+  ZeroStructures(zeroed, layout, keep);
+  RemoveStructures(m, layout, keep);
+  double err = -1;
+  Status st = CheckStructuredVariant(zeroed, m, torch::randn({3, 1, 28, 28}), 1e-5, &err);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_GE(err, 0);
 }
 
 TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
   auto m = UserMlp("plain");
-  auto layout = InferLayout(m);
+  auto layout = InferLayout(m, {1, 28, 28});
   ASSERT_EQ(layout.layers.size(), 3u);
   EXPECT_EQ(layout.layers[0].weight, "fc1.weight");
   EXPECT_TRUE(layout.structured_error.empty()) << layout.structured_error;
   ASSERT_EQ(layout.groups.size(), 2u);
-  auto keep = L1ChannelSelection(m, layout, 0.5);
-  auto zeroed = m.deepcopy();
-  ZeroStructures(zeroed, layout, keep);
-  RemoveStructures(m, layout, keep);
+  for (const auto& g : layout.groups) EXPECT_TRUE(g.blocked.empty()) << g.blocked;
+  ExpectPrunedEqualsZeroed(m, layout, 0.5);
   EXPECT_EQ(GetTensor(m, "fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
-  torch::NoGradGuard g;
-  auto x = torch::randn({3, 1, 28, 28});
-  EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), zeroed.forward({x}).toTensor(), 1e-5, 1e-5));
 
   // A residual add couples fc1's and fc2's outputs: one group, pruned together, same function.
   auto r = UserMlp("residual");
-  auto rl = InferLayout(r);
+  auto rl = InferLayout(r, {1, 28, 28});
   ASSERT_EQ(rl.groups.size(), 1u);
   EXPECT_EQ(rl.groups[0].kind, "residual");
   EXPECT_EQ(rl.groups[0].layers, (std::vector<std::string>{"fc1", "fc2"}));
-  auto rkeep = L1ChannelSelection(r, rl, 0.25);
-  auto rz = r.deepcopy();
-  ZeroStructures(rz, rl, rkeep);
-  RemoveStructures(r, rl, rkeep);
+  ExpectPrunedEqualsZeroed(r, rl, 0.25);
   EXPECT_EQ(GetTensor(r, "fc2.weight").sizes(), (std::vector<int64_t>{48, 48}));
-  EXPECT_TRUE(torch::allclose(r.forward({x}).toTensor(), rz.forward({x}).toTensor(), 1e-5, 1e-5));
 
-  // cat is not followed: the group is marked with the op and the layer; masks still work.
+  // cat([h, h]): the consumer loses both copies of every removed channel.
   auto c = UserMlp("cat");
-  auto cl = InferLayout(c);
-  bool blocked = false;
-  for (const auto& g : cl.groups)
-    if (!g.blocked.empty()) {
-      blocked = true;
-      EXPECT_NE(g.blocked.find("aten::cat"), std::string::npos) << g.blocked;
-      EXPECT_NE(g.blocked.find("'fc2'"), std::string::npos) << g.blocked;
-    }
-  EXPECT_TRUE(blocked);
-  EXPECT_EQ(L1UnstructuredMasks(c, cl, 0.5).size(), 3u);
+  auto cl = InferLayout(c, {1, 28, 28});
+  ASSERT_EQ(cl.groups.size(), 2u);
+  ExpectPrunedEqualsZeroed(c, cl, 0.5);
+  EXPECT_EQ(GetTensor(c, "out.weight").sizes(), (std::vector<int64_t>{10, 64}));
+
+  // layer_norm over fc2's outputs: that group is blocked, naming the op and the layer; fc1's
+  // group still prunes; masks still work.
+  auto n = UserMlp("norm");
+  auto nl = InferLayout(n, {1, 28, 28});
+  ASSERT_EQ(nl.groups.size(), 2u);
+  EXPECT_TRUE(nl.groups[0].blocked.empty()) << nl.groups[0].blocked;
+  EXPECT_NE(nl.groups[1].blocked.find("aten::layer_norm"), std::string::npos) << nl.groups[1].blocked;
+  EXPECT_NE(nl.groups[1].blocked.find("'fc2'"), std::string::npos) << nl.groups[1].blocked;
+  EXPECT_EQ(L1UnstructuredMasks(n, nl, 0.5).size(), 3u);
+  ExpectPrunedEqualsZeroed(n, nl, 0.5);
+  EXPECT_EQ(GetTensor(n, "fc2.weight").sizes(), (std::vector<int64_t>{64, 32}));
+}
+
+TEST(UserModelTest, TheCheckRejectsAVariantThatComputesSomethingElse) {
+  auto m = UserMlp("plain");
+  auto layout = InferLayout(m, {1, 28, 28});
+  auto keep = L1ChannelSelection(m, layout, 0.5);
+  auto zeroed = CloneModule(m);
+  ZeroStructures(zeroed, layout, keep);
+  RemoveStructures(m, layout, keep);
+  {
+    torch::NoGradGuard g;
+    GetTensor(m, "fc2.weight").mul_(1.01);  // what a wrongly coupled slice would do
+  }
+  double err = 0;
+  Status st = CheckStructuredVariant(zeroed, m, torch::randn({3, 1, 28, 28}), 1e-3, &err);
+  EXPECT_FALSE(st.ok());
+  EXPECT_GT(err, 1e-3);
+  EXPECT_NE(st.message().find("differs from the original"), std::string::npos) << st.ToString();
+  // A variant that no longer runs is a failed check, not an exception.
+  SetTensor(m, "out.weight", torch::randn({10, 17}));
+  st = CheckStructuredVariant(zeroed, m, torch::randn({3, 1, 28, 28}), 1e-3, &err);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("does not run"), std::string::npos) << st.ToString();
 }
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
@@ -456,8 +494,8 @@ TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialW
   ASSERT_TRUE(out.result.ok) << out.result.error;
   EXPECT_LT(out.result.params, out.result.params_before);
 
-  // A user model with a cat: structured fails naming the op; N:M works.
-  std::string user = SaveToBytes(UserMlp("cat"));
+  // A user model whose every group is normalized over: structured fails naming the op; N:M works.
+  std::string user = SaveToBytes(UserMlp("allnorm"));
   Task u = TinyTask("torchscript", "structured", "one_shot");
   u.model_artifact = "user";
   u.input_shape = {1, 28, 28};
@@ -468,7 +506,7 @@ TEST(TorchExecutorTest, ActivationCriterionAndUnsupportedStructuresFailTheTrialW
   uctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return user; };
   auto fail = ex->Execute(u, uctx);
   EXPECT_FALSE(fail.result.ok);
-  EXPECT_NE(fail.result.error.find("aten::cat"), std::string::npos) << fail.result.error;
+  EXPECT_NE(fail.result.error.find("aten::layer_norm"), std::string::npos) << fail.result.error;
   u.trial.granularity = "2:4";
   auto nm = ex->Execute(u, uctx);
   ASSERT_TRUE(nm.result.ok) << nm.result.error;

@@ -1,0 +1,140 @@
+// Users' real architectures: torchvision classifiers scripted by bench/torchvision_models.py
+// (random init) are followed by the dependency graph, pruned structurally and checked
+// against the original with the removed structures zeroed; one goes through the executor
+// on Fashion-MNIST, iteratively. Skipped, with the reason, when python3-torchvision is
+// missing (cluster/install-deps.sh installs it).
+#include <torch/torch.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "worker/daemon/executor.h"
+#include "worker/engine/model/user_model.h"
+#include "worker/engine/prune/importance.h"
+#include "worker/engine/prune/plan.h"
+#include "worker/engine/prune/pruning.h"
+#include "tests/test_util.h"
+
+namespace prunelab::worker {
+namespace {
+
+const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+
+// Scripts `models` into dir (one .pt each); false when torchvision cannot be imported.
+bool Script(const std::string& dir, const std::string& models, const std::string& extra = "") {
+  std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/bench/torchvision_models.py --out " + dir +
+                    " --models " + models + " " + extra + " > " + dir + "/log.txt 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+bool HaveTorchvision() { return std::system("/usr/bin/python3 -c 'import torchvision' > /dev/null 2>&1") == 0; }
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(TorchvisionTest, EachFamilyPrunesStructurallyAndComputesWhatTheZeroedOriginalDoes) {
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  testing::TempDir dir;
+  const std::vector<std::string> models = {"resnet18", "mobilenet_v2", "densenet121", "shufflenet_v2_x0_5",
+                                           "convnext_tiny", "vit_b_16", "swin_t"};
+  std::string list;
+  for (const auto& m : models) list += (list.empty() ? "" : ",") + m;
+  ASSERT_TRUE(Script(dir.path(), list)) << ReadAll(dir.path() + "/log.txt");
+  for (const auto& name : models) {
+    SCOPED_TRACE(name);
+    auto loaded = LoadFromBytes(ReadAll(dir.path() + "/" + name + ".pt"));
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    torch::jit::Module dense = loaded.value();
+    dense.eval();
+    auto layout = InferLayout(dense, {3, 32, 32});
+    ASSERT_TRUE(layout.structured_error.empty()) << layout.structured_error;
+    int prunable = 0;
+    for (const auto& g : layout.groups) prunable += g.blocked.empty();
+    EXPECT_GT(prunable, 0);
+    if (name == "mobilenet_v2") EXPECT_FALSE(layout.depthwise.empty()) << "depthwise convolutions are followed";
+    auto keep = L1ChannelSelection(dense, layout, 0.3);
+    auto zeroed = CloneModule(dense);
+    ZeroStructures(zeroed, layout, keep);
+    auto pruned = CloneModule(dense);
+    RemoveStructures(pruned, layout, keep);
+    EXPECT_LT(CountParameters(pruned), CountParameters(dense));
+    torch::manual_seed(3);
+    auto x = torch::randn({2, 3, 32, 32});
+    double err = -1;
+    Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-3, &err);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    // Pruning changed the function (the check is not comparing a model with itself).
+    torch::NoGradGuard g;
+    auto d = dense.forward({x}).toTensor();
+    auto p = pruned.forward({x}).toTensor();
+    EXPECT_GT((d - p).abs().max().item<double>(), 1e-4 * d.abs().max().item<double>());
+    // The variant survives serialization (its rewritten graph included).
+    auto again = LoadFromBytes(SaveToBytes(pruned));
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_TRUE(torch::allclose(again->forward({x}).toTensor(), p, 1e-5, 1e-5));
+    // Unstructured and 2:4 masks on the same model.
+    auto scores = WeightScores(dense, layout, Criterion::kL1, nullptr, 0);
+    ASSERT_TRUE(scores.ok());
+    for (int m : {0, 4}) {
+      auto masks = PlanMasks(layout, scores.value(), 0.5, PlanOptions{}, m ? 2 : 0, m, {});
+      ASSERT_TRUE(masks.ok()) << masks.status().ToString();
+      auto v = CloneModule(dense);
+      ApplyMasks(v, masks.value());
+      EXPECT_TRUE(v.forward({x}).toTensor().isfinite().all().item<bool>());
+    }
+  }
+}
+
+TEST(TorchvisionTest, ExecutorPrunesAndFineTunesMobilenetOnFashionMnistIteratively) {
+  if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  testing::TempDir dir;
+  ASSERT_TRUE(Script(dir.path(), "mobilenet_v2", "--channels 1 --image 28")) << ReadAll(dir.path() + "/log.txt");
+  std::string bytes = ReadAll(dir.path() + "/mobilenet_v2.pt");
+  Task t;
+  t.sweep_id = "sw-tv";
+  t.task_id = "t001@local";
+  t.kind = TaskKind::kPruneTrial;
+  t.model = "torchscript";
+  t.model_artifact = "tv";
+  t.baseline_artifact = "tv";
+  t.input_shape = {1, 28, 28};
+  t.dataset.path = kFashionDir;
+  t.dataset.train_subset = 256;
+  t.dataset.test_subset = 128;
+  t.training.batch_size = 64;
+  t.training.learning_rate = 0.01;
+  t.trial.criterion = "l1";
+  t.trial.granularity = "structured";
+  t.trial.schedule = "iterative";
+  t.trial.rounds = 2;
+  t.trial.sparsity = 0.4;
+  t.trial.finetune_epochs = 0.5;
+  ExecutionContext ctx;
+  std::vector<std::string> phases;
+  ctx.on_progress = [&](const std::string& phase, double) {
+    phases.push_back(phase);
+    return true;
+  };
+  ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return bytes; };
+  auto ex = NewTorchExecutor();
+  auto out = ex->Execute(t, ctx);
+  ASSERT_TRUE(out.result.ok) << out.result.error;
+  EXPECT_LT(out.result.params, out.result.params_before);
+  ASSERT_EQ(out.result.intermediates.size(), 1u);
+  EXPECT_LT(out.result.params, out.result.intermediates[0].params) << "round 2 prunes further";
+  bool summary = false;
+  for (const auto& p : phases) summary |= p.rfind("structured: pruning", 0) == 0;
+  EXPECT_TRUE(summary) << "the progress line says how many groups are pruned";
+  auto variant = LoadFromBytes(out.artifact);
+  ASSERT_TRUE(variant.ok()) << variant.status().ToString();
+  torch::NoGradGuard g;
+  variant->eval();
+  EXPECT_EQ(variant->forward({torch::randn({2, 1, 28, 28})}).toTensor().sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+}  // namespace
+}  // namespace prunelab::worker
