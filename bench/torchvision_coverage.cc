@@ -9,7 +9,6 @@
 //   needs python3-torchvision (cluster/install-deps.sh installs it).
 #include <torch/torch.h>
 
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -53,6 +52,17 @@ std::string OneLine(std::string s, size_t max = 160) {
   if (pos != std::string::npos) s = s.substr(0, pos);
   if (s.size() > max) s = s.substr(0, max - 3) + "...";
   return s;
+}
+
+// MemAvailable of /proc/meminfo (free memory plus what the kernel can reclaim), in bytes.
+double MemAvailableBytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
 }
 
 double P90Ms(const torch::jit::Module& m, const std::string& form, const Dataset& pool, int queries) {
@@ -218,9 +228,7 @@ int main(int argc, char** argv) {
     std::string path = manifest["path"];
     std::vector<int64_t> shape = manifest["input_shape"].get<std::vector<int64_t>>();
     int64_t param_count = manifest["params"];
-    struct sysinfo si {};
-    sysinfo(&si);
-    double avail = static_cast<double>(si.freeram + si.bufferram) * si.mem_unit;
+    double avail = MemAvailableBytes();
     if (static_cast<double>(param_count) * 4 * 6 > avail) {
       row["skipped"] = "needs about " + std::to_string(param_count * 24 / (1 << 20)) + " MiB (6 copies of " +
                        std::to_string(param_count * 4 / (1 << 20)) + " MiB of weights); this machine has " +
