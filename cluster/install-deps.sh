@@ -15,7 +15,7 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libfmt-dev libsodium-dev
   zlib1g-dev
-  dataset-fashion-mnist
+  dataset-fashion-mnist libstb-dev
   python3-torch python3-torchvision
   clang-14 libclang-rt-14-dev
   python3-distributed

@@ -26,6 +26,9 @@ struct DatasetConfig {
   path @1 :Text;
   trainSubset @2 :UInt32;   # 0 = all 60k
   testSubset @3 :UInt32;    # 0 = all 10k
+  mean @4 :List(Float64);   # per-channel normalization of [0, 1] pixels (npy, folder)
+  std @5 :List(Float64);
+  classNames @6 :List(Text); # from the spec; folder datasets: their sub-folder names
 }
 
 struct TrainingConfig {

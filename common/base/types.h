@@ -23,10 +23,14 @@ struct HardwareFingerprint {
 };
 
 struct DatasetConfig {
-  std::string name = "fashion-mnist";
+  std::string name = "fashion-mnist";  // format: fashion-mnist | idx | npy | folder
   std::string path = "/usr/share/datasets/fashion-mnist";
   uint32_t train_subset = 0;  // 0 = all
   uint32_t test_subset = 0;   // 0 = all
+  // npy and folder: pixels scaled to [0, 1], then (x - mean[c]) / std[c] (empty: 0 and 1).
+  std::vector<double> mean;
+  std::vector<double> std;
+  std::vector<std::string> class_names;  // spec's dataset.classes, or a folder dataset's sub-folders
 };
 
 struct TrainingConfig {

@@ -92,6 +92,12 @@ void Put(s::Task::Builder b, const Task& t) {
   d.setPath(T(t.dataset.path));
   d.setTrainSubset(t.dataset.train_subset);
   d.setTestSubset(t.dataset.test_subset);
+  auto mean = d.initMean(t.dataset.mean.size());
+  for (size_t i = 0; i < t.dataset.mean.size(); ++i) mean.set(i, t.dataset.mean[i]);
+  auto sd = d.initStd(t.dataset.std.size());
+  for (size_t i = 0; i < t.dataset.std.size(); ++i) sd.set(i, t.dataset.std[i]);
+  auto names = d.initClassNames(t.dataset.class_names.size());
+  for (size_t i = 0; i < t.dataset.class_names.size(); ++i) names.set(i, T(t.dataset.class_names[i]));
   auto tr = b.initTraining();
   tr.setEpochs(t.training.epochs);
   tr.setBatchSize(t.training.batch_size);
@@ -390,6 +396,9 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.dataset.path = S(d.getPath());
   t.dataset.train_subset = d.getTrainSubset();
   t.dataset.test_subset = d.getTestSubset();
+  for (double v : d.getMean()) t.dataset.mean.push_back(v);
+  for (double v : d.getStd()) t.dataset.std.push_back(v);
+  for (auto n : d.getClassNames()) t.dataset.class_names.push_back(S(n));
   auto tr = r.getTraining();
   t.training.epochs = tr.getEpochs();
   t.training.batch_size = tr.getBatchSize();

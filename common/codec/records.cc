@@ -40,7 +40,8 @@ json ToJson(const Task& t) {
               {"target", t.target},
               {"model", t.model},
               {"dataset", {{"name", t.dataset.name}, {"path", t.dataset.path},
-                           {"train_subset", t.dataset.train_subset}, {"test_subset", t.dataset.test_subset}}},
+                           {"train_subset", t.dataset.train_subset}, {"test_subset", t.dataset.test_subset},
+                           {"mean", t.dataset.mean}, {"std", t.dataset.std}, {"classes", t.dataset.class_names}}},
               {"training", {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
                             {"learning_rate", t.training.learning_rate}, {"momentum", t.training.momentum},
                             {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed}}},
@@ -115,6 +116,9 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.dataset.path = d.value("path", "");
     t.dataset.train_subset = d.value("train_subset", 0u);
     t.dataset.test_subset = d.value("test_subset", 0u);
+    t.dataset.mean = d.value("mean", std::vector<double>{});
+    t.dataset.std = d.value("std", std::vector<double>{});
+    t.dataset.class_names = d.value("classes", std::vector<std::string>{});
     const json& tr = j.at("training");
     t.training.epochs = tr.value("epochs", 1u);
     t.training.batch_size = tr.value("batch_size", 64u);

@@ -1,5 +1,11 @@
 #include "common/spec/files.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "common/base/npy.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -115,7 +121,85 @@ Status CheckTorchScriptBytes(const std::string& bytes, const std::string& what) 
                                  "; save the model with torch.jit.save(torch.jit.script(model), PATH)");
 }
 
+namespace {
+// npy: the four arrays exist, their headers parse, sizes hold, counts agree, labels are 1-D
+// integers. folder: train/ has >= 2 class folders with images; test/ (or val/) exists and
+// has no class train/ lacks.
+Status CheckNpyDataset(const DatasetConfig& cfg) {
+  for (const char* split : {"train", "test"}) {
+    std::vector<int64_t> counts;
+    for (const char* kind : {"images", "labels"}) {
+      const std::string path = cfg.path + "/" + split + "_" + kind + ".npy";
+      auto head = Head(path, 4096);
+      if (!head.ok())
+        return Status::NotFound("dataset.path: no " + std::string(split) + "_" + kind + ".npy in '" + cfg.path +
+                                "' (an npy dataset has train_images.npy, train_labels.npy, test_images.npy, "
+                                "test_labels.npy)");
+      auto h = ParseNpyHeader(head.value(), "dataset '" + path + "'");
+      if (!h.ok()) return h.status();
+      std::error_code ec;
+      auto size = std::filesystem::file_size(path, ec);
+      PRUNELAB_RETURN_IF_ERROR(CheckNpySize(h.value(), ec ? 0 : size, "dataset '" + path + "'"));
+      const bool labels = std::string(kind) == "labels";
+      if (labels && (h->shape.size() != 1 || h->dtype[0] == 'f'))
+        return Status::InvalidArgument("dataset '" + path + "': labels must be a 1-D integer array (dtype " + h->dtype +
+                                       ", " + std::to_string(h->shape.size()) + " dimensions)");
+      if (!labels && (h->shape.size() < 3 || h->shape.size() > 4))
+        return Status::InvalidArgument("dataset '" + path + "': images must be N x H x W, N x C x H x W or N x H x W x C (" +
+                                       std::to_string(h->shape.size()) + " dimensions)");
+      if (!labels && h->dtype != "u1" && h->dtype != "f4")
+        return Status::InvalidArgument("dataset '" + path + "': images must be uint8 or float32, not " + h->dtype);
+      counts.push_back(h->shape.empty() ? 0 : h->shape[0]);
+    }
+    if (counts[0] != counts[1])
+      return Status::InvalidArgument("dataset: " + std::string(split) + "_images.npy holds " + std::to_string(counts[0]) +
+                                     " images, " + split + "_labels.npy " + std::to_string(counts[1]) + " labels");
+  }
+  return Status::Ok();
+}
+
+Status CheckFolderDataset(const DatasetConfig& cfg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto classes_of = [&](const std::string& dir, std::vector<std::string>* out) -> Status {
+    if (!fs::is_directory(dir, ec)) return Status::NotFound("dataset.path: no '" + dir + "' folder (a folder dataset has "
+                                                            "train/ and test/ or val/, one sub-folder per class)");
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (!e.is_directory() || e.path().filename().string()[0] == '.') continue;
+      bool image = false;
+      for (const auto& f : fs::directory_iterator(e.path(), ec)) {
+        std::string x = f.path().extension().string();
+        for (auto& ch : x) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        image |= f.is_regular_file() && (x == ".png" || x == ".jpg" || x == ".jpeg");
+        if (image) break;
+      }
+      if (!image) return Status::InvalidArgument("dataset: class folder '" + e.path().string() + "' has no .png/.jpg image");
+      out->push_back(e.path().filename().string());
+    }
+    return Status::Ok();
+  };
+  std::vector<std::string> train, test;
+  PRUNELAB_RETURN_IF_ERROR(classes_of(cfg.path + "/train", &train));
+  if (train.size() < 2)
+    return Status::InvalidArgument("dataset: '" + cfg.path + "/train' has " + std::to_string(train.size()) +
+                                   " class sub-folders; a classifier needs at least 2");
+  std::string test_dir = fs::is_directory(cfg.path + "/test", ec) || !fs::is_directory(cfg.path + "/val", ec)
+                             ? cfg.path + "/test" : cfg.path + "/val";
+  PRUNELAB_RETURN_IF_ERROR(classes_of(test_dir, &test));
+  for (const auto& c : test)
+    if (std::find(train.begin(), train.end(), c) == train.end())
+      return Status::InvalidArgument("dataset: '" + test_dir + "/" + c + "' is a class that train/ does not have");
+  if (!cfg.class_names.empty() && cfg.class_names.size() != train.size())
+    return Status::InvalidArgument("dataset.classes names " + std::to_string(cfg.class_names.size()) +
+                                   " classes; '" + cfg.path + "/train' has " + std::to_string(train.size()) +
+                                   " class folders (leave dataset.classes out: the folder names are the classes)");
+  return Status::Ok();
+}
+}  // namespace
+
 Status CheckDatasetFiles(const DatasetConfig& cfg) {
+  if (cfg.name == "npy") return CheckNpyDataset(cfg);
+  if (cfg.name == "folder") return CheckFolderDataset(cfg);
   for (const char* split : {"train", "t10k"}) {
     for (const auto& [kind, magic] : {std::pair<const char*, char>{"images-idx3-ubyte", 3}, {"labels-idx1-ubyte", 1}}) {
       const std::string base = cfg.path + "/" + split + "-" + kind;

@@ -408,14 +408,44 @@ void ParseModel(Checker& c, const YAML::Node& mn, SweepSpec* spec) {
 
 void ParseDataset(Checker& c, const YAML::Node& d, DatasetConfig* out) {
   if (!c.IsMap(d, "dataset")) return;
-  c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset"});
+  c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset", "mean", "std", "classes"});
   if (d["name"]) {
-    auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx"});
+    // The format: IDX files (Fashion-MNIST's layout), NumPy arrays, or a folder per class.
+    auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx", "npy", "folder"});
     if (!v.empty()) out->name = v[0];
   }
   if (d["path"]) out->path = d["path"].as<std::string>();
-  c.Number(d, "dataset", "train_subset", &out->train_subset, 0, 60000);
-  c.Number(d, "dataset", "test_subset", &out->test_subset, 0, 10000);
+  const bool idx = out->name == "fashion-mnist" || out->name == "idx";
+  c.Number(d, "dataset", "train_subset", &out->train_subset, 0, idx ? 60000 : 100000000);
+  c.Number(d, "dataset", "test_subset", &out->test_subset, 0, idx ? 10000 : 100000000);
+  for (const char* key : {"mean", "std"}) {
+    if (!d[key]) continue;
+    auto* dst = std::string(key) == "mean" ? &out->mean : &out->std;
+    const std::string path = std::string("dataset.") + key;
+    if (idx) {
+      c.Error(path, "applies to npy and folder datasets (IDX data is normalized with Fashion-MNIST's mean and std)");
+      continue;
+    }
+    for (const auto& [p, item] : c.Items(d[key], path, ": one value per input channel, e.g. [0.485, 0.456, 0.406]", 64)) {
+      double v = std::nan("");
+      try {
+        v = item.as<double>();
+      } catch (const YAML::Exception&) {
+      }
+      bool ok = std::string(key) == "mean" ? std::isfinite(v) : (std::isfinite(v) && v > 0);
+      if (!ok) c.Error(p, std::string(key) == "mean" ? "must be a number" : "must be a positive number");
+      else dst->push_back(v);
+    }
+  }
+  if (!out->mean.empty() && !out->std.empty() && out->mean.size() != out->std.size())
+    c.Error("dataset.std", "has " + std::to_string(out->std.size()) + " values; dataset.mean has " +
+                               std::to_string(out->mean.size()) + " (one per input channel each)");
+  if (d["classes"]) {
+    for (const auto& [p, item] : c.Items(d["classes"], "dataset.classes", ": the class names in label order", 100000)) {
+      if (!item.IsScalar() || item.as<std::string>().empty()) c.Error(p, "must be a class name");
+      else c.AddUnique(&out->class_names, item.as<std::string>(), p, "'" + item.as<std::string>() + "'");
+    }
+  }
 }
 
 void ParseTraining(Checker& c, const YAML::Node& t, bool user_model, TrainingConfig* out) {
@@ -620,7 +650,14 @@ static std::string BaselineKeyText(const SweepSpec& spec) {
   const auto& d = spec.dataset;
   const auto& t = spec.training;
   os << "model=" << spec.model << ";data=" << d.name << ":" << d.path << ":" << d.train_subset << ":"
-     << d.test_subset << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
+     << d.test_subset;
+  if (!d.mean.empty() || !d.std.empty()) {
+    os << ";norm=";
+    for (double v : d.mean) os << v << ",";
+    os << "/";
+    for (double v : d.std) os << v << ",";
+  }
+  os << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
      << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=2";
   if (!spec.model_artifact.empty()) os << ";user=" << spec.model_artifact;
   return os.str();

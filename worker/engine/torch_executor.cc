@@ -19,6 +19,7 @@
 #include "worker/daemon/executor.h"
 #include "worker/engine/prune/plan.h"
 #include "worker/engine/train/training.h"
+#include "worker/engine/data/user_data.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/model/zoo.h"
 
@@ -78,12 +79,21 @@ class TorchExecutor final : public TrialExecutor {
   }
 
  private:
-  StatusOr<const Dataset*> Data(const DatasetConfig& cfg, bool train) {
+  StatusOr<const Dataset*> Data(const DatasetConfig& cfg, bool train, const std::vector<int64_t>& input_shape) {
     std::lock_guard<std::mutex> lock(mu_);
-    std::string key = cfg.path + (train ? ":train:" : ":test:") + std::to_string(train ? cfg.train_subset : cfg.test_subset);
+    const bool user = cfg.name == "npy" || cfg.name == "folder";
+    std::string key = cfg.name + ":" + cfg.path + (train ? ":train:" : ":test:") +
+                      std::to_string(train ? cfg.train_subset : cfg.test_subset);
+    if (user) {
+      for (int64_t s : input_shape) key += ":" + std::to_string(s);
+      for (double v : cfg.mean) key += ":m" + std::to_string(v);
+      for (double v : cfg.std) key += ":s" + std::to_string(v);
+    }
     auto it = data_.find(key);
     if (it != data_.end()) return &it->second;
-    auto d = LoadFashionMnist(cfg.path, train, train ? cfg.train_subset : cfg.test_subset);
+    const uint32_t subset = train ? cfg.train_subset : cfg.test_subset;
+    auto d = user ? LoadUserDataset(cfg, train, subset, input_shape.size() == 3 ? input_shape : std::vector<int64_t>{})
+                  : LoadFashionMnist(cfg.path, train, subset);
     if (!d.ok()) return d.status();
     return &(data_[key] = std::move(d).value());
   }
@@ -118,6 +128,29 @@ class TorchExecutor final : public TrialExecutor {
     return out;
   }
 
+  // The model must output a score per class of the data (before any training starts).
+  static Status CheckOutputs(torch::jit::Module& m, const Dataset& d) {
+    if (d.size() == 0) return Status::InvalidArgument("the dataset has no samples");
+    torch::NoGradGuard g;
+    const bool was = m.is_training();
+    m.eval();
+    torch::Tensor out;
+    try {
+      out = m.forward({d.images.slice(0, 0, 2)}).toTensor();
+    } catch (const std::exception& e) {
+      m.train(was);
+      return Status::InvalidArgument(std::string("the model does not run on the dataset's samples of shape ") +
+                                     c10::str(d.images.sizes().slice(1)) + ": " + e.what());
+    }
+    m.train(was);
+    const int64_t classes = std::max<int64_t>(d.classes, d.labels.max().item<int64_t>() + 1);
+    if (out.dim() != 2 || out.size(1) < classes)
+      return Status::InvalidArgument("the model outputs " + c10::str(out.sizes()) + " per batch; the dataset has " +
+                                     std::to_string(classes) + " classes (labels 0.." + std::to_string(classes - 1) +
+                                     "): build the model with " + std::to_string(classes) + " outputs");
+    return Status::Ok();
+  }
+
   // One sample's shape as the model takes it: model.input_shape, else the dataset's.
   static std::vector<int64_t> SampleShape(const Task& task) {
     return task.input_shape.empty() ? std::vector<int64_t>{1, 28, 28} : task.input_shape;
@@ -136,11 +169,13 @@ class TorchExecutor final : public TrialExecutor {
     if (per != have)
       return Status::InvalidArgument("model.input_shape has " + std::to_string(per) + " values per sample; the dataset gives " +
                                      std::to_string(have));
-    return Dataset{d.images.reshape(full), d.labels};
+    Dataset out{d.images.reshape(full), d.labels};
+    out.classes = d.classes;
+    return out;
   }
 
   StatusOr<const Dataset*> ShapedData(const Task& task, bool train) {
-    auto d = Data(task.dataset, train);
+    auto d = Data(task.dataset, train, SampleShape(task));
     if (!d.ok() || task.input_shape.empty()) return d;
     std::lock_guard<std::mutex> lock(mu_);
     std::string key = task.dataset.path + (train ? ":train:" : ":test:") + std::to_string(train ? task.dataset.train_subset : task.dataset.test_subset);
@@ -167,6 +202,7 @@ class TorchExecutor final : public TrialExecutor {
       if (!built.ok()) return built.status();
       m = Loaded{built->module, built->layout};
     }
+    PRUNELAB_RETURN_IF_ERROR(CheckOutputs(m.module, *train.value()));
     if (task.training.epochs > 0) {
       TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
       o.on_progress = [&ctx](double f) { return !ctx.on_progress || ctx.on_progress("training", f); };

@@ -16,6 +16,7 @@ inline constexpr double kFashionMnistStd = 0.3530;
 struct Dataset {
   at::Tensor images;  // float32 [N, 1, 28, 28], normalized
   at::Tensor labels;  // int64 [N]
+  int64_t classes = 0;  // number of classes (0: from the labels, at least 10)
   int64_t size() const { return labels.size(0); }
 };
 

@@ -71,7 +71,8 @@ Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
   torch::NoGradGuard no_grad;
   m.train(false);
   const int64_t n = data.size();
-  const int64_t classes = n > 0 ? std::max<int64_t>(10, data.labels.max().item<int64_t>() + 1) : 10;
+  const int64_t from_labels = n > 0 ? data.labels.max().item<int64_t>() + 1 : 0;
+  const int64_t classes = data.classes > 0 ? std::max(data.classes, from_labels) : std::max<int64_t>(10, from_labels);
   std::vector<int64_t> correct(classes, 0), seen(classes, 0);
   for (int64_t start = 0; start < n; start += 1000) {
     int64_t end = std::min(n, start + 1000);
