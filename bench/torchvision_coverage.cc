@@ -229,8 +229,8 @@ int main(int argc, char** argv) {
     std::vector<int64_t> shape = manifest["input_shape"].get<std::vector<int64_t>>();
     int64_t param_count = manifest["params"];
     double avail = MemAvailableBytes();
-    if (static_cast<double>(param_count) * 4 * 6 > avail) {
-      row["skipped"] = "needs about " + std::to_string(param_count * 24 / (1 << 20)) + " MiB (6 copies of " +
+    if (static_cast<double>(param_count) * 4 * 4 > avail) {
+      row["skipped"] = "needs about " + std::to_string(param_count * 16 / (1 << 20)) + " MiB (4 copies of " +
                        std::to_string(param_count * 4 / (1 << 20)) + " MiB of weights); this machine has " +
                        std::to_string(static_cast<int64_t>(avail / (1 << 20))) + " MiB free";
       ++skipped;

@@ -22,6 +22,10 @@ struct HardwareFingerprint {
   std::string device = "cpu";
 };
 
+// The largest model a result may carry (baseline or variant): one message of at most 256 MiB,
+// with room for the rest of the result. Larger models fail their task with this limit named.
+inline constexpr size_t kMaxResultArtifactBytes = 240u << 20;
+
 struct DatasetConfig {
   std::string name = "fashion-mnist";  // format: fashion-mnist | idx | npy | folder
   std::string path = "/usr/share/datasets/fashion-mnist";

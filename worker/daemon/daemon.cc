@@ -241,6 +241,14 @@ class Session {
       Log(wid, "stopping: abandoned " + Describe(task) + "; the coordinator will run it again");
       return false;
     }
+    if (out.artifact.size() > kMaxResultArtifactBytes) {
+      // Would be dropped by the transport and resent forever: fail it, saying why.
+      out.result.ok = false;
+      out.result.error = "the model this task produced is " + std::to_string(out.artifact.size() >> 20) +
+                         " MiB; a result carries models of at most " + std::to_string(kMaxResultArtifactBytes >> 20) +
+                         " MiB (chunked uploads of larger models are not implemented yet)";
+      out.artifact.clear();
+    }
     Log(wid, Describe(task) + " " + Outcome(out.result, secs));
     SetSlot(me, &task, "reporting");
     Deliver(rpc, SubmitResultMsg{CurrentId(), out.result, out.artifact});
