@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "common/codec/records.h"
@@ -78,6 +79,34 @@ TEST(BenchSmokeTest, ParetoScalePrintsFrontTimesAndAReportTime) {
     EXPECT_GT(r["front_size"].get<int>(), 0);
   }
   EXPECT_GT((*j)["report_files"].get<int>(), 4);
+}
+
+bool HaveTorchvision() { return std::system("/usr/bin/python3 -c 'import torchvision' > /dev/null 2>&1") == 0; }
+
+TEST(BenchSmokeTest, TorchvisionCoveragePrintsOneRowPerModel) {
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) +
+                               "/torchvision_coverage --json --models squeezenet1_1,resnet18 --queries 5"));
+  ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";
+  EXPECT_EQ((*j)["models"].get<int>(), 2);
+  ASSERT_EQ((*j)["rows"].size(), 2u);
+  for (const auto& r : (*j)["rows"]) {
+    EXPECT_TRUE(r["structured_50"]["ok"].get<bool>()) << r.dump();
+    EXPECT_GT(r["speedup_p90"].get<double>(), 0) << r.dump();
+  }
+  EXPECT_EQ((*j)["structured_ok"].get<int>(), 2);
+}
+
+TEST(BenchSmokeTest, RealModelSpeedPrintsBothScenarios) {
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/real_model_speed --json --models resnet18 --image 32 --rounds 1"));
+  ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";
+  ASSERT_EQ((*j)["rows"].size(), 2u);  // 30 % and 50 %
+  for (const auto& r : (*j)["rows"]) {
+    EXPECT_GT(r["single_stream_speedup"].get<double>(), 0);
+    EXPECT_GT(r["offline_b64_speedup"].get<double>(), 0);
+    EXPECT_LT(r["params_pruned"].get<int64_t>(), r["params_dense"].get<int64_t>());
+  }
 }
 
 }  // namespace

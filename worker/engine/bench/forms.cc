@@ -124,6 +124,15 @@ StatusOr<std::unique_ptr<SystemUnderTest>> MakeSut(const std::string& form, cons
     } catch (const c10::Error& e) {
       torch::jit::setGraphExecutorOptimize(optimize);
       return Status::InvalidArgument(std::string("cannot freeze the module: ") + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      // The interpreter reports errors of a frozen graph as std::runtime_error (e.g. MKL-DNN's
+      // adaptive_avg_pool2d refusing an input size that is not a multiple of the output's).
+      torch::jit::setGraphExecutorOptimize(optimize);
+      std::string what = e.what();
+      while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+      auto cut = what.rfind('\n');
+      return Status::InvalidArgument("the frozen form does not run this model: " +
+                                     (cut == std::string::npos ? what : what.substr(cut + 1)));
     }
   }
   return Status::InvalidArgument("unknown execution form '" + form + "' (have: dense, frozen, csr)");

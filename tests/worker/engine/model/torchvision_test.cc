@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "worker/daemon/executor.h"
+#include "worker/engine/bench/forms.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/engine/prune/plan.h"
@@ -134,6 +135,25 @@ TEST(TorchvisionTest, ExecutorPrunesAndFineTunesMobilenetOnFashionMnistIterative
   torch::NoGradGuard g;
   variant->eval();
   EXPECT_EQ(variant->forward({torch::randn({2, 1, 28, 28})}).toTensor().sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+// AlexNet at 64x64 reaches adaptive_avg_pool2d(6x6) with a 1x1 map: MKL-DNN (the frozen
+// form) refuses that size. The form is reported unavailable; the plain module still runs.
+TEST(TorchvisionTest, AFormAModelCannotTakeIsReportedNotFatal) {
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  testing::TempDir dir;
+  ASSERT_TRUE(Script(dir.path(), "alexnet")) << ReadAll(dir.path() + "/log.txt");
+  auto m = LoadFromBytes(ReadAll(dir.path() + "/alexnet.pt"));
+  ASSERT_TRUE(m.ok());
+  Dataset pool;
+  pool.images = torch::randn({4, 3, 64, 64});
+  pool.labels = torch::zeros({4}, torch::kInt64);
+  auto frozen = MakeSut("frozen", m.value(), pool);
+  ASSERT_FALSE(frozen.ok());
+  EXPECT_NE(frozen.status().message().find("divisible"), std::string::npos) << frozen.status().ToString();
+  auto dense = MakeSut("dense", m.value(), pool);
+  ASSERT_TRUE(dense.ok()) << dense.status().ToString();
+  dense.value()->RunQuery({0, 1});
 }
 
 }  // namespace
