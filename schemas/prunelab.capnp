@@ -174,6 +174,8 @@ struct Result {
   trialJson @54 :Text;
   intermediates @55 :List(Result);   # iterative rounds before the last
   prunedBy @56 :Text;                # the worker that pruned and fine-tuned the variant
+  classNames @57 :List(Text);        # the dataset's class names in label order (empty: unknown)
+  preprocessing @58 :Text;           # what the model's input is: scaling, resize, mean/std
 }
 
 struct SweepStatus {

@@ -126,6 +126,8 @@ struct TrialResult {
   uint32_t attempt = 0;
   std::string worker_id;            // who measured this row (a variant's row: its benchmark's worker)
   std::string pruned_by;            // a variant's row: the worker that pruned and fine-tuned it
+  std::vector<std::string> class_names;  // the dataset's, in label order (empty: unknown)
+  std::string preprocessing;             // what the model's input is (scaling, resize, mean/std)
   std::string target;
   TaskKind kind = TaskKind::kPruneTrial;
   std::string model;

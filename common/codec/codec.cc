@@ -159,6 +159,9 @@ void Put(s::Result::Builder b, const TrialResult& r) {
   b.setAttempt(r.attempt);
   b.setWorkerId(T(r.worker_id));
   b.setPrunedBy(T(r.pruned_by));
+  auto cn = b.initClassNames(r.class_names.size());
+  for (size_t i = 0; i < r.class_names.size(); ++i) cn.set(i, T(r.class_names[i]));
+  b.setPreprocessing(T(r.preprocessing));
   b.setTarget(T(r.target));
   b.setKind(static_cast<s::TaskKind>(r.kind));
   b.setModel(T(r.model));
@@ -456,6 +459,8 @@ StatusOr<TrialResult> Get(s::Result::Reader r) {
   v.attempt = r.getAttempt();
   v.worker_id = S(r.getWorkerId());
   v.pruned_by = S(r.getPrunedBy());
+  for (auto n : r.getClassNames()) v.class_names.push_back(S(n));
+  v.preprocessing = S(r.getPreprocessing());
   v.target = S(r.getTarget());
   auto kind = GetKind(r.getKind());
   if (!kind.ok()) return kind.status();

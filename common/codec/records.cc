@@ -179,6 +179,8 @@ json ToJson(const TrialResult& r) {
               {"attempt", r.attempt},
               {"worker", r.worker_id},
               {"pruned_by", r.pruned_by},
+              {"class_names", r.class_names},
+              {"preprocessing", r.preprocessing},
               {"target", r.target},
               {"kind", TaskKindName(r.kind)},
               {"model", r.model},
@@ -240,6 +242,8 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     r.attempt = j.value("attempt", 0u);
     r.worker_id = j.value("worker", "");
     r.pruned_by = j.value("pruned_by", "");
+    r.class_names = j.value("class_names", std::vector<std::string>{});
+    r.preprocessing = j.value("preprocessing", "");
     r.target = j.value("target", "");
     r.kind = KindFromName(j.value("kind", "prune_trial"));
     r.model = j.value("model", "");

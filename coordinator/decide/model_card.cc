@@ -48,8 +48,12 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
        {{"shape", batch_shape},
         {"dtype", "float32"},
         {"layout", "N x per-sample shape; -1 = any batch size"},
-        {"preprocessing", "pixel / 255, then (x - 0.2860) / 0.3530 (Fashion-MNIST mean and std); not folded into the module"},
-        {"output", "logits over 10 classes (argmax = predicted class)"}}},
+        {"preprocessing", r.preprocessing.empty()
+                              ? "pixel / 255, then (x - 0.2860) / 0.3530 (Fashion-MNIST mean and std); not folded into the module"
+                              : r.preprocessing + "; not folded into the module"},
+        {"output", "logits over " + std::to_string(r.per_class_accuracy.empty() ? 10 : r.per_class_accuracy.size()) +
+                       " classes (argmax = predicted class)"},
+        {"classes", r.class_names}}},
       {"pruning",
        {{"criterion", r.criterion},
         {"pattern", r.granularity},
@@ -74,6 +78,8 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
         {"per_class", r.per_class_accuracy},
         {"baseline_per_class", baseline ? json(baseline->per_class_accuracy) : json(nullptr)},
         {"worst_class", r.worst_class},
+        {"worst_class_name", r.worst_class >= 0 && static_cast<size_t>(r.worst_class) < r.class_names.size()
+                                 ? r.class_names[r.worst_class] : ""},
         {"worst_class_drop", r.worst_class_drop},
         {"test_set", "Fashion-MNIST test split as configured in the sweep (see spec hash)"}}},
       {"size",
@@ -125,7 +131,8 @@ std::string ModelCardMarkdown(const json& c) {
   line("");
   line("## Accuracy (top-1)");
   line("- Baseline " + Pct(a["baseline"].get<double>()) + ", this variant " + Pct(a["final"].get<double>()) +
-       "; worst class " + a["worst_class"].dump() + " lost " + Points(a["worst_class_drop"].get<double>()));
+       "; worst class " + a["worst_class"].dump() +
+           (a.value("worst_class_name", "").empty() ? "" : " (" + a.value("worst_class_name", "") + ")") + " lost " + Points(a["worst_class_drop"].get<double>()));
   std::string pc = "- Per class:";
   for (size_t k = 0; k < a["per_class"].size(); ++k) pc += " " + std::to_string(k) + ": " + Pct(a["per_class"][k].get<double>()) + ";";
   line(pc);

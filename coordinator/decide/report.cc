@@ -274,12 +274,19 @@ StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, const Rep
     if (d.failed) h += "<p class=\"muted\">" + std::to_string(d.failed) + " failed result(s) on this target: see results.csv.</p>";
     // Per-class accuracy of the front's variants.
     h += "<h3>Per-class accuracy of the front (%)</h3><table><tr><th class=\"l\">trial</th>";
-    for (int c = 0; c < 10; ++c) h += "<th>" + std::to_string(c) + "</th>";
+    size_t classes = 0;
+    std::vector<std::string> names;
+    for (const auto& v : d.variants) {
+      classes = std::max(classes, v.row->per_class_accuracy.size());
+      if (names.empty()) names = v.row->class_names;
+    }
+    for (size_t c = 0; c < classes; ++c)
+      h += "<th>" + (c < names.size() ? Esc(names[c]) : std::to_string(c)) + "</th>";
     h += "</tr>";
     for (const auto& v : d.variants) {
       if (v.rank != 1 && !v.row->baseline) continue;
       h += "<tr><td class=\"l\">" + Esc(v.row->task_id) + "</td>";
-      for (size_t c = 0; c < 10; ++c)
+      for (size_t c = 0; c < classes; ++c)
         h += "<td>" + (c < v.row->per_class_accuracy.size() ? F("%.1f", v.row->per_class_accuracy[c] * 100) : std::string("")) + "</td>";
       h += "</tr>";
     }

@@ -128,6 +128,37 @@ class TorchExecutor final : public TrialExecutor {
     return out;
   }
 
+  // The dataset's class names in label order: the spec's, a folder's sub-folders, or
+  // Fashion-MNIST's own; empty when unknown.
+  static std::vector<std::string> ClassNames(const DatasetConfig& d) {
+    if (!d.class_names.empty()) return d.class_names;
+    if (d.name == "folder") {
+      auto c = FolderClasses(d.path);
+      if (c.ok()) return c.value();
+    }
+    if (d.name == "fashion-mnist")
+      return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+    return {};
+  }
+
+  // What the model's input is, for the model card.
+  static std::string Preprocessing(const Task& t) {
+    const auto& d = t.dataset;
+    if (d.name != "npy" && d.name != "folder")
+      return "pixel / 255, then (x - 0.2860) / 0.3530 (Fashion-MNIST mean and std)";
+    auto list = [](const std::vector<double>& v, double none) {
+      if (v.empty()) return std::to_string(none).substr(0, 3);
+      std::string s = "[";
+      for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]).substr(0, 6);
+      return s + "]";
+    };
+    std::string shape;
+    for (int64_t s : SampleShape(t)) shape += (shape.empty() ? "" : "x") + std::to_string(s);
+    return std::string(d.name == "npy" ? "uint8 pixels / 255 (float32 as given)" : "decoded PNG/JPEG pixels / 255") +
+           ", converted to the model's channels and resized bilinearly to " + shape + ", then (x - " + list(d.mean, 0) +
+           ") / " + list(d.std, 1) + " per channel";
+  }
+
   // Checked before any work: a result cannot carry a larger model (see kMaxResultArtifactBytes).
   static Status CheckArtifactSize(size_t bytes, const std::string& what) {
     if (bytes <= kMaxResultArtifactBytes) return Status::Ok();
@@ -280,6 +311,8 @@ class TorchExecutor final : public TrialExecutor {
   // train | evaluate the baseline | prune + fine-tune + evaluate | benchmark a variant.
   Status Run(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
     TrialResult& r = out->result;
+    r.class_names = ClassNames(task.dataset);
+    r.preprocessing = Preprocessing(task);
     if (ctx.on_progress) ctx.on_progress("loading data", 0);
     auto test = ShapedData(task, /*train=*/false);
     if (!test.ok()) return test.status();

@@ -15,6 +15,8 @@ TrialResult SampleResult() {
   r.attempt = 2;
   r.worker_id = "w001-host";
   r.pruned_by = "w002-gpu";
+  r.class_names = {"cat", "dog"};
+  r.preprocessing = "pixel / 255";
   r.target = "local";
   r.kind = TaskKind::kPruneTrial;
   r.model = "cnn";
@@ -41,6 +43,10 @@ TrialResult SampleResult() {
 
 TEST(CodecTest, RoundTripsEveryMessageKind) {
   Task t;
+  t.dataset.name = "folder";
+  t.dataset.mean = {0.485, 0.456, 0.406};
+  t.dataset.std = {0.229, 0.224, 0.225};
+  t.dataset.class_names = {"cat", "dog"};
   t.sweep_id = "sw-1";
   t.task_id = "t001@x";
   t.kind = TaskKind::kEvaluateBaseline;
@@ -86,6 +92,10 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
   EXPECT_EQ(sr.result.per_class_accuracy.size(), 10u);
   EXPECT_DOUBLE_EQ(sr.result.latency_p90_ms, 0.167);
   EXPECT_EQ(std::get<AssignMsg>(Decode(Encode(AssignMsg{t})).value()).task.benchmark.min_queries, 123u);
+  EXPECT_EQ(sr.result.class_names, (std::vector<std::string>{"cat", "dog"}));
+  auto task = std::get<AssignMsg>(Decode(Encode(AssignMsg{t})).value()).task;
+  EXPECT_EQ(task.dataset.std, (std::vector<double>{0.229, 0.224, 0.225}));
+  EXPECT_EQ(task.dataset.class_names, t.dataset.class_names);
 }
 
 TEST(CodecTest, RejectsMalformedInputWithoutCrashing) {

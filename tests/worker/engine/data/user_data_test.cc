@@ -214,6 +214,8 @@ TEST(UserDataTest, BaselineTrainsOnAnImageFolderWithItsOwnClassCount) {
   ASSERT_TRUE(out.result.ok) << out.result.error;
   EXPECT_EQ(out.result.per_class_accuracy.size(), 3u) << "the number of classes comes from the data";
   EXPECT_GT(out.result.accuracy, 0.6) << "three well-separated Fashion-MNIST classes";
+  EXPECT_EQ(out.result.class_names, (std::vector<std::string>{"class_0", "class_1", "class_7"}));
+  EXPECT_NE(out.result.preprocessing.find("resized bilinearly to 1x28x28"), std::string::npos) << out.result.preprocessing;
 
   // Labels beyond the model's outputs: refused before training, saying what to change.
   fs::rename(dir.path() + "/data/train/class_7", dir.path() + "/data/train/class_z");
