@@ -29,13 +29,6 @@ using namespace prunelab::worker;
 namespace {
 const char* kData = "/usr/share/datasets/fashion-mnist";
 
-std::string RunCapture(const std::string& cmd, int* code) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) {
-    *code = -1;
-    return out;
-  }
   char buf[4096];
   while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
   int st = pclose(p);
@@ -110,7 +103,7 @@ int main(int argc, char** argv) {
   // Same resources: torch.set_num_threads does not reach OpenBLAS's own pool, so the
   // environment pins it (prunelab's worker pins it with openblas_set_num_threads).
   std::string env = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads) + " ";
-  std::string py = RunCapture(env + "/usr/bin/python3 " + script + " " + baseline_path + " " + kData + " " +
+  std::string py = bench::RunCapture(env + "/usr/bin/python3 " + script + " " + baseline_path + " " + kData + " " +
                                   std::to_string(threads) + " 1 0.01 2>&1",
                               &code);
   auto pj = nlohmann::json::parse(py.substr(py.find('{') == std::string::npos ? 0 : py.find('{')), nullptr, false);

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "bench/bench_flags.h"
+#include "bench/bench_common.h"
 #include "worker/daemon/executor.h"
 #include "worker/engine/bench/forms.h"
 #include "worker/engine/model/user_model.h"
@@ -36,7 +36,7 @@ double Median(std::vector<double> v) {
 int main(int argc, char** argv) {
   int image = 224, rounds = 3, threads = 0;
   std::string models_flag = "resnet18,resnet50,mobilenet_v2";
-  std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  std::string python = bench::DebianPython();
   bench::BenchFlags flags("real_model_speed", "structured-pruned torchvision models against dense, both frozen");
   flags.Int("--image", &image, "input image side")
       .Int("--rounds", &rounds, "interleaved A/B rounds per measurement")
@@ -56,12 +56,7 @@ int main(int argc, char** argv) {
                  (tmp / "log").c_str());
     return 1;
   }
-  std::vector<std::string> names;
-  {
-    std::stringstream ss(models_flag);
-    std::string n;
-    while (std::getline(ss, n, ',')) names.push_back(n);
-  }
+  const std::vector<std::string> names = bench::SplitList(models_flag);
   auto timer = NewSteadyTimer();
   json rows = json::array();
   if (!json_out)

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "bench/bench_flags.h"
+#include "bench/bench_common.h"
 #include "worker/daemon/executor.h"
 #include "worker/engine/bench/forms.h"
 #include "worker/engine/model/user_model.h"
@@ -32,13 +32,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string Run(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) {
-    *rc = -1;
-    return out;
-  }
   char buf[4096];
   while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
   *rc = pclose(p);
@@ -164,8 +157,7 @@ std::string MaskRun(const torch::jit::Module& dense, const ModelLayout& layout, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Debian's interpreter (python3-torchvision is a Debian package; a pyenv python3 on PATH lacks it).
-  std::string models_flag, python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  std::string models_flag, python = bench::DebianPython();
   int image = 32, queries = 40;
   bool no_latency = false;
   bench::BenchFlags flags("torchvision_coverage", "structured/unstructured/2:4 pruning of every torchvision classifier");
@@ -181,22 +173,14 @@ int main(int argc, char** argv) {
   const std::string script = std::string(PRUNELAB_SOURCE_DIR) + "/bench/torchvision_models.py";
   int rc = 0;
   std::string names_out =
-      Run(python + " -c 'import torchvision.models as m; print(\",\".join(sorted(m.list_models(module=m))))' 2>&1", &rc);
+      bench::RunCapture(python + " -c 'import torchvision.models as m; print(\",\".join(sorted(m.list_models(module=m))))' 2>&1", &rc);
   if (rc != 0) {
     std::fprintf(stderr,
                  "torchvision_coverage: python3-torchvision is not importable (%s); run cluster/install-deps.sh\n",
                  OneLine(names_out).c_str());
     return 1;
   }
-  std::vector<std::string> names;
-  {
-    std::stringstream ss(models_flag.empty() ? names_out : models_flag);
-    std::string n;
-    while (std::getline(ss, n, ',')) {
-      while (!n.empty() && std::isspace(static_cast<unsigned char>(n.back()))) n.pop_back();
-      if (!n.empty()) names.push_back(n);
-    }
-  }
+  std::vector<std::string> names = bench::SplitList(models_flag.empty() ? names_out : models_flag);
   auto tmp = std::filesystem::temp_directory_path() / ("prunelab-tv-" + std::to_string(getpid()));
   std::filesystem::create_directories(tmp);
 
@@ -208,7 +192,7 @@ int main(int argc, char** argv) {
   for (const auto& name : names) {
     auto t0 = std::chrono::steady_clock::now();
     json row{{"model", name}};
-    std::string gen = Run(python + " " + script + " --out " + tmp.string() + " --models " + name + " --image " +
+    std::string gen = bench::RunCapture(python + " " + script + " --out " + tmp.string() + " --models " + name + " --image " +
                               std::to_string(image) + " --manifest " + (tmp / "m.json").string() + " 2>&1",
                           &rc);
     json manifest;
