@@ -387,6 +387,7 @@ class Tracer {
       return false;
     }
     slices_.push_back({w, wdim, c.el, block, false});
+    SameAsEarlierCalls(w + "#" + std::to_string(wdim), c.el);  // a shared layer reads the same channels
     return true;
   }
 
@@ -459,6 +460,13 @@ class Tracer {
     }
   }
 
+  // A weight called more than once (a shared layer) produces the same channels each time.
+  void SameAsEarlierCalls(const std::string& w, const std::vector<int>& el) {
+    auto [it, first] = produced_.emplace(w, el);
+    if (!first && it->second.size() == el.size())
+      for (size_t i = 0; i < el.size(); ++i) el_.Union(it->second[i], el[i]);
+  }
+
   bool Producer(Node* n, const std::string& kind) {
     if (n->inputs().size() < 2) return false;
     std::string w = AttrPath(n->input(1));
@@ -480,6 +488,7 @@ class Tracer {
       Chan out;
       out.el = NewEls(out_ch, layer);
       out.dim = -1;
+      SameAsEarlierCalls(w, out.el);
       slices_.push_back({w, 0, out.el, 1, true});
       if (!b.empty()) slices_.push_back({b, 0, out.el, 1, false});
       int64_t rank = Rank(n->output(0));
@@ -526,6 +535,7 @@ class Tracer {
     }
     out.el = NewEls(out_ch, layer);
     UnitePositional(out.el, g);
+    SameAsEarlierCalls(w, out.el);
     slices_.push_back({w, 0, out.el, 1, true});
     if (!b.empty()) slices_.push_back({b, 0, out.el, 1, false});
     chan_[n->output(0)] = std::move(out);
@@ -873,6 +883,7 @@ class Tracer {
     }
     // Along another axis: every member has the same channels.
     const Chan* first = nullptr;
+    std::vector<std::pair<std::string, int64_t>> params;  // members that are parameters
     for (size_t i = 0; i < members->size(); ++i) {
       const auto& m = (*members)[i];
       if (!m) {
@@ -880,7 +891,7 @@ class Tracer {
         std::string p = i < values.size() ? AttrPath(values[i]) : "";
         const Shape* s = i < values.size() ? ShapeOf(values[i]) : nullptr;
         if (p.empty() || !s) return Stop(n->input(0), kind + " with a tensor the pass does not follow");
-        pending_params_.push_back({p, ax - (rank - static_cast<int64_t>(s->size()))});
+        params.push_back({p, ax - (rank - static_cast<int64_t>(s->size()))});
         continue;
       }
       if (first && (first->el.size() != m->el.size() || first->block != m->block))
@@ -889,11 +900,10 @@ class Tracer {
       else first = &*m;
     }
     Chan out = *first;
-    for (auto& [p, pd] : pending_params_) {
+    for (auto& [p, pd] : params) {
       if (pd < 0 || GetTensor(m_, p).size(pd) != out.Width()) return Stop(n->input(0), kind + " with a tensor the pass does not follow");
       slices_.push_back({p, pd, out.el, out.block, false});
     }
-    pending_params_.clear();
     out.dim = kind == "aten::stack" && d <= ax ? ax + 1 : ax;
     chan_[n->output(0)] = std::move(out);
   }
@@ -990,7 +1000,7 @@ class Tracer {
   std::map<Value*, std::vector<std::optional<Chan>>> list_;
   std::map<Value*, std::vector<int>> taint_;
   std::vector<RawSlice> slices_;
-  std::vector<std::pair<std::string, int64_t>> pending_params_;
+  std::map<std::string, std::vector<int>> produced_;  // weight -> the elements of its first call
   std::map<std::string, std::string> kind_;
   std::map<std::string, int64_t> depthwise_;
 };

@@ -267,6 +267,7 @@ torch::jit::Module UserMlp(const std::string& kind) {
   std::string first = kind == "allnorm" ? "    h = torch.layer_norm(torch.relu(self.fc1.forward(torch.flatten(x, 1))), [64])\n"
                                         : "    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n";
   std::string body = kind == "residual" ? "    h = h + torch.relu(self.fc2.forward(h))\n"
+                     : kind == "shared"  ? "    h = torch.relu(self.fc2.forward(torch.relu(self.fc2.forward(h))))\n"
                      : (kind == "norm" || kind == "allnorm") ? "    h = torch.layer_norm(torch.relu(self.fc2.forward(h)), [64])\n"
                                                               : "    h = torch.relu(self.fc2.forward(h))\n";
   std::string ret = kind == "cat" ? "    return self.out.forward(torch.cat([h, h], 1))\n" : "    return self.out.forward(h)\n";
@@ -313,6 +314,12 @@ TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
   ASSERT_EQ(cl.groups.size(), 2u);
   ExpectPrunedEqualsZeroed(c, cl, 0.5);
   EXPECT_EQ(GetTensor(c, "out.weight").sizes(), (std::vector<int64_t>{10, 64}));
+
+  // A layer called twice (shared weights) reads and writes the same channels both times.
+  auto sh = UserMlp("shared");
+  auto shl = InferLayout(sh, {1, 28, 28});
+  ExpectPrunedEqualsZeroed(sh, shl, 0.5);
+  EXPECT_EQ(GetTensor(sh, "fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
 
   // layer_norm over fc2's outputs: that group is blocked, naming the op and the layer; fc1's
   // group still prunes; masks still work.
