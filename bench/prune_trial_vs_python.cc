@@ -29,12 +29,7 @@ using namespace prunelab::worker;
 namespace {
 const char* kData = "/usr/share/datasets/fashion-mnist";
 
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  int st = pclose(p);
-  *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
+
 // CPU seconds (user, system) used so far by this process or by its finished children.
 std::pair<double, double> Cpu(int who) {
   rusage u{};

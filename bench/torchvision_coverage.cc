@@ -32,11 +32,6 @@ using nlohmann::json;
 
 namespace {
 
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  *rc = pclose(p);
-  return out;
-}
 
 std::string OneLine(std::string s, size_t max = 160) {
   for (auto& c : s)
