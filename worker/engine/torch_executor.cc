@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
 #include <map>
@@ -480,11 +481,13 @@ class TorchExecutor final : public TrialExecutor {
         torch::jit::Module zeroed = CloneModule(*model);
         ZeroStructures(zeroed, current, keep.value());
         RemoveStructures(*model, current, keep.value());
-        torch::manual_seed(task.training.seed);
+        // Its own generator: the check must not move the global one fine-tuning draws from.
         std::vector<int64_t> check_shape{2};
         for (int64_t d : SampleShape(task)) check_shape.push_back(d);
+        auto gen = at::make_generator<at::CPUGeneratorImpl>(task.training.seed);
         double err = 0;
-        PRUNELAB_RETURN_IF_ERROR(CheckStructuredVariant(zeroed, *model, torch::randn(check_shape), 1e-3, &err));
+        PRUNELAB_RETURN_IF_ERROR(
+            CheckStructuredVariant(zeroed, *model, torch::randn(check_shape, gen), 1e-3, &err));
         if (rewind) {
           RemoveStructures(*rewind, current, keep.value());
           *model = CloneModule(*rewind);

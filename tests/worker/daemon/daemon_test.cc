@@ -60,7 +60,7 @@ class FakeExecutor final : public TrialExecutor {
     r.ok = true;
     if (task.kind == TaskKind::kTrainBaseline) out.artifact = "model-bytes";
     if (task.kind == TaskKind::kPruneTrial) {
-      out.artifact = "variant-of-" + task.task_id;
+      out.artifact = oversize_ ? std::string(kMaxResultArtifactBytes + 1, 'x') : "variant-of-" + task.task_id;
       r.accuracy = 0.8;
     }
     if (!out.artifact.empty()) r.artifact_hash = ContentHash(out.artifact);
@@ -76,6 +76,8 @@ class FakeExecutor final : public TrialExecutor {
     cv_.notify_all();
   }
   void WantConcurrency(int n) { want_concurrency_ = n; }
+  // Prune trials return a variant one byte over what a result may carry.
+  void Oversize(bool on) { oversize_ = on; }
   bool WaitStarted(size_t n) {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::seconds(20), [&] { return started_.size() >= n; });
@@ -98,6 +100,7 @@ class FakeExecutor final : public TrialExecutor {
   std::condition_variable cv_;
   bool hold_ = false;
   std::atomic<int> want_concurrency_{1};
+  std::atomic<bool> oversize_{false};
   int running_ = 0;
   int max_running_ = 0;
   bool saw_cancel_ = false;
@@ -195,6 +198,29 @@ TEST(DaemonTest, TwoSlotsRunTasksAtOnceAndDeliverEveryResult) {
     ++rows;
   }
   EXPECT_EQ(rows, 4u) << "train + base@local + two variants on the target";
+}
+
+// A variant over the result limit would be dropped by the transport and resent forever: the
+// worker fails that trial naming the limit, and the sweep ends.
+TEST(DaemonTest, AVariantOverTheResultLimitFailsItsTrialNamingTheLimit) {
+  LiveService live;
+  ASSERT_TRUE(live.bound().ok());
+  RpcClient client(live.ctx(), live.service().client_endpoint());
+  const std::string id = SubmitSweep(client, kTwoTrials);
+  FakeExecutor exec;
+  exec.Oversize(true);
+  TempDir dir;
+  DaemonThread daemon(live, exec, dir.path(), /*slots=*/1);
+  SweepStatus s;
+  for (int i = 0; i < 4000 && s.state != "done" && s.state != "failed"; ++i) {
+    s = StatusOf(client, id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(s.state == "done" || s.state == "failed") << s.state;
+  size_t refused = 0;
+  for (const auto& r : ResultsOf(client, id))
+    if (!r.ok && r.error.find("at most 240 MiB") != std::string::npos) ++refused;
+  EXPECT_EQ(refused, 2u) << "both trials failed with the limit named";
 }
 
 TEST(DaemonTest, HeartbeatsReportThePhaseWhileATaskRuns) {

@@ -208,7 +208,6 @@ class Tracer {
   void Finish(Block* top, ModelLayout* layout) {
     for (Value* v : top->outputs()) Stop(v, kOutput);
     // Group structures by the producer slices they share.
-    std::map<int, int> group_of_root;  // root -> representative root
     std::vector<int> gparent;
     std::map<int, int> gidx;
     auto gid = [&](int root) {
@@ -402,7 +401,7 @@ class Tracer {
     if (kind == "aten::linear" || kind == "aten::conv1d" || kind == "aten::conv2d" || kind == "aten::conv3d") {
       if (Producer(n, kind)) return;
     }
-    if (kind == "aten::batch_norm" || kind == "aten::instance_norm") return Norm(n, kind);
+    if (kind == "aten::batch_norm" || kind == "aten::instance_norm") return ChannelNorm(n, kind);
     if (kind == "aten::layer_norm") return LayerNorm(n);
     if (PerChannel().count(kind)) return PassThrough(n, kind);
     if (Binary().count(kind)) return BinaryOp(n, kind);
@@ -542,7 +541,7 @@ class Tracer {
     return true;
   }
 
-  void Norm(Node* n, const std::string& kind) {
+  void ChannelNorm(Node* n, const std::string& kind) {
     const Chan* in = ChanOf(n->input(0));
     if (!in) return;
     if (AxisOf(n->input(0), *in) != 1 || in->block != 1 || in->dim2 >= 0) {
@@ -747,8 +746,7 @@ class Tracer {
         c.dim2 = static_cast<int64_t>(d + 1);
         c.n1 = (*so)[d];
         c.n2 = (*so)[d + 1];
-        for (int64_t j = 0; j < c.n2; ++j)
-          for (int64_t i = 1; i < c.n1; ++i) el_.Union(c.el[j], c.el[i * c.n2 + j]);
+        UnitePositional(c.el, c.n1);  // view(b, g, C/g) needs every row the same width
         chan_[n->output(0)] = c;
         return;
       }

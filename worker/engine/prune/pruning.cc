@@ -81,7 +81,7 @@ namespace {
 // Per (param, dim): which indices the removed structures of every group own.
 std::map<std::pair<std::string, int64_t>, torch::Tensor> RemovedIndices(const torch::jit::Module& m,
                                                                          const ModelLayout& layout, const Keep& keep,
-                                                                         bool producers_only) {
+                                                                         bool for_zeroing) {
   std::map<std::pair<std::string, int64_t>, torch::Tensor> removed;
   for (const auto& g : layout.groups) {
     auto k = keep.find(g.name);
@@ -89,8 +89,8 @@ std::map<std::pair<std::string, int64_t>, torch::Tensor> RemovedIndices(const to
     auto gone = torch::ones({layout.Structures(m, g)}, torch::kBool);
     gone.index_fill_(0, k->second, false);
     for (const auto& s : g.slices) {
-      if (producers_only && s.map.empty() && (s.dim != 0 || IsRunningStat(s.param))) continue;
-      if (producers_only && !s.map.empty() && IsRunningStat(s.param)) continue;
+      if (for_zeroing && s.map.empty() && (s.dim != 0 || IsRunningStat(s.param))) continue;
+      if (for_zeroing && !s.map.empty() && IsRunningStat(s.param)) continue;
       torch::Tensor idx;
       if (s.map.empty()) {
         idx = Expand(gone.nonzero().flatten(), s.block);
@@ -113,7 +113,7 @@ std::map<std::pair<std::string, int64_t>, torch::Tensor> RemovedIndices(const to
 void RemoveStructures(torch::jit::Module& m, const ModelLayout& layout, const Keep& keep) {
   {
     torch::NoGradGuard no_grad;
-    auto removed = RemovedIndices(m, layout, keep, /*producers_only=*/false);
+    auto removed = RemovedIndices(m, layout, keep, /*for_zeroing=*/false);
     // Several entries of one tensor (e.g. a weight's rows and columns) apply in turn.
     for (const auto& [key, flags] : removed) {
       const auto& [param, dim] = key;
@@ -132,7 +132,7 @@ void ZeroStructures(torch::jit::Module& m, const ModelLayout& layout, const Keep
   // Zoo layouts: producer slices (outputs of weights, biases, norm scale and shift).
   // User layouts: every slice but running statistics, so a removed channel neither leaves
   // its producer nor reaches any consumer, whatever the activation does to zero.
-  for (const auto& [key, flags] : RemovedIndices(m, layout, keep, /*producers_only=*/true))
+  for (const auto& [key, flags] : RemovedIndices(m, layout, keep, /*for_zeroing=*/true))
     GetTensor(m, key.first).index_fill_(key.second, flags.nonzero().flatten(), 0.0);
 }
 
