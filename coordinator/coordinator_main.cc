@@ -1,4 +1,5 @@
-// prunelab-coordinator: the long-running service. State lives in --data-dir (RocksDB);
+// prunelab-coordinator: the long-running service. State lives in --data-dir (RocksDB records
+// under store/, artifacts as files under artifacts/);
 // kill it at any time and start it again on the same directory to resume.
 #include <unistd.h>
 
@@ -41,6 +42,10 @@ int Serve(int argc, char** argv, bool* restart) {
       ->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--max-trials", core_options.max_trials_per_sweep, "trials one sweep may expand into")
       ->check(CLI::Range(1, 10000000))->capture_default_str();
+  uint64_t max_artifact_mb = prunelab::kDefaultMaxArtifactBytes >> 20;
+  app.add_option("--max-artifact-mb", max_artifact_mb, "largest artifact (user model, baseline, variant) taken, in MiB; "
+                                                       "artifacts travel and are stored in chunks")
+      ->check(CLI::Range(1, 1 << 24))->capture_default_str();
   uint64_t min_free_mb = kDefaultMinFreeMb;
   app.add_option("--min-free-mb", min_free_mb, "stop writing (and acknowledging) when the data directory's filesystem "
                                                "has less free than this")
@@ -82,9 +87,15 @@ int Serve(int argc, char** argv, bool* restart) {
     std::fprintf(stderr, "prunelab-coordinator: %s\n", store.status().ToString().c_str());
     return 1;
   }
+  core_options.uploads.max_artifact_bytes = max_artifact_mb << 20;
   prunelab::SystemClock clock;
   prunelab::coordinator::TimedStore timed(*store.value());
-  prunelab::coordinator::Coordinator core(timed, clock, core_options);
+  auto artifacts = prunelab::coordinator::OpenFileArtifactStore(data_dir + "/artifacts", &timed, min_free_mb << 20);
+  if (!artifacts.ok()) {
+    std::fprintf(stderr, "prunelab-coordinator: %s\n", artifacts.status().ToString().c_str());
+    return 1;
+  }
+  prunelab::coordinator::Coordinator core(timed, *artifacts.value(), clock, core_options);
   if (auto st = core.Recover(); !st.ok()) {
     std::fprintf(stderr, "prunelab-coordinator: cannot recover state from %s: %s\n", data_dir.c_str(),
                  st.ToString().c_str());

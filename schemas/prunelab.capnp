@@ -240,6 +240,9 @@ struct Envelope {
     error @19 :ErrorReply;
     # client -> coordinator (reply: statusReply)
     sweepControl @20 :SweepControl;
+    # worker or client -> coordinator (reply: putArtifactReply or error)
+    putArtifactChunk @21 :PutArtifactChunk;
+    putArtifactReply @22 :PutArtifactReply;
   }
 }
 
@@ -255,6 +258,8 @@ struct RegisterReply { workerId @0 :Text; heartbeatIntervalMs @1 :UInt32; }
 struct Heartbeat { workerId @0 :Text; taskId @1 :Text; phase @2 :Text; progress @3 :Float64; slot @4 :UInt32; }
 struct RequestWork { workerId @0 :Text; slot @1 :UInt32; }
 struct NoWork { retryAfterMs @0 :UInt32; reason @1 :Text; }
+# artifact: the model inline (small ones, and workers before 0.6); empty when it was uploaded
+# beforehand with putArtifactChunk under result.artifactHash.
 struct SubmitResult { workerId @0 :Text; result @1 :Result; artifact @2 :Data; }
 struct ResultAck { taskId @0 :Text; attempt @1 :UInt32; accepted @2 :Bool; note @3 :Text; }
 struct FetchArtifact {
@@ -273,7 +278,26 @@ struct ArtifactReply {
 # userModel: TorchScript bytes named by the spec. submissionId: chosen by the client, the same
 # on every resend of one submission, so a resend after a lost reply is answered with the sweep
 # already stored (alreadyStored) instead of storing it twice.
-struct SubmitSweep { specYaml @0 :Text; userModel @1 :Data; submissionId @2 :Text; }
+# userModelHash: the model was uploaded beforehand with putArtifactChunk (userModel empty).
+struct SubmitSweep { specYaml @0 :Text; userModel @1 :Data; submissionId @2 :Text; userModelHash @3 :Text; }
+# Uploads of artifacts of any size (up to the coordinator's --max-artifact-mb), one chunk per
+# message, in order. The coordinator writes each chunk to a staging file as it arrives (it
+# never holds a whole artifact), checks every chunk's hash and the whole artifact's hash, and
+# only then makes it visible under its name (fsync, atomic rename). A reply names the byte it
+# wants next, so an uploader resumes after a lost reply or a coordinator restart.
+struct PutArtifactChunk {
+  hash @0 :Text;        # content hash of the whole artifact
+  uploadId @1 :Text;    # chosen by the uploader, the same for every chunk of one upload
+  totalBytes @2 :UInt64;
+  offset @3 :UInt64;    # where data starts
+  data @4 :Data;
+  chunkHash @5 :Text;   # content hash of data
+}
+struct PutArtifactReply {
+  hash @0 :Text;
+  nextOffset @1 :UInt64;  # the byte the coordinator wants next
+  complete @2 :Bool;      # stored, verified and durable under hash
+}
 struct SubmitReply { sweepId @0 :Text; tasks @1 :UInt32; alreadyStored @2 :Bool; }
 struct StatusRequest { sweepId @0 :Text; }   # empty: every sweep
 struct StatusReply { sweeps @0 :List(SweepStatus); }

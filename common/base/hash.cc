@@ -27,17 +27,41 @@ bool IsHex(std::string_view s) {
   return true;
 }
 
-}  // namespace
-
-std::string ContentHash(std::string_view data) {
+void InitSodium() {
   // sodium_init is idempotent and thread-safe; it is needed once per process for libsodium's
   // CPU feature selection. It fails only when the OS has no entropy source, which generichash
   // (unkeyed) does not use.
   static const bool kInitialized = sodium_init() >= 0 || true;
   (void)kInitialized;
+}
+
+}  // namespace
+
+std::string ContentHash(std::string_view data) {
+  InitSodium();
   unsigned char digest[kDigestBytes];
   crypto_generichash(digest, sizeof(digest), reinterpret_cast<const unsigned char*>(data.data()), data.size(),
                      nullptr, 0);
+  return Hex(digest, sizeof(digest));
+}
+
+struct ContentHasher::State {
+  crypto_generichash_state s;
+};
+
+ContentHasher::ContentHasher() : state_(std::make_unique<State>()) {
+  InitSodium();
+  crypto_generichash_init(&state_->s, nullptr, 0, kDigestBytes);
+}
+ContentHasher::~ContentHasher() = default;
+
+void ContentHasher::Update(std::string_view data) {
+  crypto_generichash_update(&state_->s, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+}
+
+std::string ContentHasher::Final() {
+  unsigned char digest[kDigestBytes];
+  crypto_generichash_final(&state_->s, digest, sizeof(digest));
   return Hex(digest, sizeof(digest));
 }
 
@@ -56,6 +80,7 @@ std::string LegacyContentHash(std::string_view data) {
 }
 
 bool IsLegacyContentName(std::string_view name) { return name.size() == 32 && IsHex(name); }
+bool IsContentName(std::string_view name) { return name.size() == 2 * kDigestBytes && IsHex(name); }
 
 bool MatchesContentName(std::string_view name, std::string_view data) {
   if (name.size() == 2 * kDigestBytes) return ContentHash(data) == name;

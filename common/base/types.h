@@ -22,9 +22,13 @@ struct HardwareFingerprint {
   std::string device = "cpu";
 };
 
-// The largest model a result may carry (baseline or variant): one message of at most 256 MiB,
-// with room for the rest of the result. Larger models fail their task with this limit named.
-inline constexpr size_t kMaxResultArtifactBytes = 240u << 20;
+// The largest artifact (user model, baseline, variant) a coordinator takes by default
+// (prunelab-coordinator --max-artifact-mb). Artifacts travel in chunks (PutArtifactChunk,
+// FetchArtifact), so this bounds disk use, not memory.
+inline constexpr uint64_t kDefaultMaxArtifactBytes = 8ull << 30;
+// A model up to this size may still travel inline in SubmitResult / SubmitSweep (a message is
+// at most 256 MiB); uploaders send anything larger in chunks first.
+inline constexpr size_t kMaxInlineArtifactBytes = 16u << 20;
 
 struct DatasetConfig {
   std::string name = "fashion-mnist";  // format: fashion-mnist | idx | npy | folder
@@ -228,6 +232,7 @@ struct HeartbeatMsg { std::string worker_id; std::string task_id; std::string ph
 struct RequestWorkMsg { std::string worker_id; uint32_t slot = 0; };
 struct AssignMsg { Task task; };
 struct NoWorkMsg { uint32_t retry_after_ms = 500; std::string reason; };
+// artifact: inline bytes, or empty when uploaded beforehand under result.artifact_hash.
 struct SubmitResultMsg { std::string worker_id; TrialResult result; std::string artifact; };
 struct ResultAckMsg { std::string task_id; uint32_t attempt = 0; bool accepted = false; std::string note; };
 struct FetchArtifactMsg { std::string hash; uint64_t offset = 0; uint32_t max_bytes = 0; };  // one chunk
@@ -245,6 +250,21 @@ struct SubmitSweepMsg {
   std::string spec_yaml;
   std::string user_model;
   std::string submission_id = {};
+  std::string user_model_hash = {};  // uploaded beforehand in chunks (user_model empty)
+};
+// One chunk of an upload; see schemas/prunelab.capnp PutArtifactChunk.
+struct PutArtifactChunkMsg {
+  std::string hash;
+  std::string upload_id;
+  uint64_t total_bytes = 0;
+  uint64_t offset = 0;
+  std::string data;
+  std::string chunk_hash;
+};
+struct PutArtifactReplyMsg {
+  std::string hash;
+  uint64_t next_offset = 0;
+  bool complete = false;
 };
 struct SubmitReplyMsg {
   std::string sweep_id;
@@ -265,6 +285,6 @@ using Message = std::variant<RegisterMsg, HeartbeatMsg, RequestWorkMsg, SubmitRe
                              ResultAckMsg, ArtifactReplyMsg, SubmitSweepMsg, SubmitReplyMsg,
                              StatusRequestMsg, StatusReplyMsg, ResultsRequestMsg,
                              ResultsReplyMsg, WorkersRequestMsg, WorkersReplyMsg, ErrorMsg,
-                             SweepControlMsg>;
+                             SweepControlMsg, PutArtifactChunkMsg, PutArtifactReplyMsg>;
 
 }  // namespace prunelab

@@ -322,6 +322,22 @@ struct BodyWriter {
     b.setSpecYaml(T(m.spec_yaml));
     b.setUserModel(D(m.user_model));
     b.setSubmissionId(T(m.submission_id));
+    b.setUserModelHash(T(m.user_model_hash));
+  }
+  void operator()(const PutArtifactChunkMsg& m) {
+    auto b = body.initPutArtifactChunk();
+    b.setHash(T(m.hash));
+    b.setUploadId(T(m.upload_id));
+    b.setTotalBytes(m.total_bytes);
+    b.setOffset(m.offset);
+    b.setData(D(m.data));
+    b.setChunkHash(T(m.chunk_hash));
+  }
+  void operator()(const PutArtifactReplyMsg& m) {
+    auto b = body.initPutArtifactReply();
+    b.setHash(T(m.hash));
+    b.setNextOffset(m.next_offset);
+    b.setComplete(m.complete);
   }
   void operator()(const SubmitReplyMsg& m) {
     auto b = body.initSubmitReply();
@@ -599,7 +615,17 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
     }
     case B::SUBMIT_SWEEP: {
       auto sw = body.getSubmitSweep();
-      return Message(SubmitSweepMsg{S(sw.getSpecYaml()), S(sw.getUserModel()), S(sw.getSubmissionId())});
+      return Message(SubmitSweepMsg{S(sw.getSpecYaml()), S(sw.getUserModel()), S(sw.getSubmissionId()),
+                                    S(sw.getUserModelHash())});
+    }
+    case B::PUT_ARTIFACT_CHUNK: {
+      auto r = body.getPutArtifactChunk();
+      return Message(PutArtifactChunkMsg{S(r.getHash()), S(r.getUploadId()), r.getTotalBytes(), r.getOffset(),
+                                         S(r.getData()), S(r.getChunkHash())});
+    }
+    case B::PUT_ARTIFACT_REPLY: {
+      auto r = body.getPutArtifactReply();
+      return Message(PutArtifactReplyMsg{S(r.getHash()), r.getNextOffset(), r.getComplete()});
     }
     case B::SUBMIT_REPLY: {
       auto r = body.getSubmitReply();
@@ -788,7 +814,8 @@ Sender SenderOf(const Message& msg) {
       std::holds_alternative<ResultsRequestMsg>(msg) || std::holds_alternative<WorkersRequestMsg>(msg) ||
       std::holds_alternative<SweepControlMsg>(msg))
     return Sender::kClient;
-  if (std::holds_alternative<FetchArtifactMsg>(msg)) return Sender::kEither;
+  if (std::holds_alternative<FetchArtifactMsg>(msg) || std::holds_alternative<PutArtifactChunkMsg>(msg))
+    return Sender::kEither;
   return Sender::kNobody;
 }
 
@@ -797,7 +824,8 @@ const char* MessageName(const Message& msg) {
                                  "FetchArtifact", "RegisterReply", "Assign",         "NoWork",
                                  "ResultAck",    "ArtifactReply", "SubmitSweep",    "SubmitReply",
                                  "StatusRequest", "StatusReply",  "ResultsRequest", "ResultsReply",
-                                 "WorkersRequest", "WorkersReply", "Error",         "SweepControl"};
+                                 "WorkersRequest", "WorkersReply", "Error",         "SweepControl",
+                                 "PutArtifactChunk", "PutArtifactReply"};
   return kNames[msg.index()];
 }
 

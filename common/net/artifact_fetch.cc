@@ -1,6 +1,8 @@
 #include "common/net/artifact_fetch.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 
 #include "common/base/hash.h"
 
@@ -68,6 +70,80 @@ StatusOr<std::string> FetchArtifactChunked(const std::function<StatusOr<Message>
     return Status::Corruption("artifact " + hash + ": assembled " + std::to_string(out.size()) +
                               " bytes do not match their hash (corrupted at the source?)");
   return out;
+}
+
+namespace {
+std::string NewUploadId() {
+  std::random_device rd;
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return buf;
+}
+}  // namespace
+
+Status UploadArtifactChunked(const std::function<StatusOr<Message>(const Message&)>& call, const std::string& hash,
+                             const std::string& bytes, const ChunkedUploadOptions& options, ChunkedUploadStats* stats) {
+  ChunkedUploadStats local;
+  ChunkedUploadStats& st = stats ? *stats : local;
+  const uint64_t total = bytes.size();
+  const uint32_t chunk = std::clamp<uint32_t>(options.chunk_bytes, 1, kMaxArtifactChunkBytes);
+  const int attempts = std::max(1, options.attempts_per_chunk);
+  std::string upload_id = NewUploadId();
+  uint64_t offset = 0;
+  int failures = 0;
+  int restarts = 0;
+  std::string last_problem;
+  while (true) {
+    if (failures >= attempts)
+      return Status::Unavailable("artifact " + hash.substr(0, 12) + ": upload stalled at byte " + std::to_string(offset) +
+                                 " after " + std::to_string(attempts) + " tries (" + last_problem + ")");
+    PutArtifactChunkMsg m;
+    m.hash = hash;
+    m.upload_id = upload_id;
+    m.total_bytes = total;
+    m.offset = offset;
+    m.data = bytes.substr(offset, chunk);
+    m.chunk_hash = ContentHash(m.data);
+    auto reply = call(m);
+    if (!reply.ok()) {
+      ++failures;
+      last_problem = reply.status().ToString();
+      continue;
+    }
+    if (auto* e = std::get_if<ErrorMsg>(&reply.value())) {
+      last_problem = e->code + ": " + e->message;
+      if (e->code == "bad_chunk") {
+        ++st.corrupt_chunks;
+        ++failures;
+        continue;
+      }
+      if (e->code == "too_many_uploads") {
+        ++failures;
+        if (failures >= attempts) return Status::Unavailable(e->message);
+        continue;
+      }
+      if (e->code == "artifact_corrupted" && ++restarts <= 2) {  // start over under a new id
+        upload_id = NewUploadId();
+        offset = 0;
+        continue;
+      }
+      if (e->code == "artifact_corrupted") return Status::Corruption(e->message);
+      return Status::InvalidArgument(e->message);
+    }
+    auto* r = std::get_if<PutArtifactReplyMsg>(&reply.value());
+    if (!r || r->hash != hash || r->next_offset > total) {
+      ++failures;
+      last_problem = "unexpected reply";
+      continue;
+    }
+    failures = 0;
+    if (r->complete) return Status::Ok();
+    if (r->next_offset == offset + m.data.size()) ++st.chunks;
+    else ++st.resumed;
+    offset = r->next_offset;
+    if (options.on_progress && !options.on_progress(offset, total))
+      return Status::Unavailable("artifact " + hash.substr(0, 12) + ": upload aborted");
+  }
 }
 
 }  // namespace prunelab

@@ -12,7 +12,9 @@
 namespace prunelab {
 
 inline constexpr uint64_t kMaxSpecBytes = 1u << 20;           // 1 MiB of YAML
-inline constexpr uint64_t kMaxUserModelBytes = 200ull << 20;  // must fit one 256 MiB message
+// The CLI reads a model whole before uploading it in chunks; the coordinator's own limit
+// (--max-artifact-mb) is checked on the upload's first chunk.
+inline constexpr uint64_t kMaxUserModelBytes = kDefaultMaxArtifactBytes;
 
 // Reads a regular file of at most max_bytes. A FIFO, device, socket or directory is refused
 // (opened without blocking, so a FIFO cannot hang the reader), as is a dangling symlink.

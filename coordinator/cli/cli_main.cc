@@ -26,6 +26,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/printf.h>
 
+#include "common/base/hash.h"
 #include "common/flags/flags.h"
 #include "common/net/artifact_fetch.h"
 #include "common/base/clock.h"
@@ -374,10 +375,15 @@ pl::StatusOr<std::string> FetchArtifact(const Args& a, const std::string& hash) 
   if (a.Has("--data-dir")) {
     auto store = pc::OpenRocksDbStore(a.Get("--data-dir") + "/store", /*read_only=*/true);
     if (!store.ok()) return store.status();
-    auto v = store.value()->Get(pc::ArtifactKey(hash));
-    if (!v.ok()) return v.status();
-    if (!v.value()) return pl::Status::NotFound("artifact " + hash + " is not in the store");
-    return *v.value();
+    auto artifacts = pc::OpenFileArtifactStore(a.Get("--data-dir") + "/artifacts", store.value().get(), 0, /*read_only=*/true);
+    if (!artifacts.ok()) return artifacts.status();
+    auto size = artifacts.value()->Size(hash);
+    if (!size.ok()) return size.status();
+    if (!size.value()) return pl::Status::NotFound("artifact " + hash + " is not in " + a.Get("--data-dir"));
+    auto bytes = artifacts.value()->Read(hash, 0, *size.value());
+    if (bytes.ok() && !pl::MatchesContentName(hash, bytes.value()))
+      return pl::Status::Corruption("artifact " + hash + " in " + a.Get("--data-dir") + " does not match its hash");
+    return bytes;
   }
   pl::ZmqContext ctx;
   pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
@@ -550,7 +556,38 @@ std::string NewSubmissionId() {
 // Submits, and when a reply does not come in time asks again with the same submission id
 // (the coordinator stores a submission once and answers a resend with the sweep it stored), so
 // the user learns the truth: the sweep's id, or that it was not confirmed.
-pl::StatusOr<pl::SubmitReplyMsg> Submit(pl::RpcClient& rpc, const pl::SubmitSweepMsg& msg) {
+// The user's model goes first, in hash-checked chunks (any size up to the coordinator's
+// --max-artifact-mb; a refusal, e.g. the size limit, comes back on the first chunk), with
+// progress on stderr; the submission then names it by its hash.
+pl::Status UploadModel(pl::RpcClient& rpc, const std::string& hash, const std::string& bytes) {
+  const bool tty = isatty(2);
+  int last_decile = -1;
+  pl::ChunkedUploadOptions uo;
+  uo.on_progress = [&](uint64_t done, uint64_t total) {
+    const int decile = static_cast<int>(10 * done / std::max<uint64_t>(1, total));
+    if (tty || decile != last_decile)
+      std::fprintf(stderr, "%suploading model.torchscript: %.1f / %.1f MiB%s", tty ? "\r" : "", done / 1048576.0,
+                   total / 1048576.0, tty ? "" : "\n");
+    last_decile = decile;
+    return !g_interrupted;
+  };
+  pl::ChunkedUploadStats us;
+  pl::Status st = pl::UploadArtifactChunked([&](const pl::Message& m) { return rpc.Call(m, g_timeout_ms); }, hash, bytes,
+                                            uo, &us);
+  if (tty && last_decile >= 0) std::fprintf(stderr, "\n");
+  if (us.corrupt_chunks > 0) std::fprintf(stderr, "prunelab: %u chunk(s) arrived corrupted and were sent again\n", us.corrupt_chunks);
+  if (st.ok()) return st;
+  if (st.code() == pl::Status::Code::kUnavailable)
+    return pl::Status::Unavailable("model upload: " + st.message() + ". Nothing was submitted; submit again when the coordinator answers");
+  return pl::Status::InvalidArgument("model.torchscript refused by the coordinator: " + st.message());
+}
+
+pl::StatusOr<pl::SubmitReplyMsg> Submit(pl::RpcClient& rpc, pl::SubmitSweepMsg msg) {
+  if (!msg.user_model.empty()) {
+    msg.user_model_hash = pl::ContentHash(msg.user_model);
+    PRUNELAB_RETURN_IF_ERROR(UploadModel(rpc, msg.user_model_hash, msg.user_model));
+    msg.user_model.clear();
+  }
   int timeout_ms = g_timeout_ms;
   pl::Status last = pl::Status::Ok();
   for (int attempt = 0; attempt < 4; ++attempt, timeout_ms *= 2) {
@@ -739,7 +776,7 @@ int CmdRun(const Args& a) {
                coord.worker_endpoint().c_str(), n_workers, threads, data_dir.c_str());
 
   pl::RpcClient rpc(coord.context(), coord.client_endpoint());
-  auto sub = AskFor<pl::SubmitReplyMsg>(rpc, msg.value());
+  auto sub = Submit(rpc, msg.value());
   if (!sub.ok()) return Fail(sub.status().ToString());
   const std::string id = sub->sweep_id;
   std::fprintf(stderr, "prunelab: sweep '%s' is %s: %zu trial(s) x %zu target(s) + dense baseline\n", spec->name.c_str(),

@@ -25,6 +25,7 @@ namespace prunelab::coordinator {
 struct EmbeddedCoordinator::Parts {
   std::unique_ptr<Store> store;
   std::unique_ptr<TimedStore> timed;
+  std::unique_ptr<ArtifactStore> artifacts;
   SystemClock clock;
   std::unique_ptr<Coordinator> core;
   ZmqContext ctx;
@@ -40,7 +41,10 @@ StatusOr<std::unique_ptr<EmbeddedCoordinator>> EmbeddedCoordinator::Start(const 
   if (!store.ok()) return Status::IoError(store.status().ToString() + "; use another --data-dir");
   p->store = std::move(store).value();
   p->timed = std::make_unique<TimedStore>(*p->store);
-  p->core = std::make_unique<Coordinator>(*p->timed, p->clock);
+  auto artifacts = OpenFileArtifactStore(data_dir + "/artifacts", p->timed.get(), kDefaultMinFreeBytes);
+  if (!artifacts.ok()) return Status::IoError(artifacts.status().ToString() + "; use another --data-dir");
+  p->artifacts = std::move(artifacts).value();
+  p->core = std::make_unique<Coordinator>(*p->timed, *p->artifacts, p->clock);
   if (Status st = p->core->Recover(); !st.ok()) return Status::IoError("cannot recover " + data_dir + ": " + st.ToString());
   ServiceOptions so;
   so.worker_endpoint = "tcp://127.0.0.1:*";

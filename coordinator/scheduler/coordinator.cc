@@ -50,8 +50,12 @@ static TrialResult FailureResult(const Task& t, const std::string& error, int64_
 
 static ErrorMsg Error(const std::string& code, const std::string& message) { return ErrorMsg{code, message}; }
 
+Coordinator::Coordinator(Store& store, ArtifactStore& artifacts, const Clock& clock, CoordinatorOptions options)
+    : store_(store), artifacts_(artifacts), clock_(clock), options_(options), uploads_(artifacts, clock, options.uploads) {}
+
 Coordinator::Coordinator(Store& store, const Clock& clock, CoordinatorOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store), owned_artifacts_(NewKvArtifactStore(store)), artifacts_(*owned_artifacts_), clock_(clock),
+      options_(options), uploads_(artifacts_, clock, options.uploads) {}
 
 StoreWrite Coordinator::TaskRecord(const std::string& sweep_id, const TaskEntry& t) const {
   return StoreWrite{TaskKey(sweep_id, t.task.task_id),
@@ -172,6 +176,7 @@ std::optional<Message> Coordinator::Dispatch(const Message& msg) {
   if (auto* m = std::get_if<RequestWorkMsg>(&msg)) return OnRequestWork(*m);
   if (auto* m = std::get_if<SubmitResultMsg>(&msg)) return OnSubmitResult(*m);
   if (auto* m = std::get_if<FetchArtifactMsg>(&msg)) return OnFetchArtifact(*m);
+  if (auto* m = std::get_if<PutArtifactChunkMsg>(&msg)) return uploads_.OnChunk(*m);
   if (auto* m = std::get_if<SubmitSweepMsg>(&msg)) return OnSubmitSweep(*m);
   if (auto* m = std::get_if<StatusRequestMsg>(&msg)) return OnStatus(*m);
   if (auto* m = std::get_if<ResultsRequestMsg>(&msg)) return OnResults(*m);
@@ -397,23 +402,16 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   const auto deps = sweep.dependents.find(t.task_id);
   const bool is_stage = t.kind == TaskKind::kPruneTrial && !ProducesResultRow(t);
 
-  if (t.kind == TaskKind::kTrainBaseline && r.ok) {
-    if (m.artifact.empty() || ContentHash(m.artifact) != r.artifact_hash) {
+  if ((t.kind == TaskKind::kTrainBaseline || t.kind == TaskKind::kPruneTrial) && r.ok) {
+    auto problem = ResultArtifact(m);
+    if (!problem.ok()) return Error("store_error", "result not recorded, send it again: " + problem.status().ToString());
+    if (problem.value().empty()) {
+      if (t.kind == TaskKind::kTrainBaseline) batch.push_back({BaselineCacheKey(t.baseline_key), r.artifact_hash});
+    } else if (t.kind == TaskKind::kTrainBaseline || is_stage) {
       rec.ok = false;
-      rec.error = "baseline artifact missing or corrupted in transit (hash mismatch)";
+      rec.error = std::string(t.kind == TaskKind::kTrainBaseline ? "baseline" : "variant") + " artifact " + problem.value();
     } else {
-      batch.push_back({ArtifactKey(r.artifact_hash), m.artifact});
-      batch.push_back({BaselineCacheKey(t.baseline_key), r.artifact_hash});
-    }
-  }
-  if (t.kind == TaskKind::kPruneTrial && r.ok) {
-    if (!m.artifact.empty() && ContentHash(m.artifact) == r.artifact_hash) {
-      batch.push_back({ArtifactKey(r.artifact_hash), m.artifact});  // benchmarks and `prunelab export` use it
-    } else if (is_stage) {
-      rec.ok = false;
-      rec.error = "variant artifact missing or corrupted in transit (hash mismatch)";
-    } else {
-      rec.artifact_hash.clear();
+      rec.artifact_hash.clear();  // the row stands; its variant cannot be exported
     }
   }
   // Iterative rounds before the last are results of their own, per target
@@ -520,18 +518,37 @@ void Coordinator::Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& cha
   }
 }
 
+StatusOr<std::string> Coordinator::ResultArtifact(const SubmitResultMsg& m) {
+  const std::string& hash = m.result.artifact_hash;
+  if (!m.artifact.empty()) {
+    if (!IsContentName(hash) || ContentHash(m.artifact) != hash) return std::string("corrupted in transit (hash mismatch)");
+    PRUNELAB_RETURN_IF_ERROR(artifacts_.Put(hash, m.artifact));  // durable before the result is
+    return std::string();
+  }
+  if (hash.empty()) return std::string("missing: the result names none");
+  auto size = artifacts_.Size(hash);
+  if (!size.ok()) return size.status();
+  if (!size.value()) return std::string(hash.substr(0, 12) + " was not uploaded (or its upload did not complete)");
+  return std::string();
+}
+
+// Served a range at a time straight from the artifact store: the coordinator never holds a
+// whole artifact for a download.
 Message Coordinator::OnFetchArtifact(const FetchArtifactMsg& m) {
-  // A download is many chunk requests; artifacts never change (content-addressed), so the
-  // last few stay in memory instead of being read whole from the store for every chunk.
-  for (const auto& [hash, bytes] : recent_artifacts_)
-    if (hash == m.hash) return ArtifactChunk(m.hash, *bytes, m.offset, m.max_bytes);
-  auto v = store_.Get(ArtifactKey(m.hash));
-  if (!v.ok()) return Error("store_error", v.status().ToString());
-  if (!v.value()) return ArtifactReplyMsg{m.hash, false, "", 0, 0, ""};
-  auto bytes = std::make_shared<const std::string>(std::move(*v.value()));
-  recent_artifacts_.emplace_front(m.hash, bytes);
-  if (recent_artifacts_.size() > kRecentArtifacts) recent_artifacts_.pop_back();
-  return ArtifactChunk(m.hash, *bytes, m.offset, m.max_bytes);
+  auto size = artifacts_.Size(m.hash);
+  if (!size.ok()) return Error("store_error", size.status().ToString());
+  if (!size.value()) return ArtifactReplyMsg{m.hash, false, "", 0, 0, ""};
+  ArtifactReplyMsg r;
+  r.hash = m.hash;
+  r.found = true;
+  r.total_bytes = *size.value();
+  r.offset = std::min<uint64_t>(m.offset, r.total_bytes);
+  const uint32_t n = m.max_bytes == 0 ? kDefaultArtifactChunkBytes : std::min(m.max_bytes, kMaxArtifactChunkBytes);
+  auto data = artifacts_.Read(m.hash, r.offset, n);
+  if (!data.ok()) return Error("store_error", data.status().ToString());
+  r.data = std::move(data).value();
+  r.chunk_hash = ContentHash(r.data);
+  return r;
 }
 
 Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
@@ -556,13 +573,31 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
                                      " per sweep (prunelab-coordinator --max-trials); split it into smaller sweeps");
   std::vector<StoreWrite> batch;
   if (spec->model == "torchscript") {
-    // The user's module travels with the spec and is served to workers like any artifact.
-    if (m.user_model.empty())
-      return Error("invalid_spec", "model.torchscript: the model file did not arrive with the spec (submit with the prunelab CLI, which attaches it)");
-    if (Status st = CheckTorchScriptBytes(m.user_model, "model.torchscript"); !st.ok())
-      return Error("invalid_spec", st.message());
-    spec->model_artifact = ContentHash(m.user_model);
-    batch.push_back({ArtifactKey(spec->model_artifact), m.user_model});
+    // The user's module is uploaded before the spec (or, small, travels with it) and is
+    // served to workers like any artifact.
+    if (!m.user_model.empty()) {
+      if (m.user_model.size() > options_.uploads.max_artifact_bytes)
+        return Error("invalid_spec", "model.torchscript is " + MibText(m.user_model.size()) + "; this coordinator takes at most " +
+                                         MibText(options_.uploads.max_artifact_bytes) + " (prunelab-coordinator --max-artifact-mb)");
+      if (Status st = CheckTorchScriptBytes(m.user_model, "model.torchscript"); !st.ok())
+        return Error("invalid_spec", st.message());
+      spec->model_artifact = ContentHash(m.user_model);
+      if (Status st = artifacts_.Put(spec->model_artifact, m.user_model); !st.ok())
+        return Error("store_error", "sweep not stored: " + st.ToString());
+    } else if (!m.user_model_hash.empty()) {
+      auto head = IsContentName(m.user_model_hash) ? artifacts_.Read(m.user_model_hash, 0, 4)
+                                                   : StatusOr<std::string>(Status::NotFound("not a content hash"));
+      if (!head.ok() && head.status().code() != Status::Code::kNotFound)
+        return Error("store_error", "sweep not stored: " + head.status().ToString());
+      if (!head.ok())
+        return Error("invalid_spec", "model.torchscript: the model " + m.user_model_hash.substr(0, 64) +
+                                         " named by the submission was not uploaded; submit again with the prunelab CLI");
+      if (Status st = CheckTorchScriptBytes(head.value(), "model.torchscript"); !st.ok())
+        return Error("invalid_spec", st.message());
+      spec->model_artifact = m.user_model_hash;
+    } else {
+      return Error("invalid_spec", "model.torchscript: the model file did not arrive with the spec (submit with the prunelab CLI, which uploads it)");
+    }
   }
   char id[32];
   std::snprintf(id, sizeof(id), "sw-%04llu", static_cast<unsigned long long>(next_sweep_seq_));
@@ -578,7 +613,7 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   if (hit.ok() && !hit.value()) hit = store_.Get(BaselineCacheKey(LegacyBaselineKey(spec.value())));
   if (!hit.ok()) return Error("store_error", hit.status().ToString());
   if (hit.value()) {
-    auto art = store_.Get(ArtifactKey(*hit.value()));
+    auto art = artifacts_.Size(*hit.value());
     if (art.ok() && art.value()) cached = *hit.value();
   }
 
@@ -813,6 +848,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
 }
 
 void Coordinator::Tick() {
+  uploads_.Expire();
   int64_t now = clock_.NowMs();
   int64_t limit = int64_t{options_.heartbeat_interval_ms} * options_.dead_after_missed_heartbeats;
   for (auto& [id, w] : workers_) {

@@ -33,6 +33,8 @@
 
 #include "common/base/clock.h"
 #include "common/base/types.h"
+#include "coordinator/scheduler/uploads.h"
+#include "coordinator/store/artifact_store.h"
 #include "coordinator/store/store.h"
 
 namespace prunelab::coordinator {
@@ -48,11 +50,14 @@ struct CoordinatorOptions {
   // stored; a bigger sweep is refused with this number in the error.
   uint64_t max_trials_per_sweep = 10000;
   uint32_t max_slots_per_worker = 256;  // a worker claiming more is refused at registration
+  UploadLimits uploads;                 // chunked artifact uploads (size, how many at once)
 };
 
 class Coordinator {
  public:
-  // store and clock must outlive the coordinator.
+  // store, artifacts and clock must outlive the coordinator.
+  Coordinator(Store& store, ArtifactStore& artifacts, const Clock& clock, CoordinatorOptions options = {});
+  // Artifacts kept as values of `store` (tests on a memory store).
   Coordinator(Store& store, const Clock& clock, CoordinatorOptions options = {});
 
   // Rebuilds in-memory state from the store (see "Restart" above).
@@ -122,6 +127,9 @@ class Coordinator {
   Message OnRequestWork(const RequestWorkMsg& m);
   Message OnSubmitResult(const SubmitResultMsg& m);
   Message OnFetchArtifact(const FetchArtifactMsg& m);
+  // A result's artifact: inline bytes stored now, or uploaded beforehand. Empty when it is
+  // here and matches; otherwise why not. IoError: the store failed (nothing recorded).
+  StatusOr<std::string> ResultArtifact(const SubmitResultMsg& m);
   Message OnSubmitSweep(const SubmitSweepMsg& m);
   Message OnStatus(const StatusRequestMsg& m);
   Message OnResults(const ResultsRequestMsg& m);
@@ -147,13 +155,14 @@ class Coordinator {
   void Release(WorkerEntry& w, uint32_t slot);  // frees a slot (no store write)
 
   Store& store_;
+  std::unique_ptr<ArtifactStore> owned_artifacts_;  // the KV store when none was given
+  ArtifactStore& artifacts_;
   const Clock& clock_;
   CoordinatorOptions options_;
   std::map<std::string, SweepEntry> sweeps_;  // by id; ids sort in creation order
   std::map<std::string, WorkerEntry> workers_;
   std::set<std::string> gpu_workers_;  // registered with a cuda device
-  static constexpr size_t kRecentArtifacts = 4;
-  std::deque<std::pair<std::string, std::shared_ptr<const std::string>>> recent_artifacts_;  // hash, bytes
+  ArtifactUploads uploads_;
   uint64_t next_sweep_seq_ = 1;
   uint64_t next_worker_seq_ = 1;
   uint64_t handler_errors_ = 0;

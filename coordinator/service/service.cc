@@ -134,7 +134,8 @@ struct CoordinatorService::Impl {
 
   // While the store is failed: what writes is refused, reads go on.
   static bool Writes(const Message& m) {
-    return NeedsCommit(m) || std::holds_alternative<RequestWorkMsg>(m) || std::holds_alternative<RegisterMsg>(m);
+    return NeedsCommit(m) || std::holds_alternative<RequestWorkMsg>(m) || std::holds_alternative<RegisterMsg>(m) ||
+           std::holds_alternative<PutArtifactChunkMsg>(m);
   }
 
   void Flush() {

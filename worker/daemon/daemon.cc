@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/hash.h"
 #include "common/net/artifact_fetch.h"
 #include "common/net/rpc.h"
 #include "worker/daemon/artifact_cache.h"
@@ -241,19 +242,52 @@ class Session {
       Log(wid, "stopping: abandoned " + Describe(task) + "; the coordinator will run it again");
       return false;
     }
-    if (out.artifact.size() > kMaxResultArtifactBytes) {
-      // Would be dropped by the transport and resent forever: fail it, saying why.
-      out.result.ok = false;
-      out.result.error = "the model this task produced is " + std::to_string(out.artifact.size() >> 20) +
-                         " MiB; a result carries models of at most " + std::to_string(kMaxResultArtifactBytes >> 20) +
-                         " MiB (chunked uploads of larger models are not implemented yet)";
-      out.artifact.clear();
-    }
     Log(wid, Describe(task) + " " + Outcome(out.result, secs));
+    SubmitResultMsg submit{CurrentId(), out.result, ""};
+    if (!out.artifact.empty()) {
+      if (submit.result.artifact_hash.empty()) submit.result.artifact_hash = ContentHash(out.artifact);
+      SetSlot(me, &task, "uploading");
+      if (!Upload(rpc, me, submit.result, out.artifact)) return false;
+    }
     SetSlot(me, &task, "reporting");
-    Deliver(rpc, SubmitResultMsg{CurrentId(), out.result, out.artifact});
+    Deliver(rpc, submit);
     SetSlot(me, nullptr, "idle");
     return true;
+  }
+
+  // The model a result names goes first, in hash-checked chunks, retried (and resumed where
+  // the coordinator is) until it is stored. A refusal that will not change (the coordinator's
+  // size limit, a full disk) turns the result into a failed one with that reason. False when
+  // the worker stopped meanwhile.
+  bool Upload(RpcClient& rpc, SlotState& me, TrialResult& result, const std::string& artifact) {
+    ChunkedUploadOptions uo;
+    uo.on_progress = [this, &me](uint64_t done, uint64_t total) {
+      std::lock_guard<std::mutex> lock(me.mu);
+      me.progress = static_cast<double>(done) / static_cast<double>(std::max<uint64_t>(1, total));
+      return !stop_.load();
+    };
+    for (int attempt = 0; !stop_.load(); ++attempt) {
+      ChunkedUploadStats us;
+      Status st = UploadArtifactChunked([&](const Message& m) { return rpc.Call(m, options_.rpc_timeout_ms); },
+                                        result.artifact_hash, artifact, uo, &us);
+      if (us.corrupt_chunks > 0)
+        Log(CurrentId(), "upload of " + result.artifact_hash.substr(0, 12) + ": " + std::to_string(us.corrupt_chunks) +
+                             " corrupted chunk(s) sent again");
+      if (st.ok()) return true;
+      if (stop_.load()) break;
+      if (st.code() != Status::Code::kUnavailable) {
+        Log(CurrentId(), "the coordinator refused the model of " + result.task_id + ": " + st.message());
+        result.ok = false;
+        result.error = "the model this task produced (" + std::to_string(artifact.size() >> 20) +
+                       " MiB) was refused by the coordinator: " + st.message();
+        result.artifact_hash.clear();
+        return true;
+      }
+      Log(CurrentId(), "upload of " + result.artifact_hash.substr(0, 12) + ": " + st.message() + "; retrying");
+      clock_.WaitMs(std::min(10000, 500 * (1 << std::min(attempt, 5))), &stop_);
+    }
+    Log(CurrentId(), "stopping: abandoned the upload of " + result.task_id + "; the coordinator will run it again");
+    return false;
   }
 
   // Sends until acknowledged: the coordinator records a task's result once and acks

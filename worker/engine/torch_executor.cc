@@ -160,14 +160,6 @@ class TorchExecutor final : public TrialExecutor {
            ") / " + list(d.std, 1) + " per channel";
   }
 
-  // Checked before any work: a result cannot carry a larger model (see kMaxResultArtifactBytes).
-  static Status CheckArtifactSize(size_t bytes, const std::string& what) {
-    if (bytes <= kMaxResultArtifactBytes) return Status::Ok();
-    return Status::InvalidArgument(what + " is " + std::to_string(bytes >> 20) + " MiB serialized; results carry models of at most " +
-                                   std::to_string(kMaxResultArtifactBytes >> 20) +
-                                   " MiB (chunked uploads of larger models are not implemented yet): use a smaller model");
-  }
-
   // The model must output a score per class of the data (before any training starts).
   static Status CheckOutputs(torch::jit::Module& m, const Dataset& d) {
     if (d.size() == 0) return Status::InvalidArgument("the dataset has no samples");
@@ -243,7 +235,6 @@ class TorchExecutor final : public TrialExecutor {
       m = Loaded{built->module, built->layout};
     }
     PRUNELAB_RETURN_IF_ERROR(CheckOutputs(m.module, *train.value()));
-    PRUNELAB_RETURN_IF_ERROR(CheckArtifactSize(SaveToBytes(m.module).size(), "the model"));
     if (task.training.epochs > 0) {
       TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
       o.on_progress = [&ctx](double f) { return !ctx.on_progress || ctx.on_progress("training", f); };
@@ -327,8 +318,6 @@ class TorchExecutor final : public TrialExecutor {
     torch::jit::Module dense = CloneModule(model);
     r.params_before = static_cast<uint64_t>(CountParameters(model));
     r.model_bytes_before = SaveToBytes(model).size();
-    if (task.kind == TaskKind::kPruneTrial && task.trial.schedule != "sensitivity")
-      PRUNELAB_RETURN_IF_ERROR(CheckArtifactSize(r.model_bytes_before, "the dense model"));
     const bool prune = task.kind == TaskKind::kPruneTrial;
     const bool sensitivity = prune && task.trial.schedule == "sensitivity";
     const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";

@@ -60,7 +60,7 @@ class FakeExecutor final : public TrialExecutor {
     r.ok = true;
     if (task.kind == TaskKind::kTrainBaseline) out.artifact = "model-bytes";
     if (task.kind == TaskKind::kPruneTrial) {
-      out.artifact = oversize_ ? std::string(kMaxResultArtifactBytes + 1, 'x') : "variant-of-" + task.task_id;
+      out.artifact = oversize_ ? std::string((1u << 20) + 1, 'x') : "variant-of-" + task.task_id;
       r.accuracy = 0.8;
     }
     if (!out.artifact.empty()) r.artifact_hash = ContentHash(out.artifact);
@@ -76,7 +76,7 @@ class FakeExecutor final : public TrialExecutor {
     cv_.notify_all();
   }
   void WantConcurrency(int n) { want_concurrency_ = n; }
-  // Prune trials return a variant one byte over what a result may carry.
+  // Prune trials return a variant of 1 MiB + 1 byte (over the limit the test sets).
   void Oversize(bool on) { oversize_ = on; }
   bool WaitStarted(size_t n) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -202,8 +202,10 @@ TEST(DaemonTest, TwoSlotsRunTasksAtOnceAndDeliverEveryResult) {
 
 // A variant over the result limit would be dropped by the transport and resent forever: the
 // worker fails that trial naming the limit, and the sweep ends.
-TEST(DaemonTest, AVariantOverTheResultLimitFailsItsTrialNamingTheLimit) {
-  LiveService live;
+TEST(DaemonTest, AVariantOverTheArtifactLimitFailsItsTrialNamingTheLimit) {
+  coordinator::CoordinatorOptions core;
+  core.uploads.max_artifact_bytes = 1u << 20;
+  LiveService live({}, core);
   ASSERT_TRUE(live.bound().ok());
   RpcClient client(live.ctx(), live.service().client_endpoint());
   const std::string id = SubmitSweep(client, kTwoTrials);
@@ -219,7 +221,8 @@ TEST(DaemonTest, AVariantOverTheResultLimitFailsItsTrialNamingTheLimit) {
   ASSERT_TRUE(s.state == "done" || s.state == "failed") << s.state;
   size_t refused = 0;
   for (const auto& r : ResultsOf(client, id))
-    if (!r.ok && r.error.find("at most 240 MiB") != std::string::npos) ++refused;
+    if (!r.ok && r.error.find("at most 1.0 MiB per artifact (prunelab-coordinator --max-artifact-mb)") != std::string::npos)
+      ++refused;
   EXPECT_EQ(refused, 2u) << "both trials failed with the limit named";
 }
 
