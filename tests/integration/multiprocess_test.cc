@@ -760,5 +760,54 @@ TEST_F(MultiProcessTest, RandomKillsOfWorkersAndCoordinatorLoseAndDuplicateNothi
                                << " coordinator and " << worker_kills << " worker kills";
 }
 
+
+// A user's model of more than 600 MB, end to end over real sockets and processes: the CLI
+// uploads it in chunks, a worker fetches it, trains it and uploads the baseline, prunes it and
+// uploads the variant (each over 600 MB), fetches the variant again to benchmark it, and
+// `prunelab export` downloads it. The coordinator never holds a whole artifact: its peak RSS
+// stays below one model's size (bench/artifact_upload measures it properly).
+TEST_F(MultiProcessTest, AModelOfMoreThan600MBTravelsInChunksThroughTheWholeSweep) {
+  if (Shell("/usr/bin/python3 -c 'import torch'").code != 0) GTEST_SKIP() << "python3-torch missing: run cluster/install-deps.sh";
+  const std::string model = dir_.path() + "/big.pt";
+  auto made = Shell("/usr/bin/python3 -c \"import torch; torch.manual_seed(0); "
+                    "m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 196000), torch.nn.ReLU(), "
+                    "torch.nn.Linear(196000, 10)); torch.jit.save(torch.jit.script(m), '" + model + "')\"");
+  ASSERT_EQ(made.code, 0) << made.out;
+  const uint64_t model_bytes = std::filesystem::file_size(model);
+  ASSERT_GE(model_bytes, 600ull * 1000 * 1000) << "600 MB";
+  const std::string spec = dir_.path() + "/big.yaml";
+  std::ofstream(spec) << "name: big\nmodel: {torchscript: big.pt, input_shape: [1, 28, 28]}\n"
+                      << "dataset: {train_subset: 128, test_subset: 128}\ntraining: {epochs: 1, batch_size: 64, seed: 1}\n"
+                      << "sweep: {criterion: l1, granularity: unstructured, sparsity: [0.5],\n"
+                      << "        schedule: {type: one_shot, finetune_epochs: 0}}\n"
+                      << "benchmark: {scenarios: [single_stream], warmup_queries: 1, min_queries: 5, min_duration_s: 0.01,\n"
+                      << "            ab_rounds: 1, sparse_forms: false}\ntargets: [local]\n";
+  StartWorker(1, {"--threads", "2"});
+  auto sub = Shell("timeout 300 " + Cli("submit " + spec + " --coordinator " + client_));
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  EXPECT_NE(sub.out.find("uploading model.torchscript"), std::string::npos) << sub.out;
+  std::string sweep_id;
+  for (size_t at = sub.out.find("sw-"); at != std::string::npos && sweep_id.empty(); at = sub.out.find("sw-", at + 1))
+    sweep_id = sub.out.substr(at, 7);
+  ASSERT_FALSE(sweep_id.empty()) << sub.out;
+  auto wait = Shell("timeout 900 " + Cli("status " + sweep_id + " --wait --coordinator " + client_));
+  ASSERT_EQ(wait.code, 0) << wait.out;
+  const std::string out = dir_.path() + "/exported";
+  auto exp = Shell("timeout 300 " + Cli("export " + sweep_id + " t001@local -o " + out + " --coordinator " + client_));
+  ASSERT_EQ(exp.code, 0) << exp.out;
+  EXPECT_GE(std::filesystem::file_size(out + "/model.pt"), 600ull * 1000 * 1000);
+  // The coordinator's peak RSS, while three artifacts of 600 MB went in and two came out.
+  const std::string status = ReadAll("/proc/" + std::to_string(coordinator_) + "/status");
+  const size_t hwm = status.find("VmHWM:");
+  ASSERT_NE(hwm, std::string::npos);
+  const uint64_t peak_kib = std::stoull(status.substr(hwm + 6));
+  std::fprintf(stderr, "coordinator peak RSS: %.1f MiB (model %.1f MiB)\n", peak_kib / 1024.0, model_bytes / 1048576.0);
+  EXPECT_LT(peak_kib << 10, model_bytes / 2) << "the coordinator held a whole artifact in memory";
+  auto files = Shell("ls " + dir_.path() + "/data/artifacts | wc -l");
+  EXPECT_EQ(std::stoi(files.out), 4) << "model, baseline, variant as files (and the staging folder)";
+  auto trials = StopAllAndCheckEachTrialOnceOk(sweep_id);
+  EXPECT_EQ(trials.size(), 2u);
+}
+
 }  // namespace
 }  // namespace prunelab
