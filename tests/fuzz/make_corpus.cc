@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
       {"request", RequestWorkMsg{"w1", 0}},
       {"result", result},
       {"fetch", FetchArtifactMsg{ContentHash("x")}},
+      {"put_chunk", PutArtifactChunkMsg{ContentHash("abc"), "up1", 3, 0, "abc", ContentHash("abc")}},
       {"submit", SubmitSweepMsg{spec, ""}},
       {"status", StatusRequestMsg{""}},
       {"results", ResultsRequestMsg{"sw-0001"}},

@@ -109,5 +109,14 @@ TEST(BenchSmokeTest, RealModelSpeedPrintsBothScenarios) {
   }
 }
 
+TEST(BenchSmokeTest, ArtifactUploadPrintsTheCoordinatorsMemoryAndEveryTransferCompletes) {
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/artifact_upload --json --mb 8 --chunk-kib 512"));
+  ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";
+  EXPECT_EQ((*j)["failures"].get<int>(), 0);
+  for (const char* k : {"idle_rss_mib", "upload_peak_rss_mib", "download_peak_rss_mib", "upload_mib_per_s"})
+    EXPECT_GT((*j)[k].get<double>(), 0) << k;
+  EXPECT_TRUE(j->contains("goal_met"));
+}
+
 }  // namespace
 }  // namespace prunelab
