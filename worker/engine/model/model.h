@@ -55,6 +55,10 @@ struct ModelLayout {
   // traced with.
   std::map<std::string, int64_t> depthwise;
   std::vector<int64_t> input_shape;
+  // User models: nn.MultiheadAttention modules whose heads are structures (module path ->
+  // head_dim); their forward is replaced after removal so it takes its head count from
+  // `num_heads` (see user_model.h).
+  std::map<std::string, int64_t> attention;
 
   std::vector<std::string> WeightParams() const;
   const StructureGroup* Group(const std::string& name) const;

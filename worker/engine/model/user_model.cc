@@ -1109,6 +1109,7 @@ ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>&
     Tracer t(m, std::move(shapes), have);
     t.Walk(graph->block());
     t.Finish(graph->block(), &layout);
+    AddAttentionHeads(m, &layout);
     bool any = false;
     for (const auto& g : layout.groups) any |= g.blocked.empty();
     if (!any && !run_error.empty()) layout.structured_error = "structured pruning: " + run_error;
@@ -1117,6 +1118,184 @@ ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>&
     layout.structured_error = std::string("structured pruning: cannot follow this module's graph: ") + e.what_without_backtrace();
   }
   return layout;
+}
+
+namespace {
+
+bool IsMultiheadAttention(const torch::jit::Module& m) {
+  auto name = m.type()->name();
+  if (!name) return false;
+  const std::string q = name->qualifiedName();
+  return q.find("torch.nn.modules.activation.") != std::string::npos && EndsWith(q, "MultiheadAttention");
+}
+
+bool AttrIsTensor(const torch::jit::Module& m, const std::string& name) {
+  return m.hasattr(name) && m.attr(name).isTensor() && m.attr(name).toTensor().defined();
+}
+
+bool TypeFlag(const torch::jit::Module& m, const std::string& name) {
+  if (m.type()->hasConstant(name)) return m.type()->getConstant(name).toBool();
+  return m.hasattr(name) && m.attr(name).isBool() && m.attr(name).toBool();
+}
+
+// Why a MultiheadAttention module's heads cannot be structures ("" when they can).
+std::string AttentionUnsupported(const torch::jit::Module& a) {
+  if (!TypeFlag(a, "_qkv_same_embed_dim") || !AttrIsTensor(a, "in_proj_weight"))
+    return "separate q/k/v projection weights (kdim/vdim differ from embed_dim)";
+  if (!AttrIsTensor(a, "in_proj_bias")) return "no in_proj_bias (bias=False)";
+  if (a.hasattr("bias_k") && !a.attr("bias_k").isNone()) return "add_bias_kv=True";
+  if (TypeFlag(a, "add_zero_attn")) return "add_zero_attn=True";
+  if (!a.hasattr("out_proj") || !a.attr("out_proj").isModule()) return "no out_proj";
+  auto out = a.attr("out_proj").toModule();
+  if (!AttrIsTensor(out, "weight") || !AttrIsTensor(out, "bias")) return "out_proj without a bias";
+  if (!a.hasattr("num_heads") || !a.attr("num_heads").isInt()) return "no num_heads";
+  auto fn = a.find_method("forward");
+  if (!fn || fn->function().getSchema().arguments().size() != 8)
+    return "a forward signature this version does not know";
+  return "";
+}
+
+}  // namespace
+
+void AddAttentionHeads(const torch::jit::Module& m, ModelLayout* layout) {
+  for (const auto& sub : m.named_modules()) {
+    if (sub.name.empty() || !IsMultiheadAttention(sub.value)) continue;
+    const std::string& path = sub.name;
+    // The graph pass's group of in_proj's outputs (blocked at the attention matmul) is what
+    // the heads replace.
+    auto at = std::find_if(layout->groups.begin(), layout->groups.end(),
+                           [&](const StructureGroup& g) { return g.name == path && g.kind != "head"; });
+    StructureGroup g;
+    g.name = path;
+    g.kind = "head";
+    g.layers = {path};
+    const std::string why = AttentionUnsupported(sub.value);
+    if (!why.empty()) {
+      if (at != layout->groups.end())
+        at->blocked = "structured pruning cannot remove heads of attention '" + path + "': " + why;
+      continue;
+    }
+    const int64_t heads = sub.value.attr("num_heads").toInt();
+    const torch::Tensor w = sub.value.attr("in_proj_weight").toTensor();
+    const int64_t inner = w.size(0) / 3;
+    if (heads < 1 || w.size(0) % 3 || inner % heads) continue;
+    const int64_t d = inner / heads;
+    std::vector<int64_t> rows(static_cast<size_t>(w.size(0))), cols(static_cast<size_t>(inner));
+    for (int64_t r = 0; r < w.size(0); ++r) rows[r] = (r % inner) / d;
+    for (int64_t c = 0; c < inner; ++c) cols[c] = c / d;
+    g.slices.push_back({path + ".in_proj_weight", 0, 1, true, rows});
+    g.slices.push_back({path + ".in_proj_bias", 0, 1, false, rows});
+    g.slices.push_back({path + ".out_proj.weight", 1, 1, true, cols});
+    g.structures = heads;
+    if (heads < 2) g.blocked = "structured pruning: attention '" + path + "' has a single head";
+    layout->attention[path] = d;
+    if (at != layout->groups.end()) *at = std::move(g);
+    else layout->groups.push_back(std::move(g));
+  }
+}
+
+namespace {
+
+// Attention for any number of heads, the head count read from num_heads and head_dim from
+// the projections: what nn.MultiheadAttention computes without bias_k/bias_v and zero
+// attention (scaled dot products, additive or boolean attn_mask of [L, S], key_padding_mask,
+// dropout on the weights while training, averaged or per-head weights).
+std::string AttentionSource(bool batch_first) {
+  return std::string(R"(
+def prunelab_forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor]=None,
+                     need_weights: bool=True, attn_mask: Optional[Tensor]=None,
+                     average_attn_weights: bool=True) -> Tuple[Tensor, Optional[Tensor]]:
+    heads = self.num_heads
+    w = self.in_proj_weight
+    b = self.in_proj_bias
+    inner = w.size(0) // 3
+    d = inner // heads
+    batched = query.dim() == 3
+    q_in, k_in, v_in = query, key, value
+    if not batched:
+        q_in, k_in, v_in = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+    elif )") + (batch_first ? "True" : "False") + R"(:
+        q_in, k_in, v_in = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+    L = q_in.size(0)
+    B = q_in.size(1)
+    S = k_in.size(0)
+    q = torch.linear(q_in, w[0:inner], b[0:inner]).reshape([L, B * heads, d]).transpose(0, 1)
+    k = torch.linear(k_in, w[inner:2 * inner], b[inner:2 * inner]).reshape([S, B * heads, d]).transpose(0, 1)
+    v = torch.linear(v_in, w[2 * inner:], b[2 * inner:]).reshape([S, B * heads, d]).transpose(0, 1)
+    scores = torch.bmm(q * (1.0 / (float(d) ** 0.5)), k.transpose(1, 2))
+    if attn_mask is not None:
+        am = attn_mask
+        if am.is_floating_point():
+            scores = scores + am
+        else:
+            scores = scores.masked_fill(am, float("-inf"))
+    if key_padding_mask is not None:
+        kpm = key_padding_mask.reshape([B, 1, 1, S])
+        s4 = scores.reshape([B, heads, L, S])
+        if kpm.is_floating_point():
+            s4 = s4 + kpm
+        else:
+            s4 = s4.masked_fill(kpm, float("-inf"))
+        scores = s4.reshape([B * heads, L, S])
+    attn = torch.softmax(scores, -1)
+    attn = torch.dropout(attn, self.dropout, self.training)
+    out = torch.bmm(attn, v).transpose(0, 1).reshape([L, B, heads * d])
+    out = torch.linear(out, self.out_proj.weight, self.out_proj.bias)
+    if not batched:
+        out = out.squeeze(1)
+    elif )" + (batch_first ? "True" : "False") + R"(:
+        out = out.transpose(0, 1)
+    weights: Optional[Tensor] = None
+    if need_weights:
+        a = attn.reshape([B, heads, L, S])
+        if average_attn_weights:
+            a = a.mean(1)
+        if not batched:
+            a = a.squeeze(0)
+        weights = a
+    return out, weights
+)";
+}
+
+// forward's body becomes `return self.prunelab_forward(<its arguments>)`.
+void ForwardTo(torch::jit::Module& a, const std::string& method) {
+  auto& fn = torch::jit::toGraphFunction(a.get_method("forward").function());
+  auto graph = fn.graph();
+  Node* ret = graph->return_node();
+  Node* call = graph->create(c10::prim::CallMethod, graph->inputs(), 1);
+  call->s_(c10::attr::name, method);
+  call->output()->setType(ret->input(0)->type());
+  call->insertBefore(ret);
+  ret->replaceInput(0, call->output());
+  std::vector<Node*> old;
+  for (Node* n : graph->nodes())
+    if (n != call) old.push_back(n);
+  for (auto it = old.rbegin(); it != old.rend(); ++it) (*it)->destroy();
+}
+
+}  // namespace
+
+void RewriteAttention(torch::jit::Module& m, const ModelLayout& layout) {
+  if (layout.attention.empty()) return;
+  std::set<std::string> rewritten;  // class types whose forward was replaced (instances share them)
+  for (const auto& [path, d] : layout.attention) {
+    std::string leaf;
+    torch::jit::Module a = m;
+    for (size_t start = 0, dot = 0; start <= path.size(); start = dot + 1) {
+      dot = path.find('.', start);
+      if (dot == std::string::npos) dot = path.size();
+      a = a.attr(path.substr(start, dot - start)).toModule();
+    }
+    const int64_t heads = a.attr("in_proj_weight").toTensor().size(0) / (3 * d);
+    a.setattr("num_heads", heads);
+    if (a.hasattr("head_dim")) a.setattr("head_dim", d);
+    const std::string type = a.type()->name()->qualifiedName();
+    if (rewritten.count(type)) continue;
+    rewritten.insert(type);
+    if (!a.find_method("prunelab_forward")) a.define(AttentionSource(TypeFlag(a, "batch_first")));
+    ForwardTo(a, "prunelab_forward");
+  }
+  m = CloneModule(m);  // reloaded from the printed code: no executor keeps the old graphs
 }
 
 void RewriteDepthwiseGroups(torch::jit::Module& m, const ModelLayout& layout) {

@@ -124,6 +124,7 @@ void RemoveStructures(torch::jit::Module& m, const ModelLayout& layout, const Ke
       SetTensor(m, param, smaller);
     }
   }
+  RewriteAttention(m, layout);
   RewriteDepthwiseGroups(m, layout);
 }
 

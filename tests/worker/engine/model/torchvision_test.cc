@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "worker/daemon/executor.h"
 #include "worker/engine/bench/forms.h"
@@ -87,6 +88,124 @@ TEST(TorchvisionTest, EachFamilyPrunesStructurallyAndComputesWhatTheZeroedOrigin
       EXPECT_TRUE(v.forward({x}).toTensor().isfinite().all().item<bool>());
     }
   }
+}
+
+// Whole heads of nn.MultiheadAttention: ViT's 12 encoder layers each get a head group; at
+// 50 % every layer keeps 6 of 12 heads (q, k, v rows and out_proj columns of each removed
+// head gone), num_heads follows, and the variant equals the zeroed original. With every head
+// kept, the replacement forward computes what PyTorch's does.
+TEST(TorchvisionTest, VitAttentionHeadsAreRemovedWhole) {
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  testing::TempDir dir;
+  ASSERT_TRUE(Script(dir.path(), "vit_b_16")) << ReadAll(dir.path() + "/log.txt");
+  torch::jit::Module dense = LoadFromBytes(ReadAll(dir.path() + "/vit_b_16.pt")).value();
+  dense.eval();
+  auto layout = InferLayout(dense, {3, 32, 32});
+  int heads = 0;
+  for (const auto& g : layout.groups)
+    if (g.kind == "head") {
+      ++heads;
+      EXPECT_TRUE(g.blocked.empty()) << g.name << ": " << g.blocked;
+      EXPECT_EQ(g.structures, 12);
+    }
+  EXPECT_EQ(heads, 12) << "one head group per encoder layer";
+  EXPECT_EQ(layout.attention.size(), 12u);
+  torch::manual_seed(3);
+  auto x = torch::randn({2, 3, 32, 32});
+  torch::NoGradGuard no_grad;
+  {  // every head kept: the rewritten attention is PyTorch's
+    Keep all;
+    for (const auto& g : layout.groups)
+      if (g.kind == "head") all[g.name] = torch::arange(12);
+    auto same = CloneModule(dense);
+    RemoveStructures(same, layout, all);
+    auto d = dense.forward({x}).toTensor();
+    EXPECT_LT((same.forward({x}).toTensor() - d).abs().max().item<double>(), 1e-4 * d.abs().max().item<double>());
+  }
+  Keep keep;
+  for (const auto& g : layout.groups)
+    if (g.kind == "head") keep[g.name] = torch::arange(0, 12, 2);
+  auto zeroed = CloneModule(dense);
+  ZeroStructures(zeroed, layout, keep);
+  auto pruned = CloneModule(dense);
+  RemoveStructures(pruned, layout, keep);
+  for (const auto& [path, d] : layout.attention) {
+    EXPECT_EQ(d, 64);
+    torch::jit::Module a = pruned;
+    std::stringstream parts(path);
+    for (std::string part; std::getline(parts, part, '.');) a = a.attr(part).toModule();
+    EXPECT_EQ(a.attr("num_heads").toInt(), 6) << path;
+    EXPECT_EQ(GetTensor(pruned, path + ".in_proj_weight").sizes(), (std::vector<int64_t>{3 * 384, 768}));
+    EXPECT_EQ(GetTensor(pruned, path + ".out_proj.weight").sizes(), (std::vector<int64_t>{768, 384}));
+  }
+  double err = -1;
+  Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-3, &err);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  auto again = LoadFromBytes(SaveToBytes(pruned));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(torch::allclose(again->forward({x}).toTensor(), pruned.forward({x}).toTensor(), 1e-5, 1e-5));
+  // Iterative rounds trace the pruned model again: its heads are found again, 6 each.
+  auto next = InferLayout(pruned, {3, 32, 32});
+  for (const auto& g : next.groups)
+    if (g.kind == "head") EXPECT_EQ(g.structures, 6) << g.name;
+}
+
+// A user's own attention, sequence-first, called with a boolean causal attn_mask, a
+// key_padding_mask and need_weights: the replacement agrees with PyTorch's with every head
+// kept, and with half the heads removed equals the zeroed original.
+TEST(TorchvisionTest, UserAttentionWithMasksKeepsItsMeaningWhenHeadsAreRemoved) {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/att.pt";
+  const std::string py = R"(
+import sys, torch
+from torch import nn
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Linear(28, 32)
+        self.att = nn.MultiheadAttention(32, 4)
+        self.fc = nn.Linear(32, 10)
+    def forward(self, x):
+        t = self.emb(x[:, 0]).transpose(0, 1)
+        L = t.size(0)
+        causal = torch.triu(torch.ones(L, L, dtype=torch.bool), 1)
+        pad = torch.zeros(t.size(1), L, dtype=torch.bool)
+        pad[:, L - 3:] = True
+        o, w = self.att(t, t, t, key_padding_mask=pad, need_weights=True, attn_mask=causal)
+        assert w is not None
+        return self.fc(o.mean(0)) + w.sum(2).mean()
+torch.manual_seed(0)
+torch.jit.save(torch.jit.script(M()), sys.argv[1])
+)";
+  std::ofstream(dir.path() + "/make.py") << py;
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + dir.path() + "/make.py " + path + " > " + dir.path() + "/log.txt 2>&1").c_str()), 0)
+      << ReadAll(dir.path() + "/log.txt");
+  torch::jit::Module dense = LoadFromBytes(ReadAll(path)).value();
+  dense.eval();
+  auto layout = InferLayout(dense, {1, 28, 28});
+  const StructureGroup* g = layout.Group("att");
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->kind, "head");
+  EXPECT_TRUE(g->blocked.empty()) << g->blocked;
+  torch::manual_seed(5);
+  auto x = torch::randn({3, 1, 28, 28});
+  torch::NoGradGuard no_grad;
+  auto same = CloneModule(dense);
+  RemoveStructures(same, layout, Keep{{"att", torch::arange(4)}});
+  auto d = dense.forward({x}).toTensor();
+  EXPECT_LT((same.forward({x}).toTensor() - d).abs().max().item<double>(), 1e-5 * d.abs().max().item<double>());
+  Keep keep{{"att", torch::tensor({1, 2}, torch::kInt64)}};
+  auto zeroed = CloneModule(dense);
+  ZeroStructures(zeroed, layout, keep);
+  auto pruned = CloneModule(dense);
+  RemoveStructures(pruned, layout, keep);
+  EXPECT_EQ(pruned.attr("att").toModule().attr("num_heads").toInt(), 2);
+  Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-4, nullptr);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_GT((pruned.forward({x}).toTensor() - d).abs().max().item<double>(), 1e-4 * d.abs().max().item<double>())
+      << "removing heads changed the function";
 }
 
 TEST(TorchvisionTest, ExecutorPrunesAndFineTunesMobilenetOnFashionMnistIteratively) {
