@@ -1129,6 +1129,15 @@ bool IsMultiheadAttention(const torch::jit::Module& m) {
   return q.find("torch.nn.modules.activation.") != std::string::npos && EndsWith(q, "MultiheadAttention");
 }
 
+// torchvision's Swin (v1) window attention: qkv and proj linears, a relative position bias
+// table with a column per head, the head count in num_heads.
+bool IsWindowAttention(const torch::jit::Module& m) {
+  auto name = m.type()->name();
+  if (!name) return false;
+  const std::string q = name->qualifiedName();
+  return q.find("torchvision.models.swin_transformer.") != std::string::npos && EndsWith(q, "ShiftedWindowAttention");
+}
+
 bool AttrIsTensor(const torch::jit::Module& m, const std::string& name) {
   return m.hasattr(name) && m.attr(name).isTensor() && m.attr(name).toTensor().defined();
 }
@@ -1155,11 +1164,121 @@ std::string AttentionUnsupported(const torch::jit::Module& a) {
   return "";
 }
 
+std::string WindowAttentionUnsupported(const torch::jit::Module& a) {
+  for (const char* sub : {"qkv", "proj"})
+    if (!a.hasattr(sub) || !a.attr(sub).isModule() || !AttrIsTensor(a.attr(sub).toModule(), "weight"))
+      return std::string("no ") + sub + " linear";
+  if (!AttrIsTensor(a, "relative_position_bias_table")) return "no relative_position_bias_table";
+  if (!a.hasattr("num_heads") || !a.attr("num_heads").isInt()) return "no num_heads";
+  if (!a.find_method("get_relative_position_bias")) return "no get_relative_position_bias";
+  for (const char* list : {"window_size", "shift_size"})
+    if (!a.hasattr(list) || !a.attr(list).isIntList() || a.attr(list).toIntVector().size() != 2)
+      return std::string("no 2-D ") + list;
+  auto fn = a.find_method("forward");
+  if (!fn || fn->function().getSchema().arguments().size() != 2) return "a forward signature this version does not know";
+  return "";
+}
+
+// Swin's windowed self-attention for any number of heads (head_dim from the qkv weight):
+// pad to whole windows, cyclic shift, partition, scaled dot products plus the relative
+// position bias and, when shifted, -100 between positions of different regions, softmax,
+// projection, merge, shift back, crop; dropouts as torchvision applies them.
+const char* const kWindowAttentionSource = R"(
+def prunelab_forward(self, x: Tensor) -> Tensor:
+    bias = self.get_relative_position_bias()
+    w = self.qkv.weight
+    heads = self.num_heads
+    ws = self.window_size
+    shift = self.shift_size
+    B = x.size(0)
+    H = x.size(1)
+    W = x.size(2)
+    C = x.size(3)
+    d = w.size(0) // (3 * heads)
+    pad_h = (ws[0] - H % ws[0]) % ws[0]
+    pad_w = (ws[1] - W % ws[1]) % ws[1]
+    t = torch.constant_pad_nd(x, [0, 0, 0, pad_w, 0, pad_h], 0.0)
+    PH = H + pad_h
+    PW = W + pad_w
+    s0 = shift[0] if ws[0] < PH else 0
+    s1 = shift[1] if ws[1] < PW else 0
+    nh = PH // ws[0]
+    nw = PW // ws[1]
+    N = ws[0] * ws[1]
+    if s0 + s1 > 0:
+        t = torch.roll(t, [-s0, -s1], [1, 2])
+    t = t.reshape([B, nh, ws[0], nw, ws[1], C]).permute([0, 1, 3, 2, 4, 5]).reshape([B * nh * nw, N, C])
+    qkv = torch.linear(t, w, self.qkv.bias).reshape([B * nh * nw, N, 3, heads, d]).permute([2, 0, 3, 1, 4])
+    q = qkv[0] * (1.0 / (float(d) ** 0.5))
+    attn = torch.matmul(q, qkv[1].transpose(-2, -1)) + bias
+    if s0 + s1 > 0:
+        rows = x.new_ones([PH]).cumsum(0) - 1.0
+        cols = x.new_ones([PW]).cumsum(0) - 1.0
+        rl = torch.ge(rows, float(PH - ws[0])).float() + torch.ge(rows, float(PH - s0)).float()
+        cl = torch.ge(cols, float(PW - ws[1])).float() + torch.ge(cols, float(PW - s1)).float()
+        region = (rl.unsqueeze(1) * 3.0 + cl.unsqueeze(0)).reshape([nh, ws[0], nw, ws[1]])
+        region = region.permute([0, 2, 1, 3]).reshape([nh * nw, N])
+        apart = torch.ne(region.unsqueeze(1) - region.unsqueeze(2), 0.0).float() * -100.0
+        attn = (attn.reshape([B, nh * nw, heads, N, N]) + apart.unsqueeze(1).unsqueeze(0)).reshape([B * nh * nw, heads, N, N])
+    attn = torch.dropout(torch.softmax(attn, -1), self.attention_dropout, True)
+    o = torch.matmul(attn, qkv[2]).transpose(1, 2).reshape([B * nh * nw, N, heads * d])
+    o = torch.dropout(torch.linear(o, self.proj.weight, self.proj.bias), self.dropout, True)
+    Co = o.size(2)
+    o = o.reshape([B, nh, nw, ws[0], ws[1], Co]).permute([0, 1, 3, 2, 4, 5]).reshape([B, PH, PW, Co])
+    if s0 + s1 > 0:
+        o = torch.roll(o, [s0, s1], [1, 2])
+    return o[:, :H, :W, :].contiguous()
+)";
+
+// Head h of a projection whose `inner` outputs (of q, k and v each, packed) hold the heads
+// in order: rows r with (r % inner) / d == h; the output projection's columns c / d == h.
+void AddHeadSlices(StructureGroup* g, const std::string& qkv_w, const std::string& qkv_b, const std::string& out_w,
+                   int64_t rows_n, int64_t d) {
+  const int64_t inner = rows_n / 3;
+  std::vector<int64_t> rows(static_cast<size_t>(rows_n)), cols(static_cast<size_t>(inner));
+  for (int64_t r = 0; r < rows_n; ++r) rows[r] = (r % inner) / d;
+  for (int64_t c = 0; c < inner; ++c) cols[c] = c / d;
+  g->slices.push_back({qkv_w, 0, 1, true, rows});
+  if (!qkv_b.empty()) g->slices.push_back({qkv_b, 0, 1, false, rows});
+  g->slices.push_back({out_w, 1, 1, true, cols});
+}
+
 }  // namespace
 
 void AddAttentionHeads(const torch::jit::Module& m, ModelLayout* layout) {
   for (const auto& sub : m.named_modules()) {
-    if (sub.name.empty() || !IsMultiheadAttention(sub.value)) continue;
+    if (sub.name.empty()) continue;
+    if (IsWindowAttention(sub.value)) {
+      const std::string& path = sub.name;
+      auto at = std::find_if(layout->groups.begin(), layout->groups.end(),
+                             [&](const StructureGroup& g) { return g.name == path + ".qkv" && g.kind != "head"; });
+      const std::string why = WindowAttentionUnsupported(sub.value);
+      if (!why.empty()) {
+        if (at != layout->groups.end())
+          at->blocked = "structured pruning cannot remove heads of window attention '" + path + "': " + why;
+        continue;
+      }
+      const int64_t heads = sub.value.attr("num_heads").toInt();
+      const torch::Tensor w = GetTensor(m, path + ".qkv.weight");
+      if (heads < 1 || w.size(0) % (3 * heads)) continue;
+      const int64_t d = w.size(0) / (3 * heads);
+      StructureGroup g;
+      g.name = path;
+      g.kind = "head";
+      g.layers = {path + ".qkv"};
+      AddHeadSlices(&g, path + ".qkv.weight", HasTensor(m, path + ".qkv.bias") ? path + ".qkv.bias" : "",
+                    path + ".proj.weight", w.size(0), d);
+      std::vector<int64_t> per_head(static_cast<size_t>(heads));
+      std::iota(per_head.begin(), per_head.end(), 0);
+      g.slices.push_back({path + ".relative_position_bias_table", 1, 1, false, per_head});
+      g.structures = heads;
+      if (heads < 2) g.blocked = "structured pruning: window attention '" + path + "' has a single head";
+      layout->attention[path] = d;
+      if (at != layout->groups.end()) *at = std::move(g);
+      else layout->groups.push_back(std::move(g));
+      continue;
+    }
+    if (!IsMultiheadAttention(sub.value)) continue;
     const std::string& path = sub.name;
     // The graph pass's group of in_proj's outputs (blocked at the attention matmul) is what
     // the heads replace.
@@ -1180,12 +1299,7 @@ void AddAttentionHeads(const torch::jit::Module& m, ModelLayout* layout) {
     const int64_t inner = w.size(0) / 3;
     if (heads < 1 || w.size(0) % 3 || inner % heads) continue;
     const int64_t d = inner / heads;
-    std::vector<int64_t> rows(static_cast<size_t>(w.size(0))), cols(static_cast<size_t>(inner));
-    for (int64_t r = 0; r < w.size(0); ++r) rows[r] = (r % inner) / d;
-    for (int64_t c = 0; c < inner; ++c) cols[c] = c / d;
-    g.slices.push_back({path + ".in_proj_weight", 0, 1, true, rows});
-    g.slices.push_back({path + ".in_proj_bias", 0, 1, false, rows});
-    g.slices.push_back({path + ".out_proj.weight", 1, 1, true, cols});
+    AddHeadSlices(&g, path + ".in_proj_weight", path + ".in_proj_bias", path + ".out_proj.weight", w.size(0), d);
     g.structures = heads;
     if (heads < 2) g.blocked = "structured pruning: attention '" + path + "' has a single head";
     layout->attention[path] = d;
@@ -1286,13 +1400,15 @@ void RewriteAttention(torch::jit::Module& m, const ModelLayout& layout) {
       if (dot == std::string::npos) dot = path.size();
       a = a.attr(path.substr(start, dot - start)).toModule();
     }
-    const int64_t heads = a.attr("in_proj_weight").toTensor().size(0) / (3 * d);
-    a.setattr("num_heads", heads);
+    const bool window = IsWindowAttention(a);
+    const torch::Tensor w = window ? GetTensor(a, "qkv.weight") : a.attr("in_proj_weight").toTensor();
+    a.setattr("num_heads", w.size(0) / (3 * d));
     if (a.hasattr("head_dim")) a.setattr("head_dim", d);
     const std::string type = a.type()->name()->qualifiedName();
     if (rewritten.count(type)) continue;
     rewritten.insert(type);
-    if (!a.find_method("prunelab_forward")) a.define(AttentionSource(TypeFlag(a, "batch_first")));
+    if (!a.find_method("prunelab_forward"))
+      a.define(window ? std::string(kWindowAttentionSource) : AttentionSource(TypeFlag(a, "batch_first")));
     ForwardTo(a, "prunelab_forward");
   }
   m = CloneModule(m);  // reloaded from the printed code: no executor keeps the old graphs

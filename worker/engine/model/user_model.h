@@ -30,8 +30,10 @@ void RewriteDepthwiseGroups(torch::jit::Module& m, const ModelLayout& layout);
 // Whole heads of nn.MultiheadAttention (packed q/k/v projection, biases, no bias_k/bias_v,
 // no zero attention): a "head" group per module whose structure h is rows [h*d, (h+1)*d) of
 // each of q, k and v in in_proj_weight/in_proj_bias and columns [h*d, (h+1)*d) of
-// out_proj.weight (d = head_dim). Replaces the group the graph pass found for in_proj
-// (blocked at the attention matmul). Called by InferLayout.
+// out_proj.weight (d = head_dim); and of torchvision's Swin window attention (v1): rows of
+// qkv, columns of proj and the head's column of the relative position bias table. Replaces
+// the group the graph pass found for the q/k/v projection (blocked at the attention matmul).
+// Called by InferLayout.
 void AddAttentionHeads(const torch::jit::Module& m, ModelLayout* layout);
 
 // After heads were removed: each attention module's num_heads is set to the heads left and

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "worker/daemon/executor.h"
@@ -90,64 +91,72 @@ TEST(TorchvisionTest, EachFamilyPrunesStructurallyAndComputesWhatTheZeroedOrigin
   }
 }
 
-// Whole heads of nn.MultiheadAttention: ViT's 12 encoder layers each get a head group; at
-// 50 % every layer keeps 6 of 12 heads (q, k, v rows and out_proj columns of each removed
-// head gone), num_heads follows, and the variant equals the zeroed original. With every head
-// kept, the replacement forward computes what PyTorch's does.
-TEST(TorchvisionTest, VitAttentionHeadsAreRemovedWhole) {
+// Whole heads of attention: ViT's nn.MultiheadAttention (12 layers of 12 heads) and Swin's
+// window attention (12 blocks of 3 to 24 heads) each get a head group; keeping every other
+// head, num_heads follows, the q/k/v rows and output columns of each removed head are gone,
+// and the variant equals the zeroed original. With every head kept, the replacement forward
+// computes what the original does (shifted windows and position bias included).
+TEST(TorchvisionTest, AttentionHeadsAreRemovedWholeInVitAndSwin) {
   if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
   testing::TempDir dir;
-  ASSERT_TRUE(Script(dir.path(), "vit_b_16")) << ReadAll(dir.path() + "/log.txt");
-  torch::jit::Module dense = LoadFromBytes(ReadAll(dir.path() + "/vit_b_16.pt")).value();
-  dense.eval();
-  auto layout = InferLayout(dense, {3, 32, 32});
-  int heads = 0;
-  for (const auto& g : layout.groups)
-    if (g.kind == "head") {
-      ++heads;
-      EXPECT_TRUE(g.blocked.empty()) << g.name << ": " << g.blocked;
-      EXPECT_EQ(g.structures, 12);
-    }
-  EXPECT_EQ(heads, 12) << "one head group per encoder layer";
-  EXPECT_EQ(layout.attention.size(), 12u);
-  torch::manual_seed(3);
-  auto x = torch::randn({2, 3, 32, 32});
-  torch::NoGradGuard no_grad;
-  {  // every head kept: the rewritten attention is PyTorch's
-    Keep all;
+  ASSERT_TRUE(Script(dir.path(), "vit_b_16,swin_t")) << ReadAll(dir.path() + "/log.txt");
+  for (const std::string name : {"vit_b_16", "swin_t"}) {
+    SCOPED_TRACE(name);
+    torch::jit::Module dense = LoadFromBytes(ReadAll(dir.path() + "/" + name + ".pt")).value();
+    dense.eval();
+    auto layout = InferLayout(dense, {3, 32, 32});
+    std::map<std::string, int64_t> heads;
     for (const auto& g : layout.groups)
-      if (g.kind == "head") all[g.name] = torch::arange(12);
+      if (g.kind == "head") {
+        EXPECT_TRUE(g.blocked.empty()) << g.name << ": " << g.blocked;
+        heads[g.name] = g.structures;
+      }
+    EXPECT_EQ(heads.size(), 12u) << "one head group per attention";
+    EXPECT_EQ(layout.attention.size(), 12u);
+    torch::manual_seed(3);
+    auto x = torch::randn({2, 3, 32, 32});
+    torch::NoGradGuard no_grad;
+    Keep all, half;
+    for (const auto& [g, n] : heads) {
+      all[g] = torch::arange(n);
+      half[g] = torch::arange(0, n, 2);
+    }
     auto same = CloneModule(dense);
     RemoveStructures(same, layout, all);
     auto d = dense.forward({x}).toTensor();
-    EXPECT_LT((same.forward({x}).toTensor() - d).abs().max().item<double>(), 1e-4 * d.abs().max().item<double>());
+    EXPECT_LT((same.forward({x}).toTensor() - d).abs().max().item<double>(), 1e-4 * d.abs().max().item<double>())
+        << "the replacement attention computes the original's";
+    auto zeroed = CloneModule(dense);
+    ZeroStructures(zeroed, layout, half);
+    auto pruned = CloneModule(dense);
+    RemoveStructures(pruned, layout, half);
+    for (const auto& [path, hd] : layout.attention) {
+      torch::jit::Module a = pruned;
+      std::stringstream parts(path);
+      for (std::string part; std::getline(parts, part, '.');) a = a.attr(part).toModule();
+      const int64_t left = (heads[path] + 1) / 2;
+      EXPECT_EQ(a.attr("num_heads").toInt(), left) << path;
+      if (name == "vit_b_16") {
+        EXPECT_EQ(hd, 64);
+        EXPECT_EQ(GetTensor(pruned, path + ".in_proj_weight").sizes(), (std::vector<int64_t>{3 * 384, 768}));
+        EXPECT_EQ(GetTensor(pruned, path + ".out_proj.weight").sizes(), (std::vector<int64_t>{768, 384}));
+      } else {
+        EXPECT_EQ(hd, 32);
+        EXPECT_EQ(GetTensor(pruned, path + ".qkv.weight").size(0), 3 * left * hd);
+        EXPECT_EQ(GetTensor(pruned, path + ".relative_position_bias_table").size(1), left);
+      }
+    }
+    double err = -1;
+    Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-3, &err);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    auto again = LoadFromBytes(SaveToBytes(pruned));
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_TRUE(torch::allclose(again->forward({x}).toTensor(), pruned.forward({x}).toTensor(), 1e-5, 1e-5));
+    // Iterative rounds trace the pruned model again: its heads are found again.
+    auto next = InferLayout(pruned, {3, 32, 32});
+    for (const auto& g : next.groups)
+      if (g.kind == "head") EXPECT_EQ(g.structures, (heads[g.name] + 1) / 2) << g.name;
   }
-  Keep keep;
-  for (const auto& g : layout.groups)
-    if (g.kind == "head") keep[g.name] = torch::arange(0, 12, 2);
-  auto zeroed = CloneModule(dense);
-  ZeroStructures(zeroed, layout, keep);
-  auto pruned = CloneModule(dense);
-  RemoveStructures(pruned, layout, keep);
-  for (const auto& [path, d] : layout.attention) {
-    EXPECT_EQ(d, 64);
-    torch::jit::Module a = pruned;
-    std::stringstream parts(path);
-    for (std::string part; std::getline(parts, part, '.');) a = a.attr(part).toModule();
-    EXPECT_EQ(a.attr("num_heads").toInt(), 6) << path;
-    EXPECT_EQ(GetTensor(pruned, path + ".in_proj_weight").sizes(), (std::vector<int64_t>{3 * 384, 768}));
-    EXPECT_EQ(GetTensor(pruned, path + ".out_proj.weight").sizes(), (std::vector<int64_t>{768, 384}));
-  }
-  double err = -1;
-  Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-3, &err);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  auto again = LoadFromBytes(SaveToBytes(pruned));
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
-  EXPECT_TRUE(torch::allclose(again->forward({x}).toTensor(), pruned.forward({x}).toTensor(), 1e-5, 1e-5));
-  // Iterative rounds trace the pruned model again: its heads are found again, 6 each.
-  auto next = InferLayout(pruned, {3, 32, 32});
-  for (const auto& g : next.groups)
-    if (g.kind == "head") EXPECT_EQ(g.structures, 6) << g.name;
 }
 
 // A user's own attention, sequence-first, called with a boolean causal attn_mask, a
