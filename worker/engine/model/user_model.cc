@@ -1129,14 +1129,20 @@ bool IsMultiheadAttention(const torch::jit::Module& m) {
   return q.find("torch.nn.modules.activation.") != std::string::npos && EndsWith(q, "MultiheadAttention");
 }
 
-// torchvision's Swin (v1) window attention: qkv and proj linears, a relative position bias
-// table with a column per head, the head count in num_heads.
-bool IsWindowAttention(const torch::jit::Module& m) {
+// torchvision's Swin window attention: qkv and proj linears, the head count in num_heads;
+// v1 keeps a relative position bias table with a column per head, v2 makes the bias with a
+// small MLP (a row of its last weight per head) and scales cosine attention per head.
+enum class Window { kNone, kV1, kV2 };
+Window WindowAttentionKind(const torch::jit::Module& m) {
   auto name = m.type()->name();
-  if (!name) return false;
+  if (!name) return Window::kNone;
   const std::string q = name->qualifiedName();
-  return q.find("torchvision.models.swin_transformer.") != std::string::npos && EndsWith(q, "ShiftedWindowAttention");
+  if (q.find("torchvision.models.swin_transformer.") == std::string::npos) return Window::kNone;
+  if (EndsWith(q, "ShiftedWindowAttention")) return Window::kV1;
+  if (EndsWith(q, "ShiftedWindowAttentionV2")) return Window::kV2;
+  return Window::kNone;
 }
+bool IsWindowAttention(const torch::jit::Module& m) { return WindowAttentionKind(m) != Window::kNone; }
 
 bool AttrIsTensor(const torch::jit::Module& m, const std::string& name) {
   return m.hasattr(name) && m.attr(name).isTensor() && m.attr(name).toTensor().defined();
@@ -1168,7 +1174,12 @@ std::string WindowAttentionUnsupported(const torch::jit::Module& a) {
   for (const char* sub : {"qkv", "proj"})
     if (!a.hasattr(sub) || !a.attr(sub).isModule() || !AttrIsTensor(a.attr(sub).toModule(), "weight"))
       return std::string("no ") + sub + " linear";
-  if (!AttrIsTensor(a, "relative_position_bias_table")) return "no relative_position_bias_table";
+  if (WindowAttentionKind(a) == Window::kV1 && !AttrIsTensor(a, "relative_position_bias_table"))
+    return "no relative_position_bias_table";
+  if (WindowAttentionKind(a) == Window::kV2 &&
+      (!AttrIsTensor(a, "logit_scale") || !HasTensor(a, "cpb_mlp.2.weight") || HasTensor(a, "cpb_mlp.2.bias") ||
+       !HasTensor(a, "qkv.bias")))
+    return "no logit_scale, qkv bias or cpb_mlp.2 (a bias-free linear)";
   if (!a.hasattr("num_heads") || !a.attr("num_heads").isInt()) return "no num_heads";
   if (!a.find_method("get_relative_position_bias")) return "no get_relative_position_bias";
   for (const char* list : {"window_size", "shift_size"})
@@ -1183,7 +1194,24 @@ std::string WindowAttentionUnsupported(const torch::jit::Module& a) {
 // pad to whole windows, cyclic shift, partition, scaled dot products plus the relative
 // position bias and, when shifted, -100 between positions of different regions, softmax,
 // projection, merge, shift back, crop; dropouts as torchvision applies them.
-const char* const kWindowAttentionSource = R"(
+std::string WindowAttentionSource(bool v2) {
+  const std::string scores_v1 = R"(
+    q = qkv[0] * (1.0 / (float(d) ** 0.5))
+    attn = torch.matmul(q, qkv[1].transpose(-2, -1)) + bias)";
+  // v2: cosine similarity (each vector over its length, at least 1e-12) times the head's
+  // scale, capped at 100; k's bias is zero.
+  const std::string scores_v2 = R"(
+    q = qkv[0]
+    k = qkv[1]
+    q = q / torch.clamp_min(torch.sqrt(torch.sum(q * q, [-1], True)), 1e-12)
+    k = k / torch.clamp_min(torch.sqrt(torch.sum(k * k, [-1], True)), 1e-12)
+    scale = torch.exp(torch.clamp_max(self.logit_scale, 4.605170185988092))
+    attn = torch.matmul(q, k.transpose(-2, -1)) * scale + bias)";
+  const std::string qkv_bias_v2 = R"(
+    qb = self.qkv.bias
+    third = qb.size(0) // 3
+    qb = torch.cat([qb[0:third], torch.zeros_like(qb[third:2 * third]), qb[2 * third:]]))";
+  return std::string(R"(
 def prunelab_forward(self, x: Tensor) -> Tensor:
     bias = self.get_relative_position_bias()
     w = self.qkv.weight
@@ -1208,9 +1236,9 @@ def prunelab_forward(self, x: Tensor) -> Tensor:
     if s0 + s1 > 0:
         t = torch.roll(t, [-s0, -s1], [1, 2])
     t = t.reshape([B, nh, ws[0], nw, ws[1], C]).permute([0, 1, 3, 2, 4, 5]).reshape([B * nh * nw, N, C])
-    qkv = torch.linear(t, w, self.qkv.bias).reshape([B * nh * nw, N, 3, heads, d]).permute([2, 0, 3, 1, 4])
-    q = qkv[0] * (1.0 / (float(d) ** 0.5))
-    attn = torch.matmul(q, qkv[1].transpose(-2, -1)) + bias
+    qb = self.qkv.bias)") + (v2 ? qkv_bias_v2 : "") + R"(
+    qkv = torch.linear(t, w, qb).reshape([B * nh * nw, N, 3, heads, d]).permute([2, 0, 3, 1, 4]))" +
+         (v2 ? scores_v2 : scores_v1) + R"(
     if s0 + s1 > 0:
         rows = x.new_ones([PH]).cumsum(0) - 1.0
         cols = x.new_ones([PW]).cumsum(0) - 1.0
@@ -1229,6 +1257,7 @@ def prunelab_forward(self, x: Tensor) -> Tensor:
         o = torch.roll(o, [s0, s1], [1, 2])
     return o[:, :H, :W, :].contiguous()
 )";
+}
 
 // Head h of a projection whose `inner` outputs (of q, k and v each, packed) hold the heads
 // in order: rows r with (r % inner) / d == h; the output projection's columns c / d == h.
@@ -1270,7 +1299,18 @@ void AddAttentionHeads(const torch::jit::Module& m, ModelLayout* layout) {
                     path + ".proj.weight", w.size(0), d);
       std::vector<int64_t> per_head(static_cast<size_t>(heads));
       std::iota(per_head.begin(), per_head.end(), 0);
-      g.slices.push_back({path + ".relative_position_bias_table", 1, 1, false, per_head});
+      if (WindowAttentionKind(sub.value) == Window::kV1) {
+        g.slices.push_back({path + ".relative_position_bias_table", 1, 1, false, per_head});
+      } else {
+        g.slices.push_back({path + ".logit_scale", 0, 1, false, per_head});
+        g.slices.push_back({path + ".cpb_mlp.2.weight", 0, 1, false, per_head});
+        // The graph pass's (blocked) group of the bias MLP's outputs: the heads own them now.
+        layout->groups.erase(std::remove_if(layout->groups.begin(), layout->groups.end(),
+                                            [&](const StructureGroup& o) { return o.name == path + ".cpb_mlp.2"; }),
+                             layout->groups.end());
+        at = std::find_if(layout->groups.begin(), layout->groups.end(),
+                          [&](const StructureGroup& o) { return o.name == path + ".qkv" && o.kind != "head"; });
+      }
       g.structures = heads;
       if (heads < 2) g.blocked = "structured pruning: window attention '" + path + "' has a single head";
       layout->attention[path] = d;
@@ -1408,7 +1448,8 @@ void RewriteAttention(torch::jit::Module& m, const ModelLayout& layout) {
     if (rewritten.count(type)) continue;
     rewritten.insert(type);
     if (!a.find_method("prunelab_forward"))
-      a.define(window ? std::string(kWindowAttentionSource) : AttentionSource(TypeFlag(a, "batch_first")));
+      a.define(window ? WindowAttentionSource(WindowAttentionKind(a) == Window::kV2)
+                      : AttentionSource(TypeFlag(a, "batch_first")));
     ForwardTo(a, "prunelab_forward");
   }
   m = CloneModule(m);  // reloaded from the printed code: no executor keeps the old graphs

@@ -92,15 +92,15 @@ TEST(TorchvisionTest, EachFamilyPrunesStructurallyAndComputesWhatTheZeroedOrigin
 }
 
 // Whole heads of attention: ViT's nn.MultiheadAttention (12 layers of 12 heads) and Swin's
-// window attention (12 blocks of 3 to 24 heads) each get a head group; keeping every other
+// window attention, v1 and v2 (12 blocks of 3 to 24 heads), each get a head group; keeping every other
 // head, num_heads follows, the q/k/v rows and output columns of each removed head are gone,
 // and the variant equals the zeroed original. With every head kept, the replacement forward
 // computes what the original does (shifted windows and position bias included).
 TEST(TorchvisionTest, AttentionHeadsAreRemovedWholeInVitAndSwin) {
   if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
   testing::TempDir dir;
-  ASSERT_TRUE(Script(dir.path(), "vit_b_16,swin_t")) << ReadAll(dir.path() + "/log.txt");
-  for (const std::string name : {"vit_b_16", "swin_t"}) {
+  ASSERT_TRUE(Script(dir.path(), "vit_b_16,swin_t,swin_v2_t")) << ReadAll(dir.path() + "/log.txt");
+  for (const std::string name : {"vit_b_16", "swin_t", "swin_v2_t"}) {
     SCOPED_TRACE(name);
     torch::jit::Module dense = LoadFromBytes(ReadAll(dir.path() + "/" + name + ".pt")).value();
     dense.eval();
@@ -143,7 +143,8 @@ TEST(TorchvisionTest, AttentionHeadsAreRemovedWholeInVitAndSwin) {
       } else {
         EXPECT_EQ(hd, 32);
         EXPECT_EQ(GetTensor(pruned, path + ".qkv.weight").size(0), 3 * left * hd);
-        EXPECT_EQ(GetTensor(pruned, path + ".relative_position_bias_table").size(1), left);
+        if (name == "swin_t") EXPECT_EQ(GetTensor(pruned, path + ".relative_position_bias_table").size(1), left);
+        else EXPECT_EQ(GetTensor(pruned, path + ".logit_scale").size(0), left);
       }
     }
     double err = -1;
