@@ -66,7 +66,7 @@ const char* kUsage =
     "  report ID -o DIR                                      report.html (self-contained), report.md, results.json, results.csv, model cards\n"
     "  compare NEW OLD                                       gate a new sweep against a known-good one (exit 1 on a regression)\n"
     "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
-    "  export ID TRIAL -o DIR                                the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
+    "  export ID TRIAL -o DIR [--fold-preprocessing]         the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
     "  sensitivity ID                                        per-layer accuracy curves of a sensitivity sweep\n"
     "  pause ID | resume ID | cancel ID                      hold a sweep's queued tasks / release them / fail what is unfinished\n"
     "  workers [--json]                                      registered workers and their hardware\n"
@@ -396,12 +396,66 @@ bool WriteFile(const std::string& path, const std::string& bytes) {
   return static_cast<bool>(out);
 }
 
+// Runs a program (no shell) and waits; its exit status, or -1 when it could not start.
+int RunProgram(const std::vector<std::string>& argv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  if (pid < 0) return -1;
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::string Csv(const std::vector<double>& v) {
+  std::string s;
+  for (double x : v) s += (s.empty() ? "" : ",") + fmt::sprintf("%.9g", x);
+  return s;
+}
+
+// --fold-preprocessing: what the worker did to the sweep's data before the model saw it,
+// folded into model.pt by prunelab-fold (beside this binary; it links LibTorch, the CLI does not).
+pl::Status FoldInto(const std::string& model_path, const std::string& spec_yaml, json* card) {
+  auto spec = pl::ParseSpec(spec_yaml);
+  if (!spec.ok()) return pl::Status::InvalidArgument("the sweep's spec is not readable: " + spec.status().message());
+  std::vector<int64_t> shape = spec->input_shape.empty() ? std::vector<int64_t>{1, 28, 28} : spec->input_shape;
+  std::vector<double> mean = spec->dataset.mean, stdev = spec->dataset.std;
+  if (spec->dataset.name != "npy" && spec->dataset.name != "folder") mean = {0.2860}, stdev = {0.3530};
+  std::string shape_csv;
+  for (int64_t d : shape) shape_csv += (shape_csv.empty() ? "" : ",") + std::to_string(d);
+  std::error_code ec;
+  const std::string bin = (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "prunelab-fold").string();
+  const std::string folded = model_path + ".folded";
+  std::vector<std::string> argv{bin, "--in", model_path, "--out", folded, "--input-shape", shape_csv};
+  if (!mean.empty()) argv.insert(argv.end(), {"--mean", Csv(mean)});
+  if (!stdev.empty()) argv.insert(argv.end(), {"--std", Csv(stdev)});
+  const int rc = RunProgram(argv);
+  if (rc != 0)
+    return pl::Status::Internal(rc == 127 || rc == -1 ? "prunelab-fold not found at " + bin + " (build it)"
+                                                      : "prunelab-fold failed (exit " + std::to_string(rc) + ", see above)");
+  std::filesystem::rename(folded, model_path, ec);
+  if (ec) return pl::Status::IoError("cannot move " + folded + " into place: " + ec.message());
+  auto& in = (*card)["input"];
+  in["dtype"] = "pixel values 0-255, uint8 or float";
+  in["layout"] = "N x C x H x W, C of 1, 3 or 4 (alpha dropped; gray and RGB converted), any H x W (resized)";
+  in["preprocessing"] = "folded into the module: / 255, channels converted, bilinear resize to " + shape_csv +
+                        ", (x - [" + Csv(mean) + "]) / [" + Csv(stdev) + "]; give it raw pixels";
+  in["folded"] = true;
+  return pl::Status::Ok();
+}
+
 int CmdExport(const Args& a) {
   std::string dir = a.Get("--out");
   if (a.positional.size() < 2 || dir.empty())
     return Fail("export needs a sweep id, a trial (or base@TARGET) and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
-  auto rows = FetchResults(a, a.positional[0]);
-  if (!rows.ok()) return Fail(rows.status().ToString());
+  auto sweep = FetchSweep(a, a.positional[0]);
+  if (!sweep.ok()) return Fail(sweep.status().ToString());
+  pl::StatusOr<std::vector<pl::TrialResult>> rows = std::move(sweep->results);
   const pl::TrialResult* row = nullptr;
   const pl::TrialResult* base = nullptr;
   for (const auto& r : rows.value())
@@ -424,11 +478,17 @@ int CmdExport(const Args& a) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail("cannot create " + dir + ": " + ec.message());
   json card = pc::ModelCard(*row, base);
-  if (!WriteFile(dir + "/model.pt", bytes.value()) || !WriteFile(dir + "/model_card.json", pl::DumpJson(card, 2) + "\n") ||
+  if (!WriteFile(dir + "/model.pt", bytes.value())) return Fail("cannot write into " + dir);
+  if (a.Has("--fold-preprocessing"))
+    if (pl::Status st = FoldInto(dir + "/model.pt", sweep->spec_yaml, &card); !st.ok())
+      return Fail("--fold-preprocessing: " + st.ToString());
+  if (!WriteFile(dir + "/model_card.json", pl::DumpJson(card, 2) + "\n") ||
       !WriteFile(dir + "/model_card.md", pc::ModelCardMarkdown(card)))
     return Fail("cannot write into " + dir);
-  std::printf("exported %s %s to %s: model.pt (%zu bytes), model_card.json, model_card.md\n", a.positional[0].c_str(),
-              row->task_id.c_str(), dir.c_str(), bytes->size());
+  std::error_code size_ec;
+  std::printf("exported %s %s to %s: model.pt (%ju bytes%s), model_card.json, model_card.md\n", a.positional[0].c_str(),
+              row->task_id.c_str(), dir.c_str(), static_cast<uintmax_t>(std::filesystem::file_size(dir + "/model.pt", size_ec)),
+              a.Has("--fold-preprocessing") ? "; takes raw pixels 0-255, preprocessing folded in" : "");
   std::printf("load it in Python: torch.jit.load('%s/model.pt')\n", dir.c_str());
   return 0;
 }
@@ -826,6 +886,8 @@ class CommandLine {
     Command("export", "the variant (or the dense baseline) as TorchScript model.pt + model card", {"ID", "TRIAL"},
             kRemote | kStore);
     Option("-o,--out", "output directory")->required();
+    Flag("--fold-preprocessing", "model.pt takes pixel values 0-255 (any size): scaling, channels, resize and "
+                                 "mean/std of the sweep's data are folded in");
     Command("sensitivity", "per-layer accuracy curves of a sensitivity sweep", {"ID"}, kRemote | kStore | kJson);
     for (const char* c : {"pause", "resume", "cancel"})
       Command(c, std::string(c) + " a sweep (hold / release its queued tasks / fail what is unfinished)", {"ID"},

@@ -109,7 +109,8 @@ std::string ModelCardMarkdown(const json& c) {
        c["variant"]["trial"].get<std::string>() + ")");
   line("");
   line("- File: `model.pt` (" + c["format"].get<std::string>() + "), artifact " + c["artifact_hash"].get<std::string>());
-  line("- Input: float32 tensor of shape " + in["shape"].dump() + "; " + in["preprocessing"].get<std::string>());
+  line("- Input: " + in.value("dtype", std::string("float32")) + " tensor of shape " + in["shape"].dump() + "; " +
+       in["preprocessing"].get<std::string>());
   line("- Output: " + in["output"].get<std::string>());
   line("");
   line("## Pruning");

@@ -488,6 +488,19 @@ TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
     EXPECT_EQ(py.code, 0) << "Python's torch.jit.load disagrees with the recorded accuracy: " << py.out;
   }
 
+  // --fold-preprocessing: model.pt takes raw pixels (uint8, gray or RGB) and scores the same.
+  std::string raw_out = dir_.path() + "/export-raw";
+  auto rx = Shell(Cli("export " + id + " t002@local -o " + raw_out + " --fold-preprocessing --data-dir " + dir_.path() + "/data"));
+  ASSERT_EQ(rx.code, 0) << rx.out;
+  EXPECT_NE(rx.out.find("takes raw pixels"), std::string::npos) << rx.out;
+  auto raw_card = ParseJson(ReadAll(raw_out + "/model_card.json"));
+  ASSERT_TRUE(raw_card.ok());
+  EXPECT_TRUE((*raw_card)["input"]["folded"].get<bool>());
+  EXPECT_NE(ReadAll(raw_out + "/model_card.md").find("folded into the module"), std::string::npos);
+  auto pyr = Shell("/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/tests/python/check_export.py " + raw_out + " " +
+                   kFashionDir + " 500 raw");
+  if (pyr.code != 77) EXPECT_EQ(pyr.code, 0) << "the folded model does not score its recorded accuracy on raw pixels: " << pyr.out;
+
   // The dense baseline is exportable like any variant (the reference a rollback needs).
   std::string base_out = dir_.path() + "/export-base";
   auto bx = Shell(Cli("export " + id + " base@local -o " + base_out + " --data-dir " + dir_.path() + "/data"));

@@ -1,6 +1,9 @@
 """Independent check of an exported variant: Python's torch.jit.load opens model.pt, runs it on
 the Fashion-MNIST test set preprocessed as its model card says, and must reach the accuracy
-prunelab recorded. Exit 0 on success, 1 on a mismatch, 77 when torch is not installed."""
+prunelab recorded. With a fourth argument `raw` the model was exported with
+--fold-preprocessing: it is given the raw uint8 pixels instead (and the same images as RGB,
+which it must turn back into gray). Exit 0 on success, 1 on a mismatch, 77 when torch is not
+installed."""
 import gzip
 import json
 import sys
@@ -22,6 +25,7 @@ def idx(path):
 
 def main():
     model_dir, data_dir, subset = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    raw = len(sys.argv) > 4 and sys.argv[4] == "raw"
     card = json.load(open(f"{model_dir}/model_card.json"))
     m = torch.jit.load(f"{model_dir}/model.pt")
     m.eval()
@@ -30,9 +34,18 @@ def main():
     if subset:
         images, labels = images[:subset], labels[:subset]
     shape = [s if s > 0 else images.shape[0] for s in card["input"]["shape"]]
-    x = ((images.float() / 255.0 - 0.2860) / 0.3530).reshape(shape)
+    if raw:
+        x = images.reshape(shape)  # uint8 pixels as they are
+    else:
+        x = ((images.float() / 255.0 - 0.2860) / 0.3530).reshape(shape)
     with torch.no_grad():
         pred = torch.cat([m(x[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
+        if raw:
+            rgb = x.expand(-1, 3, -1, -1)
+            pred_rgb = torch.cat([m(rgb[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
+            if not torch.equal(pred, pred_rgb):
+                print("the folded model predicts differently for the same images given as RGB")
+                sys.exit(1)
     acc = (pred == labels).float().mean().item()
     want = card["accuracy"]["final"]
     print(json.dumps({"python_accuracy": acc, "recorded_accuracy": want, "torch": torch.__version__}))

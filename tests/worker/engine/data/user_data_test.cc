@@ -15,6 +15,8 @@
 #include "common/spec/spec.h"
 #include "worker/daemon/executor.h"
 #include "worker/engine/data/user_data.h"
+#include "worker/engine/model/fold.h"
+#include "worker/engine/model/model.h"
 #include "tests/test_util.h"
 
 namespace prunelab::worker {
@@ -108,6 +110,36 @@ TEST(UserDataTest, NpyArraysInEitherLayoutAreResizedAndNormalized) {
   auto missing = CheckDatasetFiles(Config("npy", dir.path()));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.message().find("test_labels.npy"), std::string::npos) << missing.ToString();
+}
+
+// export --fold-preprocessing: a model wrapped by FoldPreprocessing, given the raw pixels,
+// sees exactly what the worker's data loading made of them (scaling, gray -> RGB, a resize
+// that enlarges one side and shrinks the other, mean/std).
+TEST(UserDataTest, FoldedPreprocessingDoesWhatTheWorkerDidToTheData) {
+  testing::TempDir dir;
+  torch::manual_seed(4);
+  auto raw = torch::randint(0, 256, {5, 10, 12, 1}, torch::kUInt8);  // N x H x W x C, gray
+  SaveNpy(dir.path() + "/train_images.npy", raw);
+  SaveNpy(dir.path() + "/train_labels.npy", torch::tensor({0, 1, 0, 1, 0}, torch::kInt64));
+  SaveNpy(dir.path() + "/test_images.npy", raw);
+  SaveNpy(dir.path() + "/test_labels.npy", torch::tensor({0, 1, 0, 1, 0}, torch::kInt64));
+  auto cfg = Config("npy", dir.path());
+  cfg.mean = {0.4, 0.5, 0.6};
+  cfg.std = {0.2, 0.3, 0.25};
+  const std::vector<int64_t> shape{3, 16, 8};
+  auto d = LoadUserDataset(cfg, true, 0, shape);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  torch::jit::Module identity("Identity");
+  identity.define("def forward(self, x: Tensor) -> Tensor:\n    return x\n");
+  auto folded = FoldPreprocessing(SaveToBytes(identity), {shape, cfg.mean, cfg.std});
+  ASSERT_TRUE(folded.ok()) << folded.status().ToString();
+  auto m = LoadFromBytes(folded.value());
+  ASSERT_TRUE(m.ok());
+  torch::NoGradGuard g;
+  auto got = m->forward({raw.permute({0, 3, 1, 2})}).toTensor();
+  ASSERT_EQ(got.sizes(), d->images.sizes());
+  EXPECT_LT((got - d->images).abs().max().item<double>(), 1e-5);
+  EXPECT_FALSE(FoldPreprocessing(SaveToBytes(identity), {shape, {0.1, 0.2}, {}}).ok()) << "2 means for 3 channels";
 }
 
 // Writes n images per class into root/split/class/ as PNG (even) and JPEG (odd), from
