@@ -273,7 +273,10 @@ class Session {
       if (us.corrupt_chunks > 0)
         Log(CurrentId(), "upload of " + result.artifact_hash.substr(0, 12) + ": " + std::to_string(us.corrupt_chunks) +
                              " corrupted chunk(s) sent again");
-      if (st.ok()) return true;
+      if (st.ok()) {
+        (void)cache_.Put(result.artifact_hash, artifact);  // a task of this worker that needs it next skips the download
+        return true;
+      }
       if (stop_.load()) break;
       if (st.code() != Status::Code::kUnavailable) {
         Log(CurrentId(), "the coordinator refused the model of " + result.task_id + ": " + st.message());
