@@ -58,6 +58,8 @@ struct TrialConfig {
   rewind @14 :Float64;              # lottery-ticket rewind point (fraction of baseline training); < 0: off
   layer @15 :Text;                  # sensitivity: the one layer/group pruned
   calibrationBatches @16 :UInt32;
+  distillTemperature @17 :Float64;  # > 0: fine-tune with the dense baseline as teacher
+  distillAlpha @18 :Float64;        # weight of the teacher's soft targets (labels: 1 - alpha)
 }
 
 struct LayerValue {

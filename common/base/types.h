@@ -73,6 +73,10 @@ struct TrialConfig {
   double rewind = -1;                  // lottery ticket: <0 off; else fraction of baseline training to rewind to (0 = init)
   std::string layer;                   // sensitivity: the single layer/group pruned
   uint32_t calibration_batches = 8;    // gradient/taylor/activation scoring batches
+  // Knowledge distillation during fine-tuning, the dense baseline as teacher: loss =
+  // alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy. T <= 0: off.
+  double distill_temperature = 0;
+  double distill_alpha = 0.5;
 };
 
 struct BenchmarkConfig {

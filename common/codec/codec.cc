@@ -127,6 +127,8 @@ void Put(s::Task::Builder b, const Task& t) {
   tc.setRewind(t.trial.rewind);
   tc.setLayer(T(t.trial.layer));
   tc.setCalibrationBatches(t.trial.calibration_batches);
+  tc.setDistillTemperature(t.trial.distill_temperature);
+  tc.setDistillAlpha(t.trial.distill_alpha);
   auto bc = b.initBenchmark();
   bc.setWarmupQueries(t.benchmark.warmup_queries);
   bc.setMinQueries(t.benchmark.min_queries);
@@ -442,6 +444,8 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.trial.rewind = tc.getRewind();
   t.trial.layer = S(tc.getLayer());
   t.trial.calibration_batches = tc.getCalibrationBatches();
+  t.trial.distill_temperature = tc.getDistillTemperature();
+  t.trial.distill_alpha = tc.getDistillTemperature() > 0 ? tc.getDistillAlpha() : 0.5;
   auto bc = r.getBenchmark();
   t.benchmark.warmup_queries = bc.getWarmupQueries();
   t.benchmark.min_queries = bc.getMinQueries();

@@ -72,12 +72,18 @@ json ToJson(const Task& t) {
 json ToJson(const TrialConfig& c) {
   json overrides = json::object();
   for (const auto& o : c.overrides) overrides[o.name] = o.value;
-  return json{{"criterion", c.criterion}, {"granularity", c.granularity}, {"schedule", c.schedule},
+  json j{{"criterion", c.criterion}, {"granularity", c.granularity}, {"schedule", c.schedule},
               {"sparsity", c.sparsity}, {"finetune_epochs", c.finetune_epochs},
               {"finetune_learning_rate", c.finetune_learning_rate}, {"scope", c.scope},
               {"min_keep", c.min_keep}, {"exclude", c.exclude}, {"overrides", overrides},
               {"round_to", c.round_to}, {"rounds", c.rounds}, {"curve", c.curve}, {"rewind", c.rewind},
               {"layer", c.layer}, {"calibration_batches", c.calibration_batches}};
+  // Only when on: a row without these keys was fine-tuned on the labels alone.
+  if (c.distill_temperature > 0) {
+    j["distill_temperature"] = c.distill_temperature;
+    j["distill_alpha"] = c.distill_alpha;
+  }
+  return j;
 }
 
 TrialConfig TrialConfigFromJson(const json& tc) {
@@ -99,6 +105,8 @@ TrialConfig TrialConfigFromJson(const json& tc) {
   c.rewind = tc.value("rewind", -1.0);
   c.layer = tc.value("layer", "");
   c.calibration_batches = tc.value("calibration_batches", c.calibration_batches);
+  c.distill_temperature = tc.value("distill_temperature", 0.0);
+  c.distill_alpha = tc.value("distill_alpha", 0.5);
   return c;
 }
 

@@ -234,7 +234,8 @@ void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, Swe
     if (v.empty()) return;
     s.type = v[0];
   } else if (c.IsMap(n, path)) {
-    c.OnlyKeys(n, path, {"type", "finetune_epochs", "finetune_fraction", "learning_rate", "rounds", "curve", "rewind"});
+    c.OnlyKeys(n, path, {"type", "finetune_epochs", "finetune_fraction", "learning_rate", "rounds", "curve", "rewind",
+                         "distill"});
     auto v = c.Choices(n["type"], Checker::Child(path, "type"), AllowedSchedules());
     if (v.empty()) return;
     s.type = v[0];
@@ -249,6 +250,16 @@ void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, Swe
       if (!cv.empty()) s.curve = cv[0];
     }
     c.Number(n, path, "rewind", &s.rewind, 0, 1);
+    if (n["distill"]) {
+      // Knowledge distillation: fine-tuning learns the dense baseline's softened outputs too.
+      const std::string dp = Checker::Child(path, "distill");
+      if (c.IsMap(n["distill"], dp)) {
+        c.OnlyKeys(n["distill"], dp, {"temperature", "alpha"});
+        s.distill_temperature = 4;
+        c.Number(n["distill"], dp, "temperature", &s.distill_temperature, 0.5, 100);
+        c.Number(n["distill"], dp, "alpha", &s.distill_alpha, 0, 1);
+      }
+    }
     if (s.type != "iterative" && (n["rounds"] || n["curve"]))
       c.Error(Checker::Child(path, "rounds"), "rounds and curve apply to type iterative only");
   } else {
@@ -766,6 +777,8 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
             t.trial.rounds = schedule.type == "iterative" ? schedule.rounds : 1;
             t.trial.curve = schedule.curve;
             t.trial.rewind = schedule.rewind;
+            t.trial.distill_temperature = schedule.distill_temperature;
+            t.trial.distill_alpha = schedule.distill_alpha;
             add(t);
           }
   }

@@ -19,6 +19,8 @@ struct ScheduleSpec {
   uint32_t rounds = 4;                // iterative
   std::string curve = "cubic";        // iterative: linear | cubic
   double rewind = -1;                 // lottery ticket: < 0 off; 0 = init; f = after f of baseline training
+  double distill_temperature = 0;     // distill: {temperature, alpha}; 0: fine-tune on labels only
+  double distill_alpha = 0.5;
 };
 
 // Release gates: thresholds against the dense baseline measured on the same target.

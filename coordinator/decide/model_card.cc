@@ -69,6 +69,11 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
         {"rounds", cfg.value("rounds", 1)},
         {"curve", cfg.value("curve", "")},
         {"rewind", cfg.value("rewind", -1.0)},
+        {"distillation", cfg.value("distill_temperature", 0.0) > 0
+                             ? json{{"teacher", "the dense baseline"},
+                                    {"temperature", cfg.value("distill_temperature", 0.0)},
+                                    {"alpha", cfg.value("distill_alpha", 0.5)}}
+                             : json(nullptr)},
         {"finetune_epochs", cfg.value("finetune_epochs", 0.0)},
         {"finetune_learning_rate", cfg.value("finetune_learning_rate", 0.0)},
         {"baseline_training", cfg.value("training", json::object())}}},
@@ -121,6 +126,9 @@ std::string ModelCardMarkdown(const json& c) {
   if (sch["type"] == "iterative")
     schedule += ", " + sch["rounds"].dump() + " rounds, curve " + sch["curve"].get<std::string>();
   if (sch["rewind"].get<double>() >= 0) schedule += ", rewound to " + sch["rewind"].dump() + " of the baseline's training";
+  if (sch.contains("distillation") && sch["distillation"].is_object())
+    schedule += ", distilled from the dense baseline (temperature " + sch["distillation"]["temperature"].dump() +
+                ", alpha " + sch["distillation"]["alpha"].dump() + ")";
   line(schedule + ", fine-tuning " + sch["finetune_epochs"].dump() + " epoch(s) at lr " + sch["finetune_learning_rate"].dump());
   line("- Exclusions " + p["exclude"].dump() + ", overrides " + p["overrides"].dump() + ", widths rounded to " + p["round_to"].dump());
   line("");

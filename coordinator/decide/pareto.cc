@@ -66,6 +66,7 @@ std::string DescribeVariant(const TrialResult& r) {
   std::string v = buf;
   if (r.schedule == "iterative") v += " iter" + (r.round && r.round < r.rounds ? " r" + std::to_string(r.round) + "/" + std::to_string(r.rounds) : "");
   if (r.schedule == "sensitivity") v += " only " + r.layer;
+  if (r.trial_json.find("\"distill_temperature\"") != std::string::npos) v += " +KD";  // written only when on
   return v;
 }
 

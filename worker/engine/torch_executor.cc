@@ -441,6 +441,12 @@ class TorchExecutor final : public TrialExecutor {
       if (!train.ok()) return train.status();
       calibration = train.value();
     }
+    // Distillation: the dense model, frozen in eval mode, teaches every round's fine-tuning.
+    std::optional<torch::jit::Module> teacher;
+    if (tc.distill_temperature > 0 && finetune_per_round > 0) {
+      teacher = CloneModule(dense);
+      teacher->eval();
+    }
     Masks masks;
     for (uint32_t round = 1; round <= rounds; ++round) {
       const double target = ScheduledSparsity(tc.sparsity, round, rounds, tc.curve);
@@ -493,6 +499,11 @@ class TorchExecutor final : public TrialExecutor {
       if (finetune_per_round > 0) {
         TrainOptions o = OptionsFrom(task.training, finetune_per_round, tc.finetune_learning_rate, round);
         o.masks = masks.empty() ? nullptr : &masks;
+        if (teacher) {
+          o.teacher = &*teacher;
+          o.temperature = tc.distill_temperature;
+          o.alpha = tc.distill_alpha;
+        }
         o.on_progress = [&ctx, round, rounds](double f) {
           return !ctx.on_progress ||
                  ctx.on_progress("fine-tuning (round " + std::to_string(round) + "/" + std::to_string(rounds) + ")", f);

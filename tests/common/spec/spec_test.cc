@@ -247,6 +247,35 @@ sweep:
   EXPECT_EQ(st[2].trial.finetune_epochs, 0.0);
 }
 
+TEST(SpecTest, ScheduleDistillTakesTemperatureAndAlphaAndNamesMistakes) {
+  auto s = ParseSpec(R"(
+name: kd
+model: cnn
+sweep:
+  criterion: l1
+  granularity: channel
+  sparsity: [0.7]
+  schedule:
+    - {type: one_shot, finetune_epochs: 1}
+    - {type: one_shot, finetune_epochs: 1, distill: {temperature: 3, alpha: 0.7}}
+    - {type: iterative, rounds: 2, distill: {}}
+)");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto tasks = ExpandTasks(s.value(), "sw");
+  ASSERT_EQ(tasks.size(), 8u);
+  EXPECT_EQ(tasks[2].trial.distill_temperature, 0.0) << "off unless asked for";
+  EXPECT_DOUBLE_EQ(tasks[3].trial.distill_temperature, 3.0);
+  EXPECT_DOUBLE_EQ(tasks[3].trial.distill_alpha, 0.7);
+  EXPECT_DOUBLE_EQ(tasks[4].trial.distill_temperature, 4.0) << "defaults: temperature 4, alpha 0.5";
+  EXPECT_DOUBLE_EQ(tasks[4].trial.distill_alpha, 0.5);
+  for (const char* bad : {"{temperature: 0.1}", "{alpha: 1.5}", "{temp: 4}", "yes"}) {
+    auto e = ParseSpec(std::string("name: kd\nmodel: cnn\nsweep: {criterion: l1, granularity: channel, sparsity: 0.5, "
+                                   "schedule: {type: one_shot, distill: ") + bad + "}}\n");
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.status().message().find("sweep.schedule.distill"), std::string::npos) << bad << ": " << e.status().message();
+  }
+}
+
 TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
   std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"name: x\nmodel: cnn\nsweep: {criterion: apoz, granularity: [structured, unstructured], sparsity: 0.5}\n",

@@ -191,6 +191,65 @@ TEST(TrainingTest, MasksStayZeroThroughFineTuningAndSeedsAreDeterministic) {
     EXPECT_TRUE(torch::equal(GetTensor(a, name), GetTensor(b, name))) << name << " differs between identical runs";
 }
 
+// The distillation loss by hand on two samples of three classes: alpha 0 is cross-entropy,
+// alpha 1 is T^2 times the batch-mean KL divergence of the softened distributions, zero when
+// student and teacher agree; in between the blend.
+TEST(TrainingTest, DistillationLossMatchesItsDefinitionOnSmallTensors) {
+  auto s = torch::tensor({{2.0f, 0.5f, -1.0f}, {0.1f, 0.2f, 0.3f}});
+  auto t = torch::tensor({{1.0f, 1.5f, -0.5f}, {0.0f, 2.0f, 0.0f}});
+  auto y = torch::tensor({0, 2}, torch::kInt64);
+  const double T = 2.0;
+  double ce = 0, kl = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto ls = torch::log_softmax(s[i], 0);
+    ce -= ls[y[i].item<int64_t>()].item<double>() / 2;
+    auto ps = torch::softmax(s[i] / T, 0), pt = torch::softmax(t[i] / T, 0);
+    for (int k = 0; k < 3; ++k) {
+      double p = pt[k].item<double>();
+      kl += p * (std::log(p) - std::log(ps[k].item<double>())) / 2;
+    }
+  }
+  EXPECT_NEAR(DistillationLoss(s, t, y, T, 0.0).item<double>(), ce, 1e-6);
+  EXPECT_NEAR(DistillationLoss(s, t, y, T, 1.0).item<double>(), T * T * kl, 1e-6);
+  EXPECT_NEAR(DistillationLoss(s, t, y, T, 0.25).item<double>(), 0.25 * T * T * kl + 0.75 * ce, 1e-6);
+  EXPECT_NEAR(DistillationLoss(s, s, y, T, 1.0).item<double>(), 0.0, 1e-7) << "nothing to learn from oneself";
+  // Gradients reach the student only.
+  auto sg = s.clone().requires_grad_(true);
+  auto tg = t.clone().requires_grad_(true);
+  DistillationLoss(sg, tg, y, T, 0.5).backward();
+  EXPECT_TRUE(sg.grad().defined());
+  EXPECT_FALSE(tg.grad().defined());
+}
+
+TEST(TrainingTest, FineTuningWithATeacherMovesTheStudentTowardsIt) {
+  auto data = Synthetic(256, 3);
+  auto teacher = BuildFashionCnn(21);
+  TrainOptions base;
+  base.epochs = 2;
+  base.batch_size = 32;
+  base.seed = 2;
+  ASSERT_TRUE(Train(teacher, data, base).ok());
+  teacher.eval();
+  auto gap = [&](torch::jit::Module& m) {
+    torch::NoGradGuard g;
+    m.eval();
+    auto x = data.images.slice(0, 0, 64);
+    return (torch::softmax(m.forward({x}).toTensor(), 1) - torch::softmax(teacher.forward({x}).toTensor(), 1))
+        .abs().mean().item<double>();
+  };
+  auto plain = BuildFashionCnn(5), taught = BuildFashionCnn(5);
+  TrainOptions o;
+  o.epochs = 1;
+  o.batch_size = 32;
+  o.seed = 4;
+  ASSERT_TRUE(Train(plain, data, o).ok());
+  o.teacher = &teacher;
+  o.temperature = 4;
+  o.alpha = 0.9;
+  ASSERT_TRUE(Train(taught, data, o).ok());
+  EXPECT_LT(gap(taught), gap(plain)) << "the distilled student is closer to the teacher's outputs";
+}
+
 TEST(TrainingTest, DivergenceIsReportedNotThrown) {
   auto m = BuildFashionCnn(1);
   auto data = Synthetic(64, 2);

@@ -9,6 +9,16 @@
 
 namespace prunelab::worker {
 
+torch::Tensor DistillationLoss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                               const torch::Tensor& labels, double temperature, double alpha) {
+  namespace F = torch::nn::functional;
+  auto hard = F::cross_entropy(student_logits, labels);
+  auto soft = F::kl_div(F::log_softmax(student_logits / temperature, F::LogSoftmaxFuncOptions(1)),
+                        F::softmax(teacher_logits.detach() / temperature, F::SoftmaxFuncOptions(1)),
+                        F::KLDivFuncOptions().reduction(torch::kBatchMean));
+  return alpha * temperature * temperature * soft + (1.0 - alpha) * hard;
+}
+
 Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) {
   std::vector<torch::Tensor> params;
   for (auto p : m.parameters()) {
@@ -37,7 +47,17 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
       auto x = data.images.index_select(0, idx);
       auto y = data.labels.index_select(0, idx);
       auto logits = m.forward({x}).toTensor();
-      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      torch::Tensor loss;
+      if (o.teacher) {
+        torch::Tensor soft_targets;
+        {
+          torch::NoGradGuard no_grad;
+          soft_targets = o.teacher->forward({x}).toTensor();
+        }
+        loss = DistillationLoss(logits, soft_targets, y, o.temperature, o.alpha);
+      } else {
+        loss = torch::nn::functional::cross_entropy(logits, y);
+      }
       double lv = loss.item<double>();
       if (!std::isfinite(lv)) {
         m.train(false);

@@ -20,10 +20,21 @@ struct TrainOptions {
   const Masks* masks = nullptr;  // re-applied after every step, so pruned weights stay zero
   // Called about every 2 % of the work with the fraction done; return false to abort.
   std::function<bool(double)> on_progress;
+  // Knowledge distillation: the teacher (in eval mode, no gradients) is run on every batch
+  // and the loss is DistillationLoss at this temperature and alpha. Null: labels only.
+  torch::jit::Module* teacher = nullptr;
+  double temperature = 4;
+  double alpha = 0.5;
 };
 
+// Hinton et al.'s distillation loss, batch mean: alpha * T^2 * KL(softmax(t/T) ||
+// softmax(s/T)) + (1 - alpha) * cross_entropy(s, labels). T^2 keeps the soft term's gradients
+// on the scale of the hard term's as T grows.
+torch::Tensor DistillationLoss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                               const torch::Tensor& labels, double temperature, double alpha);
+
 // SGD with momentum and a cosine learning-rate decay from learning_rate to 0 over all
-// epochs, cross-entropy, seeded shuffling. Fails (never throws) on a
+// epochs, cross-entropy (or the distillation loss), seeded shuffling. Fails (never throws) on a
 // non-finite loss or when aborted.
 Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& options);
 
