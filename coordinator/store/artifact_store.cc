@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 
+#include "common/base/hash.h"
 #include "coordinator/store/store_view.h"
 
 namespace prunelab::coordinator {
@@ -31,6 +32,9 @@ Status WriteAll(int fd, std::string_view data, const std::string& path) {
   }
   return Status::Ok();
 }
+
+// Only content names become file names: a peer naming "../store/CURRENT" reads nothing.
+bool IsArtifactName(const std::string& hash) { return IsContentName(hash) || IsLegacyContentName(hash); }
 
 Status SyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
@@ -90,6 +94,7 @@ class FileArtifactStore final : public ArtifactStore {
   }
 
   StatusOr<std::optional<uint64_t>> Size(const std::string& hash) override {
+    if (!IsArtifactName(hash)) return std::optional<uint64_t>();
     struct stat st {};
     if (::stat(Path(hash).c_str(), &st) == 0) return std::optional<uint64_t>(static_cast<uint64_t>(st.st_size));
     if (errno != ENOENT) return Errno("cannot stat", Path(hash));
@@ -100,6 +105,7 @@ class FileArtifactStore final : public ArtifactStore {
   }
 
   StatusOr<std::string> Read(const std::string& hash, uint64_t offset, uint64_t n) override {
+    if (!IsArtifactName(hash)) return Status::NotFound("'" + hash.substr(0, 80) + "' is not an artifact name");
     int fd = ::open(Path(hash).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       if (errno != ENOENT) return Errno("cannot open", Path(hash));
@@ -128,6 +134,7 @@ class FileArtifactStore final : public ArtifactStore {
   }
 
   Status Put(const std::string& hash, std::string_view bytes) override {
+    if (!IsArtifactName(hash)) return Status::InvalidArgument("'" + hash.substr(0, 80) + "' is not an artifact name");
     if (read_only_) return Status::InvalidArgument("artifact store " + dir_ + " is open read-only");
     const std::string id = "put-" + RandomId();
     Status st = Append(id, bytes);
@@ -157,6 +164,7 @@ class FileArtifactStore final : public ArtifactStore {
   Status Publish(const std::string& upload_id, const std::string& hash) override {
     auto it = open_.find(upload_id);
     if (it == open_.end()) return Status::NotFound("no upload " + upload_id);
+    if (!IsArtifactName(hash)) return Status::InvalidArgument("'" + hash.substr(0, 80) + "' is not an artifact name");
     const int fd = it->second.fd;
     open_.erase(it);
     const std::string from = StagingPath(upload_id);

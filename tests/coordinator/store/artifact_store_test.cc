@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "common/base/hash.h"
@@ -109,6 +110,18 @@ TEST(FileArtifactStoreTest, AnArtifactAnEarlierVersionKeptInTheRecordStoreIsServ
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/artifacts/" + h)) << "moved to a file on first read";
   EXPECT_FALSE(kv->Get(ArtifactKey(h)).value().has_value()) << "and no longer kept twice";
   EXPECT_EQ(a->Read(h, 5, 5).value(), old.substr(5, 5));
+}
+
+// Names come from peers: only content hashes become file names.
+TEST(FileArtifactStoreTest, ANameThatIsNotAContentHashReachesNoFile) {
+  testing::TempDir dir;
+  std::ofstream(dir.path() + "/secret") << "not an artifact";
+  auto a = OpenFileArtifactStore(dir.path() + "/artifacts", nullptr, 0).value();
+  for (const std::string& name : std::vector<std::string>{"../secret", "/etc/passwd", "", std::string(64, '.')}) {
+    EXPECT_FALSE(a->Size(name).value().has_value()) << name;
+    EXPECT_EQ(a->Read(name, 0, 100).status().code(), Status::Code::kNotFound) << name;
+    EXPECT_FALSE(a->Put(name, "x").ok()) << name;
+  }
 }
 
 TEST(FileArtifactStoreTest, HasRoomKeepsTheReserveFree) {
