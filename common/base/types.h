@@ -26,9 +26,6 @@ struct HardwareFingerprint {
 // (prunelab-coordinator --max-artifact-mb). Artifacts travel in chunks (PutArtifactChunk,
 // FetchArtifact), so this bounds disk use, not memory.
 inline constexpr uint64_t kDefaultMaxArtifactBytes = 8ull << 30;
-// A model up to this size may still travel inline in SubmitResult / SubmitSweep (a message is
-// at most 256 MiB); uploaders send anything larger in chunks first.
-inline constexpr size_t kMaxInlineArtifactBytes = 16u << 20;
 
 struct DatasetConfig {
   std::string name = "fashion-mnist";  // format: fashion-mnist | idx | npy | folder
