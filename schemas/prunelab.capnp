@@ -38,6 +38,7 @@ struct TrainingConfig {
   momentum @3 :Float64;
   weightDecay @4 :Float64;
   seed @5 :UInt64;
+  precision @6 :Text;       # fp32 | bf16 (empty: fp32)
 }
 
 struct TrialConfig {

@@ -45,6 +45,9 @@ struct TrainingConfig {
   double momentum = 0.9;
   double weight_decay = 0.0;
   uint64_t seed = 42;
+  // fp32, or bf16: autocast to bfloat16 with channels-last activations for training and
+  // fine-tuning (AVX512-BF16 / AMX CPUs; evaluation and benchmarks stay as the model is).
+  std::string precision = "fp32";
 };
 
 struct LayerValue {

@@ -105,6 +105,7 @@ void Put(s::Task::Builder b, const Task& t) {
   tr.setMomentum(t.training.momentum);
   tr.setWeightDecay(t.training.weight_decay);
   tr.setSeed(t.training.seed);
+  tr.setPrecision(T(t.training.precision));
   auto tc = b.initTrial();
   tc.setCriterion(T(t.trial.criterion));
   tc.setGranularity(T(t.trial.granularity));
@@ -427,6 +428,7 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.training.momentum = tr.getMomentum();
   t.training.weight_decay = tr.getWeightDecay();
   t.training.seed = tr.getSeed();
+  t.training.precision = tr.hasPrecision() && tr.getPrecision().size() ? S(tr.getPrecision()) : "fp32";
   auto tc = r.getTrial();
   t.trial.criterion = S(tc.getCriterion());
   t.trial.granularity = S(tc.getGranularity());

@@ -44,7 +44,8 @@ json ToJson(const Task& t) {
                            {"mean", t.dataset.mean}, {"std", t.dataset.std}, {"classes", t.dataset.class_names}}},
               {"training", {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
                             {"learning_rate", t.training.learning_rate}, {"momentum", t.training.momentum},
-                            {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed}}},
+                            {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed},
+                            {"precision", t.training.precision}}},
               {"trial", ToJson(t.trial)},
               {"benchmark", {{"warmup_queries", t.benchmark.warmup_queries},
                              {"min_queries", t.benchmark.min_queries},
@@ -133,6 +134,7 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.training.learning_rate = tr.value("learning_rate", 0.05);
     t.training.momentum = tr.value("momentum", 0.9);
     t.training.weight_decay = tr.value("weight_decay", 0.0);
+    t.training.precision = tr.value("precision", std::string("fp32"));
     t.training.seed = tr.value("seed", uint64_t{42});
     t.trial = TrialConfigFromJson(j.at("trial"));
     const json& b = j.at("benchmark");
@@ -350,7 +352,8 @@ TrialResult ResultFor(const Task& t) {
     c["input_shape"] = t.input_shape;
     c["model_artifact"] = t.model_artifact;
     c["training"] = {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
-                     {"learning_rate", t.training.learning_rate}, {"seed", t.training.seed}};
+                     {"learning_rate", t.training.learning_rate}, {"seed", t.training.seed},
+                     {"precision", t.training.precision}};
     r.trial_json = c.dump();
   }
   return r;

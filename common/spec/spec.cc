@@ -461,7 +461,11 @@ void ParseDataset(Checker& c, const YAML::Node& d, DatasetConfig* out) {
 
 void ParseTraining(Checker& c, const YAML::Node& t, bool user_model, TrainingConfig* out) {
   if (!c.IsMap(t, "training")) return;
-  c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed"});
+  c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed", "precision"});
+  if (t["precision"]) {
+    auto v = c.Choices(t["precision"], "training.precision", {"fp32", "bf16"});
+    if (!v.empty()) out->precision = v[0];
+  }
   // A user's model may arrive trained: epochs 0 takes it as the baseline as it is.
   c.Number(t, "training", "epochs", &out->epochs, user_model ? 0 : 1, 1000);
   c.Number(t, "training", "batch_size", &out->batch_size, 1, 65536);
@@ -670,6 +674,7 @@ static std::string BaselineKeyText(const SweepSpec& spec) {
   }
   os << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
      << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=2";
+  if (t.precision != "fp32") os << ";precision=" << t.precision;  // fp32 keys stay as they were
   if (!spec.model_artifact.empty()) os << ";user=" << spec.model_artifact;
   return os.str();
 }

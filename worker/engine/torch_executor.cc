@@ -42,6 +42,7 @@ TrainOptions OptionsFrom(const TrainingConfig& t, double epochs, double learning
   o.momentum = t.momentum;
   o.weight_decay = t.weight_decay;
   o.seed = t.seed + seed_offset;
+  o.bf16 = t.precision == "bf16";
   return o;
 }
 

@@ -276,6 +276,22 @@ sweep:
   }
 }
 
+TEST(SpecTest, TrainingPrecisionIsFp32OrBf16AndKeysTheBaseline) {
+  auto fp = ParseSpec("name: p\nmodel: cnn\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
+  auto bf = ParseSpec("name: p\nmodel: cnn\ntraining: {precision: bf16}\n"
+                      "sweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
+  ASSERT_TRUE(fp.ok() && bf.ok()) << bf.status().ToString();
+  EXPECT_EQ(fp->training.precision, "fp32");
+  EXPECT_EQ(bf->training.precision, "bf16");
+  EXPECT_NE(BaselineKey(fp.value()), BaselineKey(bf.value())) << "a bf16 baseline is another baseline";
+  EXPECT_EQ(ExpandTasks(bf.value(), "sw")[0].training.precision, "bf16");
+  auto bad = ParseSpec("name: p\nmodel: cnn\ntraining: {precision: fp16}\n"
+                       "sweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("training.precision"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("bf16"), std::string::npos) << bad.status().message();
+}
+
 TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
   std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"name: x\nmodel: cnn\nsweep: {criterion: apoz, granularity: [structured, unstructured], sparsity: 0.5}\n",

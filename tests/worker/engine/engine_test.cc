@@ -250,6 +250,32 @@ TEST(TrainingTest, FineTuningWithATeacherMovesTheStudentTowardsIt) {
   EXPECT_LT(gap(taught), gap(plain)) << "the distilled student is closer to the teacher's outputs";
 }
 
+// training.precision bf16: autocast to bfloat16 with channels-last weights while training; the
+// model learns, its weights stay fp32 and contiguous afterwards. Where the CPU lacks bf16 the
+// run is refused naming the setting.
+TEST(TrainingTest, Bf16TrainingLearnsAndLeavesFp32ContiguousWeights) {
+  auto data = Synthetic(512, 6);
+  auto m = BuildFashionCnn(8);
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.seed = 3;
+  o.bf16 = true;
+  std::string why;
+  Status st = Train(m, data, o);
+  if (!CpuHasBf16(&why)) {
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("training.precision bf16"), std::string::npos) << st.ToString();
+    GTEST_SKIP() << "this CPU has no bf16: " << why;
+  }
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  for (const auto& p : m.parameters()) {
+    EXPECT_EQ(p.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(p.is_contiguous());
+  }
+  EXPECT_GT(Evaluate(m, data).accuracy, 0.3) << "chance is 0.1";
+}
+
 TEST(TrainingTest, DivergenceIsReportedNotThrown) {
   auto m = BuildFashionCnn(1);
   auto data = Synthetic(64, 2);

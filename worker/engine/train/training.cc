@@ -1,6 +1,9 @@
 #include "worker/engine/train/training.h"
 
 #include <torch/torch.h>
+#include <ATen/autocast_mode.h>
+
+#include <fstream>
 
 #include <algorithm>
 #include <cmath>
@@ -19,7 +22,67 @@ torch::Tensor DistillationLoss(const torch::Tensor& student_logits, const torch:
   return alpha * temperature * temperature * soft + (1.0 - alpha) * hard;
 }
 
+bool CpuHasBf16(std::string* why) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    line += " ";
+    if (line.find(" avx512_bf16 ") != std::string::npos || line.find(" amx_bf16 ") != std::string::npos) return true;
+    if (why) *why = "this CPU has neither avx512_bf16 nor amx_bf16 (see /proc/cpuinfo)";
+    return false;
+  }
+  if (why) *why = "/proc/cpuinfo lists no CPU flags";
+  return false;
+}
+
+namespace {
+// Scoped bfloat16 autocast on the CPU (thread-local in ATen): ops that gain from it run in
+// bf16, the rest in fp32; the weight-cast cache is cleared on exit.
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(bool on) : on_(on) {
+    if (!on_) return;
+    was_ = at::autocast::is_cpu_enabled();
+    dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  }
+  ~Bf16Autocast() {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(was_);
+    at::autocast::set_autocast_cpu_dtype(dtype_);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool on_;
+  bool was_ = false;
+  at::ScalarType dtype_ = at::kBFloat16;
+};
+
+void SetMemoryFormat(torch::jit::Module& m, bool channels_last) {
+  torch::NoGradGuard g;
+  for (auto p : m.parameters())
+    if (p.dim() == 4)
+      p.set_data(channels_last ? p.contiguous(at::MemoryFormat::ChannelsLast) : p.contiguous());
+}
+}  // namespace
+
 Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) {
+  if (o.bf16) {
+    std::string why;
+    if (!CpuHasBf16(&why))
+      return Status::InvalidArgument("training.precision bf16: " + why + "; use precision fp32 on this worker");
+    SetMemoryFormat(m, true);
+  }
+  struct Restore {
+    torch::jit::Module& m;
+    bool on;
+    ~Restore() {
+      if (on) SetMemoryFormat(m, false);
+    }
+  } restore{m, o.bf16};
   std::vector<torch::Tensor> params;
   for (auto p : m.parameters()) {
     p.set_requires_grad(true);
@@ -45,18 +108,22 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
     for (int64_t start = 0; start < n && step < last; start += bs) {
       auto idx = perm.slice(0, start, std::min(n, start + bs));
       auto x = data.images.index_select(0, idx);
+      if (o.bf16 && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
       auto y = data.labels.index_select(0, idx);
-      auto logits = m.forward({x}).toTensor();
       torch::Tensor loss;
-      if (o.teacher) {
-        torch::Tensor soft_targets;
-        {
-          torch::NoGradGuard no_grad;
-          soft_targets = o.teacher->forward({x}).toTensor();
+      {
+        Bf16Autocast autocast(o.bf16);
+        auto logits = m.forward({x}).toTensor();
+        if (o.teacher) {
+          torch::Tensor soft_targets;
+          {
+            torch::NoGradGuard no_grad;
+            soft_targets = o.teacher->forward({x}).toTensor();
+          }
+          loss = DistillationLoss(logits.to(torch::kFloat32), soft_targets.to(torch::kFloat32), y, o.temperature, o.alpha);
+        } else {
+          loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), y);
         }
-        loss = DistillationLoss(logits, soft_targets, y, o.temperature, o.alpha);
-      } else {
-        loss = torch::nn::functional::cross_entropy(logits, y);
       }
       double lv = loss.item<double>();
       if (!std::isfinite(lv)) {

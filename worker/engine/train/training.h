@@ -25,7 +25,14 @@ struct TrainOptions {
   torch::jit::Module* teacher = nullptr;
   double temperature = 4;
   double alpha = 0.5;
+  // bfloat16 autocast with channels-last weights and inputs (4-D ones) while training; the
+  // module's parameters stay fp32 (master weights) and are made contiguous again afterwards.
+  bool bf16 = false;
 };
+
+// Whether this CPU runs bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo); when
+// not, *why names what was looked for.
+bool CpuHasBf16(std::string* why);
 
 // Hinton et al.'s distillation loss, batch mean: alpha * T^2 * KL(softmax(t/T) ||
 // softmax(s/T)) + (1 - alpha) * cross_entropy(s, labels). T^2 keeps the soft term's gradients
