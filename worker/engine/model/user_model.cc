@@ -1275,76 +1275,52 @@ void AddHeadSlices(StructureGroup* g, const std::string& qkv_w, const std::strin
 }  // namespace
 
 void AddAttentionHeads(const torch::jit::Module& m, ModelLayout* layout) {
+  auto& groups = layout->groups;
   for (const auto& sub : m.named_modules()) {
-    if (sub.name.empty()) continue;
-    if (IsWindowAttention(sub.value)) {
-      const std::string& path = sub.name;
-      auto at = std::find_if(layout->groups.begin(), layout->groups.end(),
-                             [&](const StructureGroup& g) { return g.name == path + ".qkv" && g.kind != "head"; });
-      const std::string why = WindowAttentionUnsupported(sub.value);
-      if (!why.empty()) {
-        if (at != layout->groups.end())
-          at->blocked = "structured pruning cannot remove heads of window attention '" + path + "': " + why;
-        continue;
-      }
-      const int64_t heads = sub.value.attr("num_heads").toInt();
-      const torch::Tensor w = GetTensor(m, path + ".qkv.weight");
-      if (heads < 1 || w.size(0) % (3 * heads)) continue;
-      const int64_t d = w.size(0) / (3 * heads);
-      StructureGroup g;
-      g.name = path;
-      g.kind = "head";
-      g.layers = {path + ".qkv"};
-      AddHeadSlices(&g, path + ".qkv.weight", HasTensor(m, path + ".qkv.bias") ? path + ".qkv.bias" : "",
-                    path + ".proj.weight", w.size(0), d);
-      std::vector<int64_t> per_head(static_cast<size_t>(heads));
-      std::iota(per_head.begin(), per_head.end(), 0);
-      if (WindowAttentionKind(sub.value) == Window::kV1) {
-        g.slices.push_back({path + ".relative_position_bias_table", 1, 1, false, per_head});
-      } else {
-        g.slices.push_back({path + ".logit_scale", 0, 1, false, per_head});
-        g.slices.push_back({path + ".cpb_mlp.2.weight", 0, 1, false, per_head});
-        // The graph pass's (blocked) group of the bias MLP's outputs: the heads own them now.
-        layout->groups.erase(std::remove_if(layout->groups.begin(), layout->groups.end(),
-                                            [&](const StructureGroup& o) { return o.name == path + ".cpb_mlp.2"; }),
-                             layout->groups.end());
-        at = std::find_if(layout->groups.begin(), layout->groups.end(),
-                          [&](const StructureGroup& o) { return o.name == path + ".qkv" && o.kind != "head"; });
-      }
-      g.structures = heads;
-      if (heads < 2) g.blocked = "structured pruning: window attention '" + path + "' has a single head";
-      layout->attention[path] = d;
-      if (at != layout->groups.end()) *at = std::move(g);
-      else layout->groups.push_back(std::move(g));
-      continue;
-    }
-    if (!IsMultiheadAttention(sub.value)) continue;
     const std::string& path = sub.name;
-    // The graph pass's group of in_proj's outputs (blocked at the attention matmul) is what
-    // the heads replace.
-    auto at = std::find_if(layout->groups.begin(), layout->groups.end(),
-                           [&](const StructureGroup& g) { return g.name == path && g.kind != "head"; });
-    StructureGroup g;
-    g.name = path;
-    g.kind = "head";
-    g.layers = {path};
-    const std::string why = AttentionUnsupported(sub.value);
+    const Window window = WindowAttentionKind(sub.value);
+    if (path.empty() || (window == Window::kNone && !IsMultiheadAttention(sub.value))) continue;
+    const bool swin = window != Window::kNone;
+    const std::string qkv = path + (swin ? ".qkv.weight" : ".in_proj_weight");
+    const std::string qkv_bias = path + (swin ? ".qkv.bias" : ".in_proj_bias");
+    const std::string out = path + (swin ? ".proj.weight" : ".out_proj.weight");
+    const std::string why = swin ? WindowAttentionUnsupported(sub.value) : AttentionUnsupported(sub.value);
+    // v2's bias MLP ends in a row per head: the heads own those rows, not the graph pass's
+    // (blocked) group of its outputs.
+    if (why.empty() && window == Window::kV2)
+      groups.erase(std::remove_if(groups.begin(), groups.end(),
+                                  [&](const StructureGroup& o) { return o.name == path + ".cpb_mlp.2"; }),
+                   groups.end());
+    // The graph pass's group of the q/k/v projection's outputs (blocked at the attention
+    // matmul) is what the heads replace.
+    const std::string replaced = LayerOf(qkv);
+    auto at = std::find_if(groups.begin(), groups.end(),
+                           [&](const StructureGroup& o) { return o.name == replaced && o.kind != "head"; });
     if (!why.empty()) {
-      if (at != layout->groups.end())
-        at->blocked = "structured pruning cannot remove heads of attention '" + path + "': " + why;
+      if (at != groups.end()) at->blocked = "structured pruning cannot remove heads of attention '" + path + "': " + why;
       continue;
     }
     const int64_t heads = sub.value.attr("num_heads").toInt();
-    const torch::Tensor w = sub.value.attr("in_proj_weight").toTensor();
-    const int64_t inner = w.size(0) / 3;
-    if (heads < 1 || w.size(0) % 3 || inner % heads) continue;
-    const int64_t d = inner / heads;
-    AddHeadSlices(&g, path + ".in_proj_weight", path + ".in_proj_bias", path + ".out_proj.weight", w.size(0), d);
+    const int64_t rows = GetTensor(m, qkv).size(0);
+    if (heads < 1 || rows % (3 * heads)) continue;
+    const int64_t d = rows / (3 * heads);
+    StructureGroup g;
+    g.name = path;
+    g.kind = "head";
+    g.layers = {replaced};
+    AddHeadSlices(&g, qkv, HasTensor(m, qkv_bias) ? qkv_bias : "", out, rows, d);
+    std::vector<int64_t> per_head(static_cast<size_t>(heads));
+    std::iota(per_head.begin(), per_head.end(), 0);
+    if (window == Window::kV1) g.slices.push_back({path + ".relative_position_bias_table", 1, 1, false, per_head});
+    if (window == Window::kV2) {
+      g.slices.push_back({path + ".logit_scale", 0, 1, false, per_head});
+      g.slices.push_back({path + ".cpb_mlp.2.weight", 0, 1, false, per_head});
+    }
     g.structures = heads;
     if (heads < 2) g.blocked = "structured pruning: attention '" + path + "' has a single head";
     layout->attention[path] = d;
-    if (at != layout->groups.end()) *at = std::move(g);
-    else layout->groups.push_back(std::move(g));
+    if (at != groups.end()) *at = std::move(g);
+    else groups.push_back(std::move(g));
   }
 }
 
