@@ -88,6 +88,13 @@ std::string RandomBytes(size_t n, uint64_t seed) {
   return s;
 }
 
+// Runs fn(0..n-1) on n threads at once and waits for them.
+void AllAtOnce(int n, const std::function<void(int)>& fn) {
+  std::vector<std::thread> ts;
+  for (int i = 0; i < n; ++i) ts.emplace_back(fn, i);
+  for (auto& t : ts) t.join();
+}
+
 double Mib(uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
 
 std::string SelfDir() {
@@ -147,9 +154,7 @@ int main(int argc, char** argv) {
   std::atomic<int> failures{0};
   auto t0 = Steady::now();
   const uint64_t up_peak = PeakWhile(coord, [&] {
-    std::vector<std::thread> ts;
-    for (int i = 0; i < uploaders; ++i)
-      ts.emplace_back([&, i] {
+    AllAtOnce(uploaders, [&](int i) {
         RpcClient rpc(ctx, worker_ep);
         ChunkedUploadOptions o;
         o.chunk_bytes = static_cast<uint32_t>(chunk_kib) << 10;
@@ -159,15 +164,12 @@ int main(int argc, char** argv) {
           ++failures;
         }
       });
-    for (auto& t : ts) t.join();
   });
   const double up_s = std::chrono::duration<double>(Steady::now() - t0).count();
 
   t0 = Steady::now();
   const uint64_t down_peak = PeakWhile(coord, [&] {
-    std::vector<std::thread> ts;
-    for (int i = 0; i < uploaders; ++i)
-      ts.emplace_back([&, i] {
+    AllAtOnce(uploaders, [&](int i) {
         RpcClient rpc(ctx, worker_ep);
         ChunkedFetchOptions o;
         o.chunk_bytes = static_cast<uint32_t>(chunk_kib) << 10;
@@ -177,7 +179,6 @@ int main(int argc, char** argv) {
           ++failures;
         }
       });
-    for (auto& t : ts) t.join();
   });
   const double down_s = std::chrono::duration<double>(Steady::now() - t0).count();
   const uint64_t hwm = RssBytes(coord, "VmHWM:");
