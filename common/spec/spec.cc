@@ -22,11 +22,12 @@ const std::vector<std::string>& AllowedModels() {
   return v;
 }
 const std::vector<std::string>& AllowedCriteria() {
-  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor", "activation", "apoz"};
+  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor", "activation", "apoz", "loss", "angular"};
   return v;
 }
 const std::vector<std::string>& AllowedGranularities() {
-  static const std::vector<std::string> v{"unstructured", "structured", "channel (= structured)", "N:M (e.g. 2:4, 4:8)"};
+  static const std::vector<std::string> v{"unstructured", "structured", "channel (= structured)", "N:M (e.g. 2:4, 4:8)",
+                                          "depth (whole residual blocks)"};
   return v;
 }
 static bool IsStructured(const std::string& g) { return g == "structured" || g == "channel"; }
@@ -318,20 +319,55 @@ void ParseReport(Checker& c, const YAML::Node& r, ReportSpec* out) {
   }
 }
 
+// Granularity depth ranks whole blocks (loss, angular, random); the other granularities
+// rank weights or structures, which loss and angular do not.
+void CheckDepth(Checker& c, SweepSpec* spec) {
+  const bool depth = std::find(spec->granularities.begin(), spec->granularities.end(), "depth") != spec->granularities.end();
+  const bool others = spec->granularities.size() > (depth ? 1u : 0u);
+  const std::vector<std::string> block_criteria{"loss", "angular", "random"};
+  for (size_t i = 0; i < spec->criteria.size(); ++i) {
+    const std::string& cr = spec->criteria[i];
+    const bool ranks_blocks = cr == "loss" || cr == "angular";
+    if (depth && std::find(block_criteria.begin(), block_criteria.end(), cr) == block_criteria.end())
+      c.Error("sweep.criterion", "'" + cr + "' scores weights or structures; granularity depth ranks whole blocks "
+              "(allowed with depth: loss, angular, random; run other criteria in a separate sweep)");
+    else if (ranks_blocks && others)
+      c.Error("sweep.criterion", "'" + cr + "' ranks residual blocks; use it with granularity depth only "
+              "(this sweep also lists another granularity: run those in a separate sweep)");
+  }
+  if (!depth) return;
+  if (spec->mode == "sensitivity")
+    c.Error("sweep.granularity", "depth does not apply to mode sensitivity (the loss criterion already measures each block skipped alone)");
+  for (const auto& s : spec->schedules)
+    if (s.rewind >= 0) c.Error("sweep.schedule.rewind", "does not apply to granularity depth");
+  if (!spec->pruning.overrides.empty())
+    c.Error("pruning.overrides", "do not apply to granularity depth (blocks are removed whole)");
+  if (spec->model != "torchscript" && ZooBlockNames(spec->model).empty())
+    c.Error("sweep.granularity", "depth: zoo model '" + spec->model + "' has no residual blocks (depth applies to resnet, "
+            "vit and torchscript models with y = x + f(x) blocks)");
+}
+
 void CrossCheck(Checker& c, SweepSpec* spec) {
+  CheckDepth(c, spec);
   bool any_structured = false, any_masked = false;
-  for (const auto& g : spec->granularities) (IsStructured(g) ? any_structured : any_masked) = true;
+  for (const auto& g : spec->granularities) {
+    if (g == "depth") continue;
+    (IsStructured(g) ? any_structured : any_masked) = true;
+  }
   for (const auto& cr : spec->criteria)
     if ((cr == "activation" || cr == "apoz") && any_masked)
       c.Error("sweep.criterion", "'" + cr + "' scores whole structures from their outputs; use it with granularity "
               "structured only (this sweep also lists a mask granularity: run those in a separate sweep)");
   const bool zoo = spec->model != "torchscript";
-  std::vector<std::string> layers = ZooLayerNames(spec->model), groups = ZooGroupNames(spec->model);
+  std::vector<std::string> layers = ZooLayerNames(spec->model), groups = ZooGroupNames(spec->model),
+                           blocks = ZooBlockNames(spec->model);
   auto known = [&](const std::string& n) {
     return n == "first" || n == "last" || std::find(layers.begin(), layers.end(), n) != layers.end() ||
-           std::find(groups.begin(), groups.end(), n) != groups.end();
+           std::find(groups.begin(), groups.end(), n) != groups.end() ||
+           std::find(blocks.begin(), blocks.end(), n) != blocks.end();
   };
-  std::string names = "layers: " + Join(layers) + "; groups: " + Join(groups) + "; or first, last";
+  std::string names = "layers: " + Join(layers) + "; groups: " + Join(groups) +
+                      (blocks.empty() ? "" : "; blocks: " + Join(blocks)) + "; or first, last";
   if (zoo) {
     for (size_t i = 0; i < spec->pruning.exclude.size(); ++i)
       if (!known(spec->pruning.exclude[i]))
@@ -482,7 +518,7 @@ void ParseGranularities(Checker& c, const YAML::Node& g, std::vector<std::string
     c.Error("sweep.granularity", "is required" + allowed);
     return;
   }
-  const std::vector<std::string> fixed{"unstructured", "structured", "channel"};
+  const std::vector<std::string> fixed{"unstructured", "structured", "channel", "depth"};
   for (const auto& [p, item] : c.Items(g, "sweep.granularity", allowed)) {
     std::string v = item.IsScalar() ? item.as<std::string>() : "";
     int n = 0, m = 0;

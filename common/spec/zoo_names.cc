@@ -29,4 +29,10 @@ std::vector<std::string> ZooGroupNames(const std::string& model) {
   return {};
 }
 
+std::vector<std::string> ZooBlockNames(const std::string& model) {
+  if (model == "resnet") return {"b1", "b2", "b3"};
+  if (model == "vit") return {"b0", "b1"};
+  return {};
+}
+
 }  // namespace prunelab

@@ -12,5 +12,7 @@ const std::vector<std::string>& ZooModelNames();
 // Empty for a name that is not a zoo model.
 std::vector<std::string> ZooLayerNames(const std::string& model);
 std::vector<std::string> ZooGroupNames(const std::string& model);
+// Residual blocks granularity depth removes whole (worker/engine/model/depth.h names them).
+std::vector<std::string> ZooBlockNames(const std::string& model);
 
 }  // namespace prunelab

@@ -63,6 +63,8 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
         {"exclude", cfg.value("exclude", json::array())},
         {"overrides", cfg.value("overrides", json::object())},
         {"round_to", cfg.value("round_to", 1)},
+        // granularity depth: the model's blocks, those removed, and their importance per round
+        {"depth", cfg.value("depth", json(nullptr))},
         {"per_layer", layers}}},
       {"schedule",
        {{"type", r.schedule},

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <optional>
+#include <set>
 
 #include "common/base/hash.h"
 #include "common/codec/records.h"
@@ -21,6 +23,7 @@
 #include "worker/engine/prune/plan.h"
 #include "worker/engine/train/training.h"
 #include "worker/engine/data/user_data.h"
+#include "worker/engine/model/depth.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/model/zoo.h"
 
@@ -407,22 +410,127 @@ class TorchExecutor final : public TrialExecutor {
     return m;
   }
 
+  // Depth pruning: the dense model's blocks, those the spec keeps, and what each round removed.
+  struct DepthPlan {
+    std::vector<DepthBlock> blocks;
+    std::set<std::string> keep;     // pruning.exclude, resolved
+    std::vector<std::string> removed;
+    nlohmann::json importance = nlohmann::json::array();  // per round: block -> importance
+  };
+
+  StatusOr<DepthPlan> PlanDepth(const Task& task, const torch::jit::Module& dense) {
+    DepthPlan p;
+    auto blocks = FindDepthBlocks(dense, SampleShape(task));
+    if (!blocks.ok()) return blocks.status();
+    p.blocks = std::move(blocks).value();
+    if (p.blocks.empty())
+      return Status::InvalidArgument("granularity depth: the model has no residual block (y = x + f(x), or a projection "
+                                     "shortcut, with matching shapes) to remove");
+    std::string names;
+    for (const auto& b : p.blocks) names += (names.empty() ? "" : ", ") + b.name;
+    for (const auto& e : task.trial.exclude) {
+      std::string n = e == "first" ? p.blocks.front().name : e == "last" ? p.blocks.back().name : e;
+      bool known = false;
+      for (const auto& b : p.blocks) known |= b.name == n;
+      if (!known) return Status::InvalidArgument("pruning.exclude: '" + e + "' is not a block of this model (blocks: " + names + ")");
+      p.keep.insert(n);
+    }
+    if (!task.trial.overrides.empty())
+      return Status::InvalidArgument("pruning.overrides: do not apply to granularity depth (blocks are removed whole)");
+    const int64_t n = static_cast<int64_t>(p.blocks.size());
+    const int64_t want = std::llround(task.trial.sparsity * n);
+    if (want == 0)
+      return Status::InvalidArgument("sweep.sparsity " + std::to_string(task.trial.sparsity).substr(0, 5) + " of " +
+                                     std::to_string(n) + " blocks removes none (blocks: " + names + "); use at least " +
+                                     std::to_string(0.5 / n + 1e-3).substr(0, 5));
+    if (want > n - static_cast<int64_t>(p.keep.size()))
+      return Status::InvalidArgument("sweep.sparsity " + std::to_string(task.trial.sparsity).substr(0, 5) + " asks for " +
+                                     std::to_string(want) + " of " + std::to_string(n) + " blocks, but pruning.exclude keeps " +
+                                     std::to_string(p.keep.size()));
+    return p;
+  }
+
+  // One round: the blocks left are ranked on calibration batches and the least important
+  // removed until round(target * blocks of the dense model) are gone; recorded in the
+  // result's configuration (removed blocks, importance per round).
+  Status DepthRound(const Task& task, const ExecutionContext& ctx, const Dataset& calibration, double target,
+                    DepthPlan* plan, torch::jit::Module* model, TrialResult* r) {
+    const TrialConfig& tc = task.trial;
+    const int64_t want = std::llround(target * static_cast<int64_t>(plan->blocks.size()));
+    const int64_t more = want - static_cast<int64_t>(plan->removed.size());
+    if (more <= 0) return Status::Ok();
+    auto left = FindDepthBlocks(*model, SampleShape(task));
+    if (!left.ok()) return left.status();
+    std::vector<DepthBlock> candidates;
+    for (const auto& b : left.value())
+      if (!plan->keep.count(b.name)) candidates.push_back(b);
+    if (ctx.on_progress)
+      ctx.on_progress("depth: ranking " + std::to_string(candidates.size()) + " blocks by " + tc.criterion, 0);
+    auto importance = DepthImportance(*model, SampleShape(task), candidates, tc.criterion, calibration,
+                                      static_cast<int>(tc.calibration_batches), static_cast<int>(task.training.batch_size),
+                                      task.training.seed + plan->removed.size());
+    if (!importance.ok()) return importance.status();
+    std::vector<size_t> order(candidates.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return importance.value()[a] < importance.value()[b]; });
+    nlohmann::json round = nlohmann::json::object();
+    for (size_t i = 0; i < candidates.size(); ++i) round[candidates[i].name] = importance.value()[i];
+    plan->importance.push_back(round);
+    std::set<std::string> remove;
+    for (size_t i = 0; i < order.size() && static_cast<int64_t>(remove.size()) < more; ++i) remove.insert(candidates[order[i]].name);
+    if (static_cast<int64_t>(remove.size()) < more)
+      return Status::InvalidArgument("depth: " + std::to_string(more) + " more blocks to remove, " +
+                                     std::to_string(remove.size()) + " found");
+    std::string list;
+    for (size_t i : order)
+      if (remove.count(candidates[i].name)) {
+        plan->removed.push_back(candidates[i].name);
+        list += (list.empty() ? "" : ", ") + candidates[i].name;
+      }
+    if (ctx.on_progress) ctx.on_progress("depth: removing " + list, 0);
+    auto pruned = RemoveDepthBlocks(*model, SampleShape(task), remove);
+    if (!pruned.ok()) return pruned.status();
+    *model = std::move(pruned).value();
+    auto cfg = ParseJson(r->trial_json.empty() ? "{}" : r->trial_json);
+    nlohmann::json c = cfg.ok() ? cfg.value() : nlohmann::json::object();
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& b : plan->blocks)
+      all.push_back({{"name", b.name}, {"shortcut", b.shortcut}, {"weights", b.weights}});
+    c["depth"] = {{"blocks", all}, {"removed", plan->removed}, {"importance", plan->importance},
+                  {"importance_measure", tc.criterion == "loss"      ? "cross-entropy with the block skipped minus without (calibration batches)"
+                                         : tc.criterion == "angular" ? "angular distance between block input and output (calibration batches)"
+                                                                     : "seeded uniform (control)"}};
+    r->trial_json = c.dump();
+    return Status::Ok();
+  }
+
   // Prunes `model` in place: one round (one-shot, sensitivity) or R rounds along the
   // schedule's curve, fine-tuning after each; rounds before the last become intermediate rows.
   template <typename Describe>
   Status Prune(const Task& task, const ExecutionContext& ctx, const ModelLayout& layout, const torch::jit::Module& dense,
                bool structured, torch::jit::Module* model, ExecutionOutput* out, Describe&& describe) {
     const TrialConfig& tc = task.trial;
-    auto criterion = ParseCriterion(tc.criterion);
+    const bool depth = tc.granularity == "depth";
+    if (depth && tc.criterion != "loss" && tc.criterion != "angular" && tc.criterion != "random")
+      return Status::InvalidArgument("granularity depth ranks whole blocks: criterion loss, angular or random (not '" +
+                                     tc.criterion + "')");
+    if (depth && tc.rewind >= 0) return Status::InvalidArgument("schedule.rewind does not apply to granularity depth");
+    auto criterion = depth ? StatusOr<Criterion>(Criterion::kRandom) : ParseCriterion(tc.criterion);
     if (!criterion.ok()) return criterion.status();
-    auto opts = MakePlanOptions(tc, layout, structured);
+    auto opts = depth ? StatusOr<PlanOptions>(PlanOptions{}) : MakePlanOptions(tc, layout, structured);
     if (!opts.ok()) return opts.status();
     int nm_n = 0, nm_m = 0;
-    if (!structured && tc.granularity != "unstructured" && !ParseNm(tc.granularity, &nm_n, &nm_m))
-      return Status::InvalidArgument("granularity '" + tc.granularity + "' not implemented (have: unstructured, structured, N:M)");
+    if (!structured && !depth && tc.granularity != "unstructured" && !ParseNm(tc.granularity, &nm_n, &nm_m))
+      return Status::InvalidArgument("granularity '" + tc.granularity + "' not implemented (have: unstructured, structured, N:M, depth)");
     if (ScoresActivations(criterion.value()) && !structured)
       return Status::InvalidArgument("criterion '" + tc.criterion + "' scores structures; use granularity structured");
     if (structured && !layout.structured_error.empty()) return Status::InvalidArgument(layout.structured_error);
+    std::optional<DepthPlan> depth_plan;
+    if (depth) {
+      auto p = PlanDepth(task, dense);
+      if (!p.ok()) return p.status();
+      depth_plan = std::move(p).value();
+    }
 
     const bool iterative = tc.schedule == "iterative";
     const uint32_t rounds = iterative ? std::max<uint32_t>(1, tc.rounds) : 1;
@@ -437,7 +545,7 @@ class TorchExecutor final : public TrialExecutor {
     for (const auto& g : layout.groups) original[g.name] = layout.Structures(dense, g);
     ModelLayout current = layout;  // the layout of *model as it is now
     const Dataset* calibration = nullptr;
-    if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0) {
+    if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0 || depth) {
       auto train = ShapedData(task, true);
       if (!train.ok()) return train.status();
       calibration = train.value();
@@ -452,6 +560,9 @@ class TorchExecutor final : public TrialExecutor {
     for (uint32_t round = 1; round <= rounds; ++round) {
       const double target = ScheduledSparsity(tc.sparsity, round, rounds, tc.curve);
       if (ctx.on_progress) ctx.on_progress("scoring (round " + std::to_string(round) + "/" + std::to_string(rounds) + ")", 0);
+      if (depth) {
+        PRUNELAB_RETURN_IF_ERROR(DepthRound(task, ctx, *calibration, target, &*depth_plan, model, &out->result));
+      } else {
       Scores grads;
       if (NeedsGradients(criterion.value()))
         grads = AccumulateAbsGradients(*model, layout, *calibration, static_cast<int>(tc.calibration_batches),
@@ -496,6 +607,7 @@ class TorchExecutor final : public TrialExecutor {
         masks = std::move(planned).value();
         if (rewind) *model = CloneModule(*rewind);
         ApplyMasks(*model, masks);
+      }
       }
       if (finetune_per_round > 0) {
         TrainOptions o = OptionsFrom(task.training, finetune_per_round, tc.finetune_learning_rate, round);

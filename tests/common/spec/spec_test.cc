@@ -292,6 +292,48 @@ TEST(SpecTest, TrainingPrecisionIsFp32OrBf16AndKeysTheBaseline) {
   EXPECT_NE(bad.status().message().find("bf16"), std::string::npos) << bad.status().message();
 }
 
+TEST(SpecTest, DepthRanksBlocksWithItsOwnCriteriaAndNamesWhatDoesNotApply) {
+  auto s = ParseSpec(R"(
+name: d
+model: resnet
+pruning: {exclude: [b3]}
+sweep:
+  criterion: [loss, angular, random]
+  granularity: depth
+  sparsity: [0.25, 0.5]
+  schedule: {type: one_shot, finetune_epochs: 1, distill: {}}
+)");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(TrialCount(s.value()), 6u);
+  auto tasks = ExpandTasks(s.value(), "sw");
+  EXPECT_EQ(tasks[2].trial.granularity, "depth");
+  EXPECT_EQ(tasks[2].trial.exclude, std::vector<std::string>{"b3"});
+  std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"name: x\nmodel: resnet\nsweep: {criterion: l1, granularity: depth, sparsity: 0.5}\n",
+       {"sweep.criterion", "'l1'", "loss, angular, random"}},
+      {"name: x\nmodel: resnet\nsweep: {criterion: loss, granularity: [depth, structured], sparsity: 0.5}\n",
+       {"sweep.criterion", "'loss'", "granularity depth only"}},
+      {"name: x\nmodel: cnn\nsweep: {criterion: loss, granularity: depth, sparsity: 0.5}\n",
+       {"sweep.granularity", "'cnn' has no residual blocks"}},
+      {"name: x\nmodel: vit\npruning: {exclude: [b7]}\nsweep: {criterion: loss, granularity: depth, sparsity: 0.5}\n",
+       {"pruning.exclude[0]", "blocks: b0, b1"}},
+      {"name: x\nmodel: vit\npruning: {overrides: {b0: 0.5}}\nsweep: {criterion: loss, granularity: depth, sparsity: 0.5}\n",
+       {"pruning.overrides", "removed whole"}},
+      {"name: x\nmodel: resnet\nsweep: {criterion: loss, granularity: depth, sparsity: 0.5, schedule: {type: one_shot, rewind: 0}}\n",
+       {"rewind", "depth"}},
+      {"name: x\nmodel: resnet\nsweep: {mode: sensitivity, criterion: loss, granularity: depth, sparsity: 0.5}\n",
+       {"sweep.granularity", "sensitivity"}},
+      {"name: x\nmodel: resnet\nsweep: {criterion: loss, granularity: deep, sparsity: 0.5}\n",
+       {"sweep.granularity", "depth (whole residual blocks)"}},
+  };
+  for (const auto& [yaml, frags] : cases) {
+    auto e = ParseSpec(yaml);
+    ASSERT_FALSE(e.ok()) << yaml;
+    for (const auto& f : frags)
+      EXPECT_NE(e.status().message().find(f), std::string::npos) << "missing '" << f << "' in " << e.status().message();
+  }
+}
+
 TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
   std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"name: x\nmodel: cnn\nsweep: {criterion: apoz, granularity: [structured, unstructured], sparsity: 0.5}\n",

@@ -1,4 +1,5 @@
 #include "worker/engine/model/user_model.h"
+#include "worker/engine/model/graph.h"
 
 #include <torch/torch.h>
 
@@ -1073,6 +1074,19 @@ StatusOr<std::map<Value*, Shape>> RecordShapes(const torch::jit::Module& m, torc
 }
 
 }  // namespace
+
+std::shared_ptr<torch::jit::Graph> InlinedForwardGraph(const torch::jit::Module& m) { return InlinedForward(m); }
+void InlineGraph(torch::jit::Graph& graph) {
+  const bool optimize = torch::jit::getGraphExecutorOptimize();
+  torch::jit::setGraphExecutorOptimize(true);
+  torch::jit::Inline(graph);
+  torch::jit::setGraphExecutorOptimize(optimize);
+}
+StatusOr<std::map<Value*, Shape>> RecordValueShapes(const torch::jit::Module& m, torch::jit::Graph& graph,
+                                                    const torch::Tensor& input) {
+  return RecordShapes(m, graph, input);
+}
+std::string AttributePath(Value* v) { return AttrPath(v); }
 
 ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>& input_shape) {
   ModelLayout layout;

@@ -1,0 +1,30 @@
+// Shared pieces of the graph passes over TorchScript modules (user_model.cc, depth.cc).
+// LibTorch header: engine-internal.
+#pragma once
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/base/status.h"
+#include "worker/engine/model/model.h"
+
+namespace prunelab::worker {
+
+// A copy of the module's forward graph with every call inlined and constants propagated.
+std::shared_ptr<torch::jit::Graph> InlinedForwardGraph(const torch::jit::Module& m);
+// Inlines `graph` (the forward's own, or a copy) in place.
+void InlineGraph(torch::jit::Graph& graph);
+// Runs `graph` once on `input` (the module as `self`) with a recording op after every tensor
+// value; the shapes of the values that were computed. Inserts the recording nodes into
+// `graph`: pass a copy.
+StatusOr<std::map<torch::jit::Value*, std::vector<int64_t>>> RecordValueShapes(const torch::jit::Module& m,
+                                                                                 torch::jit::Graph& graph,
+                                                                                 const torch::Tensor& input);
+// Dotted path of a value read from `self` through prim::GetAttr chains ("" if it is not one).
+std::string AttributePath(torch::jit::Value* v);
+
+}  // namespace prunelab::worker
