@@ -133,6 +133,16 @@ std::string ModelCardMarkdown(const json& c) {
                 ", alpha " + sch["distillation"]["alpha"].dump() + ")";
   line(schedule + ", fine-tuning " + sch["finetune_epochs"].dump() + " epoch(s) at lr " + sch["finetune_learning_rate"].dump());
   line("- Exclusions " + p["exclude"].dump() + ", overrides " + p["overrides"].dump() + ", widths rounded to " + p["round_to"].dump());
+  if (p.contains("depth") && p["depth"].is_object()) {
+    const auto& d = p["depth"];
+    std::string all;
+    for (const auto& b : d.value("blocks", json::array()))
+      all += (all.empty() ? "" : ", ") + b.value("name", std::string("?")) + " (" + b.value("shortcut", std::string("?")) + ")";
+    std::string removed;
+    for (const auto& b : d.value("removed", json::array())) removed += (removed.empty() ? "" : ", ") + b.get<std::string>();
+    line("- Depth: removed " + removed + " of the blocks " + all + "; ranked by " +
+         d.value("importance_measure", std::string("?")));
+  }
   line("");
   line("| layer | weights (dense) | weights (now) | non-zero | sparsity |");
   line("|---|---:|---:|---:|---:|");

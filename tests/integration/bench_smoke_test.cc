@@ -109,6 +109,21 @@ TEST(BenchSmokeTest, RealModelSpeedPrintsBothScenarios) {
   }
 }
 
+TEST(BenchSmokeTest, RealModelSpeedRemovesWholeBlocksWithGranularityDepth) {
+  if (!HaveTorchvision()) GTEST_SKIP() << "python3-torchvision is not installed (cluster/install-deps.sh installs it)";
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) +
+                               "/real_model_speed --json --models resnet18 --image 32 --rounds 1 --granularity depth"));
+  ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";
+  ASSERT_EQ((*j)["rows"].size(), 2u);  // 25 % and 50 % of the blocks
+  EXPECT_EQ((*j)["rows"][0]["blocks"].get<int>(), 8);
+  EXPECT_EQ((*j)["rows"][0]["blocks_removed"].size(), 2u);
+  EXPECT_EQ((*j)["rows"][1]["blocks_removed"].size(), 4u);
+  for (const auto& r : (*j)["rows"]) {
+    EXPECT_GT(r["offline_b64_speedup"].get<double>(), 0);
+    EXPECT_LT(r["params_pruned"].get<int64_t>(), r["params_dense"].get<int64_t>());
+  }
+}
+
 TEST(BenchSmokeTest, ArtifactUploadPrintsTheCoordinatorsMemoryAndEveryTransferCompletes) {
   auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) + "/artifact_upload --json --mb 8 --chunk-kib 512"));
   ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";

@@ -370,6 +370,51 @@ TEST_F(MultiProcessTest, EmbeddedRunOfATinySweepPrintsTheParetoTableAndTheDecisi
   EXPECT_NE(sweeps.out.find("done"), std::string::npos) << sweeps.out;
 }
 
+// Depth pruning end to end: `prunelab run` of a zoo ResNet sweep removing whole blocks; the
+// rows reach the front, the report and the cards (which name the removed blocks), and the
+// exported variant loads in Python and scores its recorded accuracy.
+TEST_F(MultiProcessTest, ADepthSweepRemovesWholeBlocksAndItsCardsSayWhich) {
+  const std::string spec = dir_.path() + "/depth.yaml";
+  std::ofstream(spec) << "name: depth\nmodel: resnet\n"
+                      << "dataset: {path: " << kFashionDir << ", train_subset: 600, test_subset: 300}\n"
+                      << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
+                      << "pruning: {calibration_batches: 2}\n"
+                      << "sweep: {criterion: [loss, angular], granularity: depth, sparsity: 0.5,\n"
+                      << "        schedule: {type: one_shot, finetune_epochs: 0.5, distill: {}}}\n"
+                      << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
+                      << "            offline_min_duration_s: 0.05, ab_rounds: 1}\n"
+                      << "targets: [local]\n";
+  const std::string data = dir_.path() + "/depth-data";
+  auto run = Shell("timeout 600 " + Cli("run " + spec + " --workers 1 --threads 1 --data-dir " + data), false);
+  ASSERT_EQ(run.code, 0) << run.out << Dump(data + "/logs/worker-1.log");
+  EXPECT_NE(run.out.find("loss depth 50%"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("angular depth 50%"), std::string::npos) << run.out;
+  auto sweeps = ParseJson(Shell(Cli("sweeps --json --data-dir " + data)).out);
+  ASSERT_TRUE(sweeps.ok());
+  const std::string id = (*sweeps)[0]["id"];
+  EXPECT_EQ((*sweeps)[0]["done"], 3) << "two trials and the baseline";
+  EXPECT_EQ((*sweeps)[0]["failed"], 0);
+  auto report = Shell(Cli("report " + id + " -o " + dir_.path() + "/depth-report --data-dir " + data));
+  ASSERT_EQ(report.code, 0) << report.out;
+  EXPECT_NE(ReadAll(dir_.path() + "/depth-report/report.md").find("depth"), std::string::npos);
+  const std::string out = dir_.path() + "/depth-export";
+  auto ex = Shell(Cli("export " + id + " t001@local -o " + out + " --data-dir " + data));
+  ASSERT_EQ(ex.code, 0) << ex.out;
+  auto card = ParseJson(ReadAll(out + "/model_card.json"));
+  ASSERT_TRUE(card.ok());
+  const auto& depth = (*card)["pruning"]["depth"];
+  ASSERT_TRUE(depth.is_object()) << (*card)["pruning"].dump();
+  EXPECT_EQ(depth["blocks"].size(), 3u);
+  EXPECT_EQ(depth["removed"].size(), 2u) << "half of 3 blocks, rounded";
+  EXPECT_LT((*card)["size"]["params_after"].get<uint64_t>(), (*card)["size"]["params_before"].get<uint64_t>());
+  EXPECT_NE(ReadAll(out + "/model_card.md").find("- Depth: removed "), std::string::npos);
+  auto py = Shell("/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/tests/python/check_export.py " + out + " " +
+                  kFashionDir + " 300");
+  if (py.code != 77) {
+    EXPECT_EQ(py.code, 0) << "Python's torch.jit.load disagrees with the recorded accuracy: " << py.out;
+  }
+}
+
 TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
   StartWorker(1);
   StartWorker(2);
