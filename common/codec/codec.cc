@@ -130,6 +130,7 @@ void Put(s::Task::Builder b, const Task& t) {
   tc.setCalibrationBatches(t.trial.calibration_batches);
   tc.setDistillTemperature(t.trial.distill_temperature);
   tc.setDistillAlpha(t.trial.distill_alpha);
+  tc.setQuantize(T(t.trial.quantize));
   auto bc = b.initBenchmark();
   bc.setWarmupQueries(t.benchmark.warmup_queries);
   bc.setMinQueries(t.benchmark.min_queries);
@@ -448,6 +449,7 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.trial.calibration_batches = tc.getCalibrationBatches();
   t.trial.distill_temperature = tc.getDistillTemperature();
   t.trial.distill_alpha = tc.getDistillTemperature() > 0 ? tc.getDistillAlpha() : 0.5;
+  t.trial.quantize = tc.hasQuantize() && tc.getQuantize().size() > 0 ? S(tc.getQuantize()) : "none";
   auto bc = r.getBenchmark();
   t.benchmark.warmup_queries = bc.getWarmupQueries();
   t.benchmark.min_queries = bc.getMinQueries();

@@ -84,6 +84,7 @@ json ToJson(const TrialConfig& c) {
     j["distill_temperature"] = c.distill_temperature;
     j["distill_alpha"] = c.distill_alpha;
   }
+  if (c.quantize != "none" && !c.quantize.empty()) j["quantize"] = c.quantize;  // likewise only when on
   return j;
 }
 
@@ -108,6 +109,7 @@ TrialConfig TrialConfigFromJson(const json& tc) {
   c.calibration_batches = tc.value("calibration_batches", c.calibration_batches);
   c.distill_temperature = tc.value("distill_temperature", 0.0);
   c.distill_alpha = tc.value("distill_alpha", 0.5);
+  c.quantize = tc.value("quantize", "none");
   return c;
 }
 

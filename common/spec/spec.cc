@@ -335,6 +335,8 @@ void CheckDepth(Checker& c, SweepSpec* spec) {
       c.Error("sweep.criterion", "'" + cr + "' ranks residual blocks; use it with granularity depth only "
               "(this sweep also lists another granularity: run those in a separate sweep)");
   }
+  if (spec->mode == "sensitivity" && (spec->quantize.size() != 1 || spec->quantize[0] != "none"))
+    c.Error("sweep.quantize", "does not apply to mode sensitivity (its trials are evaluated unquantized)");
   if (!depth) return;
   if (spec->mode == "sensitivity")
     c.Error("sweep.granularity", "depth does not apply to mode sensitivity (the loss criterion already measures each block skipped alone)");
@@ -554,7 +556,11 @@ void ParseSweep(Checker& c, const YAML::Node& s, SweepSpec* spec) {
     return;
   }
   if (!c.IsMap(s, "sweep")) return;
-  c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers"});
+  c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers", "quantize"});
+  if (s["quantize"]) {
+    spec->quantize = c.Choices(s["quantize"], "sweep.quantize", {"none", "int8"});
+    if (spec->quantize.empty()) spec->quantize = {"none"};
+  }
   if (s["mode"]) {
     auto v = c.Choices(s["mode"], "sweep.mode", {"grid", "sensitivity"});
     if (!v.empty()) spec->mode = v[0];
@@ -729,7 +735,9 @@ size_t TrialCount(const SweepSpec& spec) {
   size_t per_schedule = 0;
   for (const auto& g : spec.granularities) per_schedule += SparsitiesFor(spec, g).size();
   if (spec.mode == "sensitivity") return spec.criteria.size() * per_schedule * spec.layers.size();
-  return spec.criteria.size() * per_schedule * spec.schedules.size();
+  size_t quantized_dense = 0;
+  for (const auto& q : spec.quantize) quantized_dense += q != "none";
+  return spec.criteria.size() * per_schedule * spec.schedules.size() * spec.quantize.size() + quantized_dense;
 }
 
 std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id) {
@@ -820,8 +828,27 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
             t.trial.rewind = schedule.rewind;
             t.trial.distill_temperature = schedule.distill_temperature;
             t.trial.distill_alpha = schedule.distill_alpha;
-            add(t);
+            for (const auto& q : spec.quantize) {
+              Task v = t;
+              if (&q != &spec.quantize.front()) {
+                char id[32];
+                std::snprintf(id, sizeof(id), "t%03d", ++index);
+                v.task_id = id;
+              }
+              v.trial.quantize = q;
+              add(v);
+            }
           }
+    // The dense baseline quantized alone, the reference for pruned + quantized rows.
+    for (const auto& q : spec.quantize) {
+      if (q == "none") continue;
+      Task t = trial("none", "dense", 0.0);
+      t.trial.schedule = "one_shot";
+      t.trial.finetune_epochs = 0;
+      t.trial.rounds = 1;
+      t.trial.quantize = q;
+      add(t);
+    }
   }
   tasks.insert(tasks.end(), benches.begin(), benches.end());
   return tasks;

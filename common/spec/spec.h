@@ -65,6 +65,9 @@ struct SweepSpec {
   std::vector<std::string> granularities;
   std::vector<double> sparsities;
   std::vector<ScheduleSpec> schedules;
+  // none | int8, after pruning; each mode other than none also adds a trial
+  // of the dense baseline quantized alone (granularity "dense").
+  std::vector<std::string> quantize = {"none"};
   BenchmarkConfig benchmark;
   std::vector<std::string> targets;
   // Scheduling: higher first; sweeps of equal priority share workers fairly (fewest

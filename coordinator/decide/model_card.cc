@@ -43,7 +43,13 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
       {"variant", {{"sweep", r.sweep_id}, {"trial", r.task_id}, {"target", r.target}}},
       {"model", r.model},
       {"file", "model.pt"},
-      {"format", "TorchScript (torch.jit.load)"},
+      {"format", cfg.contains("quantization")
+                     ? "TorchScript (torch.jit.load), " + cfg["quantization"].value("mode", std::string("int8")) +
+                           ": quantized::* ops, run on LibTorch's " +
+                           cfg["quantization"].value("engine", std::string("?")) + " engine"
+                     : std::string("TorchScript (torch.jit.load)")},
+      // sweep.quantize: mode, engine, weight and activation schemes, the calibration set
+      {"quantization", cfg.value("quantization", json(nullptr))},
       {"input",
        {{"shape", batch_shape},
         {"dtype", "float32"},
@@ -142,6 +148,14 @@ std::string ModelCardMarkdown(const json& c) {
     for (const auto& b : d.value("removed", json::array())) removed += (removed.empty() ? "" : ", ") + b.get<std::string>();
     line("- Depth: removed " + removed + " of the blocks " + all + "; ranked by " +
          d.value("importance_measure", std::string("?")));
+  }
+  if (c.contains("quantization") && c["quantization"].is_object()) {
+    const auto& q = c["quantization"];
+    line("- Quantized " + q.value("mode", std::string("?")) + " on " + q.value("engine", std::string("?")) + ": weights " +
+         q.value("weights", std::string("?")) + "; activations " + q.value("activations", std::string("?")) + "; " +
+         std::to_string(q.value("quantized_layers", 0)) + " layers quantized, " + std::to_string(q.value("float_layers", 0)) +
+         " left in float, " + std::to_string(q.value("batch_norms_folded", 0)) + " batch norms folded; calibration: " +
+         q.value("calibration", std::string("?")));
   }
   line("");
   line("| layer | weights (dense) | weights (now) | non-zero | sparsity |");

@@ -62,11 +62,13 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
 
 std::string DescribeVariant(const TrialResult& r) {
   if (r.baseline) return "dense baseline";
-  std::string buf = fmt::sprintf("%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
+  std::string buf = r.granularity == "dense" ? std::string("dense")
+                                             : fmt::sprintf("%s %s %.0f%%", r.criterion.c_str(), r.granularity.c_str(), r.sparsity * 100);
   std::string v = buf;
   if (r.schedule == "iterative") v += " iter" + (r.round && r.round < r.rounds ? " r" + std::to_string(r.round) + "/" + std::to_string(r.rounds) : "");
   if (r.schedule == "sensitivity") v += " only " + r.layer;
   if (r.trial_json.find("\"distill_temperature\"") != std::string::npos) v += " +KD";  // written only when on
+  if (r.trial_json.find("\"quantize\":\"int8\"") != std::string::npos) v += " +int8";  // likewise
   return v;
 }
 

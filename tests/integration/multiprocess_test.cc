@@ -415,6 +415,50 @@ TEST_F(MultiProcessTest, ADepthSweepRemovesWholeBlocksAndItsCardsSayWhich) {
   }
 }
 
+// int8 end to end: a sweep with quantize: [none, int8] gives pruned, pruned + int8 and the
+// dense model in int8 as rows next to the baseline; the card records the engine and the
+// calibration; the exported int8 model loads in Python and scores its recorded accuracy.
+TEST_F(MultiProcessTest, AQuantizeSweepPutsInt8RowsNextToFp32OnesWithTheirCards) {
+  const std::string spec = dir_.path() + "/int8.yaml";
+  std::ofstream(spec) << "name: int8\nmodel: cnn\n"
+                      << "dataset: {path: " << kFashionDir << ", train_subset: 600, test_subset: 300}\n"
+                      << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
+                      << "pruning: {calibration_batches: 2}\n"
+                      << "sweep: {criterion: l1, granularity: structured, sparsity: 0.5, quantize: [none, int8],\n"
+                      << "        schedule: {type: one_shot, finetune_epochs: 0.5}}\n"
+                      << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
+                      << "            offline_min_duration_s: 0.05, ab_rounds: 1}\n"
+                      << "targets: [local]\n";
+  const std::string data = dir_.path() + "/int8-data";
+  auto run = Shell("timeout 600 " + Cli("run " + spec + " --workers 1 --threads 1 --data-dir " + data), false);
+  ASSERT_EQ(run.code, 0) << run.out << Dump(data + "/logs/worker-1.log");
+  EXPECT_NE(run.out.find("l1 structured 50% +int8"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("dense +int8"), std::string::npos) << run.out;
+  auto sweeps = ParseJson(Shell(Cli("sweeps --json --data-dir " + data)).out);
+  ASSERT_TRUE(sweeps.ok());
+  const std::string id = (*sweeps)[0]["id"];
+  EXPECT_EQ((*sweeps)[0]["done"], 4) << "pruned, pruned + int8, dense int8 and the baseline";
+  EXPECT_EQ((*sweeps)[0]["failed"], 0);
+  const std::string out = dir_.path() + "/int8-export";
+  auto ex = Shell(Cli("export " + id + " t002@local -o " + out + " --data-dir " + data));
+  ASSERT_EQ(ex.code, 0) << ex.out;
+  auto card = ParseJson(ReadAll(out + "/model_card.json"));
+  ASSERT_TRUE(card.ok());
+  const auto& q = (*card)["quantization"];
+  ASSERT_TRUE(q.is_object()) << card->dump();
+  EXPECT_EQ(q["mode"], "int8");
+  EXPECT_EQ(q["engine"], "onednn");
+  EXPECT_EQ(q["quantized_layers"], 4);
+  EXPECT_NE(q["calibration"].get<std::string>().find("128 training samples"), std::string::npos) << q.dump();
+  EXPECT_NE((*card)["format"].get<std::string>().find("int8"), std::string::npos);
+  EXPECT_NE(ReadAll(out + "/model_card.md").find("- Quantized int8 on onednn"), std::string::npos);
+  auto py = Shell("/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/tests/python/check_export.py " + out + " " +
+                  kFashionDir + " 300");
+  if (py.code != 77) {
+    EXPECT_EQ(py.code, 0) << "Python's torch.jit.load disagrees with the recorded accuracy: " << py.out;
+  }
+}
+
 TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
   StartWorker(1);
   StartWorker(2);

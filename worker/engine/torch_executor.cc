@@ -24,6 +24,7 @@
 #include "worker/engine/train/training.h"
 #include "worker/engine/data/user_data.h"
 #include "worker/engine/model/depth.h"
+#include "worker/engine/model/quantize.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/model/zoo.h"
 
@@ -60,6 +61,9 @@ class TorchExecutor final : public TrialExecutor {
     // models (measured on 1 thread: 1070 -> 1450 samples/s with them off) and leave
     // batch-1 inference latency unchanged.
     torch::jit::setGraphExecutorOptimize(false);
+    // Quantized variants (sweep.quantize) run on oneDNN here, QNNPACK on ARM.
+    auto engine = SelectQuantizedEngine();
+    if (engine.ok()) quantized_engine_ = engine.value();
   }
 
   ExecutionOutput Execute(const Task& task, const ExecutionContext& ctx) override {
@@ -281,10 +285,18 @@ class TorchExecutor final : public TrialExecutor {
     int64_t dense_weights;
     bool evaluate;  // false: the model is the dense one, reuse base_ev
     void operator()(torch::jit::Module& m, TrialResult* row) const {
+      Accuracy(m, row);
+      row->achieved_sparsity = AchievedSparsity(m, layout, dense_weights);
+      row->layers = LayerStats(m, dense, layout);
+      row->params = static_cast<uint64_t>(CountParameters(m));
+      row->model_bytes = SaveToBytes(m).size();
+    }
+    // Accuracy overall, per class and the worst-class drop (any model, a quantized one too).
+    void Accuracy(torch::jit::Module& m, TrialResult* row) const {
       auto lock = Lock(ctx, false, "evaluate");
       auto t0 = std::chrono::steady_clock::now();
       Evaluation ev = evaluate ? Evaluate(m, test) : base_ev;
-      row->eval_seconds = SecondsSince(t0);
+      row->eval_seconds += SecondsSince(t0);
       row->accuracy = ev.accuracy;
       row->per_class_accuracy = ev.per_class;
       row->baseline_accuracy = base_ev.accuracy;
@@ -297,10 +309,6 @@ class TorchExecutor final : public TrialExecutor {
           row->worst_class = static_cast<int32_t>(k);
         }
       }
-      row->achieved_sparsity = AchievedSparsity(m, layout, dense_weights);
-      row->layers = LayerStats(m, dense, layout);
-      row->params = static_cast<uint64_t>(CountParameters(m));
-      row->model_bytes = SaveToBytes(m).size();
     }
   };
 
@@ -334,9 +342,11 @@ class TorchExecutor final : public TrialExecutor {
                                                       : BaselineEvaluation(task, dense, *test.value());
     }
     const Describer describe{ctx, dense, layout, *test.value(), base_ev, dense_weights, prune};
-    if (prune) PRUNELAB_RETURN_IF_ERROR(Prune(task, ctx, layout, dense, structured, &model, out, describe));
+    if (prune && task.trial.granularity != "dense")
+      PRUNELAB_RETURN_IF_ERROR(Prune(task, ctx, layout, dense, structured, &model, out, describe));
     if (ctx.on_progress) ctx.on_progress("evaluating", 0);
     describe(model, &r);
+    if (prune && task.trial.quantize != "none") PRUNELAB_RETURN_IF_ERROR(Quantize(task, ctx, describe, &model, &r));
     if (prune && !sensitivity) {
       out->artifact = SaveToBytes(model);
       r.artifact_hash = ContentHash(out->artifact);
@@ -344,6 +354,43 @@ class TorchExecutor final : public TrialExecutor {
     // Timing happens per target: the baseline's on base@T, a variant's on its benchmark task.
     if (task.kind != TaskKind::kEvaluateBaseline) return Status::Ok();
     return Time(task, ctx, model, nullptr, *test.value(), &r);
+  }
+
+  // Post-training quantization of the pruned (or dense) float model: sparsity, layers and
+  // parameter count stay those of the float model it came from; accuracy, per-class
+  // accuracy and size are the quantized model's. What was done goes into the card.
+  template <typename Describe>
+  Status Quantize(const Task& task, const ExecutionContext& ctx, const Describe& describe, torch::jit::Module* model,
+                  TrialResult* r) {
+    if (quantized_engine_.empty()) return SelectQuantizedEngine().status();
+    auto calibration = ShapedData(task, /*train=*/true);
+    if (!calibration.ok()) return calibration.status();
+    if (ctx.on_progress) ctx.on_progress("quantizing (" + task.trial.quantize + ", " + quantized_engine_ + ")", 0);
+    QuantizeReport report;
+    auto q = QuantizeInt8(*model, task.trial.quantize, *calibration.value(), static_cast<int>(task.trial.calibration_batches),
+                          static_cast<int>(task.training.batch_size), &report);
+    if (!q.ok()) return q.status();
+    *model = std::move(q).value();
+    if (ctx.on_progress) ctx.on_progress("evaluating the quantized model", 0);
+    describe.Accuracy(*model, r);
+    r->model_bytes = SaveToBytes(*model).size();
+    auto cfg = ParseJson(r->trial_json.empty() ? "{}" : r->trial_json);
+    nlohmann::json c = cfg.ok() ? cfg.value() : nlohmann::json::object();
+    c["quantization"] = {{"mode", report.mode},
+                         {"engine", report.engine},
+                         {"weights", report.weights},
+                         {"activations", report.activations},
+                         {"quantized_layers", report.quantized_ops},
+                         {"float_layers", report.float_ops},
+                         {"batch_norms_folded", report.folded_batch_norms},
+                         {"calibration", report.calibration_samples > 0
+                                             ? std::to_string(report.calibration_samples) +
+                                                   " training samples (the first " +
+                                                   std::to_string(task.trial.calibration_batches) + " batches of " +
+                                                   std::to_string(task.training.batch_size) + ")"
+                                             : std::string("none (dynamic)")}};
+    r->trial_json = c.dump();
+    return Status::Ok();
   }
 
   Status Time(const Task& task, const ExecutionContext& ctx, torch::jit::Module& model, torch::jit::Module* dense,
@@ -354,7 +401,8 @@ class TorchExecutor final : public TrialExecutor {
     req.variant = &model;
     req.baseline = dense;
     // The CSR execution form is implemented for the zoo cnn only.
-    req.has_unstructured_zeros = dense && !structured && task.model == "cnn" && task.model_artifact.empty();
+    req.has_unstructured_zeros = dense && !structured && task.model == "cnn" && task.model_artifact.empty() &&
+                                 task.trial.quantize == "none" && task.trial.granularity != "dense";
     req.samples = &samples;
     req.config = task.benchmark;
     req.seed = task.training.seed;
@@ -653,6 +701,7 @@ class TorchExecutor final : public TrialExecutor {
     return baseline_eval_[key] = e;
   }
 
+  std::string quantized_engine_;  // empty: this LibTorch has no quantized engine
   std::mutex mu_;
   std::map<std::string, Dataset> data_;
   std::map<std::string, Evaluation> baseline_eval_;

@@ -51,6 +51,7 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
   t.task_id = "t001@x";
   t.kind = TaskKind::kEvaluateBaseline;
   t.trial.sparsity = 0.75;
+  t.trial.quantize = "int8";
   t.benchmark.min_queries = 123;
   t.baseline_artifact = "feed";
   t.kind = TaskKind::kBenchmarkVariant;
@@ -96,6 +97,10 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
   auto task = std::get<AssignMsg>(Decode(Encode(AssignMsg{t})).value()).task;
   EXPECT_EQ(task.dataset.std, (std::vector<double>{0.229, 0.224, 0.225}));
   EXPECT_EQ(task.dataset.class_names, t.dataset.class_names);
+  EXPECT_EQ(task.trial.quantize, "int8");
+  Task older = t;
+  older.trial.quantize = "";  // a peer before sweep.quantize sends nothing: none
+  EXPECT_EQ(std::get<AssignMsg>(Decode(Encode(AssignMsg{older})).value()).task.trial.quantize, "none");
 }
 
 TEST(CodecTest, RejectsMalformedInputWithoutCrashing) {

@@ -334,6 +334,43 @@ sweep:
   }
 }
 
+TEST(SpecTest, QuantizeIsAnAxisAndAddsTheQuantizedDenseBaseline) {
+  auto s = ParseSpec(R"(
+name: q
+model: cnn
+sweep:
+  criterion: l1
+  granularity: structured
+  sparsity: [0.3, 0.5]
+  quantize: [none, int8]
+)");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(TrialCount(s.value()), 5u) << "2 sparsities x 2 modes + the dense model in int8";
+  std::vector<std::string> seen;
+  std::set<std::string> ids;
+  for (const auto& t : ExpandTasks(s.value(), "sw")) {
+    if (t.kind != TaskKind::kPruneTrial) continue;
+    EXPECT_TRUE(ids.insert(t.task_id).second) << t.task_id;
+    seen.push_back(t.trial.granularity + "/" + std::to_string(t.trial.sparsity).substr(0, 3) + "/" + t.trial.quantize);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"structured/0.3/none", "structured/0.3/int8", "structured/0.5/none",
+                                            "structured/0.5/int8", "dense/0.0/int8"}));
+  auto plain = ParseSpec("name: q\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5}\n");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(TrialCount(plain.value()), 1u) << "no quantize axis: nothing quantized, no extra trial";
+  EXPECT_EQ(ExpandTasks(plain.value(), "sw")[2].trial.quantize, "none");
+  for (const auto& [yaml, frags] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"name: q\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5, quantize: int4}\n",
+            {"sweep.quantize", "none, int8"}},
+           {"name: q\nmodel: cnn\nsweep: {mode: sensitivity, criterion: l1, granularity: structured, sparsity: 0.5, quantize: int8}\n",
+            {"sweep.quantize", "sensitivity"}}}) {
+    auto e = ParseSpec(yaml);
+    ASSERT_FALSE(e.ok()) << yaml;
+    for (const auto& f : frags)
+      EXPECT_NE(e.status().message().find(f), std::string::npos) << "missing '" << f << "' in " << e.status().message();
+  }
+}
+
 TEST(SpecTest, CrossSectionMistakesNameTheFieldAndTheChoices) {
   std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"name: x\nmodel: cnn\nsweep: {criterion: apoz, granularity: [structured, unstructured], sparsity: 0.5}\n",

@@ -29,36 +29,7 @@ void CollectNodes(Block* b, std::vector<Node*>* out) {
   }
 }
 
-// Reads of the module's configuration (bool, int, float attributes other than `training`,
-// and none the graph assigns) become constants, and constants are propagated: `if
-// self.use_res_connect:` and `if self.downsample is not None:` leave straight-line code.
-void FoldConfiguration(const torch::jit::Module& m, std::shared_ptr<Graph>& g) {
-  std::vector<Node*> all;
-  CollectNodes(g->block(), &all);
-  std::set<std::string> assigned;
-  for (Node* n : all)
-    if (n->kind() == c10::prim::SetAttr) assigned.insert(n->s(c10::attr::name));
-  for (Node* n : all) {
-    if (n->kind() != c10::prim::GetAttr) continue;
-    const std::string name = n->s(c10::attr::name);
-    auto kind = n->output()->type()->kind();
-    if (name == "training" || assigned.count(name) ||
-        (kind != c10::TypeKind::BoolType && kind != c10::TypeKind::IntType && kind != c10::TypeKind::FloatType))
-      continue;
-    const std::string path = AttributePath(n->output());
-    if (path.empty()) continue;
-    c10::IValue v = m._ivalue();
-    for (size_t start = 0, dot = 0; start <= path.size(); start = dot + 1) {
-      dot = path.find('.', start);
-      if (dot == std::string::npos) dot = path.size();
-      v = v.toObject()->getAttr(path.substr(start, dot - start));
-    }
-    torch::jit::WithInsertPoint guard(n);
-    n->output()->replaceAllUsesWith(g->insertConstant(v));
-  }
-  torch::jit::ConstantPropagation(g);
-  torch::jit::EliminateDeadCode(g);
-}
+void FoldConfiguration(const torch::jit::Module& m, std::shared_ptr<Graph>& g) { FoldModuleConfiguration(m, g, false); }
 
 bool CarriesTensor(const c10::TypePtr& t) {
   if (t->cast<c10::TensorType>()) return true;
@@ -361,6 +332,34 @@ torch::Tensor RunGraph(const torch::jit::Module& m, const std::shared_ptr<Graph>
 }
 
 }  // namespace
+
+void FoldModuleConfiguration(const torch::jit::Module& m, std::shared_ptr<Graph>& g, bool fold_training) {
+  std::vector<Node*> all;
+  CollectNodes(g->block(), &all);
+  std::set<std::string> assigned;
+  for (Node* n : all)
+    if (n->kind() == c10::prim::SetAttr) assigned.insert(n->s(c10::attr::name));
+  for (Node* n : all) {
+    if (n->kind() != c10::prim::GetAttr) continue;
+    const std::string name = n->s(c10::attr::name);
+    auto kind = n->output()->type()->kind();
+    if ((name == "training" && !fold_training) || assigned.count(name) ||
+        (kind != c10::TypeKind::BoolType && kind != c10::TypeKind::IntType && kind != c10::TypeKind::FloatType))
+      continue;
+    const std::string path = AttributePath(n->output());
+    if (path.empty()) continue;
+    c10::IValue v = m._ivalue();
+    for (size_t start = 0, dot = 0; start <= path.size(); start = dot + 1) {
+      dot = path.find('.', start);
+      if (dot == std::string::npos) dot = path.size();
+      v = v.toObject()->getAttr(path.substr(start, dot - start));
+    }
+    torch::jit::WithInsertPoint guard(n);
+    n->output()->replaceAllUsesWith(g->insertConstant(v));
+  }
+  torch::jit::ConstantPropagation(g);
+  torch::jit::EliminateDeadCode(g);
+}
 
 StatusOr<std::vector<DepthBlock>> FindDepthBlocks(const torch::jit::Module& m, const std::vector<int64_t>& input_shape) {
   if (!m.find_method("forward")) return Status::InvalidArgument("the module has no forward method");

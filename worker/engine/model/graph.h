@@ -24,6 +24,11 @@ void InlineGraph(torch::jit::Graph& graph);
 StatusOr<std::map<torch::jit::Value*, std::vector<int64_t>>> RecordValueShapes(const torch::jit::Module& m,
                                                                                  torch::jit::Graph& graph,
                                                                                  const torch::Tensor& input);
+// Reads of the module's configuration (bool, int, float attributes other than `training`
+// unless fold_training, and none the graph assigns) become constants, and constants are
+// propagated: `if self.use_res_connect:` and `if self.downsample is not None:` leave
+// straight-line code. (depth.cc)
+void FoldModuleConfiguration(const torch::jit::Module& m, std::shared_ptr<torch::jit::Graph>& g, bool fold_training);
 // Dotted path of a value read from `self` through prim::GetAttr chains ("" if it is not one).
 std::string AttributePath(torch::jit::Value* v);
 
