@@ -16,7 +16,8 @@ PACKAGES=(
   libcli11-dev libfmt-dev libsodium-dev
   zlib1g-dev
   dataset-fashion-mnist libstb-dev
-  python3-torch python3-torchvision
+  python3-torch python3-torchvision python3-onnx
+  libopencv-dnn-dev
   clang-14 libclang-rt-14-dev
   python3-distributed
   chromium

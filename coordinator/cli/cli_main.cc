@@ -66,7 +66,7 @@ const char* kUsage =
     "  report ID -o DIR                                      report.html (self-contained), report.md, results.json, results.csv, model cards\n"
     "  compare NEW OLD                                       gate a new sweep against a known-good one (exit 1 on a regression)\n"
     "  summary ID TRIAL [--scenario NAME]                    benchmark summaries (mlperf_log_summary style) of one result\n"
-    "  export ID TRIAL -o DIR [--fold-preprocessing]         the variant as TorchScript (model.pt) + model card (JSON, Markdown)\n"
+    "  export ID TRIAL -o DIR [--fold-preprocessing] [--format onnx]   the variant as TorchScript (model.pt; and model.onnx) + model card\n"
     "  sensitivity ID                                        per-layer accuracy curves of a sensitivity sweep\n"
     "  pause ID | resume ID | cancel ID                      hold a sweep's queued tasks / release them / fail what is unfinished\n"
     "  workers [--json]                                      registered workers and their hardware\n"
@@ -449,8 +449,35 @@ pl::Status FoldInto(const std::string& model_path, const std::string& spec_yaml,
   return pl::Status::Ok();
 }
 
+// --format onnx: model.onnx beside model.pt, made and validated by prunelab-onnx (beside this
+// binary: it links LibTorch and OpenCV; PyTorch's exporter runs in python3-torch).
+pl::Status OnnxInto(const std::string& dir, const std::string& spec_yaml, json* card) {
+  std::error_code ec;
+  const std::string bin = (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "prunelab-onnx").string();
+  if (!std::filesystem::exists(bin))
+    return pl::Status::Internal("prunelab-onnx not found at " + bin +
+                                " (it is built where OpenCV DNN is installed: cluster/install-deps.sh installs libopencv-dnn-dev)");
+  const std::string spec = dir + "/.sweep-spec.yaml", report = dir + "/.onnx-report.json";
+  if (!WriteFile(spec, spec_yaml)) return pl::Status::IoError("cannot write into " + dir);
+  const int rc = RunProgram({bin, "--model", dir + "/model.pt", "--onnx", dir + "/model.onnx", "--spec", spec, "--report", report});
+  std::filesystem::remove(spec, ec);
+  std::ifstream in(report, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(report, ec);
+  if (rc != 0 && rc != 3) return pl::Status::InvalidArgument("the variant was not exported to ONNX (prunelab-onnx exit " + std::to_string(rc) + ", the reason is above)");
+  auto j = pl::ParseJson(text);
+  if (!j.ok()) return pl::Status::Internal("prunelab-onnx wrote no report");
+  (*card)["onnx"] = j.value();
+  (*card)["onnx"]["file"] = "model.onnx";
+  if (rc == 3) return pl::Status::InvalidArgument("OpenCV's test accuracy differs from LibTorch's (model_card.json: onnx)");
+  return pl::Status::Ok();
+}
+
 int CmdExport(const Args& a) {
   std::string dir = a.Get("--out");
+  const bool onnx = a.Get("--format") == "onnx";
+  if (onnx && a.Has("--fold-preprocessing"))
+    return Fail("--fold-preprocessing applies to --format torchscript (ONNX takes the model's own input; see the card)");
   if (a.positional.size() < 2 || dir.empty())
     return Fail("export needs a sweep id, a trial (or base@TARGET) and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
   auto sweep = FetchSweep(a, a.positional[0]);
@@ -482,9 +509,19 @@ int CmdExport(const Args& a) {
   if (a.Has("--fold-preprocessing"))
     if (pl::Status st = FoldInto(dir + "/model.pt", sweep->spec_yaml, &card); !st.ok())
       return Fail("--fold-preprocessing: " + st.ToString());
+  pl::Status onnx_status = onnx ? OnnxInto(dir, sweep->spec_yaml, &card) : pl::Status::Ok();
   if (!WriteFile(dir + "/model_card.json", pl::DumpJson(card, 2) + "\n") ||
       !WriteFile(dir + "/model_card.md", pc::ModelCardMarkdown(card)))
     return Fail("cannot write into " + dir);
+  if (!onnx_status.ok()) return Fail("--format onnx: " + onnx_status.ToString());
+  if (onnx) {
+    const json& o = card["onnx"];
+    std::printf("model.onnx (opset %d): onnx.checker ok; %s: max |difference| %.3g over %d test samples (outputs up to %.3g); "
+                "test accuracy %.2f %% in LibTorch and in OpenCV (%d samples)\n",
+                o.value("opset", 0), o.value("runtime", std::string("?")).c_str(), o.value("max_abs_diff", 0.0),
+                o.value("samples_compared", 0), o.value("output_max_abs", 0.0), 100 * o.value("accuracy_opencv", 0.0),
+                o.value("test_samples", 0));
+  }
   std::error_code size_ec;
   std::printf("exported %s %s to %s: model.pt (%ju bytes%s), model_card.json, model_card.md\n", a.positional[0].c_str(),
               row->task_id.c_str(), dir.c_str(), static_cast<uintmax_t>(std::filesystem::file_size(dir + "/model.pt", size_ec)),
@@ -888,6 +925,9 @@ class CommandLine {
     Option("-o,--out", "output directory")->required();
     Flag("--fold-preprocessing", "model.pt takes pixel values 0-255 (any size): scaling, channels, resize and "
                                  "mean/std of the sweep's data are folded in");
+    Option("--format", "torchscript (default) or onnx: also model.onnx, checked by onnx.checker and run in OpenCV DNN "
+                       "against LibTorch on the sweep's test set")
+        ->check(CLI::IsMember({"torchscript", "onnx"}));
     Command("sensitivity", "per-layer accuracy curves of a sensitivity sweep", {"ID"}, kRemote | kStore | kJson);
     for (const char* c : {"pause", "resume", "cancel"})
       Command(c, std::string(c) + " a sweep (hold / release its queued tasks / fail what is unfinished)", {"ID"},

@@ -149,6 +149,15 @@ std::string ModelCardMarkdown(const json& c) {
     line("- Depth: removed " + removed + " of the blocks " + all + "; ranked by " +
          d.value("importance_measure", std::string("?")));
   }
+  if (c.contains("onnx") && c["onnx"].is_object()) {
+    const auto& o = c["onnx"];
+    char b[256];
+    std::snprintf(b, sizeof(b), "max |difference| %.3g over %d test samples; test accuracy %.2f %% (LibTorch) vs %.2f %% (OpenCV)",
+                  o.value("max_abs_diff", 0.0), o.value("samples_compared", 0), 100 * o.value("accuracy_libtorch", 0.0),
+                  100 * o.value("accuracy_opencv", 0.0));
+    line("- ONNX: `model.onnx` (opset " + std::to_string(o.value("opset", 0)) + "), " + o.value("checker", std::string("?")) +
+         "; run in " + o.value("runtime", std::string("?")) + ": " + b);
+  }
   if (c.contains("quantization") && c["quantization"].is_object()) {
     const auto& q = c["quantization"];
     line("- Quantized " + q.value("mode", std::string("?")) + " on " + q.value("engine", std::string("?")) + ": weights " +
