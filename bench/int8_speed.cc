@@ -6,7 +6,8 @@
 // one run, both sides in the same execution form.
 // Goal (issue): int8 >= 1.5x offline throughput at <= 0.5 pt accuracy loss.
 // Usage: int8_speed [--json] [--models cnn,resnet18] [--train 20000] [--test 5000] [--epochs 2]
-//                   [--rounds 3] [--form frozen|dense] [--threads N]
+//                   [--rounds 3] [--form frozen|dense] [--threads N] [--mode int8|int8_dynamic]
+// (zoo models by name: mlp, cnn, resnet, vit; anything else is a torchvision constructor)
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -39,7 +40,7 @@ double Median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   int train_n = 20000, test_n = 5000, epochs = 2, rounds = 3, threads = 0;
-  std::string models_flag = "cnn,resnet18", form = "frozen";
+  std::string models_flag = "cnn,resnet18", form = "frozen", mode = "int8";
   std::string python = bench::DebianPython();
   bench::BenchFlags flags("int8_speed", "int8 quantization against fp32, alone and after 50 % structured pruning");
   flags.String("--models", &models_flag, "cnn (zoo) and/or torchvision constructors")
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
       .Int("--rounds", &rounds, "interleaved A/B rounds per throughput measurement")
       .String("--form", &form, "execution form of every side: frozen or dense")
       .Int("--threads", &threads, "intra-op threads (default: all cores)")
+      .String("--mode", &mode, "int8 (static, calibrated) or int8_dynamic (linear layers)")
       .String("--python", &python, "interpreter with torchvision");
   if (auto rc = flags.Parse(argc, argv)) return *rc;
   const bool json_out = flags.json();
@@ -69,13 +71,13 @@ int main(int argc, char** argv) {
   auto timer = NewSteadyTimer();
   json rows = json::array();
   if (!json_out)
-    std::printf("int8 on %s, %d threads, form %s, train %d x %d epochs, test %d, %d A/B rounds\n", engine.value().c_str(),
+    std::printf("%s on %s, %d threads, form %s, train %d x %d epochs, test %d, %d A/B rounds\n", mode.c_str(), engine.value().c_str(),
                 used, form.c_str(), train_n, epochs, test_n, rounds);
   for (const auto& name : bench::SplitList(models_flag)) {
     torch::jit::Module dense;
     ModelLayout layout;
-    if (name == "cnn") {
-      auto b = BuildZooModel("cnn", 42);
+    if (name == "mlp" || name == "cnn" || name == "resnet" || name == "vit") {
+      auto b = BuildZooModel(name, 42);
       dense = b->module;
       layout = b->layout;
     } else {
@@ -102,8 +104,8 @@ int main(int argc, char** argv) {
     pruned.eval();
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     QuantizeReport rq, rpq;
-    auto q = QuantizeInt8(dense, "int8", train.value(), 8, 64, &rq);
-    auto pq = QuantizeInt8(pruned, "int8", train.value(), 8, 64, &rpq);
+    auto q = QuantizeInt8(dense, mode, train.value(), 8, 64, &rq);
+    auto pq = QuantizeInt8(pruned, mode, train.value(), 8, 64, &rpq);
     if (!q.ok() || !pq.ok()) {
       std::fprintf(stderr, "int8_speed: %s: %s\n", name.c_str(), (!q.ok() ? q : pq).status().ToString().c_str());
       return 1;
@@ -151,6 +153,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     json row{{"model", name},
+             {"mode", mode},
              {"engine", engine.value()},
              {"quantized_layers", rq.quantized_ops},
              {"batch_norms_folded", rq.folded_batch_norms},
@@ -186,6 +189,6 @@ int main(int argc, char** argv) {
   }
   std::filesystem::remove_all(tmp);
   if (json_out)
-    std::printf("%s\n", json{{"engine", engine.value()}, {"threads", used}, {"form", form}, {"rows", rows}}.dump().c_str());
+    std::printf("%s\n", json{{"mode", mode}, {"engine", engine.value()}, {"threads", used}, {"form", form}, {"rows", rows}}.dump().c_str());
   return 0;
 }

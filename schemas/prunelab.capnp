@@ -61,7 +61,7 @@ struct TrialConfig {
   calibrationBatches @16 :UInt32;
   distillTemperature @17 :Float64;  # > 0: fine-tune with the dense baseline as teacher
   distillAlpha @18 :Float64;        # weight of the teacher's soft targets (labels: 1 - alpha)
-  quantize @19 :Text;               # none | int8 (empty from older peers: none)
+  quantize @19 :Text;               # none | int8 | int8_dynamic (empty from older peers: none)
 }
 
 struct LayerValue {

@@ -77,8 +77,8 @@ struct TrialConfig {
   // alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy. T <= 0: off.
   double distill_temperature = 0;
   double distill_alpha = 0.5;
-  // After pruning and fine-tuning: none or int8 (post-training static: per-channel int8
-  // weights, activations calibrated on calibration_batches).
+  // After pruning and fine-tuning: none, int8 (post-training static: per-channel int8
+  // weights, activations calibrated on calibration_batches) or int8_dynamic (linear layers).
   // A trial of granularity "dense" quantizes the baseline itself.
   std::string quantize = "none";
 };

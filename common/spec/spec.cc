@@ -558,7 +558,7 @@ void ParseSweep(Checker& c, const YAML::Node& s, SweepSpec* spec) {
   if (!c.IsMap(s, "sweep")) return;
   c.OnlyKeys(s, "sweep", {"mode", "criterion", "granularity", "sparsity", "schedule", "layers", "quantize"});
   if (s["quantize"]) {
-    spec->quantize = c.Choices(s["quantize"], "sweep.quantize", {"none", "int8"});
+    spec->quantize = c.Choices(s["quantize"], "sweep.quantize", {"none", "int8", "int8_dynamic"});
     if (spec->quantize.empty()) spec->quantize = {"none"};
   }
   if (s["mode"]) {

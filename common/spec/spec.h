@@ -65,7 +65,7 @@ struct SweepSpec {
   std::vector<std::string> granularities;
   std::vector<double> sparsities;
   std::vector<ScheduleSpec> schedules;
-  // none | int8, after pruning; each mode other than none also adds a trial
+  // none | int8 | int8_dynamic, after pruning; each mode other than none also adds a trial
   // of the dense baseline quantized alone (granularity "dense").
   std::vector<std::string> quantize = {"none"};
   BenchmarkConfig benchmark;

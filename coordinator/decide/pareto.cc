@@ -69,6 +69,7 @@ std::string DescribeVariant(const TrialResult& r) {
   if (r.schedule == "sensitivity") v += " only " + r.layer;
   if (r.trial_json.find("\"distill_temperature\"") != std::string::npos) v += " +KD";  // written only when on
   if (r.trial_json.find("\"quantize\":\"int8\"") != std::string::npos) v += " +int8";  // likewise
+  if (r.trial_json.find("\"quantize\":\"int8_dynamic\"") != std::string::npos) v += " +int8dyn";
   return v;
 }
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "common/codec/records.h"
@@ -122,6 +123,21 @@ TEST(BenchSmokeTest, RealModelSpeedRemovesWholeBlocksWithGranularityDepth) {
     EXPECT_GT(r["offline_b64_speedup"].get<double>(), 0);
     EXPECT_LT(r["params_pruned"].get<int64_t>(), r["params_dense"].get<int64_t>());
   }
+}
+
+TEST(BenchSmokeTest, Int8SpeedMeasuresFourVariantsSideBySide) {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "Fashion-MNIST missing: run cluster/install-deps.sh (package dataset-fashion-mnist)";
+  auto j = ParseJson(RunStdout(std::string(PRUNELAB_BIN_DIR) +
+                               "/int8_speed --json --models cnn --train 1000 --test 300 --epochs 1 --rounds 1"));
+  ASSERT_TRUE(j.ok()) << "no JSON: the bench failed";
+  ASSERT_EQ((*j)["rows"].size(), 1u);
+  const auto& r = (*j)["rows"][0];
+  EXPECT_EQ(r["quantized_layers"], 4);
+  for (const char* k : {"int8_vs_fp32_speedup", "pruned_int8_vs_pruned_speedup", "accuracy_int8", "accuracy_pruned_int8"})
+    EXPECT_GT(r[k].get<double>(), 0) << k;
+  EXPECT_LT(r["bytes_int8"].get<int64_t>(), r["bytes_fp32"].get<int64_t>());
+  EXPECT_LT(r["bytes_pruned_int8"].get<int64_t>(), r["bytes_pruned"].get<int64_t>());
 }
 
 TEST(BenchSmokeTest, ArtifactUploadPrintsTheCoordinatorsMemoryAndEveryTransferCompletes) {

@@ -361,7 +361,7 @@ sweep:
   EXPECT_EQ(ExpandTasks(plain.value(), "sw")[2].trial.quantize, "none");
   for (const auto& [yaml, frags] : std::vector<std::pair<std::string, std::vector<std::string>>>{
            {"name: q\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5, quantize: int4}\n",
-            {"sweep.quantize", "none, int8"}},
+            {"sweep.quantize", "none, int8, int8_dynamic"}},
            {"name: q\nmodel: cnn\nsweep: {mode: sensitivity, criterion: l1, granularity: structured, sparsity: 0.5, quantize: int8}\n",
             {"sweep.quantize", "sensitivity"}}}) {
     auto e = ParseSpec(yaml);

@@ -59,6 +59,27 @@ def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
     return scale, zero_point
 )JIT";
 
+// Dynamic quantization's activation "observer": records nothing; LibTorch's pass reads
+// compute_dtype (what the activation is quantized to, per batch at run time) and the
+// class name (a PlaceholderObserver).
+const char* kPlaceholderSource = R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    return x
+
+def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+    return torch.ones([1]), torch.zeros([1]).long()
+)JIT";
+
+torch::jit::Module Placeholder() {
+  torch::jit::Module o("__torch__.prunelab.quantization.PlaceholderObserver");
+  o.register_attribute("training", c10::BoolType::get(), false);
+  o.register_attribute("dtype", c10::IntType::get(), static_cast<int64_t>(at::kFloat));
+  o.register_attribute("compute_dtype", c10::IntType::get(), static_cast<int64_t>(at::kQUInt8));
+  o.register_attribute("qscheme", c10::IntType::get(), static_cast<int64_t>(at::kPerTensorAffine));
+  o.define(kPlaceholderSource);
+  return o;
+}
+
 torch::jit::Module Observer(const std::string& cls, c10::ScalarType dtype, c10::QScheme qscheme, int64_t ch_axis,
                             int64_t qmin, int64_t qmax) {
   torch::jit::Module o("__torch__.prunelab.quantization." + cls);
@@ -179,7 +200,9 @@ StatusOr<std::string> SelectQuantizedEngine() {
 
 StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std::string& mode, const Dataset& calibration,
                                           int batches, int batch_size, QuantizeReport* report) {
-  if (mode != "int8") return Status::InvalidArgument("quantize: '" + mode + "' (allowed: none, int8)");
+  if (mode != "int8" && mode != "int8_dynamic")
+    return Status::InvalidArgument("quantize: '" + mode + "' (allowed: none, int8, int8_dynamic)");
+  const bool dynamic = mode == "int8_dynamic";
   auto engine = SelectQuantizedEngine();
   if (!engine.ok()) return engine.status();
   QuantizeReport r;
@@ -192,26 +215,32 @@ StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std
     InlineGraph(*g);
     torch::jit::ConstantPropagation(g);
     FoldModuleConfiguration(q, g, /*fold_training=*/true);
-    r.folded_batch_norms = FoldBatchNorms(q, g);
+    if (!dynamic) r.folded_batch_norms = FoldBatchNorms(q, g);
     q = CloneModule(q);  // the edited forward, reloaded: the passes see one clean graph
     q.eval();
     torch::jit::QConfigDict config;
-    config[""] = std::make_tuple(Observer("MinMaxObserver", at::kQUInt8, at::kPerTensorAffine, -1, 0, 255),
-                                 Observer("PerChannelMinMaxObserver", at::kQInt8, at::kPerChannelSymmetric, 0, -128, 127));
-    r.weights = "qint8, symmetric per output channel (min/max)";
-    r.activations = "quint8, affine per tensor (min/max over the calibration batches)";
-    const auto type = torch::jit::QuantType::STATIC;
+    if (dynamic) {
+      config[""] = std::make_tuple(Placeholder(), Observer("MinMaxObserver", at::kQInt8, at::kPerTensorSymmetric, -1, -128, 127));
+      r.weights = "qint8, symmetric per tensor (min/max), linear layers";
+      r.activations = "quint8, scale and zero point chosen per batch at run time";
+    } else {
+      config[""] = std::make_tuple(Observer("MinMaxObserver", at::kQUInt8, at::kPerTensorAffine, -1, 0, 255),
+                                   Observer("PerChannelMinMaxObserver", at::kQInt8, at::kPerChannelSymmetric, 0, -128, 127));
+      r.weights = "qint8, symmetric per output channel (min/max)";
+      r.activations = "quint8, affine per tensor (min/max over the calibration batches)";
+    }
+    const auto type = dynamic ? torch::jit::QuantType::DYNAMIC : torch::jit::QuantType::STATIC;
     torch::jit::Module observed = torch::jit::InsertObservers(q, "forward", config, /*inplace=*/true, type);
     torch::NoGradGuard no_grad;
     const int64_t n = calibration.size();
-    for (int b = 0; b < std::max(1, batches); ++b) {
+    for (int b = 0; b < (dynamic ? 0 : std::max(1, batches)); ++b) {
       int64_t start = (static_cast<int64_t>(b) * batch_size) % std::max<int64_t>(1, n);
       int64_t end = std::min(n, start + batch_size);
       if (end <= start) break;
       observed.forward({calibration.images.slice(0, start, end)});
       r.calibration_samples += end - start;
     }
-    if (r.calibration_samples == 0) return Status::InvalidArgument("quantize: the calibration set is empty");
+    if (!dynamic && r.calibration_samples == 0) return Status::InvalidArgument("quantize: the calibration set is empty");
     torch::jit::Module converted = torch::jit::InsertQuantDeQuant(observed, "forward", /*inplace=*/true, false, type);
     torch::jit::Module finalized = torch::jit::Finalize(converted, type);
     DropUnreadTensors(finalized);
@@ -226,7 +255,8 @@ StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std
     }
     if (r.quantized_ops == 0)
       return Status::InvalidArgument("quantize " + mode + ": no convolution or linear layer was quantized (" +
-                                     std::to_string(r.float_ops) + " left in float)");
+                                     std::to_string(r.float_ops) + " left in float)" +
+                                     (dynamic ? "; int8_dynamic quantizes linear layers only: use int8 for convolutions" : ""));
     // The quantized module runs and keeps the output's shape.
     auto x = calibration.images.slice(0, 0, std::min<int64_t>(n, 2));
     auto want = CloneModule(m);

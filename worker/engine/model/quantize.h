@@ -8,6 +8,8 @@
 // channel, qint8 symmetric), calibration batches run through, then quantize/dequantize
 // inserted and fused into quantized::conv2d(_relu) / quantized::linear(_relu) with packed
 // weights. Ops without a quantized kernel run in float between dequantize and quantize.
+// Dynamic int8 (int8_dynamic): linear weights int8 per tensor, activations quantized per
+// batch at run time (quantized::linear_dynamic); no calibration; convolutions stay float.
 #pragma once
 
 #include <string>
@@ -18,7 +20,7 @@
 namespace prunelab::worker {
 
 struct QuantizeReport {
-  std::string mode;              // int8
+  std::string mode;              // int8 | int8_dynamic
   std::string engine;            // onednn | qnnpack
   int64_t quantized_ops = 0;     // quantized::conv2d*, quantized::linear* in the result
   int64_t float_ops = 0;         // convolutions / linears left in float

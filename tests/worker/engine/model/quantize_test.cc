@@ -1,6 +1,6 @@
 // int8 quantization: zoo models trained briefly on Fashion-MNIST keep their accuracy within
-// a tolerance once quantized (convolutions with their batch norms folded, linears), shrink,
-// run on the engine chosen; a torchvision ResNet quantizes too; a module
+// a tolerance once quantized (static: convolutions with their batch norms folded, linears;
+// dynamic: linears), shrink, run on the engine chosen; a torchvision ResNet quantizes too; a module
 // with nothing to quantize is an error that says so.
 #include <torch/torch.h>
 #include <gtest/gtest.h>
@@ -31,7 +31,7 @@ TEST(QuantizeTest, ZooModelsKeepTheirAccuracyWithinATolerance) {
     std::string model, mode;
     int64_t quantized, folded;
   };
-  for (const Case& c : std::vector<Case>{{"cnn", "int8", 4, 2}, {"resnet", "int8", 10, 9}, {"mlp", "int8", 3, 0}}) {
+  for (const Case& c : std::vector<Case>{{"cnn", "int8", 4, 2}, {"resnet", "int8", 10, 9}, {"mlp", "int8", 3, 0}, {"mlp", "int8_dynamic", 3, 0}}) {
     SCOPED_TRACE(c.model + " " + c.mode);
     auto built = BuildZooModel(c.model, 1);
     ASSERT_TRUE(built.ok());
@@ -48,7 +48,7 @@ TEST(QuantizeTest, ZooModelsKeepTheirAccuracyWithinATolerance) {
     EXPECT_EQ(r.float_ops, 0);
     EXPECT_EQ(r.folded_batch_norms, c.folded);
     EXPECT_EQ(r.engine, "onednn") << "x86 with oneDNN (Debian's LibTorch has onednn and qnnpack)";
-    EXPECT_EQ(r.calibration_samples, 256);
+    EXPECT_EQ(r.calibration_samples, c.mode == "int8" ? 256 : 0) << "dynamic: nothing to calibrate";
     const double int8 = Evaluate(q.value(), test.value()).accuracy;
     EXPECT_GT(fp32, 0.6);
     EXPECT_NEAR(int8, fp32, 0.02) << "fp32 " << fp32 << ", int8 " << int8;
@@ -91,6 +91,12 @@ TEST(QuantizeTest, ATorchvisionResnetQuantizesAndAModelWithoutLayersIsRefused) {
   EXPECT_NE(none.status().message().find("no convolution or linear layer was quantized"), std::string::npos)
       << none.status().message();
   EXPECT_FALSE(QuantizeInt8(m.value(), "int4", calib, 1, 8, nullptr).ok());
+  // Dynamic int8 takes linear layers only: of a ResNet just the classifier.
+  QuantizeReport d;
+  auto dyn = QuantizeInt8(m.value(), "int8_dynamic", calib, 1, 8, &d);
+  ASSERT_TRUE(dyn.ok()) << dyn.status().ToString();
+  EXPECT_EQ(d.quantized_ops, 1);
+  EXPECT_EQ(d.float_ops, 20) << "the convolutions stay float";
 }
 
 }  // namespace
