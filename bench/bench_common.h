@@ -5,6 +5,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -46,6 +47,12 @@ inline std::string RunCapture(const std::string& cmd, int* code) {
 // Debian's interpreter: python3-torch and python3-torchvision are Debian packages, and a
 // pyenv python3 first on PATH lacks them.
 inline std::string DebianPython() { return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
+
+// The median (upper middle of an even count); 0 for none.
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
 
 // "a,b,c" -> {a, b, c} (blanks trimmed, empty items dropped).
 inline std::vector<std::string> SplitList(const std::string& s) {

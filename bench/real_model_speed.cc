@@ -31,12 +31,7 @@ using namespace prunelab;
 using namespace prunelab::worker;
 using nlohmann::json;
 
-namespace {
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-}  // namespace
+using bench::Median;
 
 int main(int argc, char** argv) {
   int image = 224, rounds = 3, threads = 0;

@@ -14,7 +14,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <optional>
 #include <sys/wait.h>
 
@@ -92,14 +91,7 @@ torch::jit::Module Specialize(const torch::jit::Module& m, const std::vector<int
   torch::jit::ConstantPropagation(g);
   prunelab::worker::FoldModuleConfiguration(s, g, /*fold_training=*/true);
   torch::jit::Value* input = g->inputs()[1];
-  std::vector<Node*> all;
-  std::function<void(torch::jit::Block*)> collect = [&](torch::jit::Block* b) {
-    for (Node* n : b->nodes()) {
-      all.push_back(n);
-      for (auto* sub : n->blocks()) collect(sub);
-    }
-  };
-  collect(g->block());
+  const std::vector<Node*> all = prunelab::worker::AllNodes(g->block());
   const int64_t rank = static_cast<int64_t>(shape.size()) + 1;
   for (Node* n : all) {
     const std::string kind = n->kind().toQualString();

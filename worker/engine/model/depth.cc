@@ -29,8 +29,6 @@ void CollectNodes(Block* b, std::vector<Node*>* out) {
   }
 }
 
-void FoldConfiguration(const torch::jit::Module& m, std::shared_ptr<Graph>& g) { FoldModuleConfiguration(m, g, false); }
-
 bool CarriesTensor(const c10::TypePtr& t) {
   if (t->cast<c10::TensorType>()) return true;
   for (const auto& c : t->containedTypes())
@@ -94,7 +92,7 @@ std::string CommonPrefix(const std::set<std::string>& params) {
 
 StatusOr<Analysis> Analyze(const torch::jit::Module& m, std::shared_ptr<Graph> g, const Shape& input_shape) {
   Analysis a;
-  FoldConfiguration(m, g);
+  FoldModuleConfiguration(m, g, /*fold_training=*/false);
   a.graph = g;
   Block* top = g->block();
   for (Node* n : top->nodes()) a.top.push_back(n);
@@ -214,29 +212,20 @@ StatusOr<Analysis> Analyze(const torch::jit::Module& m, std::shared_ptr<Graph> g
         }
       return elements;
     };
-    std::set<std::string> px, py;
-    int64_t tx = 0, ty = 0;
-    int64_t wx = weights_of(ex, &px, &tx), wy = weights_of(ey, &py, &ty);
-    Branch b;
+    // The shortcut: the operand computed by nothing of its own (identity), else the one
+    // reading fewer weight tensors (projection); equal weight: not clear, not a block.
+    Branch bx, by;
+    bx.weights = weights_of(ex, &bx.params, &bx.weight_tensors);
+    by.weights = weights_of(ey, &by.params, &by.weight_tensors);
+    bx.nodes = ex;
+    by.nodes = ey;
+    const bool x_is_shortcut = ex.empty() || (!ey.empty() && bx.weight_tensors < by.weight_tensors);
+    const bool y_is_shortcut = !x_is_shortcut && (ey.empty() || by.weight_tensors < bx.weight_tensors);
+    if (!x_is_shortcut && !y_is_shortcut) continue;
+    Value* shortcut = x_is_shortcut ? x : y;
+    Branch b = x_is_shortcut ? by : bx;  // the residual branch is the other operand
     b.add = i;
-    Value* shortcut = nullptr;
-    if (ex.empty() || (!ey.empty() && tx < ty)) {
-      shortcut = x;
-      b.identity = ex.empty();
-      b.nodes = ey;
-      b.params = py;
-      b.weights = wy;
-      b.weight_tensors = ty;
-    } else if (ey.empty() || ty < tx) {
-      shortcut = y;
-      b.identity = ey.empty();
-      b.nodes = ex;
-      b.params = px;
-      b.weights = wx;
-      b.weight_tensors = tx;
-    } else {
-      continue;  // two branches of equal weight: which one is the shortcut is not clear
-    }
+    b.identity = x_is_shortcut ? ex.empty() : ey.empty();
     if (b.weight_tensors == 0) continue;
     // The data the branch computes must serve the branch alone (shape reads may be shared);
     // checks on it that output nothing used (a batch norm's input-rank check) go with it.
@@ -332,6 +321,12 @@ torch::Tensor RunGraph(const torch::jit::Module& m, const std::shared_ptr<Graph>
 }
 
 }  // namespace
+
+std::vector<Node*> AllNodes(Block* b) {
+  std::vector<Node*> out;
+  CollectNodes(b, &out);
+  return out;
+}
 
 void FoldModuleConfiguration(const torch::jit::Module& m, std::shared_ptr<Graph>& g, bool fold_training) {
   std::vector<Node*> all;

@@ -29,6 +29,8 @@ StatusOr<std::map<torch::jit::Value*, std::vector<int64_t>>> RecordValueShapes(c
 // propagated: `if self.use_res_connect:` and `if self.downsample is not None:` leave
 // straight-line code. (depth.cc)
 void FoldModuleConfiguration(const torch::jit::Module& m, std::shared_ptr<torch::jit::Graph>& g, bool fold_training);
+// Every node of `b` and of the blocks nested in it, in order.
+std::vector<torch::jit::Node*> AllNodes(torch::jit::Block* b);
 // Dotted path of a value read from `self` through prim::GetAttr chains ("" if it is not one).
 std::string AttributePath(torch::jit::Value* v);
 

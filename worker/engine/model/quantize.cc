@@ -17,7 +17,6 @@
 namespace prunelab::worker {
 namespace {
 
-using torch::jit::Block;
 using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
@@ -96,20 +95,12 @@ torch::jit::Module Observer(const std::string& cls, c10::ScalarType dtype, c10::
   return o;
 }
 
-void Collect(Block* b, std::vector<Node*>* out) {
-  for (Node* n : b->nodes()) {
-    out->push_back(n);
-    for (Block* sub : n->blocks()) Collect(sub, out);
-  }
-}
-
 bool Is(Node* n, const char* kind) { return std::string(n->kind().toQualString()) == kind; }
 
 // conv2d -> batch_norm (eval) becomes one conv2d with scaled weights and a shifted bias:
 // w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(var + eps) + beta.
 int64_t FoldBatchNorms(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
-  std::vector<Node*> all;
-  Collect(g->block(), &all);
+  const std::vector<Node*> all = AllNodes(g->block());
   int64_t folded = 0;
   Value* self = g->inputs()[0];
   torch::NoGradGuard no_grad;
@@ -167,8 +158,7 @@ int64_t FoldBatchNorms(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
 // int8 weights and not also the float ones.
 void DropUnreadTensors(torch::jit::Module& m) {
   auto g = m.get_method("forward").graph();
-  std::vector<Node*> all;
-  Collect(g->block(), &all);
+  const std::vector<Node*> all = AllNodes(g->block());
   std::set<std::string> read;
   for (Node* n : all)
     if (n->kind() == c10::prim::GetAttr) read.insert(AttributePath(n->output()));
@@ -246,9 +236,7 @@ StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std
     DropUnreadTensors(finalized);
     torch::jit::Module out = CloneModule(finalized);
     out.eval();
-    std::vector<Node*> all;
-    Collect(out.get_method("forward").graph()->block(), &all);
-    for (Node* node : all) {
+    for (Node* node : AllNodes(out.get_method("forward").graph()->block())) {
       std::string k = node->kind().toQualString();
       if (k.rfind("quantized::conv", 0) == 0 || k.rfind("quantized::linear", 0) == 0) ++r.quantized_ops;
       if (k == "aten::conv2d" || k == "aten::conv1d" || k == "aten::conv3d" || k == "aten::linear") ++r.float_ops;
