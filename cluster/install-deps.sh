@@ -21,6 +21,9 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   python3-distributed
   chromium
+  slurmctld slurmd slurm-client munge
+  prometheus
+  iproute2 iptables libnetfilter-queue-dev python3-yaml curl
 )
 
 SUDO=""

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,9 @@ int Serve(int argc, char** argv, bool* restart) {
   app.add_option("--client-endpoint", options.client_endpoint, "where the prunelab CLI connects")->capture_default_str();
   app.add_option("--heartbeat-ms", core_options.heartbeat_interval_ms, "worker heartbeat interval")
       ->check(CLI::Range(10, 600000))->capture_default_str();
+  app.add_option("--dead-after-heartbeats", core_options.dead_after_missed_heartbeats,
+                 "heartbeat intervals of silence after which a worker is declared dead and its tasks requeued")
+      ->check(CLI::Range(2, 1000))->capture_default_str();
   app.add_option("--max-attempts", core_options.max_attempts,
                  "worker losses a task survives before it fails with every attempt's reason")
       ->check(CLI::Range(1, 1000))->capture_default_str();
@@ -88,6 +92,16 @@ int Serve(int argc, char** argv, bool* restart) {
     return 1;
   }
   core_options.uploads.max_artifact_bytes = max_artifact_mb << 20;
+  // Operator events with the wall time (UTC, ms): what a lab reads in the journal or a job's log.
+  core_options.on_event = [](const std::string& line) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm utc{};
+    gmtime_r(&ts.tv_sec, &utc);
+    char when[40];
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &utc);
+    std::fprintf(stderr, "coordinator: %s.%03ldZ %s\n", when, ts.tv_nsec / 1000000, line.c_str());
+  };
   prunelab::SystemClock clock;
   prunelab::coordinator::TimedStore timed(*store.value());
   auto artifacts = prunelab::coordinator::OpenFileArtifactStore(data_dir + "/artifacts", &timed, min_free_mb << 20);

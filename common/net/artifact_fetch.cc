@@ -8,6 +8,36 @@
 
 namespace prunelab {
 
+namespace {
+// The chunk size of one transfer, adapted to the link (see kMinAdaptiveChunkBytes).
+class AdaptiveChunk {
+ public:
+  explicit AdaptiveChunk(uint32_t configured) : configured_(configured), size_(configured), smallest_(configured) {}
+  uint32_t size() const { return size_; }
+  uint32_t smallest() const { return smallest_; }
+  // A chunk of `sent` bytes got no reply: true when the next try is smaller (not a failure yet).
+  bool ShrinkAfterSilence(uint64_t sent) {
+    in_a_row_ = 0;
+    if (sent <= kMinAdaptiveChunkBytes) return false;
+    size_ = static_cast<uint32_t>(std::max<uint64_t>(kMinAdaptiveChunkBytes, sent / 2));
+    smallest_ = std::min(smallest_, size_);
+    return true;
+  }
+  void Delivered() {
+    if (size_ < configured_ && ++in_a_row_ >= kChunkGrowAfter) {
+      size_ = static_cast<uint32_t>(std::min<uint64_t>(configured_, uint64_t{size_} * 2));
+      in_a_row_ = 0;
+    }
+  }
+
+ private:
+  const uint32_t configured_;
+  uint32_t size_;
+  uint32_t smallest_;
+  int in_a_row_ = 0;
+};
+}  // namespace
+
 ArtifactReplyMsg ArtifactChunk(const std::string& hash, const std::string& bytes, uint64_t offset, uint32_t max_bytes) {
   ArtifactReplyMsg r;
   r.hash = hash;
@@ -28,13 +58,19 @@ StatusOr<std::string> FetchArtifactChunked(const std::function<StatusOr<Message>
   std::string out;
   uint64_t total = 0;
   bool known_total = false;
+  AdaptiveChunk chunk(std::clamp<uint32_t>(options.chunk_bytes, 1, kMaxArtifactChunkBytes));
   while (!known_total || out.size() < total) {
     bool accepted = false;
     std::string last_problem;
     for (int attempt = 0; attempt < std::max(1, options.attempts_per_chunk) && !accepted; ++attempt) {
-      auto reply = call(FetchArtifactMsg{hash, out.size(), options.chunk_bytes});
+      const uint64_t asked = known_total ? std::min<uint64_t>(chunk.size(), total - out.size()) : chunk.size();
+      auto reply = call(FetchArtifactMsg{hash, out.size(), chunk.size()});
       if (!reply.ok()) {
         last_problem = reply.status().ToString();
+        if (chunk.ShrinkAfterSilence(asked)) {
+          ++st.shrunk;
+          --attempt;  // a smaller chunk is a new try, not a failed one
+        }
         continue;
       }
       if (auto* e = std::get_if<ErrorMsg>(&reply.value())) {
@@ -57,6 +93,7 @@ StatusOr<std::string> FetchArtifactChunked(const std::function<StatusOr<Message>
       known_total = true;
       out += a->data;
       ++st.chunks;
+      chunk.Delivered();
       accepted = true;
       if (options.on_progress && !options.on_progress(out.size(), total))
         return Status::Unavailable("artifact " + hash + ": download aborted");
@@ -66,6 +103,7 @@ StatusOr<std::string> FetchArtifactChunked(const std::function<StatusOr<Message>
                                 std::to_string(options.attempts_per_chunk) + " tries (" + last_problem + ")");
     }
   }
+  st.smallest_chunk = chunk.smallest();
   if (out.size() != total || !MatchesContentName(hash, out))
     return Status::Corruption("artifact " + hash + ": assembled " + std::to_string(out.size()) +
                               " bytes do not match their hash (corrupted at the source?)");
@@ -86,7 +124,7 @@ Status UploadArtifactChunked(const std::function<StatusOr<Message>(const Message
   ChunkedUploadStats local;
   ChunkedUploadStats& st = stats ? *stats : local;
   const uint64_t total = bytes.size();
-  const uint32_t chunk = std::clamp<uint32_t>(options.chunk_bytes, 1, kMaxArtifactChunkBytes);
+  AdaptiveChunk chunk(std::clamp<uint32_t>(options.chunk_bytes, 1, kMaxArtifactChunkBytes));
   const int attempts = std::max(1, options.attempts_per_chunk);
   std::string upload_id = NewUploadId();
   uint64_t offset = 0;
@@ -102,12 +140,16 @@ Status UploadArtifactChunked(const std::function<StatusOr<Message>(const Message
     m.upload_id = upload_id;
     m.total_bytes = total;
     m.offset = offset;
-    m.data = bytes.substr(offset, chunk);
+    m.data = bytes.substr(offset, chunk.size());
     m.chunk_hash = ContentHash(m.data);
     auto reply = call(m);
     if (!reply.ok()) {
-      ++failures;
       last_problem = reply.status().ToString();
+      if (chunk.ShrinkAfterSilence(m.data.size())) {
+        ++st.shrunk;  // a smaller chunk is a new try, not a failed one
+      } else {
+        ++failures;
+      }
       continue;
     }
     if (auto* e = std::get_if<ErrorMsg>(&reply.value())) {
@@ -137,9 +179,14 @@ Status UploadArtifactChunked(const std::function<StatusOr<Message>(const Message
       continue;
     }
     failures = 0;
+    st.smallest_chunk = chunk.smallest();
     if (r->complete) return Status::Ok();
-    if (r->next_offset == offset + m.data.size()) ++st.chunks;
-    else ++st.resumed;
+    if (r->next_offset == offset + m.data.size()) {
+      ++st.chunks;
+      chunk.Delivered();
+    } else {
+      ++st.resumed;
+    }
     offset = r->next_offset;
     if (options.on_progress && !options.on_progress(offset, total))
       return Status::Unavailable("artifact " + hash.substr(0, 12) + ": upload aborted");

@@ -17,6 +17,12 @@ namespace prunelab {
 
 inline constexpr uint32_t kDefaultArtifactChunkBytes = 1u << 20;  // 1 MiB
 inline constexpr uint32_t kMaxArtifactChunkBytes = 16u << 20;
+// Slow or lossy links: a chunk whose reply does not come in time is asked for (or sent) again
+// at half the size, down to this, before the silence counts as a failed try; after
+// kChunkGrowAfter chunks in a row go through, the size doubles again (up to the configured
+// one). So a link that moves 64 KiB per RPC timeout still carries any artifact.
+inline constexpr uint32_t kMinAdaptiveChunkBytes = 64u << 10;
+inline constexpr int kChunkGrowAfter = 4;
 
 struct ChunkedFetchOptions {
   uint32_t chunk_bytes = kDefaultArtifactChunkBytes;
@@ -28,6 +34,8 @@ struct ChunkedFetchOptions {
 struct ChunkedFetchStats {
   uint32_t chunks = 0;          // chunks accepted
   uint32_t corrupt_chunks = 0;  // chunks rejected by their hash and fetched again
+  uint32_t shrunk = 0;          // times a silent chunk was asked for again at half the size
+  uint32_t smallest_chunk = 0;  // bytes: the smallest chunk size used
 };
 
 // call: one request/reply with the coordinator (e.g. RpcClient::Call bound to a timeout).
@@ -48,6 +56,8 @@ struct ChunkedUploadStats {
   uint32_t chunks = 0;          // chunks sent and taken
   uint32_t corrupt_chunks = 0;  // refused by their hash and sent again
   uint32_t resumed = 0;         // times the coordinator asked for another byte than the next
+  uint32_t shrunk = 0;          // times a silent chunk was sent again at half the size
+  uint32_t smallest_chunk = 0;  // bytes: the smallest chunk size used
 };
 
 // Uploads `bytes` (named hash) until the coordinator has it whole and verified. OK also when

@@ -4,6 +4,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -53,7 +54,74 @@ void Histogram(std::string& out, const std::string& name, const std::string& hel
   out += tail;
 }
 
+// The sweep's report options (objectives, gates, rule); the defaults where its spec is
+// unreadable (an older record).
+DecisionOptions SweepDecisionOptions(Store& store, const std::string& sweep_id) {
+  DecisionOptions o;
+  auto spec = ReadSpecYaml(store, sweep_id);
+  if (!spec.ok()) return o;
+  auto parsed = ParseSpec(spec.value());
+  if (!parsed.ok()) return o;
+  auto from = OptionsFromSpec(parsed->report);
+  return from.ok() ? from.value() : o;
+}
+
+void Gauge(std::string& out, const std::string& name, const std::string& labels, double v) {
+  char num[64];
+  std::snprintf(num, sizeof(num), "%.9g", v);
+  out += name + "{" + labels + "} " + num + "\n";
+}
+
 }  // namespace
+
+std::string CandidateMetricsText(Store& store, std::vector<SweepStatus> sweeps) {
+  // The newest sweeps with results first; older ones drop out of the series (bounded cardinality).
+  std::sort(sweeps.begin(), sweeps.end(),
+            [](const SweepStatus& a, const SweepStatus& b) { return a.created_at_ms > b.created_at_ms; });
+  std::string acc, mem, lat, budget, has;
+  size_t taken = 0;
+  for (const SweepStatus& sw : sweeps) {
+    if (taken >= kCandidateMetricSweeps) break;
+    if (sw.done + sw.failed == 0) continue;
+    auto results = ReadResults(store, sw.id);
+    if (!results.ok()) continue;
+    ++taken;
+    DecisionOptions o = SweepDecisionOptions(store, sw.id);
+    for (const TargetDecision& d : Decide(results.value(), o)) {
+      const std::string where = "sweep=\"" + Label(sw.id) + "\",target=\"" + Label(d.target) + "\"";
+      for (const auto& [field, ms] : o.gates.latency_budget_ms)
+        if (field == "latency_p90_ms") Gauge(budget, "prunelab_latency_budget_seconds", where, ms / 1000.0);
+      Gauge(has, "prunelab_sweep_recommendation", where, d.recommended ? 1 : 0);
+      // The candidate: the recommendation, else the best-ranked pruned variant (what a user
+      // would be tempted to deploy although it fails a gate).
+      const Verdict* c = nullptr;
+      for (const Verdict& v : d.variants) {
+        if (d.recommended ? v.row == d.recommended : !v.row->baseline) {
+          c = &v;
+          break;
+        }
+      }
+      if (!c) continue;
+      const std::string labels = where + ",trial=\"" + Label(c->row->task_id) + "\",recommended=\"" +
+                                 (d.recommended ? "true" : "false") + "\"";
+      Gauge(acc, "prunelab_candidate_accuracy_drop_points", labels, c->accuracy_drop_pt);
+      Gauge(mem, "prunelab_candidate_memory_ratio", labels, c->memory_fraction);
+      Gauge(lat, "prunelab_candidate_latency_p90_seconds", labels, c->row->latency_p90_ms / 1000.0);
+    }
+  }
+  std::string out;
+  auto section = [&](const char* name, const char* help, const std::string& body) {
+    if (body.empty()) return;
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + body;
+  };
+  section("prunelab_sweep_recommendation", "1 when some variant of the sweep passes every gate on the target.", has);
+  section("prunelab_candidate_accuracy_drop_points",
+          "Accuracy drop of the target's candidate (the recommendation, else the best-ranked variant) vs dense, in points.", acc);
+  section("prunelab_candidate_memory_ratio", "Candidate's model bytes over the dense model's.", mem);
+  section("prunelab_candidate_latency_p90_seconds", "Candidate's single-stream p90 latency on the target, in seconds.", lat);
+  section("prunelab_latency_budget_seconds", "The sweep's latency_p90_ms gate, in seconds.", budget);
+  return out;
+}
 
 std::string MetricsText(const DashboardSnapshot& s, const DashboardState& state) {
   std::string out;
@@ -72,6 +140,12 @@ std::string MetricsText(const DashboardSnapshot& s, const DashboardState& state)
   for (const auto& [st, n] : by_state) out += "prunelab_sweeps{state=\"" + Label(st) + "\"} " + std::to_string(n) + "\n";
   out += "# HELP prunelab_results Result rows recorded, per hardware target.\n# TYPE prunelab_results gauge\n";
   for (const auto& [t, n] : s.results_by_target) out += "prunelab_results{target=\"" + Label(t) + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP prunelab_failed_results Result rows recorded as failed, per hardware target.\n# TYPE prunelab_failed_results gauge\n";
+  for (const auto& [t, n] : s.results_by_target) {
+    auto f = s.failed_results_by_target.find(t);
+    out += "prunelab_failed_results{target=\"" + Label(t) + "\"} " +
+           std::to_string(f == s.failed_results_by_target.end() ? 0 : f->second) + "\n";
+  }
   Histogram(out, "prunelab_dispatch_latency_seconds", "Work request read to assignment sent, in the coordinator.", state.dispatch);
   Histogram(out, "prunelab_ack_latency_seconds", "Result or submission read to durable acknowledgement sent.", state.ack);
   Histogram(out, "prunelab_store_write_latency_seconds", "RocksDB batch writes.", state.store_write);
@@ -92,7 +166,10 @@ HttpReply ServeGet(std::string target, Store& store, const DashboardState& state
     return HttpReply{status, "application/json", DumpJson(j)};
   };
   if (target == "/" || target == "/index.html") return {200, "text/html; charset=utf-8", kDashboardPage};
-  if (target == "/metrics") return {200, "text/plain; version=0.0.4", MetricsText(state.Get(), state)};
+  if (target == "/metrics") {
+    DashboardSnapshot snap = state.Get();
+    return {200, "text/plain; version=0.0.4", MetricsText(snap, state) + CandidateMetricsText(store, snap.sweeps)};
+  }
   if (target == "/api/sweeps") {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& s : state.Get().sweeps) a.push_back(ToJson(s));
@@ -112,15 +189,7 @@ HttpReply ServeGet(std::string target, Store& store, const DashboardState& state
     std::string id = target.substr(12, target.size() - 22);
     auto results = ReadResults(store, id);
     if (!results.ok()) return json({{"error", results.status().message()}}, 404);
-    DecisionOptions o;
-    auto spec = ReadSpecYaml(store, id);
-    if (spec.ok()) {
-      auto parsed = ParseSpec(spec.value());
-      if (parsed.ok()) {
-        auto from = OptionsFromSpec(parsed->report);
-        if (from.ok()) o = from.value();
-      }
-    }
+    DecisionOptions o = SweepDecisionOptions(store, id);
     auto decisions = Decide(results.value(), o);
     nlohmann::json j = DecisionsJson(decisions, o);
     j["sweep"] = id;

@@ -29,6 +29,13 @@ namespace prunelab::coordinator {
 // Prometheus text exposition of a snapshot and the histograms.
 std::string MetricsText(const DashboardSnapshot& s, const DashboardState& state);
 
+// Per sweep and target (the kCandidateMetricSweeps newest sweeps with results): whether a
+// variant passes the gates, and the candidate's accuracy drop, memory ratio and p90 latency,
+// with the sweep's latency budget — what the release-threshold alerts of
+// cluster/prometheus/alerts.yml compare. Reads results from the store.
+constexpr size_t kCandidateMetricSweeps = 20;
+std::string CandidateMetricsText(Store& store, std::vector<SweepStatus> sweeps);
+
 // What GET `target` answers, without the network (the server maps it onto HTTP; the
 // whole-path fuzzer calls it directly). Never throws.
 struct HttpReply {

@@ -204,6 +204,7 @@ Message Coordinator::OnRegister(const RegisterMsg& m) {
     id = buf + (m.hardware.hostname.empty() ? std::string("host") : m.hardware.hostname.substr(0, 40));
     while (workers_.count(id)) id += "x";
   }
+  const bool known = workers_.count(id) > 0;
   WorkerEntry& w = workers_[id];
   auto reported = [&](const std::string& sweep, const std::string& task, uint32_t attempt) {
     for (const auto& r : m.running)
@@ -236,32 +237,47 @@ Message Coordinator::OnRegister(const RegisterMsg& m) {
   if (IsGpu(w.status)) gpu_workers_.insert(id);
   // A task it still runs that was requeued meanwhile (e.g. by a restart) is its again,
   // unless someone else took it; its result will be accepted once either way.
-  for (const auto& r : m.running) {
-    auto sit = sweeps_.find(r.sweep_id);
-    if (sit == sweeps_.end() || r.slot >= w.status.slots || w.held.count(r.slot)) continue;
-    auto tit = sit->second.tasks.find(r.task_id);
-    if (tit == sit->second.tasks.end() || tit->second.state != TaskState::kPending ||
-        tit->second.task.attempt != r.attempt)
-      continue;
-    std::map<std::string, TaskEntry> changed;
-    TaskEntry e = tit->second;
-    e.state = TaskState::kRunning;
-    e.worker = id;
-    e.slot = r.slot;
-    changed[r.task_id] = e;
-    json run{{"attempt", e.task.attempt}, {"worker", id}, {"slot", r.slot}};
-    if (!store_.Apply({{RunKey(r.sweep_id, r.task_id), run.dump()}}).ok()) continue;
-    Adopt(sit->second, changed);
-    w.held[r.slot] = Held{r.sweep_id, r.task_id};
-  }
+  for (const auto& r : m.running) (void)Readopt(w, id, r.sweep_id, r.task_id, r.slot, r.attempt);
+  Event("worker " + id + (known ? " registered again" : " registered") + " (target '" + m.target + "', " +
+        std::to_string(w.status.slots) + " slot(s), " + std::to_string(m.running.size()) + " task(s) still running, " +
+        std::to_string(w.held.size()) + " kept)");
   return RegisterReplyMsg{id, options_.heartbeat_interval_ms};
+}
+
+bool Coordinator::Readopt(WorkerEntry& w, const std::string& worker_id, const std::string& sweep_id,
+                          const std::string& task_id, uint32_t slot, std::optional<uint32_t> attempt) {
+  auto sit = sweeps_.find(sweep_id);
+  if (sit == sweeps_.end() || slot >= w.status.slots || w.held.count(slot)) return false;
+  auto tit = sit->second.tasks.find(task_id);
+  if (tit == sit->second.tasks.end() || tit->second.state != TaskState::kPending ||
+      (attempt && tit->second.task.attempt != *attempt))
+    return false;
+  std::map<std::string, TaskEntry> changed;
+  TaskEntry e = tit->second;
+  e.state = TaskState::kRunning;
+  e.worker = worker_id;
+  e.slot = slot;
+  changed[task_id] = e;
+  json run{{"attempt", e.task.attempt}, {"worker", worker_id}, {"slot", slot}};
+  if (!store_.Apply({{RunKey(sweep_id, task_id), run.dump()}}).ok()) return false;
+  Adopt(sit->second, changed);
+  w.held[slot] = Held{sweep_id, task_id};
+  Event("task " + sweep_id + "/" + task_id + " is worker " + worker_id + "'s again: it still runs it");
+  return true;
 }
 
 std::optional<Message> Coordinator::OnHeartbeat(const HeartbeatMsg& m) {
   auto it = workers_.find(m.worker_id);
   if (it == workers_.end()) return std::nullopt;  // heartbeats are one-way
+  const int64_t silent_ms = clock_.NowMs() - it->second.last_seen_ms;
   it->second.last_seen_ms = clock_.NowMs();
+  if (!it->second.status.alive)
+    Event("worker " + m.worker_id + " is back (heartbeat after " + std::to_string(silent_ms) + " ms of silence)");
   it->second.status.alive = true;
+  // Back from a partition with the task it was declared dead over still running: it keeps it,
+  // unless someone else took it meanwhile (then whichever result comes first is recorded).
+  if (auto slash = m.task_id.find('/'); slash != std::string::npos && slash > 0 && slash + 1 < m.task_id.size())
+    (void)Readopt(it->second, m.worker_id, m.task_id.substr(0, slash), m.task_id.substr(slash + 1), m.slot, std::nullopt);
   if (m.slot < 64) it->second.phase[m.slot] = {m.phase, m.progress};
   return std::nullopt;
 }
@@ -331,6 +347,9 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
     Adopt(*sweep, changed);
     w.held[m.slot] = Held{sweep->id, tid};
     w.phase[m.slot] = {"assigned", 0.0};
+    if (sweep->tasks[tid].task.attempt > 1)
+      Event("task " + sweep->id + "/" + tid + " handed out again to worker " + m.worker_id + " (attempt " +
+            std::to_string(sweep->tasks[tid].task.attempt) + ")");
     return AssignMsg{sweep->tasks[tid].task};
   }
   return NoWorkMsg{1000, "no pending task for target '" + w.status.target + "'"};
@@ -391,8 +410,11 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
         break;
       }
   }
-  if (Terminal(task.state))
+  if (Terminal(task.state)) {
+    Event("late result for " + r.sweep_id + "/" + r.task_id + " from worker " + m.worker_id + " (attempt " +
+          std::to_string(r.attempt) + ") discarded: a result for this task is already recorded");
     return ResultAckMsg{r.task_id, r.attempt, false, "duplicate: a result for this task is already recorded"};
+  }
 
   TrialResult rec = r;
   rec.finished_at_ms = clock_.NowMs();
@@ -793,12 +815,14 @@ std::vector<WorkerStatus> Coordinator::Workers() const {
   return out;
 }
 
-void Coordinator::Counts(std::map<std::string, uint64_t>* by_state,
-                         std::map<std::string, uint64_t>* results_by_target) const {
+void Coordinator::Counts(std::map<std::string, uint64_t>* by_state, std::map<std::string, uint64_t>* results_by_target,
+                         std::map<std::string, uint64_t>* failed_by_target) const {
   for (const auto& [sid, sweep] : sweeps_)
     for (const auto& [tid, t] : sweep.tasks) {
       ++(*by_state)[TaskStateName(t.state)];
-      if (Terminal(t.state) && ProducesResultRow(t.task)) ++(*results_by_target)[t.task.target];
+      if (!Terminal(t.state) || !ProducesResultRow(t.task)) continue;
+      ++(*results_by_target)[t.task.target];
+      if (failed_by_target && t.state == TaskState::kFailed) ++(*failed_by_target)[t.task.target];
     }
 }
 
@@ -844,6 +868,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   // If the write fails the task stays running in memory and the caller keeps it held.
   if (!store_.Apply(batch).ok()) return false;
   Adopt(sit->second, changed);
+  Event("task " + sweep_id + "/" + task_id + (e.state == TaskState::kFailed ? " failed: " : " requeued: ") + reason);
   return true;
 }
 
@@ -856,6 +881,8 @@ void Coordinator::Tick() {
     if (w.status.alive) {
       w.status.alive = false;
       w.status.phase = "dead";
+      Event("worker " + id + " declared dead: silent for " + std::to_string(now - w.last_seen_ms) + " ms (limit " +
+            std::to_string(limit) + " ms, " + std::to_string(w.held.size()) + " task(s) to requeue)");
     }
     // A task whose requeue cannot be written stays held: the next tick tries again.
     for (auto it = w.held.begin(); it != w.held.end();) {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -51,6 +52,10 @@ struct CoordinatorOptions {
   uint64_t max_trials_per_sweep = 10000;
   uint32_t max_slots_per_worker = 256;  // a worker claiming more is refused at registration
   UploadLimits uploads;                 // chunked artifact uploads (size, how many at once)
+  // Receives one line per event an operator follows (a worker registered, declared dead or
+  // back, a task requeued or handed out again, a late result discarded); called on the
+  // event-loop thread, must not call back into the coordinator. Empty: no log.
+  std::function<void(const std::string&)> on_event;
 };
 
 class Coordinator {
@@ -81,8 +86,9 @@ class Coordinator {
 
   std::vector<SweepStatus> Sweeps() const;
   std::vector<WorkerStatus> Workers() const;
-  // Tasks of every sweep by state name, and recorded result rows per target (for metrics).
-  void Counts(std::map<std::string, uint64_t>* by_state, std::map<std::string, uint64_t>* results_by_target) const;
+  // Tasks of every sweep by state name, and recorded result rows (all, failed) per target (for metrics).
+  void Counts(std::map<std::string, uint64_t>* by_state, std::map<std::string, uint64_t>* results_by_target,
+              std::map<std::string, uint64_t>* failed_by_target = nullptr) const;
 
  private:
   struct TaskEntry {
@@ -153,6 +159,13 @@ class Coordinator {
   // store refused the write: the task stays running (and held), to be tried again.
   bool Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);
   void Release(WorkerEntry& w, uint32_t slot);  // frees a slot (no store write)
+  // A pending task the worker says it still runs (registration: with its attempt; heartbeat:
+  // without) becomes its running task on `slot` again. False if taken, unknown or not written.
+  bool Readopt(WorkerEntry& w, const std::string& worker_id, const std::string& sweep_id, const std::string& task_id,
+               uint32_t slot, std::optional<uint32_t> attempt);
+  void Event(const std::string& line) const {
+    if (options_.on_event) options_.on_event(line);
+  }
 
   Store& store_;
   std::unique_ptr<ArtifactStore> owned_artifacts_;  // the KV store when none was given

@@ -22,6 +22,7 @@ struct DashboardSnapshot {
   std::vector<WorkerStatus> workers;
   std::map<std::string, uint64_t> tasks_by_state;      // pending, running, ...
   std::map<std::string, uint64_t> results_by_target;   // recorded result rows
+  std::map<std::string, uint64_t> failed_results_by_target;  // of those, failed rows
 };
 
 class DashboardState {

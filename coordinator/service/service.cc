@@ -232,7 +232,7 @@ struct CoordinatorService::Impl {
         DashboardSnapshot snap;
         snap.sweeps = core.Sweeps();
         snap.workers = core.Workers();
-        core.Counts(&snap.tasks_by_state, &snap.results_by_target);
+        core.Counts(&snap.tasks_by_state, &snap.results_by_target, &snap.failed_results_by_target);
         options.dashboard->Publish(std::move(snap));
       }
       DrainAll();  // safety net for a missed ZMQ_FD edge

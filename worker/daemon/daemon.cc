@@ -273,6 +273,10 @@ class Session {
       if (us.corrupt_chunks > 0)
         Log(CurrentId(), "upload of " + result.artifact_hash.substr(0, 12) + ": " + std::to_string(us.corrupt_chunks) +
                              " corrupted chunk(s) sent again");
+      if (us.shrunk > 0)
+        Log(CurrentId(), "upload of " + result.artifact_hash.substr(0, 12) + ": slow link, chunks cut to " +
+                             std::to_string(us.smallest_chunk >> 10) + " KiB after " + std::to_string(us.shrunk) +
+                             " unanswered one(s)");
       if (st.ok()) {
         (void)cache_.Put(result.artifact_hash, artifact);  // a task of this worker that needs it next skips the download
         return true;
@@ -321,6 +325,10 @@ class Session {
     auto bytes = FetchArtifactChunked([&](const Message& m) { return rpc.Call(m, options_.rpc_timeout_ms); }, hash, fo, &fs);
     if (fs.corrupt_chunks > 0)
       Log(CurrentId(), "artifact " + hash + ": " + std::to_string(fs.corrupt_chunks) + " corrupted chunk(s) fetched again");
+    if (fs.shrunk > 0)
+      Log(CurrentId(), "artifact " + hash.substr(0, 12) + ": slow link, chunks cut to " +
+                           std::to_string(fs.smallest_chunk >> 10) + " KiB after " + std::to_string(fs.shrunk) +
+                           " unanswered one(s)");
     if (!bytes.ok()) return bytes.status();
     PRUNELAB_RETURN_IF_ERROR(cache_.Put(hash, bytes.value()));  // verifies the hash again
     return bytes;

@@ -263,6 +263,49 @@ TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTaskRequeuedLateResultCo
   EXPECT_EQ(ResultCount(sweep), 1u);
 }
 
+// A partition: the worker is declared dead and its task requeued, but it kept running it.
+// Its first heartbeat after the heal gives the task back to it (nobody else took it), so the
+// work is not done twice; a task someone else took meanwhile stays theirs.
+TEST_F(CoordinatorTest, AWorkerBackFromAPartitionKeepsTheTaskItStillRunsUnlessTaken) {
+  std::string sweep = Submit();
+  std::string w1 = Register("a");
+  auto train = Pull(w1);
+  ASSERT_TRUE(train);
+  clock_.AdvanceMs(3500);
+  core_->Tick();
+  ASSERT_FALSE(core_->Workers()[0].alive);
+  core_->Handle(HeartbeatMsg{w1, sweep + "/train", "training", 0.7, 0});
+  EXPECT_TRUE(core_->Workers()[0].alive);
+  std::string w2 = Register("b");
+  EXPECT_FALSE(Pull(w2)) << "train is w1's again: nothing else is ready";
+  ASSERT_TRUE(Report(w1, *train).accepted);
+  EXPECT_EQ(ResultCount(sweep), 1u);
+
+  // Now w1 is cut off while pruning, and w2 takes the requeued trial before w1 comes back.
+  auto prune = Pull(w1);
+  ASSERT_TRUE(prune);
+  if (prune->kind != TaskKind::kPruneTrial) {  // base@a first: w1's own target
+    ASSERT_TRUE(Report(w1, *prune).accepted);
+    prune = Pull(w1);
+    ASSERT_TRUE(prune);
+  }
+  ASSERT_EQ(prune->kind, TaskKind::kPruneTrial);
+  clock_.AdvanceMs(3500);
+  core_->Handle(HeartbeatMsg{w2, "", "idle", 0, 0});
+  core_->Tick();
+  std::optional<Task> taken;
+  for (int i = 0; i < 10 && !(taken && taken->task_id == prune->task_id); ++i) {
+    if (taken) ASSERT_TRUE(Report(w2, *taken).accepted);
+    taken = Pull(w2);
+    ASSERT_TRUE(taken);
+  }
+  ASSERT_EQ(taken->task_id, prune->task_id);
+  core_->Handle(HeartbeatMsg{w1, sweep + "/" + prune->task_id, "fine-tuning", 0.9, 0});
+  EXPECT_EQ(core_->Workers()[0].task_id, "") << "taken by w2 meanwhile: not w1's again";
+  EXPECT_TRUE(Report(w1, *prune).accepted) << "the first result is recorded, whatever its attempt";
+  EXPECT_FALSE(Report(w2, *taken).accepted);
+}
+
 TEST_F(CoordinatorTest, TaskFailsAfterMaxAttemptsWithEveryReason) {
   std::string sweep = Submit();
   for (int i = 0; i < 3; ++i) {

@@ -148,6 +148,42 @@ TEST_F(UploadTest, TheUploaderResumesAfterLostRepliesAndResendsCorruptedChunks) 
   EXPECT_EQ(Download(ContentHash(bytes)).value(), bytes);
 }
 
+// A slow link: any chunk over 100 KiB takes longer than the RPC timeout (no reply). Both
+// directions halve their chunks until they pass, and the artifact arrives whole.
+TEST_F(UploadTest, ASlowLinkShrinksTheChunksUntilTheyPassBothWays) {
+  const std::string bytes = Bytes(3 << 20);
+  auto slow = [&](const Message& m) -> StatusOr<Message> {
+    if (auto* c = std::get_if<PutArtifactChunkMsg>(&m); c && c->data.size() > (100 << 10))
+      return Status::Unavailable("no reply within 3000 ms");
+    Message reply = *core_->Handle(m);
+    if (auto* a = std::get_if<ArtifactReplyMsg>(&reply); a && a->data.size() > (100 << 10))
+      return Status::Unavailable("no reply within 3000 ms");
+    return reply;
+  };
+  ChunkedUploadStats up;
+  ASSERT_TRUE(UploadArtifactChunked(slow, ContentHash(bytes), bytes, {}, &up).ok());
+  EXPECT_EQ(up.smallest_chunk, 96u << 10) << "the first chunk (all 3 MiB) halved five times";
+  EXPECT_GE(up.shrunk, 5u);
+  ChunkedFetchStats down;
+  auto got = FetchArtifactChunked(slow, ContentHash(bytes), {}, &down);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got.value(), bytes);
+  EXPECT_EQ(down.smallest_chunk, 64u << 10) << "1 MiB halved four times";
+  // Each growth attempt after four good chunks fails once and shrinks again: bounded waste.
+  EXPECT_LE(down.shrunk, 4u + down.chunks / kChunkGrowAfter + 1);
+
+  // Silence at the smallest chunk is a failure like any other.
+  int calls = 0;
+  ChunkedUploadOptions o;
+  o.attempts_per_chunk = 2;
+  Status dead = UploadArtifactChunked([&](const Message&) -> StatusOr<Message> {
+    ++calls;
+    return Status::Unavailable("timed out");
+  }, ContentHash(bytes), bytes, o);
+  EXPECT_EQ(dead.code(), Status::Code::kUnavailable);
+  EXPECT_EQ(calls, 6 + 2) << "six halvings from 3 MiB to 64 KiB, then two failed tries";
+}
+
 TEST_F(UploadTest, TheUploaderReportsARefusalWithTheCoordinatorsReasonAndSilenceAsUnavailable) {
   UploadLimits l;
   l.max_artifact_bytes = 1000;
