@@ -15,16 +15,25 @@
 // The coordinator-side dispatch latency (request read off the socket -> assignment handed
 // to ZeroMQ) is reported for both. With python3-distributed installed, the same no-op
 // workload runs through Dask's LocalCluster in the same run (bench/dask_noop.py).
-// Usage: dispatch_scale [--json] [--tasks N] [--no-dask] (default 20000 trials per run)
+// Usage: dispatch_scale [--json] [--tasks N] [--no-dask] [--workers 10,100,200,1000]
+//                       [--bind ADDR] [--workers-netns NAME]   (default 20000 trials per run)
+// Across hosts: started inside one network namespace with --bind its address, the simulated
+// workers' sockets (and their ZeroMQ I/O threads) are made inside --workers-netns, so every
+// message crosses a veth pair and a bridge (bench/dispatch_netns.sh sets it up and runs both).
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -98,8 +107,20 @@ double ThreadCpuSeconds(std::thread& t) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// Where the coordinator listens and where the simulated workers' sockets live.
+struct Placement {
+  std::string bind = "127.0.0.1";
+  int workers_netns_fd = -1;  // open /var/run/netns/NAME; -1: this namespace
+  int home_netns_fd = -1;     // this process's own namespace, to come back to
+};
+
+// Moves the calling thread into `fd`'s network namespace (threads it starts inherit it).
+void EnterNetns(int fd) {
+  if (fd >= 0 && setns(fd, CLONE_NEWNET) != 0) throw std::runtime_error("setns: " + std::string(strerror(errno)));
+}
+
 // think_s: pause between an ack and the next request (0: closed loop).
-Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
+Figures Run(int n_workers, int n_trials, bool group_commit, double think_s, const Placement& where) {
   auto dir = std::filesystem::temp_directory_path() / ("prunelab-scale-" + std::to_string(getpid()) + "-" + std::to_string(n_workers));
   std::filesystem::remove_all(dir);
   auto store = OpenRocksDbStore(dir.string());
@@ -112,8 +133,8 @@ Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
   std::vector<std::unique_ptr<ZmqContext>> ctxs;
   ctxs.push_back(std::make_unique<ZmqContext>());
   ServiceOptions so;
-  so.worker_endpoint = "tcp://127.0.0.1:*";
-  so.client_endpoint = "tcp://127.0.0.1:*";
+  so.worker_endpoint = "tcp://" + where.bind + ":*";
+  so.client_endpoint = "tcp://" + where.bind + ":*";
   so.group_commit = group_commit;
   CoordinatorService service(*ctxs[0], core, so);
   if (!service.Bind().ok()) throw std::runtime_error("bind failed");
@@ -122,7 +143,9 @@ Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
   auto client = DealerSocket::Connect(*ctxs[0], service.client_endpoint()).value();
   auto sub = Ask<SubmitReplyMsg>(*client, SubmitSweepMsg{Spec(n_trials), ""});
   // The simulated workers get their own contexts (I/O threads), as separate worker
-  // processes would; ZeroMQ's default is 1023 sockets per context.
+  // processes would; ZeroMQ's default is 1023 sockets per context. Made on the workers'
+  // "host": the contexts' I/O threads start there and make the TCP connections.
+  EnterNetns(where.workers_netns_fd);
   ctxs.push_back(std::make_unique<ZmqContext>());
   std::vector<SimWorker> ws(n_workers);
   std::vector<DealerSocket*> socks;
@@ -214,6 +237,7 @@ Figures Run(int n_workers, int n_trials, bool group_commit, double think_s) {
   loop.join();
   ws.clear();
   client.reset();
+  EnterNetns(where.home_netns_fd);  // the next run's coordinator binds at home
   std::filesystem::remove_all(dir);
   return f;
 }
@@ -249,28 +273,61 @@ nlohmann::json Dask(int tasks, int workers) {
 int main(int argc, char** argv) {
   int trials = 20000;
   bool no_dask = false;
+  std::string counts = "10,100,200,1000", workers_netns;
+  Placement where;
   bench::BenchFlags flags("dispatch_scale", "coordinator dispatch throughput and latency with simulated workers");
-  flags.Int("--tasks", &trials, "trials per run").Bool("--no-dask", &no_dask, "skip the Dask comparison");
+  flags.Int("--tasks", &trials, "trials per run")
+      .Bool("--no-dask", &no_dask, "skip the Dask comparison")
+      .String("--workers", &counts, "simulated worker counts, comma-separated")
+      .String("--bind", &where.bind, "address the coordinator listens on (its namespace's)")
+      .String("--workers-netns", &workers_netns, "network namespace (ip netns) the simulated workers connect from");
   if (auto rc = flags.Parse(argc, argv)) return *rc;
+  std::vector<int> worker_counts;
+  {
+    std::stringstream ss(counts);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      char* end = nullptr;
+      long n = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end || n < 1 || n > 100000) {
+        std::fprintf(stderr, "dispatch_scale: --workers wants counts in 1..100000, comma-separated (got '%s')\n", counts.c_str());
+        return 2;
+      }
+      worker_counts.push_back(static_cast<int>(n));
+    }
+  }
+  if (!workers_netns.empty()) {
+    where.workers_netns_fd = open(("/var/run/netns/" + workers_netns).c_str(), O_RDONLY | O_CLOEXEC);
+    where.home_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (where.workers_netns_fd < 0 || where.home_netns_fd < 0) {
+      std::fprintf(stderr, "dispatch_scale: --workers-netns %s: no such network namespace (ip netns list), or not root\n",
+                   workers_netns.c_str());
+      return 2;
+    }
+  }
   const bool json_out = flags.json();
   nlohmann::json out{{"trials_per_run", trials},
+                     {"coordinator_address", where.bind},
+                     {"workers_netns", workers_netns.empty() ? nlohmann::json(nullptr) : nlohmann::json(workers_netns)},
                      {"store", "rocksdb; results acknowledged after a WAL sync (group commit: one per round)"},
                      {"cores", std::thread::hardware_concurrency()},
                      {"runs", nlohmann::json::array()}};
   auto say = [&](const char* fmt, auto... args) {
     if (!json_out) std::printf(fmt, args...);
   };
-  say("coordinator dispatch: no-op tasks (each trial = a prune task + a benchmark task), real sockets on loopback,\n"
-      "durable results, %d trials per run; simulated workers share the %u cores\n", trials, std::thread::hardware_concurrency());
+  say("coordinator dispatch: no-op tasks (each trial = a prune task + a benchmark task), real sockets %s,\n"
+      "durable results, %d trials per run; simulated workers share the %u cores\n",
+      workers_netns.empty() ? ("on " + where.bind).c_str() : ("from namespace " + workers_netns + " to " + where.bind).c_str(),
+      trials, std::thread::hardware_concurrency());
   double tps200 = 0, tps10 = 0;
-  for (int n : {10, 100, 200, 1000}) {
-    Figures sat = Run(n, trials, true, 0);
+  for (int n : worker_counts) {
+    Figures sat = Run(n, trials, true, 0, where);
     double tps = sat.tasks / sat.seconds;
     if (n == 200) tps200 = tps;
     if (n == 10) tps10 = tps;
     // Half load: each worker pauses so that n workers offer half the saturated rate.
     double think_s = std::max(0.0, n / (0.5 * tps));
-    Figures half = Run(n, trials, true, think_s);
+    Figures half = Run(n, trials, true, think_s, where);
     double half_tps = half.tasks / half.seconds;
     nlohmann::json run{{"workers", n}, {"saturated", ToJson(sat, tps)}, {"half_load", ToJson(half, half_tps)}};
     say("  %5d workers  saturated: %6llu tasks in %5.2f s = %7.0f tasks/s; end-to-end p50 %.2f ms p99 %.2f ms "
@@ -284,7 +341,7 @@ int main(int argc, char** argv) {
         n, half_tps, 0.5 * tps, half.latency.p50_ms, half.latency.p90_ms, half.latency.p99_ms, half.coord_p99_ms);
     if (n == 200) {
       // Side by side: the same run with a WAL sync per state change instead of per round.
-      Figures sync = Run(n, trials, false, 0);
+      Figures sync = Run(n, trials, false, 0, where);
       double sync_tps = sync.tasks / sync.seconds;
       run["sync_per_change"] = ToJson(sync, sync_tps);
       run["group_over_sync_per_change"] = tps / sync_tps;

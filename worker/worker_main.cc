@@ -52,6 +52,21 @@ int main(int argc, char** argv) {
   app.add_option("--host-lock", options.host_lock_path,
                  "file every worker on this host locks so benchmarks never overlap other work ('' disables)")
       ->capture_default_str();
+  app.add_option("--max-other-cores", options.interference.max_other_cores,
+                 "a benchmark run is disturbed (retried, then INVALID) when other processes used more cores than this "
+                 "on average while it ran")
+      ->check(CLI::Range(0.0, 4096.0))->capture_default_str();
+  app.add_option("--max-steal", options.interference.max_steal, "... or the hypervisor stole more than this fraction of "
+                                                                "CPU time")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--min-freq-ratio", options.interference.min_freq_ratio,
+                 "... or the CPU frequency fell below this fraction of its highest (where the kernel shows it)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--max-ab-spread", options.interference.max_ab_spread,
+                 "... or the fastest interleaved A/B round's speedup is more than this many times the slowest's")
+      ->check(CLI::Range(1.0, 1000.0))->capture_default_str();
+  app.add_option("--bench-retries", options.interference.retries, "disturbed benchmark runs tried again before INVALID stands")
+      ->check(CLI::Range(0, 20))->capture_default_str();
   app.add_option("--rpc-timeout-ms", options.rpc_timeout_ms, "how long to wait for the coordinator before retrying")
       ->check(CLI::Range(100, 3600000))->capture_default_str();
   app.add_option("--slots", options.slots, "tasks run at once, one thread each (give each --threads / slots cores)")

@@ -365,6 +365,21 @@ int CmdSummary(const Args& a) {
                   ab["rounds"].size(), ab.value("speedup_p90_median", 0.0), ab.value("speedup_p90_min", 0.0),
                   ab.value("speedup_p90_max", 0.0));
     }
+    if (j->contains("interference")) {
+      const auto& in = (*j)["interference"];
+      std::printf("Interference from the rest of the machine (%zu run(s)): %s\n", in["attempts"].size(),
+                  in.value("verdict", "?").c_str());
+      int n = 0;
+      for (const auto& at : in["attempts"]) {
+        std::printf("  run %d: other processes %.2f cores, steal %.1f %%%s%s\n", ++n, at.value("other_cores", 0.0),
+                    100 * at.value("steal_fraction", 0.0),
+                    at.contains("freq_min_ratio") ? (", frequency down to " +
+                                                     std::to_string(static_cast<int>(100 * at.value("freq_min_ratio", 1.0))) + " %").c_str()
+                                                  : ", frequency not visible",
+                    at.contains("error") ? (" (" + at.value("error", "") + ")").c_str() : "");
+        for (const auto& why : at.value("invalid_reasons", nlohmann::json::array())) std::printf("    %s\n", why.get<std::string>().c_str());
+      }
+    }
     if (!only.empty() && shown == 0) return Fail("no '" + only + "' run in " + row.task_id);
     return 0;
   }

@@ -370,6 +370,52 @@ TEST_F(MultiProcessTest, EmbeddedRunOfATinySweepPrintsTheParetoTableAndTheDecisi
   EXPECT_NE(sweeps.out.find("done"), std::string::npos) << sweeps.out;
 }
 
+// A shared lab machine: processes that are not prunelab's keep both cores busy while a sweep
+// benchmarks. Every benchmark run sees them, is tried again (--bench-retries, default 2) and
+// then recorded INVALID with the figure and the limit that condemned it; nothing is hidden.
+TEST_F(MultiProcessTest, BenchmarksOnABusyMachineAreRetriedThenInvalidAndSayWhy) {
+  std::vector<pid_t> hogs;
+  for (int i = 0; i < 2; ++i) {
+    pid_t p = fork();
+    ASSERT_GE(p, 0);
+    if (p == 0) {
+      volatile unsigned long x = 0;
+      for (;;) ++x;
+    }
+    hogs.push_back(p);
+  }
+  const std::string spec = Spec("busy", kFashionDir);
+  const std::string data = dir_.path() + "/busy-data";
+  auto run = Shell("timeout 600 " + Cli("run " + spec + " --workers 1 --threads 1 --data-dir " + data), false);
+  for (pid_t p : hogs) {
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+  }
+  ASSERT_EQ(run.code, 0) << run.out << Dump(data + "/logs/worker-1.log");
+  auto rows = Shell(Cli("results sw-0001 --json --data-dir " + data), false);
+  ASSERT_EQ(rows.code, 0) << rows.out;
+  std::istringstream lines(rows.out);
+  std::string line;
+  int benchmarked = 0;
+  while (std::getline(lines, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    if (!j->contains("benchmark") || !(*j)["benchmark"].contains("interference")) continue;
+    ++benchmarked;
+    const auto& in = (*j)["benchmark"]["interference"];
+    EXPECT_EQ(in["verdict"], "INVALID") << line;
+    EXPECT_EQ(in["attempts"].size(), 3u) << "tried, then retried twice";
+    EXPECT_GE(in["attempts"][0]["other_cores"].get<double>(), 0.5) << in.dump();
+    EXPECT_EQ((*j)["bench_valid"], false) << line;
+    const std::string why = (*j)["benchmark"]["invalid_reasons"].dump();
+    EXPECT_NE(why.find("other processes used"), std::string::npos) << why;
+    EXPECT_NE(why.find("--max-other-cores"), std::string::npos) << why;
+  }
+  EXPECT_EQ(benchmarked, 3) << "the baseline and both variants on 'local'\n" << rows.out;
+  EXPECT_NE(Dump(data + "/logs/worker-1.log").find("benchmark disturbed"), std::string::npos)
+      << "the worker says it is retrying";
+}
+
 // Depth pruning end to end: `prunelab run` of a zoo ResNet sweep removing whole blocks; the
 // rows reach the front, the report and the cards (which name the removed blocks), and the
 // exported variant loads in Python and scores its recorded accuracy.

@@ -88,4 +88,21 @@ import json, sys, time
 rules = [r for g in json.load(open(sys.argv[1]))["data"]["groups"] for r in g["rules"]]
 assert all(r.get("lastEvaluation", "").startswith("20") for r in rules), rules
 PY
-log "PASS: Prometheus scraped every series; 7 alert rules loaded and evaluated"
+# The Grafana dashboard's queries are valid PromQL on this Prometheus, and every metric the
+# alert rules read is on the dashboard.
+"$PY" - "$SRC/cluster/grafana/prunelab-dashboard.json" "$SRC/cluster/prometheus/alerts.yml" "$PROM" <<'PY' || fail "dashboard queries"
+import json, re, sys, urllib.parse, urllib.request, yaml
+dash, rules, prom = json.load(open(sys.argv[1])), yaml.safe_load(open(sys.argv[2])), sys.argv[3]
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+for e in exprs:
+    url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": e})
+    reply = json.load(urllib.request.urlopen(url))
+    assert reply["status"] == "success", (e, reply)
+metrics = lambda text: set(re.findall(r"\b(prunelab_[a-z_]+?)(?:_bucket|_count|_sum)?\b", text))
+on_dash = metrics(" ".join(exprs))
+in_rules = metrics(" ".join(r["expr"] for g in rules["groups"] for r in g["rules"]))
+missing = in_rules - on_dash
+assert not missing, f"alerted on but not on the dashboard: {missing}"
+print(f"dashboard: {len(exprs)} queries valid; it shows all {len(in_rules)} metrics the alerts read")
+PY
+log "PASS: Prometheus scraped every series; 7 alert rules loaded and evaluated; the dashboard's queries run"

@@ -52,9 +52,10 @@ std::string Outcome(const TrialResult& r, double secs) {
   if (!r.ok)
     std::snprintf(out, sizeof(out), "FAILED in %.1f s: %.400s", secs, r.error.c_str());
   else if (r.latency_p90_ms > 0)
-    std::snprintf(out, sizeof(out), "done in %.1f s: p90 %.3f ms, %.0f samples/s%s", secs, r.latency_p90_ms,
+    std::snprintf(out, sizeof(out), "done in %.1f s: p90 %.3f ms, %.0f samples/s%s%s", secs, r.latency_p90_ms,
                   r.throughput_sps,
-                  r.speedup_p90 > 0 ? (", " + std::to_string(r.speedup_p90).substr(0, 4) + "x vs dense").c_str() : "");
+                  r.speedup_p90 > 0 ? (", " + std::to_string(r.speedup_p90).substr(0, 4) + "x vs dense").c_str() : "",
+                  r.bench_valid ? "" : "; benchmark INVALID (`prunelab summary` says why)");
   else
     std::snprintf(out, sizeof(out), "done in %.1f s: accuracy %.2f %%", secs, r.accuracy * 100);
   return out;
@@ -228,10 +229,16 @@ class Session {
     ctx.hardware = hardware_;
     ctx.fetch_artifact = [this, &rpc](const std::string& hash) { return Fetch(rpc, hash); };
     ctx.host_lock = [this](bool exclusive) { return HostLock(options_.host_lock_path, exclusive); };
-    ctx.on_progress = [this, &me](const std::string& phase, double p) {
-      std::lock_guard<std::mutex> lock(me.mu);
-      me.phase = phase;
-      me.progress = p;
+    ctx.interference = options_.interference;
+    ctx.on_progress = [this, &me, &task, wid](const std::string& phase, double p) {
+      bool disturbed = false;
+      {
+        std::lock_guard<std::mutex> lock(me.mu);
+        disturbed = phase != me.phase && phase.rfind("benchmark disturbed", 0) == 0;
+        me.phase = phase;
+        me.progress = p;
+      }
+      if (disturbed) Log(wid, Describe(task) + ": " + phase);  // a retry the user should know of
       return !stop_.load();
     };
     ctx.cancelled = [this] { return stop_.load(); };

@@ -26,6 +26,7 @@ struct WorkerOptions {
   // flock()ed by every worker on this host (shared to compute, exclusive to benchmark).
   // Empty: no host lock (only safe when this is the only worker on the machine).
   std::string host_lock_path = "/tmp/prunelab-host.lock";
+  InterferencePolicy interference;  // benchmark runs disturbed by other load: retried, then INVALID
 };
 
 class WorkerDaemon {

@@ -10,6 +10,7 @@
 
 #include "common/base/status.h"
 #include "common/base/types.h"
+#include "worker/loadgen/interference.h"
 
 namespace prunelab::worker {
 
@@ -28,6 +29,8 @@ struct ExecutionContext {
   // timing holds it exclusive, so co-located workers never benchmark while another
   // computes. The returned handle releases on destruction. Unset: no locking.
   std::function<std::shared_ptr<void>(bool exclusive)> host_lock;
+  // When a benchmark run counts as disturbed by other load on the machine (retried, then INVALID).
+  InterferencePolicy interference;
 };
 
 struct ExecutionOutput {

@@ -407,6 +407,7 @@ class TorchExecutor final : public TrialExecutor {
     req.config = task.benchmark;
     req.seed = task.training.seed;
     req.cancelled = ctx.cancelled;
+    req.interference = ctx.interference;
     req.on_phase = [&ctx](const std::string& p) {
       if (ctx.on_progress) ctx.on_progress(p, 0);
     };

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "worker/engine/bench/forms.h"
 #include "worker/engine/model/model.h"
@@ -257,16 +259,25 @@ class BenchmarkRun {
     return Status::Ok();
   }
 
-  void Finish() {
+  // attempts: the interference seen by every run of this benchmark; reasons: why the last one
+  // is not to be trusted (empty: it is).
+  void Finish(json attempts, const std::vector<std::string>& reasons) {
+    detail["interference"] = {{"policy", ToJson(req.interference)},
+                              {"attempts", std::move(attempts)},
+                              {"verdict", reasons.empty() ? "clean" : "INVALID"}};
+    if (!reasons.empty()) {
+      detail["invalid_reasons"] = reasons;
+      all_valid = false;
+    }
     r->peak_rss_bytes = peak;
     r->bench_valid = all_valid;
     r->benchmark_json = detail.dump();
   }
-
- private:
   void phase(const std::string& p) const {
     if (req.on_phase) req.on_phase(p);
   }
+
+ private:
   ScenarioSettings Settings(Scenario sc) const {
     ScenarioSettings s = SettingsFor(sc, cfg, req.seed);
     s.cancelled = req.cancelled;
@@ -291,12 +302,43 @@ class BenchmarkRun {
 }  // namespace
 
 Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
-  BenchmarkRun run(req, r);
-  PRUNELAB_RETURN_IF_ERROR(run.ChooseForm());
-  PRUNELAB_RETURN_IF_ERROR(run.RunScenarios());
-  if (req.baseline && req.config.ab_rounds > 0) PRUNELAB_RETURN_IF_ERROR(run.AbAgainstBaseline());
-  run.Finish();
-  return Status::Ok();
+  // The whole benchmark is one run under observation: the machine's other load is read before
+  // and after it; a disturbed run (or one whose A/B rounds disagree) is run again, and the last
+  // run's figures stand, INVALID with its reasons if it was disturbed too.
+  const InterferencePolicy& policy = req.interference;
+  json attempts = json::array();
+  for (int attempt = 0;; ++attempt) {
+    auto before = ReadCpuSample();
+    BenchmarkRun run(req, r);
+    PRUNELAB_RETURN_IF_ERROR(run.ChooseForm());
+    PRUNELAB_RETURN_IF_ERROR(run.RunScenarios());
+    const bool ab = req.baseline && req.config.ab_rounds > 0;
+    if (ab) PRUNELAB_RETURN_IF_ERROR(run.AbAgainstBaseline());
+    auto after = ReadCpuSample();
+    std::vector<std::string> reasons;
+    json seen;
+    if (before.ok() && after.ok()) {
+      Interference i = Between(before.value(), after.value());
+      seen = ToJson(i);
+      reasons = Judge(i, policy);
+    } else {
+      seen = {{"error", (before.ok() ? after.status() : before.status()).ToString()}};
+    }
+    if (ab)
+      for (auto& why : JudgeAbSpread(r->speedup_min, r->speedup_max, policy)) reasons.push_back(std::move(why));
+    seen["invalid_reasons"] = reasons;
+    attempts.push_back(seen);
+    const bool cancelled = req.cancelled && req.cancelled();
+    if (reasons.empty() || attempt >= policy.retries || cancelled) {
+      run.Finish(std::move(attempts), reasons);
+      return Status::Ok();
+    }
+    run.phase("benchmark disturbed (" + reasons.front() + "); again in " +
+              std::to_string(static_cast<int>(policy.retry_pause_s * 1000)) + " ms, try " + std::to_string(attempt + 2) +
+              " of " + std::to_string(policy.retries + 1));
+    for (double waited = 0; waited < policy.retry_pause_s && !(req.cancelled && req.cancelled()); waited += 0.05)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 }  // namespace prunelab::worker

@@ -9,6 +9,7 @@
 
 #include "common/base/types.h"
 #include "worker/engine/data/fashion_mnist.h"
+#include "worker/loadgen/interference.h"
 #include "worker/loadgen/loadgen.h"
 
 namespace torch::jit {
@@ -33,6 +34,8 @@ struct BenchRequest {
   // Polled between queries: true abandons the benchmark within one query (the worker is
   // stopping); RunBenchmarks then returns Unavailable. Unset: never.
   std::function<bool()> cancelled;
+  // When a run counts as disturbed by the rest of the machine, and how often it is retried.
+  InterferencePolicy interference;
 };
 
 // Fills the benchmark fields of `result` (latencies, throughput, forms, speedup, memory,
