@@ -56,7 +56,8 @@ log "faults on every worker's link: 50 ms delay, 5 % loss, by $method"
 alive3() { [ "$(cli workers --json | "$PY" -c 'import json,sys; print(sum(w["alive"] for w in json.load(sys.stdin)))')" = 3 ]; }
 wait_for 60 "three workers over the lossy links" alive3
 
-tiny_spec "$WORK/spec.yaml" netns "[0.3, 0.6]" 15
+# Two trials for three workers: when w4 is cut off, another worker is free to take its task.
+tiny_spec "$WORK/spec.yaml" netns "[0.5]" 15
 ID=$(cli submit "$WORK/spec.yaml" | head -1)
 log "submitted $ID"
 pruning() {  # the trial the victim fine-tunes, while less than half done
@@ -87,7 +88,7 @@ kill -0 "${WPID[4]}" || fail "w4's process died: it should have come back by its
 timeout 600 ip netns exec "$P-h5" "$BIN/prunelab" status "$ID" --wait --coordinator "$CLIENT" >/dev/null ||
   fail "the sweep did not finish"
 cli results "$ID" --json >"$WORK/results.jsonl"
-check_each_trial_once "$WORK/results.jsonl" 5 || fail "a trial was lost or recorded twice"
+check_each_trial_once "$WORK/results.jsonl" 3 || fail "a trial was lost or recorded twice"
 # Who recorded the cut-off trial: the first result to arrive wins, whatever its attempt. The
 # other one, when it comes, is acknowledged as a duplicate and discarded (give it 60 s).
 winner=$("$PY" -c '
@@ -105,7 +106,7 @@ else
   log "late result: none within 60 s of the end (the other worker abandoned $task or is still uploading it)"
 fi
 cli results "$ID" --json >"$WORK/results-after.jsonl"
-check_each_trial_once "$WORK/results-after.jsonl" 5 || fail "the late result changed the record"
+check_each_trial_once "$WORK/results-after.jsonl" 3 || fail "the late result changed the record"
 grep -E "w4|$ID/$task" "$CLOG" | sed 's/^/  /'
 
 "$PY" - "$CLOG" "$t_cut" "$t_heal" "$ID/$task" <<'PY'
@@ -149,4 +150,4 @@ print("RECOVERY (50 ms delay, 5 %% loss on every worker link): worker declared d
 if os.environ.get("PRUNELAB_RECOVERY_JSON"):
     json.dump(figures, open(os.environ["PRUNELAB_RECOVERY_JSON"], "w"))
 PY
-log "PASS: sweep finished across namespaces under delay, loss and a partition; each of 5 trials recorded once"
+log "PASS: sweep finished across namespaces under delay, loss and a partition; each of 3 trials recorded once"
