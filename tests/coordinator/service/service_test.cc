@@ -300,29 +300,35 @@ TEST(HttpTest, MetricsAreValidPrometheusTextAndTheApiServesJson) {
   ASSERT_TRUE(client.Call(SubmitSweepMsg{"name: m\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n", ""}, 5000).ok());
   RpcClient worker(live.ctx(), live.service().worker_endpoint());
   ASSERT_TRUE(worker.Call(RegisterMsg{"w1", "local", {}, 1, {}}, 5000).ok());
-  ASSERT_TRUE(worker.Call(RequestWorkMsg{"w1", 0}, 5000).ok());
+  auto first = worker.Call(RequestWorkMsg{"w1", 0}, 5000);
+  ASSERT_TRUE(first.ok() && std::holds_alternative<AssignMsg>(first.value()));
   // The next snapshot the event loop publishes is taken after the assignment was answered.
   ASSERT_TRUE(dash.WaitForPublishAfter(dash.published(), 10000)) << "the service published no snapshot";
 
-  auto [code, text] = Get(web.port(), "/metrics");
-  ASSERT_EQ(code, 200);
   // Every line: "# HELP name ...", "# TYPE name kind", or "name{labels} number".
-  std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$)");
-  std::regex meta(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
-  std::istringstream lines(text);
-  std::string line;
-  std::map<std::string, double> values;
-  int samples = 0;
-  while (std::getline(lines, line)) {
-    if (line.rfind("#", 0) == 0) {
-      EXPECT_TRUE(std::regex_match(line, meta)) << line;
-      continue;
+  auto scrape = [&](int* samples) {
+    auto [code, text] = Get(web.port(), "/metrics");
+    EXPECT_EQ(code, 200);
+    std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$)");
+    std::regex meta(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+    std::istringstream lines(text);
+    std::string line;
+    std::map<std::string, double> values;
+    *samples = 0;
+    while (std::getline(lines, line)) {
+      if (line.rfind("#", 0) == 0) {
+        EXPECT_TRUE(std::regex_match(line, meta)) << line;
+        continue;
+      }
+      std::smatch m;
+      EXPECT_TRUE(std::regex_match(line, m, sample)) << "not Prometheus text: " << line;
+      if (m.size() > 5) values[line.substr(0, line.rfind(' '))] = std::stod(m[5].str());
+      ++*samples;
     }
-    std::smatch m;
-    ASSERT_TRUE(std::regex_match(line, m, sample)) << "not Prometheus text: " << line;
-    values[line.substr(0, line.rfind(' '))] = std::stod(m[5].str());
-    ++samples;
-  }
+    return values;
+  };
+  int samples = 0;
+  auto values = scrape(&samples);
   EXPECT_GT(samples, 40);
   EXPECT_EQ(values["prunelab_tasks{state=\"running\"}"], 1);
   EXPECT_EQ(values["prunelab_workers{state=\"alive\"}"], 1);
@@ -340,6 +346,49 @@ TEST(HttpTest, MetricsAreValidPrometheusTextAndTheApiServesJson) {
   EXPECT_EQ(Get(web.port(), "/api/sweeps/sw-9999/decisions").first, 404);
   EXPECT_EQ(Get(web.port(), "/nope").first, 404);
   EXPECT_NE(Get(web.port(), "/").second.find("prunelab dashboard"), std::string::npos);
+
+  // The sweep to its end: dense 90 % in 1000 bytes at 1 ms p90, the variant 87 % in 400 bytes
+  // at 0.5 ms. No variant passes the default gates (3 points lost; the dense model is 100 % of
+  // itself), so the candidate is the best-ranked variant, with its figures.
+  Task task = std::get<AssignMsg>(first.value()).task;
+  for (int i = 0; i < 10; ++i) {
+    SubmitResultMsg m;
+    m.worker_id = "w1";
+    TrialResult& r = m.result;
+    r.sweep_id = task.sweep_id;
+    r.task_id = task.task_id;
+    r.attempt = task.attempt;
+    r.kind = task.kind;
+    r.target = task.target;
+    r.ok = true;
+    r.worker_id = "w1";
+    const bool base = task.kind == TaskKind::kTrainBaseline || task.kind == TaskKind::kEvaluateBaseline;
+    r.baseline = base;  // as a worker reports it
+    r.accuracy = base ? 0.90 : 0.87;
+    r.model_bytes = base ? 1000 : 400;
+    r.latency_p90_ms = task.task_id == "base@local" ? 1.0 : 0.5;
+    if (task.kind == TaskKind::kTrainBaseline || task.kind == TaskKind::kPruneTrial) {
+      m.artifact = "bytes of " + task.task_id;
+      r.artifact_hash = ContentHash(m.artifact);
+    }
+    auto ack = worker.Call(m, 5000);
+    ASSERT_TRUE(ack.ok() && std::holds_alternative<ResultAckMsg>(ack.value())) << task.task_id;
+    auto more = worker.Call(RequestWorkMsg{"w1", 0}, 5000);
+    ASSERT_TRUE(more.ok());
+    if (!std::holds_alternative<AssignMsg>(more.value())) break;
+    task = std::get<AssignMsg>(more.value()).task;
+  }
+  ASSERT_TRUE(dash.WaitForPublishAfter(dash.published(), 10000));
+  values = scrape(&samples);
+  const std::string where = "{sweep=\"sw-0001\",target=\"local\"}";
+  const std::string cand = "{sweep=\"sw-0001\",target=\"local\",trial=\"t001@local\",recommended=\"false\"}";
+  EXPECT_EQ(values["prunelab_results{target=\"local\"}"], 2);
+  EXPECT_EQ(values["prunelab_failed_results{target=\"local\"}"], 0);
+  ASSERT_TRUE(values.count("prunelab_sweep_recommendation" + where)) << "no candidate series";
+  EXPECT_EQ(values["prunelab_sweep_recommendation" + where], 0);
+  EXPECT_NEAR(values["prunelab_candidate_accuracy_drop_points" + cand], 3.0, 1e-6);
+  EXPECT_NEAR(values["prunelab_candidate_memory_ratio" + cand], 0.4, 1e-9);
+  EXPECT_NEAR(values["prunelab_candidate_latency_p90_seconds" + cand], 0.0005, 1e-12);
   web.Stop();
 }
 
