@@ -23,7 +23,7 @@ PACKAGES=(
   chromium
   slurmctld slurmd slurm-client munge
   prometheus
-  iproute2 iptables libnetfilter-queue-dev python3-yaml curl
+  iproute2 iptables libnetfilter-queue-dev python3-yaml curl systemd
 )
 
 SUDO=""
