@@ -11,15 +11,26 @@ WORK="$(mktemp -d /tmp/prunelab-itest-XXXXXX)"
 CLEANUPS=()
 on_exit() {
   local rc=$?
+  set +e  # cleaning up never changes the verdict
   for ((i = ${#CLEANUPS[@]} - 1; i >= 0; i--)); do eval "${CLEANUPS[$i]}" >/dev/null 2>&1 || true; done
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
     for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }; done
   fi
-  [ -n "${PRUNELAB_KEEP_TEST_DIRS:-}" ] || rm -rf "$WORK"
+  [ -n "${PRUNELAB_KEEP_TEST_DIRS:-}" ] || rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
   exit "$rc"
 }
 trap on_exit EXIT
 cleanup() { CLEANUPS+=("$1"); }  # run at exit, last registered first
+
+# stop PID: SIGTERM, then up to 10 s for it to exit (a daemon saving its state on the way
+# out), then SIGKILL. Daemons that fork themselves are stopped by their pid file's content.
+stop() {
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+}
 
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 skip() { echo "SKIPPED: $*"; exit 77; }

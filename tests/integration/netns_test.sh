@@ -36,7 +36,7 @@ on 1 "$BIN/prunelab-coordinator" --data-dir "$WORK/data" --worker-endpoint "tcp:
   --client-endpoint "tcp://$C:$CPORT" --http off --heartbeat-ms 500 --dead-after-heartbeats 4 \
   --curve-key "$K/coordinator.key" --allow-workers "$K/workers.allow" --allow-clients "$K/clients.allow" \
   >"$WORK/coordinator.log" 2>&1 &
-cleanup "kill $!"
+cleanup "stop $!"
 CLOG="$WORK/coordinator.log"
 wait_for 30 "the coordinator" grep -q "CURVE on" "$CLOG"
 export PRUNELAB_CURVE_KEY="$K/client.key" PRUNELAB_SERVER_KEY="$K/coordinator.pub"
@@ -50,7 +50,7 @@ for h in 2 3 4; do
     --cache-dir "$WORK/cache$h" --host-lock "$WORK/host$h.lock" --rpc-timeout-ms 3000 \
     --curve-key "$K/w$h.key" --server-key "$K/coordinator.pub" >"$WORK/worker$h.log" 2>&1 &
   WPID[$h]=$!
-  cleanup "kill ${WPID[$h]}"
+  cleanup "stop ${WPID[$h]}"
 done
 log "faults on every worker's link: 50 ms delay, 5 % loss, by $method"
 alive3() { [ "$(cli workers --json | "$PY" -c 'import json,sys; print(sum(w["alive"] for w in json.load(sys.stdin)))')" = 3 ]; }

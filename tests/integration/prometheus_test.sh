@@ -11,7 +11,7 @@ WPORT=$(free_port); CPORT=$(free_port); HPORT=$(free_port); PPORT=$(free_port)
 CLIENT=tcp://127.0.0.1:$CPORT
 "$BIN/prunelab-coordinator" --data-dir "$WORK/data" --worker-endpoint tcp://127.0.0.1:$WPORT \
   --client-endpoint "$CLIENT" --http 127.0.0.1:$HPORT --heartbeat-ms 500 >"$WORK/coordinator.log" 2>&1 &
-cleanup "kill $!"
+cleanup "stop $!"
 wait_for 30 "the coordinator's /metrics" curl -sf "http://127.0.0.1:$HPORT/metrics"
 
 cat >"$WORK/prometheus.yml" <<YAML
@@ -24,7 +24,7 @@ YAML
 promtool check config "$WORK/prometheus.yml" >/dev/null || fail "promtool rejects the test's config"
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
   --web.listen-address=127.0.0.1:$PPORT >"$WORK/prometheus.log" 2>&1 &
-cleanup "kill $!"
+cleanup "stop $!"
 PROM=http://127.0.0.1:$PPORT
 
 # query EXPR: prints the instant vector's result as JSON lines "labels value".
@@ -40,7 +40,7 @@ log "Prometheus scrapes the coordinator"
 
 "$BIN/prunelab-worker" --coordinator tcp://127.0.0.1:$WPORT --target local --threads 1 --cache-dir "$WORK/cache" \
   --host-lock "$WORK/host.lock" >"$WORK/worker.log" 2>&1 &
-cleanup "kill $!"
+cleanup "stop $!"
 tiny_spec "$WORK/spec.yaml" prom
 ID=$("$BIN/prunelab" submit "$WORK/spec.yaml" --coordinator "$CLIENT" | head -1)
 log "submitted $ID"

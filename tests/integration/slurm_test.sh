@@ -18,7 +18,7 @@ mungekey --create --keyfile="$S/munge/munge.key" >/dev/null 2>&1 || skip "mungek
 chmod 600 "$S/munge/munge.key"
 munged --force --socket="$S/munge/sock" --key-file="$S/munge/munge.key" --pid-file="$S/munge/pid" \
   --log-file="$S/munge/log" --seed-file="$S/munge/seed" || skip "munged does not start here"
-cleanup "kill \$(cat $S/munge/pid)"
+cleanup "stop \$(cat $S/munge/pid)"
 CTLD_PORT=$(free_port); SLURMD_PORT=$(free_port)
 HOST=$(hostname)
 cat >"$S/slurm.conf" <<CONF
@@ -53,9 +53,9 @@ PartitionName=xeon Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$S/slurm.conf"
 slurmctld -c >/dev/null 2>&1 || skip "slurmctld does not start here (see $WORK/slurmctld.log)"
-cleanup "kill \$(cat $S/slurmctld.pid)"
+cleanup "stop \$(cat $S/slurmctld.pid)"
 slurmd >/dev/null 2>&1 || skip "slurmd does not start here"
-cleanup "kill \$(cat $S/slurmd.pid)"
+cleanup "stop \$(cat $S/slurmd.pid)"
 cleanup "scancel --quiet --user=root; sleep 3"
 idle() { sinfo -h -o %t | grep -qx idle; }
 wait_for 30 "the Slurm node to be idle" idle || skip "the Slurm node never became idle"
