@@ -56,7 +56,7 @@ log "faults on every worker's link: 50 ms delay, 5 % loss, by $method"
 alive3() { [ "$(cli workers --json | "$PY" -c 'import json,sys; print(sum(w["alive"] for w in json.load(sys.stdin)))')" = 3 ]; }
 wait_for 60 "three workers over the lossy links" alive3
 
-# Two trials for three workers: when w4 is cut off, another worker is free to take its task.
+# Two trials for three workers: when one is cut off, another worker is free to take its task.
 tiny_spec "$WORK/spec.yaml" netns "[0.5]" 15
 ID=$(cli submit "$WORK/spec.yaml" | head -1)
 log "submitted $ID"
@@ -64,26 +64,27 @@ pruning() {  # the trial the victim fine-tunes, while less than half done
   cli workers --json | "$PY" -c '
 import json, re, sys
 for w in json.load(sys.stdin):
-    if w["worker"] == "w4" and re.fullmatch(r"[^/]+/t\d+", w["task"] or "") \
+    if re.fullmatch(r"[^/]+/t\d+", w["task"] or "") \
             and w["phase"].startswith("fine-tuning") and w["progress"] < 0.5:
-        print(w["task"].split("/")[1]); sys.exit(0)
+        print(w["worker"], w["task"].split("/")[1]); sys.exit(0)
 sys.exit(1)' >"$WORK/task"
 }
-wait_for 300 "w4 to prune a trial" pruning
-task=$(cat "$WORK/task")
+wait_for 300 "a worker to prune a trial" pruning
+read -r victim task <"$WORK/task"
+vh=${victim#w}  # its host
 now_ms() { date +%s%3N; }
 t_cut=$(now_ms)
-lab_link "$P" 4 down
-log "cable of w4 pulled while it prunes $task"
-wait_for 60 "w4 declared dead" grep -q "worker w4 declared dead" "$CLOG"
-wait_for 10 "$task requeued" grep -q "task $ID/$task requeued: worker w4 silent" "$CLOG"
+lab_link "$P" "$vh" down
+log "cable of $victim pulled while it prunes $task"
+wait_for 60 "$victim declared dead" grep -q "worker $victim declared dead" "$CLOG"
+wait_for 10 "$task requeued" grep -q "task $ID/$task requeued: worker $victim silent" "$CLOG"
 # Cut off for 4x the dead-worker interval (2 s) in all.
 while [ $(($(now_ms) - t_cut)) -lt 8000 ]; do sleep 0.2; done
 t_heal=$(now_ms)
-lab_link "$P" 4 up
-log "w4's cable back in"
-wait_for 120 "w4 back" grep -Eq "worker w4 (is back|registered again)" "$CLOG"
-kill -0 "${WPID[4]}" || fail "w4's process died: it should have come back by itself"
+lab_link "$P" "$vh" up
+log "$victim's cable back in"
+wait_for 120 "$victim back" grep -Eq "worker $victim (is back|registered again)" "$CLOG"
+kill -0 "${WPID[$vh]}" || fail "$victim's process died: it should have come back by itself"
 
 timeout 600 ip netns exec "$P-h5" "$BIN/prunelab" status "$ID" --wait --coordinator "$CLIENT" >/dev/null ||
   fail "the sweep did not finish"
@@ -99,7 +100,7 @@ for l in open(sys.argv[1]):
 log "$task recorded from $winner's result"
 loser_sent() { grep -q "late result for $ID/$task from worker" "$CLOG"; }
 if ! grep -q "task $ID/$task handed out again" "$CLOG"; then
-  log "late result: none possible: $task was given back to w4 and ran once"
+  log "late result: none possible: $task was given back to $victim and ran once"
 elif wait_for_quietly 60 loser_sent; then
   log "late result: $(grep "late result for $ID/$task" "$CLOG" | head -1 | cut -d' ' -f3-)"
 else
@@ -107,11 +108,11 @@ else
 fi
 cli results "$ID" --json >"$WORK/results-after.jsonl"
 check_each_trial_once "$WORK/results-after.jsonl" 3 || fail "the late result changed the record"
-grep -E "w4|$ID/$task" "$CLOG" | sed 's/^/  /'
+grep -E "$victim|$ID/$task" "$CLOG" | sed 's/^/  /'
 
-"$PY" - "$CLOG" "$t_cut" "$t_heal" "$ID/$task" <<'PY'
+"$PY" - "$CLOG" "$t_cut" "$t_heal" "$ID/$task" "$victim" <<'PY'
 import datetime, json, os, re, sys
-log, t_cut, t_heal, task = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+log, t_cut, t_heal, task, victim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 def first(pattern, after_ms):
     for line in open(log):
         m = re.match(r"coordinator: (\S+)Z (.*)", line)
@@ -122,26 +123,26 @@ def first(pattern, after_ms):
         if ms >= after_ms:
             return ms
     raise SystemExit(f"no '{pattern}' in {log} after {after_ms}")
-dead = first("worker w4 declared dead", t_cut)
+dead = first(f"worker {victim} declared dead", t_cut)
 requeued = first(re.escape(f"task {task} requeued"), t_cut)
-try:  # only when another worker was free before w4 came back
+try:  # only when another worker was free before the victim came back
     again = first(re.escape(f"task {task} handed out again"), t_cut)
 except SystemExit:
     again = None
-try:  # else w4's first heartbeat after the heal gives the task back to it
-    readopted = first(re.escape(f"task {task} is worker w4's again"), t_heal)
+try:  # else the victim's first heartbeat after the heal gives the task back to it
+    readopted = first(re.escape(f"task {task} is worker {victim}'s again"), t_heal)
 except SystemExit:
     readopted = None
 if not again and not readopted:
-    raise SystemExit(f"{task} was neither handed out again nor given back to w4")
-back = first("worker w4 (is back|registered again)", t_heal)
+    raise SystemExit(f"{task} was neither handed out again nor given back to {victim}")
+back = first(f"worker {victim} (is back|registered again)", t_heal)
 figures = {"dead_worker_interval_s": 2.0, "declared_dead_after_cut_s": (dead - t_cut) / 1e3,
            "requeued_after_cut_s": (requeued - t_cut) / 1e3,
            "redispatched_after_cut_s": (again - t_cut) / 1e3 if again else None, "back_after_heal_s": (back - t_heal) / 1e3,
            "cut_s": (t_heal - t_cut) / 1e3}
 figures["given_back_after_heal_s"] = (readopted - t_heal) / 1e3 if readopted else None
 again_text = ("handed out again %.2f s after it (when a worker was free)" % figures["redispatched_after_cut_s"]
-              if again else "given back to w4 %.2f s after the heal (no other worker was free before; not run twice)"
+              if again else "given back to " + victim + " %.2f s after the heal (no other worker was free before; not run twice)"
               % figures["given_back_after_heal_s"])
 print("RECOVERY (50 ms delay, 5 %% loss on every worker link): worker declared dead %.2f s after the cut "
       "(interval 2 s), its task requeued %.2f s after it and %s; worker back %.2f s after the heal (cut %.1f s)" %

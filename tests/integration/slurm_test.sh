@@ -92,27 +92,28 @@ ws = json.load(sys.stdin)
 assert all(w["target"] == "xeon" and w["worker"].startswith("slurm-") for w in ws), ws
 ' || fail "workers did not take their target and id from the Slurm job"
 
-# Four trials, each about 6 s of fine-tuning; the cancel lands in the first half of one.
-tiny_spec "$WORK/spec.yaml" slurm "[0.3, 0.6]" 15
+# Four trials, each about 16 s of fine-tuning; the cancel lands in the first 30 % of one, so
+# the worker cannot finish it within the grace Slurm gives (KillWait 2 s, about 4 s in all).
+tiny_spec "$WORK/spec.yaml" slurm "[0.3, 0.6]" 40
 sed -i 's/targets: \[local\]/targets: [xeon]/' "$WORK/spec.yaml"
 ID=$("$BIN/prunelab" submit "$WORK/spec.yaml" --coordinator "$CLIENT" | head -1)
 log "submitted $ID"
-victim="slurm-${array_job}_1"
-pruning() {  # the trial the victim fine-tunes, while less than half done
+pruning() {  # a worker fine-tuning a trial, less than 30 % done
   "$BIN/prunelab" workers --json --coordinator "$CLIENT" | "$PY" -c '
 import json, re, sys
 for w in json.load(sys.stdin):
-    if w["worker"] == sys.argv[1] and re.fullmatch(r"[^/]+/t\d+", w["task"] or "") \
-            and w["phase"].startswith("fine-tuning") and w["progress"] < 0.5:
-        print(w["task"].split("/")[1]); sys.exit(0)
-sys.exit(1)' "$victim" >"$WORK/task"
+    if re.fullmatch(r"[^/]+/t\d+", w["task"] or "") \
+            and w["phase"].startswith("fine-tuning") and w["progress"] < 0.3:
+        print(w["worker"], w["task"].split("/")[1]); sys.exit(0)
+sys.exit(1)' >"$WORK/task"
 }
-wait_for 300 "$victim to prune a trial" pruning
-task=$(cat "$WORK/task")
-log "scancel ${array_job}_1 while $victim prunes $task"
-scancel "${array_job}_1"
-gone() { ! squeue -h -j "${array_job}_1" 2>/dev/null | grep -q .; }
-wait_for 60 "array task 1 to leave the queue" gone
+wait_for 300 "an array task's worker to prune a trial" pruning
+read -r victim task <"$WORK/task"
+index=${victim##*_}
+log "scancel ${array_job}_$index while $victim prunes $task"
+scancel "${array_job}_$index"
+gone() { ! squeue -h -j "${array_job}_$index" 2>/dev/null | grep -q .; }
+wait_for 60 "array task $index to leave the queue" gone
 [ "$(squeue -h -j "$array_job" | wc -l)" -eq 2 ] || fail "the other two array tasks should still run"
 
 timeout 600 "$BIN/prunelab" status "$ID" --wait --coordinator "$CLIENT" >/dev/null || fail "the sweep did not finish"
@@ -121,6 +122,7 @@ check_each_trial_once "$WORK/results.jsonl" 5 || fail "a trial was lost or recor
 clog=$(ls "$WORK"/jobs/prunelab-coordinator-*.log)
 cp "$clog" "$WORK/coordinator.log"
 grep -q "task $ID/$task requeued: worker $victim" "$clog" || fail "$task of $victim was not requeued"
-grep -q "task $ID/$task handed out again to worker slurm-${array_job}_[02]" "$clog" || fail "$task was not handed out again"
+grep -q "task $ID/$task handed out again to worker slurm-${array_job}_[0-2]" "$clog" || fail "$task was not handed out again"
+grep -q "task $ID/$task handed out again to worker $victim" "$clog" && fail "$task went back to the cancelled worker"
 grep "$victim\|$ID/$task" "$clog" | sed 's/^/  /'
 log "PASS: the sweep finished under Slurm; $task of the cancelled worker was handed out again; each of 5 trials recorded once"
