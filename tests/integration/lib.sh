@@ -88,5 +88,17 @@ sys.exit(0 if not dup and not bad and len(set(trials)) == want else 1)
 PY
 }
 
+# early_fine_tuner MAX_PROGRESS < workers.json: prints "WORKER TRIAL" of the first worker
+# fine-tuning a trial with less than MAX_PROGRESS of it done; fails when there is none.
+early_fine_tuner() {
+  "$PY" -c '
+import json, re, sys
+for w in json.load(sys.stdin):
+    if re.fullmatch(r"[^/]+/t\d+", w["task"] or "") and w["phase"].startswith("fine-tuning") \
+            and w["progress"] < float(sys.argv[1]):
+        print(w["worker"], w["task"].split("/")[1]); sys.exit(0)
+sys.exit(1)' "$1"
+}
+
 require_fashion() { [ -f "$FASHION/t10k-images-idx3-ubyte.gz" ] || skip "Fashion-MNIST missing: run cluster/install-deps.sh"; }
 require_bins() { for b in prunelab prunelab-coordinator prunelab-worker; do [ -x "$BIN/$b" ] || fail "$BIN/$b not built (cluster/build.sh)"; done; }

@@ -60,14 +60,8 @@ wait_for 60 "three workers over the lossy links" alive3
 tiny_spec "$WORK/spec.yaml" netns "[0.5]" 15
 ID=$(cli submit "$WORK/spec.yaml" | head -1)
 log "submitted $ID"
-pruning() {  # the trial the victim fine-tunes, while less than half done
-  cli workers --json | "$PY" -c '
-import json, re, sys
-for w in json.load(sys.stdin):
-    if re.fullmatch(r"[^/]+/t\d+", w["task"] or "") \
-            and w["phase"].startswith("fine-tuning") and w["progress"] < 0.5:
-        print(w["worker"], w["task"].split("/")[1]); sys.exit(0)
-sys.exit(1)' >"$WORK/task"
+pruning() { # a worker fine-tuning a trial, less than half done
+  cli workers --json | early_fine_tuner 0.5 >"$WORK/task"
 }
 wait_for 300 "a worker to prune a trial" pruning
 read -r victim task <"$WORK/task"

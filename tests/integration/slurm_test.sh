@@ -98,14 +98,8 @@ tiny_spec "$WORK/spec.yaml" slurm "[0.3, 0.6]" 40
 sed -i 's/targets: \[local\]/targets: [xeon]/' "$WORK/spec.yaml"
 ID=$("$BIN/prunelab" submit "$WORK/spec.yaml" --coordinator "$CLIENT" | head -1)
 log "submitted $ID"
-pruning() {  # a worker fine-tuning a trial, less than 30 % done
-  "$BIN/prunelab" workers --json --coordinator "$CLIENT" | "$PY" -c '
-import json, re, sys
-for w in json.load(sys.stdin):
-    if re.fullmatch(r"[^/]+/t\d+", w["task"] or "") \
-            and w["phase"].startswith("fine-tuning") and w["progress"] < 0.3:
-        print(w["worker"], w["task"].split("/")[1]); sys.exit(0)
-sys.exit(1)' >"$WORK/task"
+pruning() { # a worker fine-tuning a trial, less than 30 % done
+  "$BIN/prunelab" workers --json --coordinator "$CLIENT" | early_fine_tuner 0.3 >"$WORK/task"
 }
 wait_for 300 "an array task's worker to prune a trial" pruning
 read -r victim task <"$WORK/task"
