@@ -98,6 +98,15 @@ enum TaskKind {
   evaluateBaseline @1;   # evaluate + benchmark the dense model on one target
   pruneTrial @2;         # prune, fine-tune and evaluate one variant (any worker; GPU preferred)
   benchmarkVariant @3;   # benchmark one pruned variant against the baseline on one target
+  evaluateRelease @4;    # a released variant on new data, on its target: accuracy, drift, latency
+}
+
+# evaluateRelease: what to measure besides the variant (variantArtifact) on the task's dataset.
+struct EvaluationConfig {
+  release @0 :Text;         # the release evaluated, e.g. "v2"
+  reference @1 :Bool;       # the release's reference run: bins are made from this data
+  compareDense @2 :Bool;    # also evaluate and time the dense baseline (baselineArtifact)
+  binsJson @3 :Text;        # input-feature bin edges fixed at release ({"feature": [edges]}); empty for the reference
 }
 
 struct Task {
@@ -118,6 +127,7 @@ struct Task {
   specHash @14 :Text;
   variantArtifact @15 :Text;  # benchmarkVariant: content hash of the pruned variant
   dependsOn @16 :Text;        # benchmarkVariant: the pruneTrial task that makes the variant
+  evaluation @17 :EvaluationConfig;  # evaluateRelease only
 }
 
 struct Result {
@@ -247,6 +257,9 @@ struct Envelope {
     # worker or client -> coordinator (reply: putArtifactReply or error)
     putArtifactChunk @21 :PutArtifactChunk;
     putArtifactReply @22 :PutArtifactReply;
+    # client -> coordinator: releases, rollback, evaluations, policies (reply: releaseReply)
+    releaseCommand @23 :ReleaseCommand;
+    releaseReply @24 :ReleaseReply;
   }
 }
 
@@ -311,3 +324,26 @@ struct WorkersRequest { }
 struct WorkersReply { workers @0 :List(WorkerStatus); }
 struct ErrorReply { code @0 :Text; message @1 :Text; }
 struct SweepControl { sweepId @0 :Text; action @1 :Text; }   # pause | resume | cancel
+# Releases and continuous evaluation. Every field is validated by the coordinator (lengths,
+# allowed values); which fields an action reads is listed beside it.
+struct ReleaseCommand {
+  action @0 :Text;        # release (sweepId, trial, target, note, force, reason) | releases (target)
+                          # | rollback (target, version) | evaluate (target, dataPath, dataFormat, compareDense)
+                          # | evaluations (target, limit) | policy (target, policyJson: empty reads it)
+  target @1 :Text;
+  sweepId @2 :Text;
+  trial @3 :Text;         # a result of the sweep on the target: t003, t003@T, base, or recommended
+  note @4 :Text;
+  force @5 :Bool;         # release a variant that fails the gates (reason required, recorded)
+  reason @6 :Text;
+  version @7 :Text;       # rollback: the release to go back to (empty: the last known-good)
+  releasedBy @8 :Text;    # who the client says it is (OS user); replaced by the CURVE key when the connection has one
+  dataPath @9 :Text;      # evaluate: the new data, as the target's workers see it
+  dataFormat @10 :Text;   # npy | fashion-mnist | folder
+  compareDense @11 :Bool;
+  policyJson @12 :Text;   # policy: thresholds and the action on critical (see README "Releases")
+  limit @13 :UInt32;      # evaluations: how many, newest first (0: 20)
+  subset @14 :UInt32;     # evaluate: the first N samples only (0: all)
+}
+# The coordinator's answer: a JSON document (releases, events, evaluations, policy), shown by the CLI.
+struct ReleaseReply { json @0 :Text; }

@@ -27,6 +27,11 @@ struct HardwareFingerprint {
 // FetchArtifact), so this bounds disk use, not memory.
 inline constexpr uint64_t kDefaultMaxArtifactBytes = 8ull << 30;
 
+// Fashion-MNIST (IDX) pixels are fed as (pixel / 255 - mean) / std; other data in that
+// model's format must be normalized the same way.
+inline constexpr double kFashionMnistMean = 0.2860;
+inline constexpr double kFashionMnistStd = 0.3530;
+
 struct DatasetConfig {
   std::string name = "fashion-mnist";  // format: fashion-mnist | idx | npy | folder
   std::string path = "/usr/share/datasets/fashion-mnist";
@@ -100,8 +105,16 @@ struct BenchmarkConfig {
   bool sparse_forms = true;               // also time sparse execution forms (CSR on CPU)
 };
 
-enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2, kBenchmarkVariant = 3 };
+enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2, kBenchmarkVariant = 3, kEvaluateRelease = 4 };
 const char* TaskKindName(TaskKind kind);
+
+// evaluateRelease: what is measured besides the released variant on the task's dataset.
+struct EvaluationConfig {
+  std::string release;      // e.g. "v2"
+  bool reference = false;   // the release's reference run: input-feature bins are made from this data
+  bool compare_dense = false;  // also evaluate and time the dense baseline
+  std::string bins_json;    // {"feature": [edges...]} fixed at release; empty for the reference run
+};
 
 struct Task {
   std::string sweep_id;
@@ -121,6 +134,7 @@ struct Task {
   std::string spec_hash;               // content hash of the sweep spec text
   std::string variant_artifact;        // benchmarkVariant: the pruned variant (content hash)
   std::string depends_on;              // benchmarkVariant: the pruneTrial task making it
+  EvaluationConfig evaluation;         // evaluateRelease only
 };
 
 // One prunable layer's weights: dense = in the baseline, total = now (after structural
@@ -287,12 +301,32 @@ struct WorkersRequestMsg {};
 struct WorkersReplyMsg { std::vector<WorkerStatus> workers; };
 struct ErrorMsg { std::string code; std::string message; };
 struct SweepControlMsg { std::string sweep_id; std::string action; };  // pause | resume | cancel; reply: StatusReply
+// Releases, rollback, evaluations and policies (schemas/prunelab.capnp ReleaseCommand); reply: ReleaseReplyMsg.
+struct ReleaseCommandMsg {
+  std::string action;
+  std::string target;
+  std::string sweep_id;
+  std::string trial;
+  std::string note;
+  bool force = false;
+  std::string reason;
+  std::string version;
+  std::string released_by;
+  std::string data_path;
+  std::string data_format;
+  bool compare_dense = false;
+  std::string policy_json;
+  uint32_t limit = 0;
+  uint32_t subset = 0;
+};
+struct ReleaseReplyMsg { std::string json; };
 
 using Message = std::variant<RegisterMsg, HeartbeatMsg, RequestWorkMsg, SubmitResultMsg,
                              FetchArtifactMsg, RegisterReplyMsg, AssignMsg, NoWorkMsg,
                              ResultAckMsg, ArtifactReplyMsg, SubmitSweepMsg, SubmitReplyMsg,
                              StatusRequestMsg, StatusReplyMsg, ResultsRequestMsg,
                              ResultsReplyMsg, WorkersRequestMsg, WorkersReplyMsg, ErrorMsg,
-                             SweepControlMsg, PutArtifactChunkMsg, PutArtifactReplyMsg>;
+                             SweepControlMsg, PutArtifactChunkMsg, PutArtifactReplyMsg, ReleaseCommandMsg,
+                             ReleaseReplyMsg>;
 
 }  // namespace prunelab

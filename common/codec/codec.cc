@@ -155,6 +155,13 @@ void Put(s::Task::Builder b, const Task& t) {
   b.setSpecHash(T(t.spec_hash));
   b.setVariantArtifact(T(t.variant_artifact));
   b.setDependsOn(T(t.depends_on));
+  if (t.kind == TaskKind::kEvaluateRelease) {
+    auto e = b.initEvaluation();
+    e.setRelease(T(t.evaluation.release));
+    e.setReference(t.evaluation.reference);
+    e.setCompareDense(t.evaluation.compare_dense);
+    e.setBinsJson(T(t.evaluation.bins_json));
+  }
 }
 
 void Put(s::Result::Builder b, const TrialResult& r) {
@@ -367,6 +374,25 @@ struct BodyWriter {
     b.setSweepId(T(m.sweep_id));
     b.setAction(T(m.action));
   }
+  void operator()(const ReleaseCommandMsg& m) {
+    auto b = body.initReleaseCommand();
+    b.setAction(T(m.action));
+    b.setTarget(T(m.target));
+    b.setSweepId(T(m.sweep_id));
+    b.setTrial(T(m.trial));
+    b.setNote(T(m.note));
+    b.setForce(m.force);
+    b.setReason(T(m.reason));
+    b.setVersion(T(m.version));
+    b.setReleasedBy(T(m.released_by));
+    b.setDataPath(T(m.data_path));
+    b.setDataFormat(T(m.data_format));
+    b.setCompareDense(m.compare_dense);
+    b.setPolicyJson(T(m.policy_json));
+    b.setLimit(m.limit);
+    b.setSubset(m.subset);
+  }
+  void operator()(const ReleaseReplyMsg& m) { body.initReleaseReply().setJson(T(m.json)); }
   void operator()(const WorkersReplyMsg& m) {
     auto l = body.initWorkersReply().initWorkers(m.workers.size());
     for (size_t i = 0; i < m.workers.size(); ++i) Put(l[i], m.workers[i]);
@@ -400,6 +426,7 @@ StatusOr<TaskKind> GetKind(s::TaskKind k) {
     case s::TaskKind::EVALUATE_BASELINE: return TaskKind::kEvaluateBaseline;
     case s::TaskKind::PRUNE_TRIAL: return TaskKind::kPruneTrial;
     case s::TaskKind::BENCHMARK_VARIANT: return TaskKind::kBenchmarkVariant;
+    case s::TaskKind::EVALUATE_RELEASE: return TaskKind::kEvaluateRelease;
   }
   return Status::InvalidArgument("unknown task kind " + std::to_string(static_cast<int>(k)));
 }
@@ -473,6 +500,13 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.spec_hash = S(r.getSpecHash());
   t.variant_artifact = S(r.getVariantArtifact());
   t.depends_on = S(r.getDependsOn());
+  if (r.hasEvaluation()) {
+    auto e = r.getEvaluation();
+    t.evaluation.release = S(e.getRelease());
+    t.evaluation.reference = e.getReference();
+    t.evaluation.compare_dense = e.getCompareDense();
+    t.evaluation.bins_json = S(e.getBinsJson());
+  }
   return t;
 }
 
@@ -661,6 +695,14 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       auto c = body.getSweepControl();
       return Message(SweepControlMsg{S(c.getSweepId()), S(c.getAction())});
     }
+    case B::RELEASE_COMMAND: {
+      auto c = body.getReleaseCommand();
+      return Message(ReleaseCommandMsg{S(c.getAction()), S(c.getTarget()), S(c.getSweepId()), S(c.getTrial()),
+                                       S(c.getNote()), c.getForce(), S(c.getReason()), S(c.getVersion()),
+                                       S(c.getReleasedBy()), S(c.getDataPath()), S(c.getDataFormat()),
+                                       c.getCompareDense(), S(c.getPolicyJson()), c.getLimit(), c.getSubset()});
+    }
+    case B::RELEASE_REPLY: return Message(ReleaseReplyMsg{S(body.getReleaseReply().getJson())});
     case B::WORKERS_REPLY: {
       WorkersReplyMsg m;
       for (auto w : body.getWorkersReply().getWorkers()) m.workers.push_back(Get(w));
@@ -682,6 +724,7 @@ const char* TaskKindName(TaskKind kind) {
     case TaskKind::kEvaluateBaseline: return "evaluate_baseline";
     case TaskKind::kPruneTrial: return "prune_trial";
     case TaskKind::kBenchmarkVariant: return "benchmark_variant";
+    case TaskKind::kEvaluateRelease: return "evaluate_release";
   }
   return "unknown";
 }
@@ -820,7 +863,7 @@ Sender SenderOf(const Message& msg) {
     return Sender::kWorker;
   if (std::holds_alternative<SubmitSweepMsg>(msg) || std::holds_alternative<StatusRequestMsg>(msg) ||
       std::holds_alternative<ResultsRequestMsg>(msg) || std::holds_alternative<WorkersRequestMsg>(msg) ||
-      std::holds_alternative<SweepControlMsg>(msg))
+      std::holds_alternative<SweepControlMsg>(msg) || std::holds_alternative<ReleaseCommandMsg>(msg))
     return Sender::kClient;
   if (std::holds_alternative<FetchArtifactMsg>(msg) || std::holds_alternative<PutArtifactChunkMsg>(msg))
     return Sender::kEither;
@@ -833,7 +876,7 @@ const char* MessageName(const Message& msg) {
                                  "ResultAck",    "ArtifactReply", "SubmitSweep",    "SubmitReply",
                                  "StatusRequest", "StatusReply",  "ResultsRequest", "ResultsReply",
                                  "WorkersRequest", "WorkersReply", "Error",         "SweepControl",
-                                 "PutArtifactChunk", "PutArtifactReply"};
+                                 "PutArtifactChunk", "PutArtifactReply", "ReleaseCommand", "ReleaseReply"};
   return kNames[msg.index()];
 }
 

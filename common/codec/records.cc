@@ -29,6 +29,7 @@ static TaskKind KindFromName(const std::string& n) {
   if (n == "train_baseline") return TaskKind::kTrainBaseline;
   if (n == "evaluate_baseline") return TaskKind::kEvaluateBaseline;
   if (n == "benchmark_variant") return TaskKind::kBenchmarkVariant;
+  if (n == "evaluate_release") return TaskKind::kEvaluateRelease;
   return TaskKind::kPruneTrial;
 }
 

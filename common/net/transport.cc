@@ -218,7 +218,14 @@ std::optional<PeerMessage> RouterSocket::TryReceive() {
     } catch (const zmq::error_t&) {
       return std::nullopt;
     }
-    if (frames.size() == 2) return PeerMessage{frames[0].to_string(), frames[1].to_string()};
+    if (frames.size() == 2) {
+      std::string user;  // set by the ZAP handler's reply; absent without CURVE
+      try {
+        user = frames[1].gets("User-Id");
+      } catch (const zmq::error_t&) {
+      }
+      return PeerMessage{frames[0].to_string(), frames[1].to_string(), std::move(user)};
+    }
     // Wrong framing (e.g. a REQ socket's empty delimiter): drop it and look at the next.
   }
 }

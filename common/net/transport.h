@@ -72,6 +72,7 @@ class ZapAuthenticator {
 struct PeerMessage {
   std::string peer;     // ROUTER routing id of the sender
   std::string payload;  // one encoded Envelope
+  std::string user_id;  // under CURVE: the sender's public key (Z85) as the ZAP handler admitted it; else empty
 };
 
 class RouterSocket {

@@ -855,3 +855,27 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
 }
 
 }  // namespace prunelab
+
+namespace prunelab {
+
+StatusOr<std::string> WithDataset(const std::string& yaml_text, const std::string& name, const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+    if (!root.IsMap()) return Status::InvalidArgument("the spec is not a mapping");
+    YAML::Node d = root["dataset"];
+    d["name"] = name;
+    d["path"] = path;
+    root["dataset"] = d;
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument(std::string("the spec is not valid YAML: ") + e.what());
+  }
+  YAML::Emitter out;
+  out << root;
+  std::string text = std::string(out.c_str()) + "\n";
+  auto check = ParseSpec(text);
+  if (!check.ok()) return Status::InvalidArgument("with dataset " + name + " " + path + ": " + check.status().message());
+  return text;
+}
+
+}  // namespace prunelab

@@ -90,6 +90,9 @@ bool ParseNm(const std::string& granularity, int* n, int* m);
 // each as "field.path: problem (allowed: ...)".
 StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text);
 StatusOr<std::string> ReadSpecFile(const std::string& path);
+// The same spec with its dataset replaced (name and path; subsets kept), e.g. to sweep
+// again on data a deployed variant drifted on. The result is validated.
+StatusOr<std::string> WithDataset(const std::string& yaml_text, const std::string& name, const std::string& path);
 
 // Content hash of everything that determines the dense baseline (model, data, training).
 std::string BaselineKey(const SweepSpec& spec);

@@ -2,6 +2,7 @@
 // every other command talks to a coordinator (--coordinator) or reads a data directory
 // (--data-dir) directly.
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -42,6 +43,7 @@
 #include "coordinator/decide/model_card.h"
 #include "coordinator/decide/pareto.h"
 #include "coordinator/cli/local_cluster.h"
+#include "coordinator/cli/release_text.h"
 #include "coordinator/service/service.h"
 #include "coordinator/store/store_view.h"
 
@@ -72,6 +74,13 @@ const char* kUsage =
     "  workers [--json]                                      registered workers and their hardware\n"
     "  sweeps [--json]                                       sweeps in the store\n"
     "  keygen DIR/NAME                                       CURVE key pair: NAME.key (secret, 0600) and NAME.pub\n"
+    "  release ID TRIAL --target T [--note TEXT] [--force --reason TEXT] [--wait]   promote a variant (or 'recommended') to T's next release\n"
+    "  releases [--target T] [--json]                        release history per target: versions, events, latest evaluations\n"
+    "  rollback --target T [--to vN] [--reason TEXT]         back to the last known-good release (recorded as an event)\n"
+    "  evaluate --target T --data DIR [--dense] [--every MIN | --watch DIR]   the current release on new data: accuracy, drift, latency\n"
+    "  evaluations [--target T] [--limit N] [--json]         evaluation records with their levels\n"
+    "  policy --target T [--on-critical notify|rollback|resweep] [--psi W,C] ...   thresholds and what happens on critical\n"
+    "  export --release T -o DIR                             the current release of T (model.pt, card, release.json)\n"
     "  results, pareto, report, compare, summary, export, sensitivity and sweeps take --data-dir DIR instead of --coordinator to read a store directly.\n"
     "  --coordinator defaults to $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556 (the coordinator's client endpoint).\n"
     "  With a CURVE coordinator: --curve-key NAME.key --server-key coordinator.pub (or $PRUNELAB_CURVE_KEY,\n"
@@ -488,13 +497,18 @@ pl::Status OnnxInto(const std::string& dir, const std::string& spec_yaml, json* 
   return pl::Status::Ok();
 }
 
+pl::StatusOr<json> AskRelease(pl::RpcClient& rpc, pl::ReleaseCommandMsg m);
+int ExportRelease(const Args& a);
+
 int CmdExport(const Args& a) {
   std::string dir = a.Get("--out");
   const bool onnx = a.Get("--format") == "onnx";
+  if (a.Has("--release")) return ExportRelease(a);
   if (onnx && a.Has("--fold-preprocessing"))
     return Fail("--fold-preprocessing applies to --format torchscript (ONNX takes the model's own input; see the card)");
   if (a.positional.size() < 2 || dir.empty())
-    return Fail("export needs a sweep id, a trial (or base@TARGET) and an output directory, e.g. prunelab export sw-0001 t003@local -o out/");
+    return Fail("export needs a sweep id, a trial (or base@TARGET) and an output directory, e.g. prunelab export sw-0001 t003@local -o out/"
+                " (or --release TARGET for the target's current release)");
   auto sweep = FetchSweep(a, a.positional[0]);
   if (!sweep.ok()) return Fail(sweep.status().ToString());
   pl::StatusOr<std::vector<pl::TrialResult>> rows = std::move(sweep->results);
@@ -542,6 +556,32 @@ int CmdExport(const Args& a) {
               row->task_id.c_str(), dir.c_str(), static_cast<uintmax_t>(std::filesystem::file_size(dir + "/model.pt", size_ec)),
               a.Has("--fold-preprocessing") ? "; takes raw pixels 0-255, preprocessing folded in" : "");
   std::printf("load it in Python: torch.jit.load('%s/model.pt')\n", dir.c_str());
+  return 0;
+}
+
+// export --release T: the target's current release, as `export SWEEP TRIAL` writes it, plus
+// release.json (version, who, when, gates, changelog, reference).
+int ExportRelease(const Args& a) {
+  if (!a.positional.empty()) return Fail("export --release takes no sweep id or trial (the release names them)");
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  pl::ReleaseCommandMsg m;
+  m.action = "releases";
+  m.target = a.Get("--release");
+  auto h = AskRelease(rpc, m);
+  if (!h.ok()) return Fail(h.status().ToString());
+  json current;
+  for (const auto& t : (*h)["targets"])
+    for (const auto& r : t["releases"])
+      if (r.value("current", false)) current = r;
+  if (!current.is_object()) return Fail("target '" + m.target + "' has no release (prunelab releases lists them)");
+  Args inner = a;
+  inner.flags.erase("--release");
+  inner.positional = {current.value("sweep", ""), current.value("trial", "")};
+  if (int rc = CmdExport(inner); rc != 0) return rc;
+  if (!WriteFile(a.Get("--out") + "/release.json", pl::DumpJson(current, 2) + "\n")) return Fail("cannot write into " + a.Get("--out"));
+  std::printf("release %s of target %s (%s %s): release.json written beside it\n", current.value("version", "").c_str(),
+              m.target.c_str(), current.value("sweep", "").c_str(), current.value("trial", "").c_str());
   return 0;
 }
 
@@ -764,6 +804,293 @@ int CmdSubmit(const Args& a) {
   return 0;
 }
 
+
+// ---- releases, rollback, continuous evaluation ----
+
+double SecondsSince(std::chrono::steady_clock::time_point start);
+
+// Who is asking, as the OS knows it (under CURVE the coordinator records the client's key instead).
+std::string OsUser() {
+  if (const passwd* pw = getpwuid(geteuid()); pw && pw->pw_name) return pw->pw_name;
+  const char* u = std::getenv("USER");
+  return u ? u : "unknown";
+}
+
+pl::StatusOr<json> AskRelease(pl::RpcClient& rpc, pl::ReleaseCommandMsg m) {
+  m.released_by = OsUser();
+  auto r = AskFor<pl::ReleaseReplyMsg>(rpc, m);
+  if (!r.ok()) return r.status();
+  auto j = pl::ParseJson(r->json);
+  if (!j.ok()) return pl::Status::Internal("the coordinator's reply is not JSON");
+  return j;
+}
+
+// Waits for a one-task evaluation job (ev-NNNNNN) to end, showing progress.
+pl::Status WaitForJob(pl::RpcClient& rpc, const std::string& id) {
+  const bool tty = isatty(2);
+  auto start = std::chrono::steady_clock::now();
+  auto last = start;
+  while (!g_interrupted) {
+    auto st = AskFor<pl::StatusReplyMsg>(rpc, pl::StatusRequestMsg{id});
+    if (!st.ok()) return st.status();
+    if (st->sweeps.empty()) return pl::Status::NotFound("no evaluation job " + id);
+    const auto& s = st->sweeps[0];
+    if (s.state == "done" || s.state == "cancelled") break;
+    auto wk = AskFor<pl::WorkersReplyMsg>(rpc, pl::WorkersRequestMsg{});
+    std::string where = s.running ? "running" : "waiting for a worker of its target";
+    if (wk.ok())
+      for (const auto& w : wk->workers)
+        if (w.alive && w.task_id.rfind(id + "/", 0) == 0) where = "on " + w.worker_id + ": " + w.phase;
+    std::string line = fmt::sprintf("[%4.0f s] %s %s", SecondsSince(start), id, where);
+    if (tty) std::fprintf(stderr, "\r\033[K%s", line.substr(0, 160).c_str());
+    else if (std::chrono::steady_clock::now() - last > std::chrono::seconds(10)) std::fprintf(stderr, "%s\n", line.c_str()), last = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  if (g_interrupted) return pl::Status::Unavailable("interrupted; the evaluation goes on (prunelab evaluations shows it)");
+  return pl::Status::Ok();
+}
+
+pl::StatusOr<json> FindEvaluation(pl::RpcClient& rpc, const std::string& target, const std::string& id) {
+  pl::ReleaseCommandMsg m;
+  m.action = "evaluations";
+  m.target = target;
+  m.limit = 1000;
+  auto j = AskRelease(rpc, m);
+  if (!j.ok()) return j.status();
+  for (const auto& e : (*j)["evaluations"])
+    if (e.value("id", "") == id) return e;
+  return pl::Status::NotFound("no evaluation " + id + " of " + target);
+}
+
+int CmdRelease(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  pl::ReleaseCommandMsg m;
+  m.action = "release";
+  m.sweep_id = a.positional[0];
+  m.trial = a.positional[1];
+  m.target = a.Get("--target");
+  m.note = a.Get("--note");
+  m.force = a.Has("--force");
+  m.reason = a.Get("--reason");
+  auto r = AskRelease(rpc, m);
+  if (!r.ok()) return Fail(r.status().ToString());
+  const std::string ref = r->value("reference_evaluation", "");
+  if (!a.Has("--json")) {
+    std::printf("released %s", pc::FormatRelease(r.value()).c_str());
+    std::printf("  reference run %s queued on target %s: it fixes the drift bins and the teacher's figures on this data\n",
+                ref.c_str(), m.target.c_str());
+  }
+  if (!a.Has("--wait")) {
+    if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
+    else std::printf("  follow it: prunelab releases --target %s (or release with --wait)\n", m.target.c_str());
+    return 0;
+  }
+  if (auto st = WaitForJob(rpc, ref); !st.ok()) return Fail(st.ToString());
+  auto e = FindEvaluation(rpc, m.target, ref);
+  if (!e.ok()) return Fail(e.status().ToString());
+  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(json{{"release", r.value()}, {"reference", e.value()}}, 2).c_str());
+  else std::printf("%s", pc::FormatEvaluation(e.value()).c_str());
+  return e->value("state", "") == "done" ? 0 : 1;
+}
+
+int CmdReleases(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  pl::ReleaseCommandMsg m;
+  m.action = "releases";
+  m.target = a.Get("--target");
+  auto r = AskRelease(rpc, m);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
+  else std::printf("%s", pc::FormatReleaseHistory(r.value()).c_str());
+  return 0;
+}
+
+int CmdRollback(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  pl::ReleaseCommandMsg m;
+  m.action = "rollback";
+  m.target = a.Get("--target");
+  m.version = a.Get("--to");
+  m.reason = a.Get("--reason");
+  auto r = AskRelease(rpc, m);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
+  else std::printf("target %s rolled back from %s to %s (recorded as an event; nothing deleted)\n", m.target.c_str(),
+                   r->value("from", "").c_str(), r->value("to", "").c_str());
+  return 0;
+}
+
+// The format of a dataset directory, from the files in it.
+std::string DetectFormat(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(dir + "/test_images.npy", ec)) return "npy";
+  if (fs::exists(dir + "/t10k-images-idx3-ubyte.gz", ec) || fs::exists(dir + "/t10k-images-idx3-ubyte", ec)) return "fashion-mnist";
+  if (fs::is_directory(dir + "/test", ec) || fs::is_directory(dir + "/val", ec)) return "folder";
+  return "";
+}
+
+// One evaluation of the target's current release on `dir`; prints it. 0 when it ran.
+int EvaluateOnce(pl::RpcClient& rpc, const Args& a, const std::string& dir) {
+  pl::ReleaseCommandMsg m;
+  m.action = "evaluate";
+  m.target = a.Get("--target");
+  std::error_code ec;
+  m.data_path = std::filesystem::absolute(dir, ec).lexically_normal().string();
+  m.data_format = a.Get("--format", DetectFormat(m.data_path));
+  if (m.data_format.empty())
+    return Fail("--data " + dir + ": no test_images.npy (npy), t10k-images-idx3-ubyte[.gz] (fashion-mnist) or test/ (folder) "
+                "in it; pass --format if the target's workers see files this machine does not");
+  m.compare_dense = a.Has("--dense");
+  if (a.Has("--subset")) m.subset = static_cast<uint32_t>(std::stoul(a.Get("--subset")));
+  auto r = AskRelease(rpc, m);
+  if (!r.ok()) return Fail(r.status().ToString());
+  const std::string id = r->value("id", "");
+  std::fprintf(stderr, "prunelab: evaluation %s of %s %s on %s queued\n", id.c_str(), m.target.c_str(),
+               r->value("release", "").c_str(), m.data_path.c_str());
+  if (a.Has("--no-wait")) {
+    std::printf("%s\n", id.c_str());
+    return 0;
+  }
+  if (auto st = WaitForJob(rpc, id); !st.ok()) return Fail(st.ToString());
+  auto e = FindEvaluation(rpc, m.target, id);
+  if (!e.ok()) return Fail(e.status().ToString());
+  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(e.value()).c_str());
+  else std::printf("%s", pc::FormatEvaluation(e.value()).c_str());
+  std::fflush(stdout);
+  return e->value("state", "") == "done" ? 0 : 1;
+}
+
+// evaluate: once on --data; every --every minutes on --data; or each new sub-directory of
+// --watch (those already evaluated for the target, by path, are skipped), until Ctrl-C or
+// --max-evaluations.
+int CmdEvaluate(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  signal(SIGINT, OnSigint);
+  signal(SIGTERM, OnSigint);
+  const long max = a.Has("--max-evaluations") ? std::stol(a.Get("--max-evaluations")) : -1;
+  long done = 0;
+  if (!a.Has("--watch")) {
+    if (!a.Has("--data")) return Fail("evaluate needs --data DIR (or --watch DIR)");
+    if (!a.Has("--every")) return EvaluateOnce(rpc, a, a.Get("--data"));
+    const double minutes = std::stod(a.Get("--every"));
+    int rc = 0;
+    while (!g_interrupted && (max < 0 || done < max)) {
+      rc = EvaluateOnce(rpc, a, a.Get("--data"));
+      ++done;
+      if (max >= 0 && done >= max) break;
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(minutes * 60000));
+      while (!g_interrupted && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return rc;
+  }
+  const std::string watch = a.Get("--watch");
+  std::error_code ec;
+  if (!std::filesystem::is_directory(watch, ec)) return Fail("--watch " + watch + ": not a directory");
+  std::set<std::string> seen;
+  {
+    pl::ReleaseCommandMsg m;
+    m.action = "evaluations";
+    m.target = a.Get("--target");
+    m.limit = 100000;
+    auto j = AskRelease(rpc, m);
+    if (!j.ok()) return Fail(j.status().ToString());
+    for (const auto& e : (*j)["evaluations"]) seen.insert(e.value("data", json::object()).value("path", ""));
+  }
+  std::fprintf(stderr, "prunelab: watching %s for new datasets (one sub-directory each; %zu evaluated before); Ctrl-C stops\n",
+               watch.c_str(), seen.size());
+  int rc = 0;
+  while (!g_interrupted && (max < 0 || done < max)) {
+    std::vector<std::string> dirs;
+    for (const auto& entry : std::filesystem::directory_iterator(watch, ec))
+      if (entry.is_directory(ec)) dirs.push_back(std::filesystem::absolute(entry.path(), ec).lexically_normal().string());
+    std::sort(dirs.begin(), dirs.end());
+    for (const auto& d : dirs) {
+      if (seen.count(d) || DetectFormat(d).empty() || g_interrupted) continue;  // empty: still being written, or not data
+      seen.insert(d);
+      rc = EvaluateOnce(rpc, a, d);
+      if (max >= 0 && ++done >= max) break;
+    }
+    for (int i = 0; i < 10 && !g_interrupted; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return rc;
+}
+
+int CmdEvaluations(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  pl::ReleaseCommandMsg m;
+  m.action = "evaluations";
+  m.target = a.Get("--target");
+  if (a.Has("--limit")) m.limit = static_cast<uint32_t>(std::stoul(a.Get("--limit")));
+  auto r = AskRelease(rpc, m);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (a.Has("--json")) {
+    std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
+    return 0;
+  }
+  if ((*r)["evaluations"].empty()) std::printf("no evaluations\n");
+  for (const auto& e : (*r)["evaluations"]) std::printf("%s\n", pc::FormatEvaluation(e).c_str());
+  return 0;
+}
+
+// "W,C" -> [W, C]; the policy's own check names the field on a bad value.
+pl::StatusOr<json> Pair(const std::string& flag, const std::string& v) {
+  auto comma = v.find(',');
+  try {
+    if (comma == std::string::npos) throw std::invalid_argument("");
+    size_t used = 0;
+    double w = std::stod(v.substr(0, comma), &used);
+    double c = std::stod(v.substr(comma + 1));
+    return json::array({w, c});
+  } catch (const std::exception&) {
+    return pl::Status::InvalidArgument(flag + " '" + v + "': WARNING,CRITICAL, two numbers, e.g. 0.1,0.25");
+  }
+}
+
+int CmdPolicy(const Args& a) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  pl::ReleaseCommandMsg m;
+  m.action = "policy";
+  m.target = a.Get("--target");
+  json p = json::object();
+  if (a.Has("--on-critical")) p["on_critical"] = a.Get("--on-critical");
+  for (auto [flag, field] : std::vector<std::pair<std::string, std::string>>{
+           {"--accuracy-drop", "accuracy_drop"}, {"--class-drop", "class_drop"}, {"--psi", "psi"}, {"--memory", "memory"},
+           {"--throughput", "throughput_sps"}, {"--latency-p95-ms", "latency_p95_ms"}})
+    if (a.Has(flag)) {
+      auto v = Pair(flag, a.Get(flag));
+      if (!v.ok()) return Fail(v.status().ToString());
+      p[field] = v.value();
+    }
+  if (a.Has("--gate-max-drop")) p["gate_max_accuracy_drop"] = std::stod(a.Get("--gate-max-drop"));
+  if (a.Has("--gate-max-memory")) p["gate_max_memory_fraction"] = std::stod(a.Get("--gate-max-memory"));
+  if (!p.empty()) m.policy_json = p.dump();
+  auto r = AskRelease(rpc, m);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (a.Has("--json")) {
+    std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
+    return 0;
+  }
+  const json& q = (*r)["policy"];
+  std::printf("policy of target %s%s:\n  on critical: %s\n", m.target.c_str(), p.empty() ? "" : " (updated)",
+              q.value("on_critical", "").c_str());
+  for (const char* k : {"accuracy_drop", "class_drop", "psi", "memory", "throughput_sps", "latency_p95_ms"}) {
+    const json& b = q[k];
+    if (b[0].get<double>() == 0 && b[1].get<double>() == 0) std::printf("  %-15s not checked%s\n", k, std::string(k) == "latency_p95_ms" ? " (the sweep's p95 budget when it has one)" : "");
+    else std::printf("  %-15s warning at %g, critical at %g\n", k, b[0].get<double>(), b[1].get<double>());
+  }
+  const double gd = q.value("gate_max_accuracy_drop", -1.0), gm = q.value("gate_max_memory_fraction", -1.0);
+  std::printf("  release gates: %s\n", gd < 0 && gm < 0 ? "the sweep's" : fmt::sprintf("max drop %g points, max memory %g of dense (target's own)", gd, gm).c_str());
+  return 0;
+}
+
 // ---- run: embedded coordinator + local worker processes ----
 
 std::string WorkerBinary() {
@@ -935,8 +1262,9 @@ class CommandLine {
     Option("--latency-tolerance", "fraction p90 latency may grow (default 0.10)")->check(CLI::NonNegativeNumber);
     Command("summary", "benchmark summaries (mlperf_log_summary style) of one result", {"ID", "TRIAL"}, kRemote | kStore);
     Option("--scenario", "single_stream, multi_stream, server or offline");
-    Command("export", "the variant (or the dense baseline) as TorchScript model.pt + model card", {"ID", "TRIAL"},
+    Command("export", "the variant (or the dense baseline) as TorchScript model.pt + model card", {"[ID]", "[TRIAL]"},
             kRemote | kStore);
+    Option("--release", "export the current release of this target instead of ID TRIAL (adds release.json)");
     Option("-o,--out", "output directory")->required();
     Flag("--fold-preprocessing", "model.pt takes pixel values 0-255 (any size): scaling, channels, resize and "
                                  "mean/std of the sweep's data are folded in");
@@ -950,6 +1278,47 @@ class CommandLine {
     Command("workers", "registered workers and their hardware", {}, kRemote | kJson);
     Command("sweeps", "sweeps in the store", {}, kRemote | kStore | kJson);
     Command("keygen", "CURVE key pair: NAME.key (secret, 0600) and NAME.pub", {"DIR/NAME"});
+    Command("release", "promote a benchmarked variant to the next release of a target (gates checked)", {"ID", "TRIAL"},
+            kRemote | kJson);
+    Option("--target", "the hardware target released for")->required();
+    Option("--note", "recorded with the release");
+    Flag("--force", "release a variant that fails the gates (needs --reason)");
+    Option("--reason", "why the gates are overridden (recorded)");
+    Flag("--wait", "wait for the reference run and print it");
+    Command("releases", "release history per target: versions, events, latest evaluations", {}, kRemote | kJson);
+    Option("--target", "only this target");
+    Command("rollback", "make an earlier release current again (default: the last known-good); recorded as an event",
+            {}, kRemote | kJson);
+    Option("--target", "the target")->required();
+    Option("--to", "the release to go back to, e.g. v1");
+    Option("--reason", "recorded with the rollback");
+    Command("evaluate", "evaluate the target's current release on new data (accuracy, per class, drift, latency)", {},
+            kRemote | kJson);
+    Option("--target", "the target whose current release is evaluated")->required();
+    Option("--data", "dataset directory as the target's workers see it (its test split is used)");
+    Option("--format", "npy, fashion-mnist or folder (default: from the files in --data)")
+        ->check(CLI::IsMember({"npy", "fashion-mnist", "folder"}));
+    Flag("--dense", "also evaluate and time the dense teacher on the same data (A/B)");
+    Option("--subset", "the first N samples only")->check(CLI::Range(1, 100000000));
+    Option("--every", "evaluate --data again every MIN minutes until Ctrl-C")->check(CLI::PositiveNumber);
+    Option("--watch", "evaluate each new sub-directory of DIR (a dataset each) as it appears");
+    Option("--max-evaluations", "stop after N evaluations (--every, --watch)")->check(CLI::Range(1, 1000000));
+    Flag("--no-wait", "print the evaluation id and return");
+    Command("evaluations", "evaluation records of releases with their levels", {}, kRemote | kJson);
+    Option("--target", "only this target");
+    Option("--limit", "newest N (default 20)")->check(CLI::Range(1, 100000));
+    Command("policy", "show or set a target's thresholds and what happens on critical", {}, kRemote | kJson);
+    Option("--target", "the target")->required();
+    Option("--on-critical", "notify (log + metric), rollback (to the last known-good) or resweep (the release's sweep on the new data)")
+        ->check(CLI::IsMember({"notify", "rollback", "resweep"}));
+    Option("--accuracy-drop", "WARN,CRIT points below the dense teacher (default 2,5)");
+    Option("--class-drop", "WARN,CRIT worst-class points below the teacher (default 5,10)");
+    Option("--psi", "WARN,CRIT population stability index (default 0.1,0.25)");
+    Option("--memory", "WARN,CRIT model bytes as a fraction of dense (default 0.5,0.7)");
+    Option("--throughput", "WARN,CRIT offline samples/s, lower is worse (default 1000,500)");
+    Option("--latency-p95-ms", "WARN,CRIT single-stream p95 in ms (default: the sweep's p95 budget, x1.2 critical)");
+    Option("--gate-max-drop", "this target's release gate: accuracy drop in points (instead of the sweep's)")->check(CLI::NonNegativeNumber);
+    Option("--gate-max-memory", "this target's release gate: memory fraction of dense")->check(CLI::Range(0.0, 10.0));
   }
 
   // nullopt: go on with args(); otherwise the exit code.
@@ -1046,5 +1415,11 @@ int main(int argc, char** argv) {
   if (a.command == "keygen") return CmdKeygen(a);
   if (a.command == "report") return CmdReport(a);
   if (a.command == "compare") return CmdCompare(a);
+  if (a.command == "release") return CmdRelease(a);
+  if (a.command == "releases") return CmdReleases(a);
+  if (a.command == "rollback") return CmdRollback(a);
+  if (a.command == "evaluate") return CmdEvaluate(a);
+  if (a.command == "evaluations") return CmdEvaluations(a);
+  if (a.command == "policy") return CmdPolicy(a);
   return 2;  // unreachable: the parser accepts only the commands above
 }

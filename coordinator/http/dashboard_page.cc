@@ -15,6 +15,7 @@ th{background:#f4f6f8}.bar{background:#e4e7ec;width:160px;height:10px;border-rad
 </style></head><body>
 <h1>prunelab</h1><div class="muted" id="updated">loading...</div>
 <h2>Sweeps</h2><div id="sweeps"></div>
+<h2>Releases</h2><div id="releases"><div class="muted">no releases yet</div></div>
 <h2>Workers</h2><table id="workers"><tr><th>worker</th><th>target</th><th>health</th><th>slots</th><th>task(s)</th><th>phase</th><th>hardware</th></tr></table>
 <script>
 function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));}
@@ -60,6 +61,21 @@ async function refresh(){
         (x.progress?Math.round(x.progress*100)+'%':'')+'</td><td>'+esc((x.hardware.cpu_model||'')+', '+x.hardware.cores+' cores, '+x.hardware.device)+'</td></tr>';
     }
     document.getElementById('workers').innerHTML=w;
+    try{
+      const r=await (await fetch('/api/releases')).json();
+      let h='';
+      for(const t of r.targets){
+        h+='<div class="sweep release-target" data-target="'+esc(t.target)+'"><b>target '+esc(t.target)+'</b>: current <b class="current">'+esc(t.current||'none')+'</b>';
+        h+='<table><tr><th>release</th><th>variant</th><th>status</th><th>by</th><th>when</th><th>note</th></tr>';
+        for(const x of t.releases.slice().reverse()) h+='<tr class="release"><td>'+esc(x.version)+(x.current?' (current)':'')+'</td><td>'+esc(x.sweep+' '+x.trial)+'</td><td>'+esc(x.status)+(x.known_good?', known-good':'')+(x.forced?', forced: '+esc(x.force_reason||''):'')+'</td><td>'+esc(x.released_by)+'</td><td>'+new Date(x.released_at_ms).toLocaleString()+'</td><td>'+esc(x.note||'')+'</td></tr>';
+        h+='</table><table><tr><th>event</th><th>from</th><th>to</th><th>by</th><th>when</th><th>reason</th></tr>';
+        for(const e of t.events.slice().reverse()) h+='<tr class="event"><td>'+esc(e.action+(e.automatic?' (policy)':''))+'</td><td>'+esc(e.from||'')+'</td><td>'+esc(e.to)+'</td><td>'+esc(e.by)+'</td><td>'+new Date(e.at_ms).toLocaleString()+'</td><td>'+esc(e.reason||'')+'</td></tr>';
+        h+='</table><table><tr><th>evaluation</th><th>release</th><th>data</th><th>level</th><th>why</th><th>action</th></tr>';
+        for(const e of t.evaluations) h+='<tr class="evaluation"><td>'+esc(e.id)+(e.reference?' (reference)':'')+'</td><td>'+esc(e.release)+'</td><td>'+esc((e.data&&e.data.path)||'')+'</td><td>'+esc(e.level||e.state)+'</td><td>'+esc(e.why||'')+'</td><td>'+esc(e.action||'')+'</td></tr>';
+        h+='</table></div>';
+      }
+      if(h) document.getElementById('releases').innerHTML=h;
+    }catch(e){}
     document.getElementById('updated').textContent='updated '+new Date().toLocaleTimeString()+' (every 2 s); metrics at /metrics';
   }catch(e){document.getElementById('updated').textContent='coordinator unreachable: '+e;}
 }

@@ -13,6 +13,7 @@
 #include "common/spec/spec.h"
 #include "coordinator/http/dashboard_page.h"
 #include "coordinator/decide/decision.h"
+#include "coordinator/release/releases.h"
 #include "coordinator/store/store_view.h"
 
 namespace prunelab::coordinator {
@@ -82,7 +83,7 @@ std::string CandidateMetricsText(Store& store, std::vector<SweepStatus> sweeps) 
   size_t taken = 0;
   for (const SweepStatus& sw : sweeps) {
     if (taken >= kCandidateMetricSweeps) break;
-    if (sw.done + sw.failed == 0) continue;
+    if (sw.done + sw.failed == 0 || sw.id.rfind("ev-", 0) == 0) continue;  // ev-: evaluation jobs, not sweeps
     auto results = ReadResults(store, sw.id);
     if (!results.ok()) continue;
     ++taken;
@@ -168,12 +169,18 @@ HttpReply ServeGet(std::string target, Store& store, const DashboardState& state
   if (target == "/" || target == "/index.html") return {200, "text/html; charset=utf-8", kDashboardPage};
   if (target == "/metrics") {
     DashboardSnapshot snap = state.Get();
-    return {200, "text/plain; version=0.0.4", MetricsText(snap, state) + CandidateMetricsText(store, snap.sweeps)};
+    return {200, "text/plain; version=0.0.4", MetricsText(snap, state) + CandidateMetricsText(store, snap.sweeps) +
+                                                    ReleaseBook::MetricsText(store)};
   }
   if (target == "/api/sweeps") {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& s : state.Get().sweeps) a.push_back(ToJson(s));
     return json(a);
+  }
+  if (target == "/api/releases") {
+    auto h = ReleaseBook::HistoryJson(store);
+    if (!h.ok()) return json({{"error", h.status().message()}}, 500);
+    return {200, "application/json", h.value()};
   }
   if (target == "/api/workers") {
     nlohmann::json a = nlohmann::json::array();
@@ -195,7 +202,7 @@ HttpReply ServeGet(std::string target, Store& store, const DashboardState& state
     j["sweep"] = id;
     return json(j);
   }
-  return {404, "text/plain", "not found; try / /metrics /api/sweeps /api/workers /api/sweeps/ID/decisions\n"};
+  return {404, "text/plain", "not found; try / /metrics /api/sweeps /api/workers /api/releases /api/sweeps/ID/decisions\n"};
 }
 
 struct HttpServer::Impl {

@@ -51,11 +51,12 @@ static TrialResult FailureResult(const Task& t, const std::string& error, int64_
 static ErrorMsg Error(const std::string& code, const std::string& message) { return ErrorMsg{code, message}; }
 
 Coordinator::Coordinator(Store& store, ArtifactStore& artifacts, const Clock& clock, CoordinatorOptions options)
-    : store_(store), artifacts_(artifacts), clock_(clock), options_(options), uploads_(artifacts, clock, options.uploads) {}
+    : store_(store), artifacts_(artifacts), clock_(clock), options_(options), uploads_(artifacts, clock, options.uploads),
+      releases_(store, clock) {}
 
 Coordinator::Coordinator(Store& store, const Clock& clock, CoordinatorOptions options)
     : store_(store), owned_artifacts_(NewKvArtifactStore(store)), artifacts_(*owned_artifacts_), clock_(clock),
-      options_(options), uploads_(artifacts_, clock, options.uploads) {}
+      options_(options), uploads_(artifacts_, clock, options.uploads), releases_(store, clock) {}
 
 StoreWrite Coordinator::TaskRecord(const std::string& sweep_id, const TaskEntry& t) const {
   return StoreWrite{TaskKey(sweep_id, t.task.task_id),
@@ -182,6 +183,7 @@ std::optional<Message> Coordinator::Dispatch(const Message& msg) {
   if (auto* m = std::get_if<ResultsRequestMsg>(&msg)) return OnResults(*m);
   if (std::holds_alternative<WorkersRequestMsg>(msg)) return Message(WorkersReplyMsg{Workers()});
   if (auto* m = std::get_if<SweepControlMsg>(&msg)) return OnSweepControl(*m);
+  if (auto* m = std::get_if<ReleaseCommandMsg>(&msg)) return OnReleaseCommand(*m);
   if (std::holds_alternative<ErrorMsg>(msg)) return std::nullopt;  // never answer an error with an error
   return Message(Error("unexpected_message", std::string("the coordinator does not accept ") + MessageName(msg)));
 }
@@ -479,9 +481,17 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   if (t.kind == TaskKind::kTrainBaseline || is_stage)
     ReleaseDependents(sweep, task, rec.ok, r.artifact_hash, rec, rec.finished_at_ms, &batch, &changed);
   for (const auto& [tid, e] : changed) batch.push_back(TaskRecord(r.sweep_id, e));
+  std::optional<ReleaseBook::Outcome> evaluated;
+  if (t.kind == TaskKind::kEvaluateRelease) {
+    auto o = EvaluationDone(t, rec, &batch);
+    if (!o.ok() && o.status().code() == Status::Code::kIoError)
+      return Error("store_error", "result not recorded, send it again: " + o.status().ToString());
+    if (o.ok()) evaluated = std::move(o).value();
+  }
   Status st = store_.Apply(batch);
   if (!st.ok()) return Error("store_error", "result not recorded, send it again: " + st.ToString());
   Adopt(sweep, changed);
+  if (evaluated) AfterEvaluation(*evaluated, r.sweep_id);
   return ResultAckMsg{r.task_id, r.attempt, true, rec.ok ? "recorded" : "recorded as failed: " + rec.error};
 }
 
@@ -852,6 +862,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   e.worker.clear();
   std::vector<StoreWrite> batch{{RunKey(sweep_id, task_id), std::nullopt}};
   std::map<std::string, TaskEntry> changed;
+  std::optional<ReleaseBook::Outcome> evaluated;
   if (e.task.attempt >= options_.max_attempts) {
     e.state = TaskState::kFailed;
     std::string why = "gave up after " + std::to_string(e.task.attempt) + " attempts:";
@@ -860,6 +871,10 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
     batch.push_back({RecordKey(sweep_id, e.task), EncodeResultRecord(fr)});
     if (e.task.kind == TaskKind::kTrainBaseline || !ProducesResultRow(e.task))
       ReleaseDependents(sit->second, e, false, "", fr, fr.finished_at_ms, &batch, &changed);
+    if (e.task.kind == TaskKind::kEvaluateRelease) {
+      auto o = EvaluationDone(e.task, fr, &batch);
+      if (o.ok()) evaluated = std::move(o).value();
+    }
   } else {
     e.state = TaskState::kPending;
   }
@@ -869,7 +884,84 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   if (!store_.Apply(batch).ok()) return false;
   Adopt(sit->second, changed);
   Event("task " + sweep_id + "/" + task_id + (e.state == TaskState::kFailed ? " failed: " : " requeued: ") + reason);
+  if (evaluated) AfterEvaluation(*evaluated, sweep_id);
   return true;
+}
+
+std::string Coordinator::NextJobId() const {
+  char id[32];
+  std::snprintf(id, sizeof(id), "ev-%06llu", static_cast<unsigned long long>(next_sweep_seq_));
+  return id;
+}
+
+Coordinator::SweepEntry Coordinator::NewJob(const Task& task, const std::string& name, std::vector<StoreWrite>* batch) {
+  SweepEntry job;
+  job.id = task.sweep_id;
+  job.name = name;
+  job.created_ms = clock_.NowMs();
+  job.priority = 10;  // a deployed model's check goes before sweeps
+  TaskEntry e;
+  e.task = task;
+  e.state = TaskState::kPending;
+  auto& q = job.queues[QueueOf(e.task)];
+  e.pos = q.size();
+  q.push_back(e.task.task_id);
+  job.ready[QueueOf(e.task)].insert(e.pos);
+  job.order.push_back(e.task.task_id);
+  batch->push_back(TaskRecord(job.id, e));
+  job.tasks[e.task.task_id] = std::move(e);
+  json rec{{"id", job.id}, {"name", job.name}, {"spec_yaml", ""}, {"kind", "evaluation"},
+           {"created_ms", job.created_ms}, {"order", job.order}, {"priority", job.priority}};
+  batch->push_back({SweepKey(job.id), rec.dump()});
+  batch->push_back({"meta/sweep_seq", std::to_string(next_sweep_seq_ + 1)});
+  return job;
+}
+
+Message Coordinator::OnReleaseCommand(const ReleaseCommandMsg& m) {
+  const std::string job_id = NextJobId();
+  auto o = releases_.Handle(m, job_id);
+  if (!o.ok()) {
+    const auto code = o.status().code();
+    return Error(code == Status::Code::kInvalidArgument ? "invalid_spec"
+                 : code == Status::Code::kNotFound      ? "not_found"
+                                                        : "store_error",
+                 o.status().message());
+  }
+  std::vector<StoreWrite> batch = std::move(o->writes);
+  std::optional<SweepEntry> job;
+  if (o->evaluation) job = NewJob(*o->evaluation, o->evaluation_name, &batch);
+  if (!batch.empty()) {
+    Status st = store_.Apply(batch);
+    if (!st.ok()) return Error("store_error", "nothing changed: " + st.ToString());
+  }
+  if (job) {
+    ++next_sweep_seq_;
+    sweeps_[job->id] = std::move(*job);
+  }
+  for (const auto& line : o->events) Event(line);
+  return ReleaseReplyMsg{o->reply_json};
+}
+
+StatusOr<ReleaseBook::Outcome> Coordinator::EvaluationDone(const Task& task, const TrialResult& rec,
+                                                          std::vector<StoreWrite>* batch) {
+  auto o = releases_.OnEvaluationResult(task, rec);
+  if (!o.ok()) {
+    // The row is still recorded; the release book could not use it (said in the log).
+    Event("evaluation " + task.sweep_id + " not applied to its release: " + o.status().ToString());
+    return o.status();
+  }
+  for (auto& w : o->writes) batch->push_back(std::move(w));
+  o->writes.clear();
+  return o;
+}
+
+void Coordinator::AfterEvaluation(const ReleaseBook::Outcome& o, const std::string& job_id) {
+  for (const auto& line : o.events) Event(line);
+  if (!o.resweep_yaml) return;
+  SubmitSweepMsg again{*o.resweep_yaml, "", "resweep-" + job_id, o.resweep_model_artifact};
+  Message reply = OnSubmitSweep(again);
+  if (auto* r = std::get_if<SubmitReplyMsg>(&reply)) Event("policy resweep after " + job_id + ": submitted as " + r->sweep_id);
+  else if (auto* e = std::get_if<ErrorMsg>(&reply)) Event("policy resweep after " + job_id + " refused: " + e->message);
 }
 
 void Coordinator::Tick() {

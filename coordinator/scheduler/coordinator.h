@@ -34,6 +34,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/types.h"
+#include "coordinator/release/releases.h"
 #include "coordinator/scheduler/uploads.h"
 #include "coordinator/store/artifact_store.h"
 #include "coordinator/store/store.h"
@@ -142,6 +143,17 @@ class Coordinator {
   // pause: hand out none of its tasks (running ones finish); resume; cancel: every task not
   // finished fails with "cancelled by the user" (results still arriving are discarded).
   Message OnSweepControl(const SweepControlMsg& m);
+  // Releases, rollback, evaluations, policies (coordinator/release); an evaluation runs as a
+  // job of one evaluateRelease task on the release's target, listed like a sweep (ev-NNNNNN).
+  Message OnReleaseCommand(const ReleaseCommandMsg& m);
+  // Adds job `task.sweep_id` holding the one task to memory and its records to batch (the
+  // caller applies the batch, then calls AdoptJob).
+  SweepEntry NewJob(const Task& task, const std::string& name, std::vector<StoreWrite>* batch);
+  std::string NextJobId() const;
+  // After an evaluateRelease task's result row is built: the release book's writes go into
+  // batch; what it asks for afterwards (events, a resweep) is returned to run once the batch is durable.
+  StatusOr<ReleaseBook::Outcome> EvaluationDone(const Task& task, const TrialResult& rec, std::vector<StoreWrite>* batch);
+  void AfterEvaluation(const ReleaseBook::Outcome& o, const std::string& job_id);
 
   SweepStatus StatusOf(const SweepEntry& s) const;
   StoreWrite TaskRecord(const std::string& sweep_id, const TaskEntry& t) const;
@@ -176,6 +188,7 @@ class Coordinator {
   std::map<std::string, WorkerEntry> workers_;
   std::set<std::string> gpu_workers_;  // registered with a cuda device
   ArtifactUploads uploads_;
+  ReleaseBook releases_;
   uint64_t next_sweep_seq_ = 1;
   uint64_t next_worker_seq_ = 1;
   uint64_t handler_errors_ = 0;

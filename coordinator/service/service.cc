@@ -48,7 +48,7 @@ struct CoordinatorService::Impl {
 
   static bool NeedsCommit(const Message& m) {
     return std::holds_alternative<SubmitResultMsg>(m) || std::holds_alternative<SubmitSweepMsg>(m) ||
-           std::holds_alternative<SweepControlMsg>(m);
+           std::holds_alternative<SweepControlMsg>(m) || std::holds_alternative<ReleaseCommandMsg>(m);
   }
 
   // Roles: a message the other endpoint's peers send is refused here (a worker key must not
@@ -100,6 +100,9 @@ struct CoordinatorService::Impl {
                                                  "records and acknowledges nothing until space returns; try again later"}));
         continue;
       }
+      // Who releases: the authenticated key where the connection has one, never what the client says.
+      if (auto* rc = std::get_if<ReleaseCommandMsg>(&decoded.value()); rc && !m->user_id.empty())
+        rc->released_by = "curve:" + m->user_id;
       std::optional<Message> reply = core.Handle(decoded.value());
       if (reply) {
         if (auto* e = std::get_if<ErrorMsg>(&*reply); e && e->code == "internal_error") ++rejected;

@@ -61,6 +61,14 @@ for e in 'prunelab_tasks' 'prunelab_workers' 'prunelab_results' "prunelab_candid
   query "$e" | sed "s/^/  $e: /"
 done
 
+# A release and an evaluation: their series appear with the evaluation's level.
+"$BIN/prunelab" release "$ID" base --target local --coordinator "$CLIENT" --force --reason "scrape test" --wait \
+  >"$WORK/release.txt" 2>&1 || { cat "$WORK/release.txt"; fail "release with its reference run"; }
+wait_for 20 "the current release's version" value_at_least 'prunelab_release_current_version{target="local"}' 1
+wait_for 20 "the release's evaluation level" has_series 'prunelab_evaluation_level{target="local",release="v1",current="true"}'
+wait_for 10 "the release's drift series" has_series 'prunelab_evaluation_psi{target="local",release="v1",kind="input"}'
+query 'prunelab_evaluation_level' | sed 's/^/  prunelab_evaluation_level: /'
+
 # The release-threshold alerts fire exactly for the candidates over their thresholds (which
 # variants those are depends on this tiny sweep's training; the agreement does not).
 count() { query "count($1) or vector(0)" | awk '{print $NF}'; }
@@ -79,7 +87,7 @@ rules = [r for g in groups for r in g["rules"]]
 names = sorted(r["name"] for r in rules)
 print("rules loaded:", ", ".join(names))
 bad = [(r["name"], r.get("lastError")) for r in rules if r.get("health") not in ("ok", "unknown")]
-assert len(rules) == 7, names
+assert len(rules) == 12, names
 assert not bad, bad
 ' || fail "alert rules not loaded or unhealthy"
 wait_for 20 "an evaluation of the rules" curl -sf "$PROM/api/v1/rules" -o "$WORK/rules.json"
@@ -105,4 +113,4 @@ missing = in_rules - on_dash
 assert not missing, f"alerted on but not on the dashboard: {missing}"
 print(f"dashboard: {len(exprs)} queries valid; it shows all {len(in_rules)} metrics the alerts read")
 PY
-log "PASS: Prometheus scraped every series; 7 alert rules loaded and evaluated; the dashboard's queries run"
+log "PASS: Prometheus scraped every series (releases and evaluations too); 12 alert rules loaded and evaluated; the dashboard's queries run"

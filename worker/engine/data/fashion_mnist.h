@@ -7,11 +7,11 @@
 #include <string>
 
 #include "common/base/status.h"
+#include "common/base/types.h"
 
 namespace prunelab::worker {
 
-inline constexpr double kFashionMnistMean = 0.2860;
-inline constexpr double kFashionMnistStd = 0.3530;
+// kFashionMnistMean / kFashionMnistStd: common/base/types.h (the coordinator needs them too).
 
 struct Dataset {
   at::Tensor images;  // float32 [N, 1, 28, 28], normalized

@@ -160,7 +160,7 @@ Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
   const int64_t n = data.size();
   const int64_t from_labels = n > 0 ? data.labels.max().item<int64_t>() + 1 : 0;
   const int64_t classes = data.classes > 0 ? std::max(data.classes, from_labels) : std::max<int64_t>(10, from_labels);
-  std::vector<int64_t> correct(classes, 0), seen(classes, 0);
+  std::vector<int64_t> correct(classes, 0), seen(classes, 0), predicted(classes, 0);
   for (int64_t start = 0; start < n; start += 1000) {
     int64_t end = std::min(n, start + 1000);
     auto pred = m.forward({data.images.slice(0, start, end)}).toTensor().argmax(1);
@@ -168,12 +168,16 @@ Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
     auto hit = pred.eq(y);
     auto y_acc = y.accessor<int64_t, 1>();
     auto h_acc = hit.accessor<bool, 1>();
+    auto p_acc = pred.accessor<int64_t, 1>();
     for (int64_t i = 0; i < end - start; ++i) {
       ++seen[y_acc[i]];
       if (h_acc[i]) ++correct[y_acc[i]];
+      if (p_acc[i] >= 0 && p_acc[i] < classes) ++predicted[p_acc[i]];
     }
   }
   Evaluation e;
+  e.seen = seen;
+  e.predicted = predicted;
   int64_t c = 0, s = 0;
   for (int64_t k = 0; k < classes; ++k) {
     c += correct[k];

@@ -47,7 +47,9 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& opt
 
 struct Evaluation {
   double accuracy = 0;               // top-1, fraction
-  std::vector<double> per_class;     // top-1 per label
+  std::vector<double> per_class;     // top-1 per label (0 for a label without samples)
+  std::vector<int64_t> seen;         // samples per label
+  std::vector<int64_t> predicted;    // predictions per class
 };
 Evaluation Evaluate(torch::jit::Module& m, const Dataset& data);
 
