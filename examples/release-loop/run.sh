@@ -43,9 +43,14 @@ SW=$("$BIN/prunelab" submit "$SPEC")
 pl status "$SW" --wait
 pl pareto "$SW" --target local
 
-step "2. releases: v1 = t001 (the previous deployment), v2 = the recommendation"
-pl release "$SW" t001 --target local --note "previous deployment" --wait ||
-  pl release "$SW" t001 --target local --note "previous deployment" --force \
+# v1 stands for what was deployed before this sweep: its other variant (the one not recommended).
+OTHER=$("$BIN/prunelab" pareto "$SW" --json | /usr/bin/python3 -c '
+import json, sys
+t = [t for t in json.load(sys.stdin)["decisions"]["targets"] if t["target"] == "local"][0]
+print(next(v["trial"] for v in t["variants"] if v["trial"] != t["recommended"] and not v["trial"].startswith("base@")))')
+step "2. releases: v1 = $OTHER (standing in for the previous deployment), v2 = the recommendation"
+pl release "$SW" "$OTHER" --target local --note "previous deployment" --wait ||
+  pl release "$SW" "$OTHER" --target local --note "previous deployment" --force \
     --reason "fails a gate of this short sweep; released to have something to roll back to" --wait
 pl release "$SW" recommended --target local --note "this sweep's recommendation" --wait
 pl policy --target local --on-critical rollback

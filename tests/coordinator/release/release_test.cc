@@ -277,6 +277,42 @@ TEST_F(ReleaseTest, AnEvaluationThatFailsOnTheWorkerIsRecordedAndTheReferenceMus
   EXPECT_FALSE(relative.ok());
 }
 
+TEST_F(ReleaseTest, ResweepPolicySubmitsTheReleasedSweepAgainOnTheNewDataNotifyOnlyRecords) {
+  const std::string sweep = RunSweep();
+  EXPECT_EQ(ReleaseAndReference(sweep, "t001"), "v1");
+  ASSERT_TRUE(Ask({"policy", "edge", "", "", "", false, "", "", "", "", "", false, R"({"on_critical": "resweep"})"}).ok());
+  ASSERT_TRUE(Ask({"evaluate", "edge", "", "", "", false, "", "", "", "/data/shifted", "npy"}).ok());
+  auto t = Pull();
+  ASSERT_TRUE(t);
+  ASSERT_TRUE(Report(*t, Evaluation(*t, {20, 80, 900}, {900, 100}, {0.93, 0.40}, 0.70)).accepted);
+  auto evs = Ask({"evaluations", "edge"});
+  json e = (*evs)["evaluations"][0];
+  EXPECT_EQ(e["level"], "critical");
+  EXPECT_EQ(e["action"], "resweep of " + sweep + " with /data/shifted as its dataset");
+  const auto sweeps = core_->Sweeps();
+  ASSERT_EQ(sweeps.back().id, "sw-0004") << "sw-0001, ev-000002, ev-000003, then the resweep";
+  EXPECT_EQ(sweeps.back().name, "release-me");
+  auto yaml = ReadSpecYaml(*store_, "sw-0004");
+  ASSERT_TRUE(yaml.ok());
+  EXPECT_NE(yaml->find("/data/shifted"), std::string::npos) << *yaml;
+  EXPECT_NE(yaml->find("npy"), std::string::npos);
+  auto h = Ask({"releases", "edge"});
+  EXPECT_EQ((*h)["targets"][0]["current"], "v1") << "a resweep does not roll back";
+
+  // notify: the row and its level only.
+  ASSERT_TRUE(Ask({"policy", "edge", "", "", "", false, "", "", "", "", "", false, R"({"on_critical": "notify"})"}).ok());
+  ASSERT_TRUE(Ask({"evaluate", "edge", "", "", "", false, "", "", "", "/data/shifted2", "npy"}).ok());
+  t = Pull();
+  ASSERT_TRUE(t);
+  ASSERT_TRUE(Report(*t, Evaluation(*t, {20, 80, 900}, {900, 100}, {0.93, 0.40}, 0.70)).accepted);
+  evs = Ask({"evaluations", "edge", "", "", "", false, "", "", "", "", "", false, "", 1});
+  ASSERT_EQ((*evs)["evaluations"].size(), 1u) << "limit";
+  EXPECT_EQ((*evs)["evaluations"][0]["action"], "notified (log and metric)");
+  int sweeps_now = 0;
+  for (const auto& sw : core_->Sweeps()) sweeps_now += sw.id.rfind("sw-", 0) == 0;
+  EXPECT_EQ(sweeps_now, 2) << "no new sweep";
+}
+
 TEST(AssessTest, LevelsFollowTheBandsAndPoliciesNameTheirFields) {
   Band drop{2, 5};
   EXPECT_EQ(drop.Of(1.9), Level::kOk);
