@@ -303,19 +303,19 @@ struct ErrorMsg { std::string code; std::string message; };
 struct SweepControlMsg { std::string sweep_id; std::string action; };  // pause | resume | cancel; reply: StatusReply
 // Releases, rollback, evaluations and policies (schemas/prunelab.capnp ReleaseCommand); reply: ReleaseReplyMsg.
 struct ReleaseCommandMsg {
-  std::string action;
-  std::string target;
-  std::string sweep_id;
-  std::string trial;
-  std::string note;
+  std::string action = {};
+  std::string target = {};
+  std::string sweep_id = {};
+  std::string trial = {};
+  std::string note = {};
   bool force = false;
-  std::string reason;
-  std::string version;
-  std::string released_by;
-  std::string data_path;
-  std::string data_format;
+  std::string reason = {};
+  std::string version = {};
+  std::string released_by = {};
+  std::string data_path = {};
+  std::string data_format = {};
   bool compare_dense = false;
-  std::string policy_json;
+  std::string policy_json = {};
   uint32_t limit = 0;
   uint32_t subset = 0;
 };

@@ -99,15 +99,17 @@ std::string FormatEvaluation(const json& e) {
     std::string detail;
     if (m.contains("name")) detail = " (" + m.value("name", "") + ")";
     if (m.contains("feature")) detail = " (" + m.value("feature", "") + ")";
+    if (m.value("margin_95", 0.0) > 0) detail += fmt::format(" +-{:.1f} at 95 %", m.value("margin_95", 0.0));
+    if (m.contains("note")) detail += " (" + m.value("note", "") + ")";
     s += fmt::format("  {:<18} {:>12.4g}  {:<18} {:<28} {}{}\n", m.value("metric", ""), m.value("value", 0.0),
                      m.value("unit", ""), m.contains("threshold") && m["threshold"].is_object() ? Bands(m["threshold"]) : "not checked",
                      m.value("level", ""), detail);
   }
   const json ws = a.value("worst_slice", json());
   if (ws.is_object())
-    s += fmt::format("  worst slice: class {} '{}': accuracy {:.2f} % vs the teacher's {:.2f} % ({:.1f} points)\n",
+    s += fmt::format("  worst slice: class {} '{}': accuracy {:.2f} % vs the teacher's {:.2f} % ({:.1f} points, {} samples)\n",
                      ws.value("class", -1), ws.value("name", ""), 100 * ws.value("accuracy", 0.0),
-                     100 * ws.value("teacher_accuracy", 0.0), ws.value("drop_points", 0.0));
+                     100 * ws.value("teacher_accuracy", 0.0), ws.value("drop_points", 0.0), ws.value("samples", 0));
   s += "  " + a.value("why", "") + "\n";
   if (e.contains("policy")) s += "  policy on critical: " + e.value("policy", "") + " -> " + e.value("action", "") + "\n";
   return s;

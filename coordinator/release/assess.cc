@@ -102,9 +102,10 @@ json Assess(const Measured& m, const Reference& ref, const TargetPolicy& p, cons
   json metrics = json::array();
   Level worst = Level::kOk;
   std::string why;
-  auto add = [&](const std::string& name, double value, const Band& band, const std::string& unit, json extra = json::object()) {
-    Level l = band.off() ? Level::kOk : band.Of(value);
-    json row{{"metric", name}, {"value", value}, {"unit", unit}, {"level", LevelName(l)}};
+  auto add = [&](const std::string& name, double value, const Band& band, const std::string& unit, json extra = json::object(),
+                 bool judged = true) {
+    Level l = band.off() || !judged ? Level::kOk : band.Of(value);
+    json row{{"metric", name}, {"value", value}, {"unit", unit}, {"level", judged ? LevelName(l) : "not judged"}};
     if (band.off()) row["threshold"] = "not checked";
     else row["threshold"] = {{"warning", band.warn}, {"critical", band.critical}, {"higher_is_worse", band.higher_is_worse}};
     for (auto it = extra.begin(); it != extra.end(); ++it) row[it.key()] = it.value();
@@ -113,23 +114,56 @@ json Assess(const Measured& m, const Reference& ref, const TargetPolicy& p, cons
     if (l != Level::kOk) why += (why.empty() ? "" : "; ") + name + " " + Num(value) + (unit.empty() ? "" : " " + unit) +
                                 " (" + LevelName(l) + ")";
   };
+  // A drop in points between two measured proportions, judged on its lower 95 % bound.
+  struct Drop {
+    double points = 0, margin = 0;
+    double judged() const { return std::max(0.0, points - margin); }
+  };
+  auto drop = [](double teacher, uint64_t n_teacher, double variant, uint64_t n_variant) {
+    Drop d;
+    d.points = 100 * (teacher - variant);
+    double var = 0;
+    if (n_teacher) var += teacher * (1 - teacher) / static_cast<double>(n_teacher);
+    if (n_variant) var += variant * (1 - variant) / static_cast<double>(n_variant);
+    d.margin = n_teacher && n_variant ? 100 * 1.96 * std::sqrt(var) : 0;
+    return d;
+  };
+  auto judged_add = [&](const std::string& name, const Drop& d, const Band& band, json extra) {
+    const Level l = band.Of(d.judged());
+    json row{{"metric", name}, {"value", d.points}, {"unit", "points"}, {"level", LevelName(l)},
+             {"margin_95", d.margin}, {"judged", d.judged()}};
+    if (band.off()) row["threshold"] = "not checked";
+    else row["threshold"] = {{"warning", band.warn}, {"critical", band.critical}, {"higher_is_worse", true}};
+    for (auto it = extra.begin(); it != extra.end(); ++it) row[it.key()] = it.value();
+    metrics.push_back(row);
+    if (l > worst) worst = l;
+    if (l != Level::kOk)
+      why += (why.empty() ? "" : "; ") + name + " " + Num(d.points) + " points, at least " + Num(d.judged()) +
+             " at 95 % confidence (" + LevelName(l) + ")";
+  };
   json worst_slice = nullptr;
   if (m.labels) {
-    add("accuracy_drop", 100 * (ref.teacher_accuracy - m.accuracy), p.accuracy_drop, "points",
-        {{"accuracy", m.accuracy}, {"teacher_accuracy", ref.teacher_accuracy}});
+    judged_add("accuracy_drop", drop(ref.teacher_accuracy, ref.samples, m.accuracy, m.samples), p.accuracy_drop,
+               {{"accuracy", m.accuracy}, {"teacher_accuracy", ref.teacher_accuracy}});
     int worst_class = -1;
-    double worst_drop = 0;
+    Drop worst_drop;
     for (size_t k = 0; k < m.per_class.size() && k < ref.teacher_per_class.size(); ++k) {
       if (std::isnan(m.per_class[k])) continue;  // no sample of this class in the new data
-      double d = 100 * (ref.teacher_per_class[k] - m.per_class[k]);
-      if (worst_class < 0 || d > worst_drop) worst_drop = d, worst_class = static_cast<int>(k);
+      Drop d = drop(ref.teacher_per_class[k], k < ref.seen.size() ? ref.seen[k] : 0, m.per_class[k],
+                    k < m.seen.size() ? m.seen[k] : 0);
+      // The worst slice: the most certain drop (its lower bound), then the largest.
+      if (worst_class < 0 || d.judged() > worst_drop.judged() ||
+          (d.judged() == worst_drop.judged() && d.points > worst_drop.points))
+        worst_drop = d, worst_class = static_cast<int>(k);
     }
     if (worst_class >= 0) {
       const std::string name = static_cast<size_t>(worst_class) < class_names.size() ? class_names[worst_class]
                                                                                        : "class " + std::to_string(worst_class);
-      worst_slice = {{"class", worst_class}, {"name", name}, {"drop_points", worst_drop},
-                     {"accuracy", m.per_class[worst_class]}, {"teacher_accuracy", ref.teacher_per_class[worst_class]}};
-      add("worst_class_drop", worst_drop, p.class_drop, "points", {{"class", worst_class}, {"name", name}});
+      worst_slice = {{"class", worst_class}, {"name", name}, {"drop_points", worst_drop.points},
+                     {"margin_95", worst_drop.margin}, {"accuracy", m.per_class[worst_class]},
+                     {"teacher_accuracy", ref.teacher_per_class[worst_class]},
+                     {"samples", static_cast<size_t>(worst_class) < m.seen.size() ? m.seen[worst_class] : 0}};
+      judged_add("worst_class_drop", worst_drop, p.class_drop, {{"class", worst_class}, {"name", name}});
     }
   }
   double psi_input = 0;
@@ -145,15 +179,20 @@ json Assess(const Measured& m, const Reference& ref, const TargetPolicy& p, cons
   if (!psi_feature.empty()) add("psi_input", psi_input, p.psi, "", {{"feature", psi_feature}, {"per_feature", features}});
   if (!m.predicted.empty() && !ref.predicted.empty())
     add("psi_predicted", PopulationStabilityIndex(ref.predicted, m.predicted), p.psi, "");
-  if (m.latency_p95_ms > 0) add("latency_p95_ms", m.latency_p95_ms, p.latency_p95_ms, "ms");
+  const json disturbed = m.bench_valid ? json::object() : json{{"note", "benchmark INVALID (disturbed by other load)"}};
+  if (m.latency_p95_ms > 0) add("latency_p95_ms", m.latency_p95_ms, p.latency_p95_ms, "ms", disturbed, m.bench_valid);
   if (ref.dense_model_bytes > 0) add("memory", m.model_bytes / ref.dense_model_bytes, p.memory, "fraction of dense",
                                      {{"model_bytes", m.model_bytes}, {"dense_model_bytes", ref.dense_model_bytes}});
-  if (m.throughput_sps > 0) add("throughput_sps", m.throughput_sps, p.throughput, "samples/s");
+  if (m.throughput_sps > 0) add("throughput_sps", m.throughput_sps, p.throughput, "samples/s", disturbed, m.bench_valid);
+  if (!m.bench_valid)
+    why += std::string(why.empty() ? "" : "; ") +
+           "latency and throughput not judged: the timing runs were disturbed by other load (INVALID); evaluate again on a quiet machine";
   if (worst_slice.is_object() && worst != Level::kOk)
     why += "; worst slice: " + worst_slice["name"].get<std::string>() + " (" + Num(worst_slice["drop_points"].get<double>()) +
            " points below the teacher)";
   return json{{"level", LevelName(worst)}, {"metrics", metrics}, {"worst_slice", worst_slice},
-              {"why", why.empty() ? "every metric within its ok band" : why}, {"samples", m.samples}, {"labels", m.labels}};
+              {"why", why.empty() ? "every metric within its ok band" : why}, {"samples", m.samples}, {"labels", m.labels},
+              {"bench_valid", m.bench_valid}};
 }
 
 }  // namespace prunelab::coordinator

@@ -51,12 +51,16 @@ struct Measured {
   bool labels = false;
   double accuracy = 0;
   std::vector<double> per_class;
+  std::vector<uint64_t> seen;                      // samples per class (empty: unknown)
   std::vector<uint64_t> predicted;                 // predicted-class counts
   std::vector<std::pair<std::string, std::vector<uint64_t>>> features;  // input feature -> bin counts
   double latency_p95_ms = 0;
   double throughput_sps = 0;
   double model_bytes = 0;
   uint64_t samples = 0;
+  // False when the timing runs were disturbed (INVALID): latency and throughput are then
+  // shown but not judged, and the evaluation says to time again on a quiet machine.
+  bool bench_valid = true;
 };
 
 // What it is compared with: recorded at release (the reference run), or the dense teacher
@@ -64,13 +68,18 @@ struct Measured {
 struct Reference {
   double teacher_accuracy = 0;
   std::vector<double> teacher_per_class;
+  uint64_t samples = 0;                 // what the teacher's figures were measured on (0: unknown)
+  std::vector<uint64_t> seen;           // per class
   std::vector<uint64_t> predicted;
   std::vector<std::pair<std::string, std::vector<uint64_t>>> features;
   double dense_model_bytes = 0;
 };
 
 // Every metric with its value, threshold and level; the worst slice (class) named; the
-// overall level (the worst); one line saying why.
+// overall level (the worst); one line saying why. Accuracy drops are judged on their lower
+// 95 % confidence bound (drop - 1.96 x the standard error of the two proportions) where the
+// sample counts are known: a class of 200 samples moves by +-7 points by chance alone, and
+// a level must not flip on that.
 nlohmann::json Assess(const Measured& m, const Reference& ref, const TargetPolicy& p,
                       const std::vector<std::string>& class_names);
 

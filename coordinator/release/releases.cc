@@ -511,7 +511,7 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::Handle(const ReleaseCommandMsg& m, c
       out.writes.push_back({PolicyKey(t), PolicyJson(p.value()).dump()});
       out.events.push_back("policy of " + t + " set by " + by + ": " + PolicyJson(p.value()).dump());
     }
-    out.reply_json = json{{"target", t}, {"policy", PolicyJson(p.value())}}.dump();
+    out.reply_json = json{{"target", t}, {"policy", PolicyJson(p.value())}, {"asked_by", by}}.dump();
     return out;
   }
   return Status::InvalidArgument("release command '" + a.substr(0, 32) +
@@ -570,6 +570,8 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::OnEvaluationResult(const Task& task,
     m.throughput_sps = r.throughput_sps;
     m.model_bytes = static_cast<double>(r.model_bytes);
     m.samples = ev.value("samples", uint64_t{0});
+    m.seen = ev.value("seen", std::vector<uint64_t>{});
+    m.bench_valid = r.bench_valid;
     const json dense = ev.value("dense", json());
     Reference ref;
     ref.dense_model_bytes = dense.is_object() ? dense.value("model_bytes", 0.0) : 0.0;
@@ -577,20 +579,26 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::OnEvaluationResult(const Task& task,
     if (reference) {
       ref.teacher_accuracy = dense.value("accuracy", 0.0);
       ref.teacher_per_class = dense.value("per_class_accuracy", std::vector<double>{});
+      ref.samples = m.samples;
+      ref.seen = m.seen;
       ref.predicted = m.predicted;
       ref.features = m.features;
       rel["reference"] = {{"state", "ready"}, {"evaluation", id}, {"bins", bins}, {"features", counts},
                           {"predicted", m.predicted}, {"teacher_accuracy", ref.teacher_accuracy},
                           {"teacher_per_class", ref.teacher_per_class}, {"accuracy", m.accuracy},
-                          {"per_class_accuracy", r.per_class_accuracy}, {"samples", m.samples}};
+                          {"per_class_accuracy", r.per_class_accuracy}, {"samples", m.samples}, {"seen", m.seen}};
     } else {
       const json& rr = rel["reference"];
-      if (dense.is_object()) {
+      if (dense.is_object()) {  // A/B: the teacher on the same samples
         ref.teacher_accuracy = dense.value("accuracy", 0.0);
         ref.teacher_per_class = dense.value("per_class_accuracy", std::vector<double>{});
+        ref.samples = m.samples;
+        ref.seen = m.seen;
       } else {
         ref.teacher_accuracy = rr.value("teacher_accuracy", 0.0);
         ref.teacher_per_class = rr.value("teacher_per_class", std::vector<double>{});
+        ref.samples = rr.value("samples", uint64_t{0});
+        ref.seen = rr.value("seen", std::vector<uint64_t>{});
       }
       ref.predicted = rr.value("predicted", std::vector<uint64_t>{});
       for (auto it = rr["features"].begin(); it != rr["features"].end(); ++it)

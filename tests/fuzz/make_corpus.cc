@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
       {"results", ResultsRequestMsg{"sw-0001"}},
       {"workers", WorkersRequestMsg{}},
       {"cancel", SweepControlMsg{"sw-0001", "cancel"}},
+      {"release", ReleaseCommandMsg{"release", "local", "sw-0001", "recommended", "note"}},
+      {"evaluate", ReleaseCommandMsg{"evaluate", "local", "", "", "", false, "", "", "", "/data/new", "npy"}},
+      {"policy", ReleaseCommandMsg{"policy", "local", "", "", "", false, "", "", "", "", "", false, "{\"psi\": [0.1, 0.2]}"}},
   };
   for (const auto& [name, m] : messages) Write(dir + "/decode/" + name, Encode(m));
   Write(dir + "/decode/ff_worker_id", Patched(RegisterMsg{"wQQ", "local", {}, 1, {}}, "wQQ", "w\xC3("));
@@ -95,6 +98,13 @@ int main(int argc, char** argv) {
   Write(dir + "/handle/roles_crossed", Frame(true, Encode(SubmitSweepMsg{spec, ""})) + Frame(false, Encode(reg)));
   Write(dir + "/handle/cancel", submit + Frame(false, Encode(SweepControlMsg{"sw-0001", "cancel"})) +
                                     Frame(false, Encode(ResultsRequestMsg{"sw-0001"})));
+  Write(dir + "/handle/releases",
+        conversation +
+            Frame(false, Encode(ReleaseCommandMsg{"release", "local", "sw-0001", "base", "", true, "fuzz"})) +
+            Frame(false, Encode(ReleaseCommandMsg{"policy", "local", "", "", "", false, "", "", "", "", "", false,
+                                                  "{\"on_critical\": \"rollback\"}"})) +
+            Frame(false, Encode(ReleaseCommandMsg{"evaluate", "local", "", "", "", false, "", "", "", "/d", "npy"})) +
+            Frame(false, Encode(ReleaseCommandMsg{"rollback", "local"})) + Frame(false, Encode(ReleaseCommandMsg{"releases"})));
   Write(dir + "/handle/user_model", Frame(false, Encode(SubmitSweepMsg{specs[7].second, "PK\x03\x04net"})) +
                                         Frame(true, Encode(RegisterMsg{"", "a", {}, 1, {}})));
   return 0;

@@ -487,6 +487,7 @@ class TorchExecutor final : public TrialExecutor {
     }
     out["features"] = fj;
 
+    std::vector<int64_t> seen;
     auto score = [&](torch::jit::Module& m, TrialResult* row, std::vector<int64_t>* predicted) {
       auto lock = Lock(ctx, false, "evaluate");
       auto t0 = std::chrono::steady_clock::now();
@@ -497,6 +498,7 @@ class TorchExecutor final : public TrialExecutor {
       for (size_t k = 0; k < ev.per_class.size(); ++k)
         row->per_class_accuracy.push_back(k < ev.seen.size() && ev.seen[k] > 0 ? ev.per_class[k] : -1.0);
       *predicted = ev.predicted;
+      seen = ev.seen;
       row->model_bytes = SaveToBytes(m).size();
       row->params = static_cast<uint64_t>(CountParameters(m));
     };
@@ -504,6 +506,7 @@ class TorchExecutor final : public TrialExecutor {
     std::vector<int64_t> predicted;
     score(variant.value(), r, &predicted);
     out["predicted"] = predicted;
+    out["seen"] = seen;
     r->artifact_hash = task.variant_artifact;
     PRUNELAB_RETURN_IF_ERROR(Time(task, ctx, variant.value(), nullptr, data, r));
     if (ec.compare_dense) {

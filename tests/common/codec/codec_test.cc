@@ -79,6 +79,9 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
       WorkersReplyMsg{{WorkerStatus{"w1", "local", {}, true, 12, "sw-1/t1", "benchmarking", 0.25}}},
       ErrorMsg{"bad_message", "why"},
       SweepControlMsg{"sw-1", "pause"},
+      ReleaseCommandMsg{"evaluate", "edge", "sw-1", "t003", "note", true, "why", "v2", "alice", "/data/new", "npy", true,
+                        "{\"psi\": [0.1, 0.2]}", 7, 500},
+      ReleaseReplyMsg{"{\"targets\": []}"},
   };
   for (const auto& m : msgs) {
     auto bytes = Encode(m);
@@ -98,6 +101,17 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
   EXPECT_EQ(task.dataset.std, (std::vector<double>{0.229, 0.224, 0.225}));
   EXPECT_EQ(task.dataset.class_names, t.dataset.class_names);
   EXPECT_EQ(task.trial.quantize, "int8");
+  // An evaluation task keeps what it measures besides the variant.
+  Task ev = t;
+  ev.kind = TaskKind::kEvaluateRelease;
+  ev.evaluation = EvaluationConfig{"v3", true, true, "{\"brightness_c0\": [0.1]}"};
+  auto ev_back = std::get<AssignMsg>(Decode(Encode(AssignMsg{ev})).value()).task;
+  EXPECT_EQ(ev_back.kind, TaskKind::kEvaluateRelease);
+  EXPECT_EQ(ev_back.evaluation.release, "v3");
+  EXPECT_TRUE(ev_back.evaluation.reference && ev_back.evaluation.compare_dense);
+  EXPECT_EQ(ev_back.evaluation.bins_json, ev.evaluation.bins_json);
+  auto rc = std::get<ReleaseCommandMsg>(Decode(Encode(ReleaseCommandMsg{"rollback", "edge", "", "", "", false, "", "v1"})).value());
+  EXPECT_EQ(rc.version, "v1");
   Task older = t;
   older.trial.quantize = "";  // a peer before sweep.quantize sends nothing: none
   EXPECT_EQ(std::get<AssignMsg>(Decode(Encode(AssignMsg{older})).value()).task.trial.quantize, "none");

@@ -110,6 +110,7 @@ class ReleaseTest : public ::testing::Test {
     r.per_class_accuracy = per_class;
     r.latency_p95_ms = 0.6;
     r.throughput_sps = 4000;
+    r.bench_valid = true;
     r.model_bytes = 300;
     json ev{{"release", t.evaluation.release}, {"reference", t.evaluation.reference}, {"labels", true}, {"samples", 1000},
             {"predicted", predicted}, {"features", {{"brightness_c0", {{"edges", {0.1, 0.2}}, {"counts", counts}}}}}};
@@ -328,6 +329,19 @@ TEST(AssessTest, LevelsFollowTheBandsAndPoliciesNameTheirFields) {
   EXPECT_DOUBLE_EQ(p->psi.warn, 0.2);
   EXPECT_EQ(p->on_critical, "resweep");
   EXPECT_DOUBLE_EQ(p->accuracy_drop.critical, 5) << "unset fields keep their defaults";
+  // Disturbed timing runs are shown, not judged: a p95 far over its budget stays out of the level.
+  TargetPolicy budget;
+  budget.latency_p95_ms = Band{1, 1.2};
+  Measured slow;
+  slow.latency_p95_ms = 50;
+  slow.throughput_sps = 10;
+  slow.bench_valid = false;
+  json a = Assess(slow, Reference{}, budget, {});
+  EXPECT_EQ(a["level"], "ok") << a.dump(2);
+  EXPECT_EQ(a["metrics"][0]["level"], "not judged");
+  EXPECT_NE(a["why"].get<std::string>().find("evaluate again on a quiet machine"), std::string::npos);
+  slow.bench_valid = true;
+  EXPECT_EQ(Assess(slow, Reference{}, budget, {})["level"], "critical");
   for (const char* bad : {R"({"psi": [0.4, 0.2]})", R"({"psi": 0.1})", R"({"throughput_sps": [500, 1000]})",
                           R"({"latency": [1, 2]})", R"({"memory": [-1, 2]})"}) {
     auto e = ParsePolicy(json::parse(bad));

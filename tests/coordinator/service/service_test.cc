@@ -145,6 +145,18 @@ TEST(ServiceTest, CurveAdmitsOnlyAllowListedKeysPerEndpoint) {
   auto sweeps = good_client.Call(StatusRequestMsg{""}, 5000);
   ASSERT_TRUE(sweeps.ok());
   EXPECT_TRUE(std::get<StatusReplyMsg>(sweeps.value()).sweeps.empty()) << "nothing was stored by the refused submit";
+
+  // Who acts on releases is the authenticated key, whatever the client claims.
+  ReleaseCommandMsg policy{"policy", "edge"};
+  policy.released_by = "mallory";
+  auto asked = good_client.Call(policy, 5000);
+  ASSERT_TRUE(asked.ok());
+  ASSERT_TRUE(std::holds_alternative<ReleaseReplyMsg>(asked.value()));
+  EXPECT_EQ(nlohmann::json::parse(std::get<ReleaseReplyMsg>(asked.value()).json)["asked_by"],
+            "curve:" + client_keys.public_key);
+  auto release_as_worker = good_worker.Call(policy, 5000);
+  ASSERT_TRUE(release_as_worker.ok());
+  EXPECT_EQ(std::get<ErrorMsg>(release_as_worker.value()).code, "wrong_endpoint");
 }
 
 // Refusals the ZAP handler never sees (a plain peer, a wrong server key) are counted and
