@@ -88,4 +88,17 @@ std::string ToValidUtf8(std::string_view s) {
   return out;
 }
 
+std::string PrometheusLabelValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace prunelab

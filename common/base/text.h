@@ -20,4 +20,7 @@ std::string Quoted(std::string_view s, size_t max_chars = 64);
 // holds (a worker's error message, say).
 std::string ToValidUtf8(std::string_view s);
 
+// A Prometheus label value escaped for the text exposition format (backslash, quote, newline).
+std::string PrometheusLabelValue(const std::string& v);
+
 }  // namespace prunelab

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <set>
@@ -497,7 +498,7 @@ pl::Status OnnxInto(const std::string& dir, const std::string& spec_yaml, json* 
   return pl::Status::Ok();
 }
 
-pl::StatusOr<json> AskRelease(pl::RpcClient& rpc, pl::ReleaseCommandMsg m);
+pl::StatusOr<json> RequestRelease(const Args& a, pl::ReleaseCommandMsg m);
 int ExportRelease(const Args& a);
 
 int CmdExport(const Args& a) {
@@ -563,12 +564,10 @@ int CmdExport(const Args& a) {
 // release.json (version, who, when, gates, changelog, reference).
 int ExportRelease(const Args& a) {
   if (!a.positional.empty()) return Fail("export --release takes no sweep id or trial (the release names them)");
-  pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   pl::ReleaseCommandMsg m;
   m.action = "releases";
   m.target = a.Get("--release");
-  auto h = AskRelease(rpc, m);
+  auto h = RequestRelease(a, m);
   if (!h.ok()) return Fail(h.status().ToString());
   json current;
   for (const auto& t : (*h)["targets"])
@@ -825,6 +824,21 @@ pl::StatusOr<json> AskRelease(pl::RpcClient& rpc, pl::ReleaseCommandMsg m) {
   return j;
 }
 
+// One request on its own connection (commands that do not wait for anything).
+pl::StatusOr<json> RequestRelease(const Args& a, pl::ReleaseCommandMsg m) {
+  pl::ZmqContext ctx;
+  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
+  return AskRelease(rpc, std::move(m));
+}
+
+// Prints a reply document as JSON (--json) or as `text` makes it.
+int Show(const Args& a, const pl::StatusOr<json>& r, const std::function<std::string(const json&)>& text) {
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
+  else std::printf("%s", text(r.value()).c_str());
+  return 0;
+}
+
 // Waits for a one-task evaluation job (ev-NNNNNN) to end, showing progress.
 pl::Status WaitForJob(pl::RpcClient& rpc, const std::string& id) {
   const bool tty = isatty(2);
@@ -896,32 +910,22 @@ int CmdRelease(const Args& a) {
 }
 
 int CmdReleases(const Args& a) {
-  pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   pl::ReleaseCommandMsg m;
   m.action = "releases";
   m.target = a.Get("--target");
-  auto r = AskRelease(rpc, m);
-  if (!r.ok()) return Fail(r.status().ToString());
-  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
-  else std::printf("%s", pc::FormatReleaseHistory(r.value()).c_str());
-  return 0;
+  return Show(a, RequestRelease(a, m), [](const json& r) { return pc::FormatReleaseHistory(r); });
 }
 
 int CmdRollback(const Args& a) {
-  pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   pl::ReleaseCommandMsg m;
   m.action = "rollback";
   m.target = a.Get("--target");
   m.version = a.Get("--to");
   m.reason = a.Get("--reason");
-  auto r = AskRelease(rpc, m);
-  if (!r.ok()) return Fail(r.status().ToString());
-  if (a.Has("--json")) std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
-  else std::printf("target %s rolled back from %s to %s (recorded as an event; nothing deleted)\n", m.target.c_str(),
-                   r->value("from", "").c_str(), r->value("to", "").c_str());
-  return 0;
+  return Show(a, RequestRelease(a, m), [&](const json& r) {
+    return "target " + m.target + " rolled back from " + r.value("from", "") + " to " + r.value("to", "") +
+           " (recorded as an event; nothing deleted)\n";
+  });
 }
 
 // The format of a dataset directory, from the files in it.
@@ -1022,21 +1026,15 @@ int CmdEvaluate(const Args& a) {
 }
 
 int CmdEvaluations(const Args& a) {
-  pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   pl::ReleaseCommandMsg m;
   m.action = "evaluations";
   m.target = a.Get("--target");
   if (a.Has("--limit")) m.limit = static_cast<uint32_t>(std::stoul(a.Get("--limit")));
-  auto r = AskRelease(rpc, m);
-  if (!r.ok()) return Fail(r.status().ToString());
-  if (a.Has("--json")) {
-    std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());
-    return 0;
-  }
-  if ((*r)["evaluations"].empty()) std::printf("no evaluations\n");
-  for (const auto& e : (*r)["evaluations"]) std::printf("%s\n", pc::FormatEvaluation(e).c_str());
-  return 0;
+  return Show(a, RequestRelease(a, m), [](const json& r) {
+    std::string text = r["evaluations"].empty() ? "no evaluations\n" : "";
+    for (const auto& e : r["evaluations"]) text += pc::FormatEvaluation(e) + "\n";
+    return text;
+  });
 }
 
 // "W,C" -> [W, C]; the policy's own check names the field on a bad value.
@@ -1054,8 +1052,6 @@ pl::StatusOr<json> Pair(const std::string& flag, const std::string& v) {
 }
 
 int CmdPolicy(const Args& a) {
-  pl::ZmqContext ctx;
-  pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   pl::ReleaseCommandMsg m;
   m.action = "policy";
   m.target = a.Get("--target");
@@ -1072,7 +1068,7 @@ int CmdPolicy(const Args& a) {
   if (a.Has("--gate-max-drop")) p["gate_max_accuracy_drop"] = std::stod(a.Get("--gate-max-drop"));
   if (a.Has("--gate-max-memory")) p["gate_max_memory_fraction"] = std::stod(a.Get("--gate-max-memory"));
   if (!p.empty()) m.policy_json = p.dump();
-  auto r = AskRelease(rpc, m);
+  auto r = RequestRelease(a, m);
   if (!r.ok()) return Fail(r.status().ToString());
   if (a.Has("--json")) {
     std::printf("%s\n", pl::DumpJson(r.value(), 2).c_str());

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/base/text.h"
 #include "common/codec/records.h"
 #include "common/spec/spec.h"
 #include "coordinator/http/dashboard_page.h"
@@ -25,15 +26,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-std::string Label(const std::string& v) {
-  std::string o;
-  for (char c : v) {
-    if (c == '\\' || c == '"') o += '\\';
-    if (c == '\n') { o += "\\n"; continue; }
-    o += c;
-  }
-  return o;
-}
+std::string Label(const std::string& v) { return PrometheusLabelValue(v); }
 
 // A histogram in Prometheus form, on coarse 1-2-5 bounds taken from the fine buckets.
 void Histogram(std::string& out, const std::string& name, const std::string& help, const LatencyHistogram* h) {

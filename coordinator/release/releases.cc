@@ -164,6 +164,20 @@ void EvaluationBenchmark(BenchmarkConfig* b) {
   b->sparse_forms = false;
 }
 
+// An evaluation task of target t from the release's template (its model, data
+// normalization and benchmark), run as job `job_id`.
+Task EvaluationTask(Task e, const std::string& t, const std::string& job_id, EvaluationConfig config) {
+  e.kind = TaskKind::kEvaluateRelease;
+  e.sweep_id = job_id;
+  e.task_id = "eval@" + t;
+  e.target = t;
+  e.attempt = 0;
+  e.depends_on.clear();
+  EvaluationBenchmark(&e.benchmark);
+  e.evaluation = std::move(config);
+  return e;
+}
+
 bool KnownGood(const json& rel) {
   return rel.contains("reference") && rel["reference"].value("state", "") == "ready" && rel.value("status", "") != "critical";
 }
@@ -213,16 +227,6 @@ StatusOr<uint64_t> LastKnownGood(Store& store, const std::string& t, uint64_t cu
     if (n < current && n > best && KnownGood(r)) best = n;
   }
   return best;
-}
-
-std::string LabelValue(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') { out += "\\n"; continue; }
-    out += c;
-  }
-  return out;
 }
 
 }  // namespace
@@ -356,16 +360,8 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::Handle(const ReleaseCommandMsg& m, c
                   {CurKey(t), Version(n)},
                   {EventKey(t, events.value() + 1), ev.dump()}};
     // The reference run: the release's own test data, variant and dense teacher, on the target.
-    Task e = tmpl;
-    e.kind = TaskKind::kEvaluateRelease;
-    e.sweep_id = next_job_id;
-    e.task_id = "eval@" + t;
-    e.target = t;
-    e.attempt = 0;
-    e.depends_on.clear();
-    EvaluationBenchmark(&e.benchmark);
-    e.evaluation = EvaluationConfig{Version(n), /*reference=*/true, /*compare_dense=*/true, ""};
-    out.evaluation = e;
+    out.evaluation = EvaluationTask(tmpl, t, next_job_id, EvaluationConfig{Version(n), /*reference=*/true,
+                                                                           /*compare_dense=*/true, ""});
     out.evaluation_name = "reference run of " + t + " " + Version(n);
     json erec{{"id", next_job_id}, {"target", t}, {"release", Version(n)}, {"reference", true}, {"state", "running"},
               {"data", doc["dataset"]}, {"started_at_ms", now}};
@@ -457,17 +453,8 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::Handle(const ReleaseCommandMsg& m, c
     e.dataset.name = m.data_format;
     e.dataset.path = m.data_path;
     e.dataset.test_subset = m.subset;
-    e.kind = TaskKind::kEvaluateRelease;
-    e.sweep_id = next_job_id;
-    e.task_id = "eval@" + t;
-    e.target = t;
-    e.attempt = 0;
-    e.depends_on.clear();
-    EvaluationBenchmark(&e.benchmark);
-    json bins = json::object();
-    for (auto it = rel["reference"]["bins"].begin(); it != rel["reference"]["bins"].end(); ++it) bins[it.key()] = it.value();
-    e.evaluation = EvaluationConfig{Version(cur.value()), false, m.compare_dense, bins.dump()};
-    out.evaluation = e;
+    const json bins = rel["reference"].value("bins", json::object());
+    out.evaluation = EvaluationTask(e, t, next_job_id, EvaluationConfig{Version(cur.value()), false, m.compare_dense, bins.dump()});
     out.evaluation_name = "evaluate " + t + " " + Version(cur.value()) + " on " + m.data_path;
     json erec{{"id", next_job_id}, {"target", t}, {"release", Version(cur.value())}, {"reference", false}, {"state", "running"},
               {"data", {{"name", m.data_format}, {"path", m.data_path}, {"subset", m.subset}}}, {"compare_dense", m.compare_dense},
@@ -691,12 +678,12 @@ std::string ReleaseBook::MetricsText(Store& store) {
   auto add = [&](const std::string& name, const std::string& labels, double v) {
     sections[name] += name + "{" + labels + "} " + Num(v, 9) + "\n";
   };
-  for (const auto& [t, n] : current) add("prunelab_release_current_version", "target=\"" + LabelValue(t) + "\"", static_cast<double>(n));
-  for (const auto& [t, c] : rollbacks) add("prunelab_release_rollbacks_total", "target=\"" + LabelValue(t) + "\"", static_cast<double>(c));
+  for (const auto& [t, n] : current) add("prunelab_release_current_version", "target=\"" + PrometheusLabelValue(t) + "\"", static_cast<double>(n));
+  for (const auto& [t, c] : rollbacks) add("prunelab_release_rollbacks_total", "target=\"" + PrometheusLabelValue(t) + "\"", static_cast<double>(c));
   for (const auto& rel : rels.value()) {
     const std::string t = rel.value("target", ""), v = rel.value("version", "");
     const bool is_current = current.count(t) && current[t] == rel.value("number", uint64_t{0});
-    const std::string labels = "target=\"" + LabelValue(t) + "\",release=\"" + LabelValue(v) + "\",current=\"" +
+    const std::string labels = "target=\"" + PrometheusLabelValue(t) + "\",release=\"" + PrometheusLabelValue(v) + "\",current=\"" +
                                (is_current ? "true" : "false") + "\"";
     const std::string last = rel.value("last_evaluation", "");
     if (last.empty()) continue;
@@ -712,7 +699,7 @@ std::string ReleaseBook::MetricsText(Store& store) {
       if (metric == "accuracy_drop") add("prunelab_evaluation_accuracy", labels, row.value("accuracy", 0.0));
       if (metric == "accuracy_drop") add("prunelab_evaluation_accuracy_drop_points", labels, val);
       if (metric == "worst_class_drop")
-        add("prunelab_evaluation_worst_class_drop_points", labels + ",class=\"" + LabelValue(row.value("name", "")) + "\"", val);
+        add("prunelab_evaluation_worst_class_drop_points", labels + ",class=\"" + PrometheusLabelValue(row.value("name", "")) + "\"", val);
       if (metric == "psi_input") add("prunelab_evaluation_psi", labels + ",kind=\"input\"", val);
       if (metric == "psi_predicted") add("prunelab_evaluation_psi", labels + ",kind=\"predicted\"", val);
       if (metric == "latency_p95_ms") add("prunelab_evaluation_latency_p95_seconds", labels, val / 1000);
