@@ -6,7 +6,8 @@
 # A coordinator and one worker run in the background (stopped at exit); data in DIR.
 # Usage: examples/release-loop/run.sh [DIR]   (default ./release-loop-data)
 # Environment: PRUNELAB_BIN (default build/bin), PRUNELAB_LOOP_SPEC (default sweep.yaml here),
-# PRUNELAB_LOOP_TEST_SUBSET (test samples of the evaluation data; default all 10k).
+# PRUNELAB_LOOP_TEST_SUBSET (test samples of the evaluation data; default all 10k),
+# PRUNELAB_LOOP_WORKER_ARGS (more prunelab-worker flags, e.g. --bench-retries 0).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -35,7 +36,7 @@ step "coordinator (dashboard http://127.0.0.1:$HPORT/) and one worker for target
   --client-endpoint "tcp://127.0.0.1:$CPORT" --http "127.0.0.1:$HPORT" > "$DIR/coordinator.log" 2>&1 &
 PIDS+=($!)
 "$BIN/prunelab-worker" --coordinator "tcp://127.0.0.1:$WPORT" --target local --threads "$(nproc)" \
-  --cache-dir "$DIR/cache" > "$DIR/worker.log" 2>&1 &
+  --cache-dir "$DIR/cache" ${PRUNELAB_LOOP_WORKER_ARGS:-} > "$DIR/worker.log" 2>&1 &
 PIDS+=($!)
 
 step "1. the sweep"
