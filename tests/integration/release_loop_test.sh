@@ -13,6 +13,8 @@ require_fashion
 # No latency budget here: tests run beside each other (ctest -j2), and a p95 gate would then
 # depend on the load (the example keeps it; a quiet machine is 8x under it).
 sed -e 's/train_subset: 20000/train_subset: 8000/' -e 's/test_subset: 0/test_subset: 2000/' -e 's/^  epochs: 3/  epochs: 2/' \
+  -e 's/min_queries: 500/min_queries: 200/' -e 's/min_duration_s: 0.5/min_duration_s: 0.2/' \
+  -e 's/offline_min_samples: 2048/offline_min_samples: 1024/' -e 's/offline_min_duration_s: 0.5/offline_min_duration_s: 0.2/' \
   -e '/^report:/,/latency_budget_ms/d' \
   "$SRC/examples/release-loop/sweep.yaml" >"$WORK/sweep.yaml"
 grep -q latency_budget "$WORK/sweep.yaml" && fail "the test spec kept the latency budget"
