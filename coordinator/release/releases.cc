@@ -240,269 +240,301 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::Handle(const ReleaseCommandMsg& m, c
   if (a != "releases" && a != "evaluations") PRUNELAB_RETURN_IF_ERROR(CheckTarget(m.target));
   if (!m.target.empty()) PRUNELAB_RETURN_IF_ERROR(CheckTarget(m.target));
   const std::string by = m.released_by.empty() ? "unknown" : m.released_by;
-  const std::string& t = m.target;
-  const int64_t now = clock_.NowMs();
-  Outcome out;
 
-  if (a == "release") {
-    if (m.sweep_id.empty() || m.trial.empty())
-      return Status::InvalidArgument("release needs a sweep id and a trial, e.g. prunelab release sw-0001 recommended --target " + t);
-    if (m.force && m.reason.empty()) return Status::InvalidArgument("--force needs --reason TEXT (it is recorded with the release)");
-    auto results = ReadResults(store_, m.sweep_id);
-    if (!results.ok()) return results.status();
-    auto spec_yaml = ReadSpecYaml(store_, m.sweep_id);
-    if (!spec_yaml.ok()) return spec_yaml.status();
-    auto spec = ParseSpec(spec_yaml.value());
-    if (!spec.ok()) return Status::InvalidArgument(m.sweep_id + " is not a sweep that can be released (" + spec.status().message() + ")");
-    auto options = OptionsFromSpec(spec->report);
-    if (!options.ok()) return options.status();
-    auto policy = PolicyOf(store_, t);
-    if (!policy.ok()) return policy.status();
-    if (policy->gate_max_accuracy_drop >= 0) options->gates.max_accuracy_drop = policy->gate_max_accuracy_drop;
-    if (policy->gate_max_memory_fraction >= 0) options->gates.max_memory_fraction = policy->gate_max_memory_fraction;
-    auto decisions = Decide(results.value(), options.value());
-    const TargetDecision* dec = nullptr;
-    std::string targets;
-    for (const auto& d : decisions) {
-      targets += (targets.empty() ? "" : ", ") + d.target;
-      if (d.target == t) dec = &d;
-    }
-    if (!dec) return Status::NotFound(m.sweep_id + " has no results on target '" + t + "' (its targets: " + targets + ")");
-    std::string id = m.trial;
-    if (id == "recommended") {
-      if (!dec->recommended)
-        return Status::InvalidArgument("no variant of " + m.sweep_id + " passes the gates on " + t +
-                                       ", so nothing is recommended; release one by name with --force --reason TEXT "
-                                       "(see prunelab pareto " + m.sweep_id + ")");
-      id = dec->recommended->task_id;
-    } else if (id == "base" || id == "dense") {
-      id = "base@" + t;
-    } else if (id.find('@') == std::string::npos) {
-      id += "@" + t;
-    }
-    const Verdict* verdict = nullptr;
-    for (const auto& v : dec->variants)
-      if (v.row->task_id == id) verdict = &v;
-    if (!verdict)
-      return Status::NotFound("no benchmarked result '" + id + "' of " + m.sweep_id + " on " + t +
-                              " (failed, unfinished, or an intermediate round; see prunelab results " + m.sweep_id + ")");
-    const TrialResult& row = *verdict->row;
-    json gates{{"pass", verdict->pass}, {"reasons", verdict->reasons},
-               {"accuracy_drop_points", verdict->accuracy_drop_pt}, {"memory_fraction", verdict->memory_fraction},
-               {"max_accuracy_drop", options->gates.max_accuracy_drop}, {"max_memory_fraction", options->gates.max_memory_fraction},
-               {"from", policy->gate_max_accuracy_drop >= 0 || policy->gate_max_memory_fraction >= 0 ? "target policy" : "sweep spec"}};
-    if (!verdict->pass && !m.force) {
-      std::string why;
-      for (const auto& r : verdict->reasons) why += "\n  - " + r;
-      return Status::InvalidArgument(id + " fails the release gates on " + t + ":" + why +
-                                     "\nrelease it anyway with --force --reason TEXT (recorded with the release)");
-    }
-    std::string dense_artifact;
-    for (const auto& r : results.value())
-      if (r.kind == TaskKind::kTrainBaseline && r.ok && !r.artifact_hash.empty()) dense_artifact = r.artifact_hash;
-    const std::string artifact = row.baseline ? dense_artifact : row.artifact_hash;
-    if (artifact.empty()) return Status::NotFound(id + " has no stored model to release");
-    auto rec = store_.Get(TaskKey(m.sweep_id, id));
-    if (!rec.ok()) return rec.status();
-    if (!rec.value()) return Status::NotFound("no task record of " + m.sweep_id + "/" + id);
-    auto task = DecodeTaskRecord(*rec.value());
-    if (!task.ok()) return task.status();
-    if (dense_artifact.empty()) dense_artifact = task->task.baseline_artifact;
-
-    auto cur = Current(store_, t);
-    if (!cur.ok()) return cur.status();
-    auto rels = ScanJson(store_, "rel/" + t + "/");
-    if (!rels.ok()) return rels.status();
-    const uint64_t n = rels->size() + 1;
-    json prev_row, against = "the dense baseline";
-    if (cur.value()) {
-      for (const auto& r : rels.value())
-        if (r.value("number", uint64_t{0}) == cur.value()) prev_row = r.value("row", json::object());
-      against = Version(cur.value());
-    } else if (dec->baseline) {
-      prev_row = RowSummary(*dec->baseline);
-    }
-    auto events = EventCount(store_, t);
-    if (!events.ok()) return events.status();
-    double p95_budget = 0;
-    if (auto it = options->gates.latency_budget_ms.find("latency_p95_ms"); it != options->gates.latency_budget_ms.end())
-      p95_budget = it->second;
-    json doc{{"target", t},
-             {"number", n},
-             {"version", Version(n)},
-             {"sweep", m.sweep_id},
-             {"sweep_name", spec->name},
-             {"trial", id},
-             {"artifact", artifact},
-             {"dense_artifact", dense_artifact},
-             {"model_artifact", task->task.model_artifact},
-             {"released_by", by},
-             {"released_at_ms", now},
-             {"note", m.note},
-             {"forced", m.force && !verdict->pass},
-             {"force_reason", m.force && !verdict->pass ? m.reason : ""},
-             {"gates", gates},
-             {"model_card", ModelCard(row, dec->baseline)},
-             {"changelog", Changelog(row, prev_row.is_object() ? prev_row : json::object(), against.get<std::string>())},
-             {"row", RowSummary(row)},
-             {"dense", dec->baseline ? RowSummary(*dec->baseline) : json::object()},
-             {"latency_budget_p95_ms", p95_budget},
-             {"dataset", {{"name", task->task.dataset.name}, {"path", task->task.dataset.path}}},
-             {"status", "pending reference"},
-             {"reference", {{"state", "pending"}, {"evaluation", next_job_id}}}};
-    json ev{{"action", "release"}, {"target", t}, {"to", Version(n)}, {"from", cur.value() ? Version(cur.value()) : ""},
-            {"by", by}, {"at_ms", now}, {"reason", m.force && !verdict->pass ? m.reason : m.note}, {"automatic", false}};
-    Task tmpl = task->task;
-    tmpl.variant_artifact = artifact;
-    tmpl.baseline_artifact = dense_artifact;
-    out.writes = {{RelKey(t, n), doc.dump()},
-                  {RelTaskKey(t, n), EncodeTaskRecord({tmpl, "template", "", 0, {}})},
-                  {CurKey(t), Version(n)},
-                  {EventKey(t, events.value() + 1), ev.dump()}};
-    // The reference run: the release's own test data, variant and dense teacher, on the target.
-    out.evaluation = EvaluationTask(tmpl, t, next_job_id, EvaluationConfig{Version(n), /*reference=*/true,
-                                                                           /*compare_dense=*/true, ""});
-    out.evaluation_name = "reference run of " + t + " " + Version(n);
-    json erec{{"id", next_job_id}, {"target", t}, {"release", Version(n)}, {"reference", true}, {"state", "running"},
-              {"data", doc["dataset"]}, {"started_at_ms", now}};
-    out.writes.push_back({EvalKey(t, next_job_id), erec.dump()});
-    out.events.push_back("release " + t + " " + Version(n) + ": " + m.sweep_id + " " + id + " by " + by +
-                         (doc["forced"].get<bool>() ? " (forced: " + m.reason + ")" : ""));
-    json reply = ReleaseSummary(doc, n);
-    reply["reference_evaluation"] = next_job_id;
-    out.reply_json = reply.dump();
-    return out;
-  }
-
-  if (a == "releases") {
-    auto h = HistoryJson(store_);
-    if (!h.ok()) return h.status();
-    auto j = ParseJson(h.value());
-    if (!j.ok()) return j.status();
-    if (!t.empty()) {
-      json only = json::array();
-      for (const auto& x : (*j)["targets"])
-        if (x.value("target", "") == t) only.push_back(x);
-      (*j)["targets"] = only;
-    }
-    out.reply_json = j->dump();
-    return out;
-  }
-
-  if (a == "rollback") {
-    auto cur = Current(store_, t);
-    if (!cur.ok()) return cur.status();
-    if (!cur.value()) return Status::NotFound("target '" + t + "' has no release to roll back");
-    uint64_t to = 0;
-    if (!m.version.empty()) {
-      auto n = ParseVersion(m.version);
-      if (!n) return Status::InvalidArgument("--to '" + m.version.substr(0, 32) + "': a release like v2");
-      auto doc = GetJson(store_, RelKey(t, *n));
-      if (!doc.ok()) return doc.status();
-      if (!doc.value()) return Status::NotFound("--to " + m.version + ": target " + t + " has no release " + Version(*n));
-      if (*n == cur.value()) return Status::InvalidArgument("--to " + Version(*n) + " is already the current release of " + t);
-      to = *n;
-    } else {
-      auto good = LastKnownGood(store_, t, cur.value());
-      if (!good.ok()) return good.status();
-      if (!good.value())
-        return Status::NotFound("target " + t + " has no known-good release before " + Version(cur.value()) +
-                                " (known-good: reference run done and no critical evaluation); name one with --to vN");
-      to = good.value();
-    }
-    auto events = EventCount(store_, t);
-    if (!events.ok()) return events.status();
-    RollbackWrites(t, cur.value(), to, by, m.reason.empty() ? m.note : m.reason, false, now, events.value() + 1, &out.writes);
-    out.events.push_back("rollback " + t + " " + Version(cur.value()) + " -> " + Version(to) + " by " + by);
-    out.reply_json = json{{"target", t}, {"from", Version(cur.value())}, {"to", Version(to)}, {"by", by}}.dump();
-    return out;
-  }
-
-  if (a == "evaluate") {
-    auto cur = Current(store_, t);
-    if (!cur.ok()) return cur.status();
-    if (!cur.value())
-      return Status::NotFound("target '" + t + "' has no release; release one first: prunelab release SWEEP TRIAL --target " + t);
-    auto doc = GetJson(store_, RelKey(t, cur.value()));
-    if (!doc.ok()) return doc.status();
-    if (!doc.value()) return Status::Corruption("release " + Version(cur.value()) + " of " + t + " is missing");
-    const json& rel = *doc.value();
-    const std::string ref_state = rel["reference"].value("state", "");
-    if (ref_state != "ready")
-      return Status::InvalidArgument(
-          "the reference run (" + rel["reference"].value("evaluation", "") + ") of " + t + " " + Version(cur.value()) + " is " +
-          ref_state + (ref_state == "failed" ? ": " + rel["reference"].value("error", "") + "; release it again"
-                                             : "; it runs on a worker of target " + t +
-                                                   " (start one if none is up) and sets the bins drift is measured with"));
-    if (m.data_format != "npy" && m.data_format != "fashion-mnist" && m.data_format != "folder")
-      return Status::InvalidArgument("--format '" + m.data_format.substr(0, 32) + "': allowed values are npy, fashion-mnist, folder");
-    if (m.data_path.empty() || m.data_path[0] != '/' || m.data_path.size() > 4096 || !IsValidUtf8(m.data_path) ||
-        m.data_path.find('\n') != std::string::npos)
-      return Status::InvalidArgument("--data: an absolute path (up to 4096 bytes) that the target's workers can read");
-    auto rec = store_.Get(RelTaskKey(t, cur.value()));
-    if (!rec.ok()) return rec.status();
-    if (!rec.value()) return Status::Corruption("the evaluation template of " + t + " " + Version(cur.value()) + " is missing");
-    auto tmpl = DecodeTaskRecord(*rec.value());
-    if (!tmpl.ok()) return tmpl.status();
-    Task e = tmpl->task;
-    // Other files in the model's format: normalized as the model was trained.
-    if (e.dataset.name != "npy" && e.dataset.name != "folder" && m.data_format != "fashion-mnist" && e.dataset.mean.empty()) {
-      e.dataset.mean = {kFashionMnistMean};
-      e.dataset.std = {kFashionMnistStd};
-    }
-    e.dataset.name = m.data_format;
-    e.dataset.path = m.data_path;
-    e.dataset.test_subset = m.subset;
-    const json bins = rel["reference"].value("bins", json::object());
-    out.evaluation = EvaluationTask(e, t, next_job_id, EvaluationConfig{Version(cur.value()), false, m.compare_dense, bins.dump()});
-    out.evaluation_name = "evaluate " + t + " " + Version(cur.value()) + " on " + m.data_path;
-    json erec{{"id", next_job_id}, {"target", t}, {"release", Version(cur.value())}, {"reference", false}, {"state", "running"},
-              {"data", {{"name", m.data_format}, {"path", m.data_path}, {"subset", m.subset}}}, {"compare_dense", m.compare_dense},
-              {"started_at_ms", now}, {"by", by}};
-    out.writes.push_back({EvalKey(t, next_job_id), erec.dump()});
-    out.events.push_back("evaluation " + next_job_id + " of " + t + " " + Version(cur.value()) + " on " + m.data_path + " queued");
-    out.reply_json = erec.dump();
-    return out;
-  }
-
-  if (a == "evaluations") {
-    auto evs = ScanJson(store_, t.empty() ? "releval/" : "releval/" + t + "/");
-    if (!evs.ok()) return evs.status();
-    std::vector<json>& v = evs.value();
-    std::sort(v.begin(), v.end(), [](const json& x, const json& y) { return x.value("id", "") > y.value("id", ""); });
-    const size_t limit = m.limit ? m.limit : 20;
-    if (v.size() > limit) v.resize(limit);
-    // A job that failed without a result from the worker (gave up after retries, cancelled).
-    for (auto& e : v)
-      if (e.value("state", "") == "running") {
-        auto r = store_.Get(ResultKey(e.value("id", ""), "eval@" + e.value("target", "")));
-        if (r.ok() && r.value()) {
-          auto row = DecodeResultRecord(*r.value());
-          if (row.ok() && !row->ok) e["state"] = "failed", e["error"] = row->error;
-        }
-      }
-    out.reply_json = json{{"evaluations", v}}.dump();
-    return out;
-  }
-
-  if (a == "policy") {
-    auto p = PolicyOf(store_, t);
-    if (!p.ok()) return p.status();
-    if (!m.policy_json.empty()) {
-      if (m.policy_json.size() > kMaxPolicyBytes) return Status::InvalidArgument("policy: at most 16 KiB");
-      auto j = ParseJson(m.policy_json);
-      if (!j.ok()) return Status::InvalidArgument("policy: not valid JSON");
-      auto np = ParsePolicy(j.value(), p.value());
-      if (!np.ok()) return np.status();
-      p = std::move(np);
-      out.writes.push_back({PolicyKey(t), PolicyJson(p.value()).dump()});
-      out.events.push_back("policy of " + t + " set by " + by + ": " + PolicyJson(p.value()).dump());
-    }
-    out.reply_json = json{{"target", t}, {"policy", PolicyJson(p.value())}, {"asked_by", by}}.dump();
-    return out;
-  }
+  const Command c{m, by, clock_.NowMs(), next_job_id};
+  if (a == "release") return Release(c);
+  if (a == "releases") return Releases(c);
+  if (a == "rollback") return Rollback(c);
+  if (a == "evaluate") return Evaluate(c);
+  if (a == "evaluations") return Evaluations(c);
+  if (a == "policy") return Policy(c);
   return Status::InvalidArgument("release command '" + a.substr(0, 32) +
                                  "': allowed values are release, releases, rollback, evaluate, evaluations, policy");
+}
+
+StatusOr<ReleaseBook::Outcome> ReleaseBook::Release(const Command& c) {
+  const ReleaseCommandMsg& m = c.m;
+  const std::string& t = m.target;
+  const std::string& by = c.by;
+  const int64_t now = c.now_ms;
+  const std::string& next_job_id = c.next_job_id;
+  Outcome out;
+  if (m.sweep_id.empty() || m.trial.empty())
+    return Status::InvalidArgument("release needs a sweep id and a trial, e.g. prunelab release sw-0001 recommended --target " + t);
+  if (m.force && m.reason.empty()) return Status::InvalidArgument("--force needs --reason TEXT (it is recorded with the release)");
+  auto results = ReadResults(store_, m.sweep_id);
+  if (!results.ok()) return results.status();
+  auto spec_yaml = ReadSpecYaml(store_, m.sweep_id);
+  if (!spec_yaml.ok()) return spec_yaml.status();
+  auto spec = ParseSpec(spec_yaml.value());
+  if (!spec.ok()) return Status::InvalidArgument(m.sweep_id + " is not a sweep that can be released (" + spec.status().message() + ")");
+  auto options = OptionsFromSpec(spec->report);
+  if (!options.ok()) return options.status();
+  auto policy = PolicyOf(store_, t);
+  if (!policy.ok()) return policy.status();
+  if (policy->gate_max_accuracy_drop >= 0) options->gates.max_accuracy_drop = policy->gate_max_accuracy_drop;
+  if (policy->gate_max_memory_fraction >= 0) options->gates.max_memory_fraction = policy->gate_max_memory_fraction;
+  auto decisions = Decide(results.value(), options.value());
+  const TargetDecision* dec = nullptr;
+  std::string targets;
+  for (const auto& d : decisions) {
+    targets += (targets.empty() ? "" : ", ") + d.target;
+    if (d.target == t) dec = &d;
+  }
+  if (!dec) return Status::NotFound(m.sweep_id + " has no results on target '" + t + "' (its targets: " + targets + ")");
+  std::string id = m.trial;
+  if (id == "recommended") {
+    if (!dec->recommended)
+      return Status::InvalidArgument("no variant of " + m.sweep_id + " passes the gates on " + t +
+                                     ", so nothing is recommended; release one by name with --force --reason TEXT "
+                                     "(see prunelab pareto " + m.sweep_id + ")");
+    id = dec->recommended->task_id;
+  } else if (id == "base" || id == "dense") {
+    id = "base@" + t;
+  } else if (id.find('@') == std::string::npos) {
+    id += "@" + t;
+  }
+  const Verdict* verdict = nullptr;
+  for (const auto& v : dec->variants)
+    if (v.row->task_id == id) verdict = &v;
+  if (!verdict)
+    return Status::NotFound("no benchmarked result '" + id + "' of " + m.sweep_id + " on " + t +
+                            " (failed, unfinished, or an intermediate round; see prunelab results " + m.sweep_id + ")");
+  const TrialResult& row = *verdict->row;
+  json gates{{"pass", verdict->pass}, {"reasons", verdict->reasons},
+             {"accuracy_drop_points", verdict->accuracy_drop_pt}, {"memory_fraction", verdict->memory_fraction},
+             {"max_accuracy_drop", options->gates.max_accuracy_drop}, {"max_memory_fraction", options->gates.max_memory_fraction},
+             {"from", policy->gate_max_accuracy_drop >= 0 || policy->gate_max_memory_fraction >= 0 ? "target policy" : "sweep spec"}};
+  if (!verdict->pass && !m.force) {
+    std::string why;
+    for (const auto& r : verdict->reasons) why += "\n  - " + r;
+    return Status::InvalidArgument(id + " fails the release gates on " + t + ":" + why +
+                                   "\nrelease it anyway with --force --reason TEXT (recorded with the release)");
+  }
+  std::string dense_artifact;
+  for (const auto& r : results.value())
+    if (r.kind == TaskKind::kTrainBaseline && r.ok && !r.artifact_hash.empty()) dense_artifact = r.artifact_hash;
+  const std::string artifact = row.baseline ? dense_artifact : row.artifact_hash;
+  if (artifact.empty()) return Status::NotFound(id + " has no stored model to release");
+  auto rec = store_.Get(TaskKey(m.sweep_id, id));
+  if (!rec.ok()) return rec.status();
+  if (!rec.value()) return Status::NotFound("no task record of " + m.sweep_id + "/" + id);
+  auto task = DecodeTaskRecord(*rec.value());
+  if (!task.ok()) return task.status();
+  if (dense_artifact.empty()) dense_artifact = task->task.baseline_artifact;
+
+  auto cur = Current(store_, t);
+  if (!cur.ok()) return cur.status();
+  auto rels = ScanJson(store_, "rel/" + t + "/");
+  if (!rels.ok()) return rels.status();
+  const uint64_t n = rels->size() + 1;
+  json prev_row, against = "the dense baseline";
+  if (cur.value()) {
+    for (const auto& r : rels.value())
+      if (r.value("number", uint64_t{0}) == cur.value()) prev_row = r.value("row", json::object());
+    against = Version(cur.value());
+  } else if (dec->baseline) {
+    prev_row = RowSummary(*dec->baseline);
+  }
+  auto events = EventCount(store_, t);
+  if (!events.ok()) return events.status();
+  double p95_budget = 0;
+  if (auto it = options->gates.latency_budget_ms.find("latency_p95_ms"); it != options->gates.latency_budget_ms.end())
+    p95_budget = it->second;
+  json doc{{"target", t},
+           {"number", n},
+           {"version", Version(n)},
+           {"sweep", m.sweep_id},
+           {"sweep_name", spec->name},
+           {"trial", id},
+           {"artifact", artifact},
+           {"dense_artifact", dense_artifact},
+           {"model_artifact", task->task.model_artifact},
+           {"released_by", by},
+           {"released_at_ms", now},
+           {"note", m.note},
+           {"forced", m.force && !verdict->pass},
+           {"force_reason", m.force && !verdict->pass ? m.reason : ""},
+           {"gates", gates},
+           {"model_card", ModelCard(row, dec->baseline)},
+           {"changelog", Changelog(row, prev_row.is_object() ? prev_row : json::object(), against.get<std::string>())},
+           {"row", RowSummary(row)},
+           {"dense", dec->baseline ? RowSummary(*dec->baseline) : json::object()},
+           {"latency_budget_p95_ms", p95_budget},
+           {"dataset", {{"name", task->task.dataset.name}, {"path", task->task.dataset.path}}},
+           {"status", "pending reference"},
+           {"reference", {{"state", "pending"}, {"evaluation", next_job_id}}}};
+  json ev{{"action", "release"}, {"target", t}, {"to", Version(n)}, {"from", cur.value() ? Version(cur.value()) : ""},
+          {"by", by}, {"at_ms", now}, {"reason", m.force && !verdict->pass ? m.reason : m.note}, {"automatic", false}};
+  Task tmpl = task->task;
+  tmpl.variant_artifact = artifact;
+  tmpl.baseline_artifact = dense_artifact;
+  out.writes = {{RelKey(t, n), doc.dump()},
+                {RelTaskKey(t, n), EncodeTaskRecord({tmpl, "template", "", 0, {}})},
+                {CurKey(t), Version(n)},
+                {EventKey(t, events.value() + 1), ev.dump()}};
+  // The reference run: the release's own test data, variant and dense teacher, on the target.
+  out.evaluation = EvaluationTask(tmpl, t, next_job_id, EvaluationConfig{Version(n), /*reference=*/true,
+                                                                         /*compare_dense=*/true, ""});
+  out.evaluation_name = "reference run of " + t + " " + Version(n);
+  json erec{{"id", next_job_id}, {"target", t}, {"release", Version(n)}, {"reference", true}, {"state", "running"},
+            {"data", doc["dataset"]}, {"started_at_ms", now}};
+  out.writes.push_back({EvalKey(t, next_job_id), erec.dump()});
+  out.events.push_back("release " + t + " " + Version(n) + ": " + m.sweep_id + " " + id + " by " + by +
+                       (doc["forced"].get<bool>() ? " (forced: " + m.reason + ")" : ""));
+  json reply = ReleaseSummary(doc, n);
+  reply["reference_evaluation"] = next_job_id;
+  out.reply_json = reply.dump();
+  return out;
+}
+
+StatusOr<ReleaseBook::Outcome> ReleaseBook::Releases(const Command& c) {
+  const ReleaseCommandMsg& m = c.m;
+  const std::string& t = m.target;
+  Outcome out;
+  auto h = HistoryJson(store_);
+  if (!h.ok()) return h.status();
+  auto j = ParseJson(h.value());
+  if (!j.ok()) return j.status();
+  if (!t.empty()) {
+    json only = json::array();
+    for (const auto& x : (*j)["targets"])
+      if (x.value("target", "") == t) only.push_back(x);
+    (*j)["targets"] = only;
+  }
+  out.reply_json = j->dump();
+  return out;
+}
+
+StatusOr<ReleaseBook::Outcome> ReleaseBook::Rollback(const Command& c) {
+  const ReleaseCommandMsg& m = c.m;
+  const std::string& t = m.target;
+  const std::string& by = c.by;
+  const int64_t now = c.now_ms;
+  Outcome out;
+  auto cur = Current(store_, t);
+  if (!cur.ok()) return cur.status();
+  if (!cur.value()) return Status::NotFound("target '" + t + "' has no release to roll back");
+  uint64_t to = 0;
+  if (!m.version.empty()) {
+    auto n = ParseVersion(m.version);
+    if (!n) return Status::InvalidArgument("--to '" + m.version.substr(0, 32) + "': a release like v2");
+    auto doc = GetJson(store_, RelKey(t, *n));
+    if (!doc.ok()) return doc.status();
+    if (!doc.value()) return Status::NotFound("--to " + m.version + ": target " + t + " has no release " + Version(*n));
+    if (*n == cur.value()) return Status::InvalidArgument("--to " + Version(*n) + " is already the current release of " + t);
+    to = *n;
+  } else {
+    auto good = LastKnownGood(store_, t, cur.value());
+    if (!good.ok()) return good.status();
+    if (!good.value())
+      return Status::NotFound("target " + t + " has no known-good release before " + Version(cur.value()) +
+                              " (known-good: reference run done and no critical evaluation); name one with --to vN");
+    to = good.value();
+  }
+  auto events = EventCount(store_, t);
+  if (!events.ok()) return events.status();
+  RollbackWrites(t, cur.value(), to, by, m.reason.empty() ? m.note : m.reason, false, now, events.value() + 1, &out.writes);
+  out.events.push_back("rollback " + t + " " + Version(cur.value()) + " -> " + Version(to) + " by " + by);
+  out.reply_json = json{{"target", t}, {"from", Version(cur.value())}, {"to", Version(to)}, {"by", by}}.dump();
+  return out;
+}
+
+StatusOr<ReleaseBook::Outcome> ReleaseBook::Evaluate(const Command& c) {
+  const ReleaseCommandMsg& m = c.m;
+  const std::string& t = m.target;
+  const std::string& by = c.by;
+  const int64_t now = c.now_ms;
+  const std::string& next_job_id = c.next_job_id;
+  Outcome out;
+  auto cur = Current(store_, t);
+  if (!cur.ok()) return cur.status();
+  if (!cur.value())
+    return Status::NotFound("target '" + t + "' has no release; release one first: prunelab release SWEEP TRIAL --target " + t);
+  auto doc = GetJson(store_, RelKey(t, cur.value()));
+  if (!doc.ok()) return doc.status();
+  if (!doc.value()) return Status::Corruption("release " + Version(cur.value()) + " of " + t + " is missing");
+  const json& rel = *doc.value();
+  const std::string ref_state = rel["reference"].value("state", "");
+  if (ref_state != "ready")
+    return Status::InvalidArgument(
+        "the reference run (" + rel["reference"].value("evaluation", "") + ") of " + t + " " + Version(cur.value()) + " is " +
+        ref_state + (ref_state == "failed" ? ": " + rel["reference"].value("error", "") + "; release it again"
+                                           : "; it runs on a worker of target " + t +
+                                                 " (start one if none is up) and sets the bins drift is measured with"));
+  if (m.data_format != "npy" && m.data_format != "fashion-mnist" && m.data_format != "folder")
+    return Status::InvalidArgument("--format '" + m.data_format.substr(0, 32) + "': allowed values are npy, fashion-mnist, folder");
+  if (m.data_path.empty() || m.data_path[0] != '/' || m.data_path.size() > 4096 || !IsValidUtf8(m.data_path) ||
+      m.data_path.find('\n') != std::string::npos)
+    return Status::InvalidArgument("--data: an absolute path (up to 4096 bytes) that the target's workers can read");
+  auto rec = store_.Get(RelTaskKey(t, cur.value()));
+  if (!rec.ok()) return rec.status();
+  if (!rec.value()) return Status::Corruption("the evaluation template of " + t + " " + Version(cur.value()) + " is missing");
+  auto tmpl = DecodeTaskRecord(*rec.value());
+  if (!tmpl.ok()) return tmpl.status();
+  Task e = tmpl->task;
+  // Other files in the model's format: normalized as the model was trained.
+  if (e.dataset.name != "npy" && e.dataset.name != "folder" && m.data_format != "fashion-mnist" && e.dataset.mean.empty()) {
+    e.dataset.mean = {kFashionMnistMean};
+    e.dataset.std = {kFashionMnistStd};
+  }
+  e.dataset.name = m.data_format;
+  e.dataset.path = m.data_path;
+  e.dataset.test_subset = m.subset;
+  const json bins = rel["reference"].value("bins", json::object());
+  out.evaluation = EvaluationTask(e, t, next_job_id, EvaluationConfig{Version(cur.value()), false, m.compare_dense, bins.dump()});
+  out.evaluation_name = "evaluate " + t + " " + Version(cur.value()) + " on " + m.data_path;
+  json erec{{"id", next_job_id}, {"target", t}, {"release", Version(cur.value())}, {"reference", false}, {"state", "running"},
+            {"data", {{"name", m.data_format}, {"path", m.data_path}, {"subset", m.subset}}}, {"compare_dense", m.compare_dense},
+            {"started_at_ms", now}, {"by", by}};
+  out.writes.push_back({EvalKey(t, next_job_id), erec.dump()});
+  out.events.push_back("evaluation " + next_job_id + " of " + t + " " + Version(cur.value()) + " on " + m.data_path + " queued");
+  out.reply_json = erec.dump();
+  return out;
+}
+
+StatusOr<ReleaseBook::Outcome> ReleaseBook::Evaluations(const Command& c) {
+  const ReleaseCommandMsg& m = c.m;
+  const std::string& t = m.target;
+  Outcome out;
+  auto evs = ScanJson(store_, t.empty() ? "releval/" : "releval/" + t + "/");
+  if (!evs.ok()) return evs.status();
+  std::vector<json>& v = evs.value();
+  std::sort(v.begin(), v.end(), [](const json& x, const json& y) { return x.value("id", "") > y.value("id", ""); });
+  const size_t limit = m.limit ? m.limit : 20;
+  if (v.size() > limit) v.resize(limit);
+  // A job that failed without a result from the worker (gave up after retries, cancelled).
+  for (auto& e : v)
+    if (e.value("state", "") == "running") {
+      auto r = store_.Get(ResultKey(e.value("id", ""), "eval@" + e.value("target", "")));
+      if (r.ok() && r.value()) {
+        auto row = DecodeResultRecord(*r.value());
+        if (row.ok() && !row->ok) e["state"] = "failed", e["error"] = row->error;
+      }
+    }
+  out.reply_json = json{{"evaluations", v}}.dump();
+  return out;
+}
+
+StatusOr<ReleaseBook::Outcome> ReleaseBook::Policy(const Command& c) {
+  const ReleaseCommandMsg& m = c.m;
+  const std::string& t = m.target;
+  const std::string& by = c.by;
+  Outcome out;
+  auto p = PolicyOf(store_, t);
+  if (!p.ok()) return p.status();
+  if (!m.policy_json.empty()) {
+    if (m.policy_json.size() > kMaxPolicyBytes) return Status::InvalidArgument("policy: at most 16 KiB");
+    auto j = ParseJson(m.policy_json);
+    if (!j.ok()) return Status::InvalidArgument("policy: not valid JSON");
+    auto np = ParsePolicy(j.value(), p.value());
+    if (!np.ok()) return np.status();
+    p = std::move(np);
+    out.writes.push_back({PolicyKey(t), PolicyJson(p.value()).dump()});
+    out.events.push_back("policy of " + t + " set by " + by + ": " + PolicyJson(p.value()).dump());
+  }
+  out.reply_json = json{{"target", t}, {"policy", PolicyJson(p.value())}, {"asked_by", by}}.dump();
+  return out;
 }
 
 StatusOr<ReleaseBook::Outcome> ReleaseBook::OnEvaluationResult(const Task& task, const TrialResult& r) {

@@ -61,6 +61,21 @@ class ReleaseBook {
   static StatusOr<std::string> HistoryJson(Store& store);
 
  private:
+  // One command with what every action needs: who asks (as the service established it), when,
+  // and the id an evaluation job it starts would get.
+  struct Command {
+    const ReleaseCommandMsg& m;
+    std::string by;
+    int64_t now_ms;
+    std::string next_job_id;
+  };
+  StatusOr<Outcome> Release(const Command& c);
+  StatusOr<Outcome> Releases(const Command& c);
+  StatusOr<Outcome> Rollback(const Command& c);
+  StatusOr<Outcome> Evaluate(const Command& c);
+  StatusOr<Outcome> Evaluations(const Command& c);
+  StatusOr<Outcome> Policy(const Command& c);
+
   Store& store_;
   const Clock& clock_;
 };

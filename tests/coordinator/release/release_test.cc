@@ -38,7 +38,7 @@ class ReleaseTest : public ::testing::Test {
   void Restart() {
     core_ = std::make_unique<Coordinator>(*store_, clock_);
     ASSERT_TRUE(core_->Recover().ok());
-    worker_ = std::get<RegisterReplyMsg>(*core_->Handle(RegisterMsg{"", "edge", {}})).worker_id;
+    worker_ = std::get<RegisterReplyMsg>(*core_->Handle(RegisterMsg{"", "edge", {}, 1, {}})).worker_id;
   }
 
   std::optional<Task> Pull() {
