@@ -44,7 +44,7 @@ async function refresh(){
       const pct=s.trials?Math.round(100*(s.done+s.failed)/s.trials):0;
       html+='<div class="sweep" data-sweep="'+esc(s.id)+'"><b>'+esc(s.id)+'</b> '+esc(s.name)+' &mdash; <span class="state">'+esc(s.state)+'</span> <span class="bar"><i style="width:'+pct+'%"></i></span> '+
         (s.done+s.failed)+'/'+s.trials+' results ('+s.failed+' failed, '+s.running+' running) <span class="muted">'+esc(s.note||'')+'</span>';
-      try{
+      if(!s.id.startsWith('ev-')) try{  // ev-: an evaluation of a release (see Releases below)
         const d=await (await fetch('/api/sweeps/'+encodeURIComponent(s.id)+'/decisions')).json();
         for(const t of d.targets){
           html+='<div class="target" data-target="'+esc(t.target)+'"><b>target '+esc(t.target)+'</b>: '+

@@ -187,7 +187,10 @@ json Assess(const Measured& m, const Reference& ref, const TargetPolicy& p, cons
   if (!m.bench_valid)
     why += std::string(why.empty() ? "" : "; ") +
            "latency and throughput not judged: the timing runs were disturbed by other load (INVALID); evaluate again on a quiet machine";
-  if (worst_slice.is_object() && worst != Level::kOk)
+  // The slice is named in the reason when its own drop is what raised a level.
+  bool slice_raised = false;
+  for (const auto& row : metrics) slice_raised |= row["metric"] == "worst_class_drop" && row["level"] != "ok";
+  if (worst_slice.is_object() && slice_raised)
     why += "; worst slice: " + worst_slice["name"].get<std::string>() + " (" + Num(worst_slice["drop_points"].get<double>()) +
            " points below the teacher)";
   return json{{"level", LevelName(worst)}, {"metrics", metrics}, {"worst_slice", worst_slice},

@@ -775,6 +775,9 @@ TEST_F(MultiProcessTest, DashboardInHeadlessChromiumShowsTheSweepAndItsFront) {
   ASSERT_EQ(sub.code, 0) << sub.out;
   std::string id = sub.out.substr(0, sub.out.find('\n'));
   ASSERT_EQ(Shell(Cli("status " + id + " --wait --coordinator " + client_)).code, 0);
+  // A release with its reference run, for the dashboard's release history.
+  auto released = Shell(Cli("release " + id + " base --target local --force --reason dashboard-test --wait --coordinator " + client_));
+  ASSERT_EQ(released.code, 0) << released.out;
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the next snapshot for the HTTP side
   const std::string url = "http://127.0.0.1:" + std::to_string(http_port) + "/";
   const std::string chromium = "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking "
@@ -793,6 +796,9 @@ TEST_F(MultiProcessTest, DashboardInHeadlessChromiumShowsTheSweepAndItsFront) {
               dom.out.find("no variant passes every gate") != std::string::npos)
       << dom.out;
   EXPECT_NE(dom.out.find("class=\"worker\""), std::string::npos) << "the worker is listed";
+  EXPECT_NE(dom.out.find("class=\"sweep release-target\" data-target=\"local\""), std::string::npos) << dom.out;
+  EXPECT_NE(dom.out.find("<b class=\"current\">v1</b>"), std::string::npos) << "the target's current release";
+  EXPECT_NE(dom.out.find("forced: dashboard-test"), std::string::npos) << "the release history says it was forced and why";
   const std::string shots = std::string(PRUNELAB_BIN_DIR) + "/../test-artifacts";
   std::filesystem::create_directories(shots);
   auto shot = Shell(chromium + "--window-size=1200,900 --screenshot=" + shots + "/dashboard.png " + url);
