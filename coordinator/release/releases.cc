@@ -570,8 +570,14 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::OnEvaluationResult(const Task& task,
     return out;
   }
   auto tj = ParseJson(r.trial_json.empty() ? "{}" : r.trial_json);
-  if (!tj.ok() || !tj->contains("evaluation") || !(*tj)["evaluation"].is_object())
-    return Status::InvalidArgument("evaluation " + id + ": the worker's result has no evaluation section");
+  if (!tj.ok() || !tj->contains("evaluation") || !(*tj)["evaluation"].is_object() ||
+      !(*tj)["evaluation"].value("features", json::object()).is_object()) {
+    // A peer's malformed row: recorded as a failed evaluation with the reason, never left running.
+    TrialResult failed = r;
+    failed.ok = false;
+    failed.error = "the worker's result has no readable evaluation section (worker " + r.worker_id + ")";
+    return OnEvaluationResult(task, failed);
+  }
   const json ev = (*tj)["evaluation"];
   try {
     Measured m;

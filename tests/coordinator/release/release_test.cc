@@ -272,6 +272,18 @@ TEST_F(ReleaseTest, AnEvaluationThatFailsOnTheWorkerIsRecordedAndTheReferenceMus
   auto again = Ask({"evaluate", "edge", "", "", "", false, "", "", "", "/data/clean", "npy"});
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.status().message().find("test_images.npy"), std::string::npos) << "the worker's reason is passed on";
+  // A malformed evaluation row from a peer: the evaluation is recorded as failed with the reason.
+  ASSERT_TRUE(Ask({"release", "edge", sweep, "t001"}).ok());
+  t = Pull();
+  ASSERT_TRUE(t && t->evaluation.reference);
+  TrialResult garbled;
+  garbled.ok = true;
+  garbled.trial_json = R"({"evaluation": {"features": 7}})";
+  ASSERT_TRUE(Report(*t, garbled).accepted);
+  auto evs = Ask({"evaluations", "edge"});
+  ASSERT_TRUE(evs.ok());
+  EXPECT_EQ((*evs)["evaluations"][0]["state"], "failed");
+  EXPECT_NE((*evs)["evaluations"][0]["error"].get<std::string>().find("no readable evaluation section"), std::string::npos);
   auto bad_format = Ask({"evaluate", "edge", "", "", "", false, "", "", "", "/data/clean", "parquet"});
   EXPECT_FALSE(bad_format.ok());
   auto relative = Ask({"evaluate", "edge", "", "", "", false, "", "", "", "data/clean", "npy"});
