@@ -22,7 +22,12 @@ Status RpcClient::Send(const Message& msg) {
 
 StatusOr<Message> RpcClient::Call(const Message& msg, int timeout_ms) {
   PRUNELAB_RETURN_IF_ERROR(EnsureConnected());
-  PRUNELAB_RETURN_IF_ERROR(socket_->Send(Encode(msg)));
+  // Bounded like the reply: a connection the peer refused leaves the socket nowhere to send.
+  Status sent = socket_->Send(Encode(msg), timeout_ms);
+  if (!sent.ok()) {
+    socket_.reset();
+    return sent;
+  }
   auto reply = socket_->Receive(timeout_ms);
   if (!reply.ok()) {
     socket_.reset();

@@ -2,6 +2,7 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -242,8 +243,9 @@ Status RouterSocket::Send(const std::string& peer, const std::string& payload) {
 }
 
 struct DealerSocket::Impl {
-  explicit Impl(zmq::context_t& c) : sock(c, zmq::socket_type::dealer) {}
+  Impl(zmq::context_t& c, std::string e) : sock(c, zmq::socket_type::dealer), endpoint(std::move(e)) {}
   zmq::socket_t sock;
+  std::string endpoint;
 };
 
 StatusOr<std::unique_ptr<DealerSocket>> DealerSocket::Connect(ZmqContext& ctx, const std::string& endpoint,
@@ -251,7 +253,7 @@ StatusOr<std::unique_ptr<DealerSocket>> DealerSocket::Connect(ZmqContext& ctx, c
                                                               const ClientSecurity& security) {
   std::unique_ptr<DealerSocket> d(new DealerSocket());
   try {
-    d->impl_ = std::make_unique<Impl>(Ctx(ctx));
+    d->impl_ = std::make_unique<Impl>(Ctx(ctx), endpoint);
     ApplyLimits(d->impl_->sock);
     if (security.enabled()) {
       d->impl_->sock.set(zmq::sockopt::curve_serverkey, security.server_key);
@@ -268,13 +270,18 @@ StatusOr<std::unique_ptr<DealerSocket>> DealerSocket::Connect(ZmqContext& ctx, c
 
 DealerSocket::~DealerSocket() = default;
 
-Status DealerSocket::Send(const std::string& payload) {
+Status DealerSocket::Send(const std::string& payload, int timeout_ms) {
   try {
-    impl_->sock.send(zmq::buffer(payload), zmq::send_flags::none);
+    zmq::pollitem_t items[] = {{static_cast<void*>(impl_->sock), 0, ZMQ_POLLOUT, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(std::max(0, timeout_ms)));
+    if ((items[0].revents & ZMQ_POLLOUT) && impl_->sock.send(zmq::buffer(payload), zmq::send_flags::dontwait))
+      return Status::Ok();
   } catch (const zmq::error_t& e) {
-    return Status::Unavailable(std::string("send failed: ") + e.what());
+    return Status::Unavailable(std::string("send to ") + impl_->endpoint + " failed: " + e.what());
   }
-  return Status::Ok();
+  return Status::Unavailable("cannot send to " + impl_->endpoint + " within " + std::to_string(timeout_ms) +
+                             " ms: no connection takes messages (the peer closed it, refused the CURVE handshake, "
+                             "or is gone)");
 }
 
 void DealerSocket::PollAny(const std::vector<DealerSocket*>& sockets, int timeout_ms, std::vector<size_t>* ready) {

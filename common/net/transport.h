@@ -109,7 +109,12 @@ class DealerSocket {
                                                          const std::string& identity = "",
                                                          const ClientSecurity& security = {});
   ~DealerSocket();
-  Status Send(const std::string& payload);
+  // Queues one message, waiting at most timeout_ms for the socket to take it. A DEALER whose
+  // connection was closed by the peer (a refused CURVE handshake, a plain peer on a CURVE
+  // endpoint) has nowhere to queue, and an unbounded send would block forever: Unavailable
+  // naming the endpoint instead.
+  static constexpr int kSendTimeoutMs = 5000;
+  Status Send(const std::string& payload, int timeout_ms = kSendTimeoutMs);
   // Waits up to timeout_ms; nullopt on timeout.
   StatusOr<std::optional<std::string>> Receive(int timeout_ms);
   // Waits up to timeout_ms for any of `sockets` to have a message; fills `ready` with

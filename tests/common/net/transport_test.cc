@@ -47,6 +47,38 @@ TEST(TransportTest, RpcTimesOutCleanlyWhenNobodyAnswers) {
   EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
 }
 
+// A peer that refuses the handshake closes the connection, and a DEALER without a connection
+// has nowhere to queue: an unbounded send blocked forever there (found as a hang of the CURVE
+// service test under load, when the refusal beat the client's send). Every send is bounded.
+TEST(TransportTest, ASendOnAConnectionThePeerRefusedFailsInsteadOfBlocking) {
+  if (!CurveAvailable()) GTEST_SKIP() << "libzmq without CURVE";
+  ZmqContext ctx;
+  auto keys = GenerateCurveKeyPair().value();
+  auto router = RouterSocket::Bind(ctx, "tcp://127.0.0.1:*", ServerSecurity{keys, "workers"});
+  ASSERT_TRUE(router.ok()) << router.status().ToString();
+  auto plain = DealerSocket::Connect(ctx, router.value()->endpoint());  // no CURVE keys: refused
+  ASSERT_TRUE(plain.ok());
+  Status st = Status::Ok();
+  int sends = 0;
+  // The first sends are queued while the handshake is under way; once the router refuses it,
+  // the socket has no connection left (each try waits at most 100 + 50 ms).
+  for (; sends < 100 && st.ok(); ++sends) {
+    st = plain.value()->Send("hello", 100);
+    if (st.ok()) (void)plain.value()->Receive(50);
+  }
+  ASSERT_FALSE(st.ok()) << "every send was taken after " << sends << " tries: the connection was never closed";
+  EXPECT_EQ(st.code(), Status::Code::kUnavailable);
+  EXPECT_NE(st.message().find(router.value()->endpoint()), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("within 100 ms"), std::string::npos) << st.ToString();
+  // Through the RPC client the same is a bounded, named failure, and the next call reconnects.
+  RpcClient rpc(ctx, router.value()->endpoint());
+  for (int i = 0; i < 3; ++i) {
+    auto r = rpc.Call(RequestWorkMsg{"w"}, 200);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
+  }
+}
+
 TEST(TransportTest, BindConflictIsAClearError) {
   ZmqContext ctx;
   auto a = RouterSocket::Bind(ctx, "tcp://127.0.0.1:*");
