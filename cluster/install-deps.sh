@@ -24,6 +24,7 @@ PACKAGES=(
   slurmctld slurmd slurm-client munge
   prometheus
   iproute2 iptables libnetfilter-queue-dev python3-yaml curl systemd
+  gdb
 )
 
 SUDO=""

@@ -19,14 +19,24 @@
 namespace {
 // First SIGTERM/SIGINT: drain (finish and report the running task, take no more).
 // Second: stop now (the running task is abandoned; the coordinator re-runs it elsewhere).
+// A phase that does not poll the stop flag (a LibTorch call, serializing a large model, an
+// RPC waiting out its timeout) must not keep the process alive: one second after the second
+// signal the process exits whatever it is doing. Nothing acknowledged is lost by that: the
+// coordinator has every result it acknowledged, and requeues the abandoned task.
+constexpr unsigned kStopGraceSeconds = 1;
 std::atomic<bool> g_drain{false};
 std::atomic<bool> g_stop{false};
+void OnStopDeadline(int) {
+  const char msg[] = "prunelab-worker: still running 1 s after the second signal; exiting now (the task is abandoned)\n";
+  (void)!write(2, msg, sizeof(msg) - 1);
+  _exit(143);
+}
 void OnSignal(int) {
   if (!g_drain.exchange(true)) {
     const char msg[] = "prunelab-worker: draining: finishing the running task; signal again to abandon it\n";
     (void)!write(2, msg, sizeof(msg) - 1);
-  } else {
-    g_stop = true;
+  } else if (!g_stop.exchange(true)) {
+    alarm(kStopGraceSeconds);
   }
 }
 
@@ -85,6 +95,7 @@ int main(int argc, char** argv) {
     const char* home = std::getenv("HOME");
     options.cache_dir = std::string(home ? home : "/tmp") + "/.cache/prunelab";
   }
+  std::signal(SIGALRM, OnStopDeadline);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 
