@@ -857,27 +857,8 @@ StatusOr<TrialResult> DecodeResultRecord(std::string_view bytes) {
   return ReadRecord<s::Result>(bytes, [](s::Result::Reader r) { return Get(r); });
 }
 
-Sender SenderOf(const Message& msg) {
-  if (std::holds_alternative<RegisterMsg>(msg) || std::holds_alternative<HeartbeatMsg>(msg) ||
-      std::holds_alternative<RequestWorkMsg>(msg) || std::holds_alternative<SubmitResultMsg>(msg))
-    return Sender::kWorker;
-  if (std::holds_alternative<SubmitSweepMsg>(msg) || std::holds_alternative<StatusRequestMsg>(msg) ||
-      std::holds_alternative<ResultsRequestMsg>(msg) || std::holds_alternative<WorkersRequestMsg>(msg) ||
-      std::holds_alternative<SweepControlMsg>(msg) || std::holds_alternative<ReleaseCommandMsg>(msg))
-    return Sender::kClient;
-  if (std::holds_alternative<FetchArtifactMsg>(msg) || std::holds_alternative<PutArtifactChunkMsg>(msg))
-    return Sender::kEither;
-  return Sender::kNobody;
-}
+Sender SenderOf(const Message& msg) { return KindOf(msg).sender; }
 
-const char* MessageName(const Message& msg) {
-  static const char* kNames[] = {"Register",     "Heartbeat",     "RequestWork",    "SubmitResult",
-                                 "FetchArtifact", "RegisterReply", "Assign",         "NoWork",
-                                 "ResultAck",    "ArtifactReply", "SubmitSweep",    "SubmitReply",
-                                 "StatusRequest", "StatusReply",  "ResultsRequest", "ResultsReply",
-                                 "WorkersRequest", "WorkersReply", "Error",         "SweepControl",
-                                 "PutArtifactChunk", "PutArtifactReply", "ReleaseCommand", "ReleaseReply"};
-  return kNames[msg.index()];
-}
+const char* MessageName(const Message& msg) { return KindOf(msg).name; }
 
 }  // namespace prunelab

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "common/base/message_kinds.h"
 #include "common/base/types.h"
 
 namespace prunelab {
@@ -34,12 +35,12 @@ StatusOr<TaskRecordData> DecodeTaskRecord(std::string_view bytes);
 std::string EncodeResultRecord(const TrialResult& r);
 StatusOr<TrialResult> DecodeResultRecord(std::string_view bytes);
 
-// Short name of a message's type, for logs and error replies.
+// Short name of a message's type, for logs and error replies (KindOf(msg).name).
 const char* MessageName(const Message& msg);
 
-// Who may send a message: the coordinator's worker endpoint takes worker messages only, its
-// client endpoint client messages only; artifacts may be fetched on both; replies on neither.
-enum class Sender { kWorker, kClient, kEither, kNobody };
+// Who may send a message (KindOf(msg).sender): the coordinator's worker endpoint takes worker
+// messages only, its client endpoint client messages only; artifacts may be fetched on both;
+// replies on neither.
 Sender SenderOf(const Message& msg);
 
 }  // namespace prunelab

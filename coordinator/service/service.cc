@@ -46,10 +46,6 @@ struct CoordinatorService::Impl {
   };
   std::vector<Outgoing> pending;
 
-  static bool NeedsCommit(const Message& m) {
-    return std::holds_alternative<SubmitResultMsg>(m) || std::holds_alternative<SubmitSweepMsg>(m) ||
-           std::holds_alternative<SweepControlMsg>(m) || std::holds_alternative<ReleaseCommandMsg>(m);
-  }
 
   // Roles: a message the other endpoint's peers send is refused here (a worker key must not
   // submit sweeps, a client must not register as a worker or submit results).
@@ -94,7 +90,8 @@ struct CoordinatorService::Impl {
         (void)sock.Send(m->peer, Encode(*refusal));
         continue;
       }
-      if (store_failed.load() && Writes(decoded.value())) {
+      // While the store is failed: what writes is refused, reads go on.
+      if (store_failed.load() && KindOf(decoded.value()).writes) {
         (void)sock.Send(m->peer, Encode(ErrorMsg{"store_unavailable",
                                                  "the coordinator cannot write to its store (disk full or failing); it "
                                                  "records and acknowledges nothing until space returns; try again later"}));
@@ -108,7 +105,7 @@ struct CoordinatorService::Impl {
         if (auto* e = std::get_if<ErrorMsg>(&*reply); e && e->code == "internal_error") ++rejected;
       }
       if (!reply) continue;
-      if (NeedsCommit(decoded.value())) {
+      if (KindOf(decoded.value()).durable) {
         pending.push_back({&sock, m->peer, Encode(*reply), received});
         continue;
       }
@@ -135,11 +132,6 @@ struct CoordinatorService::Impl {
   std::atomic<bool> restart_requested{false};
   int failed_ticks = 0;  // loop thread only
 
-  // While the store is failed: what writes is refused, reads go on.
-  static bool Writes(const Message& m) {
-    return NeedsCommit(m) || std::holds_alternative<RequestWorkMsg>(m) || std::holds_alternative<RegisterMsg>(m) ||
-           std::holds_alternative<PutArtifactChunkMsg>(m);
-  }
 
   void Flush() {
     if (pending.empty() || commit_busy) return;

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
+#include <utility>
 
 #include "common/codec/codec.h"
 #include "common/codec/records.h"
@@ -115,6 +117,34 @@ TEST(CodecTest, RoundTripsEveryMessageKind) {
   Task older = t;
   older.trial.quantize = "";  // a peer before sweep.quantize sends nothing: none
   EXPECT_EQ(std::get<AssignMsg>(Decode(Encode(AssignMsg{older})).value()).task.trial.quantize, "none");
+}
+
+template <size_t... I>
+std::vector<Message> OneOfEachKind(std::index_sequence<I...>) {
+  return {Message(std::in_place_index<I>)...};
+}
+
+// The kind table (common/base/message_kinds.h): one distinct name per alternative, replies sent
+// by nobody, and exactly the messages whose reply acknowledges a write wait for durability.
+TEST(MessageKindsTest, EveryKindHasOneEntryAndTheDurableOnesAreTheAcknowledgedWrites) {
+  auto all = OneOfEachKind(std::make_index_sequence<std::variant_size_v<Message>>());
+  std::set<std::string> names, durable;
+  for (const auto& m : all) {
+    const MessageKind& k = KindOf(m);
+    ASSERT_NE(k.name, nullptr);
+    EXPECT_TRUE(names.insert(k.name).second) << "two kinds named " << k.name;
+    EXPECT_EQ(std::string(MessageName(m)), k.name);
+    EXPECT_EQ(SenderOf(m), k.sender);
+    if (k.durable) durable.insert(k.name);
+    EXPECT_TRUE(!k.durable || k.writes) << k.name;
+    const std::string n = k.name;
+    if ((n.size() > 5 && n.rfind("Reply") == n.size() - 5) || n == "Assign" || n == "NoWork" || n == "ResultAck" ||
+        n == "Error")
+      EXPECT_EQ(k.sender, Sender::kNobody) << n << " is a reply";
+  }
+  EXPECT_EQ(names.size(), std::variant_size_v<Message>);
+  EXPECT_EQ(durable, (std::set<std::string>{"SubmitResult", "SubmitSweep", "SweepControl", "ReleaseCommand"}));
+  EXPECT_EQ(KindOf(Message(HeartbeatMsg{})).writes, false) << "heartbeats are served while the store is failed";
 }
 
 TEST(CodecTest, RejectsMalformedInputWithoutCrashing) {
