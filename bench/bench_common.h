@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/stats.h"
 #include "bench/bench_flags.h"
 #include "worker/engine/data/fashion_mnist.h"
 
@@ -24,7 +25,7 @@ inline worker::Dataset SamplePool(int64_t n) {
   if (d.ok()) return std::move(d).value();
   torch::manual_seed(1);
   worker::Dataset s;
-  s.images = torch::randn({n, 1, 28, 28});
+  s.inputs = torch::randn({n, 1, 28, 28});
   s.labels = torch::zeros({n}, torch::kInt64);
   return s;
 }
@@ -47,12 +48,6 @@ inline std::string RunCapture(const std::string& cmd, int* code) {
 // Debian's interpreter: python3-torch and python3-torchvision are Debian packages, and a
 // pyenv python3 first on PATH lacks them.
 inline std::string DebianPython() { return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
-
-// The median (upper middle of an even count); 0 for none.
-inline double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 // "a,b,c" -> {a, b, c} (blanks trimmed, empty items dropped).
 inline std::vector<std::string> SplitList(const std::string& s) {

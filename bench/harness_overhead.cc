@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
 
   // The bare loop: the same forward calls on the same pre-sliced inputs, nothing else.
   std::vector<torch::Tensor> inputs;
-  for (int64_t i = 0; i < pool.size(); ++i) inputs.push_back(pool.images.slice(0, i, i + 1).contiguous());
+  for (int64_t i = 0; i < pool.size(); ++i) inputs.push_back(pool.inputs.slice(0, i, i + 1).contiguous());
   auto dense = model.deepcopy();
   dense.eval();
   auto bare = [&](uint64_t n) {

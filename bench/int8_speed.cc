@@ -31,7 +31,7 @@ using namespace prunelab;
 using namespace prunelab::worker;
 using nlohmann::json;
 
-using bench::Median;
+using prunelab::Median;
 
 int main(int argc, char** argv) {
   int train_n = 20000, test_n = 5000, epochs = 2, rounds = 3, threads = 0;
@@ -83,24 +83,24 @@ int main(int argc, char** argv) {
         return 1;
       }
       dense = torch::jit::load((tmp / (name + ".pt")).string());
-      layout = InferLayout(dense, {1, 28, 28});
+      layout = InferLayout(dense, *NewImageClassification({1, 28, 28}));
     }
     auto t0 = std::chrono::steady_clock::now();
     TrainOptions o;
     o.epochs = epochs;
-    if (!Train(dense, train.value(), o).ok()) return 1;
+    if (!Train(dense, *ClassificationFor(train.value()), train.value(), o).ok()) return 1;
     dense.eval();
     auto pruned = CloneModule(dense);
     RemoveStructures(pruned, layout, L1ChannelSelection(dense, layout, 0.5));
     TrainOptions f;
     f.epochs = 0.5;
     f.learning_rate = 0.01;
-    if (!Train(pruned, train.value(), f).ok()) return 1;
+    if (!Train(pruned, *ClassificationFor(train.value()), train.value(), f).ok()) return 1;
     pruned.eval();
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     QuantizeReport rq, rpq;
-    auto q = QuantizeInt8(dense, mode, train.value(), 8, 64, &rq);
-    auto pq = QuantizeInt8(pruned, mode, train.value(), 8, 64, &rpq);
+    auto q = QuantizeInt8(dense, mode, *ClassificationFor(train.value()), train.value(), 8, 64, &rq);
+    auto pq = QuantizeInt8(pruned, mode, *ClassificationFor(train.value()), train.value(), 8, 64, &rpq);
     if (!q.ok() || !pq.ok()) {
       std::fprintf(stderr, "int8_speed: %s: %s\n", name.c_str(), (!q.ok() ? q : pq).status().ToString().c_str());
       return 1;
@@ -113,10 +113,10 @@ int main(int argc, char** argv) {
     };
     std::vector<Variant> v{{"fp32", &dense}, {"int8", &q.value()}, {"pruned50", &pruned}, {"pruned50+int8", &pq.value()}};
     for (auto& x : v) {
-      x.accuracy = Evaluate(*x.m, test.value()).accuracy;
+      x.accuracy = ClassificationFor(test.value())->Evaluate(*x.m, test.value()).accuracy;
       x.bytes = SaveToBytes(*x.m).size();
     }
-    Dataset pool{test->images.slice(0, 0, 256), test->labels.slice(0, 0, 256)};
+    Dataset pool{test->inputs.slice(0, 0, 256), test->labels.slice(0, 0, 256)};
     // Offline batch 64 of each pair A B A B: (fp32, int8) and (pruned, pruned + int8).
     auto pair_ratio = [&](torch::jit::Module& a, torch::jit::Module& b, double* sa, double* sb) {
       auto A = MakeSut(form, a, pool), B = MakeSut(form, b, pool);

@@ -64,12 +64,12 @@ int main(int argc, char** argv) {
   bo.learning_rate = 0.05;
   bo.seed = 42;
   if (!json_out) std::fprintf(stderr, "training the dense baseline (%d epoch(s), not timed)...\n", baseline_epochs);
-  if (!Train(built.module, train.value(), bo).ok()) return 1;
+  if (!Train(built.module, *ClassificationFor(train.value()), train.value(), bo).ok()) return 1;
   auto dir = std::filesystem::temp_directory_path() / ("prunelab-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::string baseline_path = (dir / "baseline.pt").string();
   built.module.save(baseline_path);
-  double base_acc = Evaluate(built.module, test.value()).accuracy;
+  double base_acc = ClassificationFor(test.value())->Evaluate(built.module, test.value()).accuracy;
 
   // C++: the engine's trial path (score, plan, mask, fine-tune with masks, evaluate).
   struct Run {
@@ -88,9 +88,9 @@ int main(int argc, char** argv) {
     fo.seed = 43;
     fo.masks = &masks;
     fo.bf16 = bf16;
-    if (!Train(model, train.value(), fo).ok()) return std::nullopt;
+    if (!Train(model, *ClassificationFor(train.value()), train.value(), fo).ok()) return std::nullopt;
     Run r;
-    r.accuracy = Evaluate(model, test.value()).accuracy;
+    r.accuracy = ClassificationFor(test.value())->Evaluate(model, test.value()).accuracy;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.sparsity = AchievedSparsity(model, built.layout, dense);
     return r;

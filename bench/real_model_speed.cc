@@ -31,7 +31,7 @@ using namespace prunelab;
 using namespace prunelab::worker;
 using nlohmann::json;
 
-using bench::Median;
+using prunelab::Median;
 
 int main(int argc, char** argv) {
   int image = 224, rounds = 3, threads = 0;
@@ -75,15 +75,15 @@ int main(int argc, char** argv) {
     auto dense = torch::jit::load((tmp / (name + ".pt")).string());
     std::filesystem::remove(tmp / (name + ".pt"));
     dense.eval();
-    auto layout = InferLayout(dense, {3, image, image});
+    auto layout = InferLayout(dense, *NewImageClassification({3, image, image}));
     Dataset pool;
-    pool.images = torch::randn({64, 3, image, image});
+    pool.inputs = torch::randn({64, 3, image, image});
     pool.labels = torch::zeros({64}, torch::kInt64);
     auto base = MakeSut("frozen", dense, pool);
     if (!base.ok()) return 1;
     std::vector<DepthBlock> blocks;
     if (depth) {
-      auto b = FindDepthBlocks(dense, {3, image, image});
+      auto b = FindDepthBlocks(dense, *NewImageClassification({3, image, image}));
       if (!b.ok() || b->empty()) {
         std::fprintf(stderr, "real_model_speed: %s: %s\n", name.c_str(),
                      b.ok() ? "no residual blocks" : b.status().ToString().c_str());
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       if (depth) {
         const size_t n = blocks.size(), k = static_cast<size_t>(std::llround(sparsity * n));
         for (size_t i = 0; i < k; ++i) removed.insert(blocks[(2 * i + 1) * n / (2 * k)].name);
-        auto v = RemoveDepthBlocks(dense, {3, image, image}, removed);
+        auto v = RemoveDepthBlocks(dense, *NewImageClassification({3, image, image}), removed);
         if (!v.ok()) {
           std::fprintf(stderr, "real_model_speed: %s: %s\n", name.c_str(), v.status().ToString().c_str());
           return 1;

@@ -111,7 +111,7 @@ StructuredRun Structured(const torch::jit::Module& dense, const ModelLayout& lay
     r.pruned = CloneModule(dense);
     RemoveStructures(r.pruned, layout, keep);
     r.params_after = CountParameters(r.pruned);
-    Status st = CheckStructuredVariant(zeroed, r.pruned, input, 1e-3, &r.error);
+    Status st = CheckStructuredVariant(zeroed, r.pruned, {input}, 1e-3, &r.error);
     if (!st.ok()) {
       r.reason = st.message();
       return r;
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> full{2};
     full.insert(full.end(), shape.begin(), shape.end());
     auto input = torch::randn(full);
-    auto layout = InferLayout(dense, shape);
+    auto layout = InferLayout(dense, *NewImageClassification(shape));
     int prunable = 0;
     for (const auto& g : layout.groups) prunable += g.blocked.empty();
     row["params"] = CountParameters(dense);
@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
       Dataset pool;
       std::vector<int64_t> ps{16};
       ps.insert(ps.end(), shape.begin(), shape.end());
-      pool.images = torch::randn(ps);
+      pool.inputs = torch::randn(ps);
       pool.labels = torch::zeros({16}, torch::kInt64);
       auto [a, af] = Fastest(dense, pool, queries);
       auto [b, bf] = Fastest(s50.pruned, pool, queries);

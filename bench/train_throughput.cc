@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     data = std::move(d).value();
   } else {  // timing does not depend on pixel values
     torch::manual_seed(1);
-    data.images = torch::randn({samples, 1, 28, 28});
+    data.inputs = torch::randn({samples, 1, 28, 28});
     data.labels = torch::randint(0, 10, {samples}, torch::kInt64);
   }
   auto measure = [&](bool optimize) {
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     o.epochs = 1;
     o.batch_size = 64;
     auto t0 = std::chrono::steady_clock::now();
-    (void)Train(m, data, o);
+    (void)Train(m, *ClassificationFor(data), data, o);
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return static_cast<double>(data.size()) / s;
   };

@@ -23,6 +23,7 @@
 #include "common/flags/flags.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "common/spec/zoo_names.h"
 #include "worker/engine/data/fashion_mnist.h"
 #include "worker/engine/data/user_data.h"
 #include "worker/engine/model/graph.h"
@@ -51,15 +52,15 @@ prunelab::StatusOr<prunelab::worker::Dataset> TestSet(const prunelab::SweepSpec&
   auto data = user ? prunelab::worker::LoadUserDataset(d, false, d.test_subset, shape.size() == 3 ? shape : std::vector<int64_t>{})
                    : prunelab::worker::LoadFashionMnist(d.path, false, d.test_subset);
   if (!data.ok()) return data.status();
-  std::vector<int64_t> full{data->images.size(0)};
+  std::vector<int64_t> full{data->inputs.size(0)};
   int64_t per = 1;
   for (int64_t d : shape) per *= d;
   full.insert(full.end(), shape.begin(), shape.end());
-  if (data->images.numel() != per * data->images.size(0))
+  if (data->inputs.numel() != per * data->inputs.size(0))
     return prunelab::Status::InvalidArgument("model.input_shape has " + std::to_string(per) +
                                              " values per sample; the dataset gives " +
-                                             std::to_string(data->images.numel() / std::max<int64_t>(1, data->images.size(0))));
-  data->images = data->images.reshape(full).contiguous();
+                                             std::to_string(data->inputs.numel() / std::max<int64_t>(1, data->inputs.size(0))));
+  data->inputs = data->inputs.reshape(full).contiguous();
   return data;
 }
 
@@ -147,7 +148,7 @@ int main(int argc, char** argv) {
   if (!text.ok()) return Fail(text.status().ToString());
   auto spec = prunelab::ParseSpec(text.value());
   if (!spec.ok()) return Fail("the sweep's spec is not readable: " + spec.status().message());
-  const std::vector<int64_t> shape = spec->input_shape.empty() ? std::vector<int64_t>{1, 28, 28} : spec->input_shape;
+  const std::vector<int64_t> shape = prunelab::SampleShapeOr(spec->input_shape);
   std::string shape_csv;
   for (int64_t d : shape) shape_csv += (shape_csv.empty() ? "" : ",") + std::to_string(d);
 
@@ -185,7 +186,7 @@ int main(int argc, char** argv) {
     torch::NoGradGuard g;
     std::vector<torch::Tensor> parts;
     for (int64_t s = 0; s < test->size(); s += 256)
-      parts.push_back(m.forward({test->images.slice(0, s, std::min(test->size(), s + 256))}).toTensor());
+      parts.push_back(m.forward({test->inputs.slice(0, s, std::min(test->size(), s + 256))}).toTensor());
     ref = torch::cat(parts);
   } catch (const std::exception& e) {
     return Fail(std::string("LibTorch cannot run model.pt: ") + e.what());
@@ -195,10 +196,10 @@ int main(int argc, char** argv) {
   try {
     cv::dnn::Net net = cv::dnn::readNetFromONNX(onnx);
     try {
-      got = RunOpenCv(net, test->images, 64);
+      got = RunOpenCv(net, test->inputs, 64);
     } catch (const cv::Exception&) {
       net = cv::dnn::readNetFromONNX(onnx);
-      got = RunOpenCv(net, test->images, 1);
+      got = RunOpenCv(net, test->inputs, 1);
       batching = "one sample at a time (the network would not take a batch)";
     }
   } catch (const cv::Exception& e) {

@@ -30,7 +30,7 @@ const std::vector<std::string>& AllowedGranularities() {
                                           "depth (whole residual blocks)"};
   return v;
 }
-static bool IsStructured(const std::string& g) { return g == "structured" || g == "channel"; }
+bool IsStructured(const std::string& g) { return g == "structured" || g == "channel"; }
 
 bool ParseNm(const std::string& g, int* n, int* m) {
   auto colon = g.find(':');

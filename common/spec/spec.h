@@ -85,6 +85,8 @@ const std::vector<std::string>& AllowedScenarios();
 
 // True when `granularity` is an N:M pattern ("2:4"); fills n and m.
 bool ParseNm(const std::string& granularity, int* n, int* m);
+// True when `granularity` removes whole structures (structured, or its alias channel).
+bool IsStructured(const std::string& granularity);
 
 // Parses and validates. On failure the message lists every problem, one per line,
 // each as "field.path: problem (allowed: ...)".

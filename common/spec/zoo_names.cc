@@ -2,6 +2,11 @@
 
 namespace prunelab {
 
+const std::vector<int64_t>& ZooSampleShape() {
+  static const std::vector<int64_t> shape{1, 28, 28};
+  return shape;
+}
+
 const std::vector<std::string>& ZooModelNames() {
   static const std::vector<std::string> v{"mlp", "cnn", "resnet", "vit"};
   return v;

@@ -37,6 +37,7 @@
 #include "common/net/rpc.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "common/spec/zoo_names.h"
 #include "common/spec/objectives.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "coordinator/decide/decision.h"
@@ -448,7 +449,7 @@ std::string Csv(const std::vector<double>& v) {
 pl::Status FoldInto(const std::string& model_path, const std::string& spec_yaml, json* card) {
   auto spec = pl::ParseSpec(spec_yaml);
   if (!spec.ok()) return pl::Status::InvalidArgument("the sweep's spec is not readable: " + spec.status().message());
-  std::vector<int64_t> shape = spec->input_shape.empty() ? std::vector<int64_t>{1, 28, 28} : spec->input_shape;
+  std::vector<int64_t> shape = pl::SampleShapeOr(spec->input_shape);
   std::vector<double> mean = spec->dataset.mean, stdev = spec->dataset.std;
   if (spec->dataset.name != "npy" && spec->dataset.name != "folder") mean = {0.2860}, stdev = {0.3530};
   std::string shape_csv;

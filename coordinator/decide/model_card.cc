@@ -5,6 +5,7 @@
 #include <fmt/printf.h>
 
 #include "common/codec/records.h"
+#include "common/spec/zoo_names.h"
 
 namespace prunelab::coordinator {
 
@@ -29,7 +30,7 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
     auto p = ParseJson(r.trial_json);
     if (p.ok()) cfg = p.value();
   }
-  std::vector<int64_t> shape{1, 28, 28};
+  std::vector<int64_t> shape = ZooSampleShape();
   if (cfg.contains("input_shape") && cfg["input_shape"].is_array() && !cfg["input_shape"].empty())
     shape = cfg["input_shape"].get<std::vector<int64_t>>();
   json layers = json::array();

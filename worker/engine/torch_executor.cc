@@ -18,6 +18,7 @@
 #include "common/codec/records.h"
 #include "common/base/hardware.h"
 #include "common/spec/spec.h"
+#include "common/spec/zoo_names.h"
 #include "worker/engine/bench/bench_runner.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/daemon/executor.h"
@@ -28,6 +29,7 @@
 #include "worker/engine/model/quantize.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/model/zoo.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 namespace {
@@ -120,7 +122,7 @@ class TorchExecutor final : public TrialExecutor {
     if (!bytes.ok()) return Status::Unavailable("user model " + task.model_artifact + ": " + bytes.status().ToString());
     auto m = LoadFromBytes(bytes.value());
     if (!m.ok()) return m.status();
-    return Loaded{m.value(), InferLayout(m.value(), SampleShape(task))};
+    return Loaded{m.value(), InferLayout(m.value(), *LearningTaskOf(task))};
   }
 
   // What a structured plan does, for the progress line: groups pruned, groups left dense and why.
@@ -169,48 +171,31 @@ class TorchExecutor final : public TrialExecutor {
            ") / " + list(d.std, 1) + " per channel";
   }
 
-  // The model must output a score per class of the data (before any training starts).
-  static Status CheckOutputs(torch::jit::Module& m, const Dataset& d) {
-    if (d.size() == 0) return Status::InvalidArgument("the dataset has no samples");
-    torch::NoGradGuard g;
-    const bool was = m.is_training();
-    m.eval();
-    torch::Tensor out;
-    try {
-      out = m.forward({d.images.slice(0, 0, 2)}).toTensor();
-    } catch (const std::exception& e) {
-      m.train(was);
-      return Status::InvalidArgument(std::string("the model does not run on the dataset's samples of shape ") +
-                                     c10::str(d.images.sizes().slice(1)) + ": " + e.what());
-    }
-    m.train(was);
-    const int64_t classes = std::max<int64_t>(d.classes, d.labels.max().item<int64_t>() + 1);
-    if (out.dim() != 2 || out.size(1) < classes)
-      return Status::InvalidArgument("the model outputs " + c10::str(out.sizes()) + " per batch; the dataset has " +
-                                     std::to_string(classes) + " classes (labels 0.." + std::to_string(classes - 1) +
-                                     "): build the model with " + std::to_string(classes) + " outputs");
-    return Status::Ok();
-  }
-
   // One sample's shape as the model takes it: model.input_shape, else the dataset's.
   static std::vector<int64_t> SampleShape(const Task& task) {
-    return task.input_shape.empty() ? std::vector<int64_t>{1, 28, 28} : task.input_shape;
+    return SampleShapeOr(task.input_shape);
+  }
+
+  // What the model learns: every batch, example input, loss and metric comes from it. The wire
+  // names no other task yet, so it is image classification over model.input_shape.
+  static std::unique_ptr<LearningTask> LearningTaskOf(const Task& task) {
+    return NewImageClassification(SampleShape(task));
   }
 
   // Test images shaped as the model expects (model.input_shape; zoo: [1, 28, 28]).
   StatusOr<Dataset> Shaped(const Dataset& d, const std::vector<int64_t>& shape) {
     if (shape.empty()) return d;
-    std::vector<int64_t> full{d.images.size(0)};
+    std::vector<int64_t> full{d.inputs.size(0)};
     int64_t per = 1;
     for (int64_t s : shape) {
       full.push_back(s);
       per *= s;
     }
-    int64_t have = d.images.numel() / std::max<int64_t>(1, d.images.size(0));
+    int64_t have = d.inputs.numel() / std::max<int64_t>(1, d.inputs.size(0));
     if (per != have)
       return Status::InvalidArgument("model.input_shape has " + std::to_string(per) + " values per sample; the dataset gives " +
                                      std::to_string(have));
-    Dataset out{d.images.reshape(full), d.labels};
+    Dataset out{d.inputs.reshape(full), d.labels};
     out.classes = d.classes;
     return out;
   }
@@ -243,13 +228,14 @@ class TorchExecutor final : public TrialExecutor {
       if (!built.ok()) return built.status();
       m = Loaded{built->module, built->layout};
     }
-    PRUNELAB_RETURN_IF_ERROR(CheckOutputs(m.module, *train.value()));
+    auto learning = LearningTaskOf(task);
+    PRUNELAB_RETURN_IF_ERROR(learning->CheckOutputs(m.module, *train.value()));
     if (task.training.epochs > 0) {
       TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
       o.on_progress = [&ctx](double f) { return !ctx.on_progress || ctx.on_progress("training", f); };
       auto lock = Lock(ctx, false, "train");
       auto t0 = std::chrono::steady_clock::now();
-      PRUNELAB_RETURN_IF_ERROR(Train(m.module, *train.value(), o));
+      PRUNELAB_RETURN_IF_ERROR(Train(m.module, *learning, *train.value(), o));
       out->result.train_seconds = SecondsSince(t0);
     }
     out->artifact = SaveToBytes(m.module);
@@ -266,7 +252,7 @@ class TorchExecutor final : public TrialExecutor {
     if (!loaded.ok()) return loaded.status();
     Loaded m{std::move(loaded).value(), {}};
     if (!task.model_artifact.empty()) {
-      m.layout = InferLayout(m.module, SampleShape(task));
+      m.layout = InferLayout(m.module, *LearningTaskOf(task));
     } else {
       auto l = ZooLayout(task.model);
       if (!l.ok()) return l.status();
@@ -279,6 +265,7 @@ class TorchExecutor final : public TrialExecutor {
   // class, worst-class drop), achieved sparsity, per-layer weights, sizes.
   struct Describer {
     const ExecutionContext& ctx;
+    const LearningTask& learning;
     const torch::jit::Module& dense;
     const ModelLayout& layout;
     const Dataset& test;
@@ -296,7 +283,7 @@ class TorchExecutor final : public TrialExecutor {
     void Accuracy(torch::jit::Module& m, TrialResult* row) const {
       auto lock = Lock(ctx, false, "evaluate");
       auto t0 = std::chrono::steady_clock::now();
-      Evaluation ev = evaluate ? Evaluate(m, test) : base_ev;
+      Evaluation ev = evaluate ? learning.Evaluate(m, test) : base_ev;
       row->eval_seconds += SecondsSince(t0);
       row->accuracy = ev.accuracy;
       row->per_class_accuracy = ev.per_class;
@@ -334,16 +321,17 @@ class TorchExecutor final : public TrialExecutor {
     r.model_bytes_before = SaveToBytes(model).size();
     const bool prune = task.kind == TaskKind::kPruneTrial;
     const bool sensitivity = prune && task.trial.schedule == "sensitivity";
-    const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";
+    const bool structured = IsStructured(task.trial.granularity);
 
+    auto learning = LearningTaskOf(task);
     Evaluation base_ev;
     {
       auto lock = Lock(ctx, false, "evaluate");
       if (ctx.on_progress) ctx.on_progress("evaluating", 0);
-      base_ev = task.kind == TaskKind::kTrainBaseline ? Evaluate(dense, *test.value())
-                                                      : BaselineEvaluation(task, dense, *test.value());
+      base_ev = task.kind == TaskKind::kTrainBaseline ? learning->Evaluate(dense, *test.value())
+                                                      : BaselineEvaluation(task, *learning, dense, *test.value());
     }
-    const Describer describe{ctx, dense, layout, *test.value(), base_ev, dense_weights, prune};
+    const Describer describe{ctx, *learning, dense, layout, *test.value(), base_ev, dense_weights, prune};
     if (prune && task.trial.granularity != "dense")
       PRUNELAB_RETURN_IF_ERROR(Prune(task, ctx, layout, dense, structured, &model, out, describe));
     if (ctx.on_progress) ctx.on_progress("evaluating", 0);
@@ -369,7 +357,7 @@ class TorchExecutor final : public TrialExecutor {
     if (!calibration.ok()) return calibration.status();
     if (ctx.on_progress) ctx.on_progress("quantizing (" + task.trial.quantize + ", " + quantized_engine_ + ")", 0);
     QuantizeReport report;
-    auto q = QuantizeInt8(*model, task.trial.quantize, *calibration.value(), static_cast<int>(task.trial.calibration_batches),
+    auto q = QuantizeInt8(*model, task.trial.quantize, *LearningTaskOf(task), *calibration.value(), static_cast<int>(task.trial.calibration_batches),
                           static_cast<int>(task.training.batch_size), &report);
     if (!q.ok()) return q.status();
     *model = std::move(q).value();
@@ -398,7 +386,7 @@ class TorchExecutor final : public TrialExecutor {
   Status Time(const Task& task, const ExecutionContext& ctx, torch::jit::Module& model, torch::jit::Module* dense,
               const Dataset& samples, TrialResult* r) {
     auto bench_lock = Lock(ctx, true, "benchmark (exclusive)");
-    const bool structured = task.trial.granularity == "structured" || task.trial.granularity == "channel";
+    const bool structured = IsStructured(task.trial.granularity);
     BenchRequest req;
     req.variant = &model;
     req.baseline = dense;
@@ -450,7 +438,8 @@ class TorchExecutor final : public TrialExecutor {
     };
     auto variant = load(task.variant_artifact, "released variant");
     if (!variant.ok()) return variant.status();
-    PRUNELAB_RETURN_IF_ERROR(CheckOutputs(variant.value(), data));
+    auto learning = LearningTaskOf(task);
+    PRUNELAB_RETURN_IF_ERROR(learning->CheckOutputs(variant.value(), data));
     const EvaluationConfig& ec = task.evaluation;
     nlohmann::json out{{"release", ec.release}, {"reference", ec.reference}, {"samples", data.size()}, {"labels", true}};
 
@@ -458,7 +447,7 @@ class TorchExecutor final : public TrialExecutor {
     // standard deviation (contrast).
     std::map<std::string, std::vector<double>> features;
     {
-      auto flat = data.images.reshape({data.size(), data.images.size(1), -1}).to(torch::kFloat64);
+      auto flat = data.inputs.reshape({data.size(), data.inputs.size(1), -1}).to(torch::kFloat64);
       auto mean = flat.mean(2).contiguous(), sd = flat.std(2).contiguous();
       for (int64_t c = 0; c < mean.size(1); ++c) {
         auto m = mean.select(1, c).contiguous(), s = sd.select(1, c).contiguous();
@@ -491,7 +480,7 @@ class TorchExecutor final : public TrialExecutor {
     auto score = [&](torch::jit::Module& m, TrialResult* row, std::vector<int64_t>* predicted) {
       auto lock = Lock(ctx, false, "evaluate");
       auto t0 = std::chrono::steady_clock::now();
-      Evaluation ev = Evaluate(m, data);
+      Evaluation ev = learning->Evaluate(m, data);
       row->eval_seconds += SecondsSince(t0);
       row->accuracy = ev.accuracy;
       row->per_class_accuracy.clear();
@@ -548,7 +537,7 @@ class TorchExecutor final : public TrialExecutor {
       int64_t steps_per_epoch = (train.value()->size() + o.batch_size - 1) / o.batch_size;
       o.stop_after_steps = std::llround(task.trial.rewind * steps_per_epoch * task.training.epochs);
       if (ctx.on_progress) ctx.on_progress("replaying early training for rewind", 0);
-      PRUNELAB_RETURN_IF_ERROR(Train(m, *train.value(), o));
+      PRUNELAB_RETURN_IF_ERROR(Train(m, *LearningTaskOf(task), *train.value(), o));
     }
     return m;
   }
@@ -563,7 +552,7 @@ class TorchExecutor final : public TrialExecutor {
 
   StatusOr<DepthPlan> PlanDepth(const Task& task, const torch::jit::Module& dense) {
     DepthPlan p;
-    auto blocks = FindDepthBlocks(dense, SampleShape(task));
+    auto blocks = FindDepthBlocks(dense, *LearningTaskOf(task));
     if (!blocks.ok()) return blocks.status();
     p.blocks = std::move(blocks).value();
     if (p.blocks.empty())
@@ -602,14 +591,15 @@ class TorchExecutor final : public TrialExecutor {
     const int64_t want = std::llround(target * static_cast<int64_t>(plan->blocks.size()));
     const int64_t more = want - static_cast<int64_t>(plan->removed.size());
     if (more <= 0) return Status::Ok();
-    auto left = FindDepthBlocks(*model, SampleShape(task));
+    auto learning = LearningTaskOf(task);
+    auto left = FindDepthBlocks(*model, *learning);
     if (!left.ok()) return left.status();
     std::vector<DepthBlock> candidates;
     for (const auto& b : left.value())
       if (!plan->keep.count(b.name)) candidates.push_back(b);
     if (ctx.on_progress)
       ctx.on_progress("depth: ranking " + std::to_string(candidates.size()) + " blocks by " + tc.criterion, 0);
-    auto importance = DepthImportance(*model, SampleShape(task), candidates, tc.criterion, calibration,
+    auto importance = DepthImportance(*model, *learning, candidates, tc.criterion, calibration,
                                       static_cast<int>(tc.calibration_batches), static_cast<int>(task.training.batch_size),
                                       task.training.seed + plan->removed.size());
     if (!importance.ok()) return importance.status();
@@ -631,7 +621,7 @@ class TorchExecutor final : public TrialExecutor {
         list += (list.empty() ? "" : ", ") + candidates[i].name;
       }
     if (ctx.on_progress) ctx.on_progress("depth: removing " + list, 0);
-    auto pruned = RemoveDepthBlocks(*model, SampleShape(task), remove);
+    auto pruned = RemoveDepthBlocks(*model, *learning, remove);
     if (!pruned.ok()) return pruned.status();
     *model = std::move(pruned).value();
     auto cfg = ParseJson(r->trial_json.empty() ? "{}" : r->trial_json);
@@ -687,6 +677,7 @@ class TorchExecutor final : public TrialExecutor {
     std::map<std::string, int64_t> original;
     for (const auto& g : layout.groups) original[g.name] = layout.Structures(dense, g);
     ModelLayout current = layout;  // the layout of *model as it is now
+    auto learning = LearningTaskOf(task);
     const Dataset* calibration = nullptr;
     if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0 || depth) {
       auto train = ShapedData(task, true);
@@ -708,14 +699,14 @@ class TorchExecutor final : public TrialExecutor {
       } else {
       Scores grads;
       if (NeedsGradients(criterion.value()))
-        grads = AccumulateAbsGradients(*model, layout, *calibration, static_cast<int>(tc.calibration_batches),
+        grads = AccumulateAbsGradients(*model, layout, *learning, *calibration, static_cast<int>(tc.calibration_batches),
                                        static_cast<int>(task.training.batch_size));
       auto scores = WeightScores(*model, current, criterion.value(), &grads, task.training.seed + round);
       if (!scores.ok()) return scores.status();
       if (structured) {
         std::map<std::string, torch::Tensor> group_scores;
         if (ScoresActivations(criterion.value())) {
-          auto a = ActivationScores(*model, layout, *calibration, static_cast<int>(tc.calibration_batches),
+          auto a = ActivationScores(*model, layout, *learning, *calibration, static_cast<int>(tc.calibration_batches),
                                     static_cast<int>(task.training.batch_size), criterion.value() == Criterion::kApoz);
           if (!a.ok()) return a.status();
           group_scores = std::move(a).value();
@@ -732,18 +723,16 @@ class TorchExecutor final : public TrialExecutor {
         ZeroStructures(zeroed, current, keep.value());
         RemoveStructures(*model, current, keep.value());
         // Its own generator: the check must not move the global one fine-tuning draws from.
-        std::vector<int64_t> check_shape{2};
-        for (int64_t d : SampleShape(task)) check_shape.push_back(d);
         auto gen = at::make_generator<at::CPUGeneratorImpl>(task.training.seed);
         double err = 0;
         PRUNELAB_RETURN_IF_ERROR(
-            CheckStructuredVariant(zeroed, *model, torch::randn(check_shape, gen), 1e-3, &err));
+            CheckStructuredVariant(zeroed, *model, learning->ExampleInputs(2, gen), 1e-3, &err));
         if (rewind) {
           RemoveStructures(*rewind, current, keep.value());
           *model = CloneModule(*rewind);
         }
         // User layouts index channels of the model as it was: follow the pruned graph again.
-        if (!task.model_artifact.empty() && round < rounds) current = InferLayout(*model, SampleShape(task));
+        if (!task.model_artifact.empty() && round < rounds) current = InferLayout(*model, *learning);
       } else {
         auto planned = PlanMasks(layout, scores.value(), target, opts.value(), nm_n, nm_m, masks);
         if (!planned.ok()) return planned.status();
@@ -766,7 +755,7 @@ class TorchExecutor final : public TrialExecutor {
         };
         auto lock = Lock(ctx, false, "fine-tune");
         auto t0 = std::chrono::steady_clock::now();
-        PRUNELAB_RETURN_IF_ERROR(Train(*model, *calibration, o));
+        PRUNELAB_RETURN_IF_ERROR(Train(*model, *learning, *calibration, o));
         out->result.train_seconds += SecondsSince(t0);
       }
       if (round < rounds) {
@@ -784,14 +773,15 @@ class TorchExecutor final : public TrialExecutor {
     return Status::Ok();
   }
 
-  Evaluation BaselineEvaluation(const Task& task, torch::jit::Module& dense, const Dataset& test) {
+  Evaluation BaselineEvaluation(const Task& task, const LearningTask& learning, torch::jit::Module& dense,
+                                const Dataset& test) {
     std::string key = task.baseline_artifact + ":" + task.dataset.path + ":" + std::to_string(task.dataset.test_subset);
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = baseline_eval_.find(key);
       if (it != baseline_eval_.end()) return it->second;
     }
-    Evaluation e = Evaluate(dense, test);
+    Evaluation e = learning.Evaluate(dense, test);
     std::lock_guard<std::mutex> lock(mu_);
     return baseline_eval_[key] = e;
   }

@@ -163,7 +163,7 @@ Dataset Synthetic(int64_t n, uint64_t seed) {
   Dataset d;
   d.labels = torch::randint(0, 10, {n}, torch::kInt64);
   // Class-dependent brightness so there is something to learn.
-  d.images = torch::randn({n, 1, 28, 28}) * 0.5 + d.labels.to(torch::kFloat32).view({n, 1, 1, 1}) / 5.0;
+  d.inputs = torch::randn({n, 1, 28, 28}) * 0.5 + d.labels.to(torch::kFloat32).view({n, 1, 1, 1}) / 5.0;
   return d;
 }
 
@@ -180,7 +180,7 @@ TEST(TrainingTest, MasksStayZeroThroughFineTuningAndSeedsAreDeterministic) {
     o.learning_rate = 0.05;
     o.seed = 5;
     o.masks = &masks;
-    EXPECT_TRUE(Train(m, data, o).ok());
+    EXPECT_TRUE(Train(m, *ClassificationFor(data), data, o).ok());
     return m;
   };
   auto a = run();
@@ -209,14 +209,14 @@ TEST(TrainingTest, DistillationLossMatchesItsDefinitionOnSmallTensors) {
       kl += p * (std::log(p) - std::log(ps[k].item<double>())) / 2;
     }
   }
-  EXPECT_NEAR(DistillationLoss(s, t, y, T, 0.0).item<double>(), ce, 1e-6);
-  EXPECT_NEAR(DistillationLoss(s, t, y, T, 1.0).item<double>(), T * T * kl, 1e-6);
-  EXPECT_NEAR(DistillationLoss(s, t, y, T, 0.25).item<double>(), 0.25 * T * T * kl + 0.75 * ce, 1e-6);
-  EXPECT_NEAR(DistillationLoss(s, s, y, T, 1.0).item<double>(), 0.0, 1e-7) << "nothing to learn from oneself";
+  EXPECT_NEAR(ClassificationDistillationLoss(s, t, y, T, 0.0).item<double>(), ce, 1e-6);
+  EXPECT_NEAR(ClassificationDistillationLoss(s, t, y, T, 1.0).item<double>(), T * T * kl, 1e-6);
+  EXPECT_NEAR(ClassificationDistillationLoss(s, t, y, T, 0.25).item<double>(), 0.25 * T * T * kl + 0.75 * ce, 1e-6);
+  EXPECT_NEAR(ClassificationDistillationLoss(s, s, y, T, 1.0).item<double>(), 0.0, 1e-7) << "nothing to learn from oneself";
   // Gradients reach the student only.
   auto sg = s.clone().requires_grad_(true);
   auto tg = t.clone().requires_grad_(true);
-  DistillationLoss(sg, tg, y, T, 0.5).backward();
+  ClassificationDistillationLoss(sg, tg, y, T, 0.5).backward();
   EXPECT_TRUE(sg.grad().defined());
   EXPECT_FALSE(tg.grad().defined());
 }
@@ -228,12 +228,12 @@ TEST(TrainingTest, FineTuningWithATeacherMovesTheStudentTowardsIt) {
   base.epochs = 2;
   base.batch_size = 32;
   base.seed = 2;
-  ASSERT_TRUE(Train(teacher, data, base).ok());
+  ASSERT_TRUE(Train(teacher, *ClassificationFor(data), data, base).ok());
   teacher.eval();
   auto gap = [&](torch::jit::Module& m) {
     torch::NoGradGuard g;
     m.eval();
-    auto x = data.images.slice(0, 0, 64);
+    auto x = data.inputs.slice(0, 0, 64);
     return (torch::softmax(m.forward({x}).toTensor(), 1) - torch::softmax(teacher.forward({x}).toTensor(), 1))
         .abs().mean().item<double>();
   };
@@ -242,11 +242,11 @@ TEST(TrainingTest, FineTuningWithATeacherMovesTheStudentTowardsIt) {
   o.epochs = 1;
   o.batch_size = 32;
   o.seed = 4;
-  ASSERT_TRUE(Train(plain, data, o).ok());
+  ASSERT_TRUE(Train(plain, *ClassificationFor(data), data, o).ok());
   o.teacher = &teacher;
   o.temperature = 4;
   o.alpha = 0.9;
-  ASSERT_TRUE(Train(taught, data, o).ok());
+  ASSERT_TRUE(Train(taught, *ClassificationFor(data), data, o).ok());
   EXPECT_LT(gap(taught), gap(plain)) << "the distilled student is closer to the teacher's outputs";
 }
 
@@ -262,7 +262,7 @@ TEST(TrainingTest, Bf16TrainingLearnsAndLeavesFp32ContiguousWeights) {
   o.seed = 3;
   o.bf16 = true;
   std::string why;
-  Status st = Train(m, data, o);
+  Status st = Train(m, *ClassificationFor(data), data, o);
   if (!CpuHasBf16(&why)) {
     ASSERT_FALSE(st.ok());
     EXPECT_NE(st.message().find("training.precision bf16"), std::string::npos) << st.ToString();
@@ -273,16 +273,16 @@ TEST(TrainingTest, Bf16TrainingLearnsAndLeavesFp32ContiguousWeights) {
     EXPECT_EQ(p.scalar_type(), torch::kFloat32);
     EXPECT_TRUE(p.is_contiguous());
   }
-  EXPECT_GT(Evaluate(m, data).accuracy, 0.3) << "chance is 0.1";
+  EXPECT_GT(ClassificationFor(data)->Evaluate(m, data).accuracy, 0.3) << "chance is 0.1";
 }
 
 TEST(TrainingTest, DivergenceIsReportedNotThrown) {
   auto m = BuildFashionCnn(1);
   auto data = Synthetic(64, 2);
-  data.images[0].fill_(std::numeric_limits<float>::infinity());
+  data.inputs[0].fill_(std::numeric_limits<float>::infinity());
   TrainOptions o;
   o.batch_size = 64;
-  Status st = Train(m, data, o);
+  Status st = Train(m, *ClassificationFor(data), data, o);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("diverged"), std::string::npos) << st.ToString();
 }
@@ -315,7 +315,7 @@ TEST(DatasetTest, ParsesIdxAndRejectsBrokenFiles) {
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->size(), 3);
   EXPECT_EQ(d->labels[2].item<int64_t>(), 9);
-  EXPECT_NEAR(d->images[0][0][0][0].item<float>(), (1.0 - kFashionMnistMean) / kFashionMnistStd, 1e-5);
+  EXPECT_NEAR(d->inputs[0][0][0][0].item<float>(), (1.0 - kFashionMnistMean) / kFashionMnistStd, 1e-5);
   EXPECT_FALSE(ParseIdx(Idx(0x801, {3, 28, 28}, pixels), Idx(0x801, {3}, "abc"), 0).ok());
   EXPECT_FALSE(ParseIdx(Idx(0x803, {3, 28, 28}, pixels.substr(10)), Idx(0x801, {3}, "abc"), 0).ok());
   auto missing = LoadFashionMnist("/nonexistent", true, 0);
@@ -439,7 +439,7 @@ TEST(ImportanceTest, GradientCalibrationLeavesTheModelUnchanged) {
   auto m = TrainedLookingCnn();
   auto before = CloneModule(m);
   auto data = Synthetic(128, 4);
-  auto grads = AccumulateAbsGradients(m, FashionCnnLayout(), data, 4, 32);
+  auto grads = AccumulateAbsGradients(m, FashionCnnLayout(), *ClassificationFor(data), data, 4, 32);
   ASSERT_EQ(grads.size(), 4u);
   for (const auto& [name, gsum] : grads) {
     EXPECT_GE(gsum.min().item<float>(), 0.0f) << name;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "common/base/stats.h"
 #include "worker/engine/bench/forms.h"
 #include "worker/engine/model/model.h"
 #include "worker/loadgen/memory.h"
@@ -91,13 +92,6 @@ ScenarioReport Measure(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSe
   ScenarioReport r = RunScenario(sut, timer, s);
   r.peak_rss_bytes = PeakRssBytes();
   return r;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace

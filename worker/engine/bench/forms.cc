@@ -11,7 +11,7 @@ namespace {
 // queries use pre-sliced tensors, batches are gathered with one index_select.
 class SampleInputs {
  public:
-  explicit SampleInputs(const Dataset& d) : pool_(d.images.contiguous()) {
+  explicit SampleInputs(const Dataset& d) : pool_(d.inputs.contiguous()) {
     for (int64_t i = 0; i < pool_.size(0); ++i) singles_.push_back(pool_.slice(0, i, i + 1));
   }
   torch::Tensor Gather(const std::vector<int64_t>& idx) const {

@@ -40,7 +40,7 @@ StatusOr<Dataset> ParseIdx(const std::string& img, const std::string& lab, uint3
   if (subset > 0 && subset < n) n = subset;
   auto bytes = torch::from_blob(const_cast<char*>(img.data() + 16), {n, 1, rows, cols}, torch::kUInt8);
   Dataset d;
-  d.images = bytes.to(torch::kFloat32).div_(255.0).sub_(kFashionMnistMean).div_(kFashionMnistStd);
+  d.inputs = bytes.to(torch::kFloat32).div_(255.0).sub_(kFashionMnistMean).div_(kFashionMnistStd);
   d.labels = torch::from_blob(const_cast<char*>(lab.data() + 8), {n}, torch::kUInt8).to(torch::kInt64);
   for (int64_t i = 0; i < n; ++i) {
     if (static_cast<unsigned char>(lab[8 + i]) > 9) return Status::Corruption("label out of range 0..9");

@@ -8,17 +8,11 @@
 
 #include "common/base/status.h"
 #include "common/base/types.h"
+#include "worker/engine/data/dataset.h"
 
 namespace prunelab::worker {
 
 // kFashionMnistMean / kFashionMnistStd: common/base/types.h (the coordinator needs them too).
-
-struct Dataset {
-  at::Tensor images;  // float32 [N, 1, 28, 28], normalized
-  at::Tensor labels;  // int64 [N]
-  int64_t classes = 0;  // number of classes (0: from the labels, at least 10)
-  int64_t size() const { return labels.size(0); }
-};
 
 // subset = 0 loads everything; otherwise the first `subset` samples.
 StatusOr<Dataset> LoadFashionMnist(const std::string& dir, bool train, uint32_t subset);

@@ -90,7 +90,7 @@ std::string CommonPrefix(const std::set<std::string>& params) {
   return chars;
 }
 
-StatusOr<Analysis> Analyze(const torch::jit::Module& m, std::shared_ptr<Graph> g, const Shape& input_shape) {
+StatusOr<Analysis> Analyze(const torch::jit::Module& m, std::shared_ptr<Graph> g, const LearningTask& task) {
   Analysis a;
   FoldModuleConfiguration(m, g, /*fold_training=*/false);
   a.graph = g;
@@ -105,14 +105,12 @@ StatusOr<Analysis> Analyze(const torch::jit::Module& m, std::shared_ptr<Graph> g
     auto copy = g->copy();
     std::vector<Node*> ctop;
     for (Node* n : copy->block()->nodes()) ctop.push_back(n);
-    Shape full{2};
-    full.insert(full.end(), input_shape.begin(), input_shape.end());
     torch::jit::Module runner = m;
     if (m.is_training()) {
       runner = CloneModule(m);
       runner.eval();
     }
-    auto rec = RecordValueShapes(runner, *copy, torch::randn(full));
+    auto rec = RecordValueShapes(runner, *copy, task.ExampleInputs(2));
     if (!rec.ok()) return rec.status();
     for (size_t i = 0; i < a.top.size() && i < ctop.size(); ++i)
       for (size_t j = 0; j < a.top[i]->outputs().size(); ++j) {
@@ -310,10 +308,11 @@ void Skip(const Analysis& a, Graph& g, const std::set<std::string>& names) {
   }
 }
 
-torch::Tensor RunGraph(const torch::jit::Module& m, const std::shared_ptr<Graph>& g, const torch::Tensor& input,
-                       std::vector<torch::Tensor>* extra = nullptr) {
+torch::Tensor RunGraph(const torch::jit::Module& m, const std::shared_ptr<Graph>& g,
+                       const std::vector<c10::IValue>& inputs, std::vector<torch::Tensor>* extra = nullptr) {
   torch::jit::GraphExecutor exec(g, "prunelab_depth");
-  torch::jit::Stack stack{m._ivalue(), input};
+  torch::jit::Stack stack{m._ivalue()};
+  stack.insert(stack.end(), inputs.begin(), inputs.end());
   exec.run(stack);
   if (extra)
     for (size_t i = 1; i < stack.size(); ++i) extra->push_back(stack[i].toTensor());
@@ -356,10 +355,10 @@ void FoldModuleConfiguration(const torch::jit::Module& m, std::shared_ptr<Graph>
   torch::jit::EliminateDeadCode(g);
 }
 
-StatusOr<std::vector<DepthBlock>> FindDepthBlocks(const torch::jit::Module& m, const std::vector<int64_t>& input_shape) {
+StatusOr<std::vector<DepthBlock>> FindDepthBlocks(const torch::jit::Module& m, const LearningTask& task) {
   if (!m.find_method("forward")) return Status::InvalidArgument("the module has no forward method");
   try {
-    auto a = Analyze(m, InlinedForwardGraph(m), input_shape);
+    auto a = Analyze(m, InlinedForwardGraph(m), task);
     if (!a.ok()) return a.status();
     return a->blocks;
   } catch (const c10::Error& e) {
@@ -367,7 +366,7 @@ StatusOr<std::vector<DepthBlock>> FindDepthBlocks(const torch::jit::Module& m, c
   }
 }
 
-StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const std::vector<int64_t>& input_shape,
+StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const LearningTask& task,
                                               const std::vector<DepthBlock>& blocks, const std::string& criterion,
                                               const Dataset& calibration, int batches, int batch_size, uint64_t seed) {
   std::vector<double> out(blocks.size(), 0.0);
@@ -381,7 +380,7 @@ StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const
     return Status::InvalidArgument("criterion '" + criterion + "' does not rank blocks (granularity depth: loss, angular, random)");
   torch::jit::Module eval = CloneModule(m);
   eval.eval();
-  auto analysis = Analyze(eval, InlinedForwardGraph(eval), input_shape);
+  auto analysis = Analyze(eval, InlinedForwardGraph(eval), task);
   if (!analysis.ok()) return analysis.status();
   const Analysis& a = analysis.value();
   torch::NoGradGuard no_grad;
@@ -403,10 +402,8 @@ StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const
     double sum = 0;
     int64_t count = 0;
     for (auto [s, e] : ranges) {
-      auto logits = RunGraph(eval, g, calibration.images.slice(0, s, e));
-      sum += torch::nn::functional::cross_entropy(logits, calibration.labels.slice(0, s, e),
-                                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                 .item<double>();
+      Batch batch = task.Range(calibration, s, e);
+      sum += task.Loss(RunGraph(eval, g, batch.inputs), batch.targets, LossReduction::kSum).item<double>();
       count += e - s;
     }
     return sum / std::max<int64_t>(1, count);
@@ -446,7 +443,7 @@ StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const
   int64_t samples = 0;
   for (auto [s, e] : ranges) {
     std::vector<torch::Tensor> extra;
-    RunGraph(eval, g, calibration.images.slice(0, s, e), &extra);
+    RunGraph(eval, g, task.Range(calibration, s, e).inputs, &extra);
     for (size_t i = 0; i < blocks.size(); ++i) {
       if (first_out[i] < 0) continue;
       auto x = extra[first_out[i]].flatten(1).to(torch::kDouble);
@@ -463,7 +460,7 @@ StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const
   return out;
 }
 
-StatusOr<torch::jit::Module> RemoveDepthBlocks(const torch::jit::Module& m, const std::vector<int64_t>& input_shape,
+StatusOr<torch::jit::Module> RemoveDepthBlocks(const torch::jit::Module& m, const LearningTask& task,
                                                const std::set<std::string>& names) {
   try {
     // A fresh copy: its class types are its own, so editing its forward touches nothing else.
@@ -472,7 +469,7 @@ StatusOr<torch::jit::Module> RemoveDepthBlocks(const torch::jit::Module& m, cons
     auto graph = fn.graph();
     InlineGraph(*graph);
     torch::jit::ConstantPropagation(graph);
-    auto a = Analyze(copy, graph, input_shape);
+    auto a = Analyze(copy, graph, task);
     if (!a.ok()) return a.status();
     std::set<std::string> found, params;
     for (const auto& b : a->blocks)
@@ -497,15 +494,13 @@ StatusOr<torch::jit::Module> RemoveDepthBlocks(const torch::jit::Module& m, cons
       }
     torch::jit::Module out = CloneModule(copy);
     // The variant runs and keeps the output's shape.
-    Shape full{2};
-    full.insert(full.end(), input_shape.begin(), input_shape.end());
-    auto input = torch::randn(full, at::make_generator<at::CPUGeneratorImpl>(0));
+    auto input = task.ExampleInputs(2, at::make_generator<at::CPUGeneratorImpl>(0));
     torch::NoGradGuard no_grad;
     torch::jit::Module before = CloneModule(m), after = CloneModule(out);
     before.eval();
     after.eval();
-    auto want = before.forward({input}).toTensor();
-    auto got = after.forward({input}).toTensor();
+    auto want = before.forward(input).toTensor();
+    auto got = after.forward(input).toTensor();
     if (got.sizes() != want.sizes())
       return Status::InvalidArgument("depth: removing the blocks changed the output from " + c10::str(want.sizes()) +
                                      " to " + c10::str(got.sizes()));

@@ -16,8 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/data/fashion_mnist.h"
+#include "worker/engine/data/dataset.h"
 #include "worker/engine/model/model.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 
@@ -29,27 +30,27 @@ struct DepthBlock {
   std::vector<std::string> params;  // every tensor its branches read
 };
 
-// The blocks in forward order. `input_shape`: one sample's shape (the batch axis is added);
-// the module runs once on a random input to learn the shapes.
-StatusOr<std::vector<DepthBlock>> FindDepthBlocks(const torch::jit::Module& m, const std::vector<int64_t>& input_shape);
+// The blocks in forward order. The module runs once on the task's example inputs to learn
+// the shapes.
+StatusOr<std::vector<DepthBlock>> FindDepthBlocks(const torch::jit::Module& m, const LearningTask& task);
 
 // Importance of each block (higher: keep), on `batches` batches of `calibration` with the
 // module in eval mode:
-//   loss:    the cross-entropy with the block skipped minus the cross-entropy of the whole
+//   loss:    the task's loss with the block skipped minus the loss of the whole
 //            model (one forward pass per block per batch; what removing it costs, directly);
 //   angular: the angular distance arccos(cos(x, y)) / pi between the block's input and its
 //            output, per sample, averaged (one pass; Gromov et al. 2024, "The Unreasonable
 //            Ineffectiveness of the Deeper Layers"; ShortGPT's block influence is 1 - cos);
 //   random:  seeded uniform (a control).
-StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const std::vector<int64_t>& input_shape,
+StatusOr<std::vector<double>> DepthImportance(const torch::jit::Module& m, const LearningTask& task,
                                               const std::vector<DepthBlock>& blocks, const std::string& criterion,
                                               const Dataset& calibration, int batches, int batch_size, uint64_t seed);
 
 // A copy of `m` without the named blocks: its forward (inlined) no longer computes their
 // branches, and every tensor only they read is emptied (zero elements), so parameters and
-// saved size shrink. The copy runs on a random input and its output has the original's
-// shape, or an error says what broke.
-StatusOr<torch::jit::Module> RemoveDepthBlocks(const torch::jit::Module& m, const std::vector<int64_t>& input_shape,
+// saved size shrink. The copy runs on the task's example inputs and its output has the
+// original's shape, or an error says what broke.
+StatusOr<torch::jit::Module> RemoveDepthBlocks(const torch::jit::Module& m, const LearningTask& task,
                                                const std::set<std::string>& names);
 
 }  // namespace prunelab::worker

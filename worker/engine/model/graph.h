@@ -18,12 +18,12 @@ namespace prunelab::worker {
 std::shared_ptr<torch::jit::Graph> InlinedForwardGraph(const torch::jit::Module& m);
 // Inlines `graph` (the forward's own, or a copy) in place.
 void InlineGraph(torch::jit::Graph& graph);
-// Runs `graph` once on `input` (the module as `self`) with a recording op after every tensor
+// Runs `graph` once on `inputs` (the module as `self`) with a recording op after every tensor
 // value; the shapes of the values that were computed. Inserts the recording nodes into
 // `graph`: pass a copy.
 StatusOr<std::map<torch::jit::Value*, std::vector<int64_t>>> RecordValueShapes(const torch::jit::Module& m,
                                                                                  torch::jit::Graph& graph,
-                                                                                 const torch::Tensor& input);
+                                                                                 const std::vector<c10::IValue>& inputs);
 // Reads of the module's configuration (bool, int, float attributes other than `training`
 // unless fold_training, and none the graph assigns) become constants, and constants are
 // propagated: `if self.use_res_connect:` and `if self.downsample is not None:` leave

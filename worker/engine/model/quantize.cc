@@ -188,8 +188,8 @@ StatusOr<std::string> SelectQuantizedEngine() {
   return Status::InvalidArgument("quantize: this worker's LibTorch has no quantized engine (onednn, qnnpack or fbgemm)");
 }
 
-StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std::string& mode, const Dataset& calibration,
-                                          int batches, int batch_size, QuantizeReport* report) {
+StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std::string& mode, const LearningTask& task,
+                                          const Dataset& calibration, int batches, int batch_size, QuantizeReport* report) {
   if (mode != "int8" && mode != "int8_dynamic")
     return Status::InvalidArgument("quantize: '" + mode + "' (allowed: none, int8, int8_dynamic)");
   const bool dynamic = mode == "int8_dynamic";
@@ -227,7 +227,7 @@ StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std
       int64_t start = (static_cast<int64_t>(b) * batch_size) % std::max<int64_t>(1, n);
       int64_t end = std::min(n, start + batch_size);
       if (end <= start) break;
-      observed.forward({calibration.images.slice(0, start, end)});
+      observed.forward(task.Range(calibration, start, end).inputs);
       r.calibration_samples += end - start;
     }
     if (!dynamic && r.calibration_samples == 0) return Status::InvalidArgument("quantize: the calibration set is empty");
@@ -246,11 +246,11 @@ StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std
                                      std::to_string(r.float_ops) + " left in float)" +
                                      (dynamic ? "; int8_dynamic quantizes linear layers only: use int8 for convolutions" : ""));
     // The quantized module runs and keeps the output's shape.
-    auto x = calibration.images.slice(0, 0, std::min<int64_t>(n, 2));
+    auto x = task.Range(calibration, 0, std::min<int64_t>(n, 2)).inputs;
     auto want = CloneModule(m);
     want.eval();
-    auto expect = want.forward({x}).toTensor();
-    auto got = out.forward({x}).toTensor();
+    auto expect = want.forward(x).toTensor();
+    auto got = out.forward(x).toTensor();
     if (got.sizes() != expect.sizes())
       return Status::InvalidArgument("quantize: the quantized model outputs " + c10::str(got.sizes()) + " instead of " +
                                      c10::str(expect.sizes()));

@@ -14,8 +14,9 @@
 
 #include <string>
 
-#include "worker/engine/data/fashion_mnist.h"
+#include "worker/engine/data/dataset.h"
 #include "worker/engine/model/model.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 
@@ -38,7 +39,7 @@ StatusOr<std::string> SelectQuantizedEngine();
 // batches * batch_size samples are run through the observers (static mode). The copy runs
 // on a calibration batch and its output has the original's shape, or an error says what
 // broke (a module the passes cannot handle is an error naming LibTorch's reason).
-StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std::string& mode, const Dataset& calibration,
-                                          int batches, int batch_size, QuantizeReport* report);
+StatusOr<torch::jit::Module> QuantizeInt8(const torch::jit::Module& m, const std::string& mode, const LearningTask& task,
+                                          const Dataset& calibration, int batches, int batch_size, QuantizeReport* report);
 
 }  // namespace prunelab::worker

@@ -402,6 +402,7 @@ class Tracer {
     if (kind == "aten::linear" || kind == "aten::conv1d" || kind == "aten::conv2d" || kind == "aten::conv3d") {
       if (Producer(n, kind)) return;
     }
+    if (kind == "aten::embedding" && Embedding(n, kind)) return;
     if (kind == "aten::batch_norm" || kind == "aten::instance_norm") return ChannelNorm(n, kind);
     if (kind == "aten::layer_norm") return LayerNorm(n);
     if (PerChannel().count(kind)) return PassThrough(n, kind);
@@ -538,6 +539,27 @@ class Tracer {
     SameAsEarlierCalls(w, out.el);
     slices_.push_back({w, 0, out.el, 1, true});
     if (!b.empty()) slices_.push_back({b, 0, out.el, 1, false});
+    chan_[n->output(0)] = std::move(out);
+    return true;
+  }
+
+  // A lookup table's columns are the channels of its output (the last axis): an embedding
+  // is a producer whose structures are columns of its weight; the ids it reads carry none.
+  bool Embedding(Node* n, const std::string& kind) {
+    std::string w = AttrPath(n->input(0));
+    if (w.empty() || !HasTensor(m_, w)) return false;
+    auto weight = GetTensor(m_, w);
+    if (weight.dim() != 2) return false;
+    std::string layer = LayerOf(w);
+    kind_[layer] = kind;
+    Stop(n->input(1), kind + " reading channels as ids");
+    Chan out;
+    out.el = NewEls(weight.size(1), layer);
+    out.dim = -1;
+    SameAsEarlierCalls(w + "#1", out.el);
+    slices_.push_back({w, 1, out.el, 1, true});
+    int64_t rank = Rank(n->output(0));
+    if (rank > 0) out.dim = rank - 1;
     chan_[n->output(0)] = std::move(out);
     return true;
   }
@@ -1019,7 +1041,7 @@ std::shared_ptr<torch::jit::Graph> InlinedForward(const torch::jit::Module& m) {
 // Inserts prunelab::record_shape after every tensor value (graph inputs included) and runs
 // the graph once on `input`; returns the shapes of the values that were computed.
 StatusOr<std::map<Value*, Shape>> RecordShapes(const torch::jit::Module& m, torch::jit::Graph& graph,
-                                                 const torch::Tensor& input) {
+                                                 const std::vector<c10::IValue>& inputs) {
   std::map<int64_t, Value*> ids;
   std::vector<Value*> targets;
   std::function<void(Block*)> collect = [&](Block* b) {
@@ -1058,14 +1080,19 @@ StatusOr<std::map<Value*, Shape>> RecordShapes(const torch::jit::Module& m, torc
     torch::jit::setGraphExecutorOptimize(false);
     // The executor runs a copy: the recorded ids map back to this graph's values.
     torch::jit::GraphExecutor exec(graph.copy(), "prunelab_layout");
-    torch::jit::Stack stack{m._ivalue(), input};
+    torch::jit::Stack stack{m._ivalue()};
+    stack.insert(stack.end(), inputs.begin(), inputs.end());
     exec.run(stack);
     torch::jit::setGraphExecutorOptimize(optimize);
   } catch (const std::exception& e) {
     torch::jit::setGraphExecutorOptimize(optimize);
     g_recorded = nullptr;
-    return Status::InvalidArgument(std::string("the model did not run on an input of shape ") +
-                                   c10::str(input.sizes()) + ": " + e.what());
+    std::string described;
+    for (const auto& in : inputs)
+      described += (described.empty() ? "" : ", ") +
+                   (in.isTensor() ? std::string(c10::toString(in.toTensor().scalar_type())) + c10::str(in.toTensor().sizes())
+                                  : in.tagKind());
+    return Status::InvalidArgument("the model did not run on an input of " + described + ": " + e.what());
   }
   g_recorded = nullptr;
   std::map<Value*, Shape> out;
@@ -1083,14 +1110,14 @@ void InlineGraph(torch::jit::Graph& graph) {
   torch::jit::setGraphExecutorOptimize(optimize);
 }
 StatusOr<std::map<Value*, Shape>> RecordValueShapes(const torch::jit::Module& m, torch::jit::Graph& graph,
-                                                    const torch::Tensor& input) {
-  return RecordShapes(m, graph, input);
+                                                    const std::vector<c10::IValue>& inputs) {
+  return RecordShapes(m, graph, inputs);
 }
 std::string AttributePath(Value* v) { return AttrPath(v); }
 
-ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>& input_shape) {
+ModelLayout InferLayout(const torch::jit::Module& m, const LearningTask& task) {
   ModelLayout layout;
-  layout.input_shape = input_shape;
+  layout.input_shape = task.Sample().shape;
   for (const auto& p : m.named_parameters(/*recurse=*/true)) {
     if (p.value.dim() < 2 || !EndsWith(p.name, "weight")) continue;
     layout.layers.push_back({LayerOf(p.name), p.name});
@@ -1104,15 +1131,13 @@ ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>&
     std::map<Value*, Shape> shapes;
     bool have = false;
     std::string run_error;
-    if (!input_shape.empty()) {
-      std::vector<int64_t> full{2};
-      full.insert(full.end(), input_shape.begin(), input_shape.end());
+    if (!layout.input_shape.empty()) {
       torch::jit::Module runner = m;
       if (m.is_training()) {
         runner = CloneModule(m);
         runner.eval();
       }
-      auto rec = RecordShapes(runner, *graph, torch::randn(full, torch::TensorOptions().dtype(torch::kFloat32)));
+      auto rec = RecordShapes(runner, *graph, task.ExampleInputs(2));
       if (rec.ok()) {
         shapes = std::move(rec).value();
         have = true;

@@ -8,7 +8,7 @@
 // sharing producers. Anything the pass cannot follow (matmul of attention, layer/group norm
 // over the channels, a fixed-size split, the model's output) blocks the elements it touches,
 // and the group says which op after which layer. Shapes come from one recorded forward pass
-// on an input of `input_shape`, so only the code that runs is followed. Attention heads of
+// on the task's example inputs, so only the code that runs is followed. Attention heads of
 // nn.MultiheadAttention are found from the modules themselves (AddAttentionHeads).
 // LibTorch header: engine-internal.
 #pragma once
@@ -16,11 +16,13 @@
 #include <vector>
 
 #include "worker/engine/model/model.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 
-// input_shape: one sample's shape, e.g. {3, 32, 32} (the batch axis is added).
-ModelLayout InferLayout(const torch::jit::Module& m, const std::vector<int64_t>& input_shape = {1, 28, 28});
+// Shapes are recorded on the task's example inputs (two samples), so token ids, waveforms and
+// images are traced as the model will see them.
+ModelLayout InferLayout(const torch::jit::Module& m, const LearningTask& task);
 
 // After structures were removed: the forward is inlined into one graph and each depthwise
 // convolution's `groups` argument set to its new width, then the module is reloaded so no

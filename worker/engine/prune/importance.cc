@@ -21,7 +21,8 @@ bool NeedsGradients(Criterion c) { return c == Criterion::kGradient || c == Crit
 bool ScoresActivations(Criterion c) { return c == Criterion::kActivation || c == Criterion::kApoz; }
 
 StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Module& m, const ModelLayout& layout,
-                                                                const Dataset& calibration, int batches,
+                                                                const LearningTask& task, const Dataset& calibration,
+                                                                int batches,
                                                                 int batch_size, bool apoz) {
   if (!layout.has_probe || !m.find_method("probe"))
     return Status::InvalidArgument("activation-based criteria need the model's probe() method (built-in zoo models "
@@ -34,7 +35,7 @@ StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Modu
     int64_t start = (static_cast<int64_t>(b) * batch_size) % std::max<int64_t>(1, n);
     int64_t end = std::min(n, start + batch_size);
     if (end <= start) break;
-    auto acts = m.get_method("probe")({calibration.images.slice(0, start, end)}).toTensorVector();
+    auto acts = m.get_method("probe")(task.Range(calibration, start, end).inputs).toTensorVector();
     if (acts.size() != layout.groups.size())
       return Status::Internal("probe() returned " + std::to_string(acts.size()) + " activations for " +
                               std::to_string(layout.groups.size()) + " structure groups");
@@ -50,8 +51,8 @@ StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Modu
   return out;
 }
 
-Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, const Dataset& calibration,
-                              int batches, int batch_size) {
+Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                              const Dataset& calibration, int batches, int batch_size) {
   Scores acc;
   for (const auto& l : layout.layers) acc[l.weight] = torch::zeros_like(GetTensor(m, l.weight)).detach();
   m.train(false);
@@ -61,8 +62,8 @@ Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, 
     int64_t start = (static_cast<int64_t>(b) * batch_size) % std::max<int64_t>(1, n);
     int64_t end = std::min(n, start + batch_size);
     if (end <= start) break;
-    auto logits = m.forward({calibration.images.slice(0, start, end)}).toTensor();
-    auto loss = torch::nn::functional::cross_entropy(logits, calibration.labels.slice(0, start, end));
+    Batch batch = task.Range(calibration, start, end);
+    auto loss = task.Loss(m.forward(batch.inputs).toTensor(), batch.targets);
     for (auto p : m.parameters())
       if (p.grad().defined()) p.mutable_grad().zero_();
     loss.backward();

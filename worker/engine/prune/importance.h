@@ -5,8 +5,9 @@
 #include <map>
 #include <string>
 
-#include "worker/engine/data/fashion_mnist.h"
+#include "worker/engine/data/dataset.h"
 #include "worker/engine/prune/pruning.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 
@@ -18,10 +19,10 @@ bool ScoresActivations(Criterion c);
 
 using Scores = std::map<std::string, torch::Tensor>;  // param name -> scores, same shape
 
-// |dL/dw| summed over `batches` calibration batches of `batch_size` (cross-entropy, the
+// |dL/dw| summed over `batches` calibration batches of `batch_size` (the task's loss, the
 // model in eval mode so batch-norm statistics are not touched). Gradients are cleared after.
-Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, const Dataset& calibration,
-                              int batches, int batch_size);
+Scores AccumulateAbsGradients(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                              const Dataset& calibration, int batches, int batch_size);
 
 // Scores for every prunable weight of the layout:
 //   random: seeded uniform (a control); l1: |w|; l2: w^2 (same per-weight order as l1, differs
@@ -36,7 +37,8 @@ StatusOr<Scores> WeightScores(const torch::jit::Module& m, const ModelLayout& la
 //   activation: mean |a| per structure; apoz: 1 - APoZ (the fraction of non-zero outputs),
 //   so structures that are almost always zero after ReLU rank lowest.
 StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Module& m, const ModelLayout& layout,
-                                                                const Dataset& calibration, int batches,
+                                                                const LearningTask& task, const Dataset& calibration,
+                                                                int batches,
                                                                 int batch_size, bool apoz);
 
 // Mask zeroing the round(sparsity * numel) lowest scores (ties: lowest index first).

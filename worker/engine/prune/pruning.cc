@@ -137,8 +137,8 @@ void ZeroStructures(torch::jit::Module& m, const ModelLayout& layout, const Keep
     GetTensor(m, key.first).index_fill_(key.second, flags.nonzero().flatten(), 0.0);
 }
 
-Status CheckStructuredVariant(torch::jit::Module& zeroed, torch::jit::Module& pruned, const torch::Tensor& input,
-                              double tolerance, double* relative_error) {
+Status CheckStructuredVariant(torch::jit::Module& zeroed, torch::jit::Module& pruned,
+                              const std::vector<c10::IValue>& inputs, double tolerance, double* relative_error) {
   torch::NoGradGuard no_grad;
   const bool zt = zeroed.is_training(), pt = pruned.is_training();
   zeroed.eval();
@@ -146,13 +146,13 @@ Status CheckStructuredVariant(torch::jit::Module& zeroed, torch::jit::Module& pr
   torch::Tensor ref, got;
   std::string error;
   try {
-    ref = zeroed.forward({input}).toTensor();
+    ref = zeroed.forward(inputs).toTensor();
   } catch (const std::exception& e) {
     error = std::string("the original model with the removed structures zeroed did not run: ") + e.what();
   }
   if (error.empty()) {
     try {
-      got = pruned.forward({input}).toTensor();
+      got = pruned.forward(inputs).toTensor();
     } catch (const c10::Error& e) {
       error = std::string("the pruned model does not run: ") + e.what_without_backtrace();
     } catch (const std::exception& e) {

@@ -34,12 +34,12 @@ void RemoveStructures(torch::jit::Module& m, const ModelLayout& layout, const Ke
 // Zeroes the producer slices (weights, biases, norm scale/shift) of the structures that
 // RemoveStructures would remove, keeping shapes: the reference a pruned model must match.
 void ZeroStructures(torch::jit::Module& m, const ModelLayout& layout, const Keep& keep);
-// The check every structured variant passes before fine-tuning: `pruned` runs on `input`,
+// The check every structured variant passes before fine-tuning: `pruned` runs on `inputs`,
 // its output has the same shape as `zeroed`'s (the original with the removed structures
 // zeroed), and differs from it by at most `tolerance` of the output's largest magnitude
 // (*relative_error gets the figure). FailedPrecondition naming what failed otherwise.
-Status CheckStructuredVariant(torch::jit::Module& zeroed, torch::jit::Module& pruned, const torch::Tensor& input,
-                              double tolerance, double* relative_error);
+Status CheckStructuredVariant(torch::jit::Module& zeroed, torch::jit::Module& pruned,
+                              const std::vector<c10::IValue>& inputs, double tolerance, double* relative_error);
 
 // 1 - (non-zero prunable weights of m) / (prunable weights of the dense model).
 double AchievedSparsity(const torch::jit::Module& m, const ModelLayout& layout, int64_t dense_prunable_weights);

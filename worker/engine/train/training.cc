@@ -12,16 +12,6 @@
 
 namespace prunelab::worker {
 
-torch::Tensor DistillationLoss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
-                               const torch::Tensor& labels, double temperature, double alpha) {
-  namespace F = torch::nn::functional;
-  auto hard = F::cross_entropy(student_logits, labels);
-  auto soft = F::kl_div(F::log_softmax(student_logits / temperature, F::LogSoftmaxFuncOptions(1)),
-                        F::softmax(teacher_logits.detach() / temperature, F::SoftmaxFuncOptions(1)),
-                        F::KLDivFuncOptions().reduction(torch::kBatchMean));
-  return alpha * temperature * temperature * soft + (1.0 - alpha) * hard;
-}
-
 bool CpuHasBf16(std::string* why) {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -69,7 +59,7 @@ void SetMemoryFormat(torch::jit::Module& m, bool channels_last) {
 }
 }  // namespace
 
-Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) {
+Status Train(torch::jit::Module& m, const LearningTask& task, const Dataset& data, const TrainOptions& o) {
   if (o.bf16) {
     std::string why;
     if (!CpuHasBf16(&why))
@@ -107,22 +97,25 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
     auto perm = torch::from_blob(order.data(), {n}, torch::kInt64).clone();
     for (int64_t start = 0; start < n && step < last; start += bs) {
       auto idx = perm.slice(0, start, std::min(n, start + bs));
-      auto x = data.images.index_select(0, idx);
-      if (o.bf16 && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-      auto y = data.labels.index_select(0, idx);
+      Batch batch = task.Gather(data, idx);
+      if (o.bf16)
+        for (auto& in : batch.inputs)
+          if (in.isTensor() && in.toTensor().dim() == 4) in = in.toTensor().contiguous(at::MemoryFormat::ChannelsLast);
+      const auto& y = batch.targets;
       torch::Tensor loss;
       {
         Bf16Autocast autocast(o.bf16);
-        auto logits = m.forward({x}).toTensor();
+        auto logits = m.forward(batch.inputs).toTensor();
         if (o.teacher) {
           torch::Tensor soft_targets;
           {
             torch::NoGradGuard no_grad;
-            soft_targets = o.teacher->forward({x}).toTensor();
+            soft_targets = o.teacher->forward(batch.inputs).toTensor();
           }
-          loss = DistillationLoss(logits.to(torch::kFloat32), soft_targets.to(torch::kFloat32), y, o.temperature, o.alpha);
+          loss = task.DistillationLoss(logits.to(torch::kFloat32), soft_targets.to(torch::kFloat32), y, o.temperature,
+                                       o.alpha);
         } else {
-          loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), y);
+          loss = task.Loss(logits.to(torch::kFloat32), y);
         }
       }
       double lv = loss.item<double>();
@@ -152,40 +145,6 @@ Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& o) 
   }
   m.train(false);
   return Status::Ok();
-}
-
-Evaluation Evaluate(torch::jit::Module& m, const Dataset& data) {
-  torch::NoGradGuard no_grad;
-  m.train(false);
-  const int64_t n = data.size();
-  const int64_t from_labels = n > 0 ? data.labels.max().item<int64_t>() + 1 : 0;
-  const int64_t classes = data.classes > 0 ? std::max(data.classes, from_labels) : std::max<int64_t>(10, from_labels);
-  std::vector<int64_t> correct(classes, 0), seen(classes, 0), predicted(classes, 0);
-  for (int64_t start = 0; start < n; start += 1000) {
-    int64_t end = std::min(n, start + 1000);
-    auto pred = m.forward({data.images.slice(0, start, end)}).toTensor().argmax(1);
-    auto y = data.labels.slice(0, start, end);
-    auto hit = pred.eq(y);
-    auto y_acc = y.accessor<int64_t, 1>();
-    auto h_acc = hit.accessor<bool, 1>();
-    auto p_acc = pred.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < end - start; ++i) {
-      ++seen[y_acc[i]];
-      if (h_acc[i]) ++correct[y_acc[i]];
-      if (p_acc[i] >= 0 && p_acc[i] < classes) ++predicted[p_acc[i]];
-    }
-  }
-  Evaluation e;
-  e.seen = seen;
-  e.predicted = predicted;
-  int64_t c = 0, s = 0;
-  for (int64_t k = 0; k < classes; ++k) {
-    c += correct[k];
-    s += seen[k];
-    e.per_class.push_back(seen[k] ? static_cast<double>(correct[k]) / seen[k] : 0.0);
-  }
-  e.accuracy = s ? static_cast<double>(c) / s : 0.0;
-  return e;
 }
 
 }  // namespace prunelab::worker

@@ -4,8 +4,9 @@
 #include <functional>
 #include <vector>
 
-#include "worker/engine/data/fashion_mnist.h"
+#include "worker/engine/data/dataset.h"
 #include "worker/engine/prune/pruning.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 
@@ -21,7 +22,7 @@ struct TrainOptions {
   // Called about every 2 % of the work with the fraction done; return false to abort.
   std::function<bool(double)> on_progress;
   // Knowledge distillation: the teacher (in eval mode, no gradients) is run on every batch
-  // and the loss is DistillationLoss at this temperature and alpha. Null: labels only.
+  // and the loss is the task's DistillationLoss at this temperature and alpha. Null: labels only.
   torch::jit::Module* teacher = nullptr;
   double temperature = 4;
   double alpha = 0.5;
@@ -34,23 +35,9 @@ struct TrainOptions {
 // not, *why names what was looked for.
 bool CpuHasBf16(std::string* why);
 
-// Hinton et al.'s distillation loss, batch mean: alpha * T^2 * KL(softmax(t/T) ||
-// softmax(s/T)) + (1 - alpha) * cross_entropy(s, labels). T^2 keeps the soft term's gradients
-// on the scale of the hard term's as T grows.
-torch::Tensor DistillationLoss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
-                               const torch::Tensor& labels, double temperature, double alpha);
-
 // SGD with momentum and a cosine learning-rate decay from learning_rate to 0 over all
-// epochs, cross-entropy (or the distillation loss), seeded shuffling. Fails (never throws) on a
-// non-finite loss or when aborted.
-Status Train(torch::jit::Module& m, const Dataset& data, const TrainOptions& options);
-
-struct Evaluation {
-  double accuracy = 0;               // top-1, fraction
-  std::vector<double> per_class;     // top-1 per label (0 for a label without samples)
-  std::vector<int64_t> seen;         // samples per label
-  std::vector<int64_t> predicted;    // predictions per class
-};
-Evaluation Evaluate(torch::jit::Module& m, const Dataset& data);
+// epochs, the task's loss (or its distillation loss), seeded shuffling; batches made by the
+// task. Fails (never throws) on a non-finite loss or when aborted.
+Status Train(torch::jit::Module& m, const LearningTask& task, const Dataset& data, const TrainOptions& options);
 
 }  // namespace prunelab::worker

@@ -87,14 +87,14 @@ TEST(UserDataTest, NpyArraysInEitherLayoutAreResizedAndNormalized) {
   ASSERT_TRUE(CheckDatasetFiles(cfg).ok()) << CheckDatasetFiles(cfg).ToString();
   auto d = LoadUserDataset(cfg, true, 0, {3, 16, 16});
   ASSERT_TRUE(d.ok()) << d.status().ToString();
-  EXPECT_EQ(d->images.sizes(), (std::vector<int64_t>{6, 3, 16, 16}));
+  EXPECT_EQ(d->inputs.sizes(), (std::vector<int64_t>{6, 3, 16, 16}));
   EXPECT_EQ(d->classes, 3);
-  EXPECT_NEAR(d->images.select(1, 0).mean().item<double>(), (1.0 - 0.5) / 0.25, 1e-5);
-  EXPECT_NEAR(d->images.select(1, 1).mean().item<double>(), (0.0 - 0.5) / 0.25, 1e-5);
+  EXPECT_NEAR(d->inputs.select(1, 0).mean().item<double>(), (1.0 - 0.5) / 0.25, 1e-5);
+  EXPECT_NEAR(d->inputs.select(1, 1).mean().item<double>(), (0.0 - 0.5) / 0.25, 1e-5);
   auto grey = LoadUserDataset(Config("npy", dir.path()), false, 2, {1, 8, 8});
   ASSERT_TRUE(grey.ok()) << grey.status().ToString();
-  EXPECT_EQ(grey->images.sizes(), (std::vector<int64_t>{2, 1, 8, 8}));
-  EXPECT_NEAR(grey->images.mean().item<double>(), 0.5, 1e-5);
+  EXPECT_EQ(grey->inputs.sizes(), (std::vector<int64_t>{2, 1, 8, 8}));
+  EXPECT_NEAR(grey->inputs.mean().item<double>(), 0.5, 1e-5);
 
   // A label out of dataset.classes' range, and counts that disagree, name the file.
   cfg.class_names = {"a", "b"};
@@ -137,8 +137,8 @@ TEST(UserDataTest, FoldedPreprocessingDoesWhatTheWorkerDidToTheData) {
   ASSERT_TRUE(m.ok());
   torch::NoGradGuard g;
   auto got = m->forward({raw.permute({0, 3, 1, 2})}).toTensor();
-  ASSERT_EQ(got.sizes(), d->images.sizes());
-  EXPECT_LT((got - d->images).abs().max().item<double>(), 1e-5);
+  ASSERT_EQ(got.sizes(), d->inputs.sizes());
+  EXPECT_LT((got - d->inputs).abs().max().item<double>(), 1e-5);
   EXPECT_FALSE(FoldPreprocessing(SaveToBytes(identity), {shape, {0.1, 0.2}, {}}).ok()) << "2 means for 3 channels";
 }
 
@@ -149,7 +149,7 @@ void WriteFolder(const std::string& root, const std::vector<int>& labels, int pe
   torch::Tensor images, ys;
   auto d = LoadFashionMnist(kFashionDir, train, 6000);
   if (d.ok()) {
-    images = (d->images * kFashionMnistStd + kFashionMnistMean).mul(255).clamp(0, 255).to(torch::kUInt8);
+    images = (d->inputs * kFashionMnistStd + kFashionMnistMean).mul(255).clamp(0, 255).to(torch::kUInt8);
     ys = d->labels;
   }
   for (int label : labels) {
@@ -183,7 +183,7 @@ TEST(UserDataTest, ImageFoldersDecodePngAndJpegAndRefuseBrokenFiles) {
   EXPECT_EQ(classes.value(), (std::vector<std::string>{"class_0", "class_1", "class_7"}));
   auto d = LoadUserDataset(cfg, true, 6, {3, 32, 32});
   ASSERT_TRUE(d.ok()) << d.status().ToString();
-  EXPECT_EQ(d->images.sizes(), (std::vector<int64_t>{6, 3, 32, 32}));
+  EXPECT_EQ(d->inputs.sizes(), (std::vector<int64_t>{6, 3, 32, 32}));
   EXPECT_TRUE(torch::equal(d->labels, torch::tensor({0, 1, 2, 0, 1, 2}, torch::kInt64))) << "a subset takes classes in turn";
   auto test = LoadUserDataset(cfg, false, 0, {1, 28, 28});
   ASSERT_TRUE(test.ok()) << test.status().ToString();

@@ -60,7 +60,7 @@ torch::Tensor Reference(const torch::jit::Module& m, const torch::Tensor& x, boo
 
 TEST(DepthTest, HandWrittenBlocksAreFoundAndRemovedWhole) {
   auto m = HandWritten();
-  auto blocks = FindDepthBlocks(m, {4});
+  auto blocks = FindDepthBlocks(m, *NewImageClassification({4}));
   ASSERT_TRUE(blocks.ok()) << blocks.status().ToString();
   // The two-branch sum of equal weight and the bias add are not blocks.
   ASSERT_EQ(Names(blocks.value()), (std::vector<std::string>{"a_w", "b_w"}));
@@ -71,16 +71,16 @@ TEST(DepthTest, HandWrittenBlocksAreFoundAndRemovedWhole) {
   EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), Reference(m, x, true, true), 1e-5, 1e-5));
   for (auto [remove, a, b] : std::vector<std::tuple<std::set<std::string>, bool, bool>>{
            {{"a_w"}, false, true}, {{"b_w"}, true, false}, {{"a_w", "b_w"}, false, false}}) {
-    auto v = RemoveDepthBlocks(m, {4}, remove);
+    auto v = RemoveDepthBlocks(m, *NewImageClassification({4}), remove);
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     EXPECT_TRUE(torch::allclose(v->forward({x}).toTensor(), Reference(m, x, a, b), 1e-5, 1e-5));
     EXPECT_EQ(v->attr("a_w").toTensor().numel(), a ? 64 : 0) << "a removed block's tensors are emptied";
     EXPECT_EQ(v->attr("b_w1").toTensor().numel(), b ? 128 : 0);
     auto again = LoadFromBytes(SaveToBytes(v.value()));
     ASSERT_TRUE(again.ok());
-    EXPECT_EQ(Names(FindDepthBlocks(again.value(), {4}).value()).size(), size_t(a) + size_t(b));
+    EXPECT_EQ(Names(FindDepthBlocks(again.value(), *NewImageClassification({4})).value()).size(), size_t(a) + size_t(b));
   }
-  EXPECT_FALSE(RemoveDepthBlocks(m, {4}, {"nope"}).ok());
+  EXPECT_FALSE(RemoveDepthBlocks(m, *NewImageClassification({4}), {"nope"}).ok());
 }
 
 TEST(DepthTest, ImportanceIsZeroForABlockThatChangesNothing) {
@@ -88,19 +88,19 @@ TEST(DepthTest, ImportanceIsZeroForABlockThatChangesNothing) {
   // Block a contributes nothing (its weights are zero: relu(0) = 0); block b does.
   m.setattr("a_w", torch::zeros({8, 8}));
   Dataset d{torch::randn({64, 4}), torch::randint(0, 3, {64})};
-  auto blocks = FindDepthBlocks(m, {4}).value();
-  auto loss = DepthImportance(m, {4}, blocks, "loss", d, 4, 16, 0);
+  auto blocks = FindDepthBlocks(m, *NewImageClassification({4})).value();
+  auto loss = DepthImportance(m, *NewImageClassification({4}), blocks, "loss", d, 4, 16, 0);
   ASSERT_TRUE(loss.ok()) << loss.status().ToString();
   EXPECT_NEAR(loss->at(0), 0.0, 1e-9);
   EXPECT_GT(std::abs(loss->at(1)), 1e-4);
-  auto angular = DepthImportance(m, {4}, blocks, "angular", d, 4, 16, 0);
+  auto angular = DepthImportance(m, *NewImageClassification({4}), blocks, "angular", d, 4, 16, 0);
   ASSERT_TRUE(angular.ok()) << angular.status().ToString();
   EXPECT_NEAR(angular->at(0), 0.0, 1e-6) << "output = input";
   EXPECT_GT(angular->at(1), 1e-3);
   EXPECT_LE(angular->at(1), 1.0);
-  auto r1 = DepthImportance(m, {4}, blocks, "random", d, 4, 16, 7), r2 = DepthImportance(m, {4}, blocks, "random", d, 4, 16, 7);
+  auto r1 = DepthImportance(m, *NewImageClassification({4}), blocks, "random", d, 4, 16, 7), r2 = DepthImportance(m, *NewImageClassification({4}), blocks, "random", d, 4, 16, 7);
   EXPECT_EQ(r1.value(), r2.value()) << "seeded";
-  EXPECT_FALSE(DepthImportance(m, {4}, blocks, "l1", d, 4, 16, 0).ok());
+  EXPECT_FALSE(DepthImportance(m, *NewImageClassification({4}), blocks, "l1", d, 4, 16, 0).ok());
 }
 
 TEST(DepthTest, ZooResnetAndVitBlocksMatchTheSpecNames) {
@@ -110,7 +110,7 @@ TEST(DepthTest, ZooResnetAndVitBlocksMatchTheSpecNames) {
     ASSERT_TRUE(built.ok());
     torch::jit::Module m = built->module;
     m.eval();
-    auto blocks = FindDepthBlocks(m, {1, 28, 28});
+    auto blocks = FindDepthBlocks(m, *NewImageClassification({1, 28, 28}));
     ASSERT_TRUE(blocks.ok()) << blocks.status().ToString();
     EXPECT_EQ(Names(blocks.value()), ZooBlockNames(model));
     if (model == "resnet") {
@@ -126,7 +126,7 @@ TEST(DepthTest, ZooResnetAndVitBlocksMatchTheSpecNames) {
     for (const char* t : model == "resnet" ? std::vector<const char*>{"b3b_bn_w", "b3b_bn_b"}
                                            : std::vector<const char*>{"b1_o_w", "b1_o_b", "b1_fc2_w", "b1_fc2_b"})
       zeroed.setattr(t, torch::zeros_like(zeroed.attr(t).toTensor()));
-    auto v = RemoveDepthBlocks(m, {1, 28, 28}, {last});
+    auto v = RemoveDepthBlocks(m, *NewImageClassification({1, 28, 28}), {last});
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     v->eval();
     torch::NoGradGuard g;
@@ -171,13 +171,13 @@ TEST(DepthTest, TorchvisionBlocksAndTransformerLayersAreRemovedWhole) {
     auto dense = LoadFromBytes(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
     ASSERT_TRUE(dense.ok());
     dense->eval();
-    auto blocks = FindDepthBlocks(dense.value(), {3, 32, 32});
+    auto blocks = FindDepthBlocks(dense.value(), *NewImageClassification({3, 32, 32}));
     ASSERT_TRUE(blocks.ok()) << blocks.status().ToString();
     ASSERT_EQ(blocks->size(), w.blocks) << ::testing::PrintToString(Names(blocks.value()));
     EXPECT_EQ(blocks->front().name, w.first);
     // The second block of the list removed: equal to the original with its branch zeroed.
     const std::string second = blocks->at(1).name;
-    auto v = RemoveDepthBlocks(dense.value(), {3, 32, 32}, {second});
+    auto v = RemoveDepthBlocks(dense.value(), *NewImageClassification({3, 32, 32}), {second});
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     v->eval();
     auto zeroed = CloneModule(dense.value());
@@ -192,9 +192,9 @@ TEST(DepthTest, TorchvisionBlocksAndTransformerLayersAreRemovedWhole) {
     // Half of the blocks, every other one.
     std::set<std::string> half;
     for (size_t i = 0; i < blocks->size(); i += 2) half.insert(blocks->at(i).name);
-    auto h = RemoveDepthBlocks(dense.value(), {3, 32, 32}, half);
+    auto h = RemoveDepthBlocks(dense.value(), *NewImageClassification({3, 32, 32}), half);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
-    EXPECT_EQ(FindDepthBlocks(h.value(), {3, 32, 32})->size(), blocks->size() - half.size());
+    EXPECT_EQ(FindDepthBlocks(h.value(), *NewImageClassification({3, 32, 32}))->size(), blocks->size() - half.size());
   }
 }
 

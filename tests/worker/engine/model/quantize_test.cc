@@ -38,25 +38,25 @@ TEST(QuantizeTest, ZooModelsKeepTheirAccuracyWithinATolerance) {
     torch::jit::Module m = built->module;
     TrainOptions o;
     o.epochs = 1;
-    ASSERT_TRUE(Train(m, train.value(), o).ok());
+    ASSERT_TRUE(Train(m, *ClassificationFor(train.value()), train.value(), o).ok());
     m.eval();
-    const double fp32 = Evaluate(m, test.value()).accuracy;
+    const double fp32 = ClassificationFor(test.value())->Evaluate(m, test.value()).accuracy;
     QuantizeReport r;
-    auto q = QuantizeInt8(m, c.mode, train.value(), 4, 64, &r);
+    auto q = QuantizeInt8(m, c.mode, *ClassificationFor(train.value()), train.value(), 4, 64, &r);
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     EXPECT_EQ(r.quantized_ops, c.quantized);
     EXPECT_EQ(r.float_ops, 0);
     EXPECT_EQ(r.folded_batch_norms, c.folded);
     EXPECT_EQ(r.engine, "onednn") << "x86 with oneDNN (Debian's LibTorch has onednn and qnnpack)";
     EXPECT_EQ(r.calibration_samples, c.mode == "int8" ? 256 : 0) << "dynamic: nothing to calibrate";
-    const double int8 = Evaluate(q.value(), test.value()).accuracy;
+    const double int8 = ClassificationFor(test.value())->Evaluate(q.value(), test.value()).accuracy;
     EXPECT_GT(fp32, 0.6);
     EXPECT_NEAR(int8, fp32, 0.02) << "fp32 " << fp32 << ", int8 " << int8;
     EXPECT_LT(SaveToBytes(q.value()).size(), SaveToBytes(m).size() * 0.5) << "int8 weights, float ones dropped";
     // It survives serialization, as a variant must.
     auto again = LoadFromBytes(SaveToBytes(q.value()));
     ASSERT_TRUE(again.ok()) << again.status().ToString();
-    EXPECT_DOUBLE_EQ(Evaluate(again.value(), test.value()).accuracy, int8);
+    EXPECT_DOUBLE_EQ(ClassificationFor(test.value())->Evaluate(again.value(), test.value()).accuracy, int8);
   }
 }
 
@@ -73,12 +73,12 @@ TEST(QuantizeTest, ATorchvisionResnetQuantizesAndAModelWithoutLayersIsRefused) {
   m->eval();
   Dataset calib{torch::randn({32, 3, 32, 32}), torch::zeros({32}, torch::kInt64)};
   QuantizeReport r;
-  auto q = QuantizeInt8(m.value(), "int8", calib, 2, 16, &r);
+  auto q = QuantizeInt8(m.value(), "int8", *ClassificationFor(calib), calib, 2, 16, &r);
   ASSERT_TRUE(q.ok()) << q.status().ToString();
   EXPECT_EQ(r.quantized_ops, 21) << "20 convolutions and the classifier";
   EXPECT_EQ(r.folded_batch_norms, 20);
   torch::NoGradGuard g;
-  auto x = calib.images.slice(0, 0, 8);
+  auto x = calib.inputs.slice(0, 0, 8);
   auto want = m->forward({x}).toTensor(), got = q->forward({x}).toTensor();
   // Same function up to int8 rounding: the logits agree to a fraction of their spread.
   EXPECT_LT((got - want).abs().mean().item<double>(), 0.25 * want.std().item<double>());
@@ -86,14 +86,14 @@ TEST(QuantizeTest, ATorchvisionResnetQuantizesAndAModelWithoutLayersIsRefused) {
   torch::jit::Module plain("__torch__.prunelab_test.Plain");
   plain.register_attribute("training", c10::BoolType::get(), false);
   plain.define("def forward(self, x: Tensor) -> Tensor:\n    return torch.flatten(x, 1)[:, :10] * 2.0\n");
-  auto none = QuantizeInt8(plain, "int8", calib, 1, 8, nullptr);
+  auto none = QuantizeInt8(plain, "int8", *ClassificationFor(calib), calib, 1, 8, nullptr);
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("no convolution or linear layer was quantized"), std::string::npos)
       << none.status().message();
-  EXPECT_FALSE(QuantizeInt8(m.value(), "int4", calib, 1, 8, nullptr).ok());
+  EXPECT_FALSE(QuantizeInt8(m.value(), "int4", *ClassificationFor(calib), calib, 1, 8, nullptr).ok());
   // Dynamic int8 takes linear layers only: of a ResNet just the classifier.
   QuantizeReport d;
-  auto dyn = QuantizeInt8(m.value(), "int8_dynamic", calib, 1, 8, &d);
+  auto dyn = QuantizeInt8(m.value(), "int8_dynamic", *ClassificationFor(calib), calib, 1, 8, &d);
   ASSERT_TRUE(dyn.ok()) << dyn.status().ToString();
   EXPECT_EQ(d.quantized_ops, 1);
   EXPECT_EQ(d.float_ops, 20) << "the convolutions stay float";

@@ -52,7 +52,7 @@ TEST(TorchvisionTest, EachFamilyPrunesStructurallyAndComputesWhatTheZeroedOrigin
     ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
     torch::jit::Module dense = loaded.value();
     dense.eval();
-    auto layout = InferLayout(dense, {3, 32, 32});
+    auto layout = InferLayout(dense, *NewImageClassification({3, 32, 32}));
     ASSERT_TRUE(layout.structured_error.empty()) << layout.structured_error;
     int prunable = 0;
     for (const auto& g : layout.groups) prunable += g.blocked.empty();
@@ -67,7 +67,7 @@ TEST(TorchvisionTest, EachFamilyPrunesStructurallyAndComputesWhatTheZeroedOrigin
     torch::manual_seed(3);
     auto x = torch::randn({2, 3, 32, 32});
     double err = -1;
-    Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-3, &err);
+    Status st = CheckStructuredVariant(zeroed, pruned, {x}, 1e-3, &err);
     EXPECT_TRUE(st.ok()) << st.ToString();
     // Pruning changed the function (the check is not comparing a model with itself).
     torch::NoGradGuard g;
@@ -104,7 +104,7 @@ TEST(TorchvisionTest, AttentionHeadsAreRemovedWholeInVitAndSwin) {
     SCOPED_TRACE(name);
     torch::jit::Module dense = LoadFromBytes(ReadAll(dir.path() + "/" + name + ".pt")).value();
     dense.eval();
-    auto layout = InferLayout(dense, {3, 32, 32});
+    auto layout = InferLayout(dense, *NewImageClassification({3, 32, 32}));
     std::map<std::string, int64_t> heads;
     for (const auto& g : layout.groups)
       if (g.kind == "head") {
@@ -148,13 +148,13 @@ TEST(TorchvisionTest, AttentionHeadsAreRemovedWholeInVitAndSwin) {
       }
     }
     double err = -1;
-    Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-3, &err);
+    Status st = CheckStructuredVariant(zeroed, pruned, {x}, 1e-3, &err);
     EXPECT_TRUE(st.ok()) << st.ToString();
     auto again = LoadFromBytes(SaveToBytes(pruned));
     ASSERT_TRUE(again.ok()) << again.status().ToString();
     EXPECT_TRUE(torch::allclose(again->forward({x}).toTensor(), pruned.forward({x}).toTensor(), 1e-5, 1e-5));
     // Iterative rounds trace the pruned model again: its heads are found again.
-    auto next = InferLayout(pruned, {3, 32, 32});
+    auto next = InferLayout(pruned, *NewImageClassification({3, 32, 32}));
     for (const auto& g : next.groups)
       if (g.kind == "head") EXPECT_EQ(g.structures, (heads[g.name] + 1) / 2) << g.name;
   }
@@ -194,7 +194,7 @@ torch.jit.save(torch.jit.script(M()), sys.argv[1])
       << ReadAll(dir.path() + "/log.txt");
   torch::jit::Module dense = LoadFromBytes(ReadAll(path)).value();
   dense.eval();
-  auto layout = InferLayout(dense, {1, 28, 28});
+  auto layout = InferLayout(dense, *NewImageClassification({1, 28, 28}));
   const StructureGroup* g = layout.Group("att");
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->kind, "head");
@@ -212,7 +212,7 @@ torch.jit.save(torch.jit.script(M()), sys.argv[1])
   auto pruned = CloneModule(dense);
   RemoveStructures(pruned, layout, keep);
   EXPECT_EQ(pruned.attr("att").toModule().attr("num_heads").toInt(), 2);
-  Status st = CheckStructuredVariant(zeroed, pruned, x, 1e-4, nullptr);
+  Status st = CheckStructuredVariant(zeroed, pruned, {x}, 1e-4, nullptr);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_GT((pruned.forward({x}).toTensor() - d).abs().max().item<double>(), 1e-4 * d.abs().max().item<double>())
       << "removing heads changed the function";
@@ -275,7 +275,7 @@ TEST(TorchvisionTest, AFormAModelCannotTakeIsReportedNotFatal) {
   auto m = LoadFromBytes(ReadAll(dir.path() + "/alexnet.pt"));
   ASSERT_TRUE(m.ok());
   Dataset pool;
-  pool.images = torch::randn({4, 3, 64, 64});
+  pool.inputs = torch::randn({4, 3, 64, 64});
   pool.labels = torch::zeros({4}, torch::kInt64);
   auto frozen = MakeSut("frozen", m.value(), pool);
   ASSERT_FALSE(frozen.ok());

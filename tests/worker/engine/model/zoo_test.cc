@@ -125,10 +125,10 @@ TEST(ImportanceTest, ActivationAndApozMatchHandComputedReferences) {
     SetTensor(mlp.module, "fc1_b", b);
   }
   Dataset d{torch::ones({8, 1, 28, 28}), torch::zeros({8}, torch::kInt64)};
-  auto act = ActivationScores(mlp.module, mlp.layout, d, 2, 4, /*apoz=*/false);
+  auto act = ActivationScores(mlp.module, mlp.layout, *ClassificationFor(d), d, 2, 4, /*apoz=*/false);
   ASSERT_TRUE(act.ok()) << act.status().ToString();
   EXPECT_EQ(Values(act->at("fc1").slice(0, 0, 3)), (std::vector<float>{784, 2, 0}));
-  auto apoz = ActivationScores(mlp.module, mlp.layout, d, 2, 4, /*apoz=*/true);
+  auto apoz = ActivationScores(mlp.module, mlp.layout, *ClassificationFor(d), d, 2, 4, /*apoz=*/true);
   EXPECT_EQ(Values(apoz->at("fc1").slice(0, 0, 3)), (std::vector<float>{1, 1, 0}));
   // Keeping 2 of the first 3 by activation keeps neurons 0 and 1.
   EXPECT_EQ(Values(ChannelsToKeep(act->at("fc1").slice(0, 0, 3), 0.34).to(torch::kFloat32)), (std::vector<float>{0, 1}));
@@ -283,14 +283,14 @@ void ExpectPrunedEqualsZeroed(torch::jit::Module& m, const ModelLayout& layout, 
   ZeroStructures(zeroed, layout, keep);
   RemoveStructures(m, layout, keep);
   double err = -1;
-  Status st = CheckStructuredVariant(zeroed, m, torch::randn({3, 1, 28, 28}), 1e-5, &err);
+  Status st = CheckStructuredVariant(zeroed, m, {torch::randn({3, 1, 28, 28})}, 1e-5, &err);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_GE(err, 0);
 }
 
 TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
   auto m = UserMlp("plain");
-  auto layout = InferLayout(m, {1, 28, 28});
+  auto layout = InferLayout(m, *NewImageClassification({1, 28, 28}));
   ASSERT_EQ(layout.layers.size(), 3u);
   EXPECT_EQ(layout.layers[0].weight, "fc1.weight");
   EXPECT_TRUE(layout.structured_error.empty()) << layout.structured_error;
@@ -301,7 +301,7 @@ TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
 
   // A residual add couples fc1's and fc2's outputs: one group, pruned together, same function.
   auto r = UserMlp("residual");
-  auto rl = InferLayout(r, {1, 28, 28});
+  auto rl = InferLayout(r, *NewImageClassification({1, 28, 28}));
   ASSERT_EQ(rl.groups.size(), 1u);
   EXPECT_EQ(rl.groups[0].kind, "residual");
   EXPECT_EQ(rl.groups[0].layers, (std::vector<std::string>{"fc1", "fc2"}));
@@ -310,21 +310,21 @@ TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
 
   // cat([h, h]): the consumer loses both copies of every removed channel.
   auto c = UserMlp("cat");
-  auto cl = InferLayout(c, {1, 28, 28});
+  auto cl = InferLayout(c, *NewImageClassification({1, 28, 28}));
   ASSERT_EQ(cl.groups.size(), 2u);
   ExpectPrunedEqualsZeroed(c, cl, 0.5);
   EXPECT_EQ(GetTensor(c, "out.weight").sizes(), (std::vector<int64_t>{10, 64}));
 
   // A layer called twice (shared weights) reads and writes the same channels both times.
   auto sh = UserMlp("shared");
-  auto shl = InferLayout(sh, {1, 28, 28});
+  auto shl = InferLayout(sh, *NewImageClassification({1, 28, 28}));
   ExpectPrunedEqualsZeroed(sh, shl, 0.5);
   EXPECT_EQ(GetTensor(sh, "fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
 
   // layer_norm over fc2's outputs: that group is blocked, naming the op and the layer; fc1's
   // group still prunes; masks still work.
   auto n = UserMlp("norm");
-  auto nl = InferLayout(n, {1, 28, 28});
+  auto nl = InferLayout(n, *NewImageClassification({1, 28, 28}));
   ASSERT_EQ(nl.groups.size(), 2u);
   EXPECT_TRUE(nl.groups[0].blocked.empty()) << nl.groups[0].blocked;
   EXPECT_NE(nl.groups[1].blocked.find("aten::layer_norm"), std::string::npos) << nl.groups[1].blocked;
@@ -336,7 +336,7 @@ TEST(UserModelTest, FollowsTheGraphOrNamesTheOpThatStopsIt) {
 
 TEST(UserModelTest, TheCheckRejectsAVariantThatComputesSomethingElse) {
   auto m = UserMlp("plain");
-  auto layout = InferLayout(m, {1, 28, 28});
+  auto layout = InferLayout(m, *NewImageClassification({1, 28, 28}));
   auto keep = L1ChannelSelection(m, layout, 0.5);
   auto zeroed = CloneModule(m);
   ZeroStructures(zeroed, layout, keep);
@@ -346,13 +346,13 @@ TEST(UserModelTest, TheCheckRejectsAVariantThatComputesSomethingElse) {
     GetTensor(m, "fc2.weight").mul_(1.01);  // what a wrongly coupled slice would do
   }
   double err = 0;
-  Status st = CheckStructuredVariant(zeroed, m, torch::randn({3, 1, 28, 28}), 1e-3, &err);
+  Status st = CheckStructuredVariant(zeroed, m, {torch::randn({3, 1, 28, 28})}, 1e-3, &err);
   EXPECT_FALSE(st.ok());
   EXPECT_GT(err, 1e-3);
   EXPECT_NE(st.message().find("differs from the original"), std::string::npos) << st.ToString();
   // A variant that no longer runs is a failed check, not an exception.
   SetTensor(m, "out.weight", torch::randn({10, 17}));
-  st = CheckStructuredVariant(zeroed, m, torch::randn({3, 1, 28, 28}), 1e-3, &err);
+  st = CheckStructuredVariant(zeroed, m, {torch::randn({3, 1, 28, 28})}, 1e-3, &err);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("does not run"), std::string::npos) << st.ToString();
 }
