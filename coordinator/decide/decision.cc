@@ -8,6 +8,7 @@
 
 #include "common/codec/records.h"
 #include "coordinator/decide/front.h"
+#include "coordinator/decide/pareto.h"
 
 namespace prunelab::coordinator {
 namespace {
@@ -103,11 +104,25 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
       if (!r.baseline && r.latency_p90_ms <= 0) continue;  // evaluated only (rounds, sensitivity)
       rows.push_back(&r);
     }
+    // Latencies measured at different moments by different workers are not compared: each
+    // variant's come from its A/B rounds against the baseline, scaled to one baseline figure.
+    std::vector<double> measured;
+    size_t scaled = 0;
+    for (auto& r : rows) {
+      measured.push_back(r->latency_p90_ms);
+      const double scale = LatencyScale(*r, d.baseline);
+      if (scale == 1) continue;
+      d.compared.push_back(std::make_shared<const TrialResult>(ScaledSingleStream(*r, scale)));
+      r = d.compared.back().get();
+      ++scaled;
+    }
+
     PointSet pts = PointsOf(rows, options.objectives);
     std::vector<int> rank = ParetoRanks(pts);
     for (size_t i = 0; i < rows.size(); ++i) {
       Verdict v;
       v.row = rows[i];
+      v.measured_p90_ms = measured[i];
       v.rank = rank[i];
       Check(options.gates, d.baseline, &v);
       d.variants.push_back(v);
@@ -124,6 +139,11 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
         d.notes.push_back(Fmt("no variant meets the memory gate (model memory at most %.0f%% of the dense model's)",
                               options.gates.max_memory_fraction * 100));
     }
+    if (scaled)
+      d.notes.push_back(std::to_string(scaled) + " variant(s)' single-stream latencies are the dense baseline's on this "
+                        "target" + Fmt(" (p90 %.3f ms)", d.baseline->latency_p90_ms) +
+                        " divided by their median interleaved A/B speedup: figures measured side by side, not at "
+                        "different moments (their own runs' p90: `prunelab pareto`)");
     std::vector<const Verdict*> passing;
     for (const auto& v : d.variants)
       if (v.pass) passing.push_back(&v);
@@ -223,7 +243,8 @@ nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const
       vs.push_back({{"trial", v.row->task_id}, {"variant", DescribeVariant(*v.row)}, {"rank", v.rank},
                     {"pass", v.pass}, {"reasons", v.reasons}, {"accuracy", v.row->accuracy},
                     {"accuracy_drop_pt", v.accuracy_drop_pt}, {"memory_fraction", v.memory_fraction},
-                    {"latency_p90_ms", v.row->latency_p90_ms}, {"model_bytes", v.row->model_bytes}});
+                    {"latency_p90_ms", v.row->latency_p90_ms}, {"measured_latency_p90_ms", v.measured_p90_ms},
+                    {"model_bytes", v.row->model_bytes}});
     targets.push_back({{"target", d.target}, {"variants", vs}, {"notes", d.notes}, {"failed", d.failed},
                        {"recommended", d.recommended ? nlohmann::json(d.recommended->task_id) : nlohmann::json()},
                        {"why", d.why}});

@@ -9,6 +9,7 @@
 // that front) to the ideal point. The dense baseline is a candidate like any variant.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,10 @@
 namespace prunelab::coordinator {
 
 struct Verdict {
+  // The row as compared: single-stream latencies scaled to the baseline's on this target by
+  // the variant's interleaved A/B speedup (pareto.h LatencyScale); owned by the decision.
   const TrialResult* row = nullptr;
+  double measured_p90_ms = 0;         // the variant's own benchmark run's p90
   int rank = 0;                       // 1 = on the front of this target
   bool pass = true;
   std::vector<std::string> reasons;   // each failed gate with its numbers
@@ -37,6 +41,8 @@ struct TargetDecision {
   std::string why;                    // the rule applied and the numbers behind it
   std::vector<std::string> notes;     // e.g. no variant meets the memory gate
   size_t failed = 0;                  // failed rows on this target
+  // The compared copies `variants` and `recommended` point into (shared: a decision may be copied).
+  std::vector<std::shared_ptr<const TrialResult>> compared;
 };
 
 struct DecisionOptions {

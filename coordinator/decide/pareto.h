@@ -26,6 +26,14 @@ struct TargetFront {
   size_t failed = 0;
 };
 
+// How much a variant's single-stream latencies are scaled so that rows of one target compare
+// figures measured side by side: (the baseline's p90 on the target / the variant's median
+// interleaved A/B speedup) / the variant's own p90. 1 where there is nothing to scale by (the
+// baseline itself, no A/B rounds, no baseline on the target). See docs/MEASUREMENT.md.
+double LatencyScale(const TrialResult& row, const TrialResult* baseline);
+// The row with every single-stream latency field multiplied by `scale`.
+TrialResult ScaledSingleStream(const TrialResult& row, double scale);
+
 // One front per target, targets in first-seen order. Only ok results of evaluate/prune
 // tasks take part; pointers refer into `results`.
 std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results);

@@ -260,6 +260,50 @@ TEST(DecisionTest, GatesNameEveryFailureAndRulesPickDifferentVariants) {
   EXPECT_EQ(Decide(rows, knee)[0].recommended, k[0].recommended);
 }
 
+// Issue 25's run 1, as recorded: the 30 % variant's own run read 0.897 ms (twice as fast as in
+// the runs before and after it) while its interleaved A/B rounds said 1.76x against the 50 %
+// variant's 2.84x. Fronts, gates and the recommendation compare the side-by-side figures.
+TEST(DecisionTest, LatenciesAreComparedAsMeasuredSideBySideNotAtDifferentMoments) {
+  std::vector<TrialResult> rows{Row("base@cpu", 0.90, 3.030, 1000, true), Row("t001@cpu", 0.895, 0.897, 400),
+                                Row("t002@cpu", 0.893, 1.023, 250)};
+  rows[1].speedup_p90 = 1.76;
+  rows[2].speedup_p90 = 2.84;
+  DecisionOptions o;
+  auto d = Decide(rows, o);
+  ASSERT_EQ(d.size(), 1u);
+  ASSERT_NE(d[0].recommended, nullptr);
+  EXPECT_EQ(d[0].recommended->task_id, "t002@cpu") << d[0].why;
+  EXPECT_NE(d[0].why.find("(1.067 ms"), std::string::npos) << "3.030 / 2.84: " << d[0].why;
+  std::map<std::string, const Verdict*> by;
+  for (const auto& v : d[0].variants) by[v.row->task_id] = &v;
+  EXPECT_NEAR(by["t001@cpu"]->row->latency_p90_ms, 3.030 / 1.76, 1e-9);
+  EXPECT_DOUBLE_EQ(by["t001@cpu"]->measured_p90_ms, 0.897) << "the variant's own run stays visible";
+  EXPECT_NEAR(by["t001@cpu"]->row->latency_p99_ms, 3.030 / 1.76 * 1.2, 1e-9) << "percentiles scale together";
+  EXPECT_DOUBLE_EQ(by["base@cpu"]->row->latency_p90_ms, 3.030) << "the reference figure itself";
+  EXPECT_EQ(by["t001@cpu"]->rank, 1) << "more accurate than t002: still on the front";
+  bool said = false;
+  for (const auto& n : d[0].notes) said |= n.find("divided by their median interleaved A/B speedup") != std::string::npos;
+  EXPECT_TRUE(said) << "the table says how its latencies were made";
+  // A latency budget judges the same figures: t001's 1.72 ms is over 1.5 ms, its 0.897 ms run was not.
+  o.gates.latency_budget_ms["latency_p90_ms"] = 1.5;
+  auto gated = Decide(rows, o);
+  for (const auto& v : gated[0].variants)
+    if (v.row->task_id == "t001@cpu") {
+      EXPECT_FALSE(v.pass);
+      ASSERT_FALSE(v.reasons.empty());
+      EXPECT_NE(v.reasons.back().find("latency_p90_ms 1.722 ms > 1.500 ms"), std::string::npos) << v.reasons.back();
+    }
+  // The Pareto table's front ranks by the same figures: t001 (more accurate, slower side by side) stays on it.
+  auto fronts = FrontsByTarget(rows);
+  ASSERT_EQ(fronts.size(), 1u);
+  std::set<std::string> on;
+  for (const auto* r : fronts[0].front) on.insert(r->task_id);
+  EXPECT_EQ(on, (std::set<std::string>{"t002@cpu", "t001@cpu", "base@cpu"}));
+  // Without A/B rounds there is nothing to scale by: the rows' own figures are used.
+  rows[1].speedup_p90 = rows[2].speedup_p90 = 0;
+  EXPECT_EQ(Decide(rows, o)[0].recommended->task_id, "t001@cpu");
+}
+
 TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
   testing::TempDir dir;
   auto rows = HandMade();
