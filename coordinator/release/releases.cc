@@ -447,6 +447,13 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::Evaluate(const Command& c) {
   const int64_t now = c.now_ms;
   const std::string& next_job_id = c.next_job_id;
   Outcome out;
+  // The request's own fields first: a malformed request is refused for what it says, whatever
+  // the release's state.
+  if (m.data_format != "npy" && m.data_format != "fashion-mnist" && m.data_format != "folder")
+    return Status::InvalidArgument("--format '" + m.data_format.substr(0, 32) + "': allowed values are npy, fashion-mnist, folder");
+  if (m.data_path.empty() || m.data_path[0] != '/' || m.data_path.size() > 4096 || !IsValidUtf8(m.data_path) ||
+      m.data_path.find('\n') != std::string::npos)
+    return Status::InvalidArgument("--data: an absolute path (up to 4096 bytes) that the target's workers can read");
   auto cur = Current(store_, t);
   if (!cur.ok()) return cur.status();
   if (!cur.value())
@@ -462,11 +469,6 @@ StatusOr<ReleaseBook::Outcome> ReleaseBook::Evaluate(const Command& c) {
         ref_state + (ref_state == "failed" ? ": " + rel["reference"].value("error", "") + "; release it again"
                                            : "; it runs on a worker of target " + t +
                                                  " (start one if none is up) and sets the bins drift is measured with"));
-  if (m.data_format != "npy" && m.data_format != "fashion-mnist" && m.data_format != "folder")
-    return Status::InvalidArgument("--format '" + m.data_format.substr(0, 32) + "': allowed values are npy, fashion-mnist, folder");
-  if (m.data_path.empty() || m.data_path[0] != '/' || m.data_path.size() > 4096 || !IsValidUtf8(m.data_path) ||
-      m.data_path.find('\n') != std::string::npos)
-    return Status::InvalidArgument("--data: an absolute path (up to 4096 bytes) that the target's workers can read");
   auto rec = store_.Get(RelTaskKey(t, cur.value()));
   if (!rec.ok()) return rec.status();
   if (!rec.value()) return Status::Corruption("the evaluation template of " + t + " " + Version(cur.value()) + " is missing");

@@ -5,10 +5,13 @@
 #include <utility>
 
 #include "common/codec/codec.h"
+#include "tests/status_matchers.h"
 #include "common/codec/records.h"
 
 namespace prunelab {
 namespace {
+
+using prunelab::testing::IsError;
 
 TrialResult SampleResult() {
   TrialResult r;
@@ -148,11 +151,11 @@ TEST(MessageKindsTest, EveryKindHasOneEntryAndTheDurableOnesAreTheAcknowledgedWr
 }
 
 TEST(CodecTest, RejectsMalformedInputWithoutCrashing) {
-  EXPECT_FALSE(Decode("").ok());
-  EXPECT_FALSE(Decode("garbage").ok());                 // not word aligned
-  EXPECT_FALSE(Decode(std::string(64, '\xff')).ok());   // nonsense segment table
+  EXPECT_TRUE(IsError(Decode(""), Status::Code::kInvalidArgument, "empty message"));
+  EXPECT_TRUE(IsError(Decode("garbage"), Status::Code::kInvalidArgument, "truncated message"));                 // not word aligned
+  EXPECT_TRUE(IsError(Decode(std::string(64, '\xff')), Status::Code::kInvalidArgument, "message"));   // nonsense segment table
   std::string good = Encode(SubmitResultMsg{"w", SampleResult(), "xyz"});
-  for (size_t cut = 8; cut < good.size(); cut += 8) EXPECT_FALSE(Decode(good.substr(0, cut)).ok()) << cut;
+  for (size_t cut = 8; cut < good.size(); cut += 8) EXPECT_TRUE(IsError(Decode(good.substr(0, cut)), Status::Code::kInvalidArgument, "message")) << cut;
   // Random bit flips: must never crash; may or may not decode.
   std::mt19937 rng(1);
   for (int i = 0; i < 2000; ++i) {
@@ -171,6 +174,46 @@ TEST(CodecTest, RejectsOtherProtocolVersion) {
   auto r = Decode(bytes);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("protocol version 9"), std::string::npos) << r.status().message();
+}
+
+// A benchmarked variant's row: the prune stage's figures with the target's benchmark figures.
+TEST(RecordsTest, AStageAndItsBenchmarkMergeIntoOneRow) {
+  TrialResult stage, bench;
+  stage.task_id = "t001";
+  stage.worker_id = "pruner";
+  stage.accuracy = 0.87;
+  stage.model_bytes = 1234;
+  stage.ok = true;
+  stage.latency_p90_ms = 99;  // a stage is not timed: whatever it says is replaced
+  bench.task_id = "t001@edge";
+  bench.target = "edge";
+  bench.worker_id = "timer";
+  bench.ok = true;
+  double v = 1;
+  for (double TrialResult::*f : kSingleStreamLatencyFields) bench.*f = v++;
+  bench.throughput_sps = 500;
+  bench.speedup_p90 = 1.7;
+  bench.multistream_p99_ms = 3.5;
+  bench.deployable_form = "frozen";
+  bench.bench_valid = true;
+  TrialResult m = MergeStageAndBenchmark(stage, bench);
+  EXPECT_EQ(m.task_id, "t001@edge");
+  EXPECT_EQ(m.target, "edge");
+  EXPECT_EQ(m.pruned_by, "pruner");
+  EXPECT_EQ(m.worker_id, "timer");
+  EXPECT_DOUBLE_EQ(m.accuracy, 0.87);
+  EXPECT_EQ(m.model_bytes, 1234u);
+  for (double TrialResult::*f : kSingleStreamLatencyFields) EXPECT_DOUBLE_EQ(m.*f, bench.*f);
+  EXPECT_DOUBLE_EQ(m.throughput_sps, 500);
+  EXPECT_DOUBLE_EQ(m.speedup_p90, 1.7);
+  EXPECT_DOUBLE_EQ(m.multistream_p99_ms, 3.5);
+  EXPECT_EQ(m.deployable_form, "frozen");
+  EXPECT_TRUE(m.ok && m.bench_valid);
+  bench.ok = false;
+  bench.error = "out of memory";
+  m = MergeStageAndBenchmark(stage, bench);
+  EXPECT_FALSE(m.ok);
+  EXPECT_EQ(m.error, "benchmark on target 'edge' failed: out of memory");
 }
 
 TEST(RecordsTest, ResultJsonRoundTripHasPublicFields) {
@@ -225,8 +268,8 @@ TEST(CodecTest, StoreRecordsRoundTripAndOlderJsonRecordsStillRead) {
   EXPECT_EQ(ToJson(tb->task), ToJson(t.task));
   EXPECT_EQ(tb->slot, 3u);
   EXPECT_EQ(tb->attempt_errors, t.attempt_errors);
-  EXPECT_FALSE(DecodeResultRecord("garbage!").ok()) << "8 bytes of junk is not a record";
-  EXPECT_FALSE(DecodeTaskRecord("").ok());
+  EXPECT_TRUE(IsError(DecodeResultRecord("garbage!"), Status::Code::kCorruption, "stored record")) << "8 bytes of junk is not a record";
+  EXPECT_TRUE(IsError(DecodeTaskRecord(""), Status::Code::kCorruption, "stored record of 0 bytes is not a Cap'n Proto message"));
 }
 
 }  // namespace

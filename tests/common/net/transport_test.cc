@@ -6,12 +6,15 @@
 #include <fstream>
 
 #include "common/net/keys.h"
+#include "tests/status_matchers.h"
 #include "common/net/rpc.h"
 #include "tests/test_util.h"
 #include "common/net/transport.h"
 
 namespace prunelab {
 namespace {
+
+using prunelab::testing::IsError;
 
 TEST(TransportTest, RouterAndDealerExchangeOverTcp) {
   ZmqContext ctx;
@@ -112,7 +115,7 @@ TEST(KeysTest, AllowListsTakeKeysWithHashesCommentsAndNotesAndRejectJunk) {
     auto pair = GenerateCurveKeyPair();
     ASSERT_TRUE(pair.ok());
     ASSERT_TRUE(WriteKeyPair(dir.path() + "/me", pair.value()).ok());
-    EXPECT_FALSE(WriteKeyPair(dir.path() + "/me", pair.value()).ok()) << "never overwrites a key";
+    EXPECT_TRUE(IsError(WriteKeyPair(dir.path() + "/me", pair.value()), Status::Code::kInvalidArgument, "me.key exists; remove it first")) << "never overwrites a key";
     auto back = ReadKeyPair(dir.path() + "/me.key");
     ASSERT_TRUE(back.ok());
     EXPECT_EQ(back->secret_key, pair->secret_key);

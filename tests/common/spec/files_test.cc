@@ -1,4 +1,5 @@
 #include "common/spec/files.h"
+#include "tests/status_matchers.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -10,6 +11,8 @@
 
 namespace prunelab {
 namespace {
+
+using prunelab::testing::IsError;
 
 TEST(FilesTest, OnlyRegularFilesWithinTheLimitAreRead) {
   testing::TempDir dir;
@@ -51,7 +54,7 @@ TEST(FilesTest, TorchScriptFilesAreZipArchives) {
   ASSERT_FALSE(pickle.ok());
   EXPECT_NE(pickle.message().find("model.torchscript 'net.pt' is not a TorchScript file"), std::string::npos);
   EXPECT_NE(pickle.message().find("torch.jit.save"), std::string::npos);
-  EXPECT_FALSE(CheckTorchScriptBytes("", "m").ok());
+  EXPECT_TRUE(IsError(CheckTorchScriptBytes("", "m"), Status::Code::kInvalidArgument, "m"));
 }
 
 TEST(FilesTest, DatasetFilesNeedReadableIdxOrGzipHeaders) {

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "coordinator/decide/decision.h"
+#include "tests/status_matchers.h"
 #include "coordinator/decide/front.h"
 #include "coordinator/decide/model_card.h"
 #include "coordinator/decide/report.h"
@@ -18,6 +19,8 @@
 
 namespace prunelab::coordinator {
 namespace {
+
+using prunelab::testing::IsError;
 
 // Reference: all-pairs dominance; among identical points only the lowest index is kept.
 std::set<size_t> BruteForce(const std::vector<Point2>& p) {
@@ -174,8 +177,8 @@ TEST(FrontTest, ObjectivesParseWithDirectionsAndNameWhatIsAllowed) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("unknown field 'speed'"), std::string::npos);
   EXPECT_NE(bad.status().message().find("latency_p90_ms"), std::string::npos) << "lists the allowed fields";
-  EXPECT_FALSE(ParseObjectives("accuracy").ok()) << "a direction is required";
-  EXPECT_FALSE(ParseObjectives("accuracy:max,accuracy:min").ok());
+  EXPECT_TRUE(IsError(ParseObjectives("accuracy"), Status::Code::kInvalidArgument, "direction must be max or min")) << "a direction is required";
+  EXPECT_TRUE(IsError(ParseObjectives("accuracy:max,accuracy:min"), Status::Code::kInvalidArgument, "objective 'accuracy' is listed twice"));
   TrialResult r;
   r.peak_rss_bytes = 5;
   double v = 0;
@@ -340,7 +343,8 @@ TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
   }
   EXPECT_EQ(n, 7);
   EXPECT_TRUE(saw_failure);
-  for (const auto& v : Decide(rows, DecisionOptions{})[0].variants) {
+  const auto decided = Decide(rows, DecisionOptions{});  // alive while its rows are read
+  for (const auto& v : decided[0].variants) {
     if (v.rank != 1) continue;
     EXPECT_NE(html.find("data-trial=\"" + v.row->task_id + "\""), std::string::npos) << v.row->task_id;
     if (!v.row->baseline) EXPECT_FALSE(read("cards/" + v.row->task_id + ".md").empty()) << v.row->task_id;

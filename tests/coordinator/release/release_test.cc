@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/hash.h"
+#include "tests/status_matchers.h"
 #include "common/codec/records.h"
 #include "coordinator/release/assess.h"
 #include "coordinator/release/releases.h"
@@ -14,6 +15,8 @@
 
 namespace prunelab::coordinator {
 namespace {
+
+using prunelab::testing::IsError;
 
 using nlohmann::json;
 
@@ -175,7 +178,7 @@ TEST_F(ReleaseTest, ReleaseGatesChangelogRollbackAndEvaluationLoopSurviveARestar
   EXPECT_NE(refused.status().message().find("--force --reason"), std::string::npos);
   ReleaseCommandMsg no_reason{"release", "edge", sweep, "t002"};
   no_reason.force = true;
-  EXPECT_FALSE(Ask(no_reason).ok());
+  EXPECT_TRUE(IsError(Ask(no_reason), Status::Code::kInvalidArgument, "--force needs --reason"));
   EXPECT_EQ(ReleaseAndReference(sweep, "t002", /*force=*/true), "v2");
   h = Ask({"releases", "edge"});
   json v2 = (*h)["targets"][0]["releases"][1];
@@ -285,9 +288,9 @@ TEST_F(ReleaseTest, AnEvaluationThatFailsOnTheWorkerIsRecordedAndTheReferenceMus
   EXPECT_EQ((*evs)["evaluations"][0]["state"], "failed");
   EXPECT_NE((*evs)["evaluations"][0]["error"].get<std::string>().find("no readable evaluation section"), std::string::npos);
   auto bad_format = Ask({"evaluate", "edge", "", "", "", false, "", "", "", "/data/clean", "parquet"});
-  EXPECT_FALSE(bad_format.ok());
+  EXPECT_TRUE(IsError(bad_format, Status::Code::kInvalidArgument, "--format 'parquet': allowed values are npy, fashion-mnist, folder"));
   auto relative = Ask({"evaluate", "edge", "", "", "", false, "", "", "", "data/clean", "npy"});
-  EXPECT_FALSE(relative.ok());
+  EXPECT_TRUE(IsError(relative, Status::Code::kInvalidArgument, "--data: an absolute path"));
 }
 
 TEST_F(ReleaseTest, ResweepPolicySubmitsTheReleasedSweepAgainOnTheNewDataNotifyOnlyRecords) {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/base/hash.h"
+#include "tests/status_matchers.h"
 #include "common/codec/records.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "coordinator/store/store_view.h"
@@ -13,6 +14,8 @@
 
 namespace prunelab::coordinator {
 namespace {
+
+using prunelab::testing::IsError;
 
 // What a TorchScript file starts with (a zip archive); the coordinator checks the magic.
 const std::string kZipBytes = std::string("PK\x03\x04", 4) + "torchscript-bytes";
@@ -568,7 +571,7 @@ TEST(CoordinatorStoreFaultTest, AFailedWriteIsNotAcknowledgedAndTheResentResultI
   ASSERT_TRUE(std::holds_alternative<ErrorMsg>(*refused)) << "never acknowledge what is not on disk";
   EXPECT_EQ(std::get<ErrorMsg>(*refused).code, "store_error");
   EXPECT_NE(std::get<ErrorMsg>(*refused).message.find("send it again"), std::string::npos);
-  EXPECT_FALSE(core.Commit().ok());
+  EXPECT_TRUE(IsError(core.Commit(), Status::Code::kIoError, ""));
   EXPECT_EQ(core.Sweeps()[0].state, "running");
   // A worker asking for work while the store is broken, with a task ready for it (a second
   // sweep's training), gets a store error and no task.

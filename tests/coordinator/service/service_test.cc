@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/net/artifact_fetch.h"
+#include "tests/status_matchers.h"
 #include "common/base/hash.h"
 #include "common/net/rpc.h"
 #include "coordinator/http/http.h"
@@ -23,6 +24,8 @@
 
 namespace prunelab::coordinator {
 namespace {
+
+using prunelab::testing::IsError;
 
 const char* kTinySpec = "name: t\nmodel: mlp\nsweep: {criterion: l1, granularity: unstructured, sparsity: [0.5]}\n";
 
@@ -123,11 +126,11 @@ TEST(ServiceTest, CurveAdmitsOnlyAllowListedKeysPerEndpoint) {
 
   // Unknown key, a client key on the worker endpoint, and plain TCP: all refused.
   RpcClient unknown(live.ctx(), wep, ClientSecurity{stranger, server.public_key});
-  EXPECT_FALSE(unknown.Call(RegisterMsg{"", "a", {}, 1, {}}, 800).ok());
+  EXPECT_TRUE(IsError(unknown.Call(RegisterMsg{"", "a", {}, 1, {}}, 800), Status::Code::kUnavailable, wep));
   RpcClient wrong_list(live.ctx(), wep, ClientSecurity{client_keys, server.public_key});
-  EXPECT_FALSE(wrong_list.Call(RegisterMsg{"", "a", {}, 1, {}}, 800).ok()) << "worker and client lists are separate";
+  EXPECT_TRUE(IsError(wrong_list.Call(RegisterMsg{"", "a", {}, 1, {}}, 800), Status::Code::kUnavailable, wep)) << "worker and client lists are separate";
   RpcClient plain(live.ctx(), cep);
-  EXPECT_FALSE(plain.Call(StatusRequestMsg{""}, 800).ok());
+  EXPECT_TRUE(IsError(plain.Call(StatusRequestMsg{""}, 800), Status::Code::kUnavailable, cep));
   EXPECT_GE(live.service().refused_connections(), 2u) << "refusals are counted (and logged)";
 
   // An allow-listed worker key cannot act as a client on its own endpoint either.
@@ -177,12 +180,12 @@ TEST(ServiceTest, EveryRefusedConnectionIsLoggedOncePerPeerWithItsReason) {
   ::testing::internal::CaptureStderr();
   for (int i = 0; i < 5; ++i) {
     RpcClient unknown(live.ctx(), wep, ClientSecurity{stranger, server.public_key});
-    EXPECT_FALSE(unknown.Call(RegisterMsg{"", "a", {}, 1, {}}, 300).ok());
+    EXPECT_TRUE(IsError(unknown.Call(RegisterMsg{"", "a", {}, 1, {}}, 300), Status::Code::kUnavailable, wep));
   }
   RpcClient plain(live.ctx(), wep);
-  EXPECT_FALSE(plain.Call(RegisterMsg{"", "a", {}, 1, {}}, 300).ok());
+  EXPECT_TRUE(IsError(plain.Call(RegisterMsg{"", "a", {}, 1, {}}, 300), Status::Code::kUnavailable, wep));
   RpcClient wrong_server(live.ctx(), wep, ClientSecurity{worker_keys, other_server.public_key});
-  EXPECT_FALSE(wrong_server.Call(RegisterMsg{"", "a", {}, 1, {}}, 300).ok());
+  EXPECT_TRUE(IsError(wrong_server.Call(RegisterMsg{"", "a", {}, 1, {}}, 300), Status::Code::kUnavailable, wep));
   // The monitor reports asynchronously: wait (bounded) until both kinds are counted.
   for (int i = 0; i < 200 && live.service().refused_connections() < 7; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

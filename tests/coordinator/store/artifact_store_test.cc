@@ -8,12 +8,15 @@
 #include <functional>
 
 #include "common/base/hash.h"
+#include "tests/status_matchers.h"
 #include "coordinator/store/artifact_store.h"
 #include "coordinator/store/store_view.h"
 #include "tests/test_util.h"
 
 namespace prunelab::coordinator {
 namespace {
+
+using prunelab::testing::IsError;
 
 struct ArtifactFactory {
   std::string name;
@@ -120,7 +123,7 @@ TEST(FileArtifactStoreTest, ANameThatIsNotAContentHashReachesNoFile) {
   for (const std::string& name : std::vector<std::string>{"../secret", "/etc/passwd", "", std::string(64, '.')}) {
     EXPECT_FALSE(a->Size(name).value().has_value()) << name;
     EXPECT_EQ(a->Read(name, 0, 100).status().code(), Status::Code::kNotFound) << name;
-    EXPECT_FALSE(a->Put(name, "x").ok()) << name;
+    EXPECT_TRUE(IsError(a->Put(name, "x"), Status::Code::kInvalidArgument, "artifact name")) << name;
   }
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "common/base/hash.h"
+#include "tests/status_matchers.h"
 #include "worker/daemon/artifact_cache.h"
 #include "worker/engine/bench/bench_runner.h"
 #include "worker/daemon/executor.h"
@@ -25,6 +26,8 @@
 
 namespace prunelab::worker {
 namespace {
+
+using prunelab::testing::IsError;
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
@@ -65,13 +68,13 @@ TEST(ImportanceTest, CriteriaScoresAndMasksMatchHandComputedReferences) {
   EXPECT_EQ(row(taylor), (std::vector<float>{0.5, 0.2, 0.6, 2}));
   // Half of these four by Taylor score: drop 0.2 (w=-2) and 0.5 (w=1).
   EXPECT_EQ(Values(MaskFromScores(taylor.at("fc2_w")[0].slice(0, 0, 4), 0.5)), (std::vector<float>{0, 0, 1, 1}));
-  EXPECT_FALSE(WeightScores(m, one, Criterion::kTaylor, nullptr, 0).ok());
+  EXPECT_TRUE(IsError(WeightScores(m, one, Criterion::kTaylor, nullptr, 0), Status::Code::kInternal, "gradient-based criterion without gradients"));
   auto r1 = WeightScores(m, one, Criterion::kRandom, nullptr, 7).value().at("fc2_w");
   auto r2 = WeightScores(m, one, Criterion::kRandom, nullptr, 7).value().at("fc2_w");
   auto r3 = WeightScores(m, one, Criterion::kRandom, nullptr, 8).value().at("fc2_w");
   EXPECT_TRUE(torch::equal(r1, r2));
   EXPECT_FALSE(torch::equal(r1, r3));
-  EXPECT_FALSE(ParseCriterion("hessian").ok());
+  EXPECT_TRUE(IsError(ParseCriterion("hessian"), Status::Code::kInvalidArgument, "criterion 'hessian' not implemented"));
 }
 
 TEST(ImportanceTest, L1AndL2RankStructuresDifferently) {
@@ -91,8 +94,8 @@ TEST(ImportanceTest, NmMasksKeepExactlyNPerGroupOfM) {
     auto per_group = mask.reshape({16, 72 / m, m}).sum(2);
     EXPECT_TRUE(torch::all(per_group == n).item<bool>()) << n << ":" << m;
   }
-  EXPECT_FALSE(NmMask(torch::rand({4, 9}), 2, 4).ok()) << "9 inputs cannot form groups of 4";
-  EXPECT_FALSE(NmMask(torch::rand({4, 8}), 4, 4).ok());
+  EXPECT_TRUE(IsError(NmMask(torch::rand({4, 9}), 2, 4), Status::Code::kInvalidArgument, "row length 9 is not a multiple of M=4")) << "9 inputs cannot form groups of 4";
+  EXPECT_TRUE(IsError(NmMask(torch::rand({4, 8}), 4, 4), Status::Code::kInvalidArgument, "N:M needs 0 < N < M, got 4:4"));
 }
 
 TEST(PruningTest, L1ChannelsToKeepRanksByFilterNorm) {
@@ -297,7 +300,7 @@ TEST(ModelTest, SaveLoadRoundTripKeepsFunction) {
   auto x = torch::randn({3, 1, 28, 28});
   loaded->eval();
   EXPECT_TRUE(torch::allclose(m.forward({x}).toTensor(), loaded->forward({x}).toTensor()));
-  EXPECT_FALSE(LoadFromBytes("not a model").ok());
+  EXPECT_TRUE(IsError(LoadFromBytes("not a model"), Status::Code::kCorruption, "cannot load TorchScript module"));
 }
 
 std::string Idx(uint32_t magic, std::vector<uint32_t> dims, const std::string& payload) {
@@ -316,8 +319,8 @@ TEST(DatasetTest, ParsesIdxAndRejectsBrokenFiles) {
   EXPECT_EQ(d->size(), 3);
   EXPECT_EQ(d->labels[2].item<int64_t>(), 9);
   EXPECT_NEAR(d->inputs[0][0][0][0].item<float>(), (1.0 - kFashionMnistMean) / kFashionMnistStd, 1e-5);
-  EXPECT_FALSE(ParseIdx(Idx(0x801, {3, 28, 28}, pixels), Idx(0x801, {3}, "abc"), 0).ok());
-  EXPECT_FALSE(ParseIdx(Idx(0x803, {3, 28, 28}, pixels.substr(10)), Idx(0x801, {3}, "abc"), 0).ok());
+  EXPECT_TRUE(IsError(ParseIdx(Idx(0x801, {3, 28, 28}, pixels), Idx(0x801, {3}, "abc"), 0), Status::Code::kCorruption, "image file is not an IDX3 ubyte file"));
+  EXPECT_TRUE(IsError(ParseIdx(Idx(0x803, {3, 28, 28}, pixels.substr(10)), Idx(0x801, {3}, "abc"), 0), Status::Code::kCorruption, "IDX file shorter than its header says"));
   auto missing = LoadFashionMnist("/nonexistent", true, 0);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("dataset-fashion-mnist"), std::string::npos);
@@ -341,7 +344,7 @@ TEST(ArtifactCacheTest, VerifiesHashesAndDropsCorruptEntries) {
   ASSERT_TRUE(cache.Init().ok());
   std::string bytes = "model";
   std::string h = ContentHash(bytes);
-  EXPECT_FALSE(cache.Put(h, "tampered").ok());
+  EXPECT_TRUE(IsError(cache.Put(h, "tampered"), Status::Code::kCorruption, "artifact does not match its hash"));
   ASSERT_TRUE(cache.Put(h, bytes).ok());
   EXPECT_EQ(cache.Get(h).value_or(""), bytes);
   {
@@ -367,7 +370,7 @@ TEST(FormsTest, CsrFormComputesWhatTheDenseModuleComputes) {
   EXPECT_EQ(CandidateForms(true), (std::vector<std::string>{"dense", "frozen", "csr"}));
   EXPECT_EQ(CandidateForms(false), (std::vector<std::string>{"dense", "frozen"}));
   Dataset d = Synthetic(16, 3);
-  EXPECT_FALSE(MakeSut("bsr", m, d).ok());
+  EXPECT_TRUE(IsError(MakeSut("bsr", m, d), Status::Code::kInvalidArgument, "unknown execution form 'bsr'"));
 }
 
 TEST(BenchRunnerTest, MeasuresFormsScenariosAndInterleavedSpeedup) {
@@ -418,6 +421,36 @@ TEST(BenchRunnerTest, MeasuresFormsScenariosAndInterleavedSpeedup) {
   EXPECT_EQ(j["scenarios"][1]["samples_per_query"], 8);
   EXPECT_EQ(j["ab"]["rounds"].size(), 3u);
   EXPECT_FALSE(j["server_search"]["probes"].empty());
+  // The row's figures are the recorded runs' own, not merely positive: single-stream from the
+  // chosen form's run, offline throughput from the offline run, multi-stream p99 from its run,
+  // the server QPS the search's best, and the speedup the median of the A/B rounds' ratios.
+  std::string chosen_form;
+  for (const auto& f : j["forms"])
+    if (f["chosen"].get<bool>()) chosen_form = f["form"].get<std::string>();
+  EXPECT_EQ(r.deployable_form, chosen_form);
+  std::map<std::string, nlohmann::json> by;
+  for (const auto& sc : j["scenarios"]) by[sc["scenario"].get<std::string>()] = sc;
+  ASSERT_EQ(by.size(), 4u);
+  EXPECT_DOUBLE_EQ(r.latency_p90_ms, by["single_stream"]["latency"]["p90_ms"].get<double>());
+  EXPECT_DOUBLE_EQ(r.latency_p50_ms, by["single_stream"]["latency"]["p50_ms"].get<double>());
+  EXPECT_EQ(r.queries, by["single_stream"]["queries"].get<uint64_t>());
+  EXPECT_DOUBLE_EQ(r.multistream_p99_ms, by["multi_stream"]["latency"]["p99_ms"].get<double>());
+  EXPECT_DOUBLE_EQ(r.throughput_sps, by["offline"]["samples_per_s"].get<double>());
+  EXPECT_DOUBLE_EQ(r.server_max_qps, j["server_search"]["best_qps"].get<double>());
+  std::vector<double> ratios;
+  for (const auto& round : j["ab"]["rounds"]) {
+    const double ratio = round["ratio_p90"].get<double>();
+    EXPECT_NEAR(ratio, round["baseline_p90_ms"].get<double>() / round["variant_p90_ms"].get<double>(), 1e-9);
+    ratios.push_back(ratio);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  EXPECT_DOUBLE_EQ(r.speedup_p90, ratios[1]) << "the median of 3 rounds";
+  EXPECT_DOUBLE_EQ(r.speedup_min, ratios.front());
+  EXPECT_DOUBLE_EQ(r.speedup_max, ratios.back());
+  // VALID overall only when every scenario is and the interference verdict is clean.
+  bool every = j["interference"]["verdict"] == "clean";
+  for (const auto& [name, sc] : by) every &= sc["result"] == "VALID";
+  EXPECT_EQ(r.bench_valid, every);
 }
 
 TEST(BenchRunnerTest, MlperfProfileAppliesMlperfMinimums) {

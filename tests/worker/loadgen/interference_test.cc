@@ -1,6 +1,7 @@
 // Interference readings: /proc/stat parsing and arithmetic on fixed files, the verdict's
 // reasons, and a real busy process seen by a real reading.
 #include "worker/loadgen/interference.h"
+#include "tests/status_matchers.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,6 +19,8 @@
 
 namespace prunelab::worker {
 namespace {
+
+using prunelab::testing::IsError;
 
 void WriteStat(const std::string& path, unsigned long long user, unsigned long long idle, unsigned long long steal) {
   // aggregate line, then two CPUs; columns: user nice system idle iowait irq softirq steal guest guest_nice
@@ -69,7 +72,7 @@ TEST(InterferenceTest, ParsesProcStatAndCountsOtherCoresStealAndFrequency) {
   ASSERT_TRUE(bare.ok());
   EXPECT_TRUE(bare->freq_mhz.empty());
   EXPECT_FALSE(Between(*bare, *bare).freq_visible);
-  EXPECT_FALSE(ReadCpuSample(dir.path() + "/missing").ok());
+  EXPECT_TRUE(IsError(ReadCpuSample(dir.path() + "/missing"), Status::Code::kUnavailable, "cannot read"));
 }
 
 TEST(InterferenceTest, AbRoundsThatDisagreeAreAReason) {

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "common/base/npy.h"
+#include "tests/status_matchers.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
 #include "worker/daemon/executor.h"
@@ -21,6 +22,8 @@
 
 namespace prunelab::worker {
 namespace {
+
+using prunelab::testing::IsError;
 
 namespace fs = std::filesystem;
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
@@ -63,7 +66,7 @@ TEST(NpyTest, ParsesHeadersAndRefusesWhatItCannotRead) {
   EXPECT_EQ(h->dtype, "u1");
   EXPECT_EQ(h->shape, (std::vector<int64_t>{5, 3, 2}));
   EXPECT_TRUE(CheckNpySize(h.value(), bytes.size(), "a.npy").ok());
-  EXPECT_FALSE(CheckNpySize(h.value(), bytes.size() - 1, "a.npy").ok());
+  EXPECT_TRUE(IsError(CheckNpySize(h.value(), bytes.size() - 1, "a.npy"), Status::Code::kInvalidArgument, "a.npy"));
   EXPECT_FALSE(ParseNpyHeader("PK\x03\x04 not numpy", "b.npy").ok());
   std::string fortran = bytes;
   fortran.replace(fortran.find("False"), 5, "True ");
@@ -139,7 +142,7 @@ TEST(UserDataTest, FoldedPreprocessingDoesWhatTheWorkerDidToTheData) {
   auto got = m->forward({raw.permute({0, 3, 1, 2})}).toTensor();
   ASSERT_EQ(got.sizes(), d->inputs.sizes());
   EXPECT_LT((got - d->inputs).abs().max().item<double>(), 1e-5);
-  EXPECT_FALSE(FoldPreprocessing(SaveToBytes(identity), {shape, {0.1, 0.2}, {}}).ok()) << "2 means for 3 channels";
+  EXPECT_TRUE(IsError(FoldPreprocessing(SaveToBytes(identity), {shape, {0.1, 0.2}, {}}), Status::Code::kInvalidArgument, "mean has 2")) << "2 means for 3 channels";
 }
 
 // Writes n images per class into root/split/class/ as PNG (even) and JPEG (odd), from

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "common/base/hash.h"
+#include "tests/status_matchers.h"
 #include "common/codec/records.h"
 #include "common/spec/zoo_names.h"
 #include "worker/daemon/executor.h"
@@ -18,6 +19,8 @@
 
 namespace prunelab::worker {
 namespace {
+
+using prunelab::testing::IsError;
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
@@ -80,7 +83,7 @@ TEST(DepthTest, HandWrittenBlocksAreFoundAndRemovedWhole) {
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(Names(FindDepthBlocks(again.value(), *NewImageClassification({4})).value()).size(), size_t(a) + size_t(b));
   }
-  EXPECT_FALSE(RemoveDepthBlocks(m, *NewImageClassification({4}), {"nope"}).ok());
+  EXPECT_TRUE(IsError(RemoveDepthBlocks(m, *NewImageClassification({4}), {"nope"}), Status::Code::kInvalidArgument, "depth: no block 'nope' in this model"));
 }
 
 TEST(DepthTest, ImportanceIsZeroForABlockThatChangesNothing) {
@@ -100,7 +103,7 @@ TEST(DepthTest, ImportanceIsZeroForABlockThatChangesNothing) {
   EXPECT_LE(angular->at(1), 1.0);
   auto r1 = DepthImportance(m, *NewImageClassification({4}), blocks, "random", d, 4, 16, 7), r2 = DepthImportance(m, *NewImageClassification({4}), blocks, "random", d, 4, 16, 7);
   EXPECT_EQ(r1.value(), r2.value()) << "seeded";
-  EXPECT_FALSE(DepthImportance(m, *NewImageClassification({4}), blocks, "l1", d, 4, 16, 0).ok());
+  EXPECT_TRUE(IsError(DepthImportance(m, *NewImageClassification({4}), blocks, "l1", d, 4, 16, 0), Status::Code::kInvalidArgument, "criterion 'l1' does not rank blocks"));
 }
 
 TEST(DepthTest, ZooResnetAndVitBlocksMatchTheSpecNames) {

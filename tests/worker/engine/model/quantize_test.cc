@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "worker/engine/data/fashion_mnist.h"
+#include "tests/status_matchers.h"
 #include "worker/engine/model/quantize.h"
 #include "worker/engine/model/zoo.h"
 #include "worker/engine/train/training.h"
@@ -17,6 +18,8 @@
 
 namespace prunelab::worker {
 namespace {
+
+using prunelab::testing::IsError;
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
@@ -90,7 +93,7 @@ TEST(QuantizeTest, ATorchvisionResnetQuantizesAndAModelWithoutLayersIsRefused) {
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("no convolution or linear layer was quantized"), std::string::npos)
       << none.status().message();
-  EXPECT_FALSE(QuantizeInt8(m.value(), "int4", *ClassificationFor(calib), calib, 1, 8, nullptr).ok());
+  EXPECT_TRUE(IsError(QuantizeInt8(m.value(), "int4", *ClassificationFor(calib), calib, 1, 8, nullptr), Status::Code::kInvalidArgument, "quantize: 'int4' (allowed: none, int8, int8_dynamic)"));
   // Dynamic int8 takes linear layers only: of a ResNet just the classifier.
   QuantizeReport d;
   auto dyn = QuantizeInt8(m.value(), "int8_dynamic", *ClassificationFor(calib), calib, 1, 8, &d);

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "common/codec/records.h"
+#include "tests/status_matchers.h"
 #include "common/spec/spec.h"
 #include "common/spec/zoo_names.h"
 #include "worker/daemon/executor.h"
@@ -25,6 +26,8 @@
 
 namespace prunelab::worker {
 namespace {
+
+using prunelab::testing::IsError;
 
 std::vector<float> Values(const torch::Tensor& t) {
   auto c = t.contiguous().to(torch::kFloat32);
@@ -53,7 +56,7 @@ TEST(ZooTest, LayoutsMatchTheNamesSpecsAreCheckedAgainst) {
     EXPECT_EQ(layers, ZooLayerNames(name)) << name;
     EXPECT_EQ(groups, ZooGroupNames(name)) << name;
   }
-  EXPECT_FALSE(BuildZooModel("lenet", 1).ok());
+  EXPECT_TRUE(IsError(BuildZooModel("lenet", 1), Status::Code::kInvalidArgument, "model 'lenet' is not in the zoo"));
 }
 
 TEST(ZooTest, StructuredRemovalEqualsZeroingForEveryModel) {
