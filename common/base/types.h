@@ -208,6 +208,13 @@ struct TrialResult {
   std::vector<TrialResult> intermediates;  // iterative rounds before the last; stored as their own rows
 };
 
+// The single-stream latency figures of a row (milliseconds): what a comparison scales
+// together (coordinator/decide/pareto.h LatencyScale).
+inline constexpr double TrialResult::*kSingleStreamLatencyFields[] = {
+    &TrialResult::latency_mean_ms, &TrialResult::latency_p50_ms,  &TrialResult::latency_p90_ms,
+    &TrialResult::latency_p95_ms,  &TrialResult::latency_p99_ms,  &TrialResult::latency_p999_ms,
+    &TrialResult::early_stop_p90_ms};
+
 struct SweepStatus {
   std::string id;
   std::string name;

@@ -331,6 +331,32 @@ json ToJson(const WorkerStatus& w) {
               {"phase", w.phase},      {"progress", w.progress}, {"hardware", ToJson(w.hardware)}};
 }
 
+TrialResult MergeStageAndBenchmark(const TrialResult& stage, const TrialResult& bench) {
+  TrialResult m = stage;
+  m.task_id = bench.task_id;
+  m.target = bench.target;
+  m.attempt = bench.attempt;
+  m.pruned_by = stage.worker_id;
+  m.worker_id = bench.worker_id;
+  m.hardware = bench.hardware;
+  m.kind = TaskKind::kPruneTrial;
+  m.intermediates.clear();
+  m.ok = stage.ok && bench.ok;
+  if (!bench.ok) m.error = "benchmark on target '" + bench.target + "' failed: " + bench.error;
+  for (double TrialResult::*f : kSingleStreamLatencyFields) m.*f = bench.*f;
+  for (double TrialResult::*f : {&TrialResult::multistream_p99_ms, &TrialResult::server_max_qps,
+                                 &TrialResult::server_p99_ms, &TrialResult::speedup_p90, &TrialResult::speedup_min,
+                                 &TrialResult::speedup_max, &TrialResult::bench_duration_s,
+                                 &TrialResult::throughput_sps})
+    m.*f = bench.*f;
+  m.bench_valid = bench.bench_valid;
+  m.peak_rss_bytes = bench.peak_rss_bytes;
+  m.deployable_form = bench.deployable_form;
+  m.benchmark_json = bench.benchmark_json;
+  m.queries = bench.queries;
+  return m;
+}
+
 TrialResult ResultFor(const Task& t) {
   TrialResult r;
   r.sweep_id = t.sweep_id;

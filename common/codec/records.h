@@ -23,6 +23,10 @@ StatusOr<TrialResult> ResultFromJson(const nlohmann::json& j);
 // A result row describing `task` (ids, target, kind, model, trial axes, seed); the
 // measured fields are left for the caller.
 TrialResult ResultFor(const Task& task);
+// A variant's row for one target: what its prune stage measured (accuracy, sizes, layers, the
+// variant) with what the benchmark on that target measured (every benchmark figure, the
+// target, the worker and its hardware). The one place that knows which fields are which.
+TrialResult MergeStageAndBenchmark(const TrialResult& stage, const TrialResult& bench);
 // Whether a task's outcome is a result row of its sweep: baseline evaluations, variant
 // benchmarks and sensitivity trials. Baseline training and the pruning step of a benchmarked
 // variant are stages (their outcome lives in the rows that follow from them).

@@ -36,9 +36,7 @@ double LatencyScale(const TrialResult& r, const TrialResult* base) {
 
 TrialResult ScaledSingleStream(const TrialResult& row, double scale) {
   TrialResult r = row;
-  for (double* f : {&r.latency_mean_ms, &r.latency_p50_ms, &r.latency_p90_ms, &r.latency_p95_ms, &r.latency_p99_ms,
-                    &r.latency_p999_ms, &r.early_stop_p90_ms})
-    *f *= scale;
+  for (double TrialResult::*f : kSingleStreamLatencyFields) r.*f *= scale;
   return r;
 }
 

@@ -357,42 +357,6 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
   return NoWorkMsg{1000, "no pending task for target '" + w.status.target + "'"};
 }
 
-// A variant's row for one target: what pruning measured (accuracy, sizes, layers, the
-// variant) with what the benchmark on that target measured.
-static TrialResult MergeBenchmark(const TrialResult& stage, const TrialResult& bench) {
-  TrialResult m = stage;
-  m.task_id = bench.task_id;
-  m.target = bench.target;
-  m.attempt = bench.attempt;
-  m.pruned_by = stage.worker_id;
-  m.worker_id = bench.worker_id;
-  m.hardware = bench.hardware;
-  m.kind = TaskKind::kPruneTrial;
-  m.intermediates.clear();
-  m.ok = stage.ok && bench.ok;
-  if (!bench.ok) m.error = "benchmark on target '" + bench.target + "' failed: " + bench.error;
-  m.latency_mean_ms = bench.latency_mean_ms;
-  m.latency_p50_ms = bench.latency_p50_ms;
-  m.latency_p90_ms = bench.latency_p90_ms;
-  m.latency_p95_ms = bench.latency_p95_ms;
-  m.latency_p99_ms = bench.latency_p99_ms;
-  m.latency_p999_ms = bench.latency_p999_ms;
-  m.early_stop_p90_ms = bench.early_stop_p90_ms;
-  m.bench_valid = bench.bench_valid;
-  m.multistream_p99_ms = bench.multistream_p99_ms;
-  m.server_max_qps = bench.server_max_qps;
-  m.server_p99_ms = bench.server_p99_ms;
-  m.peak_rss_bytes = bench.peak_rss_bytes;
-  m.speedup_p90 = bench.speedup_p90;
-  m.speedup_min = bench.speedup_min;
-  m.speedup_max = bench.speedup_max;
-  m.deployable_form = bench.deployable_form;
-  m.benchmark_json = bench.benchmark_json;
-  m.queries = bench.queries;
-  m.bench_duration_s = bench.bench_duration_s;
-  m.throughput_sps = bench.throughput_sps;
-  return m;
-}
 
 Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   const TrialResult& r = m.result;
@@ -463,7 +427,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
     StatusOr<TrialResult> parsed = Status::NotFound("no record of the pruning stage " + t.depends_on);
     if (stage.value()) parsed = DecodeResultRecord(*stage.value());
     if (parsed.ok()) {
-      rec = MergeBenchmark(parsed.value(), rec);
+      rec = MergeStageAndBenchmark(parsed.value(), rec);
       rec.finished_at_ms = clock_.NowMs();
     } else {
       rec.ok = false;
