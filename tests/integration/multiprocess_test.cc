@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <random>
 #include <set>
@@ -81,14 +82,38 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
+// Runs `cmd` with /bin/sh and collects its output. Like popen, but the shell (and the program
+// it execs in its place, such as a `prunelab run` with its workers) gets SIGKILL when this test
+// process dies, however it ends.
 Output Shell(const std::string& cmd, bool merge_stderr = true) {
   Output o{-1, ""};
-  FILE* p = popen((cmd + (merge_stderr ? " 2>&1" : "")).c_str(), "r");
-  if (!p) return o;
+  int fds[2];
+  if (pipe(fds) != 0) return o;
+  const std::string line = cmd + (merge_stderr ? " 2>&1" : "");
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return o;
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) _exit(127);
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
   std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
-  int st = pclose(p);
+  ssize_t n;
+  while ((n = read(fds[0], buf.data(), buf.size())) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) o.out.append(buf.data(), static_cast<size_t>(n));
+  close(fds[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
   o.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return o;
 }
