@@ -21,6 +21,7 @@
 #include "worker/engine/prune/pruning.h"
 #include "worker/engine/train/training.h"
 #include "worker/engine/model/user_model.h"
+#include "tests/worker/engine/user_modules.h"
 #include "worker/engine/model/zoo.h"
 #include "tests/test_util.h"
 
@@ -249,24 +250,16 @@ TEST(PlanTest, SchedulesReachTheTargetOnTheLastRound) {
   EXPECT_NEAR(ScheduledSparsity(0.9, 1, 5, "cubic"), 0.9 * (1 - 0.512), 1e-12) << "cubic prunes fastest early";
 }
 
-// A user-style module: children called through prim::CallMethod, as torch.jit.script makes them.
-torch::jit::Module Linear(int64_t out, int64_t in) {
-  torch::jit::Module m("__torch__.user.Linear");
-  auto [w, b] = InitLayer({out, in});
-  m.register_parameter("weight", w, false);
-  m.register_parameter("bias", b, false);
-  m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
-  return m;
-}
+using prunelab::testing::UserLinear;
 
 // plain: fc1 -> fc2 -> out; residual: h + relu(fc2(h)); cat: out reads cat([h, h]);
 // norm: layer_norm over fc2's outputs (and over fc1's: "allnorm").
 torch::jit::Module UserMlp(const std::string& kind) {
   torch::jit::Module m("__torch__.user.Net");
   m.register_attribute("training", c10::BoolType::get(), false);
-  m.register_module("fc1", Linear(64, 784));
-  m.register_module("fc2", Linear(64, 64));
-  m.register_module("out", Linear(10, kind == "cat" ? 128 : 64));
+  m.register_module("fc1", UserLinear(64, 784));
+  m.register_module("fc2", UserLinear(64, 64));
+  m.register_module("out", UserLinear(10, kind == "cat" ? 128 : 64));
   std::string first = kind == "allnorm" ? "    h = torch.layer_norm(torch.relu(self.fc1.forward(torch.flatten(x, 1))), [64])\n"
                                         : "    h = torch.relu(self.fc1.forward(torch.flatten(x, 1)))\n";
   std::string body = kind == "residual" ? "    h = h + torch.relu(self.fc2.forward(h))\n"

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "worker/engine/model/user_model.h"
+#include "tests/worker/engine/user_modules.h"
 #include "worker/engine/prune/pruning.h"
 #include "worker/engine/train/training.h"
 
@@ -15,14 +16,7 @@ namespace {
 
 constexpr int64_t kVocabulary = 50, kLength = 12, kWidth = 16, kHidden = 24, kClasses = 4;
 
-torch::jit::Module Linear(int64_t out, int64_t in) {
-  torch::jit::Module m("__torch__.user.Linear");
-  auto [w, b] = InitLayer({out, in});
-  m.register_parameter("weight", w, false);
-  m.register_parameter("bias", b, false);
-  m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
-  return m;
-}
+using prunelab::testing::UserLinear;
 
 // A bag-of-embeddings text classifier, the way users write one: ids -> embedding -> mean over
 // the tokens -> hidden layer -> class scores.
@@ -33,8 +27,8 @@ torch::jit::Module TokenClassifier() {
   torch::jit::Module m("__torch__.user.BagOfWords");
   m.register_attribute("training", c10::BoolType::get(), false);
   m.register_module("emb", emb);
-  m.register_module("fc1", Linear(kHidden, kWidth));
-  m.register_module("out", Linear(kClasses, kHidden));
+  m.register_module("fc1", UserLinear(kHidden, kWidth));
+  m.register_module("out", UserLinear(kClasses, kHidden));
   m.define(
       "def forward(self, ids):\n"
       "    h = torch.embedding(self.emb.weight, ids).mean(1)\n"
