@@ -312,7 +312,7 @@ StatusOr<std::optional<std::string>> DealerSocket::Receive(int timeout_ms) {
     }
     return std::optional<std::string>(std::move(payload));
   } catch (const zmq::error_t& e) {
-    return Status::Unavailable(std::string("receive failed: ") + e.what());
+    return Status::Unavailable("receive from " + impl_->endpoint + " failed: " + e.what());
   }
 }
 
