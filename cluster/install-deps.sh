@@ -13,7 +13,7 @@ PACKAGES=(
   libboost-dev
   libgtest-dev libgmock-dev
   libyaml-cpp-dev nlohmann-json3-dev
-  libcli11-dev libfmt-dev libsodium-dev
+  libcli11-dev libfmt-dev libspdlog-dev libsodium-dev
   zlib1g-dev
   dataset-fashion-mnist libstb-dev
   python3-torch python3-torchvision python3-onnx

@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/base/log.h"
 #include "common/base/clock.h"
 #include "common/flags/flags.h"
 #include "common/net/keys.h"
@@ -92,16 +93,9 @@ int Serve(int argc, char** argv, bool* restart) {
     return 1;
   }
   core_options.uploads.max_artifact_bytes = max_artifact_mb << 20;
-  // Operator events with the wall time (UTC, ms): what a lab reads in the journal or a job's log.
-  core_options.on_event = [](const std::string& line) {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tm utc{};
-    gmtime_r(&ts.tv_sec, &utc);
-    char when[40];
-    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &utc);
-    std::fprintf(stderr, "coordinator: %s.%03ldZ %s\n", when, ts.tv_nsec / 1000000, line.c_str());
-  };
+  // Operator events with the wall time (the log's date and time, ms): what a lab reads in the
+  // journal or a job's log.
+  core_options.on_event = [](const std::string& line) { prunelab::log::Info("coordinator: " + line); };
   prunelab::SystemClock clock;
   prunelab::coordinator::TimedStore timed(*store.value());
   auto artifacts = prunelab::coordinator::OpenFileArtifactStore(data_dir + "/artifacts", &timed, min_free_mb << 20);
@@ -154,18 +148,18 @@ int Serve(int argc, char** argv, bool* restart) {
       std::fprintf(stderr, "prunelab-coordinator: %s\n", st.ToString().c_str());
       return 1;
     }
-    std::fprintf(stderr, "prunelab-coordinator: dashboard at http://%s:%u/ (metrics at /metrics)\n",
-                 http.substr(0, colon).c_str(), web->port());
+    prunelab::log::Info("prunelab-coordinator: dashboard at http://" + http.substr(0, colon) + ":" +
+                        std::to_string(web->port()) + "/ (metrics at /metrics)");
   }
-  std::fprintf(stderr, "prunelab-coordinator: data in %s; workers connect to %s, clients to %s\n", data_dir.c_str(),
-               service.worker_endpoint().c_str(), service.client_endpoint().c_str());
+  prunelab::log::Info("prunelab-coordinator: data in " + data_dir + "; workers connect to " + service.worker_endpoint() +
+                      ", clients to " + service.client_endpoint());
   if (options.keys.secret_key.empty())
-    std::fprintf(stderr,
-                 "prunelab-coordinator: WARNING plain mode: no authentication or encryption; anyone who can reach these "
-                 "ports can submit work and results. Use only on a single trusted machine; see README \"Authentication\"\n");
+    prunelab::log::Warn(
+        "prunelab-coordinator: WARNING plain mode: no authentication or encryption; anyone who can reach these ports can "
+        "submit work and results. Use only on a single trusted machine; see README \"Authentication\"");
   else
-    std::fprintf(stderr, "prunelab-coordinator: CURVE on: %zu worker key(s) and %zu client key(s) allowed\n",
-                 options.allowed_workers.size(), options.allowed_clients.size());
+    prunelab::log::Info("prunelab-coordinator: CURVE on: " + std::to_string(options.allowed_workers.size()) +
+                        " worker key(s) and " + std::to_string(options.allowed_clients.size()) + " client key(s) allowed");
   service.Run(/*handle_signals=*/true);
   *restart = service.restart_requested();
   return service.store_failed() ? 3 : 0;

@@ -1,6 +1,6 @@
 #include "common/base/rate_limited_log.h"
 
-#include <cstdio>
+#include "common/base/log.h"
 
 namespace prunelab {
 
@@ -17,8 +17,7 @@ void RateLimitedLog::Log(const std::string& key, const std::string& line) {
   e.count_at_last_line = e.count;
   std::string out = prefix_ + line;
   if (since > 1) out += " (" + std::to_string(since) + " times since the last line)";
-  out += "\n";
-  std::fwrite(out.data(), 1, out.size(), stderr);
+  log::Warn(out);
 }
 
 }  // namespace prunelab

@@ -1,4 +1,4 @@
-// RateLimitedLog: one stderr line per key per interval, with how many times the key was seen
+// RateLimitedLog: one log line (log.h, warning level) per key per interval, with how many times the key was seen
 // since its last line, so a peer that retries forever cannot flood the log. Used for every
 // refusal (wrong endpoint, ZAP allow-lists, failed CURVE handshakes). Thread-safe; at most
 // max_keys keys are remembered (then it forgets them all and starts over).

@@ -7,6 +7,7 @@
 #include "common/base/text.h"
 #include "common/codec/codec.h"
 #include "common/base/hash.h"
+#include "common/base/log.h"
 #include "common/codec/records.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
@@ -164,8 +165,8 @@ std::optional<Message> Coordinator::Handle(const Message& msg) {
     return Dispatch(msg);
   } catch (const std::exception& e) {
     ++handler_errors_;
-    std::fprintf(stderr, "coordinator: could not handle %s: %s (answered with an error; nothing else changed)\n",
-                 MessageName(msg), e.what());
+    log::Error(std::string("coordinator: could not handle ") + MessageName(msg) + ": " + e.what() +
+               " (answered with an error; nothing else changed)");
     return Message(Error("internal_error", std::string("could not handle ") + MessageName(msg) + ": " +
                                                ToValidUtf8(e.what()).substr(0, 200)));
   }

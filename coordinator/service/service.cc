@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "common/base/rate_limited_log.h"
+#include "common/base/log.h"
 #include "common/codec/codec.h"
 
 namespace prunelab::coordinator {
@@ -79,12 +80,12 @@ struct CoordinatorService::Impl {
       auto decoded = Decode(m->payload);
       if (!decoded.ok()) {
         ++rejected;
-        std::fprintf(stderr, "coordinator: rejected %zu-byte message: %s\n", m->payload.size(),
-                     decoded.status().message().c_str());
+        log::Warn("coordinator: rejected " + std::to_string(m->payload.size()) +
+                  "-byte message: " + decoded.status().message());
         (void)sock.Send(m->peer, Encode(ErrorMsg{"bad_message", decoded.status().message()}));
         continue;
       }
-      if (options.verbose) std::fprintf(stderr, "coordinator: %s\n", MessageName(decoded.value()));
+      if (options.verbose) log::Info(std::string("coordinator: ") + MessageName(decoded.value()));
       if (auto refusal = WrongEndpoint(sock, decoded.value())) {
         ++rejected;
         (void)sock.Send(m->peer, Encode(*refusal));
@@ -159,10 +160,9 @@ struct CoordinatorService::Impl {
         // what writes and serves reads, until space returns and the owner restarts it from
         // what is durable (no abort, never an acknowledgement of lost state).
         if (!store_failed.exchange(true))
-          std::fprintf(stderr,
-                       "coordinator: FATAL: cannot make results durable (%s); acknowledging nothing, refusing writes, "
-                       "serving reads; checking every 5 s for space, then restarting from what is on disk\n",
-                       st.ToString().c_str());
+          log::Error("coordinator: FATAL: cannot make results durable (" + st.ToString() +
+                     "); acknowledging nothing, refusing writes, serving reads; checking every 5 s for space, then "
+                     "restarting from what is on disk");
         asio::post(io, [this] {
           pending.clear();
           commit_busy = false;
@@ -215,7 +215,7 @@ struct CoordinatorService::Impl {
           ++failed_ticks * options.tick_interval_ms >= 5000) {
         failed_ticks = 0;
         if (options.store_writable_again()) {
-          std::fprintf(stderr, "coordinator: space is back; restarting from what is on disk\n");
+          log::Info("coordinator: space is back; restarting from what is on disk");
           restart_requested = true;
           io.stop();
           return;
@@ -294,7 +294,7 @@ void CoordinatorService::Run(bool handle_signals) {
     signals.add(SIGTERM);
     signals.async_wait([&s](const boost::system::error_code& ec, int sig) {
       if (ec) return;
-      std::fprintf(stderr, "coordinator: signal %d, shutting down (state is on disk)\n", sig);
+      log::Info("coordinator: signal " + std::to_string(sig) + ", shutting down (state is on disk)");
       s.io.stop();
     });
   }

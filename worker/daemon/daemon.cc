@@ -12,27 +12,18 @@
 #include <vector>
 
 #include "common/base/hash.h"
+#include "common/base/log.h"
 #include "common/net/artifact_fetch.h"
 #include "common/net/rpc.h"
 #include "worker/daemon/artifact_cache.h"
 
 namespace prunelab::worker {
 
-std::string FormatLogLine(std::time_t when, const std::string& who, const std::string& text) {
-  std::tm local{};
-  localtime_r(&when, &local);  // std::localtime shares one buffer between threads
-  char ts[16];
-  std::strftime(ts, sizeof(ts), "%H:%M:%S", &local);
-  return std::string(ts) + " worker " + who + ": " + text + "\n";
-}
-
 namespace {
 
-// One fwrite per line: stdio locks the stream per call, so lines from slots never interleave.
+// "worker ID: text", through the process log (common/base/log.h: one format, thread-safe).
 void Log(const std::string& who, const std::string& text) {
-  std::string line = FormatLogLine(std::time(nullptr), who.empty() ? "-" : who, text);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  log::Info("worker " + (who.empty() ? std::string("-") : who) + ": " + text);
 }
 
 std::string Describe(const Task& t) {

@@ -49,7 +49,4 @@ class WorkerDaemon {
   const Clock& clock_;
 };
 
-// One log line as the daemon writes it ("HH:MM:SS worker ID: text"), local time. Thread-safe.
-std::string FormatLogLine(std::time_t when, const std::string& who, const std::string& text);
-
 }  // namespace prunelab::worker

@@ -288,33 +288,5 @@ TEST(DaemonTest, StopAbandonsTheRunningTaskAtOnce) {
   EXPECT_TRUE(ResultsOf(client, id).empty()) << "an abandoned task reports nothing; the coordinator runs it again";
 }
 
-TEST(DaemonTest, LogLinesAreWholeAndTimestamped) {
-  std::tm t{};
-  t.tm_year = 126;
-  t.tm_mon = 11;
-  t.tm_mday = 1;
-  t.tm_hour = 14;
-  t.tm_min = 5;
-  t.tm_sec = 9;
-  t.tm_isdst = -1;
-  std::time_t when = std::mktime(&t);
-  EXPECT_EQ(FormatLogLine(when, "w-1", "registered"), "14:05:09 worker w-1: registered\n");
-  // From many threads at once (std::localtime's shared buffer made this a data race).
-  std::vector<std::thread> threads;
-  std::atomic<int> wrong{0};
-  for (int i = 0; i < 8; ++i)
-    threads.emplace_back([&, i] {
-      std::time_t mine = when + i * 3600;
-      std::tm expect{};
-      localtime_r(&mine, &expect);
-      char ts[16];
-      std::strftime(ts, sizeof(ts), "%H:%M:%S", &expect);
-      for (int k = 0; k < 2000; ++k)
-        if (FormatLogLine(mine, "w", "x").rfind(ts, 0) != 0) ++wrong;
-    });
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(wrong.load(), 0);
-}
-
 }  // namespace
 }  // namespace prunelab::worker
