@@ -22,7 +22,7 @@ spdlog::level::level_enum ToSpd(Level l) {
 spdlog::logger& Logger() {
   static spdlog::logger* logger = [] {
     auto l = new spdlog::logger("prunelab", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    l->set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
+    l->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
     l->set_level(spdlog::level::info);
     l->flush_on(spdlog::level::debug);
     return l;  // never destroyed: threads may log while the process exits

@@ -1,5 +1,6 @@
 // The log of every daemon (coordinator, worker): one line per event on stderr, in one format
-// ("YYYY-MM-DD HH:MM:SS.mmm level text", local time), with levels, and thread-safe (lines written from several
+// ("2026-12-07T14:03:15.538Z info text": UTC, ms, so lines of
+// several hosts sort together), with levels, and thread-safe (lines written from several
 // threads never interleave). spdlog behind it, included only by log.cc.
 #pragma once
 

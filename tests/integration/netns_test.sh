@@ -109,7 +109,7 @@ import datetime, json, os, re, sys
 log, t_cut, t_heal, task, victim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 def first(pattern, after_ms):
     for line in open(log):
-        m = re.match(r"coordinator: (\S+)Z (.*)", line)
+        m = re.match(r"(\S+)Z \w+ coordinator: (.*)", line)  # common/base/log.h: UTC time, level, text
         if not m or not re.search(pattern, m.group(2)):
             continue
         t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)

@@ -22,14 +22,14 @@ TEST(LogTest, LinesAreWholeTimestampedAndLevelledFromManyThreads) {
   for (auto& th : threads) th.join();
   log::Warn("coordinator: a warning");
   std::string out = ::testing::internal::GetCapturedStderr();
-  const std::regex info(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d\d\d info worker w[0-7]: line \d+)");
+  const std::regex info(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ info worker w[0-7]: line \d+)");
   std::istringstream in(out);
   std::string line;
   int lines = 0, bad = 0;
   while (std::getline(in, line)) {
     ++lines;
     if (line.find("coordinator: a warning") != std::string::npos) {
-      EXPECT_TRUE(std::regex_match(line, std::regex(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d\d\d warning coordinator: a warning)"))) << line;
+      EXPECT_TRUE(std::regex_match(line, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ warning coordinator: a warning)"))) << line;
       continue;
     }
     if (!std::regex_match(line, info)) ++bad;
