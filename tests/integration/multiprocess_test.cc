@@ -376,6 +376,42 @@ class MultiProcessTest : public ::testing::Test {
     return trials;
   }
   std::string Cli(const std::string& args) { return kBin + "/prunelab " + args; }
+  // Waits (up to 60 s) until the first worker runs a pruning trial; {task id ("t001"), worker id},
+  // empty when it never did.
+  std::pair<std::string, std::string> WaitForRunningTrial() {
+    for (int i = 0; i < 600; ++i) {
+      auto w = ParseJson(Shell(Cli("workers --json --coordinator " + client_), false).out);
+      if (w.ok() && !w->empty()) {
+        std::string task = (*w)[0].value("task", "");  // "sw-0001/t001"
+        auto slash = task.find("/t");
+        if (slash != std::string::npos && slash + 2 < task.size() && std::isdigit(static_cast<unsigned char>(task[slash + 2])))
+          return {task.substr(slash + 1), (*w)[0].value("worker", "")};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return {};
+  }
+  // Waits (up to 120 s) for `pid` to exit; its wait status, or -1 when it is still running.
+  static int WaitExit(pid_t pid) {
+    int status = -1;
+    for (int i = 0; i < 1200; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) return status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return -1;
+  }
+  std::string DrainSpec() {
+    // Trials long enough (20 fine-tuning epochs over 600 images) to be caught running.
+    std::string spec = dir_.path() + "/drain.yaml";
+    std::ofstream(spec) << "name: drain\nmodel: cnn\n"
+                        << "dataset: {path: " << kFashionDir << ", train_subset: 600, test_subset: 500}\n"
+                        << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
+                        << "sweep: {criterion: l1, granularity: [unstructured, structured], sparsity: [0.5],\n"
+                        << "        schedule: {type: one_shot, finetune_epochs: 20}}\n"
+                        << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
+                        << "            offline_min_duration_s: 0.05}\n";
+    return spec;
+  }
 
   testing::TempDir dir_;
   std::vector<std::string> coordinator_extra_;
@@ -895,39 +931,14 @@ namespace {
 // no more work and exits 0.
 TEST_F(MultiProcessTest, SigtermDrainsAWorkerAndItsRunningTrialIsRecorded) {
   StartWorker(1);
-  // Trials long enough (20 fine-tuning epochs over 600 images) to be caught running.
-  std::string spec = dir_.path() + "/drain.yaml";
-  std::ofstream(spec) << "name: drain\nmodel: cnn\n"
-                      << "dataset: {path: " << kFashionDir << ", train_subset: 600, test_subset: 500}\n"
-                      << "training: {epochs: 1, batch_size: 64, seed: 3}\n"
-                      << "sweep: {criterion: l1, granularity: [unstructured, structured], sparsity: [0.5],\n"
-                      << "        schedule: {type: one_shot, finetune_epochs: 20}}\n"
-                      << "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05,\n"
-                      << "            offline_min_duration_s: 0.05}\n";
-  auto sub = Shell(Cli("submit " + spec + " --coordinator " + client_), false);
+  auto sub = Shell(Cli("submit " + DrainSpec() + " --coordinator " + client_), false);
   ASSERT_EQ(sub.code, 0) << sub.out;
   std::string id = sub.out.substr(0, sub.out.find('\n'));
-  std::string running, worker_id;
-  for (int i = 0; i < 600 && running.empty(); ++i) {
-    auto w = ParseJson(Shell(Cli("workers --json --coordinator " + client_), false).out);
-    if (w.ok() && !w->empty()) {
-      std::string task = (*w)[0].value("task", "");  // "sw-0001/t001"
-      auto slash = task.find("/t");
-      if (slash != std::string::npos && slash + 2 < task.size() && std::isdigit(static_cast<unsigned char>(task[slash + 2]))) {
-        running = task.substr(slash + 1);
-        worker_id = (*w)[0].value("worker", "");
-      }
-    }
-    if (running.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto [running, worker_id] = WaitForRunningTrial();
   ASSERT_FALSE(running.empty()) << "the worker never started a pruning trial";
   pid_t pid = workers_[0];
   ASSERT_EQ(kill(pid, SIGTERM), 0);
-  int status = -1;
-  for (int i = 0; i < 1200; ++i) {
-    if (waitpid(pid, &status, WNOHANG) == pid) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  int status = WaitExit(pid);
   workers_.clear();
   ASSERT_TRUE(WIFEXITED(status)) << "the draining worker did not exit";
   EXPECT_EQ(WEXITSTATUS(status), 0);
@@ -956,6 +967,34 @@ TEST_F(MultiProcessTest, SigtermDrainsAWorkerAndItsRunningTrialIsRecorded) {
   EXPECT_TRUE(recorded) << running << " was running when the worker was asked to drain: " << res.out;
 }
 
+
+// A second SIGTERM (Slurm's scancel twice, an impatient operator) stops a worker in the middle
+// of fine-tuning: it abandons the trial and exits (by itself, or 1 s after the signal whatever
+// it is doing), and another worker runs the trial again: every row once, each ok.
+TEST_F(MultiProcessTest, ASecondSigtermStopsAWorkerMidTrialAndTheTrialRunsElsewhere) {
+  StartWorker(1);
+  auto sub = Shell(Cli("submit " + DrainSpec() + " --coordinator " + client_), false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  std::string id = sub.out.substr(0, sub.out.find('\n'));
+  auto [running, worker_id] = WaitForRunningTrial();
+  ASSERT_FALSE(running.empty()) << "the worker never started a pruning trial";
+  pid_t pid = workers_[0];
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = WaitExit(pid);
+  workers_.clear();
+  ASSERT_TRUE(WIFEXITED(status)) << "the worker did not exit after the second signal";
+  const std::string log = ReadAll(dir_.path() + "/worker1.log");
+  EXPECT_TRUE(log.find("abandoned") != std::string::npos || log.find("exiting now (the task is abandoned)") != std::string::npos)
+      << log;
+  StartWorker(2);
+  auto wait = Shell(Cli("status " + id + " --wait --coordinator " + client_), false);
+  ASSERT_EQ(wait.code, 0) << wait.out;
+  auto trials = StopAllAndCheckEachTrialOnceOk(id);
+  EXPECT_EQ(trials.size(), 3u) << "base@local and both trials, each once";
+  EXPECT_TRUE(trials.count(running + "@local")) << running << " was abandoned and run again";
+}
 
 // Fault injection: kill -9 workers (restarted on the same cache directory) and the
 // coordinator (restarted on the same data directory) at seeded random moments, several
