@@ -91,6 +91,9 @@ struct BenchmarkConfig {
   serverTargetQps @11 :Float64;
   abRounds @12 :UInt32;
   sparseForms @13 :Bool;
+  threads @14 :UInt32;            # intra-op threads for timing (the target's); 0: the worker's own
+  confirmRounds @15 :UInt32;      # confirmation round: interleaved rounds (0: off)
+  confirmCandidates @16 :UInt32;  # confirmation round: best passing variants timed again
 }
 
 enum TaskKind {
@@ -99,6 +102,14 @@ enum TaskKind {
   pruneTrial @2;         # prune, fine-tune and evaluate one variant (any worker; GPU preferred)
   benchmarkVariant @3;   # benchmark one pruned variant against the baseline on one target
   evaluateRelease @4;    # a released variant on new data, on its target: accuracy, drift, latency
+  confirmTarget @5;      # time a target's best candidates again, interleaved round-robin on one worker
+}
+
+# confirmTarget: one model timed in the round (the baseline first).
+struct ConfirmCandidate {
+  taskId @0 :Text;    # the row it confirms
+  artifact @1 :Text;  # content hash of the model
+  form @2 :Text;      # the execution form its benchmark chose
 }
 
 # evaluateRelease: what to measure besides the variant (variantArtifact) on the task's dataset.
@@ -128,6 +139,7 @@ struct Task {
   variantArtifact @15 :Text;  # benchmarkVariant: content hash of the pruned variant
   dependsOn @16 :Text;        # benchmarkVariant: the pruneTrial task that makes the variant
   evaluation @17 :EvaluationConfig;  # evaluateRelease only
+  candidates @18 :List(ConfirmCandidate);  # confirmTarget only
 }
 
 struct Result {

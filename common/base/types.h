@@ -103,9 +103,26 @@ struct BenchmarkConfig {
   double server_target_qps = 0;           // 0: search for the highest QPS meeting the bound
   uint32_t ab_rounds = 3;                 // interleaved baseline/variant single-stream pairs
   bool sparse_forms = true;               // also time sparse execution forms (CSR on CPU)
+  // Intra-op threads every timing of this target uses: what the deployment gives the model
+  // (spec: benchmark.threads, or a target's own `threads`), not the worker's training
+  // setting. Recorded with every figure (hardware.threads). 0: the worker's own setting.
+  uint32_t threads = 1;
+  // Confirmation round (confirm@TARGET): once every benchmark of a target is done, the
+  // baseline, the front and the best `confirm_candidates` variants passing the gates are timed
+  // again, interleaved round-robin on one worker, `confirm_rounds` times; the recommendation
+  // comes from that round. 0 rounds: off.
+  uint32_t confirm_rounds = 5;
+  uint32_t confirm_candidates = 3;
 };
 
-enum class TaskKind { kTrainBaseline = 0, kEvaluateBaseline = 1, kPruneTrial = 2, kBenchmarkVariant = 3, kEvaluateRelease = 4 };
+enum class TaskKind {
+  kTrainBaseline = 0,
+  kEvaluateBaseline = 1,
+  kPruneTrial = 2,
+  kBenchmarkVariant = 3,
+  kEvaluateRelease = 4,
+  kConfirmTarget = 5,  // the confirmation round of one target (confirm@TARGET)
+};
 const char* TaskKindName(TaskKind kind);
 
 // evaluateRelease: what is measured besides the released variant on the task's dataset.
@@ -115,6 +132,17 @@ struct EvaluationConfig {
   bool compare_dense = false;  // also evaluate and time the dense baseline
   std::string bins_json;    // {"feature": [edges...]} fixed at release; empty for the reference run
 };
+
+// One model timed in a confirmation round: the dense baseline (task "base@TARGET") or a
+// benchmarked variant, in the execution form its own benchmark chose.
+struct ConfirmCandidate {
+  std::string task_id;   // the row it confirms, e.g. "t002@local"
+  std::string artifact;  // content hash of the model
+  std::string form;      // dense | frozen | csr
+};
+
+// At most this many models in one confirmation round (the baseline included).
+inline constexpr size_t kMaxConfirmCandidates = 8;
 
 struct Task {
   std::string sweep_id;
@@ -135,6 +163,9 @@ struct Task {
   std::string variant_artifact;        // benchmarkVariant: the pruned variant (content hash)
   std::string depends_on;              // benchmarkVariant: the pruneTrial task making it
   EvaluationConfig evaluation;         // evaluateRelease only
+  // confirmTarget: the models timed, the baseline first; filled when the target's benchmarks
+  // are done (the task waits blocked until then).
+  std::vector<ConfirmCandidate> candidates;
 };
 
 // One prunable layer's weights: dense = in the baseline, total = now (after structural

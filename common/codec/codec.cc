@@ -147,6 +147,9 @@ void Put(s::Task::Builder b, const Task& t) {
   bc.setServerTargetQps(t.benchmark.server_target_qps);
   bc.setAbRounds(t.benchmark.ab_rounds);
   bc.setSparseForms(t.benchmark.sparse_forms);
+  bc.setThreads(t.benchmark.threads);
+  bc.setConfirmRounds(t.benchmark.confirm_rounds);
+  bc.setConfirmCandidates(t.benchmark.confirm_candidates);
   b.setBaselineKey(T(t.baseline_key));
   b.setBaselineArtifact(T(t.baseline_artifact));
   b.setModelArtifact(T(t.model_artifact));
@@ -161,6 +164,14 @@ void Put(s::Task::Builder b, const Task& t) {
     e.setReference(t.evaluation.reference);
     e.setCompareDense(t.evaluation.compare_dense);
     e.setBinsJson(T(t.evaluation.bins_json));
+  }
+  if (!t.candidates.empty()) {
+    auto cs = b.initCandidates(t.candidates.size());
+    for (size_t i = 0; i < t.candidates.size(); ++i) {
+      cs[i].setTaskId(T(t.candidates[i].task_id));
+      cs[i].setArtifact(T(t.candidates[i].artifact));
+      cs[i].setForm(T(t.candidates[i].form));
+    }
   }
 }
 
@@ -427,6 +438,7 @@ StatusOr<TaskKind> GetKind(s::TaskKind k) {
     case s::TaskKind::PRUNE_TRIAL: return TaskKind::kPruneTrial;
     case s::TaskKind::BENCHMARK_VARIANT: return TaskKind::kBenchmarkVariant;
     case s::TaskKind::EVALUATE_RELEASE: return TaskKind::kEvaluateRelease;
+    case s::TaskKind::CONFIRM_TARGET: return TaskKind::kConfirmTarget;
   }
   return Status::InvalidArgument("unknown task kind " + std::to_string(static_cast<int>(k)));
 }
@@ -493,6 +505,9 @@ StatusOr<Task> Get(s::Task::Reader r) {
   t.benchmark.server_target_qps = bc.getServerTargetQps();
   t.benchmark.ab_rounds = bc.getAbRounds();
   t.benchmark.sparse_forms = bc.getSparseForms();
+  t.benchmark.threads = bc.getThreads();  // 0 from a peer that predates it: the worker's own
+  t.benchmark.confirm_rounds = bc.getConfirmRounds();
+  t.benchmark.confirm_candidates = bc.getConfirmCandidates();
   t.baseline_key = S(r.getBaselineKey());
   t.baseline_artifact = S(r.getBaselineArtifact());
   t.model_artifact = S(r.getModelArtifact());
@@ -507,6 +522,10 @@ StatusOr<Task> Get(s::Task::Reader r) {
     t.evaluation.compare_dense = e.getCompareDense();
     t.evaluation.bins_json = S(e.getBinsJson());
   }
+  if (r.getCandidates().size() > kMaxConfirmCandidates)
+    return Status::InvalidArgument("task: " + std::to_string(r.getCandidates().size()) +
+                                   " confirmation candidates; the limit is " + std::to_string(kMaxConfirmCandidates));
+  for (auto c : r.getCandidates()) t.candidates.push_back({S(c.getTaskId()), S(c.getArtifact()), S(c.getForm())});
   return t;
 }
 
@@ -725,6 +744,7 @@ const char* TaskKindName(TaskKind kind) {
     case TaskKind::kPruneTrial: return "prune_trial";
     case TaskKind::kBenchmarkVariant: return "benchmark_variant";
     case TaskKind::kEvaluateRelease: return "evaluate_release";
+    case TaskKind::kConfirmTarget: return "confirm_target";
   }
   return "unknown";
 }

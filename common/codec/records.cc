@@ -1,5 +1,9 @@
 #include "common/codec/records.h"
 
+#include <algorithm>
+
+#include "common/base/stats.h"
+
 namespace prunelab {
 
 using nlohmann::json;
@@ -30,7 +34,14 @@ static TaskKind KindFromName(const std::string& n) {
   if (n == "evaluate_baseline") return TaskKind::kEvaluateBaseline;
   if (n == "benchmark_variant") return TaskKind::kBenchmarkVariant;
   if (n == "evaluate_release") return TaskKind::kEvaluateRelease;
+  if (n == "confirm_target") return TaskKind::kConfirmTarget;
   return TaskKind::kPruneTrial;
+}
+
+static json CandidatesJson(const std::vector<ConfirmCandidate>& cs) {
+  json out = json::array();
+  for (const auto& c : cs) out.push_back({{"task", c.task_id}, {"artifact", c.artifact}, {"form", c.form}});
+  return out;
 }
 
 json ToJson(const Task& t) {
@@ -61,14 +72,18 @@ json ToJson(const Task& t) {
                              {"server_latency_bound_ms", t.benchmark.server_latency_bound_ms},
                              {"server_target_qps", t.benchmark.server_target_qps},
                              {"ab_rounds", t.benchmark.ab_rounds},
-                             {"sparse_forms", t.benchmark.sparse_forms}}},
+                             {"sparse_forms", t.benchmark.sparse_forms},
+                             {"threads", t.benchmark.threads},
+                             {"confirm_rounds", t.benchmark.confirm_rounds},
+                             {"confirm_candidates", t.benchmark.confirm_candidates}}},
               {"baseline_key", t.baseline_key},
               {"baseline_artifact", t.baseline_artifact},
               {"model_artifact", t.model_artifact},
               {"input_shape", t.input_shape},
               {"spec_hash", t.spec_hash},
               {"variant_artifact", t.variant_artifact},
-              {"depends_on", t.depends_on}};
+              {"depends_on", t.depends_on},
+              {"candidates", CandidatesJson(t.candidates)}};
 }
 
 json ToJson(const TrialConfig& c) {
@@ -156,6 +171,10 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.benchmark.server_target_qps = b.value("server_target_qps", defaults.server_target_qps);
     t.benchmark.ab_rounds = b.value("ab_rounds", defaults.ab_rounds);
     t.benchmark.sparse_forms = b.value("sparse_forms", defaults.sparse_forms);
+    // Records written before these existed: timed with the worker's own threads, no round.
+    t.benchmark.threads = b.value("threads", 0u);
+    t.benchmark.confirm_rounds = b.value("confirm_rounds", 0u);
+    t.benchmark.confirm_candidates = b.value("confirm_candidates", defaults.confirm_candidates);
     t.baseline_key = j.value("baseline_key", "");
     t.baseline_artifact = j.value("baseline_artifact", "");
     t.model_artifact = j.value("model_artifact", "");
@@ -163,6 +182,9 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.spec_hash = j.value("spec_hash", "");
     t.variant_artifact = j.value("variant_artifact", "");
     t.depends_on = j.value("depends_on", "");
+    if (j.contains("candidates"))
+      for (const auto& c : j["candidates"])
+        t.candidates.push_back({c.value("task", ""), c.value("artifact", ""), c.value("form", "dense")});
     return t;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("task record: ") + e.what());
@@ -392,6 +414,67 @@ bool ProducesResultRow(const Task& t) {
   if (t.kind == TaskKind::kTrainBaseline) return false;
   if (t.kind == TaskKind::kPruneTrial) return t.trial.schedule == "sensitivity";
   return true;
+}
+
+const ConfirmedModel* ConfirmationRound::Find(const std::string& task_id) const {
+  for (const auto& m : models)
+    if (m.task_id == task_id) return &m;
+  return nullptr;
+}
+
+void SummarizeConfirmation(ConfirmationRound* round) {
+  if (round->models.empty()) return;
+  const std::vector<double>& base = round->models.front().p90_ms;
+  for (auto& m : round->models) {
+    m.ratio.clear();
+    for (size_t i = 0; i < m.p90_ms.size() && i < base.size(); ++i)
+      if (base[i] > 0) m.ratio.push_back(m.p90_ms[i] / base[i]);
+    m.median_p90_ms = m.p90_ms.empty() ? 0 : Median(m.p90_ms);
+    m.median_ratio = m.ratio.empty() ? 0 : Median(m.ratio);
+    m.min_ratio = m.ratio.empty() ? 0 : *std::min_element(m.ratio.begin(), m.ratio.end());
+    m.max_ratio = m.ratio.empty() ? 0 : *std::max_element(m.ratio.begin(), m.ratio.end());
+  }
+}
+
+json ToJson(const ConfirmationRound& round) {
+  json models = json::array();
+  for (const auto& m : round.models)
+    models.push_back({{"trial", m.task_id}, {"form", m.form}, {"p90_ms", m.p90_ms}, {"ratio", m.ratio},
+                      {"median_p90_ms", m.median_p90_ms}, {"median_ratio", m.median_ratio},
+                      {"min_ratio", m.min_ratio}, {"max_ratio", m.max_ratio}});
+  json j{{"rounds", round.rounds}, {"threads", round.threads}, {"verdict", round.verdict},
+         {"invalid_reasons", round.invalid_reasons}, {"models", models},
+         {"note", "single-stream p90 per round, models in rotating order; ratio = p90 / the baseline's p90 in the "
+                  "same round (< 1 is faster)"}};
+  if (!round.skipped.empty()) j["skipped"] = round.skipped;
+  return j;
+}
+
+StatusOr<ConfirmationRound> ConfirmationFromJson(const std::string& benchmark_json) {
+  auto j = ParseJson(benchmark_json.empty() ? "{}" : benchmark_json);
+  if (!j.ok()) return j.status();
+  if (!j->is_object() || !j->contains("confirmation") || !(*j)["confirmation"].is_object())
+    return Status::NotFound("no confirmation round in this row");
+  try {
+    const json& c = (*j)["confirmation"];
+    ConfirmationRound round;
+    round.rounds = c.value("rounds", 0u);
+    round.threads = c.value("threads", 0u);
+    round.skipped = c.value("skipped", "");
+    round.verdict = c.value("verdict", "clean");
+    round.invalid_reasons = c.value("invalid_reasons", std::vector<std::string>{});
+    for (const auto& m : c.value("models", json::array())) {
+      ConfirmedModel cm;
+      cm.task_id = m.value("trial", "");
+      cm.form = m.value("form", "");
+      cm.p90_ms = m.value("p90_ms", std::vector<double>{});
+      round.models.push_back(std::move(cm));
+    }
+    SummarizeConfirmation(&round);  // recomputed, not trusted from the text
+    return round;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("confirmation round: ") + e.what());
+  }
 }
 
 StatusOr<json> ParseJson(const std::string& text) {

@@ -617,7 +617,7 @@ void ParseBenchmark(Checker& c, const YAML::Node& b, BenchmarkConfig* bc) {
   c.OnlyKeys(b, "benchmark", {"profile", "scenarios", "warmup_queries", "min_queries", "min_duration_s",
                               "max_duration_s", "offline_batch_size", "offline_min_samples", "offline_min_duration_s",
                               "multi_stream_samples", "server_latency_bound_ms", "server_target_qps", "ab_rounds",
-                              "sparse_forms"});
+                              "sparse_forms", "threads", "confirm_rounds", "confirm_candidates"});
   if (b["profile"]) {
     auto v = c.Choices(b["profile"], "benchmark.profile", {"lab", "mlperf"});
     if (!v.empty()) bc->profile = v[0];
@@ -635,19 +635,38 @@ void ParseBenchmark(Checker& c, const YAML::Node& b, BenchmarkConfig* bc) {
   c.Number(b, "benchmark", "server_target_qps", &bc->server_target_qps, 0, 1e7);
   c.Number(b, "benchmark", "ab_rounds", &bc->ab_rounds, 0, 100);
   c.Bool(b, "benchmark", "sparse_forms", &bc->sparse_forms);
+  c.Number(b, "benchmark", "threads", &bc->threads, 1, 1024);
+  c.Number(b, "benchmark", "confirm_rounds", &bc->confirm_rounds, 0, 100);
+  c.Number(b, "benchmark", "confirm_candidates", &bc->confirm_candidates, 1,
+           static_cast<double>(kMaxConfirmCandidates - 1));
   if (bc->max_duration_s < bc->min_duration_s || bc->max_duration_s < bc->offline_min_duration_s)
     c.Error("benchmark.max_duration_s", "must be at least min_duration_s and offline_min_duration_s");
 }
 
-void ParseTargets(Checker& c, const YAML::Node& tg, std::vector<std::string>* out) {
+// A target is a name, or {name: NAME, threads: N} when its deployment gives the model other
+// than benchmark.threads intra-op threads.
+void ParseTargets(Checker& c, const YAML::Node& tg, SweepSpec* spec) {
+  std::vector<std::string>* out = &spec->targets;
   if (!tg) {
     *out = {"local"};
     return;
   }
   for (const auto& [p, item] : c.Items(tg, "targets", ": list at least one hardware target name, e.g. [local]", kMaxTargets)) {
-    std::string v = item.IsScalar() ? item.as<std::string>() : "";
-    if (!ValidName(v)) c.Error(p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
-    else c.AddUnique(out, v, p, "'" + v + "'");
+    std::string v;
+    uint32_t threads = 0;
+    if (item.IsMap()) {
+      c.OnlyKeys(item, p, {"name", "threads"});
+      v = item["name"] && item["name"].IsScalar() ? item["name"].as<std::string>() : "";
+      c.Number(item, p, "threads", &threads, 1, 1024);
+    } else {
+      v = item.IsScalar() ? item.as<std::string>() : "";
+    }
+    if (!ValidName(v)) {
+      c.Error(item.IsMap() ? p + ".name" : p, "a target name is 1-64 letters, digits, '-', '_' or '.'");
+    } else {
+      c.AddUnique(out, v, p, "'" + v + "'");
+      if (threads > 0) spec->target_threads[v] = threads;
+    }
   }
 }
 
@@ -689,7 +708,7 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
     ParseSweep(c, root["sweep"], &spec);
     if (YAML::Node p = root["pruning"]) ParsePruning(c, p, &spec.pruning);
     if (YAML::Node b = root["benchmark"]) ParseBenchmark(c, b, &spec.benchmark);
-    ParseTargets(c, root["targets"], &spec.targets);
+    ParseTargets(c, root["targets"], &spec);
     CrossCheck(c, &spec);
   } catch (const YAML::Exception& e) {
     c.Error("(line " + std::to_string(e.mark.line + 1) + ")", e.msg);
@@ -765,11 +784,17 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
   train.kind = TaskKind::kTrainBaseline;
   tasks.push_back(train);
 
+  // Every timing on a target uses the threads its deployment gives the model.
+  auto on_target = [&](Task t, const std::string& target) {
+    t.target = target;
+    auto th = spec.target_threads.find(target);
+    if (th != spec.target_threads.end()) t.benchmark.threads = th->second;
+    return t;
+  };
   for (const auto& target : spec.targets) {
-    Task eval = base;
+    Task eval = on_target(base, target);
     eval.task_id = "base@" + target;
     eval.kind = TaskKind::kEvaluateBaseline;
-    eval.target = target;
     tasks.push_back(eval);
   }
   // A variant is pruned and fine-tuned once, on any worker (tNNN), then benchmarked on
@@ -791,10 +816,9 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
     tasks.push_back(t);
     if (t.trial.schedule == "sensitivity") return;  // evaluated only: its own row
     for (const auto& target : spec.targets) {
-      Task b = t;
+      Task b = on_target(t, target);
       b.task_id = t.task_id + "@" + target;
       b.kind = TaskKind::kBenchmarkVariant;
-      b.target = target;
       b.depends_on = t.task_id;
       benches.push_back(b);
     }
@@ -851,6 +875,15 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
     }
   }
   tasks.insert(tasks.end(), benches.begin(), benches.end());
+  // Last, per target: the confirmation round over its best candidates, released by the
+  // coordinator once every other row of the target is in (its candidates are chosen then).
+  if (spec.mode != "sensitivity" && spec.benchmark.confirm_rounds > 0 && !benches.empty())
+    for (const auto& target : spec.targets) {
+      Task confirm = on_target(base, target);
+      confirm.task_id = "confirm@" + target;
+      confirm.kind = TaskKind::kConfirmTarget;
+      tasks.push_back(confirm);
+    }
   return tasks;
 }
 

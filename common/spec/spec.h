@@ -70,6 +70,7 @@ struct SweepSpec {
   std::vector<std::string> quantize = {"none"};
   BenchmarkConfig benchmark;
   std::vector<std::string> targets;
+  std::map<std::string, uint32_t> target_threads;  // targets declared {name, threads}
   // Scheduling: higher first; sweeps of equal priority share workers fairly (fewest
   // running tasks first). Range -100..100, default 0.
   int32_t priority = 0;
@@ -109,7 +110,9 @@ size_t TrialCount(const SweepSpec& spec);
 // evaluateBaseline ("base@TARGET"); one pruneTrial per point of the cartesian product
 // ("t003", any worker); and, except in sensitivity mode, one benchmarkVariant per
 // (trial, target) ("t003@TARGET", after t003), whose result is the trial's row for that
-// target. Task ids are stable and unique within the sweep.
+// target; and, unless benchmark.confirm_rounds is 0, one confirmTarget per target
+// ("confirm@TARGET", blocked until every other row of the target is in). Task ids are
+// stable and unique within the sweep.
 std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id);
 
 }  // namespace prunelab

@@ -227,7 +227,7 @@ std::string SweepName(const std::string& spec_yaml) {
 std::vector<pl::TrialResult> ResultRows(std::vector<pl::TrialResult> all) {
   std::vector<pl::TrialResult> rows;
   for (auto& r : all)
-    if (r.kind != pl::TaskKind::kTrainBaseline) rows.push_back(std::move(r));
+    if (pl::IsTableRow(r)) rows.push_back(std::move(r));
   return rows;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <tuple>
 
 #include <fmt/printf.h>
 
@@ -91,6 +92,14 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
   for (const auto& r : results) {
     if (r.kind == TaskKind::kTrainBaseline || r.target.empty()) continue;
     TargetDecision& d = slot(r.target);
+    if (r.kind == TaskKind::kConfirmTarget && r.ok) {
+      auto round = ConfirmationFromJson(r.benchmark_json);
+      if (round.ok()) {
+        d.confirmation = std::make_shared<const ConfirmationRound>(std::move(round).value());
+        d.confirmation_worker = r.worker_id;
+      }
+      continue;
+    }
     if (!r.ok) {
       ++d.failed;
       continue;
@@ -100,17 +109,35 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
   for (auto& d : out) {
     std::vector<const TrialResult*> rows;
     for (const auto& r : results) {
-      if (r.kind == TaskKind::kTrainBaseline || !r.ok || r.target != d.target) continue;
+      if (r.kind == TaskKind::kTrainBaseline || r.kind == TaskKind::kConfirmTarget || !r.ok || r.target != d.target)
+        continue;
       if (!r.baseline && r.latency_p90_ms <= 0) continue;  // evaluated only (rounds, sensitivity)
       rows.push_back(&r);
     }
     // Latencies measured at different moments by different workers are not compared: each
-    // variant's come from its A/B rounds against the baseline, scaled to one baseline figure.
+    // variant's come from its confirmation round if it was in one, else from its A/B rounds
+    // against the baseline, either way relative to the baseline timed beside it and scaled to
+    // one baseline figure.
+    const bool round = d.confirmation && d.confirmation->skipped.empty() && !d.confirmation->models.empty();
+    // The reference figure: the baseline's median p90 over the round's rounds when it ran (a
+    // median of several moments), else the baseline's own benchmark.
+    const ConfirmedModel* base_cm = round && d.baseline ? d.confirmation->Find(d.baseline->task_id) : nullptr;
+    const double reference = base_cm && base_cm->median_p90_ms > 0 ? base_cm->median_p90_ms
+                             : d.baseline                         ? d.baseline->latency_p90_ms
+                                                                  : 0;
     std::vector<double> measured;
+    std::vector<const ConfirmedModel*> confirmed;
     size_t scaled = 0;
     for (auto& r : rows) {
       measured.push_back(r->latency_p90_ms);
-      const double scale = LatencyScale(*r, d.baseline);
+      const ConfirmedModel* cm = round ? d.confirmation->Find(r->task_id) : nullptr;
+      if (cm && cm->median_ratio <= 0) cm = nullptr;
+      confirmed.push_back(cm);
+      double scale = LatencyScale(*r, d.baseline);
+      if (r->latency_p90_ms > 0 && base_cm && reference > 0) {
+        if (cm) scale = reference * cm->median_ratio / r->latency_p90_ms;
+        else if (scale != 1) scale *= reference / d.baseline->latency_p90_ms;  // A/B-scaled, to the same reference
+      }
       if (scale == 1) continue;
       d.compared.push_back(std::make_shared<const TrialResult>(ScaledSingleStream(*r, scale)));
       r = d.compared.back().get();
@@ -123,6 +150,7 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
       Verdict v;
       v.row = rows[i];
       v.measured_p90_ms = measured[i];
+      v.confirmed = confirmed[i];
       v.rank = rank[i];
       Check(options.gates, d.baseline, &v);
       d.variants.push_back(v);
@@ -140,10 +168,20 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
                               options.gates.max_memory_fraction * 100));
     }
     if (scaled)
-      d.notes.push_back(std::to_string(scaled) + " variant(s)' single-stream latencies are the dense baseline's on this "
-                        "target" + Fmt(" (p90 %.3f ms)", d.baseline->latency_p90_ms) +
-                        " divided by their median interleaved A/B speedup: figures measured side by side, not at "
-                        "different moments (their own runs' p90: `prunelab pareto`)");
+      d.notes.push_back(std::to_string(scaled) + " row(s)' single-stream latencies are the dense baseline's on this "
+                        "target" + Fmt(" (p90 %.3f ms", reference) +
+                        (base_cm ? ", its median over the confirmation round)" : ")") +
+                        " times their median ratio to it in the confirmation round, or divided by their median "
+                        "interleaved A/B speedup: figures measured side by side, not at different moments (their own "
+                        "runs' p90: `prunelab pareto`)");
+    if (d.confirmation && !d.confirmation->skipped.empty())
+      d.notes.push_back("no confirmation round: " + d.confirmation->skipped);
+    if (round && d.confirmation->verdict != "clean") {
+      std::string why;
+      for (const auto& w : d.confirmation->invalid_reasons) why += (why.empty() ? "" : "; ") + w;
+      d.notes.push_back("the confirmation round was disturbed (" + why + "); its ratios still compare models timed "
+                        "side by side, but rerun on a quiet machine before deploying");
+    }
     std::vector<const Verdict*> passing;
     for (const auto& v : d.variants)
       if (v.pass) passing.push_back(&v);
@@ -189,6 +227,36 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
       }
       d.why = "knee: the passing front's point closest to the ideal point (objectives scaled to [0, 1]; distance " +
               Fmt("%.3f)", std::sqrt(best_dist));
+    } else if (std::any_of(passing.begin(), passing.end(), [](const Verdict* v) { return v->confirmed; })) {
+      // From the confirmation round: the fastest confirmed candidate, or among those within
+      // noise of it, the fewest bytes, then the smaller accuracy drop.
+      const Verdict* fastest = nullptr;
+      for (const auto* v : passing)
+        if (v->confirmed && (!fastest || v->confirmed->median_ratio < fastest->confirmed->median_ratio)) fastest = v;
+      std::vector<const Verdict*> tied;
+      for (const auto* v : passing)
+        if (v->confirmed && ConfirmationRound::WithinNoise(*v->confirmed, *fastest->confirmed)) tied.push_back(v);
+      for (const auto* v : tied) {
+        auto key = [](const Verdict* x) {
+          return std::make_tuple(x->row->model_bytes, x->accuracy_drop_pt, x->confirmed->median_ratio);
+        };
+        if (!best || key(v) < key(best)) best = v;
+      }
+      auto range = [](const ConfirmedModel& m) {
+        return Fmt("%.2fx", m.median_ratio) + Fmt(" (%.2f-%.2f)", m.min_ratio, m.max_ratio);
+      };
+      d.why = "fastest, from the confirmation round (" + std::to_string(d.confirmation->rounds) +
+              " interleaved rounds on one worker): " + best->row->task_id + " at " + range(*best->confirmed) +
+              " of dense's p90";
+      if (tied.size() > 1) {
+        std::string others;
+        for (const auto* v : tied) {
+          d.within_noise.push_back(v->row->task_id);
+          if (v != best) others += (others.empty() ? "" : ", ") + v->row->task_id + " " + range(*v->confirmed);
+        }
+        d.why += "; within noise of " + others + " (ranges overlap): the fewest bytes wins, then the smaller accuracy drop";
+      }
+      if (!best->row->baseline) d.why += Fmt(", %.2f pt below dense", best->accuracy_drop_pt);
     } else {
       for (const auto* v : passing) {
         double a = Value(*v->row, *lat);
@@ -204,6 +272,36 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
     }
     d.recommended = best->row;
   }
+  return out;
+}
+
+std::vector<const TrialResult*> ConfirmationCandidates(const TargetDecision& d, const DecisionOptions& options,
+                                                       size_t best_n) {
+  std::vector<const TrialResult*> out;
+  if (!d.baseline) return out;
+  out.push_back(d.baseline);
+  const Objective* lat = LatencyObjective(options.objectives);
+  Objective p90{"latency_p90_ms", false};
+  if (!lat) lat = &p90;
+  std::vector<const Verdict*> order;
+  for (const auto& v : d.variants)
+    if (!v.row->baseline && !v.row->artifact_hash.empty()) order.push_back(&v);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const Verdict* a, const Verdict* b) { return Value(*a->row, *lat) < Value(*b->row, *lat); });
+  auto add = [&](const Verdict* v) {
+    if (out.size() >= kMaxConfirmCandidates) return;
+    for (const auto* r : out)
+      if (r->task_id == v->row->task_id) return;
+    out.push_back(v->row);
+  };
+  size_t passing = 0;
+  for (const auto* v : order)
+    if (v->pass && passing < best_n) {
+      add(v);
+      ++passing;
+    }
+  for (const auto* v : order)
+    if (v->rank == 1) add(v);
   return out;
 }
 
@@ -225,6 +323,18 @@ std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const 
                     gates.c_str());
       s += line;
     }
+    if (d.confirmation && d.confirmation->skipped.empty()) {
+      const ConfirmationRound& c = *d.confirmation;
+      s += fmt::sprintf("   confirmation round: %u rounds, models in rotating order on %s, %u thread(s), %s\n", c.rounds,
+                        d.confirmation_worker.empty() ? "one worker" : d.confirmation_worker.c_str(), c.threads,
+                        c.verdict.c_str());
+      for (const auto& m : c.models)
+        s += fmt::sprintf("     %-13s %-7s p90 median %8.3f ms   %.2fx dense (%.2f-%.2f over rounds)%s\n",
+                          m.task_id.c_str(), m.form.c_str(), m.median_p90_ms, m.median_ratio, m.min_ratio, m.max_ratio,
+                          std::find(d.within_noise.begin(), d.within_noise.end(), m.task_id) != d.within_noise.end()
+                              ? "  within noise"
+                              : "");
+    }
     for (const auto& n : d.notes) s += "   note: " + n + "\n";
     if (d.failed) s += "   " + std::to_string(d.failed) + " failed result(s) on this target (prunelab results shows why)\n";
     s += d.recommended ? "   recommended: " + d.recommended->task_id + " (" + DescribeVariant(*d.recommended) + ") — " + d.why + "\n"
@@ -244,10 +354,13 @@ nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const
                     {"pass", v.pass}, {"reasons", v.reasons}, {"accuracy", v.row->accuracy},
                     {"accuracy_drop_pt", v.accuracy_drop_pt}, {"memory_fraction", v.memory_fraction},
                     {"latency_p90_ms", v.row->latency_p90_ms}, {"measured_latency_p90_ms", v.measured_p90_ms},
+                    {"confirmed_ratio", v.confirmed ? nlohmann::json(v.confirmed->median_ratio) : nlohmann::json()},
                     {"model_bytes", v.row->model_bytes}});
     targets.push_back({{"target", d.target}, {"variants", vs}, {"notes", d.notes}, {"failed", d.failed},
                        {"recommended", d.recommended ? nlohmann::json(d.recommended->task_id) : nlohmann::json()},
-                       {"why", d.why}});
+                       {"why", d.why},
+                       {"confirmation", d.confirmation ? ToJson(*d.confirmation) : nlohmann::json()},
+                       {"within_noise", d.within_noise}});
   }
   return {{"objectives", objs}, {"rule", options.rule}, {"targets", targets}};
 }

@@ -7,6 +7,11 @@
 // passing variant with the highest accuracy, ties to lower latency; knee — among the passing
 // variants' own front, the point closest (Euclidean, each objective scaled to [0, 1] over
 // that front) to the ideal point. The dense baseline is a candidate like any variant.
+//
+// A target's confirmation round, when it ran, decides between its candidates: their latencies
+// are the baseline's p90 times their median ratio to the baseline in the round, and the
+// fastest rule picks among them; candidates whose ratio ranges overlap the fastest's are
+// within noise of it, and then the fewest bytes wins, then the smaller accuracy drop.
 #pragma once
 
 #include <memory>
@@ -15,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/codec/records.h"
 #include "common/spec/objectives.h"
 #include "common/spec/spec.h"
 #include "coordinator/decide/pareto.h"  // DescribeVariant
@@ -31,6 +37,8 @@ struct Verdict {
   std::vector<std::string> reasons;   // each failed gate with its numbers
   double accuracy_drop_pt = 0;        // vs the dense baseline on the target
   double memory_fraction = 0;         // model_bytes / dense model_bytes
+  // Its figures in the target's confirmation round (null: not in it, or no round).
+  const ConfirmedModel* confirmed = nullptr;
 };
 
 struct TargetDecision {
@@ -43,6 +51,10 @@ struct TargetDecision {
   size_t failed = 0;                  // failed rows on this target
   // The compared copies `variants` and `recommended` point into (shared: a decision may be copied).
   std::vector<std::shared_ptr<const TrialResult>> compared;
+  // The target's confirmation round (confirm@TARGET), when it ran; Verdict::confirmed points into it.
+  std::shared_ptr<const ConfirmationRound> confirmation;
+  std::string confirmation_worker;    // who ran it
+  std::vector<std::string> within_noise;  // candidates tied with the recommendation in that round
 };
 
 struct DecisionOptions {
@@ -57,6 +69,11 @@ StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report);
 // Targets in first-seen order; pointers refer into `results`.
 std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options);
 
+// The models a target's confirmation round times again: its baseline first, then the best
+// `best_n` variants passing the gates (by the rule's latency objective), then the rest of the
+// front by latency, at most kMaxConfirmCandidates in all; only rows with an artifact.
+std::vector<const TrialResult*> ConfirmationCandidates(const TargetDecision& d, const DecisionOptions& options,
+                                                       size_t best_n);
 std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const DecisionOptions& options);
 nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const DecisionOptions& options);
 

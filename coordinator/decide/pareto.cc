@@ -6,6 +6,8 @@
 
 #include <fmt/printf.h>
 
+#include "common/codec/records.h"
+
 namespace prunelab::coordinator {
 
 std::vector<size_t> ParetoFront(const std::vector<Point2>& points) {
@@ -50,7 +52,7 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
     return out.back();
   };
   for (const auto& r : results) {
-    if (r.kind == TaskKind::kTrainBaseline) continue;
+    if (!IsTableRow(r)) continue;
     TargetFront& f = slot(r.target);
     if (!r.ok) { ++f.failed; continue; }
     if (r.baseline && !f.baseline) f.baseline = &r;
@@ -59,7 +61,7 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
     std::vector<const TrialResult*> cands;
     std::vector<Point2> pts;
     for (const auto& r : results) {
-      if (r.kind == TaskKind::kTrainBaseline || !r.ok || r.target != f.target) continue;
+      if (!IsTableRow(r) || !r.ok || r.target != f.target) continue;
       // Iterative intermediate rounds and sensitivity trials are evaluated, not benchmarked.
       if (!r.baseline && r.latency_p90_ms <= 0) continue;
       cands.push_back(&r);
@@ -148,7 +150,7 @@ std::string FormatResultsTable(const std::vector<TrialResult>& results) {
   std::string out;
   std::string current;
   for (const auto& r : results) {
-    if (r.kind == TaskKind::kTrainBaseline) continue;
+    if (!IsTableRow(r)) continue;
     if (r.target != current) {
       current = r.target;
       out += "target '" + current + "'\n" + kHeader;

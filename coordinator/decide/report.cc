@@ -167,7 +167,7 @@ std::string ResultsCsv(const std::vector<TrialResult>& results) {
       "baseline_accuracy,worst_class_drop,latency_p50_ms,latency_p90_ms,latency_p99_ms,throughput_sps,"
       "server_max_qps,speedup_p90,params,model_bytes,peak_rss_bytes,worker,pruned_by\n";
   for (const auto& r : results) {
-    if (r.kind == TaskKind::kTrainBaseline) continue;
+    if (!IsTableRow(r)) continue;
     char num[512];
     std::snprintf(num, sizeof(num), "%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%llu,%llu,%llu", r.sparsity,
                   r.achieved_sparsity, r.accuracy, r.baseline_accuracy, r.worst_class_drop, r.latency_p50_ms,
@@ -271,6 +271,24 @@ StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, const Rep
            "</td></tr>";
     }
     h += "</table>";
+    if (d.confirmation && d.confirmation->skipped.empty()) {
+      const ConfirmationRound& c = *d.confirmation;
+      h += "<h3>Confirmation round</h3><p class=\"muted\">" + std::to_string(c.rounds) +
+           " rounds on " + Esc(d.confirmation_worker.empty() ? std::string("one worker") : d.confirmation_worker) + ", " +
+           std::to_string(c.threads) + " thread(s), every model timed single-stream once per round in rotating order; "
+           "interference: " + Esc(c.verdict) + ". Ratio: p90 over the baseline's in the same round (&lt; 1 is faster). "
+           "Candidates whose ranges overlap are within noise of each other.</p><table class=\"confirm\"><tr>"
+           "<th class=\"l\">trial</th><th class=\"l\">form</th><th>median p90 ms</th><th>median ratio</th>"
+           "<th>range over rounds</th><th class=\"l\"></th></tr>";
+      for (const auto& m : c.models) {
+        const bool tied = std::find(d.within_noise.begin(), d.within_noise.end(), m.task_id) != d.within_noise.end();
+        h += "<tr data-trial=\"" + Esc(m.task_id) + "\"><td class=\"l\">" + Esc(m.task_id) + "</td><td class=\"l\">" +
+             Esc(m.form) + "</td><td>" + F("%.3f", m.median_p90_ms) + "</td><td>" + F("%.3f", m.median_ratio) + "</td><td>" +
+             F("%.3f", m.min_ratio) + F(" &ndash; %.3f", m.max_ratio) + "</td><td class=\"l\">" +
+             (tied ? "within noise" : "") + "</td></tr>";
+      }
+      h += "</table>";
+    }
     if (d.failed) h += "<p class=\"muted\">" + std::to_string(d.failed) + " failed result(s) on this target: see results.csv.</p>";
     // Per-class accuracy of the front's variants.
     h += "<h3>Per-class accuracy of the front (%)</h3><table><tr><th class=\"l\">trial</th>";

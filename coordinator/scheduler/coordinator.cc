@@ -11,6 +11,7 @@
 #include "common/codec/records.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "coordinator/decide/decision.h"
 #include "coordinator/store/store_view.h"
 
 namespace prunelab::coordinator {
@@ -151,6 +152,7 @@ Status Coordinator::Recover() {
       if (it->second.state == TaskState::kPending) sweep.ready[QueueOf(it->second.task)].insert(it->second.pos);
     }
   }
+  for (auto& [id, sweep] : sweeps_) ReleaseConfirmations(sweep);  // a crash between a result and its release
   auto seq = store_.Get("meta/sweep_seq");
   if (!seq.ok()) return seq.status();
   if (seq.value()) next_sweep_seq_ = std::stoull(*seq.value());
@@ -457,6 +459,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   if (!st.ok()) return Error("store_error", "result not recorded, send it again: " + st.ToString());
   Adopt(sweep, changed);
   if (evaluated) AfterEvaluation(*evaluated, r.sweep_id);
+  ReleaseConfirmations(sweep);
   return ResultAckMsg{r.task_id, r.attempt, true, rec.ok ? "recorded" : "recorded as failed: " + rec.error};
 }
 
@@ -475,6 +478,13 @@ void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, b
     auto cit = changed->find(tid);
     TaskEntry d = cit != changed->end() ? cit->second : sweep.tasks[tid];
     if (d.state != TaskState::kBlocked) continue;
+    if (d.task.kind == TaskKind::kConfirmTarget) {  // waits for its target's rows, not for training
+      if (train && ok) {
+        d.task.baseline_artifact = artifact;
+        (*changed)[tid] = d;
+      }
+      continue;
+    }
     if (ok) {
       if (train) d.task.baseline_artifact = artifact;
       else d.task.variant_artifact = artifact;
@@ -499,6 +509,59 @@ void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, b
       }
     }
     (*changed)[tid] = d;
+  }
+}
+
+void Coordinator::ReleaseConfirmations(SweepEntry& sweep) {
+  if (sweep.cancelled) return;
+  for (auto& [tid, entry] : sweep.tasks) {
+    if (entry.task.kind != TaskKind::kConfirmTarget || entry.state != TaskState::kBlocked) continue;
+    const std::string& target = entry.task.target;
+    bool waiting = false;
+    for (const auto& [other_id, other] : sweep.tasks)
+      if (other.task.kind != TaskKind::kConfirmTarget && other.task.target == target && !Terminal(other.state) &&
+          ProducesResultRow(other.task))
+        waiting = true;
+    if (waiting) continue;
+    auto results = ReadResults(store_, sweep.id);
+    auto yaml = ReadSpecYaml(store_, sweep.id);
+    if (!results.ok() || !yaml.ok()) return;  // tried again after the next result
+    DecisionOptions options;
+    if (auto spec = ParseSpec(yaml.value()); spec.ok())
+      if (auto o = OptionsFromSpec(spec->report); o.ok()) options = o.value();
+    std::vector<ConfirmCandidate> candidates;
+    for (const auto& d : Decide(results.value(), options)) {
+      if (d.target != target) continue;
+      for (const TrialResult* row : ConfirmationCandidates(d, options, entry.task.benchmark.confirm_candidates))
+        candidates.push_back({row->task_id, row->baseline ? entry.task.baseline_artifact : row->artifact_hash,
+                              row->deployable_form.empty() ? "dense" : row->deployable_form});
+    }
+    TaskEntry e = entry;
+    std::vector<StoreWrite> batch;
+    if (candidates.size() < 2 || entry.task.baseline_artifact.empty()) {
+      // Nothing to compare: done, with a row that says so (the decision notes it).
+      TrialResult row = ResultFor(e.task);
+      row.ok = true;
+      row.finished_at_ms = clock_.NowMs();
+      ConfirmationRound skipped;
+      skipped.skipped = candidates.empty() ? "no dense baseline measured on this target"
+                                           : "fewer than two models benchmarked on this target";
+      row.benchmark_json = nlohmann::json{{"confirmation", ToJson(skipped)}}.dump();
+      e.state = TaskState::kDone;
+      e.attempt_errors.push_back("skipped: " + skipped.skipped);
+      batch.push_back({ResultKey(sweep.id, tid), EncodeResultRecord(row)});
+    } else {
+      e.task.candidates = std::move(candidates);
+      e.state = TaskState::kPending;
+    }
+    batch.push_back(TaskRecord(sweep.id, e));
+    if (!store_.Apply(batch).ok()) return;
+    std::map<std::string, TaskEntry> changed{{tid, e}};
+    std::string names;
+    for (const auto& c : e.task.candidates) names += " " + c.task_id;
+    Event("confirmation round " + sweep.id + "/" + tid +
+          (e.state == TaskState::kDone ? " skipped: " + e.attempt_errors.back() : " ready:" + names));
+    Adopt(sweep, changed);
   }
 }
 
@@ -621,7 +684,9 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
       e.state = cached.empty() ? TaskState::kPending : TaskState::kDone;
       if (!cached.empty()) e.attempt_errors.push_back("skipped: baseline " + cached + " reused from cache");
     } else {
-      e.state = cached.empty() || !e.task.depends_on.empty() ? TaskState::kBlocked : TaskState::kPending;
+      e.state = cached.empty() || !e.task.depends_on.empty() || e.task.kind == TaskKind::kConfirmTarget
+                    ? TaskState::kBlocked
+                    : TaskState::kPending;
       e.task.baseline_artifact = cached;
     }
     auto& q = sweep.queues[QueueOf(e.task)];
@@ -725,7 +790,8 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
       any_pending = true;
       if (!t.task.target.empty() && !live_targets.count(t.task.target)) starved.insert(t.task.target);
     }
-    if (!ProducesResultRow(t.task)) continue;  // stages: their rows follow from them
+    // Stages: their rows follow from them; a confirmation round re-times rows already counted.
+    if (!ProducesResultRow(t.task) || t.task.kind == TaskKind::kConfirmTarget) continue;
     ++st.trials;
     TaskState state = t.state;
     // A benchmark waiting for its variant counts as running while the variant is pruned.
@@ -849,6 +915,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   if (!store_.Apply(batch).ok()) return false;
   Adopt(sit->second, changed);
   Event("task " + sweep_id + "/" + task_id + (e.state == TaskState::kFailed ? " failed: " : " requeued: ") + reason);
+  if (e.state == TaskState::kFailed) ReleaseConfirmations(sit->second);
   if (evaluated) AfterEvaluation(*evaluated, sweep_id);
   return true;
 }

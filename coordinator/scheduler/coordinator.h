@@ -164,6 +164,12 @@ class Coordinator {
   void ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
                          const TrialResult& outcome, int64_t now_ms, std::vector<StoreWrite>* batch,
                          std::map<std::string, TaskEntry>* changed);
+  // A target's confirmation round (confirm@TARGET) waits blocked until every other row of
+  // its target is in; then its candidates are chosen from those rows (decide/decision.h) and
+  // it becomes pending, or, with fewer than two models to compare, is done with a row saying
+  // why. Called after every result and requeue, and on recovery. Store errors leave it
+  // blocked for the next call.
+  void ReleaseConfirmations(SweepEntry& sweep);
   // Applies `changed` to memory (after its batch is durable), keeping the ready sets and
   // running counts right.
   void Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& changed);

@@ -694,6 +694,19 @@ TEST_F(MultiProcessTest, CoordinatorAndTwoWorkersRunATinySweepToCompletion) {
   auto pjj = ParseJson(pj.out);
   ASSERT_TRUE(pjj.ok()) << pj.out;
   EXPECT_FALSE((*pjj)["targets"][0]["front"].empty());
+  // The target's confirmation round ran on a real worker: the baseline first, every model
+  // timed once per round, ratios to the baseline of the same round.
+  const auto& round = (*pjj)["decisions"]["targets"][0]["confirmation"];
+  ASSERT_TRUE(round.is_object()) << pj.out;
+  EXPECT_EQ(round["rounds"], 5);
+  EXPECT_EQ(round["threads"], 1);
+  ASSERT_GE(round["models"].size(), 2u) << round.dump();
+  EXPECT_EQ(round["models"][0]["trial"], "base@local");
+  EXPECT_DOUBLE_EQ(round["models"][0]["median_ratio"].get<double>(), 1.0);
+  for (const auto& m : round["models"]) {
+    EXPECT_EQ(m["p90_ms"].size(), 5u) << m.dump();
+    EXPECT_GT(m["median_p90_ms"].get<double>(), 0) << m.dump();
+  }
 
   // Export a variant with its model card; Python's torch.jit.load must run it and score the
   // accuracy recorded (skipped with a message when python3-torch is absent).

@@ -42,6 +42,8 @@ std::string Outcome(const TrialResult& r, double secs) {
   char out[512];
   if (!r.ok)
     std::snprintf(out, sizeof(out), "FAILED in %.1f s: %.400s", secs, r.error.c_str());
+  else if (r.kind == TaskKind::kConfirmTarget)
+    std::snprintf(out, sizeof(out), "done in %.1f s: confirmation round (`prunelab pareto` shows it)", secs);
   else if (r.latency_p90_ms > 0)
     std::snprintf(out, sizeof(out), "done in %.1f s: p90 %.3f ms, %.0f samples/s%s%s", secs, r.latency_p90_ms,
                   r.throughput_sps,

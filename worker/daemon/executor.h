@@ -46,6 +46,20 @@ class TrialExecutor {
 
 std::unique_ptr<TrialExecutor> NewTorchExecutor();
 
+// The intra-op threads a timing uses are the target's (task.benchmark.threads; 0 keeps the
+// worker's own), set for the timing's scope and recorded in r->hardware.threads. The timing
+// holds the host lock exclusively, so nothing else computes in this process meanwhile.
+class TimingThreads {
+ public:
+  TimingThreads(uint32_t threads, TrialResult* r);
+  ~TimingThreads();
+  TimingThreads(const TimingThreads&) = delete;
+  TimingThreads& operator=(const TimingThreads&) = delete;
+
+ private:
+  int before_;
+};
+
 // Sets LibTorch's intra-op threads (interop to 1) and keeps large freed buffers in the heap
 // (glibc mmap/trim thresholds) before any work; returns threads in use.
 int ConfigureTorchThreads(int threads);

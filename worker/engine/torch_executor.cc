@@ -310,6 +310,7 @@ class TorchExecutor final : public TrialExecutor {
     if (!test.ok()) return test.status();
     if (task.kind == TaskKind::kBenchmarkVariant) return BenchmarkVariant(task, ctx, *test.value(), &r);
     if (task.kind == TaskKind::kEvaluateRelease) return EvaluateRelease(task, ctx, *test.value(), &r);
+    if (task.kind == TaskKind::kConfirmTarget) return ConfirmTarget(task, ctx, *test.value(), &r);
 
     auto loaded = task.kind == TaskKind::kTrainBaseline ? TrainBaseline(task, ctx, out) : FetchBaseline(task, ctx);
     if (!loaded.ok()) return loaded.status();
@@ -386,6 +387,7 @@ class TorchExecutor final : public TrialExecutor {
   Status Time(const Task& task, const ExecutionContext& ctx, torch::jit::Module& model, torch::jit::Module* dense,
               const Dataset& samples, TrialResult* r) {
     auto bench_lock = Lock(ctx, true, "benchmark (exclusive)");
+    TimingThreads threads(task.benchmark.threads, r);
     const bool structured = IsStructured(task.trial.granularity);
     BenchRequest req;
     req.variant = &model;
@@ -421,6 +423,40 @@ class TorchExecutor final : public TrialExecutor {
     r->params = static_cast<uint64_t>(CountParameters(variant.value()));
     r->artifact_hash = task.variant_artifact;
     return Time(task, ctx, variant.value(), &dense.value(), samples, r);
+  }
+
+  // The target's confirmation round: its candidates (the baseline first) timed again,
+  // interleaved round-robin here; the decision takes the recommendation from it.
+  Status ConfirmTarget(const Task& task, const ExecutionContext& ctx, const Dataset& samples, TrialResult* r) {
+    if (!ctx.fetch_artifact) return Status::Internal("no artifact source");
+    if (task.candidates.size() < 2) return Status::InvalidArgument("confirmation round: fewer than two models to compare");
+    std::map<std::string, torch::jit::Module> modules;  // by content hash: a model named twice loads once
+    for (const auto& c : task.candidates) {
+      if (modules.count(c.artifact)) continue;
+      if (ctx.on_progress) ctx.on_progress("fetching " + c.task_id, 0);
+      auto bytes = ctx.fetch_artifact(c.artifact);
+      if (!bytes.ok()) return Status::Unavailable(c.task_id + " " + c.artifact + ": " + bytes.status().ToString());
+      auto m = LoadFromBytes(bytes.value());
+      if (!m.ok()) return Status::InvalidArgument(c.task_id + ": " + m.status().message());
+      modules.emplace(c.artifact, std::move(m).value());
+    }
+    ConfirmRequest req;
+    for (const auto& c : task.candidates) req.models.push_back({c.task_id, &modules.at(c.artifact), c.form});
+    req.samples = &samples;
+    req.config = task.benchmark;
+    req.seed = task.training.seed;
+    req.cancelled = ctx.cancelled;
+    req.interference = ctx.interference;
+    req.on_phase = [&ctx](const std::string& p) {
+      if (ctx.on_progress) ctx.on_progress(p, 0);
+    };
+    auto bench_lock = Lock(ctx, true, "confirmation round (exclusive)");
+    TimingThreads threads(task.benchmark.threads, r);
+    ConfirmationRound round;
+    round.threads = r->hardware.threads;
+    PRUNELAB_RETURN_IF_ERROR(RunConfirmation(req, &round));
+    r->benchmark_json = nlohmann::json{{"confirmation", ToJson(round)}}.dump();
+    return Status::Ok();
   }
 
   // A released variant on new data (evaluateRelease): accuracy per class, predicted-class
@@ -806,6 +842,24 @@ void TuneAllocator() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+void SetComputeThreads(int threads) {
+  at::set_num_threads(threads);
+  // OpenBLAS keeps its own thread pool (one per core by default) whose idle threads
+  // spin; pin it to the same count or it competes with co-located workers.
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+}
+
+TimingThreads::TimingThreads(uint32_t threads, TrialResult* r) : before_(at::get_num_threads()) {
+  if (threads > 0 && static_cast<int>(threads) != before_) SetComputeThreads(static_cast<int>(threads));
+  else before_ = 0;  // nothing to restore
+  r->hardware.threads = static_cast<uint32_t>(at::get_num_threads());
+}
+
+TimingThreads::~TimingThreads() {
+  if (before_ > 0) SetComputeThreads(before_);
+}
+
 int ConfigureTorchThreads(int threads) {
   TuneAllocator();
   if (threads > 0) {
@@ -814,11 +868,7 @@ int ConfigureTorchThreads(int threads) {
     } catch (const c10::Error&) {
       // already started; intra-op threads are what matters for latency
     }
-    at::set_num_threads(threads);
-    // OpenBLAS keeps its own thread pool (one per core by default) whose idle threads
-    // spin; pin it to the same count or it competes with co-located workers.
-    using SetThreads = void (*)(int);
-    if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+    SetComputeThreads(threads);
   }
   return at::get_num_threads();
 }

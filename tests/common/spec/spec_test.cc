@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <map>
 #include <set>
 
 #include "common/spec/files.h"
@@ -156,8 +157,12 @@ TEST(SpecTest, ExpandsCartesianProductIntoATaskGraph) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(TrialCount(s.value()), 6u);
   auto tasks = ExpandTasks(s.value(), "sw-0009");
-  // 1 train + 2 baseline evals + 6 prune tasks (any worker) + 6 x 2 targets benchmarks
-  ASSERT_EQ(tasks.size(), 1u + 2u + 6u + 12u);
+  // 1 train + 2 baseline evals + 6 prune tasks (any worker) + 6 x 2 targets benchmarks + 2 confirmation rounds
+  ASSERT_EQ(tasks.size(), 1u + 2u + 6u + 12u + 2u);
+  EXPECT_EQ(tasks[21].task_id, "confirm@cpu-a");
+  EXPECT_EQ(tasks[21].kind, TaskKind::kConfirmTarget);
+  EXPECT_EQ(tasks[22].target, "cpu-b");
+  EXPECT_TRUE(tasks[22].depends_on.empty()) << "released by the coordinator when its target's rows are in";
   EXPECT_EQ(tasks[0].kind, TaskKind::kTrainBaseline);
   EXPECT_EQ(tasks[0].task_id, "train");
   EXPECT_TRUE(tasks[0].target.empty());
@@ -220,7 +225,7 @@ sweep:
 )");
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   auto tasks = ExpandTasks(s.value(), "sw");
-  ASSERT_EQ(tasks.size(), 6u);  // train, base, one-shot, iterative, and their benchmarks
+  ASSERT_EQ(tasks.size(), 7u);  // train, base, one-shot, iterative, their benchmarks, the confirmation round
   const TrialConfig& one = tasks[2].trial;
   EXPECT_DOUBLE_EQ(one.finetune_epochs, 2.0) << "20 % of 10 baseline epochs";
   EXPECT_EQ(one.scope, "global");
@@ -240,11 +245,57 @@ sweep:
   ASSERT_TRUE(sens.ok()) << sens.status().ToString();
   EXPECT_EQ(TrialCount(sens.value()), 8u) << "4 layers x 2 sparsities";
   auto st = ExpandTasks(sens.value(), "sw");
-  ASSERT_EQ(st.size(), 2u + 8u) << "sensitivity trials are evaluated only: no benchmark tasks";
+  ASSERT_EQ(st.size(), 2u + 8u) << "sensitivity trials are evaluated only: no benchmark tasks, no confirmation round";
   EXPECT_EQ(st[2].task_id, "t001");
   EXPECT_EQ(st[2].trial.layer, "conv1");
   EXPECT_EQ(st[2].trial.schedule, "sensitivity");
   EXPECT_EQ(st[2].trial.finetune_epochs, 0.0);
+}
+
+TEST(SpecTest, TimingThreadsBelongToTheTargetAndTheConfirmationRoundIsConfigurable) {
+  auto s = ParseSpec(R"(
+name: th
+model: cnn
+sweep: {criterion: l1, granularity: structured, sparsity: 0.5}
+benchmark: {threads: 2, confirm_rounds: 7, confirm_candidates: 2}
+targets: [edge, {name: server, threads: 8}]
+)");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->targets, (std::vector<std::string>{"edge", "server"}));
+  std::map<std::string, uint32_t> threads;
+  size_t confirms = 0;
+  for (const auto& t : ExpandTasks(s.value(), "sw")) {
+    if (!t.target.empty()) threads[t.task_id] = t.benchmark.threads;
+    if (t.kind == TaskKind::kConfirmTarget) {
+      ++confirms;
+      EXPECT_EQ(t.benchmark.confirm_rounds, 7u);
+      EXPECT_EQ(t.benchmark.confirm_candidates, 2u);
+    }
+  }
+  EXPECT_EQ(confirms, 2u);
+  EXPECT_EQ(threads["base@edge"], 2u);
+  EXPECT_EQ(threads["t001@edge"], 2u);
+  EXPECT_EQ(threads["base@server"], 8u) << "the target's own threads";
+  EXPECT_EQ(threads["t001@server"], 8u);
+  EXPECT_EQ(threads["confirm@server"], 8u);
+  auto defaults = ParseSpec("name: d\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5}\n");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->benchmark.threads, 1u) << "one thread unless the target says otherwise";
+  auto off = ParseSpec("name: d\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5}\n"
+                       "benchmark: {confirm_rounds: 0}\n");
+  ASSERT_TRUE(off.ok());
+  for (const auto& t : ExpandTasks(off.value(), "sw")) EXPECT_NE(t.kind, TaskKind::kConfirmTarget);
+  for (const auto& [yaml, frags] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"targets: [{name: a, threads: 0}]", {"targets[0].threads", "[1, 1024]"}},
+           {"targets: [{name: a, cores: 2}]", {"targets[0].cores", "unknown field", "name, threads"}},
+           {"targets: [{threads: 2}]", {"targets[0].name", "a target name"}},
+           {"benchmark: {confirm_candidates: 9}", {"benchmark.confirm_candidates", "[1, 7]"}},
+           {"benchmark: {threads: 1.5}", {"benchmark.threads", "whole number"}}}) {
+    auto e = ParseSpec("name: d\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5}\n" + yaml + "\n");
+    ASSERT_FALSE(e.ok()) << yaml;
+    for (const auto& f : frags)
+      EXPECT_NE(e.status().message().find(f), std::string::npos) << "missing '" << f << "' in " << e.status().message();
+  }
 }
 
 TEST(SpecTest, ScheduleDistillTakesTemperatureAndAlphaAndNamesMistakes) {

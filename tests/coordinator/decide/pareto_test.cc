@@ -307,6 +307,78 @@ TEST(DecisionTest, LatenciesAreComparedAsMeasuredSideBySideNotAtDifferentMoments
   EXPECT_EQ(Decide(rows, o)[0].recommended->task_id, "t001@cpu");
 }
 
+// A confirm row as the worker writes it: per-round p90s, the baseline first.
+TrialResult ConfirmRow(const std::vector<std::pair<std::string, std::vector<double>>>& p90s) {
+  ConfirmationRound round;
+  round.rounds = static_cast<uint32_t>(p90s.front().second.size());
+  round.threads = 1;
+  for (const auto& [id, v] : p90s) round.models.push_back({id, "dense", v});
+  SummarizeConfirmation(&round);
+  TrialResult r;
+  r.task_id = "confirm@cpu";
+  r.target = "cpu";
+  r.kind = TaskKind::kConfirmTarget;
+  r.ok = true;
+  r.worker_id = "w001";
+  r.benchmark_json = nlohmann::json{{"confirmation", ToJson(round)}}.dump();
+  return r;
+}
+
+TEST(DecisionTest, TheConfirmationRoundDecidesAndATieWithinNoiseGoesToFewerBytes) {
+  // Side by side in their own A/B rounds t002 looked faster (2.84x against 1.76x) ...
+  std::vector<TrialResult> rows{Row("base@cpu", 0.90, 2.0, 1000, true), Row("t001@cpu", 0.895, 0.9, 400),
+                                Row("t002@cpu", 0.893, 1.0, 250)};
+  rows[1].speedup_p90 = 1.76;
+  rows[2].speedup_p90 = 2.84;
+  DecisionOptions o;
+  ASSERT_EQ(Decide(rows, o)[0].recommended->task_id, "t002@cpu");
+  // ... the round, every model timed in each of 5 rounds while the machine's speed moved 2x,
+  // says t001 is at half of dense's p90 and t002 at 0.6: t001 is recommended.
+  rows.push_back(ConfirmRow({{"base@cpu", {2.0, 3.4, 1.2, 2.6, 1.8}},
+                             {"t001@cpu", {1.0, 1.7, 0.61, 1.31, 0.9}},
+                             {"t002@cpu", {1.2, 2.05, 0.72, 1.55, 1.09}}}));
+  auto d = Decide(rows, o);
+  ASSERT_EQ(d.size(), 1u);
+  ASSERT_NE(d[0].recommended, nullptr);
+  EXPECT_EQ(d[0].recommended->task_id, "t001@cpu") << d[0].why;
+  EXPECT_NE(d[0].why.find("confirmation round (5 interleaved rounds"), std::string::npos) << d[0].why;
+  EXPECT_EQ(d[0].failed, 0u) << "the confirm row is not a failed variant";
+  EXPECT_EQ(d[0].variants.size(), 3u) << "nor a variant";
+  std::map<std::string, const Verdict*> by;
+  for (const auto& v : d[0].variants) by[v.row->task_id] = &v;
+  ASSERT_NE(by["t001@cpu"]->confirmed, nullptr);
+  EXPECT_NEAR(by["t001@cpu"]->confirmed->median_ratio, 0.5, 0.01);
+  EXPECT_NEAR(by["t001@cpu"]->row->latency_p90_ms, 2.0 * by["t001@cpu"]->confirmed->median_ratio, 1e-9)
+      << "the baseline's p90 times the median ratio in the round";
+  EXPECT_TRUE(d[0].within_noise.empty()) << "0.50 and 0.60 do not overlap";
+  const std::string table = FormatDecisions(d, o);
+  EXPECT_NE(table.find("confirmation round: 5 rounds"), std::string::npos) << table;
+  EXPECT_NE(table.find("0.50x dense"), std::string::npos) << table;
+  auto j = DecisionsJson(d, o);
+  EXPECT_EQ(j["targets"][0]["confirmation"]["models"].size(), 3u);
+
+  // Truly equal within the round's noise: the fewest bytes wins (t002, 250 bytes).
+  rows.back() = ConfirmRow({{"base@cpu", {2.0, 2.0, 2.0}}, {"t001@cpu", {1.0, 1.1, 1.02}}, {"t002@cpu", {1.05, 1.0, 1.04}}});
+  d = Decide(rows, o);
+  ASSERT_NE(d[0].recommended, nullptr);
+  EXPECT_EQ(d[0].recommended->task_id, "t002@cpu") << d[0].why;
+  EXPECT_NE(d[0].why.find("within noise"), std::string::npos) << d[0].why;
+  EXPECT_EQ(d[0].within_noise.size(), 2u);
+
+  // The candidates a round times: the baseline, the best passing, the front; never a row
+  // without an artifact.
+  rows.pop_back();
+  for (auto& r : rows) r.artifact_hash = r.baseline ? "" : "hash-" + r.task_id;
+  d = Decide(rows, o);
+  auto picked = ConfirmationCandidates(d[0], o, 1);
+  ASSERT_GE(picked.size(), 2u);
+  EXPECT_EQ(picked[0]->task_id, "base@cpu");
+  EXPECT_EQ(picked[1]->task_id, "t002@cpu") << "the fastest passing by the A/B-scaled figures";
+  rows[2].artifact_hash.clear();
+  d = Decide(rows, o);
+  for (const auto* r : ConfirmationCandidates(d[0], o, 3)) EXPECT_NE(r->task_id, "t002@cpu");
+}
+
 TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
   testing::TempDir dir;
   auto rows = HandMade();

@@ -8,6 +8,7 @@
 #include "common/base/hash.h"
 #include "tests/status_matchers.h"
 #include "common/codec/records.h"
+#include "coordinator/decide/decision.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "coordinator/store/store_view.h"
 #include "coordinator/store/store_wrapper.h"
@@ -424,6 +425,154 @@ TEST_F(CoordinatorTest, UnexpectedMessagesGetAnErrorNotACrash) {
   EXPECT_FALSE(unknown.accepted);
   auto missing = core_->Handle(StatusRequestMsg{"sw-9999"});
   EXPECT_EQ(std::get<ErrorMsg>(*missing).code, "not_found");
+}
+
+// A worker whose timings are noisy by design: the machine's speed at the moment of a timing
+// multiplies every latency (0.5x to 1.8x, the 2x spread a user saw between runs), A/B rounds
+// see a little of it, and a confirmation round times every model in each round, so a round's
+// moment cancels out of the ratios. Truly: dense 2.0 ms, t001 (30 %) 1.0 ms, t002 (50 %)
+// 1.15 ms; t002 is smaller. Only the confirmation round can tell which is faster.
+class NoisyTimingExecutor {
+ public:
+  SubmitResultMsg Run(const std::string& worker, const Task& t) {
+    SubmitResultMsg m;
+    m.worker_id = worker;
+    TrialResult& r = m.result;
+    r = ResultFor(t);
+    r.ok = true;
+    r.worker_id = worker;
+    switch (t.kind) {
+      case TaskKind::kTrainBaseline:
+        m.artifact = "dense-model";
+        r.artifact_hash = ContentHash(m.artifact);
+        break;
+      case TaskKind::kPruneTrial:
+        m.artifact = "variant-" + t.task_id;
+        r.artifact_hash = ContentHash(m.artifact);
+        r.accuracy = 0.895;
+        r.model_bytes = t.trial.sparsity < 0.4 ? 450 : 400;  // both pass the 50 % memory gate
+        break;
+      case TaskKind::kEvaluateBaseline:
+        r.accuracy = 0.90;
+        r.model_bytes = 1000;
+        r.latency_p90_ms = 2.0 * 1.0;  // a calm moment
+        r.deployable_form = "frozen";
+        break;
+      case TaskKind::kBenchmarkVariant: {
+        // t001 timed at a slow moment, t002 at a fast one; their A/B rounds each a bit off.
+        const bool t001 = t.task_id.rfind("t001", 0) == 0;
+        r.latency_p90_ms = t001 ? 1.0 * 1.8 : 1.15 * 0.5;
+        r.speedup_p90 = t001 ? 1.6 : 2.2;  // truly 2.0 and 1.74
+        r.deployable_form = "dense";
+        break;
+      }
+      case TaskKind::kConfirmTarget: {
+        confirm_task = t;
+        ConfirmationRound round;
+        round.rounds = t.benchmark.confirm_rounds;
+        round.threads = t.benchmark.threads;
+        const double moments[] = {1.0, 1.8, 0.5, 1.3, 0.7, 1.6, 0.9};
+        for (const auto& c : t.candidates) {
+          const double truth = c.task_id == "base@local" ? 2.0 : c.task_id.rfind("t001", 0) == 0 ? 1.0 : 1.15;
+          ConfirmedModel cm{c.task_id, c.form, {}};
+          for (uint32_t i = 0; i < round.rounds; ++i)
+            cm.p90_ms.push_back(truth * moments[i % 7] * (1 + 0.02 * (((i + cm.task_id.size()) % 3) - 1.0)));
+          round.models.push_back(cm);
+        }
+        SummarizeConfirmation(&round);
+        r.benchmark_json = nlohmann::json{{"confirmation", ToJson(round)}}.dump();
+        break;
+      }
+      default:
+        break;
+    }
+    return m;
+  }
+  std::optional<Task> confirm_task;
+};
+
+TEST_F(CoordinatorTest, TheConfirmationRoundWaitsForItsTargetAndChoosesTheTrulyFasterVariant) {
+  const char* spec = R"(
+name: noisy
+model: cnn
+sweep: {criterion: l1, granularity: channel, sparsity: [0.3, 0.5]}
+benchmark: {threads: 2, confirm_rounds: 5}
+targets: [local]
+)";
+  std::string sweep = Submit(spec);
+  std::string w = Register("local");
+  NoisyTimingExecutor worker;
+  std::vector<std::string> order;
+  for (int step = 0; step < 20; ++step) {
+    auto t = Pull(w);
+    if (!t) break;
+    order.push_back(t->task_id);
+    if (t->kind == TaskKind::kBenchmarkVariant || t->kind == TaskKind::kEvaluateBaseline || t->kind == TaskKind::kConfirmTarget)
+      EXPECT_EQ(t->benchmark.threads, 2u) << t->task_id << ": timed with the target's threads";
+    auto ack = std::get<ResultAckMsg>(*core_->Handle(worker.Run(w, *t)));
+    ASSERT_TRUE(ack.accepted) << t->task_id << ": " << ack.detail;
+  }
+  ASSERT_FALSE(order.empty());
+  EXPECT_EQ(order.back(), "confirm@local") << "the round runs once every other row of its target is in";
+  ASSERT_TRUE(worker.confirm_task);
+  std::vector<std::string> candidates;
+  for (const auto& c : worker.confirm_task->candidates) candidates.push_back(c.task_id);
+  EXPECT_EQ(candidates, (std::vector<std::string>{"base@local", "t002@local", "t001@local"}))
+      << "the baseline first, then by the A/B-scaled latency";
+  EXPECT_EQ(worker.confirm_task->candidates[0].artifact, ContentHash("dense-model"));
+  EXPECT_EQ(worker.confirm_task->candidates[0].form, "frozen") << "each in the form its benchmark chose";
+  EXPECT_EQ(worker.confirm_task->candidates[1].artifact, ContentHash("variant-t002"));
+
+  auto results = ReadResults(*store_, sweep);
+  ASSERT_TRUE(results.ok());
+  DecisionOptions o;
+  auto d = Decide(results.value(), o);
+  ASSERT_EQ(d.size(), 1u);
+  ASSERT_NE(d[0].recommended, nullptr) << d[0].why;
+  EXPECT_EQ(d[0].recommended->task_id, "t001@local") << d[0].why;
+  // Without the round the same rows pick t002: the noise would have decided.
+  std::vector<TrialResult> without;
+  for (const auto& r : results.value())
+    if (r.kind != TaskKind::kConfirmTarget) without.push_back(r);
+  auto guess = Decide(without, o);
+  ASSERT_NE(guess[0].recommended, nullptr);
+  EXPECT_EQ(guess[0].recommended->task_id, "t002@local") << guess[0].why;
+  auto status = std::get<StatusReplyMsg>(*core_->Handle(StatusRequestMsg{sweep}));
+  ASSERT_EQ(status.sweeps.size(), 1u);
+  EXPECT_EQ(status.sweeps[0].state, "done");
+}
+
+TEST_F(CoordinatorTest, AConfirmationRoundWithNothingToCompareIsSkippedWithItsReason) {
+  const char* spec = R"(
+name: alone
+model: cnn
+sweep: {criterion: l1, granularity: channel, sparsity: [0.5]}
+targets: [local]
+)";
+  std::string sweep = Submit(spec);
+  std::string w = Register("local");
+  for (int step = 0; step < 10; ++step) {
+    auto t = Pull(w);
+    if (!t) break;
+    ASSERT_NE(t->kind, TaskKind::kConfirmTarget) << "nothing to confirm: the variant failed";
+    ASSERT_TRUE(Report(w, *t, t->kind != TaskKind::kPruneTrial).accepted);
+  }
+  auto results = ReadResults(*store_, sweep);
+  ASSERT_TRUE(results.ok());
+  bool skipped = false;
+  for (const auto& r : results.value())
+    if (r.kind == TaskKind::kConfirmTarget) {
+      EXPECT_TRUE(r.ok);
+      auto round = ConfirmationFromJson(r.benchmark_json);
+      ASSERT_TRUE(round.ok());
+      EXPECT_EQ(round->skipped, "fewer than two models benchmarked on this target");
+      skipped = true;
+    }
+  EXPECT_TRUE(skipped);
+  auto d = Decide(results.value(), DecisionOptions{});
+  bool noted = false;
+  for (const auto& n : d[0].notes) noted |= n.find("no confirmation round: fewer than two") != std::string::npos;
+  EXPECT_TRUE(noted);
 }
 
 }  // namespace

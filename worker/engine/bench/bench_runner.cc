@@ -86,6 +86,16 @@ json ReportJson(const ScenarioReport& r, const std::string& sut) {
   return j;
 }
 
+// Settings of one side of an interleaved comparison (A/B rounds, the confirmation round):
+// half the single-stream minimums, a short warm-up.
+ScenarioSettings Interleaved(const ScenarioSettings& single) {
+  ScenarioSettings s = single;
+  s.min_duration_s = std::max(0.05, single.min_duration_s / 2);
+  s.min_queries = std::max<uint64_t>(100, single.min_queries / 2);
+  s.warmup_queries = std::min<uint32_t>(single.warmup_queries, 20);
+  return s;
+}
+
 // Runs a scenario with memory accounting around it.
 ScenarioReport Measure(SystemUnderTest& sut, BenchTimer& timer, const ScenarioSettings& s) {
   ResetPeakRss();
@@ -222,10 +232,7 @@ class BenchmarkRun {
       }
       auto base_sut = MakeSut(base_form, *req.baseline, *req.samples);
       if (!base_sut.ok()) return base_sut.status();
-      ScenarioSettings ab = single;
-      ab.min_duration_s = std::max(0.05, single.min_duration_s / 2);
-      ab.min_queries = std::max<uint64_t>(100, single.min_queries / 2);
-      ab.warmup_queries = std::min<uint32_t>(single.warmup_queries, 20);
+      ScenarioSettings ab = Interleaved(single);
       json rounds = json::array();
       std::vector<double> ratios;
       for (uint32_t i = 0; i < cfg.ab_rounds; ++i) {
@@ -294,6 +301,51 @@ class BenchmarkRun {
 };
 
 }  // namespace
+
+Status RunConfirmation(const ConfirmRequest& req, ConfirmationRound* round) {
+  if (req.models.size() < 2) return Status::InvalidArgument("confirmation round: fewer than two models to compare");
+  auto phase = [&](const std::string& p) {
+    if (req.on_phase) req.on_phase(p);
+  };
+  auto cancelled = [&] { return req.cancelled && req.cancelled(); };
+  std::vector<std::unique_ptr<SystemUnderTest>> suts;
+  round->models.clear();
+  for (const auto& m : req.models) {
+    ConfirmedModel cm;
+    cm.task_id = m.task_id;
+    cm.form = m.form;
+    auto sut = MakeSut(m.form, *m.module, *req.samples);
+    if (!sut.ok() && m.form != "dense") {
+      cm.form = "dense (" + m.form + ": " + sut.status().message().substr(0, 120) + ")";
+      sut = MakeSut("dense", *m.module, *req.samples);
+    }
+    if (!sut.ok()) return Status::InvalidArgument(m.task_id + ": " + sut.status().message());
+    suts.push_back(std::move(sut).value());
+    round->models.push_back(std::move(cm));
+  }
+  auto timer = NewSteadyTimer();
+  ScenarioSettings settings = Interleaved(SettingsFor(Scenario::kSingleStream, req.config, req.seed));
+  settings.cancelled = req.cancelled;
+  round->rounds = req.config.confirm_rounds;
+  const size_t n = suts.size();
+  auto before = ReadCpuSample();
+  for (uint32_t i = 0; i < req.config.confirm_rounds; ++i) {
+    phase("confirmation round " + std::to_string(i + 1) + " of " + std::to_string(req.config.confirm_rounds) + " (" +
+          std::to_string(n) + " models)");
+    settings.seed = req.seed + i;  // every model sees the same samples within a round
+    for (size_t k = 0; k < n; ++k) {
+      const size_t idx = (i + k) % n;
+      ScenarioReport rep = RunScenario(*suts[idx], *timer, settings);
+      if (cancelled()) return Status::Unavailable("confirmation round cancelled: the worker is stopping");
+      round->models[idx].p90_ms.push_back(rep.latency.p90_ms);
+    }
+  }
+  auto after = ReadCpuSample();
+  if (before.ok() && after.ok()) round->invalid_reasons = Judge(Between(before.value(), after.value()), req.interference);
+  round->verdict = round->invalid_reasons.empty() ? "clean" : "INVALID";
+  SummarizeConfirmation(round);
+  return Status::Ok();
+}
 
 Status RunBenchmarks(const BenchRequest& req, TrialResult* r) {
   // The whole benchmark is one run under observation: the machine's other load is read before

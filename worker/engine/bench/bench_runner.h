@@ -6,8 +6,10 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/base/types.h"
+#include "common/codec/records.h"
 #include "worker/engine/data/fashion_mnist.h"
 #include "worker/loadgen/interference.h"
 #include "worker/loadgen/loadgen.h"
@@ -37,6 +39,30 @@ struct BenchRequest {
   // When a run counts as disturbed by the rest of the machine, and how often it is retried.
   InterferencePolicy interference;
 };
+
+// One model of a confirmation round, in the execution form its own benchmark chose.
+struct ConfirmModel {
+  std::string task_id;
+  const torch::jit::Module* module = nullptr;
+  std::string form = "dense";
+};
+
+struct ConfirmRequest {
+  std::vector<ConfirmModel> models;  // the dense baseline first
+  const Dataset* samples = nullptr;
+  BenchmarkConfig config;            // confirm_rounds, and the single-stream settings
+  uint64_t seed = 42;
+  std::function<void(const std::string& phase)> on_phase;
+  std::function<bool()> cancelled;
+  InterferencePolicy interference;
+};
+
+// The confirmation round: confirm_rounds rounds, each timing every model single-stream once
+// (interleaved settings, as the A/B rounds), the order rotating by one model per round so no
+// model always runs first or after the same neighbour. Fills `round` (rounds, models with
+// their per-round p90 and ratios to the baseline, the interference verdict over the round).
+// A form a model cannot take falls back to dense, and says so in the model's form.
+Status RunConfirmation(const ConfirmRequest& req, ConfirmationRound* round);
 
 // Fills the benchmark fields of `result` (latencies, throughput, forms, speedup, memory,
 // validity, benchmark_json). Returns an error only when nothing could be measured.
