@@ -478,8 +478,8 @@ void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, b
     auto cit = changed->find(tid);
     TaskEntry d = cit != changed->end() ? cit->second : sweep.tasks[tid];
     if (d.state != TaskState::kBlocked) continue;
-    if (d.task.kind == TaskKind::kConfirmTarget) {  // waits for its target's rows, not for training
-      if (train && ok) {
+    if (d.task.kind == TaskKind::kConfirmTarget && ok) {  // waits for its target's rows, not only for training
+      if (train) {
         d.task.baseline_artifact = artifact;
         (*changed)[tid] = d;
       }
@@ -862,6 +862,7 @@ void Coordinator::Counts(std::map<std::string, uint64_t>* by_state, std::map<std
     for (const auto& [tid, t] : sweep.tasks) {
       ++(*by_state)[TaskStateName(t.state)];
       if (!Terminal(t.state) || !ProducesResultRow(t.task)) continue;
+      if (t.task.kind == TaskKind::kConfirmTarget && t.state == TaskState::kDone) continue;  // re-times counted rows
       ++(*results_by_target)[t.task.target];
       if (failed_by_target && t.state == TaskState::kFailed) ++(*failed_by_target)[t.task.target];
     }

@@ -97,7 +97,7 @@ TEST(SpecTest, NmPatternsAreGranularitiesWithTheirOwnSparsity) {
   // per criterion: channel x 2 sparsities + 2:4 once + 4:8 once
   EXPECT_EQ(TrialCount(s.value()), 2u * (2 + 1 + 1));
   auto tasks = ExpandTasks(s.value(), "sw-1");
-  EXPECT_EQ(tasks.size(), 1u + 1u + 2 * TrialCount(s.value()));  // train, base, prune + benchmark per trial
+  EXPECT_EQ(tasks.size(), 1u + 1u + 2 * TrialCount(s.value()) + 1u);  // train, base, prune + benchmark per trial, confirm
   int nm = 0;
   for (const auto& t : tasks) {
     if (t.kind == TaskKind::kPruneTrial && (t.trial.granularity == "2:4" || t.trial.granularity == "4:8")) {
@@ -313,7 +313,7 @@ sweep:
 )");
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   auto tasks = ExpandTasks(s.value(), "sw");
-  ASSERT_EQ(tasks.size(), 8u);
+  ASSERT_EQ(tasks.size(), 9u);  // train, base, 3 trials, 3 benchmarks, the confirmation round
   EXPECT_EQ(tasks[2].trial.distill_temperature, 0.0) << "off unless asked for";
   EXPECT_DOUBLE_EQ(tasks[3].trial.distill_temperature, 3.0);
   EXPECT_DOUBLE_EQ(tasks[3].trial.distill_alpha, 0.7);

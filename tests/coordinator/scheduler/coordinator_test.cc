@@ -143,7 +143,7 @@ TEST_F(CoordinatorTest, TaskGraphBaselineThenPruneAnywhereThenBenchmarkPerTarget
   EXPECT_EQ(s[0].trials, 6u);  // rows: 2 baseline evals + 2 variants x 2 targets
   EXPECT_EQ(s[0].done, 6u);
   auto rows = ReadResults(*store_, sweep).value();
-  EXPECT_EQ(rows.size(), 7u);  // incl. the training result
+  EXPECT_EQ(rows.size(), 9u);  // incl. the training result and each target's confirmation round
   int merged = 0;
   for (const auto& r : rows) {
     if (r.task_id.rfind("t0", 0) != 0) continue;
@@ -322,8 +322,8 @@ TEST_F(CoordinatorTest, TaskFailsAfterMaxAttemptsWithEveryReason) {
   ASSERT_FALSE(results.empty());
   EXPECT_FALSE(results[0].ok);
   EXPECT_NE(results[0].error.find("gave up after 3 attempts"), std::string::npos) << results[0].error;
-  // The lost baseline fails its dependents too, so the sweep still finishes.
-  EXPECT_EQ(results.size(), 7u);
+  // The lost baseline fails its dependents too (the confirmation rounds included), so the sweep still finishes.
+  EXPECT_EQ(results.size(), 9u);
   EXPECT_EQ(core_->Sweeps()[0].failed, 6u);
   EXPECT_EQ(core_->Sweeps()[0].state, "done");
 }
@@ -334,7 +334,7 @@ TEST_F(CoordinatorTest, FailedBaselineFailsEveryDependentTrialWithReason) {
   auto train = Pull(w);
   ASSERT_TRUE(Report(w, *train, /*ok=*/false).accepted);
   auto results = ReadResults(*store_, sweep).value();
-  ASSERT_EQ(results.size(), 7u);
+  ASSERT_EQ(results.size(), 9u);  // the confirmation rounds fail with the same reason
   for (const auto& r : results) {
     EXPECT_FALSE(r.ok);
     EXPECT_NE(r.error.find("NaN loss"), std::string::npos);
@@ -510,7 +510,7 @@ targets: [local]
     if (t->kind == TaskKind::kBenchmarkVariant || t->kind == TaskKind::kEvaluateBaseline || t->kind == TaskKind::kConfirmTarget)
       EXPECT_EQ(t->benchmark.threads, 2u) << t->task_id << ": timed with the target's threads";
     auto ack = std::get<ResultAckMsg>(*core_->Handle(worker.Run(w, *t)));
-    ASSERT_TRUE(ack.accepted) << t->task_id << ": " << ack.detail;
+    ASSERT_TRUE(ack.accepted) << t->task_id << ": " << ack.note;
   }
   ASSERT_FALSE(order.empty());
   EXPECT_EQ(order.back(), "confirm@local") << "the round runs once every other row of its target is in";
@@ -551,11 +551,18 @@ targets: [local]
 )";
   std::string sweep = Submit(spec);
   std::string w = Register("local");
+  NoisyTimingExecutor worker;
   for (int step = 0; step < 10; ++step) {
     auto t = Pull(w);
     if (!t) break;
     ASSERT_NE(t->kind, TaskKind::kConfirmTarget) << "nothing to confirm: the variant failed";
-    ASSERT_TRUE(Report(w, *t, t->kind != TaskKind::kPruneTrial).accepted);
+    SubmitResultMsg m = worker.Run(w, *t);
+    if (t->kind == TaskKind::kPruneTrial) {
+      m.result.ok = false;
+      m.result.error = "NaN loss";
+      m.artifact.clear();
+    }
+    ASSERT_TRUE(std::get<ResultAckMsg>(*core_->Handle(m)).accepted);
   }
   auto results = ReadResults(*store_, sweep);
   ASSERT_TRUE(results.ok());
@@ -675,7 +682,7 @@ TEST_F(CoordinatorTest, PausedSweepsHoldTheirTasksAndCancelledOnesFailWhatIsUnfi
   auto late = Report(w, *train);
   EXPECT_FALSE(late.accepted) << "the running task was cancelled: its late result is discarded";
   auto rows = ReadResults(*store_, sweep).value();
-  EXPECT_EQ(rows.size(), 6u);  // per target a and b: the baseline evaluation and 2 trials
+  EXPECT_EQ(rows.size(), 8u);  // per target a and b: the baseline evaluation, 2 trials and the confirmation round
   for (const auto& r : rows) {
     EXPECT_FALSE(r.ok);
     EXPECT_NE(r.error.find("cancelled by the user"), std::string::npos) << r.error;
@@ -836,7 +843,8 @@ TEST(CoordinatorLimitsTest, CancellingABigSweepWritesInBoundedBatches) {
   EXPECT_EQ(st.state, "cancelled");
   EXPECT_EQ(st.pending + st.running, 0u);
   auto rows = ReadResults(*mem, "sw-0001").value();
-  EXPECT_EQ(rows.size(), 2700u + 1u) << "every trial's row (3 criteria x 900 sparsities) and the baseline's, each failed";
+  EXPECT_EQ(rows.size(), 2700u + 1u + 1u)
+      << "every trial's row (3 criteria x 900 sparsities), the baseline's and the confirmation round's, each failed";
   for (const auto& row : rows) EXPECT_EQ(row.error, "cancelled by the user") << row.task_id;
 }
 

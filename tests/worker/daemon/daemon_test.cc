@@ -197,7 +197,7 @@ TEST(DaemonTest, TwoSlotsRunTasksAtOnceAndDeliverEveryResult) {
     EXPECT_TRUE(r.ok) << r.task_id << ": " << r.error;
     ++rows;
   }
-  EXPECT_EQ(rows, 4u) << "train + base@local + two variants on the target";
+  EXPECT_EQ(rows, 5u) << "train + base@local + two variants on the target + its confirmation round";
 }
 
 // A variant over the result limit would be dropped by the transport and resent forever: the
