@@ -16,6 +16,7 @@ PACKAGES=(
   libcli11-dev libfmt-dev libspdlog-dev libsodium-dev
   zlib1g-dev
   dataset-fashion-mnist libstb-dev
+  libsentencepiece-dev fortunes
   python3-torch python3-torchvision python3-onnx
   libopencv-dnn-dev
   clang-14 libclang-rt-14-dev

@@ -31,6 +31,11 @@ TrialResult MergeStageAndBenchmark(const TrialResult& stage, const TrialResult& 
 // benchmarks and sensitivity trials. Baseline training and the pruning step of a benchmarked
 // variant are stages (their outcome lives in the rows that follow from them).
 bool ProducesResultRow(const Task& task);
+// Whether a task counts in a sweep's progress (trials, done, failed): a result row of its own,
+// not a confirmation round (which times rows already counted).
+inline bool CountsAsTrial(const Task& task) {
+  return ProducesResultRow(task) && task.kind != TaskKind::kConfirmTarget;
+}
 
 // A confirmation round (confirm@TARGET): every model timed single-stream in each round, in
 // rotating order, on one worker; the worker writes it into its row's benchmark_json

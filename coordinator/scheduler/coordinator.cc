@@ -790,8 +790,7 @@ SweepStatus Coordinator::StatusOf(const SweepEntry& s) const {
       any_pending = true;
       if (!t.task.target.empty() && !live_targets.count(t.task.target)) starved.insert(t.task.target);
     }
-    // Stages: their rows follow from them; a confirmation round re-times rows already counted.
-    if (!ProducesResultRow(t.task) || t.task.kind == TaskKind::kConfirmTarget) continue;
+    if (!CountsAsTrial(t.task)) continue;  // stages (their rows follow from them), confirmation rounds
     ++st.trials;
     TaskState state = t.state;
     // A benchmark waiting for its variant counts as running while the variant is pruned.

@@ -33,7 +33,7 @@ StatusOr<std::vector<SweepStatus>> ReadSweepStatuses(Store& store) {
       std::string state = rec->state;
       const Task* task = &rec->task;
       if (state != "done" && state != "failed") all_terminal = false;
-      if (!ProducesResultRow(*task)) return;
+      if (!CountsAsTrial(*task)) return;
       if (state != "done" && state != "failed" && assigned.count(task->task_id)) state = "running";
       ++s.trials;
       if (state == "done") ++s.done;

@@ -46,8 +46,10 @@ struct Batch {
 // The task's figures of a model on a dataset. `quality` is Metric()'s value; the breakdown is
 // per class (classification) — the slices users read to see who loses first.
 struct Evaluation {
-  double quality = 0;              // the task's metric (accuracy for classification)
-  double accuracy = 0;             // top-1, fraction
+  double quality = 0;              // the task's metric (accuracy for classification, perplexity for language modeling)
+  double accuracy = 0;             // top-1, fraction (language modeling: of the next token)
+  double loss = 0;                 // language modeling: mean negative log-likelihood per token (nats)
+  int64_t tokens = 0;              // language modeling: target tokens scored
   std::vector<double> per_class;   // top-1 per label (0 for a label without samples)
   std::vector<int64_t> seen;       // samples per label
   std::vector<int64_t> predicted;  // predictions per class
@@ -95,6 +97,15 @@ std::unique_ptr<LearningTask> NewImageClassification(std::vector<int64_t> sample
 // int64 [B, length] and returns [B, classes]; data, batching and metrics are those of
 // classification. (No text loader feeds it yet: datasets come from memory.)
 std::unique_ptr<LearningTask> NewTokenClassification(int64_t length, int64_t vocabulary);
+
+// Causal language modeling over windows of `sequence_length` token ids below `vocabulary`:
+// the model takes int64 [B, sequence_length] and returns next-token logits [B,
+// sequence_length, V] with V >= vocabulary; targets are the ids shifted by one
+// (data/token_data.h). Loss: cross-entropy per token (mean over every target token, or their
+// sum); distillation per token against the teacher's logits. Quality: perplexity on held-out
+// text, exp(mean negative log-likelihood per token), lower is better; next-token top-1
+// accuracy beside it. No per-class breakdown.
+std::unique_ptr<LearningTask> NewCausalLanguageModeling(int64_t sequence_length, int64_t vocabulary);
 
 // The classification task whose samples `data` holds: token classification for int64
 // inputs (vocabulary: the largest id + 1), image classification of the samples' shape for
