@@ -11,7 +11,7 @@ Measure on a quiet machine: anything else running moves the figures.
 
 Usage:
   bench/stability.py SPEC.yaml [--runs 10] [--workers 2] [--prunelab build/bin/prunelab]
-                     [--keep DIR] [--json]
+                     [--keep DIR] [--reread DIR] [--json]
 Exit status 0 when every run finished (the goal is reported, not enforced)."""
 import argparse
 import collections
@@ -29,12 +29,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def one_run(args, i, base):
     data = os.path.join(base, "run-%02d" % (i + 1))
-    shutil.rmtree(data, ignore_errors=True)
-    t0 = time.monotonic()
-    with open(data + ".log", "w") as log:
-        rc = subprocess.call([args.prunelab, "run", args.spec, "--workers", str(args.workers), "--data-dir", data],
-                             stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout_s)
-    seconds = time.monotonic() - t0
+    seconds, rc = 0.0, 0
+    if not args.reread:
+        shutil.rmtree(data, ignore_errors=True)
+        t0 = time.monotonic()
+        with open(data + ".log", "w") as log:
+            rc = subprocess.call([args.prunelab, "run", args.spec, "--workers", str(args.workers), "--data-dir", data],
+                                 stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout_s)
+        seconds = time.monotonic() - t0
+    elif not os.path.isdir(data):
+        return {"run": i + 1, "ok": False, "error": "--reread: no %s" % data, "seconds": 0}
     if rc != 0:
         return {"run": i + 1, "ok": False, "error": "prunelab run exited %d; see %s.log" % (rc, data), "seconds": seconds}
     out = subprocess.run([args.prunelab, "pareto", "sw-0001", "--data-dir", data, "--json"], capture_output=True,
@@ -88,13 +92,15 @@ def main():
     p.add_argument("--prunelab", default=os.path.join(ROOT, "build", "bin", "prunelab"))
     p.add_argument("--keep", help="keep every run's data dir and log under this directory")
     p.add_argument("--timeout-s", type=float, default=3600, help="limit per run (seconds)")
+    p.add_argument("--reread", help="decide again from the runs kept under this directory (run-01, ...) without "
+                                    "running them: the same measurements through the current decision code")
     p.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
     if not os.access(args.prunelab, os.X_OK):
         p.error("no prunelab binary at %s (build it: bash cluster/build.sh)" % args.prunelab)
-    base = args.keep or tempfile.mkdtemp(prefix="prunelab-stability-")
+    base = args.reread or args.keep or tempfile.mkdtemp(prefix="prunelab-stability-")
     os.makedirs(base, exist_ok=True)
     runs = []
     for i in range(args.runs):
@@ -145,7 +151,7 @@ def main():
                 print("%-28s median %.4f  min %.4f  max %.4f  max/min %.3f  max deviation from median %.1f %%" %
                       (k, s["median_ms"], s["min_ms"], s["max_ms"], s["max_over_min"], s["max_dev_from_median_pct"]))
         print("(latencies in ms; the ratio is the recommended variant's p90 over the baseline's in the same rounds)")
-    if not args.keep:
+    if not args.keep and not args.reread:
         shutil.rmtree(base, ignore_errors=True)
     return 0 if len(ok) == args.runs else 1
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <tuple>
 
 #include <fmt/printf.h>
@@ -58,6 +60,42 @@ PointSet PointsOf(const std::vector<const TrialResult*>& rows, const std::vector
   for (const auto* r : rows)
     for (const auto& o : objs) p.values.push_back(Value(*r, o));
   return p;
+}
+
+// Models whose ratio ranges in the confirmation round overlap (transitively) are within noise
+// of each other: for ranking, every latency objective of such a group takes the group's best
+// value, so which of two equally fast models looks faster in one run does not decide the
+// front (the other objectives still do). Returns how many models took another's value.
+size_t TieWithinNoise(const std::vector<const ConfirmedModel*>& confirmed, const std::vector<Objective>& objs,
+                      PointSet* pts) {
+  const size_t n = confirmed.size();
+  std::vector<size_t> group(n);
+  for (size_t i = 0; i < n; ++i) group[i] = i;
+  std::function<size_t(size_t)> root = [&](size_t i) { return group[i] == i ? i : group[i] = root(group[i]); };
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = i + 1; j < n; ++j)
+      if (confirmed[i] && confirmed[j] && ConfirmationRound::WithinNoise(*confirmed[i], *confirmed[j]))
+        group[root(i)] = root(j);
+  std::vector<bool> moved(n, false);
+  for (size_t k = 0; k < objs.size(); ++k) {
+    if (objs[k].maximize || objs[k].field.find("_ms") == std::string::npos) continue;
+    std::map<size_t, double> best;
+    for (size_t i = 0; i < n; ++i) {
+      if (!confirmed[i]) continue;
+      auto [it, fresh] = best.emplace(root(i), pts->values[i * pts->dims + k]);
+      if (!fresh) it->second = std::min(it->second, pts->values[i * pts->dims + k]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (!confirmed[i]) continue;
+      double& v = pts->values[i * pts->dims + k];
+      const double b = best[root(i)];
+      if (v != b) {
+        v = b;
+        moved[i] = true;
+      }
+    }
+  }
+  return static_cast<size_t>(std::count(moved.begin(), moved.end(), true));
 }
 
 const Objective* LatencyObjective(const std::vector<Objective>& objs) {
@@ -145,6 +183,10 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
     }
 
     PointSet pts = PointsOf(rows, options.objectives);
+    size_t tied = TieWithinNoise(confirmed, options.objectives, &pts);
+    if (tied)
+      d.notes.push_back(std::to_string(tied) + " model(s) rank as equally fast as another whose latency range in "
+                        "the confirmation round overlaps theirs: fronts do not follow noise");
     std::vector<int> rank = ParetoRanks(pts);
     for (size_t i = 0; i < rows.size(); ++i) {
       Verdict v;

@@ -379,6 +379,25 @@ TEST(DecisionTest, TheConfirmationRoundDecidesAndATieWithinNoiseGoesToFewerBytes
   for (const auto* r : ConfirmationCandidates(d[0], o, 3)) EXPECT_NE(r->task_id, "t002@cpu");
 }
 
+TEST(DecisionTest, ModelsWithinNoiseInTheRoundRankAsEquallyFastSoTheFrontDoesNotFollowNoise) {
+  // An unstructured variant is the dense model's size and speed, and 0.01 pt more accurate.
+  // Whether its median in the round lands a hair above or below dense's, dense is dominated.
+  for (const std::vector<double>& t001 : {std::vector<double>{1.9, 2.1, 2.05}, std::vector<double>{2.1, 1.95, 2.2}}) {
+    std::vector<TrialResult> rows{Row("base@cpu", 0.8943, 2.0, 1000, true), Row("t001@cpu", 0.8944, 2.0, 1000),
+                                  Row("t003@cpu", 0.8916, 1.0, 250)};
+    rows.push_back(ConfirmRow({{"base@cpu", {2.0, 2.0, 2.0}}, {"t001@cpu", t001}, {"t003@cpu", {1.1, 1.0, 1.05}}}));
+    auto d = Decide(rows, DecisionOptions{});
+    std::map<std::string, int> rank;
+    for (const auto& v : d[0].variants) rank[v.row->task_id] = v.rank;
+    EXPECT_EQ(rank["base@cpu"], 2) << "t001 is as fast within noise, as big, and more accurate";
+    EXPECT_EQ(rank["t001@cpu"], 1);
+    EXPECT_EQ(rank["t003@cpu"], 1) << "clearly faster: its range does not overlap";
+    bool noted = false;
+    for (const auto& n : d[0].notes) noted |= n.find("rank as equally fast") != std::string::npos;
+    EXPECT_TRUE(noted);
+  }
+}
+
 TEST(ReportTest, WritesParseableFilesWithEveryFrontVariant) {
   testing::TempDir dir;
   auto rows = HandMade();
