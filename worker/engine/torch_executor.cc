@@ -384,6 +384,18 @@ class TorchExecutor final : public TrialExecutor {
     return Status::Ok();
   }
 
+  // The task's settings, progress and cancellation for a timing on this worker.
+  static void FillTiming(const Task& task, const ExecutionContext& ctx, const Dataset& samples, TimingRequest* req) {
+    req->samples = &samples;
+    req->config = task.benchmark;
+    req->seed = task.training.seed;
+    req->cancelled = ctx.cancelled;
+    req->interference = ctx.interference;
+    req->on_phase = [&ctx](const std::string& p) {
+      if (ctx.on_progress) ctx.on_progress(p, 0);
+    };
+  }
+
   Status Time(const Task& task, const ExecutionContext& ctx, torch::jit::Module& model, torch::jit::Module* dense,
               const Dataset& samples, TrialResult* r) {
     auto bench_lock = Lock(ctx, true, "benchmark (exclusive)");
@@ -395,14 +407,7 @@ class TorchExecutor final : public TrialExecutor {
     // The CSR execution form is implemented for the zoo cnn only.
     req.has_unstructured_zeros = dense && !structured && task.model == "cnn" && task.model_artifact.empty() &&
                                  task.trial.quantize == "none" && task.trial.granularity != "dense";
-    req.samples = &samples;
-    req.config = task.benchmark;
-    req.seed = task.training.seed;
-    req.cancelled = ctx.cancelled;
-    req.interference = ctx.interference;
-    req.on_phase = [&ctx](const std::string& p) {
-      if (ctx.on_progress) ctx.on_progress(p, 0);
-    };
+    FillTiming(task, ctx, samples, &req);
     return RunBenchmarks(req, r);
   }
 
@@ -442,14 +447,7 @@ class TorchExecutor final : public TrialExecutor {
     }
     ConfirmRequest req;
     for (const auto& c : task.candidates) req.models.push_back({c.task_id, &modules.at(c.artifact), c.form});
-    req.samples = &samples;
-    req.config = task.benchmark;
-    req.seed = task.training.seed;
-    req.cancelled = ctx.cancelled;
-    req.interference = ctx.interference;
-    req.on_phase = [&ctx](const std::string& p) {
-      if (ctx.on_progress) ctx.on_progress(p, 0);
-    };
+    FillTiming(task, ctx, samples, &req);
     auto bench_lock = Lock(ctx, true, "confirmation round (exclusive)");
     TimingThreads threads(task.benchmark.threads, r);
     ConfirmationRound round;

@@ -25,19 +25,23 @@ namespace prunelab::worker {
 // queries; 24,576 offline samples).
 ScenarioSettings SettingsFor(Scenario scenario, const BenchmarkConfig& cfg, uint64_t seed);
 
-struct BenchRequest {
-  const torch::jit::Module* variant = nullptr;
-  const torch::jit::Module* baseline = nullptr;  // dense reference for A/B; null for the baseline itself
-  bool has_unstructured_zeros = false;           // try sparse forms
-  const Dataset* samples = nullptr;              // sample pool (test images); outputs never scored
+// What every timing on a worker shares: the samples, the settings, progress and cancellation.
+struct TimingRequest {
+  const Dataset* samples = nullptr;  // sample pool (test samples); outputs never scored
   BenchmarkConfig config;
   uint64_t seed = 42;
   std::function<void(const std::string& phase)> on_phase;
-  // Polled between queries: true abandons the benchmark within one query (the worker is
-  // stopping); RunBenchmarks then returns Unavailable. Unset: never.
+  // Polled between queries: true abandons the timing within one query (the worker is
+  // stopping); the run then returns Unavailable. Unset: never.
   std::function<bool()> cancelled;
   // When a run counts as disturbed by the rest of the machine, and how often it is retried.
   InterferencePolicy interference;
+};
+
+struct BenchRequest : TimingRequest {
+  const torch::jit::Module* variant = nullptr;
+  const torch::jit::Module* baseline = nullptr;  // dense reference for A/B; null for the baseline itself
+  bool has_unstructured_zeros = false;           // try sparse forms
 };
 
 // One model of a confirmation round, in the execution form its own benchmark chose.
@@ -47,14 +51,8 @@ struct ConfirmModel {
   std::string form = "dense";
 };
 
-struct ConfirmRequest {
-  std::vector<ConfirmModel> models;  // the dense baseline first
-  const Dataset* samples = nullptr;
-  BenchmarkConfig config;            // confirm_rounds, and the single-stream settings
-  uint64_t seed = 42;
-  std::function<void(const std::string& phase)> on_phase;
-  std::function<bool()> cancelled;
-  InterferencePolicy interference;
+struct ConfirmRequest : TimingRequest {  // config: confirm_rounds, and the single-stream settings
+  std::vector<ConfirmModel> models;     // the dense baseline first
 };
 
 // The confirmation round: confirm_rounds rounds, each timing every model single-stream once

@@ -26,6 +26,14 @@ at::Tensor ClassificationDistillationLoss(const at::Tensor& student, const at::T
   return alpha * temperature * temperature * soft + (1.0 - alpha) * hard;
 }
 
+Batch GatherRows(const Dataset& data, const at::Tensor& index) {
+  return {{data.inputs.index_select(0, index)}, data.labels.index_select(0, index)};
+}
+
+Batch RangeRows(const Dataset& data, int64_t start, int64_t end) {
+  return {{data.inputs.slice(0, start, end)}, data.labels.slice(0, start, end)};
+}
+
 namespace {
 
 // Evaluation runs in chunks of this many samples (memory bound, not a semantic choice).
@@ -39,12 +47,8 @@ class Classification final : public LearningTask {
   SampleSpec Sample() const override { return sample_; }
   QualityMetric Metric() const override { return {"accuracy", "fraction", true}; }
 
-  Batch Gather(const Dataset& data, const at::Tensor& index) const override {
-    return {{data.inputs.index_select(0, index)}, data.labels.index_select(0, index)};
-  }
-  Batch Range(const Dataset& data, int64_t start, int64_t end) const override {
-    return {{data.inputs.slice(0, start, end)}, data.labels.slice(0, start, end)};
-  }
+  Batch Gather(const Dataset& data, const at::Tensor& index) const override { return GatherRows(data, index); }
+  Batch Range(const Dataset& data, int64_t start, int64_t end) const override { return RangeRows(data, start, end); }
 
   std::vector<c10::IValue> ExampleInputs(int64_t batch, at::Generator generator) const override {
     std::vector<int64_t> full{batch};

@@ -22,12 +22,8 @@ class CausalLanguageModeling final : public LearningTask {
   SampleSpec Sample() const override { return sample_; }
   QualityMetric Metric() const override { return {"perplexity", "", false}; }
 
-  Batch Gather(const Dataset& data, const at::Tensor& index) const override {
-    return {{data.inputs.index_select(0, index)}, data.labels.index_select(0, index)};
-  }
-  Batch Range(const Dataset& data, int64_t start, int64_t end) const override {
-    return {{data.inputs.slice(0, start, end)}, data.labels.slice(0, start, end)};
-  }
+  Batch Gather(const Dataset& data, const at::Tensor& index) const override { return GatherRows(data, index); }
+  Batch Range(const Dataset& data, int64_t start, int64_t end) const override { return RangeRows(data, start, end); }
 
   std::vector<c10::IValue> ExampleInputs(int64_t batch, at::Generator generator) const override {
     const c10::optional<at::Generator> gen =

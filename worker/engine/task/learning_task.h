@@ -113,6 +113,11 @@ std::unique_ptr<LearningTask> NewCausalLanguageModeling(int64_t sequence_length,
 // task from the trial.
 std::unique_ptr<LearningTask> ClassificationFor(const Dataset& data);
 
+// A batch of samples `index` (or rows [start, end)) of data whose targets are its labels'
+// rows: the inputs and labels gathered alike (classification, language modeling).
+Batch GatherRows(const Dataset& data, const at::Tensor& index);
+Batch RangeRows(const Dataset& data, int64_t start, int64_t end);
+
 // Helpers every implementation uses: the hard cross-entropy and Hinton's distillation loss
 // over the last axis, and top-1 classification figures of the output's argmax over axis 1.
 at::Tensor ClassificationLoss(const at::Tensor& logits, const at::Tensor& labels, LossReduction reduction);
