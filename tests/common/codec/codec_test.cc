@@ -232,6 +232,47 @@ TEST(RecordsTest, ResultJsonRoundTripHasPublicFields) {
 
 // Found by tests/fuzz/decode_fuzz: 208 bytes claiming a huge list of empty structs used to
 // decode into gigabytes. Now the traversal limit follows the message size.
+// A confirmation round's task travels with its candidates and the target's threads, on the
+// wire and in the store; a peer sending more candidates than the limit is refused at the edge.
+TEST(CodecTest, AConfirmationTaskKeepsItsCandidatesAndTooManyAreRefused) {
+  Task t;
+  t.sweep_id = "sw-1";
+  t.task_id = "confirm@edge";
+  t.kind = TaskKind::kConfirmTarget;
+  t.target = "edge";
+  t.benchmark.threads = 4;
+  t.benchmark.confirm_rounds = 7;
+  t.candidates = {{"base@edge", "hash-base", "frozen"}, {"t002@edge", "hash-t002", "dense"}};
+  auto back = std::get<AssignMsg>(Decode(Encode(AssignMsg{t})).value()).task;
+  EXPECT_EQ(back.kind, TaskKind::kConfirmTarget);
+  EXPECT_EQ(back.benchmark.threads, 4u);
+  EXPECT_EQ(back.benchmark.confirm_rounds, 7u);
+  ASSERT_EQ(back.candidates.size(), 2u);
+  EXPECT_EQ(back.candidates[1].task_id, "t002@edge");
+  EXPECT_EQ(back.candidates[0].artifact, "hash-base");
+  EXPECT_EQ(back.candidates[0].form, "frozen");
+  auto stored = TaskFromJson(ToJson(t));
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->candidates.size(), 2u);
+  EXPECT_EQ(stored->candidates[1].artifact, "hash-t002");
+  // A record written before the round existed: the worker's own threads, no round.
+  auto older = ToJson(t);
+  older["benchmark"].erase("threads");
+  older["benchmark"].erase("confirm_rounds");
+  older.erase("candidates");
+  auto old = TaskFromJson(older);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->benchmark.threads, 0u);
+  EXPECT_EQ(old->benchmark.confirm_rounds, 0u);
+  EXPECT_TRUE(old->candidates.empty());
+  t.candidates.assign(kMaxConfirmCandidates + 1, {"t001@edge", "h", "dense"});
+  auto refused = Decode(Encode(AssignMsg{t}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("9 confirmation candidates; the limit is 8"), std::string::npos)
+      << refused.status().ToString();
+}
+
 TEST(CodecTest, SmallMessageCannotAmplifyIntoAHugeList) {
   const std::string bytes("\x02\x00\x00\x00\x12\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x04\x00\x01\x00\x00\x00\x0f\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01\x00\x55\x72\x3a\x0a\xb8\x02\x80\x00\x00\x12\x00\x00\x00\x01\x00\x2e\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x04\x00\x01\x00\x00\x00\x08\x00\x60\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x12\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x24\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x12\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4b\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x00\x00\x4f\x4f\x4f\x4f\x4f\x4f\x4f\x00\x00\x08", 200);
   auto m = Decode(bytes);

@@ -7,6 +7,7 @@
 
 #include "common/base/hash.h"
 #include "tests/status_matchers.h"
+#include "common/codec/codec.h"
 #include "common/codec/records.h"
 #include "coordinator/decide/decision.h"
 #include "coordinator/scheduler/coordinator.h"
@@ -540,6 +541,60 @@ targets: [local]
   auto status = std::get<StatusReplyMsg>(*core_->Handle(StatusRequestMsg{sweep}));
   ASSERT_EQ(status.sweeps.size(), 1u);
   EXPECT_EQ(status.sweeps[0].state, "done");
+}
+
+// A coordinator restarted while a target's round waits to run hands it out as it was chosen;
+// one restarted after every row was in but before the round was released (a crash between the
+// two writes) releases it on recovery.
+TEST_F(CoordinatorTest, AConfirmationRoundSurvivesARestartAndIsReleasedOnRecovery) {
+  const char* spec = R"(
+name: restart
+model: cnn
+sweep: {criterion: l1, granularity: channel, sparsity: [0.3, 0.5]}
+targets: [local]
+)";
+  std::string sweep = Submit(spec);
+  std::string w = Register("local");
+  NoisyTimingExecutor worker;
+  for (int step = 0; step < 20; ++step) {
+    auto t = Pull(w);
+    ASSERT_TRUE(t);
+    if (t->kind == TaskKind::kConfirmTarget) break;  // chosen and handed out once
+    ASSERT_TRUE(std::get<ResultAckMsg>(*core_->Handle(worker.Run(w, *t))).accepted);
+  }
+  // Restart: the round (pending, its worker gone) comes back with the same candidates.
+  core_ = std::make_unique<Coordinator>(*store_, clock_);
+  ASSERT_TRUE(core_->Recover().ok());
+  clock_.AdvanceMs(60000);
+  core_->Tick();
+  w = Register("local");
+  auto again = Pull(w);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->task_id, "confirm@local");
+  ASSERT_EQ(again->candidates.size(), 3u);
+  EXPECT_EQ(again->candidates[0].task_id, "base@local");
+
+  // The crash between the last row and the release: put the round back to blocked in the
+  // store, as it was before the release was written, and recover.
+  auto rec = store_->Get(TaskKey(sweep, "confirm@local"));
+  ASSERT_TRUE(rec.ok() && rec.value());
+  auto record = DecodeTaskRecord(*rec.value());
+  ASSERT_TRUE(record.ok());
+  record->state = "blocked";
+  record->worker.clear();
+  record->task.candidates.clear();
+  ASSERT_TRUE(store_->Apply({{TaskKey(sweep, "confirm@local"), EncodeTaskRecord(record.value())},
+                             {RunKey(sweep, "confirm@local"), std::nullopt}})
+                  .ok());
+  core_ = std::make_unique<Coordinator>(*store_, clock_);
+  ASSERT_TRUE(core_->Recover().ok());
+  w = Register("local");
+  auto released = Pull(w);
+  ASSERT_TRUE(released) << "recovery releases a round whose target is complete";
+  EXPECT_EQ(released->task_id, "confirm@local");
+  EXPECT_EQ(released->candidates.size(), 3u);
+  ASSERT_TRUE(std::get<ResultAckMsg>(*core_->Handle(worker.Run(w, *released))).accepted);
+  EXPECT_EQ(core_->Sweeps()[0].state, "done");
 }
 
 TEST_F(CoordinatorTest, AConfirmationRoundWithNothingToCompareIsSkippedWithItsReason) {
