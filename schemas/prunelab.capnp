@@ -29,6 +29,10 @@ struct DatasetConfig {
   mean @4 :List(Float64);   # per-channel normalization of [0, 1] pixels (npy, folder)
   std @5 :List(Float64);
   classNames @6 :List(Text); # from the spec; folder datasets: their sub-folder names
+  task @7 :Text;             # image_classification (empty: the same) | causal_lm
+  sequenceLength @8 :UInt32; # causal_lm: token ids per window
+  vocabSize @9 :UInt32;      # causal_lm: tokenizer size (text) or the ids' bound (tokens)
+  tokenizer @10 :Text;       # causal_lm text: the user's SentencePiece model (empty: trained)
 }
 
 struct TrainingConfig {
@@ -39,6 +43,7 @@ struct TrainingConfig {
   weightDecay @4 :Float64;
   seed @5 :UInt64;
   precision @6 :Text;       # fp32 | bf16 (empty: fp32)
+  optimizer @7 :Text;       # sgd (empty: the same) | adamw
 }
 
 struct TrialConfig {
@@ -202,6 +207,9 @@ struct Result {
   prunedBy @56 :Text;                # the worker that pruned and fine-tuned the variant
   classNames @57 :List(Text);        # the dataset's class names in label order (empty: unknown)
   preprocessing @58 :Text;           # what the model's input is: scaling, resize, mean/std
+  metric @59 :Text;                  # accuracy (empty: the same) | perplexity
+  perplexity @60 :Float64;           # language modeling: on the held-out text
+  baselinePerplexity @61 :Float64;
 }
 
 struct SweepStatus {

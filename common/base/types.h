@@ -41,6 +41,13 @@ struct DatasetConfig {
   std::vector<double> mean;
   std::vector<double> std;
   std::vector<std::string> class_names;  // spec's dataset.classes, or a folder dataset's sub-folders
+  // The learning task the data serves (the spec's top-level `task`): image_classification
+  // (every format above) or causal_lm (formats text and tokens). Empty reads as
+  // image_classification (older peers and records).
+  std::string task = "image_classification";
+  uint32_t sequence_length = 0;  // causal_lm: token ids per window the model reads
+  uint32_t vocab_size = 0;       // causal_lm: text: the tokenizer trained to this size; tokens: ids below it
+  std::string tokenizer;         // causal_lm text: the user's SentencePiece model file (empty: trained)
 };
 
 struct TrainingConfig {
@@ -53,6 +60,9 @@ struct TrainingConfig {
   // fp32, or bf16: autocast to bfloat16 with channels-last activations for training and
   // fine-tuning (AVX512-BF16 / AMX CPUs; evaluation and benchmarks stay as the model is).
   std::string precision = "fp32";
+  // sgd (momentum, the image default) | adamw (decoupled weight decay, betas 0.9/0.95: the
+  // language-model default). Empty reads as sgd (older peers and records).
+  std::string optimizer = "sgd";
 };
 
 struct LayerValue {
@@ -200,6 +210,12 @@ struct TrialResult {
   std::vector<double> per_class_accuracy;
   double baseline_accuracy = 0;     // the dense model's accuracy on the same test set
   double worst_class_drop = 0;      // max over classes of (baseline - variant) per-class accuracy
+  // The task's quality metric: "accuracy" (classification; empty reads as accuracy) or
+  // "perplexity" (language modeling: exp of the mean negative log-likelihood per held-out
+  // token; `accuracy` is then next-token top-1).
+  std::string metric;
+  double perplexity = 0;
+  double baseline_perplexity = 0;   // the dense model's on the same held-out text
   int32_t worst_class = -1;         // the class with that drop (-1: not computed)
   double latency_mean_ms = 0;
   double latency_p50_ms = 0;

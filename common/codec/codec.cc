@@ -98,7 +98,12 @@ void Put(s::Task::Builder b, const Task& t) {
   for (size_t i = 0; i < t.dataset.std.size(); ++i) sd.set(i, t.dataset.std[i]);
   auto names = d.initClassNames(t.dataset.class_names.size());
   for (size_t i = 0; i < t.dataset.class_names.size(); ++i) names.set(i, T(t.dataset.class_names[i]));
+  d.setTask(T(t.dataset.task));
+  d.setSequenceLength(t.dataset.sequence_length);
+  d.setVocabSize(t.dataset.vocab_size);
+  d.setTokenizer(T(t.dataset.tokenizer));
   auto tr = b.initTraining();
+  tr.setOptimizer(T(t.training.optimizer));
   tr.setEpochs(t.training.epochs);
   tr.setBatchSize(t.training.batch_size);
   tr.setLearningRate(t.training.learning_rate);
@@ -227,6 +232,9 @@ void Put(s::Result::Builder b, const TrialResult& r) {
   b.setDeployableForm(T(r.deployable_form));
   b.setBenchmarkJson(T(r.benchmark_json));
   b.setBaselineAccuracy(r.baseline_accuracy);
+  b.setMetric(T(r.metric));
+  b.setPerplexity(r.perplexity);
+  b.setBaselinePerplexity(r.baseline_perplexity);
   b.setWorstClassDrop(r.worst_class_drop);
   b.setWorstClass(r.worst_class);
   auto ls = b.initLayers(r.layers.size());
@@ -461,9 +469,16 @@ StatusOr<Task> Get(s::Task::Reader r) {
   for (double v : d.getMean()) t.dataset.mean.push_back(v);
   for (double v : d.getStd()) t.dataset.std.push_back(v);
   for (auto n : d.getClassNames()) t.dataset.class_names.push_back(S(n));
+  t.dataset.task = S(d.getTask());
+  if (t.dataset.task.empty()) t.dataset.task = "image_classification";  // an older peer
+  t.dataset.sequence_length = d.getSequenceLength();
+  t.dataset.vocab_size = d.getVocabSize();
+  t.dataset.tokenizer = S(d.getTokenizer());
   auto tr = r.getTraining();
   t.training.epochs = tr.getEpochs();
   t.training.batch_size = tr.getBatchSize();
+  t.training.optimizer = S(tr.getOptimizer());
+  if (t.training.optimizer.empty()) t.training.optimizer = "sgd";  // an older peer
   t.training.learning_rate = tr.getLearningRate();
   t.training.momentum = tr.getMomentum();
   t.training.weight_decay = tr.getWeightDecay();
@@ -582,6 +597,9 @@ StatusOr<TrialResult> Get(s::Result::Reader r) {
   v.deployable_form = S(r.getDeployableForm());
   v.benchmark_json = S(r.getBenchmarkJson());
   v.baseline_accuracy = r.getBaselineAccuracy();
+  v.metric = S(r.getMetric());
+  v.perplexity = r.getPerplexity();
+  v.baseline_perplexity = r.getBaselinePerplexity();
   v.worst_class_drop = r.getWorstClassDrop();
   v.worst_class = r.getWorstClass();
   for (auto l : r.getLayers()) v.layers.push_back({S(l.getName()), l.getDense(), l.getTotal(), l.getNonzero()});

@@ -53,11 +53,13 @@ json ToJson(const Task& t) {
               {"model", t.model},
               {"dataset", {{"name", t.dataset.name}, {"path", t.dataset.path},
                            {"train_subset", t.dataset.train_subset}, {"test_subset", t.dataset.test_subset},
-                           {"mean", t.dataset.mean}, {"std", t.dataset.std}, {"classes", t.dataset.class_names}}},
+                           {"mean", t.dataset.mean}, {"std", t.dataset.std}, {"classes", t.dataset.class_names},
+                           {"task", t.dataset.task}, {"sequence_length", t.dataset.sequence_length},
+                           {"vocab_size", t.dataset.vocab_size}, {"tokenizer", t.dataset.tokenizer}}},
               {"training", {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
                             {"learning_rate", t.training.learning_rate}, {"momentum", t.training.momentum},
                             {"weight_decay", t.training.weight_decay}, {"seed", t.training.seed},
-                            {"precision", t.training.precision}}},
+                            {"precision", t.training.precision}, {"optimizer", t.training.optimizer}}},
               {"trial", ToJson(t.trial)},
               {"benchmark", {{"warmup_queries", t.benchmark.warmup_queries},
                              {"min_queries", t.benchmark.min_queries},
@@ -146,6 +148,10 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.dataset.mean = d.value("mean", std::vector<double>{});
     t.dataset.std = d.value("std", std::vector<double>{});
     t.dataset.class_names = d.value("classes", std::vector<std::string>{});
+    t.dataset.task = d.value("task", "image_classification");
+    t.dataset.sequence_length = d.value("sequence_length", 0u);
+    t.dataset.vocab_size = d.value("vocab_size", 0u);
+    t.dataset.tokenizer = d.value("tokenizer", "");
     const json& tr = j.at("training");
     t.training.epochs = tr.value("epochs", 1u);
     t.training.batch_size = tr.value("batch_size", 64u);
@@ -153,6 +159,7 @@ StatusOr<Task> TaskFromJson(const json& j) {
     t.training.momentum = tr.value("momentum", 0.9);
     t.training.weight_decay = tr.value("weight_decay", 0.0);
     t.training.precision = tr.value("precision", std::string("fp32"));
+    t.training.optimizer = tr.value("optimizer", "sgd");
     t.training.seed = tr.value("seed", uint64_t{42});
     t.trial = TrialConfigFromJson(j.at("trial"));
     const json& b = j.at("benchmark");
@@ -230,6 +237,9 @@ json ToJson(const TrialResult& r) {
               {"accuracy", r.accuracy},
               {"per_class_accuracy", r.per_class_accuracy},
               {"baseline_accuracy", r.baseline_accuracy},
+              {"metric", r.metric},
+              {"perplexity", r.perplexity},
+              {"baseline_perplexity", r.baseline_perplexity},
               {"worst_class_drop", r.worst_class_drop},
               {"worst_class", r.worst_class},
               {"latency_mean_ms", r.latency_mean_ms},
@@ -293,6 +303,9 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     r.accuracy = j.value("accuracy", 0.0);
     r.per_class_accuracy = j.value("per_class_accuracy", std::vector<double>{});
     r.baseline_accuracy = j.value("baseline_accuracy", 0.0);
+    r.metric = j.value("metric", "");
+    r.perplexity = j.value("perplexity", 0.0);
+    r.baseline_perplexity = j.value("baseline_perplexity", 0.0);
     r.worst_class_drop = j.value("worst_class_drop", 0.0);
     r.worst_class = j.value("worst_class", -1);
     r.latency_mean_ms = j.value("latency_mean_ms", 0.0);

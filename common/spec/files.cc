@@ -195,9 +195,38 @@ Status CheckFolderDataset(const DatasetConfig& cfg) {
                                    " class folders (leave dataset.classes out: the folder names are the classes)");
   return Status::Ok();
 }
+// Language modeling: a text corpus directory (DIR/train.txt + DIR/val.txt, or text files) and
+// the user's tokenizer; or token files (DIR/train.bin + DIR/val.bin, or .npy).
+Status CheckLanguageDataset(const DatasetConfig& cfg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(cfg.path, ec))
+    return Status::NotFound("dataset.path: '" + cfg.path + "' is not a directory (name " + cfg.name +
+                            (cfg.name == "text" ? ": a folder of UTF-8 text files, or train.txt and val.txt)"
+                                                : ": a folder with train.bin and val.bin, or train.npy and val.npy)"));
+  if (cfg.name == "tokens") {
+    for (const char* split : {"train", "val"}) {
+      const std::string base = cfg.path + "/" + split;
+      if (!fs::is_regular_file(base + ".bin", ec) && !fs::is_regular_file(base + ".npy", ec))
+        return Status::NotFound("dataset.path: no " + std::string(split) + ".bin or " + split + ".npy in '" + cfg.path +
+                                "' (token files: uint16 ids as nanoGPT writes them, or a 1-D .npy of ids)");
+    }
+    return Status::Ok();
+  }
+  bool any = false;
+  for (const auto& e : fs::directory_iterator(cfg.path, ec))
+    if (e.is_regular_file(ec)) any = true;
+  if (!any) return Status::NotFound("dataset.path: '" + cfg.path + "' holds no files (name text: UTF-8 text files)");
+  if (!cfg.tokenizer.empty()) {
+    auto head = Head(cfg.tokenizer, 1);
+    if (!head.ok()) return Status::NotFound("dataset.tokenizer: " + head.status().message());
+  }
+  return Status::Ok();
+}
 }  // namespace
 
 Status CheckDatasetFiles(const DatasetConfig& cfg) {
+  if (cfg.name == "text" || cfg.name == "tokens") return CheckLanguageDataset(cfg);
   if (cfg.name == "npy") return CheckNpyDataset(cfg);
   if (cfg.name == "folder") return CheckFolderDataset(cfg);
   for (const char* split : {"train", "t10k"}) {

@@ -28,7 +28,7 @@ StatusOr<std::string> ReadSpecText(const std::string& path);
 Status CheckTorchScriptBytes(const std::string& bytes, const std::string& what);
 
 // The IDX image and label files a dataset needs in `cfg.path` (train and test), gzip or raw,
-// with readable headers. For checks on this machine (prunelab run): a remote worker's paths
+// with readable headers; a text corpus folder or token files for language modeling. For checks on this machine (prunelab run): a remote worker's paths
 // are its own.
 Status CheckDatasetFiles(const DatasetConfig& cfg);
 

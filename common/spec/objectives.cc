@@ -1,5 +1,6 @@
 #include "common/spec/objectives.h"
 
+#include <cstdio>
 #include <map>
 #include <sstream>
 
@@ -7,7 +8,7 @@ namespace prunelab {
 
 const std::vector<std::string>& ObjectiveFields() {
   static const std::vector<std::string> f{
-      "accuracy",        "worst_class_drop",   "latency_mean_ms",     "latency_p50_ms",  "latency_p90_ms",
+      "accuracy",        "perplexity",         "worst_class_drop",   "latency_mean_ms",     "latency_p50_ms",  "latency_p90_ms",
       "latency_p95_ms",  "latency_p99_ms",     "latency_p999_ms",     "early_stop_p90_ms", "multistream_p99_ms",
       "server_max_qps",  "server_p99_ms",      "throughput_sps",      "peak_rss_bytes",  "params",
       "model_bytes",     "achieved_sparsity",  "speedup_p90"};
@@ -17,6 +18,7 @@ const std::vector<std::string>& ObjectiveFields() {
 bool ObjectiveValue(const TrialResult& r, const std::string& f, double* out) {
   static const std::map<std::string, double (*)(const TrialResult&)> get{
       {"accuracy", [](const TrialResult& x) { return x.accuracy; }},
+      {"perplexity", [](const TrialResult& x) { return x.perplexity; }},
       {"worst_class_drop", [](const TrialResult& x) { return x.worst_class_drop; }},
       {"latency_mean_ms", [](const TrialResult& x) { return x.latency_mean_ms; }},
       {"latency_p50_ms", [](const TrialResult& x) { return x.latency_p50_ms; }},
@@ -41,8 +43,26 @@ bool ObjectiveValue(const TrialResult& r, const std::string& f, double* out) {
   return true;
 }
 
-std::vector<Objective> DefaultObjectives() {
-  return {{"accuracy", true}, {"latency_p90_ms", false}, {"model_bytes", false}};
+std::vector<Objective> DefaultObjectives(const std::string& metric) {
+  return {{metric == "perplexity" ? "perplexity" : "accuracy", metric != "perplexity"},
+          {"latency_p90_ms", false},
+          {"model_bytes", false}};
+}
+
+bool ScoredByPerplexity(const TrialResult& r) { return r.metric == "perplexity"; }
+
+double QualityScore(const TrialResult& r) { return ScoredByPerplexity(r) ? -r.perplexity : r.accuracy; }
+
+double QualityLoss(const TrialResult& r, const TrialResult& base) {
+  if (ScoredByPerplexity(r)) return base.perplexity > 0 ? (r.perplexity / base.perplexity - 1) * 100 : 0;
+  return (base.accuracy - r.accuracy) * 100;
+}
+
+std::string QualityText(const TrialResult& r) {
+  char buf[48];
+  if (ScoredByPerplexity(r)) std::snprintf(buf, sizeof(buf), "perplexity %.2f", r.perplexity);
+  else std::snprintf(buf, sizeof(buf), "%.2f %%", r.accuracy * 100);
+  return buf;
 }
 
 StatusOr<std::vector<Objective>> ParseObjectives(const std::string& text) {

@@ -17,8 +17,13 @@
 
 namespace prunelab {
 
+const std::vector<std::string>& AllowedTasks() {
+  static const std::vector<std::string> v{"image_classification", "causal_lm"};
+  return v;
+}
+
 const std::vector<std::string>& AllowedModels() {
-  static const std::vector<std::string> v{"mlp", "cnn", "resnet", "vit", "{torchscript: PATH, input_shape: [...]}"};
+  static const std::vector<std::string> v{"mlp", "cnn", "resnet", "vit", "gpt", "{torchscript: PATH, input_shape: [...]}"};
   return v;
 }
 const std::vector<std::string>& AllowedCriteria() {
@@ -228,8 +233,16 @@ bool ValidName(const std::string& s) {
   });
 }
 
-void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, SweepSpec* spec) {
+// A schedule's defaults: a language model fine-tunes with AdamW at 1e-3 (SGD's 0.01 is the
+// image default).
+ScheduleSpec DefaultSchedule(const SweepSpec& spec) {
   ScheduleSpec s;
+  if (spec.training.optimizer == "adamw") s.finetune_learning_rate = 1e-3;
+  return s;
+}
+
+void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, SweepSpec* spec) {
+  ScheduleSpec s = DefaultSchedule(*spec);
   if (n.IsScalar()) {
     auto v = c.Choices(n, path, AllowedSchedules());
     if (v.empty()) return;
@@ -296,8 +309,9 @@ void ParseReport(Checker& c, const YAML::Node& r, ReportSpec* out) {
   if (YAML::Node g = r["gates"]) {
     if (!c.IsMap(g, "report.gates")) return;
     GateSpec& gs = out->gates;
-    c.OnlyKeys(g, "report.gates", {"max_accuracy_drop", "max_worst_class_drop", "latency_budget_ms",
-                                   "max_memory_fraction", "min_throughput_sps"});
+    c.OnlyKeys(g, "report.gates", {"max_accuracy_drop", "max_perplexity_ratio", "max_worst_class_drop",
+                                   "latency_budget_ms", "max_memory_fraction", "min_throughput_sps"});
+    c.Number(g, "report.gates", "max_perplexity_ratio", &gs.max_perplexity_ratio, 1, 1e6);
     c.Number(g, "report.gates", "max_accuracy_drop", &gs.max_accuracy_drop, 0, 100);
     c.Number(g, "report.gates", "max_worst_class_drop", &gs.max_worst_class_drop, 0, 100);
     c.Number(g, "report.gates", "max_memory_fraction", &gs.max_memory_fraction, 0, 10);
@@ -351,6 +365,11 @@ void CheckDepth(Checker& c, SweepSpec* spec) {
 
 void CrossCheck(Checker& c, SweepSpec* spec) {
   CheckDepth(c, spec);
+  const bool lm = spec->dataset.task == "causal_lm";
+  if (spec->model != "torchscript" && (spec->model == "gpt") != lm)
+    c.Error("model", lm ? "'" + spec->model + "' is an image classifier; task causal_lm takes gpt (the zoo decoder) or "
+                          "{torchscript: PATH} (your decoder: int64 ids [batch, tokens] -> logits [batch, tokens, vocabulary])"
+                        : "'gpt' is a language model: give task: causal_lm (and a text or tokens dataset)");
   bool any_structured = false, any_masked = false;
   for (const auto& g : spec->granularities) {
     if (g == "depth") continue;
@@ -425,7 +444,7 @@ void ParseName(Checker& c, const YAML::Node& root, SweepSpec* spec) {
 }
 
 // A zoo name, or {torchscript: PATH, input_shape: [...]} for a user's model.
-void ParseModel(Checker& c, const YAML::Node& mn, SweepSpec* spec) {
+void ParseModel(Checker& c, const YAML::Node& mn, bool lm, SweepSpec* spec) {
   if (!mn || !mn.IsMap()) {
     std::vector<std::string> zoo(ZooModelNames());
     auto models = c.Choices(mn, "model", zoo);
@@ -440,6 +459,11 @@ void ParseModel(Checker& c, const YAML::Node& mn, SweepSpec* spec) {
   else
     spec->model_path = mn["torchscript"].as<std::string>();
   YAML::Node is = mn["input_shape"];
+  if (lm && is) {
+    c.Error("model.input_shape", "does not apply to task causal_lm: the model reads dataset.sequence_length token ids");
+    return;
+  }
+  if (lm) return;
   if (!is || !is.IsSequence() || is.size() == 0) {
     c.Error("model.input_shape", "is required: the per-sample input shape, e.g. [1, 28, 28] or [784]");
     return;
@@ -455,15 +479,50 @@ void ParseModel(Checker& c, const YAML::Node& mn, SweepSpec* spec) {
   }
 }
 
+// The language-modeling part of a dataset: text (a corpus directory, tokenized on the
+// worker with a SentencePiece model trained to vocab_size or the user's tokenizer) or tokens
+// (DIR/train.bin + DIR/val.bin, or .npy, with ids below vocab_size); windows of
+// sequence_length ids.
+void ParseTextDataset(Checker& c, const YAML::Node& d, DatasetConfig* out) {
+  c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset", "sequence_length", "vocab_size", "tokenizer"});
+  out->sequence_length = 64;
+  c.Number(d, "dataset", "sequence_length", &out->sequence_length, 2, 4096);
+  if (out->name == "tokens" && !d["vocab_size"])
+    c.Error("dataset.vocab_size", "is required for name tokens: every token id in the files lies below it (2 to 65536)");
+  if (out->name == "text" && !d["tokenizer"] && !d["vocab_size"]) out->vocab_size = 512;
+  c.Number(d, "dataset", "vocab_size", &out->vocab_size, out->name == "text" ? 8 : 2, 65536);
+  if (YAML::Node t = d["tokenizer"]) {
+    if (out->name != "text") c.Error("dataset.tokenizer", "applies to name text (token files are already tokenized)");
+    else if (!t.IsScalar() || t.as<std::string>().empty())
+      c.Error("dataset.tokenizer", "must be the path of a SentencePiece .model file on the workers");
+    else if (d["vocab_size"])
+      c.Error("dataset.vocab_size", "give vocab_size (prunelab trains a tokenizer of that size) or tokenizer (yours), not both");
+    else out->tokenizer = t.as<std::string>();
+  }
+  c.Number(d, "dataset", "train_subset", &out->train_subset, 0, 100000000);
+  c.Number(d, "dataset", "test_subset", &out->test_subset, 0, 100000000);
+}
+
 void ParseDataset(Checker& c, const YAML::Node& d, DatasetConfig* out) {
+  const bool lm = out->task == "causal_lm";
+  if (lm) {
+    out->name = "text";
+    out->path = "/usr/share/games/fortunes";
+    out->vocab_size = 512;
+    out->sequence_length = 64;
+  }
+  if (!d) return;
   if (!c.IsMap(d, "dataset")) return;
-  c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset", "mean", "std", "classes"});
   if (d["name"]) {
-    // The format: IDX files (Fashion-MNIST's layout), NumPy arrays, or a folder per class.
-    auto v = c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx", "npy", "folder"});
+    // The format: IDX files (Fashion-MNIST's layout), NumPy arrays, or a folder per class;
+    // for language modeling, raw text or token files.
+    auto v = lm ? c.Choices(d["name"], "dataset.name", {"text", "tokens"})
+                : c.Choices(d["name"], "dataset.name", {"fashion-mnist", "idx", "npy", "folder"});
     if (!v.empty()) out->name = v[0];
   }
   if (d["path"]) out->path = d["path"].as<std::string>();
+  if (lm) return ParseTextDataset(c, d, out);
+  c.OnlyKeys(d, "dataset", {"name", "path", "train_subset", "test_subset", "mean", "std", "classes"});
   const bool idx = out->name == "fashion-mnist" || out->name == "idx";
   c.Number(d, "dataset", "train_subset", &out->train_subset, 0, idx ? 60000 : 100000000);
   c.Number(d, "dataset", "test_subset", &out->test_subset, 0, idx ? 10000 : 100000000);
@@ -499,7 +558,12 @@ void ParseDataset(Checker& c, const YAML::Node& d, DatasetConfig* out) {
 
 void ParseTraining(Checker& c, const YAML::Node& t, bool user_model, TrainingConfig* out) {
   if (!c.IsMap(t, "training")) return;
-  c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed", "precision"});
+  c.OnlyKeys(t, "training", {"epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed", "precision",
+                             "optimizer"});
+  if (t["optimizer"]) {
+    auto v = c.Choices(t["optimizer"], "training.optimizer", {"sgd", "adamw"});
+    if (!v.empty()) out->optimizer = v[0];
+  }
   if (t["precision"]) {
     auto v = c.Choices(t["precision"], "training.precision", {"fp32", "bf16"});
     if (!v.empty()) out->precision = v[0];
@@ -574,7 +638,7 @@ void ParseSweep(Checker& c, const YAML::Node& s, SweepSpec* spec) {
   ParseSparsities(c, s["sparsity"], &spec->sparsities);
   YAML::Node sc = s["schedule"];
   if (!sc) {
-    spec->schedules.push_back(ScheduleSpec{});
+    spec->schedules.push_back(DefaultSchedule(*spec));
   } else if (sc.IsSequence()) {
     if (sc.size() == 0) c.Error("sweep.schedule", "must not be empty");
     for (size_t i = 0; i < sc.size(); ++i) ParseSchedule(c, sc[i], "sweep.schedule[" + std::to_string(i) + "]", spec);
@@ -697,13 +761,25 @@ StatusOr<SweepSpec> ParseSpec(const std::string& yaml_text) {
   try {
     CheckStructure(c, root, "", 0);
     if (!c.ok()) return Status::InvalidArgument(c.Report());
-    c.OnlyKeys(root, "", {"name", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets", "priority",
-                          "report"});
+    c.OnlyKeys(root, "", {"name", "task", "model", "dataset", "training", "pruning", "sweep", "benchmark", "targets",
+                          "priority", "report"});
+    if (root["task"]) {
+      auto v = c.Choices(root["task"], "task", AllowedTasks());
+      if (!v.empty()) spec.dataset.task = v[0];
+    }
+    const bool lm = spec.dataset.task == "causal_lm";
     if (YAML::Node r = root["report"]) ParseReport(c, r, &spec.report);
     c.Number(root, "", "priority", &spec.priority, -100, 100);
     ParseName(c, root, &spec);
-    ParseModel(c, root["model"], &spec);
-    if (YAML::Node d = root["dataset"]) ParseDataset(c, d, &spec.dataset);
+    if (lm) {
+      // Language-model defaults: AdamW (SGD trains a transformer slowly), short windows.
+      spec.training.optimizer = "adamw";
+      spec.training.learning_rate = 3e-3;
+      spec.training.weight_decay = 0.1;
+      spec.training.batch_size = 32;
+    }
+    ParseModel(c, root["model"], lm, &spec);
+    ParseDataset(c, root["dataset"], &spec.dataset);
     if (YAML::Node t = root["training"]) ParseTraining(c, t, spec.model == "torchscript", &spec.training);
     ParseSweep(c, root["sweep"], &spec);
     if (YAML::Node p = root["pruning"]) ParsePruning(c, p, &spec.pruning);
@@ -736,7 +812,10 @@ static std::string BaselineKeyText(const SweepSpec& spec) {
   os << ";train=" << t.epochs << ":" << t.batch_size << ":" << t.learning_rate << ":"
      << t.momentum << ":" << t.weight_decay << ":" << t.seed << ";v=2";
   if (t.precision != "fp32") os << ";precision=" << t.precision;  // fp32 keys stay as they were
+  if (t.optimizer != "sgd") os << ";optimizer=" << t.optimizer;
   if (!spec.model_artifact.empty()) os << ";user=" << spec.model_artifact;
+  if (d.task != "image_classification")  // image keys stay as they were
+    os << ";task=" << d.task << ":" << d.sequence_length << ":" << d.vocab_size << ":" << d.tokenizer;
   return os.str();
 }
 

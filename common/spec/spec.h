@@ -25,7 +25,8 @@ struct ScheduleSpec {
 
 // Release gates: thresholds against the dense baseline measured on the same target.
 struct GateSpec {
-  double max_accuracy_drop = 2.0;                   // points
+  double max_accuracy_drop = 2.0;                   // points (classification)
+  double max_perplexity_ratio = 1.15;               // language modeling: variant / dense perplexity
   double max_worst_class_drop = -1;                 // points; < 0: off
   std::map<std::string, double> latency_budget_ms;  // latency field (e.g. latency_p90_ms) -> max ms
   double max_memory_fraction = 0.5;                 // variant model_bytes / dense model_bytes; <= 0: off
@@ -78,6 +79,7 @@ struct SweepSpec {
 };
 
 // Allowed values (what this build implements).
+const std::vector<std::string>& AllowedTasks();
 const std::vector<std::string>& AllowedModels();
 const std::vector<std::string>& AllowedCriteria();
 const std::vector<std::string>& AllowedGranularities();

@@ -33,13 +33,20 @@ void Check(const GateSpec& g, const TrialResult* base, Verdict* v) {
     return;
   }
   v->accuracy_drop_pt = (base->accuracy - r.accuracy) * 100;
+  v->quality_loss = QualityLoss(r, *base);
   v->memory_fraction = base->model_bytes ? static_cast<double>(r.model_bytes) / base->model_bytes : 0;
   auto fail = [&](const std::string& why) {
     v->pass = false;
     v->reasons.push_back(why);
   };
-  if (v->accuracy_drop_pt > g.max_accuracy_drop)
+  if (ScoredByPerplexity(r)) {
+    const double ratio = base->perplexity > 0 ? r.perplexity / base->perplexity : 0;
+    if (!(ratio > 0)) fail("perplexity not measured");
+    else if (ratio > g.max_perplexity_ratio)
+      fail(Fmt("perplexity %.2f", r.perplexity) + Fmt(" = %.3fx dense > %.3fx", ratio, g.max_perplexity_ratio));
+  } else if (v->accuracy_drop_pt > g.max_accuracy_drop) {
     fail(Fmt("accuracy drop %.2f pt > %.2f", v->accuracy_drop_pt, g.max_accuracy_drop));
+  }
   if (g.max_worst_class_drop >= 0 && r.worst_class_drop * 100 > g.max_worst_class_drop)
     fail(Fmt("worst-class drop %.2f pt > %.2f", r.worst_class_drop * 100, g.max_worst_class_drop));
   for (const auto& [field, budget] : g.latency_budget_ms) {
@@ -52,6 +59,12 @@ void Check(const GateSpec& g, const TrialResult* base, Verdict* v) {
     fail(Fmt("model memory %.0f%% of dense > %.0f%%", v->memory_fraction * 100, g.max_memory_fraction * 100));
   if (g.min_throughput_sps > 0 && r.throughput_sps < g.min_throughput_sps)
     fail(Fmt("throughput %.0f samples/s < %.0f", r.throughput_sps, g.min_throughput_sps));
+}
+
+// What the recommended variant gave up, in the task's terms.
+std::string BelowDense(const Verdict& v) {
+  return ScoredByPerplexity(*v.row) ? Fmt("perplexity %.2f, ", v.row->perplexity) + Fmt("%+.1f %% vs dense", v.quality_loss)
+                                    : Fmt("%.2f pt below dense", v.accuracy_drop_pt);
 }
 
 PointSet PointsOf(const std::vector<const TrialResult*>& rows, const std::vector<Objective>& objs) {
@@ -112,13 +125,26 @@ StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report) {
     auto objs = ParseObjectives(report.objectives);
     if (!objs.ok()) return objs.status();
     o.objectives = objs.value();
+    o.default_objectives = false;
   }
   o.gates = report.gates;
   o.rule = report.recommend;
   return o;
 }
 
-std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options) {
+DecisionOptions ForRows(const DecisionOptions& options, const std::vector<TrialResult>& results) {
+  DecisionOptions o = options;
+  if (!o.default_objectives) return o;
+  for (const auto& r : results)
+    if (ScoredByPerplexity(r)) {
+      o.objectives = DefaultObjectives("perplexity");
+      break;
+    }
+  return o;
+}
+
+std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& given) {
+  const DecisionOptions options = ForRows(given, results);
   std::vector<TargetDecision> out;
   auto slot = [&](const std::string& t) -> TargetDecision& {
     for (auto& d : out)
@@ -238,11 +264,13 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
     if (!lat) lat = &p90;
     if (options.rule == "most_accurate") {
       for (const auto* v : passing)
-        if (!best || v->row->accuracy > best->row->accuracy ||
-            (v->row->accuracy == best->row->accuracy && Value(*v->row, *lat) < Value(*best->row, *lat)))
+        if (!best || QualityScore(*v->row) > QualityScore(*best->row) ||
+            (QualityScore(*v->row) == QualityScore(*best->row) && Value(*v->row, *lat) < Value(*best->row, *lat)))
           best = v;
-      d.why = "most_accurate: the highest accuracy among the " + std::to_string(passing.size()) +
-              " variant(s) passing every gate" + Fmt(" (%.2f %%)", best->row->accuracy * 100);
+      d.why = std::string(ScoredByPerplexity(*best->row) ? "most_accurate: the lowest perplexity"
+                                                         : "most_accurate: the highest accuracy") +
+              " among the " + std::to_string(passing.size()) + " variant(s) passing every gate (" +
+              QualityText(*best->row) + ")";
     } else if (options.rule == "knee") {
       std::vector<const TrialResult*> rows;
       for (const auto* v : passing) rows.push_back(v->row);
@@ -280,7 +308,7 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
         if (v->confirmed && ConfirmationRound::WithinNoise(*v->confirmed, *fastest->confirmed)) tied.push_back(v);
       for (const auto* v : tied) {
         auto key = [](const Verdict* x) {
-          return std::make_tuple(x->row->model_bytes, x->accuracy_drop_pt, x->confirmed->median_ratio);
+          return std::make_tuple(x->row->model_bytes, x->quality_loss, x->confirmed->median_ratio);
         };
         if (!best || key(v) < key(best)) best = v;
       }
@@ -296,21 +324,21 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
           d.within_noise.push_back(v->row->task_id);
           if (v != best) others += (others.empty() ? "" : ", ") + v->row->task_id + " " + range(*v->confirmed);
         }
-        d.why += "; within noise of " + others + " (ranges overlap): the fewest bytes wins, then the smaller accuracy drop";
+        d.why += "; within noise of " + others + " (ranges overlap): the fewest bytes wins, then the smaller quality loss";
       }
-      if (!best->row->baseline) d.why += Fmt(", %.2f pt below dense", best->accuracy_drop_pt);
+      if (!best->row->baseline) d.why += ", " + BelowDense(*best);
     } else {
       for (const auto* v : passing) {
         double a = Value(*v->row, *lat);
         if (!best || a < Value(*best->row, *lat) ||
-            (a == Value(*best->row, *lat) && v->row->accuracy > best->row->accuracy))
+            (a == Value(*best->row, *lat) && QualityScore(*v->row) > QualityScore(*best->row)))
           best = v;
       }
       double ms = 0;
       ObjectiveValue(*best->row, lat->field, &ms);
       d.why = "fastest: the lowest " + lat->field + " among the " + std::to_string(passing.size()) +
               " variant(s) passing every gate" + Fmt(" (%.3f ms", ms) +
-              (best->row->baseline ? ")" : Fmt(", %.2f pt below dense)", best->accuracy_drop_pt));
+              (best->row->baseline ? ")" : ", " + BelowDense(*best) + ")");
     }
     d.recommended = best->row;
   }
@@ -347,22 +375,36 @@ std::vector<const TrialResult*> ConfirmationCandidates(const TargetDecision& d, 
   return out;
 }
 
+namespace {
+// The objectives the decisions were made over (Decide's ForRows).
+std::vector<Objective> ShownObjectives(const std::vector<TargetDecision>& decisions, const DecisionOptions& options) {
+  if (options.default_objectives)
+    for (const auto& d : decisions)
+      for (const auto& v : d.variants)
+        if (ScoredByPerplexity(*v.row)) return DefaultObjectives("perplexity");
+  return options.objectives;
+}
+}  // namespace
+
 std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const DecisionOptions& options) {
   std::string s;
   std::string objs;
-  for (const auto& o : options.objectives) objs += (objs.empty() ? "" : ", ") + o.Label();
+  for (const auto& o : ShownObjectives(decisions, options)) objs += (objs.empty() ? "" : ", ") + o.Label();
   for (const auto& d : decisions) {
+    const bool lm = d.baseline && ScoredByPerplexity(*d.baseline);
     s += "\nTarget '" + d.target + "': fronts over " + objs + "; gates vs the dense baseline on this target\n";
-    std::string line = fmt::sprintf("   %-5s %-13s %-28s %9s %8s %9s %8s  %s\n", "rank", "trial", "variant", "accuracy",
-                  "drop_pt", "p90_ms", "mem_%", "gates");
+    std::string line = fmt::sprintf("   %-5s %-13s %-28s %9s %8s %9s %8s  %s\n", "rank", "trial", "variant",
+                                    lm ? "perplexity" : "accuracy", lm ? "ppl_+%" : "drop_pt", "p90_ms", "mem_%", "gates");
     s += line;
     for (const auto& v : d.variants) {
       std::string gates = v.pass ? "pass" : "FAIL: ";
       for (size_t i = 0; i < v.reasons.size(); ++i) gates += (i ? "; " : "") + v.reasons[i];
-      line = fmt::sprintf("%s  %-5d %-13s %-28s %8.2f%% %+8.2f %9.3f %7.0f%%  %s\n",
-                    v.row == d.recommended ? ">>" : "  ", v.rank, v.row->task_id.c_str(), DescribeVariant(*v.row).c_str(),
-                    v.row->accuracy * 100, v.accuracy_drop_pt, v.row->latency_p90_ms, v.memory_fraction * 100,
-                    gates.c_str());
+      line = fmt::sprintf(lm ? "%s  %-5d %-13s %-28s %9.2f %+8.2f %9.3f %7.0f%%  %s\n"
+                             : "%s  %-5d %-13s %-28s %8.2f%% %+8.2f %9.3f %7.0f%%  %s\n",
+                          v.row == d.recommended ? ">>" : "  ", v.rank, v.row->task_id.c_str(),
+                          DescribeVariant(*v.row).c_str(), lm ? v.row->perplexity : v.row->accuracy * 100,
+                          lm ? v.quality_loss : v.accuracy_drop_pt, v.row->latency_p90_ms, v.memory_fraction * 100,
+                          gates.c_str());
       s += line;
     }
     if (d.confirmation && d.confirmation->skipped.empty()) {
@@ -387,7 +429,8 @@ std::string FormatDecisions(const std::vector<TargetDecision>& decisions, const 
 
 nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const DecisionOptions& options) {
   nlohmann::json objs = nlohmann::json::array();
-  for (const auto& o : options.objectives) objs.push_back({{"field", o.field}, {"direction", o.maximize ? "max" : "min"}});
+  for (const auto& o : ShownObjectives(decisions, options))
+    objs.push_back({{"field", o.field}, {"direction", o.maximize ? "max" : "min"}});
   nlohmann::json targets = nlohmann::json::array();
   for (const auto& d : decisions) {
     nlohmann::json vs = nlohmann::json::array();
@@ -395,6 +438,8 @@ nlohmann::json DecisionsJson(const std::vector<TargetDecision>& decisions, const
       vs.push_back({{"trial", v.row->task_id}, {"variant", DescribeVariant(*v.row)}, {"rank", v.rank},
                     {"pass", v.pass}, {"reasons", v.reasons}, {"accuracy", v.row->accuracy},
                     {"accuracy_drop_pt", v.accuracy_drop_pt}, {"memory_fraction", v.memory_fraction},
+                    {"metric", v.row->metric.empty() ? "accuracy" : v.row->metric},
+                    {"perplexity", v.row->perplexity}, {"quality_loss", v.quality_loss},
                     {"latency_p90_ms", v.row->latency_p90_ms}, {"measured_latency_p90_ms", v.measured_p90_ms},
                     {"confirmed_ratio", v.confirmed ? nlohmann::json(v.confirmed->median_ratio) : nlohmann::json()},
                     {"model_bytes", v.row->model_bytes}});

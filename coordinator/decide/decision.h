@@ -35,7 +35,8 @@ struct Verdict {
   int rank = 0;                       // 1 = on the front of this target
   bool pass = true;
   std::vector<std::string> reasons;   // each failed gate with its numbers
-  double accuracy_drop_pt = 0;        // vs the dense baseline on the target
+  double accuracy_drop_pt = 0;        // vs the dense baseline on the target (classification)
+  double quality_loss = 0;            // QualityLoss: accuracy points, or perplexity increase in %
   double memory_fraction = 0;         // model_bytes / dense model_bytes
   // Its figures in the target's confirmation round (null: not in it, or no round).
   const ConfirmedModel* confirmed = nullptr;
@@ -58,13 +59,20 @@ struct TargetDecision {
 };
 
 struct DecisionOptions {
+  // Unless the spec names objectives, the task's defaults: Decide takes perplexity's for
+  // language-model rows (ForRows).
   std::vector<Objective> objectives = DefaultObjectives();
+  bool default_objectives = true;
   GateSpec gates;
   std::string rule = "fastest";
 };
 
 // Options from a spec's report section (objectives, gates, rule).
 StatusOr<DecisionOptions> OptionsFromSpec(const ReportSpec& report);
+
+// `options` with the default objectives of the rows' task (perplexity for language models);
+// unchanged when the spec named objectives.
+DecisionOptions ForRows(const DecisionOptions& options, const std::vector<TrialResult>& results);
 
 // Targets in first-seen order; pointers refer into `results`.
 std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, const DecisionOptions& options);

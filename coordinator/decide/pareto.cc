@@ -7,6 +7,7 @@
 #include <fmt/printf.h>
 
 #include "common/codec/records.h"
+#include "common/spec/objectives.h"
 
 namespace prunelab::coordinator {
 
@@ -65,7 +66,7 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
       // Iterative intermediate rounds and sensitivity trials are evaluated, not benchmarked.
       if (!r.baseline && r.latency_p90_ms <= 0) continue;
       cands.push_back(&r);
-      pts.push_back({r.accuracy, r.latency_p90_ms * LatencyScale(r, f.baseline)});
+      pts.push_back({QualityScore(r), r.latency_p90_ms * LatencyScale(r, f.baseline)});
     }
     f.ok_variants = cands.size();
     for (size_t i : ParetoFront(pts)) f.front.push_back(cands[i]);
@@ -99,11 +100,14 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
     std::snprintf(speed, sizeof(speed), "%5.2fx", base->latency_p90_ms / r.latency_p90_ms);
   else
     std::snprintf(speed, sizeof(speed), "-");
-  double drop = base ? (base->accuracy - r.accuracy) * 100 : 0;
+  double drop = base ? QualityLoss(r, *base) : 0;
   char worst[24] = "     -";
   if (r.worst_class >= 0) std::snprintf(worst, sizeof(worst), "%+6.2f", r.worst_class_drop * 100);
-  buf = fmt::sprintf("%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
-                mark, r.task_id.c_str(), DescribeVariant(r).c_str(), r.achieved_sparsity * 100, r.accuracy * 100, drop, worst,
+  // Language models: perplexity and its increase over dense in percent, in the same columns.
+  const bool lm = ScoredByPerplexity(r);
+  buf = fmt::sprintf(lm ? "%-2s %-12s %-24s %6.1f%% %8.2f %+6.1f%% %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n"
+                        : "%-2s %-12s %-24s %6.1f%% %7.2f%% %+6.2f %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n",
+                mark, r.task_id.c_str(), DescribeVariant(r).c_str(), r.achieved_sparsity * 100, lm ? r.perplexity : r.accuracy * 100, drop, worst,
                 r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, speed,
                 r.deployable_form.empty() ? "dense" : r.deployable_form.c_str(), r.throughput_sps,
                 static_cast<unsigned long long>(r.params), r.model_bytes / 1024.0,
@@ -113,6 +117,8 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
 
 const char* kHeader =
     "   trial        variant                  achieved accuracy drop_pt worst_pt   p50_ms   p90_ms   p99_ms p90_speedup(spread)  form  offline_sps   params size_KiB bench\n";
+const char* kLmHeader =
+    "   trial        variant                  achieved perplexity ppl_+% worst_pt   p50_ms   p90_ms   p99_ms p90_speedup(spread)  form  offline_sps   params size_KiB bench\n";
 
 }  // namespace
 
@@ -122,11 +128,12 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
   if (fronts.empty()) return "no results yet\n";
   for (const auto& f : fronts) {
     if (!only_target.empty() && f.target != only_target) continue;
-    std::string title = fmt::sprintf("Pareto front for target '%s': accuracy (max) vs single-stream p90 latency (min); "
+    const bool lm = f.baseline && ScoredByPerplexity(*f.baseline);
+    std::string title = fmt::sprintf("Pareto front for target '%s': %s vs single-stream p90 latency (min); "
                   "%zu of %zu variants non-dominated, %zu failed\n",
-                  f.target.c_str(), f.front.size(), f.ok_variants, f.failed);
+                  f.target.c_str(), lm ? "perplexity (min)" : "accuracy (max)", f.front.size(), f.ok_variants, f.failed);
     out += title;
-    out += kHeader;
+    out += lm ? kLmHeader : kHeader;
     bool base_on_front = false;
     for (const TrialResult* r : f.front) {
       if (r == f.baseline) base_on_front = true;
@@ -135,7 +142,8 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
     if (f.baseline && !base_on_front) out += Row(*f.baseline, f.baseline, "r");
     if (!f.baseline) out += "   (no successful dense baseline on this target: drops and ratios not available)\n";
     out += "   * = on the front, r = dense reference (dominated). Latencies: single-stream, batch 1, on the target,\n"
-           "   in the fastest execution form measured (form). drop_pt = accuracy points lost vs the dense baseline;\n"
+           "   in the fastest execution form measured (form). drop_pt = accuracy points lost vs the dense baseline\n"
+           "   (language models: ppl_+% = perplexity increase over dense, in percent);\n"
            "   worst_pt = the largest per-class loss (points), where pruning hurts first.\n"
            "   p90_speedup = median of baseline/variant p90 ratios over interleaved A/B rounds on the same worker\n"
            "   (min-max in parentheses; >1 is faster). The front compares p90s measured side by side: a variant's\n"

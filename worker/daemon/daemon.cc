@@ -223,6 +223,7 @@ class Session {
     ctx.fetch_artifact = [this, &rpc](const std::string& hash) { return Fetch(rpc, hash); };
     ctx.host_lock = [this](bool exclusive) { return HostLock(options_.host_lock_path, exclusive); };
     ctx.interference = options_.interference;
+    ctx.cache_dir = options_.cache_dir;
     ctx.on_progress = [this, &me, &task, wid](const std::string& phase, double p) {
       bool disturbed = false;
       {

@@ -31,6 +31,9 @@ struct ExecutionContext {
   std::function<std::shared_ptr<void>(bool exclusive)> host_lock;
   // When a benchmark run counts as disturbed by other load on the machine (retried, then INVALID).
   InterferencePolicy interference;
+  // Where derived data is kept between tasks (tokenized text, trained tokenizers); empty:
+  // /tmp/prunelab-cache.
+  std::string cache_dir;
 };
 
 struct ExecutionOutput {

@@ -7,6 +7,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -24,6 +26,7 @@
 #include "worker/daemon/executor.h"
 #include "worker/engine/prune/plan.h"
 #include "worker/engine/train/training.h"
+#include "worker/engine/data/token_data.h"
 #include "worker/engine/data/user_data.h"
 #include "worker/engine/model/depth.h"
 #include "worker/engine/model/quantize.h"
@@ -50,6 +53,7 @@ TrainOptions OptionsFrom(const TrainingConfig& t, double epochs, double learning
   o.weight_decay = t.weight_decay;
   o.seed = t.seed + seed_offset;
   o.bf16 = t.precision == "bf16";
+  o.adamw = t.optimizer == "adamw";
   return o;
 }
 
@@ -84,14 +88,104 @@ class TorchExecutor final : public TrialExecutor {
       r.error = std::string("LibTorch error: ") + e.what_without_backtrace();
     } catch (const std::exception& e) {
       r.ok = false;
-      r.error = std::string("error: ") + e.what();
+      // TorchScript's compile errors start with a newline: the message's first line would be empty.
+      std::string what = e.what();
+      what.erase(0, what.find_first_not_of(" \n"));
+      r.error = "error: " + what;
     }
     if (!r.ok) out.artifact.clear();
     return out;
   }
 
  private:
-  StatusOr<const Dataset*> Data(const DatasetConfig& cfg, bool train, const std::vector<int64_t>& input_shape) {
+  // Raw text tokenized once per corpus, tokenizer and vocabulary on this worker, by
+  // prunelab-tokenize (beside this binary: SentencePiece cannot share a process with
+  // LibTorch) into CACHE/tokens/HASH: train.bin, val.bin, tokenizer.model, corpus.json.
+  struct Tokenized {
+    std::string dir;
+    int64_t vocabulary = 0;
+    std::string tokenizer_hash;
+  };
+  StatusOr<Tokenized> TokenizeText(const DatasetConfig& cfg, const std::string& cache_dir,
+                                   const std::function<bool(const std::string&, double)>& on_progress) {
+    const std::string key = "text:" + cfg.path + ":" + std::to_string(cfg.vocab_size) + ":" + cfg.tokenizer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = tokenized_.find(key);
+      if (it != tokenized_.end()) return it->second;
+    }
+    std::lock_guard<std::mutex> once(tokenize_mu_);
+    const std::string root = (cache_dir.empty() ? std::string("/tmp/prunelab-cache") : cache_dir);
+    const std::string out = root + "/tokens/" + ContentHash(key).substr(0, 16);
+    std::error_code ec;
+    const std::string bin =
+        (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "prunelab-tokenize").string();
+    if (!std::filesystem::exists(out + "/corpus.json")) {
+      if (!std::filesystem::exists(bin))
+        return Status::Internal("prunelab-tokenize not found at " + bin + " (build it: cluster/build.sh)");
+      if (on_progress) on_progress("tokenizing " + cfg.path, 0);
+      std::string cmd = Quote(bin) + " --corpus " + Quote(cfg.path) + " --out " + Quote(out) + " --cache-dir " +
+                        Quote(root + "/tokenizers");
+      cmd += cfg.tokenizer.empty() ? " --vocab " + std::to_string(cfg.vocab_size) : " --tokenizer " + Quote(cfg.tokenizer);
+      cmd += " > " + Quote(out + ".log") + " 2>&1";
+      std::filesystem::create_directories(root + "/tokens", ec);
+      const int rc = std::system(cmd.c_str());
+      if (rc != 0) {
+        std::ifstream log(out + ".log");
+        std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+        while (!text.empty() && text.back() == '\n') text.pop_back();
+        const auto nl = text.rfind('\n');
+        return Status::InvalidArgument("dataset " + cfg.path + " could not be tokenized: " +
+                                       (nl == std::string::npos ? text : text.substr(nl + 1)));
+      }
+    }
+    std::ifstream in(out + "/corpus.json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto j = ParseJson(text);
+    if (!j.ok() || !j->is_object() || !j->contains("vocabulary"))
+      return Status::Internal(out + "/corpus.json is unreadable; delete " + out + " to tokenize again");
+    Tokenized t{out, j->value("vocabulary", int64_t{0}), j->value("tokenizer_hash", std::string())};
+    std::lock_guard<std::mutex> lock(mu_);
+    return tokenized_[key] = t;
+  }
+
+  static std::string Quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  }
+
+  // Token windows of a language-modeling dataset: the split's token files (tokens), or the
+  // text tokenized on this worker (text).
+  StatusOr<Dataset> LoadTokens(const DatasetConfig& cfg, bool train, const ExecutionContext* ctx) {
+    std::string dir = cfg.path;
+    int64_t vocabulary = cfg.vocab_size;
+    if (cfg.name == "text") {
+      auto t = TokenizeText(cfg, ctx ? ctx->cache_dir : "", ctx ? ctx->on_progress : nullptr);
+      if (!t.ok()) return t.status();
+      dir = t->dir;
+      vocabulary = t->vocabulary;
+    }
+    return LoadTokenSplit(dir, train ? "train" : "val", cfg.sequence_length, vocabulary,
+                          train ? cfg.train_subset : cfg.test_subset);
+  }
+
+  StatusOr<const Dataset*> Data(const DatasetConfig& cfg, bool train, const std::vector<int64_t>& input_shape,
+                                const ExecutionContext* ctx = nullptr) {
+    if (cfg.task == "causal_lm") {
+      const std::string key = "lm:" + cfg.name + ":" + cfg.path + ":" + cfg.tokenizer + ":" +
+                              std::to_string(cfg.vocab_size) + ":" + std::to_string(cfg.sequence_length) +
+                              (train ? ":train:" : ":test:") + std::to_string(train ? cfg.train_subset : cfg.test_subset);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = data_.find(key);
+        if (it != data_.end()) return &it->second;
+      }
+      auto d = LoadTokens(cfg, train, ctx);
+      if (!d.ok()) return d.status();
+      std::lock_guard<std::mutex> lock(mu_);
+      return &(data_[key] = std::move(d).value());
+    }
     std::lock_guard<std::mutex> lock(mu_);
     const bool user = cfg.name == "npy" || cfg.name == "folder";
     std::string key = cfg.name + ":" + cfg.path + (train ? ":train:" : ":test:") +
@@ -156,6 +250,12 @@ class TorchExecutor final : public TrialExecutor {
   // What the model's input is, for the model card.
   static std::string Preprocessing(const Task& t) {
     const auto& d = t.dataset;
+    if (d.task == "causal_lm")
+      return (d.name == "text" ? (d.tokenizer.empty() ? "UTF-8 text tokenized by a SentencePiece unigram model of " +
+                                                            std::to_string(d.vocab_size) + " pieces trained on the training split"
+                                                      : "UTF-8 text tokenized by " + d.tokenizer)
+                               : "token ids as stored (below " + std::to_string(d.vocab_size) + ")") +
+             ", windows of " + std::to_string(d.sequence_length) + " ids (int64); next-token targets";
     if (d.name != "npy" && d.name != "folder")
       return "pixel / 255, then (x - 0.2860) / 0.3530 (Fashion-MNIST mean and std)";
     auto list = [](const std::vector<double>& v, double none) {
@@ -176,10 +276,19 @@ class TorchExecutor final : public TrialExecutor {
     return SampleShapeOr(task.input_shape);
   }
 
-  // What the model learns: every batch, example input, loss and metric comes from it. The wire
-  // names no other task yet, so it is image classification over model.input_shape.
-  static std::unique_ptr<LearningTask> LearningTaskOf(const Task& task) {
-    return NewImageClassification(SampleShape(task));
+  // What the model learns: every batch, example input, loss and metric comes from it: causal
+  // language modeling over the dataset's windows and vocabulary (the tokenizer's, when the
+  // user gave one), or image classification over model.input_shape.
+  std::unique_ptr<LearningTask> LearningTaskOf(const Task& task) {
+    const DatasetConfig& d = task.dataset;
+    if (d.task != "causal_lm") return NewImageClassification(SampleShape(task));
+    int64_t vocabulary = d.vocab_size;
+    if (d.name == "text") {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = tokenized_.find("text:" + d.path + ":" + std::to_string(d.vocab_size) + ":" + d.tokenizer);
+      if (it != tokenized_.end()) vocabulary = it->second.vocabulary;
+    }
+    return NewCausalLanguageModeling(d.sequence_length, vocabulary);
   }
 
   // Test images shaped as the model expects (model.input_shape; zoo: [1, 28, 28]).
@@ -200,8 +309,8 @@ class TorchExecutor final : public TrialExecutor {
     return out;
   }
 
-  StatusOr<const Dataset*> ShapedData(const Task& task, bool train) {
-    auto d = Data(task.dataset, train, SampleShape(task));
+  StatusOr<const Dataset*> ShapedData(const Task& task, bool train, const ExecutionContext* ctx = nullptr) {
+    auto d = Data(task.dataset, train, SampleShape(task), ctx);
     if (!d.ok() || task.input_shape.empty()) return d;
     std::lock_guard<std::mutex> lock(mu_);
     std::string key = task.dataset.path + (train ? ":train:" : ":test:") + std::to_string(train ? task.dataset.train_subset : task.dataset.test_subset);
@@ -216,7 +325,7 @@ class TorchExecutor final : public TrialExecutor {
   // The dense model of a training task: built from the zoo (or the user's file) and trained;
   // its serialized bytes become the task's artifact.
   StatusOr<Loaded> TrainBaseline(const Task& task, const ExecutionContext& ctx, ExecutionOutput* out) {
-    auto train = ShapedData(task, /*train=*/true);
+    auto train = ShapedData(task, /*train=*/true, &ctx);
     if (!train.ok()) return train.status();
     Loaded m;
     if (!task.model_artifact.empty()) {
@@ -224,7 +333,7 @@ class TorchExecutor final : public TrialExecutor {
       if (!u.ok()) return u.status();
       m = std::move(u).value();
     } else {
-      auto built = BuildZooModel(task.model, task.training.seed);
+      auto built = BuildZooModel(task.model, task.training.seed, LearningTaskOf(task)->Sample());
       if (!built.ok()) return built.status();
       m = Loaded{built->module, built->layout};
     }
@@ -288,6 +397,11 @@ class TorchExecutor final : public TrialExecutor {
       row->accuracy = ev.accuracy;
       row->per_class_accuracy = ev.per_class;
       row->baseline_accuracy = base_ev.accuracy;
+      if (!learning.Metric().maximize) {  // language modeling: perplexity, lower is better
+        row->metric = learning.Metric().name;
+        row->perplexity = ev.quality;
+        row->baseline_perplexity = base_ev.quality;
+      }
       row->worst_class_drop = 0;
       row->worst_class = -1;
       for (size_t k = 0; k < ev.per_class.size() && k < base_ev.per_class.size(); ++k) {
@@ -306,7 +420,7 @@ class TorchExecutor final : public TrialExecutor {
     r.class_names = ClassNames(task.dataset);
     r.preprocessing = Preprocessing(task);
     if (ctx.on_progress) ctx.on_progress("loading data", 0);
-    auto test = ShapedData(task, /*train=*/false);
+    auto test = ShapedData(task, /*train=*/false, &ctx);
     if (!test.ok()) return test.status();
     if (task.kind == TaskKind::kBenchmarkVariant) return BenchmarkVariant(task, ctx, *test.value(), &r);
     if (task.kind == TaskKind::kEvaluateRelease) return EvaluateRelease(task, ctx, *test.value(), &r);
@@ -354,7 +468,7 @@ class TorchExecutor final : public TrialExecutor {
   Status Quantize(const Task& task, const ExecutionContext& ctx, const Describe& describe, torch::jit::Module* model,
                   TrialResult* r) {
     if (quantized_engine_.empty()) return SelectQuantizedEngine().status();
-    auto calibration = ShapedData(task, /*train=*/true);
+    auto calibration = ShapedData(task, /*train=*/true, &ctx);
     if (!calibration.ok()) return calibration.status();
     if (ctx.on_progress) ctx.on_progress("quantizing (" + task.trial.quantize + ", " + quantized_engine_ + ")", 0);
     QuantizeReport report;
@@ -470,6 +584,9 @@ class TorchExecutor final : public TrialExecutor {
       if (!bytes.ok()) return Status::Unavailable(std::string(what) + " " + hash + ": " + bytes.status().ToString());
       return LoadFromBytes(bytes.value());
     };
+    if (task.dataset.task == "causal_lm")
+      return Status::InvalidArgument("continuous evaluation of a released language model is not built yet (releases of "
+                                   "image classifiers only)");
     auto variant = load(task.variant_artifact, "released variant");
     if (!variant.ok()) return variant.status();
     auto learning = LearningTaskOf(task);
@@ -561,11 +678,11 @@ class TorchExecutor final : public TrialExecutor {
       if (!u.ok()) return u.status();
       return u->module;  // the user's weights before baseline training
     }
-    auto built = BuildZooModel(task.model, task.training.seed);
+    auto built = BuildZooModel(task.model, task.training.seed, LearningTaskOf(task)->Sample());
     if (!built.ok()) return built.status();
     m = built->module;
     if (task.trial.rewind > 0) {
-      auto train = ShapedData(task, true);
+      auto train = ShapedData(task, true, &ctx);
       if (!train.ok()) return train.status();
       TrainOptions o = OptionsFrom(task.training, task.training.epochs, task.training.learning_rate, 0);
       int64_t steps_per_epoch = (train.value()->size() + o.batch_size - 1) / o.batch_size;
@@ -714,7 +831,7 @@ class TorchExecutor final : public TrialExecutor {
     auto learning = LearningTaskOf(task);
     const Dataset* calibration = nullptr;
     if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0 || depth) {
-      auto train = ShapedData(task, true);
+      auto train = ShapedData(task, true, &ctx);
       if (!train.ok()) return train.status();
       calibration = train.value();
     }
@@ -822,6 +939,8 @@ class TorchExecutor final : public TrialExecutor {
 
   std::string quantized_engine_;  // empty: this LibTorch has no quantized engine
   std::mutex mu_;
+  std::mutex tokenize_mu_;  // one tokenization at a time (held without mu_)
+  std::map<std::string, Tokenized> tokenized_;
   std::map<std::string, Dataset> data_;
   std::map<std::string, Evaluation> baseline_eval_;
   std::map<std::string, Dataset> shaped_;

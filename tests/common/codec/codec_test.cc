@@ -234,6 +234,59 @@ TEST(RecordsTest, ResultJsonRoundTripHasPublicFields) {
 // decode into gigabytes. Now the traversal limit follows the message size.
 // A confirmation round's task travels with its candidates and the target's threads, on the
 // wire and in the store; a peer sending more candidates than the limit is refused at the edge.
+// A language-model task's learning task, windows, vocabulary, tokenizer and optimizer, and its
+// rows' perplexity, on the wire and in the store; records from before read as image
+// classification with SGD.
+TEST(CodecTest, ALanguageModelTaskAndItsPerplexityRowsTravelAndOlderRecordsReadAsImages) {
+  Task t;
+  t.sweep_id = "sw-1";
+  t.task_id = "t001";
+  t.dataset.task = "causal_lm";
+  t.dataset.name = "text";
+  t.dataset.sequence_length = 128;
+  t.dataset.vocab_size = 4096;
+  t.dataset.tokenizer = "/data/sp.model";
+  t.training.optimizer = "adamw";
+  auto back = std::get<AssignMsg>(Decode(Encode(AssignMsg{t})).value()).task;
+  EXPECT_EQ(back.dataset.task, "causal_lm");
+  EXPECT_EQ(back.dataset.sequence_length, 128u);
+  EXPECT_EQ(back.dataset.vocab_size, 4096u);
+  EXPECT_EQ(back.dataset.tokenizer, "/data/sp.model");
+  EXPECT_EQ(back.training.optimizer, "adamw");
+  auto stored = TaskFromJson(ToJson(t));
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->dataset.task, "causal_lm");
+  EXPECT_EQ(stored->dataset.vocab_size, 4096u);
+  EXPECT_EQ(stored->training.optimizer, "adamw");
+  auto older = ToJson(t);
+  older["dataset"].erase("task");
+  older["training"].erase("optimizer");
+  auto old = TaskFromJson(older);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->dataset.task, "image_classification");
+  EXPECT_EQ(old->training.optimizer, "sgd");
+  Task image;  // an older peer sends neither field: the same defaults
+  image.dataset.task.clear();
+  image.training.optimizer.clear();
+  auto peer = std::get<AssignMsg>(Decode(Encode(AssignMsg{image})).value()).task;
+  EXPECT_EQ(peer.dataset.task, "image_classification");
+  EXPECT_EQ(peer.training.optimizer, "sgd");
+
+  TrialResult r = SampleResult();
+  r.metric = "perplexity";
+  r.perplexity = 41.25;
+  r.baseline_perplexity = 38.5;
+  auto wire = std::get<SubmitResultMsg>(Decode(Encode(SubmitResultMsg{"w1", r, ""})).value()).result;
+  EXPECT_EQ(wire.metric, "perplexity");
+  EXPECT_DOUBLE_EQ(wire.perplexity, 41.25);
+  EXPECT_DOUBLE_EQ(wire.baseline_perplexity, 38.5);
+  auto row = ResultFromJson(ToJson(r));
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->metric, "perplexity");
+  EXPECT_DOUBLE_EQ(row->perplexity, 41.25);
+  EXPECT_DOUBLE_EQ(row->baseline_perplexity, 38.5);
+}
+
 TEST(CodecTest, AConfirmationTaskKeepsItsCandidatesAndTooManyAreRefused) {
   Task t;
   t.sweep_id = "sw-1";

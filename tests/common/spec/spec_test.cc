@@ -7,6 +7,7 @@
 
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "tests/status_matchers.h"
 
 namespace prunelab {
 namespace {
@@ -522,6 +523,71 @@ TEST(SpecLimitsTest, ALongOrBinaryNameIsQuotedShortAndTextMustBeUtf8) {
   auto bad = ParseSpec(std::string(kHead) + "# caf\xFF\nsweep: {criterion: l1, granularity: unstructured, sparsity: 0.5}\n");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("not valid UTF-8"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace prunelab
+
+namespace prunelab {
+namespace {
+
+using prunelab::testing::IsError;
+
+// task: causal_lm: the zoo decoder or the user's, a text or tokens dataset, AdamW defaults;
+// every mix-up names its field and the choices.
+TEST(SpecTest, ALanguageModelSweepHasItsOwnDataTrainingAndChoices) {
+  auto s = ParseSpec("name: lm\ntask: causal_lm\nmodel: gpt\n"
+                     "sweep: {criterion: l2, granularity: structured, sparsity: 0.5}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->dataset.task, "causal_lm");
+  EXPECT_EQ(s->dataset.name, "text");
+  EXPECT_EQ(s->dataset.path, "/usr/share/games/fortunes");
+  EXPECT_EQ(s->dataset.vocab_size, 512u);
+  EXPECT_EQ(s->dataset.sequence_length, 64u);
+  EXPECT_EQ(s->training.optimizer, "adamw");
+  EXPECT_DOUBLE_EQ(s->schedules.at(0).finetune_learning_rate, 1e-3) << "AdamW's fine-tuning rate";
+  auto tasks = ExpandTasks(s.value(), "sw");
+  ASSERT_FALSE(tasks.empty());
+  EXPECT_EQ(tasks[0].dataset.task, "causal_lm") << "every task carries what it learns";
+  auto image = ParseSpec("name: i\nmodel: cnn\nsweep: {criterion: l1, granularity: structured, sparsity: 0.5}\n");
+  ASSERT_TRUE(image.ok());
+  EXPECT_NE(BaselineKey(image.value()), BaselineKey(s.value()));
+  EXPECT_EQ(image->dataset.task, "image_classification");
+  EXPECT_EQ(image->training.optimizer, "sgd");
+
+  auto tokens = ParseSpec("name: lm\ntask: causal_lm\nmodel: {torchscript: lm.pt}\n"
+                          "dataset: {name: tokens, path: /data/owt, vocab_size: 50304, sequence_length: 256}\n"
+                          "training: {epochs: 0}\n"
+                          "sweep: {criterion: l2, granularity: structured, sparsity: 0.5}\n");
+  ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
+  EXPECT_EQ(tokens->dataset.vocab_size, 50304u);
+  EXPECT_TRUE(tokens->input_shape.empty()) << "the windows are the input";
+
+  const std::string sweep = "sweep: {criterion: l2, granularity: structured, sparsity: 0.5}\n";
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: lm\nmodel: gpt\n" + sweep), Status::Code::kInvalidArgument,
+                      "task: 'lm' is not allowed (allowed values: image_classification, causal_lm)"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: cnn\n" + sweep), Status::Code::kInvalidArgument,
+                      "model: 'cnn' is an image classifier; task causal_lm takes gpt"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\nmodel: gpt\n" + sweep), Status::Code::kInvalidArgument,
+                      "'gpt' is a language model: give task: causal_lm"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\ndataset: {name: npy}\n" + sweep),
+                      Status::Code::kInvalidArgument, "dataset.name: 'npy' is not allowed (allowed values: text, tokens)"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\ndataset: {name: tokens, path: /d}\n" + sweep),
+                      Status::Code::kInvalidArgument, "dataset.vocab_size: is required for name tokens"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\n"
+                                "dataset: {name: text, tokenizer: t.model, vocab_size: 100}\n" + sweep),
+                      Status::Code::kInvalidArgument, "give vocab_size (prunelab trains a tokenizer of that size) or tokenizer"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\ndataset: {sequence_length: 1}\n" + sweep),
+                      Status::Code::kInvalidArgument, "dataset.sequence_length"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\ndataset: {mean: [0.5]}\n" + sweep),
+                      Status::Code::kInvalidArgument, "dataset.mean"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: {torchscript: m.pt, input_shape: [64]}\n" + sweep),
+                      Status::Code::kInvalidArgument, "model.input_shape: does not apply to task causal_lm"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\nmodel: cnn\ntraining: {optimizer: adam}\n" + sweep),
+                      Status::Code::kInvalidArgument, "training.optimizer: 'adam' is not allowed (allowed values: sgd, adamw)"));
+  auto gate = ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\n" + sweep + "report: {gates: {max_perplexity_ratio: 1.1}}\n");
+  ASSERT_TRUE(gate.ok()) << gate.status().ToString();
+  EXPECT_DOUBLE_EQ(gate->report.gates.max_perplexity_ratio, 1.1);
 }
 
 }  // namespace

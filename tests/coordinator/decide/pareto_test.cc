@@ -263,6 +263,53 @@ TEST(DecisionTest, GatesNameEveryFailureAndRulesPickDifferentVariants) {
   EXPECT_EQ(Decide(rows, knee)[0].recommended, k[0].recommended);
 }
 
+// Language models: rows whose metric is perplexity are ranked, gated and tabled by it (lower
+// is better; the gate is a ratio to dense), with the default objectives taking perplexity's
+// place and next-token accuracy playing no part.
+TEST(DecisionTest, LanguageModelRowsAreDecidedByPerplexity) {
+  auto lm = [](const std::string& id, double ppl, double p90, uint64_t bytes, bool baseline = false) {
+    TrialResult r = Row(id, /*next-token accuracy, ignored*/ 0.30, p90, bytes, baseline);
+    r.metric = "perplexity";
+    r.perplexity = ppl;
+    r.baseline_perplexity = 40.0;
+    return r;
+  };
+  std::vector<TrialResult> rows{lm("base@cpu", 40.0, 1.0, 1000, true), lm("t001@cpu", 44.0, 0.6, 450),
+                                lm("t002@cpu", 52.0, 0.4, 300), lm("t003@cpu", 45.0, 0.9, 480)};
+  rows[1].accuracy = 0.01;  // a next-token accuracy that would fail any accuracy gate
+  DecisionOptions o;
+  o.gates.max_perplexity_ratio = 1.15;
+  auto d = Decide(rows, o);
+  ASSERT_EQ(d.size(), 1u);
+  std::map<std::string, const Verdict*> by;
+  for (const auto& v : d[0].variants) by[v.row->task_id] = &v;
+  EXPECT_TRUE(by["t001@cpu"]->pass) << "44 / 40 = 1.10x; the accuracy gate does not apply";
+  EXPECT_NEAR(by["t001@cpu"]->quality_loss, 10.0, 1e-9);
+  ASSERT_FALSE(by["t002@cpu"]->pass);
+  EXPECT_NE(by["t002@cpu"]->reasons.at(0).find("perplexity 52.00 = 1.300x dense > 1.150x"), std::string::npos)
+      << by["t002@cpu"]->reasons.at(0);
+  EXPECT_EQ(by["t003@cpu"]->rank, 2) << "worse perplexity and slower than t001: dominated";
+  ASSERT_NE(d[0].recommended, nullptr);
+  EXPECT_EQ(d[0].recommended->task_id, "t001@cpu");
+  EXPECT_NE(d[0].why.find("perplexity 44.00, +10.0 % vs dense"), std::string::npos) << d[0].why;
+  o.rule = "most_accurate";
+  auto m = Decide(rows, o);
+  ASSERT_NE(m[0].recommended, nullptr);
+  EXPECT_EQ(m[0].recommended->task_id, "t001@cpu") << "the lowest perplexity passing, not the highest accuracy";
+  EXPECT_NE(m[0].why.find("the lowest perplexity"), std::string::npos) << m[0].why;
+  const std::string text = FormatDecisions(d, o);
+  EXPECT_NE(text.find("perplexity (min)"), std::string::npos) << text;
+  EXPECT_NE(text.find("ppl_+%"), std::string::npos) << text;
+  EXPECT_EQ(DecisionsJson(d, o)["objectives"][0]["field"], "perplexity");
+  const std::string table = FormatParetoTable(rows, "");
+  EXPECT_NE(table.find("perplexity (min) vs single-stream p90"), std::string::npos) << table;
+  EXPECT_EQ(table.find("t003@cpu"), std::string::npos) << "dominated: off the front\n" << table;
+  // Objectives the spec names are kept as given.
+  auto named = OptionsFromSpec(ReportSpec{"accuracy:max,latency_p90_ms:min", "fastest", {}});
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(ForRows(named.value(), rows).objectives[0].field, "accuracy");
+}
+
 // Issue 25's run 1, as recorded: the 30 % variant's own run read 0.897 ms (twice as fast as in
 // the runs before and after it) while its interleaved A/B rounds said 1.76x against the 50 %
 // variant's 2.84x. Fronts, gates and the recommendation compare the side-by-side figures.

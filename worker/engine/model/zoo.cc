@@ -94,6 +94,38 @@ std::string VitSource() {
   return src;
 }
 
+// The zoo decoder: GPT-2's layout (learned positions, pre-norm blocks of causal multi-head
+// attention and a GELU MLP, tied input and output embeddings), written as users write it.
+std::string GptSource(int layers) {
+  std::string src = "def run(self, x: Tensor, keep: bool, acts: List[Tensor]) -> Tensor:\n";
+  auto line = [&](const std::string& l) { src += "    " + l + "\n"; };
+  line("B = x.size(0)");
+  line("N = x.size(1)");
+  line("h = torch.embedding(self.wte, x) + self.wpe[0:N]");
+  line("D = h.size(2)");
+  line("d = self.head_dim");
+  line("t = torch.arange(N, device=x.device)");
+  line("causal = t.unsqueeze(0) > t.unsqueeze(1)");
+  for (int i = 0; i < layers; ++i) {
+    std::string b = "self.b" + std::to_string(i) + "_";
+    line("a = torch.layer_norm(h, [D], " + b + "ln1_w, " + b + "ln1_b, 1e-5, False)");
+    line("H = " + b + "q_w.size(0) // d");
+    for (const char* qkv : {"q", "k", "v"})
+      line(std::string(qkv) + " = torch.linear(a, " + b + qkv + "_w, " + b + qkv + "_b).reshape([B, N, H, d]).transpose(1, 2)");
+    line("s = torch.matmul(q, k.transpose(2, 3)) * (1.0 / (float(d) ** 0.5))");
+    line("o = torch.matmul(torch.softmax(s.masked_fill(causal, float('-inf')), -1), v)");
+    src += "    if keep:\n        acts.append(o)\n";
+    line("h = h + torch.linear(o.transpose(1, 2).reshape([B, N, H * d]), " + b + "o_w, " + b + "o_b)");
+    line("m = torch.gelu(torch.linear(torch.layer_norm(h, [D], " + b + "ln2_w, " + b + "ln2_b, 1e-5, False), " + b +
+         "fc1_w, " + b + "fc1_b))");
+    src += "    if keep:\n        acts.append(m.transpose(1, 2))\n";
+    line("h = h + torch.linear(m, " + b + "fc2_w, " + b + "fc2_b)");
+  }
+  line("h = torch.layer_norm(h, [D], self.ln_w, self.ln_b, 1e-5, False)");
+  line("return torch.linear(h, self.wte)");
+  return src;
+}
+
 // forward() and probe() share run(): probe returns one activation per structure group.
 const char* kEntryPoints = R"JIT(
 def forward(self, x: Tensor) -> Tensor:
@@ -132,6 +164,8 @@ class Builder {
     Param(p + "_b", torch::zeros({c}));
   }
   void Group(StructureGroup g) { layout_.groups.push_back(std::move(g)); }
+  // A prunable layer whose parameters `name_w` (and `name_b`) are registered already.
+  void AddLayer(const std::string& name) { layout_.layers.push_back({name, name + "_w"}); }
   BuiltModel Finish(const std::string& source) {
     m_.define(source);
     m_.define(kEntryPoints);
@@ -239,18 +273,54 @@ BuiltModel Vit(uint64_t seed) {
   return b.Finish(VitSource());
 }
 
+BuiltModel Gpt(uint64_t seed, int64_t vocabulary, int64_t positions) {
+  Builder b("ZooGPT", seed);
+  b.module().register_attribute("head_dim", c10::IntType::get(), kGptHeadDim);
+  // GPT-2's initialization: N(0, 0.02) embeddings and weights, the residual projections
+  // scaled down by sqrt(2 * layers), zero biases.
+  auto normal = [](std::vector<int64_t> shape, double sd) { return torch::randn(shape) * sd; };
+  b.Param("wte", normal({vocabulary, kGptWidth}, 0.02));
+  b.Param("wpe", normal({positions, kGptWidth}, 0.01));
+  const double proj_sd = 0.02 / std::sqrt(2.0 * kGptLayers);
+  auto layer = [&](const std::string& n, int64_t out, int64_t in, double sd) {
+    b.Param(n + "_w", normal({out, in}, sd));
+    b.Param(n + "_b", torch::zeros({out}));
+    b.AddLayer(n);
+  };
+  for (int i = 0; i < kGptLayers; ++i) {
+    std::string p = "b" + std::to_string(i) + "_";
+    b.LayerNorm(p + "ln1", kGptWidth);
+    for (const char* n : {"q", "k", "v"}) layer(p + n, kGptHeads * kGptHeadDim, kGptWidth, 0.02);
+    layer(p + "o", kGptWidth, kGptHeads * kGptHeadDim, proj_sd);
+    b.LayerNorm(p + "ln2", kGptWidth);
+    layer(p + "fc1", kGptMlp, kGptWidth, 0.02);
+    layer(p + "fc2", kGptWidth, kGptMlp, proj_sd);
+    b.Group(MakeGroup(p + "heads", "head",
+                      {Producer(p + "q", true, "", kGptHeadDim), Producer(p + "k", true, "", kGptHeadDim),
+                       Producer(p + "v", true, "", kGptHeadDim), {Slice{p + "o_w", 1, kGptHeadDim, true}}},
+                      {p + "q", p + "k", p + "v"}));
+    b.Group(MakeGroup(p + "mlp", "neuron", {Producer(p + "fc1", true), {Consumer(p + "fc2")}}, {p + "fc1"}));
+  }
+  b.LayerNorm("ln", kGptWidth);
+  return b.Finish(GptSource(kGptLayers));
+}
+
 }  // namespace
 
-StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed) {
+StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed, const SampleSpec& sample) {
   if (name == "mlp") return Mlp(seed);
   if (name == "cnn") return Cnn(seed);
   if (name == "resnet") return Resnet(seed);
   if (name == "vit") return Vit(seed);
-  return Status::InvalidArgument("model '" + name + "' is not in the zoo (have: mlp, cnn, resnet, vit)");
+  if (name == "gpt") {
+    const int64_t positions = sample.shape.empty() ? 64 : sample.shape[0];
+    return Gpt(seed, sample.vocabulary > 0 ? sample.vocabulary : 256, positions);
+  }
+  return Status::InvalidArgument("model '" + name + "' is not in the zoo (have: mlp, cnn, resnet, vit, gpt)");
 }
 
 StatusOr<ModelLayout> ZooLayout(const std::string& name) {
-  auto m = BuildZooModel(name, 0);
+  auto m = BuildZooModel(name, 0, SampleSpec{at::kLong, {8}, 16});
   if (!m.ok()) return m.status();
   return m->layout;
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "worker/engine/model/model.h"
+#include "worker/engine/task/learning_task.h"
 
 namespace prunelab::worker {
 
@@ -20,7 +21,14 @@ struct BuiltModel {
 //         average pool, fc; residual streams pruned as one group, inner block channels on their own.
 // vit:    7x7 patches (16 tokens), width 64, 2 pre-norm blocks of 4 heads x 16 and a 128-neuron MLP,
 //         mean-pooled; whole attention heads and MLP neurons prunable.
-StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed);
+// gpt:    a decoder language model for causal_lm: GPT-2's layout at width 128 (4 layers of
+//         4 causal heads x 32 and a 512-neuron GELU MLP, pre-norm, learned positions, tied
+//         embeddings; about 0.8 M weights besides the embeddings). Its vocabulary and
+//         positions come from `sample` (the task's: ids below sample.vocabulary, windows of
+//         sample.shape[0]); whole heads and MLP neurons prunable, blocks b0..b3 removable.
+inline constexpr int kGptLayers = 4;
+inline constexpr int64_t kGptWidth = 128, kGptHeads = 4, kGptHeadDim = 32, kGptMlp = 512;
+StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed, const SampleSpec& sample = {});
 // The layout of a zoo model (InvalidArgument for an unknown name).
 StatusOr<ModelLayout> ZooLayout(const std::string& name);
 

@@ -73,12 +73,27 @@ Status Train(torch::jit::Module& m, const LearningTask& task, const Dataset& dat
       if (on) SetMemoryFormat(m, false);
     }
   } restore{m, o.bf16};
-  std::vector<torch::Tensor> params;
+  std::vector<torch::Tensor> params, matrices, vectors;
   for (auto p : m.parameters()) {
     p.set_requires_grad(true);
     params.push_back(p);
+    (p.dim() >= 2 ? matrices : vectors).push_back(p);
   }
-  torch::optim::SGD opt(params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (o.adamw) {
+    // Decay on weight matrices (and embeddings) only, not on biases and norms: the usual
+    // transformer recipe. Gradients clipped to norm 1 below.
+    auto options = torch::optim::AdamWOptions(o.learning_rate).betas({0.9, 0.95});
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(matrices, std::make_unique<torch::optim::AdamWOptions>(
+                                      torch::optim::AdamWOptions(options).weight_decay(o.weight_decay)));
+    groups.emplace_back(vectors, std::make_unique<torch::optim::AdamWOptions>(
+                                     torch::optim::AdamWOptions(options).weight_decay(0)));
+    opt = std::make_unique<torch::optim::AdamW>(std::move(groups), options);
+  } else {
+    opt = std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
+  }
   m.train(true);
   const int64_t n = data.size();
   const int64_t bs = std::max<int64_t>(1, o.batch_size);
@@ -128,11 +143,11 @@ Status Train(torch::jit::Module& m, const LearningTask& task, const Dataset& dat
       // Cosine learning-rate decay to zero over the run: the usual recipe, and it makes
       // the dense baseline converge instead of ending on a noisy high-rate step.
       double lr = 0.5 * o.learning_rate * (1.0 + std::cos(M_PI * static_cast<double>(step) / total));
-      for (auto& group : opt.param_groups())
-        static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
-      opt.zero_grad();
+      for (auto& group : opt->param_groups()) group.options().set_lr(lr);
+      opt->zero_grad();
       loss.backward();
-      opt.step();
+      if (o.adamw) torch::nn::utils::clip_grad_norm_(params, 1.0);
+      opt->step();
       if (o.masks) ApplyMasks(m, *o.masks);
       ++step;
       if (o.on_progress && (step % report_every == 0 || step == last)) {

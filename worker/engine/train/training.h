@@ -17,6 +17,9 @@ struct TrainOptions {
   double learning_rate = 0.05;
   double momentum = 0.9;
   double weight_decay = 0.0;
+  // AdamW (betas 0.9/0.95, decay on matrices only, gradients clipped to norm 1) instead of
+  // SGD with momentum; momentum is then unused.
+  bool adamw = false;
   uint64_t seed = 42;
   const Masks* masks = nullptr;  // re-applied after every step, so pruned weights stay zero
   // Called about every 2 % of the work with the fraction done; return false to abort.
@@ -35,7 +38,7 @@ struct TrainOptions {
 // not, *why names what was looked for.
 bool CpuHasBf16(std::string* why);
 
-// SGD with momentum and a cosine learning-rate decay from learning_rate to 0 over all
+// SGD with momentum (or AdamW) and a cosine learning-rate decay from learning_rate to 0 over all
 // epochs, the task's loss (or its distillation loss), seeded shuffling; batches made by the
 // task. Fails (never throws) on a non-finite loss or when aborted.
 Status Train(torch::jit::Module& m, const LearningTask& task, const Dataset& data, const TrainOptions& options);
