@@ -415,6 +415,9 @@ TrialResult ResultFor(const Task& t) {
     c["spec_hash"] = t.spec_hash;
     c["input_shape"] = t.input_shape;
     c["model_artifact"] = t.model_artifact;
+    if (t.dataset.task == "causal_lm")  // what the card says the model takes
+      c["language_model"] = {{"sequence_length", t.dataset.sequence_length}, {"vocab_size", t.dataset.vocab_size},
+                             {"data", t.dataset.name}, {"path", t.dataset.path}, {"tokenizer", t.dataset.tokenizer}};
     c["training"] = {{"epochs", t.training.epochs}, {"batch_size", t.training.batch_size},
                      {"learning_rate", t.training.learning_rate}, {"seed", t.training.seed},
                      {"precision", t.training.precision}};

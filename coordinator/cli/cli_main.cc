@@ -536,6 +536,9 @@ int CmdExport(const Args& a) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail("cannot create " + dir + ": " + ec.message());
   json card = pc::ModelCard(*row, base);
+  if (card.contains("perplexity") && (onnx || a.Has("--fold-preprocessing")))
+    return Fail(std::string(onnx ? "--format onnx" : "--fold-preprocessing") +
+                ": not built yet for language models (their export is the TorchScript file and its card; run without it)");
   if (!WriteFile(dir + "/model.pt", bytes.value())) return Fail("cannot write into " + dir);
   if (a.Has("--fold-preprocessing"))
     if (pl::Status st = FoldInto(dir + "/model.pt", sweep->spec_yaml, &card); !st.ok())

@@ -221,7 +221,9 @@ StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, const Rep
   std::string objs;
   for (const auto& o : in.options.objectives) objs += (objs.empty() ? "" : ", ") + o.Label();
   const GateSpec& g = in.options.gates;
-  std::string gates = F("accuracy drop at most %.2f points", g.max_accuracy_drop);
+  const bool lm = std::any_of(results.begin(), results.end(), [](const TrialResult& r) { return ScoredByPerplexity(r); });
+  std::string gates = lm ? F("perplexity at most %.3fx the dense model's", g.max_perplexity_ratio)
+                         : F("accuracy drop at most %.2f points", g.max_accuracy_drop);
   if (g.max_worst_class_drop >= 0) gates += F("; worst-class drop at most %.2f points", g.max_worst_class_drop);
   for (const auto& [f, ms] : g.latency_budget_ms) gates += "; " + f + F(" at most %.3f ms", ms);
   if (g.max_memory_fraction > 0) gates += F("; model memory at most %.0f%% of the dense model's", g.max_memory_fraction * 100);

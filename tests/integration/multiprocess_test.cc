@@ -548,6 +548,81 @@ TEST_F(MultiProcessTest, ADepthSweepRemovesWholeBlocksAndItsCardsSayWhich) {
   EXPECT_NE(both.out.find("applies to --format torchscript"), std::string::npos) << both.out;
 }
 
+// Language models end to end: `prunelab run` of a causal_lm sweep over a slice of Debian's
+// fortunes. The worker tokenizes the text (a SentencePiece model trained on the slice), trains
+// the zoo decoder and removes heads and MLP neurons; the rows, the front, the decision and the
+// card speak perplexity. A corpus with a file that is not UTF-8 fails the sweep's baseline
+// naming the file and the line.
+TEST_F(MultiProcessTest, ALanguageModelSweepTokenizesTrainsPrunesAndDecidesByPerplexity) {
+  if (!std::filesystem::exists("/usr/share/games/fortunes/fortunes"))
+    GTEST_SKIP() << "Debian's fortunes corpus is not installed (cluster/install-deps.sh installs it)";
+  const std::string corpus = dir_.path() + "/corpus";
+  std::filesystem::create_directories(corpus);
+  for (const char* f : {"fortunes", "wisdom", "science"}) {  // the first 1,500 lines of three files
+    std::ifstream in(std::string("/usr/share/games/fortunes/") + f);
+    std::ofstream out(corpus + "/" + f);
+    std::string line;
+    for (int i = 0; i < 1500 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  auto spec_text = [&](const std::string& name, const std::string& path) {
+    return "name: " + name + "\ntask: causal_lm\nmodel: gpt\n"
+           "dataset: {name: text, path: " + path + ", vocab_size: 128, sequence_length: 32, train_subset: 240,"
+           " test_subset: 40}\n"
+           "training: {epochs: 1, batch_size: 16}\n"
+           "sweep: {criterion: l2, granularity: structured, sparsity: 0.5,\n"
+           "        schedule: {type: one_shot, finetune_epochs: 0.5, distill: {temperature: 2}}}\n"
+           "benchmark: {warmup_queries: 5, min_queries: 20, min_duration_s: 0.05, offline_batch_size: 8,\n"
+           "            offline_min_samples: 16, offline_min_duration_s: 0.05, ab_rounds: 1, confirm_rounds: 2}\n"
+           "report: {gates: {max_perplexity_ratio: 10, max_memory_fraction: 0}}\n"
+           "targets: [local]\n";
+  };
+  const std::string spec = dir_.path() + "/lm.yaml";
+  std::ofstream(spec) << spec_text("lm", corpus);
+  const std::string data = dir_.path() + "/lm-data";
+  auto run = Shell("timeout 600 " + Cli("run " + spec + " --workers 1 --threads 1 --data-dir " + data), false);
+  ASSERT_EQ(run.code, 0) << run.out << Dump(data + "/logs/worker-1.log");
+  EXPECT_NE(run.out.find("perplexity (min) vs single-stream p90"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("fronts over perplexity (min)"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("l2 structured 50% +KD"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("recommended: t001@local"), std::string::npos) << run.out;
+  EXPECT_NE(Dump(data + "/logs/worker-1.log").find("tokeniz"), std::string::npos) << "the worker says it tokenizes";
+  auto rows = Shell(Cli("results sw-0001 --json --data-dir " + data), false);
+  ASSERT_EQ(rows.code, 0) << rows.out;
+  std::istringstream lines(rows.out);
+  std::string line;
+  int scored = 0;
+  while (std::getline(lines, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    if (j->value("trial", "") == "confirm@local") continue;
+    EXPECT_EQ(j->value("status", ""), "ok") << line;
+    EXPECT_EQ(j->value("metric", ""), "perplexity") << line;
+    EXPECT_GT(j->value("perplexity", 0.0), 1.0) << line;
+    EXPECT_LT(j->value("perplexity", 0.0), 128.0) << "below guessing among 128 pieces: " << line;
+    ++scored;
+  }
+  EXPECT_EQ(scored, 2) << "base@local and t001@local (the training row is not a table row)\n" << rows.out;
+  const std::string out = dir_.path() + "/lm-export";
+  auto ex = Shell(Cli("export sw-0001 t001@local -o " + out + " --data-dir " + data));
+  ASSERT_EQ(ex.code, 0) << ex.out;
+  auto card = ParseJson(ReadAll(out + "/model_card.json"));
+  ASSERT_TRUE(card.ok());
+  EXPECT_EQ((*card)["task"], "causal_language_modeling") << card->dump();
+  EXPECT_GT((*card)["perplexity"]["final"].get<double>(), 1.0) << card->dump();
+  EXPECT_NE(ReadAll(out + "/model_card.md").find("## Perplexity (held-out text"), std::string::npos) << ReadAll(out + "/model_card.md");
+
+  // Bad text: a file that is not UTF-8 fails the baseline with the file and the line named.
+  const std::string bad = dir_.path() + "/bad-corpus";
+  std::filesystem::create_directories(bad);
+  std::ofstream(bad + "/a.txt") << "fine line\nanother fine line\n";
+  std::ofstream(bad + "/b.txt") << "ok\nbroken \xff\xfe here\n";
+  const std::string bad_spec = dir_.path() + "/bad.yaml";
+  std::ofstream(bad_spec) << spec_text("bad", bad);
+  const std::string bad_data = dir_.path() + "/bad-data";
+  auto failed = Shell("timeout 300 " + Cli("run " + bad_spec + " --workers 1 --threads 1 --data-dir " + bad_data), false);
+  EXPECT_NE(failed.out.find("b.txt: not UTF-8 text (line 2"), std::string::npos) << failed.out;
+}
+
 // int8 end to end: a sweep with quantize: [none, int8] gives pruned, pruned + int8 and the
 // dense model in int8 as rows next to the baseline; the card records the engine and the
 // calibration; the exported int8 model loads in Python and scores its recorded accuracy.

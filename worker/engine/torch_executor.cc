@@ -17,6 +17,7 @@
 
 #include "common/base/drift.h"
 #include "common/base/hash.h"
+#include "common/base/log.h"
 #include "common/codec/records.h"
 #include "common/base/hardware.h"
 #include "common/spec/spec.h"
@@ -101,6 +102,9 @@ class TorchExecutor final : public TrialExecutor {
   // Raw text tokenized once per corpus, tokenizer and vocabulary on this worker, by
   // prunelab-tokenize (beside this binary: SentencePiece cannot share a process with
   // LibTorch) into CACHE/tokens/HASH: train.bin, val.bin, tokenizer.model, corpus.json.
+  static std::string TextKey(const DatasetConfig& d) {
+    return "text:" + d.path + ":" + std::to_string(d.vocab_size) + ":" + d.tokenizer;
+  }
   struct Tokenized {
     std::string dir;
     int64_t vocabulary = 0;
@@ -108,7 +112,7 @@ class TorchExecutor final : public TrialExecutor {
   };
   StatusOr<Tokenized> TokenizeText(const DatasetConfig& cfg, const std::string& cache_dir,
                                    const std::function<bool(const std::string&, double)>& on_progress) {
-    const std::string key = "text:" + cfg.path + ":" + std::to_string(cfg.vocab_size) + ":" + cfg.tokenizer;
+    const std::string key = TextKey(cfg);
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = tokenized_.find(key);
@@ -145,6 +149,9 @@ class TorchExecutor final : public TrialExecutor {
     if (!j.ok() || !j->is_object() || !j->contains("vocabulary"))
       return Status::Internal(out + "/corpus.json is unreadable; delete " + out + " to tokenize again");
     Tokenized t{out, j->value("vocabulary", int64_t{0}), j->value("tokenizer_hash", std::string())};
+    log::Info("tokenized " + cfg.path + " into " + out + ": " + std::to_string(j->value("train_tokens", int64_t{0})) +
+              " training and " + std::to_string(j->value("val_tokens", int64_t{0})) + " held-out tokens, vocabulary " +
+              std::to_string(t.vocabulary) + ", tokenizer " + t.tokenizer_hash.substr(0, 12));
     std::lock_guard<std::mutex> lock(mu_);
     return tokenized_[key] = t;
   }
@@ -285,10 +292,30 @@ class TorchExecutor final : public TrialExecutor {
     int64_t vocabulary = d.vocab_size;
     if (d.name == "text") {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = tokenized_.find("text:" + d.path + ":" + std::to_string(d.vocab_size) + ":" + d.tokenizer);
+      auto it = tokenized_.find(TextKey(d));
       if (it != tokenized_.end()) vocabulary = it->second.vocabulary;
     }
     return NewCausalLanguageModeling(d.sequence_length, vocabulary);
+  }
+
+  // A language model's row names the tokenizer its ids come from (the card ships it by hash).
+  void RecordTokenizer(const Task& task, TrialResult* r) {
+    const DatasetConfig& d = task.dataset;
+    if (d.task != "causal_lm" || d.name != "text") return;
+    Tokenized t;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = tokenized_.find(TextKey(d));
+      if (it == tokenized_.end()) return;
+      t = it->second;
+    }
+    auto cfg = ParseJson(r->trial_json.empty() ? "{}" : r->trial_json);
+    nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
+    c["tokenizer"] = {{"kind", "SentencePiece unigram"},
+                      {"hash", t.tokenizer_hash},
+                      {"vocabulary", t.vocabulary},
+                      {"source", d.tokenizer.empty() ? "trained on the training split by prunelab-tokenize" : d.tokenizer}};
+    r->trial_json = c.dump();
   }
 
   // Test images shaped as the model expects (model.input_shape; zoo: [1, 28, 28]).
@@ -451,6 +478,7 @@ class TorchExecutor final : public TrialExecutor {
       PRUNELAB_RETURN_IF_ERROR(Prune(task, ctx, layout, dense, structured, &model, out, describe));
     if (ctx.on_progress) ctx.on_progress("evaluating", 0);
     describe(model, &r);
+    RecordTokenizer(task, &r);
     if (prune && task.trial.quantize != "none") PRUNELAB_RETURN_IF_ERROR(Quantize(task, ctx, describe, &model, &r));
     if (prune && !sensitivity) {
       out->artifact = SaveToBytes(model);

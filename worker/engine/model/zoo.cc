@@ -126,6 +126,69 @@ std::string GptSource(int layers) {
   return src;
 }
 
+// The zoo decoder's key/value cache (the generation contract, see zoo.h): prefill(ids) ->
+// (logits, cache) and decode(ids, cache) -> (logits, cache); the cache holds each layer's keys
+// and values [B, heads, tokens, head_dim]. A layer whose weights depth pruning emptied is
+// skipped (its slots hold empty tensors), as forward() no longer computes it; head counts come
+// from the weights, so removed heads shrink the cache.
+std::string GptCachedSource(int layers) {
+  std::string src;
+  auto line = [&](int indent, const std::string& l) { src += std::string(4 * indent, ' ') + l + "\n"; };
+  auto layer = [&](int i, bool prefill) {
+    const std::string b = "self.b" + std::to_string(i) + "_";
+    line(1, "if " + b + "q_w.numel() > 0:");
+    line(2, "a = torch.layer_norm(h, [D], " + b + "ln1_w, " + b + "ln1_b, 1e-5, False)");
+    line(2, "H = " + b + "q_w.size(0) // d");
+    for (const char* qkv : {"q", "k", "v"})
+      line(2, std::string(qkv) + " = torch.linear(a, " + b + qkv + "_w, " + b + qkv +
+                  "_b).reshape([B, N, H, d]).transpose(1, 2)");
+    if (!prefill) {
+      line(2, "k = torch.cat([cache[" + std::to_string(2 * i) + "], k], 2)");
+      line(2, "v = torch.cat([cache[" + std::to_string(2 * i + 1) + "], v], 2)");
+    }
+    line(2, "out.append(k)");
+    line(2, "out.append(v)");
+    line(2, "s = torch.matmul(q, k.transpose(2, 3)) * (1.0 / (float(d) ** 0.5))");
+    if (prefill) line(2, "s = s.masked_fill(causal, float('-inf'))");
+    line(2, "o = torch.matmul(torch.softmax(s, -1), v)");
+    line(2, "h = h + torch.linear(o.transpose(1, 2).reshape([B, N, H * d]), " + b + "o_w, " + b + "o_b)");
+    line(2, "m = torch.gelu(torch.linear(torch.layer_norm(h, [D], " + b + "ln2_w, " + b + "ln2_b, 1e-5, False), " + b +
+                "fc1_w, " + b + "fc1_b))");
+    line(2, "h = h + torch.linear(m, " + b + "fc2_w, " + b + "fc2_b)");
+    line(1, "else:");
+    line(2, prefill ? "out.append(torch.zeros([0]))" : "out.append(cache[" + std::to_string(2 * i) + "])");
+    line(2, prefill ? "out.append(torch.zeros([0]))" : "out.append(cache[" + std::to_string(2 * i + 1) + "])");
+  };
+  line(0, "def prefill(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:");
+  line(1, "B = x.size(0)");
+  line(1, "N = x.size(1)");
+  line(1, "h = torch.embedding(self.wte, x) + self.wpe[0:N]");
+  line(1, "D = h.size(2)");
+  line(1, "d = self.head_dim");
+  line(1, "t = torch.arange(N, device=x.device)");
+  line(1, "causal = t.unsqueeze(0) > t.unsqueeze(1)");
+  line(1, "out: List[Tensor] = []");
+  for (int i = 0; i < layers; ++i) layer(i, true);
+  line(1, "h = torch.layer_norm(h, [D], self.ln_w, self.ln_b, 1e-5, False)");
+  line(1, "return torch.linear(h, self.wte), out");
+  line(0, "");
+  line(0, "def decode(self, x: Tensor, cache: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:");
+  line(1, "B = x.size(0)");
+  line(1, "N = x.size(1)");
+  line(1, "P = 0");
+  line(1, "for c in cache:");
+  line(2, "if c.dim() == 4:");
+  line(3, "P = c.size(2)");
+  line(1, "h = torch.embedding(self.wte, x) + self.wpe[P:P + N]");
+  line(1, "D = h.size(2)");
+  line(1, "d = self.head_dim");
+  line(1, "out: List[Tensor] = []");
+  for (int i = 0; i < layers; ++i) layer(i, false);
+  line(1, "h = torch.layer_norm(h, [D], self.ln_w, self.ln_b, 1e-5, False)");
+  line(1, "return torch.linear(h, self.wte), out");
+  return src;
+}
+
 // forward() and probe() share run(): probe returns one activation per structure group.
 const char* kEntryPoints = R"JIT(
 def forward(self, x: Tensor) -> Tensor:
@@ -302,7 +365,9 @@ BuiltModel Gpt(uint64_t seed, int64_t vocabulary, int64_t positions) {
     b.Group(MakeGroup(p + "mlp", "neuron", {Producer(p + "fc1", true), {Consumer(p + "fc2")}}, {p + "fc1"}));
   }
   b.LayerNorm("ln", kGptWidth);
-  return b.Finish(GptSource(kGptLayers));
+  BuiltModel built = b.Finish(GptSource(kGptLayers));
+  built.module.define(GptCachedSource(kGptLayers));
+  return built;
 }
 
 }  // namespace

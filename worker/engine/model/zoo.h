@@ -26,6 +26,11 @@ struct BuiltModel {
 //         embeddings; about 0.8 M weights besides the embeddings). Its vocabulary and
 //         positions come from `sample` (the task's: ids below sample.vocabulary, windows of
 //         sample.shape[0]); whole heads and MLP neurons prunable, blocks b0..b3 removable.
+//         Generation contract (a key/value cache): prefill(ids [B, P]) -> (logits [B, P, V],
+//         cache) and decode(ids [B, n], cache) -> (logits [B, n, V], cache), the cache a list
+//         of each layer's keys and values [B, heads, tokens, head_dim]; both stay consistent
+//         with forward() after heads, neurons or whole layers are removed. The decode step's
+//         new tokens attend to every cached one and to each other without a mask: give n = 1.
 inline constexpr int kGptLayers = 4;
 inline constexpr int64_t kGptWidth = 128, kGptHeads = 4, kGptHeadDim = 32, kGptMlp = 512;
 StatusOr<BuiltModel> BuildZooModel(const std::string& name, uint64_t seed, const SampleSpec& sample = {});

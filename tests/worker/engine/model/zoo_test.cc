@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "common/codec/records.h"
 #include "tests/status_matchers.h"
@@ -22,6 +23,7 @@
 #include "worker/engine/train/training.h"
 #include "worker/engine/model/user_model.h"
 #include "tests/worker/engine/user_modules.h"
+#include "worker/engine/model/depth.h"
 #include "worker/engine/model/zoo.h"
 #include "tests/test_util.h"
 
@@ -60,10 +62,17 @@ TEST(ZooTest, LayoutsMatchTheNamesSpecsAreCheckedAgainst) {
   EXPECT_TRUE(IsError(BuildZooModel("lenet", 1), Status::Code::kInvalidArgument, "model 'lenet' is not in the zoo"));
 }
 
+// The sample a zoo model takes: a 28x28 image, or (gpt) 16 token ids below 64.
+const SampleSpec kGptSample{at::kLong, {16}, 64};
+at::Tensor ZooInput(const std::string& name, int64_t batch) {
+  return name == "gpt" ? torch::randint(0, kGptSample.vocabulary, {batch, kGptSample.shape[0]}, torch::kLong)
+                       : torch::randn({batch, 1, 28, 28});
+}
+
 TEST(ZooTest, StructuredRemovalEqualsZeroingForEveryModel) {
   for (const auto& name : ZooModelNames()) {
     for (double sparsity : {0.25, 0.5}) {
-      auto built = BuildZooModel(name, 3);
+      auto built = BuildZooModel(name, 3, name == "gpt" ? kGptSample : SampleSpec{});
       ASSERT_TRUE(built.ok());
       auto& base = built->module;
       Randomize(base);
@@ -74,10 +83,11 @@ TEST(ZooTest, StructuredRemovalEqualsZeroingForEveryModel) {
       auto zeroed = base.deepcopy();
       ZeroStructures(zeroed, layout, keep);
       torch::NoGradGuard g;
-      auto x = torch::randn({4, 1, 28, 28});
+      auto x = ZooInput(name, 4);
       auto a = pruned.forward({x}).toTensor();
       auto b = zeroed.forward({x}).toTensor();
-      ASSERT_EQ(a.sizes(), (std::vector<int64_t>{4, 10})) << name;
+      const std::vector<int64_t> want = name == "gpt" ? std::vector<int64_t>{4, 16, 64} : std::vector<int64_t>{4, 10};
+      ASSERT_EQ(a.sizes(), want) << name;
       EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-4)) << name << " at " << sparsity << ": max diff "
                                                      << (a - b).abs().max().item<float>();
       EXPECT_LT(CountParameters(pruned), CountParameters(base)) << name;
@@ -114,6 +124,71 @@ TEST(ZooTest, ResidualGroupsAndAttentionHeadsStayConsistent) {
   auto acts = vit.module.get_method("probe")({torch::randn({2, 1, 28, 28})}).toTensorVector();
   ASSERT_EQ(acts.size(), vit.layout.groups.size());
   EXPECT_EQ(acts[0].size(1), 2) << "the probe sees the two remaining heads";
+
+  // The zoo decoder: heads leave q, k, v and o together, head_dim stays, the tied embedding
+  // and the causal mask are untouched: position t never sees t + 1.
+  auto gpt = BuildZooModel("gpt", 1, kGptSample).value();
+  RemoveStructures(gpt.module, gpt.layout, {{"b2_heads", torch::tensor({0, 2, 3}, torch::kInt64)}});
+  EXPECT_EQ(GetTensor(gpt.module, "b2_k_w").size(0), 3 * kGptHeadDim);
+  EXPECT_EQ(GetTensor(gpt.module, "b2_o_w").size(1), 3 * kGptHeadDim);
+  EXPECT_EQ(GetTensor(gpt.module, "wte").size(1), kGptWidth);
+  gpt.module.eval();
+  auto ids = ZooInput("gpt", 2);
+  auto logits = gpt.module.forward({ids}).toTensor();
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 16, 64}));
+  auto changed = ids.clone();
+  changed.select(1, 15).fill_(7);
+  auto again = gpt.module.forward({changed}).toTensor();
+  EXPECT_TRUE(torch::allclose(logits.narrow(1, 0, 15), again.narrow(1, 0, 15), 1e-5, 1e-6))
+      << "causal: the last token changes no earlier position";
+  auto gacts = gpt.module.get_method("probe")({ids}).toTensorVector();
+  ASSERT_EQ(gacts.size(), gpt.layout.groups.size());
+  EXPECT_EQ(gacts[4].size(1), 3) << "b2's probe sees its three remaining heads";
+}
+
+// The generation contract: prefill of a prompt then one decode step per token gives the
+// logits forward() gives on the whole sequence, for the dense decoder, with heads and neurons
+// removed, and with whole layers removed; the cache shrinks with the heads.
+TEST(ZooTest, TheDecodersCacheAgreesWithItsForwardBeforeAndAfterPruning) {
+  auto built = BuildZooModel("gpt", 4, kGptSample).value();
+  torch::jit::Module dense = built.module;
+  dense.eval();
+  auto heads = CloneModule(dense);
+  RemoveStructures(heads, built.layout,
+                   {{"b0_heads", torch::tensor({1, 2}, torch::kInt64)}, {"b1_heads", torch::tensor({0, 3}, torch::kInt64)},
+                    {"b3_mlp", torch::arange(0, kGptMlp, 2, torch::kInt64)}});
+  heads.eval();
+  auto depth = RemoveDepthBlocks(dense, *NewCausalLanguageModeling(16, 64), {"b1", "b2"});
+  ASSERT_TRUE(depth.ok()) << depth.status().ToString();
+  depth->eval();
+  torch::NoGradGuard g;
+  auto ids = ZooInput("gpt", 2);
+  auto cache_bytes = [](const std::vector<at::Tensor>& c) {
+    int64_t n = 0;
+    for (const auto& t : c) n += t.numel() * t.element_size();
+    return n;
+  };
+  std::map<std::string, int64_t> bytes;
+  for (auto [name, m] : std::vector<std::pair<std::string, torch::jit::Module*>>{
+           {"dense", &dense}, {"heads", &heads}, {"depth", &depth.value()}}) {
+    SCOPED_TRACE(name);
+    auto full = m->forward({ids}).toTensor();
+    auto pre = m->get_method("prefill")({ids.narrow(1, 0, 10)}).toTuple();
+    auto logits = pre->elements()[0].toTensor();
+    EXPECT_TRUE(torch::allclose(logits, full.narrow(1, 0, 10), 1e-4, 1e-5));
+    auto cache = pre->elements()[1].toTensorVector();
+    ASSERT_EQ(cache.size(), 2u * kGptLayers);
+    bytes[name] = cache_bytes(cache);
+    for (int64_t t = 10; t < 16; ++t) {
+      auto step = m->get_method("decode")({ids.narrow(1, t, 1), cache}).toTuple();
+      auto next = step->elements()[0].toTensor();
+      EXPECT_TRUE(torch::allclose(next.select(1, 0), full.select(1, t), 1e-4, 1e-5))
+          << "position " << t << ": max diff " << (next.select(1, 0) - full.select(1, t)).abs().max().item<double>();
+      cache = step->elements()[1].toTensorVector();
+    }
+  }
+  EXPECT_EQ(bytes["heads"] * 4, bytes["dense"] * 3) << "12 of 16 heads left (2 + 2 + 4 + 4)";
+  EXPECT_EQ(bytes["depth"] * 2, bytes["dense"]) << "half the layers, half the cache";
 }
 
 TEST(ImportanceTest, ActivationAndApozMatchHandComputedReferences) {
@@ -404,6 +479,7 @@ TEST(TorchExecutorTest, EveryZooModelTrainsPrunesStructurallyAndExports) {
   if (!std::filesystem::exists(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no dataset";
   auto ex = NewTorchExecutor();
   for (const auto& model : ZooModelNames()) {
+    if (model == "gpt") continue;  // a language model: TheZooDecoderTrainsPrunesAndIsScoredByPerplexity
     auto [t, ctx] = Prepare(*ex, model, "structured", "one_shot");
     t.trial.sparsity = 0.5;
     auto out = ex->Execute(t, ctx);
@@ -548,6 +624,86 @@ TEST(TorchExecutorTest, PythonScriptedModelPrunesStructurallyAndBenchmarks) {
   ASSERT_TRUE(timed.result.ok) << timed.result.error;
   auto detail = nlohmann::json::parse(timed.result.benchmark_json);
   for (const auto& f : detail["forms"]) EXPECT_FALSE(f.contains("error")) << f.dump();
+}
+
+
+// Language modeling through the real executor: token files in nanoGPT's format (a stream where
+// the next id mostly follows from the last: learnable), the zoo decoder trained with AdamW and
+// scored by perplexity, then whole heads and MLP neurons removed (with distillation) and whole
+// layers removed; every row says perplexity and the variants are smaller.
+TEST(TorchExecutorTest, TheZooDecoderTrainsPrunesAndIsScoredByPerplexity) {
+  testing::TempDir dir;
+  std::mt19937 rng(5);
+  auto write = [&](const std::string& name, int n) {
+    std::vector<uint16_t> ids(n);
+    uint16_t x = 0;
+    for (auto& id : ids) {
+      x = rng() % 10 ? static_cast<uint16_t>((3 * x + 1) % 32) : static_cast<uint16_t>(rng() % 32);
+      id = x;
+    }
+    std::ofstream(dir.path() + "/" + name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 2));
+  };
+  write("train.bin", 12000);
+  write("val.bin", 2000);
+  Task t;
+  t.sweep_id = "sw-lm";
+  t.task_id = "train";
+  t.kind = TaskKind::kTrainBaseline;
+  t.model = "gpt";
+  t.dataset.task = "causal_lm";
+  t.dataset.name = "tokens";
+  t.dataset.path = dir.path();
+  t.dataset.vocab_size = 32;
+  t.dataset.sequence_length = 16;
+  t.dataset.train_subset = 400;
+  t.dataset.test_subset = 60;
+  t.training.epochs = 2;
+  t.training.batch_size = 16;
+  t.training.optimizer = "adamw";
+  t.training.learning_rate = 3e-3;
+  t.training.weight_decay = 0.1;
+  t.trial.criterion = "l2";
+  t.trial.granularity = "structured";
+  t.trial.schedule = "one_shot";
+  t.trial.sparsity = 0.5;
+  t.trial.finetune_epochs = 0.5;
+  t.trial.finetune_learning_rate = 1e-3;
+  t.trial.distill_temperature = 2;
+  t.trial.distill_alpha = 0.5;
+  t.trial.calibration_batches = 2;
+  auto ex = NewTorchExecutor();
+  auto base = ex->Execute(t, {});
+  ASSERT_TRUE(base.result.ok) << base.result.error;
+  EXPECT_EQ(base.result.metric, "perplexity");
+  EXPECT_GT(base.result.perplexity, 1.0);
+  EXPECT_LT(base.result.perplexity, 12.0) << "a 32-id stream that mostly follows (3x + 1) mod 32: far below guessing (32)";
+  EXPECT_NE(base.result.preprocessing.find("windows of 16 ids"), std::string::npos) << base.result.preprocessing;
+  ExecutionContext ctx;
+  ctx.fetch_artifact = [bytes = base.artifact](const std::string&) -> StatusOr<std::string> { return bytes; };
+  t.kind = TaskKind::kPruneTrial;
+  t.task_id = "t001";
+  t.baseline_artifact = "gpt-lm-baseline";
+  auto heads = ex->Execute(t, ctx);
+  ASSERT_TRUE(heads.result.ok) << heads.result.error;
+  EXPECT_EQ(heads.result.metric, "perplexity");
+  EXPECT_DOUBLE_EQ(heads.result.baseline_perplexity, base.result.perplexity);
+  EXPECT_LT(heads.result.params, heads.result.params_before);
+  EXPECT_LT(heads.result.perplexity, 2 * base.result.perplexity) << "recovered by distillation";
+  auto pruned = LoadFromBytes(heads.artifact);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(GetTensor(pruned.value(), "b0_q_w").size(0), 2 * kGptHeadDim) << "half of the 4 heads";
+  EXPECT_EQ(GetTensor(pruned.value(), "b0_fc1_w").size(0), kGptMlp / 2);
+  t.task_id = "t002";
+  t.trial.criterion = "angular";
+  t.trial.granularity = "depth";
+  t.trial.distill_temperature = 0;
+  auto depth = ex->Execute(t, ctx);
+  ASSERT_TRUE(depth.result.ok) << depth.result.error;
+  EXPECT_EQ(depth.result.metric, "perplexity");
+  EXPECT_GT(depth.result.perplexity, 1.0);
+  auto config = nlohmann::json::parse(depth.result.trial_json);
+  EXPECT_EQ(config["depth"]["removed"].size(), 2u) << config.dump();
 }
 
 }  // namespace
