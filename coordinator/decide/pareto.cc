@@ -161,7 +161,7 @@ std::string FormatResultsTable(const std::vector<TrialResult>& results) {
     if (!IsTableRow(r)) continue;
     if (r.target != current) {
       current = r.target;
-      out += "target '" + current + "'\n" + kHeader;
+      out += "target '" + current + "'\n" + (ScoredByPerplexity(r) ? kLmHeader : kHeader);
     }
     if (!r.ok) {
       out += "!  " + r.task_id + "  " + DescribeVariant(r) + "  FAILED: " + r.error + "\n";

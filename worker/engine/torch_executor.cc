@@ -836,6 +836,11 @@ class TorchExecutor final : public TrialExecutor {
       return Status::InvalidArgument("granularity '" + tc.granularity + "' not implemented (have: unstructured, structured, N:M, depth)");
     if (ScoresActivations(criterion.value()) && !structured)
       return Status::InvalidArgument("criterion '" + tc.criterion + "' scores structures; use granularity structured");
+    const bool wanda = criterion.value() == Criterion::kWanda;
+    if (wanda && structured)
+      return Status::InvalidArgument("criterion 'wanda' scores single weights; use granularity unstructured or N:M "
+                                     "(for heads and neurons: activation, l2 or taylor)");
+    if (wanda) opts.value().per_row = true;  // Wanda compares the weights of each output
     if (structured && !layout.structured_error.empty()) return Status::InvalidArgument(layout.structured_error);
     std::optional<DepthPlan> depth_plan;
     if (depth) {
@@ -858,7 +863,8 @@ class TorchExecutor final : public TrialExecutor {
     ModelLayout current = layout;  // the layout of *model as it is now
     auto learning = LearningTaskOf(task);
     const Dataset* calibration = nullptr;
-    if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0 || depth) {
+    if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0 || depth ||
+        criterion.value() == Criterion::kWanda) {
       auto train = ShapedData(task, true, &ctx);
       if (!train.ok()) return train.status();
       calibration = train.value();
@@ -880,7 +886,26 @@ class TorchExecutor final : public TrialExecutor {
       if (NeedsGradients(criterion.value()))
         grads = AccumulateAbsGradients(*model, layout, *learning, *calibration, static_cast<int>(tc.calibration_batches),
                                        static_cast<int>(task.training.batch_size));
-      auto scores = WeightScores(*model, current, criterion.value(), &grads, task.training.seed + round);
+      StatusOr<Scores> scores = Status::Internal("unscored");
+      if (wanda) {
+        if (ctx.on_progress) ctx.on_progress("calibrating (wanda: input norms)", 0);
+        auto t0 = std::chrono::steady_clock::now();
+        auto norms = CalibrateInputNorms(*model, current, *learning, *calibration, static_cast<int>(tc.calibration_batches),
+                                         static_cast<int>(task.training.batch_size));
+        if (!norms.ok()) return norms.status();
+        std::vector<std::string> magnitude_only;
+        scores = WandaScores(*model, current, norms.value(), &magnitude_only);
+        auto cfg = ParseJson(out->result.trial_json.empty() ? "{}" : out->result.trial_json);
+        nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
+        c["wanda"] = {{"calibration_samples", norms->samples},
+                      {"layers_calibrated", norms->norms.size()},
+                      {"scored_by_magnitude", magnitude_only},
+                      {"seconds", SecondsSince(t0)},
+                      {"compared", "within each output row"}};
+        out->result.trial_json = c.dump();
+      } else {
+        scores = WeightScores(*model, current, criterion.value(), &grads, task.training.seed + round);
+      }
       if (!scores.ok()) return scores.status();
       if (structured) {
         std::map<std::string, torch::Tensor> group_scores;

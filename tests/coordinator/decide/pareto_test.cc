@@ -304,6 +304,7 @@ TEST(DecisionTest, LanguageModelRowsAreDecidedByPerplexity) {
   const std::string table = FormatParetoTable(rows, "");
   EXPECT_NE(table.find("perplexity (min) vs single-stream p90"), std::string::npos) << table;
   EXPECT_EQ(table.find("t003@cpu"), std::string::npos) << "dominated: off the front\n" << table;
+  EXPECT_NE(FormatResultsTable(rows).find("perplexity ppl_+%"), std::string::npos) << FormatResultsTable(rows);
   // Objectives the spec names are kept as given.
   auto named = OptionsFromSpec(ReportSpec{"accuracy:max,latency_p90_ms:min", "fastest", {}});
   ASSERT_TRUE(named.ok());

@@ -14,7 +14,8 @@ StatusOr<Criterion> ParseCriterion(const std::string& n) {
   if (n == "taylor") return Criterion::kTaylor;
   if (n == "activation") return Criterion::kActivation;
   if (n == "apoz") return Criterion::kApoz;
-  return Status::InvalidArgument("criterion '" + n + "' not implemented (have: random, l1, l2, gradient, taylor, activation, apoz)");
+  if (n == "wanda") return Criterion::kWanda;
+  return Status::InvalidArgument("criterion '" + n + "' not implemented (have: random, l1, l2, gradient, taylor, activation, apoz, wanda)");
 }
 
 bool NeedsGradients(Criterion c) { return c == Criterion::kGradient || c == Criterion::kTaylor; }
@@ -107,6 +108,18 @@ torch::Tensor MaskFromScores(const torch::Tensor& scores, double sparsity) {
   if (k > 0) {
     auto order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
     mask.index_fill_(0, order.slice(0, 0, k), 0.0);
+  }
+  return mask.view(scores.sizes());
+}
+
+torch::Tensor RowMaskFromScores(const torch::Tensor& scores, double sparsity) {
+  torch::NoGradGuard g;
+  auto rows = scores.detach().reshape({scores.size(0), -1});
+  const int64_t k = static_cast<int64_t>(std::llround(sparsity * static_cast<double>(rows.size(1))));
+  auto mask = torch::ones(rows.sizes(), torch::kFloat32);
+  if (k > 0) {
+    auto order = std::get<1>(rows.sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
+    mask.scatter_(1, order.slice(1, 0, k), 0.0);
   }
   return mask.view(scores.sizes());
 }

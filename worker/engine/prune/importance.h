@@ -11,7 +11,7 @@
 
 namespace prunelab::worker {
 
-enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor, kActivation, kApoz };
+enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor, kActivation, kApoz, kWanda };
 StatusOr<Criterion> ParseCriterion(const std::string& name);
 bool NeedsGradients(Criterion c);
 // activation and apoz score structures from what they output, not weights.
@@ -41,8 +41,27 @@ StatusOr<std::map<std::string, torch::Tensor>> ActivationScores(torch::jit::Modu
                                                                 int batches,
                                                                 int batch_size, bool apoz);
 
+// Calibration for Wanda: the norm over every calibration position (token, pixel) of each
+// input feature of every prunable linear / convolution, gathered by a hook inserted into the
+// model's inlined forward graph before each use of the layer's weight (both uses of a weight
+// read twice). `batches` batches of `batch_size` samples of `calibration`, eval mode.
+struct InputNorms {
+  std::map<std::string, torch::Tensor> norms;  // weight param -> float [in_features]
+  int64_t samples = 0;                          // calibration samples run (sequences, images)
+};
+StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                                         const Dataset& calibration, int batches, int batch_size);
+// Wanda's scores |W_ij| * ||X_j||_2 (Sun et al. 2023); a layer the calibration did not reach,
+// or a grouped convolution, is scored by magnitude and named in *magnitude_only.
+StatusOr<Scores> WandaScores(const torch::jit::Module& m, const ModelLayout& layout, const InputNorms& in,
+                             std::vector<std::string>* magnitude_only);
+
 // Mask zeroing the round(sparsity * numel) lowest scores (ties: lowest index first).
 torch::Tensor MaskFromScores(const torch::Tensor& scores, double sparsity);
+
+// The same within every output row (dim 0): each row keeps its round((1 - sparsity) * row)
+// highest scores. Wanda compares weights per output this way.
+torch::Tensor RowMaskFromScores(const torch::Tensor& scores, double sparsity);
 
 // N:M semi-structured mask: in every group of M consecutive weights along the input
 // dimension (per output row; conv kernels flattened), keep the N highest scores.

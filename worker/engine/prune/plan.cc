@@ -135,7 +135,7 @@ StatusOr<Masks> PlanMasks(const ModelLayout& layout, const std::map<std::string,
     } else if (o.scope == "global" && !o.overrides.count(l.name) && o.only.empty()) {
       global_layers.push_back(l.weight);
     } else {
-      masks[l.weight] = MaskFromScores(effective(l.weight), s);
+      masks[l.weight] = o.per_row ? RowMaskFromScores(effective(l.weight), s) : MaskFromScores(effective(l.weight), s);
     }
   }
   if (!global_layers.empty()) {

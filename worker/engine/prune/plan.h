@@ -21,6 +21,7 @@ struct PlanOptions {
   std::map<std::string, double> overrides;  // layer/group -> its own sparsity
   int64_t round_to = 1;                     // structured: kept widths rounded to a multiple
   std::string only;                         // sensitivity: prune this layer/group alone
+  bool per_row = false;                     // unstructured, layer scope: each output row keeps its share (wanda)
 };
 
 // Validates names against the layout ("first"/"last" = first/last prunable layer) and builds
