@@ -27,7 +27,7 @@ const std::vector<std::string>& AllowedModels() {
   return v;
 }
 const std::vector<std::string>& AllowedCriteria() {
-  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor", "activation", "apoz", "wanda", "loss", "angular"};
+  static const std::vector<std::string> v{"random", "l1", "l2", "gradient", "taylor", "activation", "apoz", "wanda", "sparsegpt", "loss", "angular"};
   return v;
 }
 const std::vector<std::string>& AllowedGranularities() {
@@ -376,9 +376,9 @@ void CrossCheck(Checker& c, SweepSpec* spec) {
     (IsStructured(g) ? any_structured : any_masked) = true;
   }
   for (const auto& cr : spec->criteria)
-    if (cr == "wanda" && any_structured)
-      c.Error("sweep.criterion", "'wanda' scores single weights by |w| x the norm of their input; use it with granularity "
-              "unstructured or N:M (this sweep also lists structured: run those in a separate sweep)");
+    if ((cr == "wanda" || cr == "sparsegpt") && any_structured)
+      c.Error("sweep.criterion", "'" + cr + "' prunes single weights from what the layer sees on calibration data; use it "
+              "with granularity unstructured or N:M (this sweep also lists structured: run those in a separate sweep)");
   for (const auto& cr : spec->criteria)
     if ((cr == "activation" || cr == "apoz") && any_masked)
       c.Error("sweep.criterion", "'" + cr + "' scores whole structures from their outputs; use it with granularity "

@@ -62,7 +62,10 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
          {{"criterion", r.criterion}, {"pattern", r.granularity}, {"requested_sparsity", r.sparsity},
           {"achieved_sparsity", r.achieved_sparsity}, {"scope", cfg.value("scope", "layer")},
           {"exclude", cfg.value("exclude", json::array())}, {"overrides", cfg.value("overrides", json::object())},
-          {"round_to", cfg.value("round_to", 1)}, {"depth", cfg.value("depth", json(nullptr))}, {"per_layer", layers}}},
+          {"round_to", cfg.value("round_to", 1)}, {"depth", cfg.value("depth", json(nullptr))},
+          // calibrated criteria: samples, layers, SparseGPT's dampening and reconstruction error per layer
+          {"wanda", cfg.value("wanda", json(nullptr))}, {"sparsegpt", cfg.value("sparsegpt", json(nullptr))},
+          {"per_layer", layers}}},
         {"schedule",
          {{"type", r.schedule}, {"rounds", cfg.value("rounds", 1)}, {"curve", cfg.value("curve", "")},
           {"rewind", cfg.value("rewind", -1.0)},
@@ -126,6 +129,8 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
         {"round_to", cfg.value("round_to", 1)},
         // granularity depth: the model's blocks, those removed, and their importance per round
         {"depth", cfg.value("depth", json(nullptr))},
+        {"wanda", cfg.value("wanda", json(nullptr))},
+        {"sparsegpt", cfg.value("sparsegpt", json(nullptr))},
         {"per_layer", layers}}},
       {"schedule",
        {{"type", r.schedule},

@@ -44,3 +44,57 @@ for i in (0, 2):
     nm = torch.ones_like(groups).scatter_(2, low, 0.0).reshape(w.shape)
     nm.to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.2of4.u8"))
 print("ok")
+
+
+def sparsegpt(W, X, sparsity, prunen=0, prunem=0, blocksize=8, percdamp=0.01):
+    """SparseGPT (Frantar & Alistarh 2023, Algorithm 1), float64: H = 2 X^T X; dead inputs get
+    H_cc = 1 and zero weights; H dampened by percdamp of its mean diagonal; the upper Cholesky
+    factor of H^-1; per block of columns the mask from w^2 / [H^-1]_cc^2 (the `sparsity` share of
+    the block, or per row the prunen lowest of every prunem), each pruned weight's error spread
+    over the later columns."""
+    W = W.double().clone()
+    H = 2 * X.T @ X
+    cols = W.shape[1]
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H = H + percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=torch.float64)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    mask = torch.zeros_like(W, dtype=torch.bool)
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        W1 = W[:, i1:i2].clone()
+        Q1 = torch.zeros_like(W1)
+        Err1 = torch.zeros_like(W1)
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        mask1 = torch.zeros_like(W1, dtype=torch.bool)
+        if prunen == 0:
+            tmp = W1 ** 2 / torch.diag(Hinv1).reshape(1, -1) ** 2
+            k = int(tmp.numel() * sparsity)
+            if k > 0:
+                mask1 = tmp <= torch.sort(tmp.flatten())[0][k - 1]
+        for i in range(i2 - i1):
+            w = W1[:, i]
+            d = Hinv1[i, i]
+            if prunen and i % prunem == 0:
+                tmp = W1[:, i:i + prunem] ** 2 / torch.diag(Hinv1)[i:i + prunem].reshape(1, -1) ** 2
+                mask1.scatter_(1, i + torch.topk(tmp, prunen, dim=1, largest=False)[1], True)
+            q = w.clone()
+            q[mask1[:, i]] = 0
+            Q1[:, i] = q
+            err = (w - q) / d
+            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
+            Err1[:, i] = err
+        W[:, i1:i2] = Q1
+        mask[:, i1:i2] = mask1
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return W, mask
+
+
+for i in (0, 2):
+    X = inputs[i].reshape(-1, model[i].weight.shape[1]).double()
+    for name, (n, m) in {"unstructured": (0, 0), "2of4": (2, 4)}.items():
+        W, pruned = sparsegpt(model[i].weight.detach(), X, 0.5, n, m)
+        W.numpy().astype("float64").tofile(os.path.join(out, f"{i}.sparsegpt.{name}.f64"))
+        (~pruned).to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.sparsegpt.{name}.u8"))
+print("sparsegpt ok")

@@ -721,6 +721,69 @@ class TorchExecutor final : public TrialExecutor {
     return m;
   }
 
+  // SparseGPT, one shot: every prunable linear layer's input Gram matrix on the calibration
+  // batches (one pass over the dense model), then per layer the mask and the reconstruction of
+  // the kept weights; what was done (dampening, errors, dead inputs) goes into the card.
+  Status SparseGptRound(const Task& task, const ExecutionContext& ctx, const ModelLayout& layout,
+                        const LearningTask& learning, const Dataset& calibration, double sparsity,
+                        const PlanOptions& opts, int nm_n, int nm_m, torch::jit::Module* model, Masks* masks,
+                        TrialResult* r) {
+    const TrialConfig& tc = task.trial;
+    if (ctx.on_progress) ctx.on_progress("calibrating (sparsegpt: input Hessians)", 0);
+    auto t0 = std::chrono::steady_clock::now();
+    auto grams = CalibrateInputGrams(*model, layout, learning, calibration, static_cast<int>(tc.calibration_batches),
+                                     static_cast<int>(task.training.batch_size));
+    if (!grams.ok()) return grams.status();
+    const double calibrate_s = SecondsSince(t0);
+    nlohmann::json layers = nlohmann::json::array();
+    std::vector<std::string> magnitude_only;
+    int64_t peak_hessian_bytes = 0;
+    for (const auto& [w, h] : grams->grams) peak_hessian_bytes += h.numel() * h.element_size();
+    size_t done = 0;
+    for (const auto& l : layout.layers) {
+      if (opts.exclude.count(l.name)) continue;
+      const double s = opts.overrides.count(l.name) ? opts.overrides.at(l.name) : sparsity;
+      auto weight = GetTensor(*model, l.weight);
+      auto it = grams->grams.find(l.weight);
+      if (ctx.on_progress) ctx.on_progress("sparsegpt: " + l.name, static_cast<double>(done++) / layout.layers.size());
+      if (it == grams->grams.end() || weight.dim() != 2) {
+        // Not a linear layer the calibration reached: magnitude, no reconstruction.
+        magnitude_only.push_back(l.name);
+        auto scores = weight.detach().abs();
+        if (nm_m > 0) {
+          auto mask = NmMask(scores, nm_n, nm_m);
+          if (mask.ok()) (*masks)[l.weight] = mask.value();
+        } else {
+          (*masks)[l.weight] = MaskFromScores(scores, s);
+        }
+        continue;
+      }
+      auto pruned = SparseGpt(weight, it->second, s, nm_n, nm_m);
+      if (!pruned.ok()) return Status::InvalidArgument(l.name + ": " + pruned.status().message());
+      {
+        torch::NoGradGuard g;
+        SetTensor(*model, l.weight, pruned->weight);
+      }
+      (*masks)[l.weight] = pruned->mask;
+      layers.push_back({{"layer", l.name},
+                        {"relative_error", pruned->relative_error},
+                        {"damp", pruned->damp},
+                        {"dead_inputs", pruned->dead_inputs}});
+    }
+    ApplyMasks(*model, *masks);
+    auto cfg = ParseJson(r->trial_json.empty() ? "{}" : r->trial_json);
+    nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
+    c["sparsegpt"] = {{"calibration_samples", grams->samples},
+                      {"calibration_seconds", calibrate_s},
+                      {"seconds", SecondsSince(t0)},
+                      {"hessian_bytes", peak_hessian_bytes},
+                      {"block", 128},
+                      {"layers", layers},
+                      {"scored_by_magnitude", magnitude_only}};
+    r->trial_json = c.dump();
+    return Status::Ok();
+  }
+
   // Depth pruning: the dense model's blocks, those the spec keeps, and what each round removed.
   struct DepthPlan {
     std::vector<DepthBlock> blocks;
@@ -841,6 +904,13 @@ class TorchExecutor final : public TrialExecutor {
       return Status::InvalidArgument("criterion 'wanda' scores single weights; use granularity unstructured or N:M "
                                      "(for heads and neurons: activation, l2 or taylor)");
     if (wanda) opts.value().per_row = true;  // Wanda compares the weights of each output
+    const bool sparsegpt = criterion.value() == Criterion::kSparseGpt;
+    if (sparsegpt && (structured || depth))
+      return Status::InvalidArgument("criterion 'sparsegpt' prunes and reconstructs single weights; use granularity "
+                                     "unstructured or N:M");
+    if (sparsegpt && (tc.schedule == "iterative" || opts.value().scope != "layer" || tc.rewind >= 0))
+      return Status::InvalidArgument("criterion 'sparsegpt' is one-shot and per layer: schedule one_shot, pruning.scope "
+                                     "layer, no rewind");
     if (structured && !layout.structured_error.empty()) return Status::InvalidArgument(layout.structured_error);
     std::optional<DepthPlan> depth_plan;
     if (depth) {
@@ -864,7 +934,7 @@ class TorchExecutor final : public TrialExecutor {
     auto learning = LearningTaskOf(task);
     const Dataset* calibration = nullptr;
     if (NeedsGradients(criterion.value()) || ScoresActivations(criterion.value()) || finetune_per_round > 0 || depth ||
-        criterion.value() == Criterion::kWanda) {
+        criterion.value() == Criterion::kWanda || criterion.value() == Criterion::kSparseGpt) {
       auto train = ShapedData(task, true, &ctx);
       if (!train.ok()) return train.status();
       calibration = train.value();
@@ -886,6 +956,10 @@ class TorchExecutor final : public TrialExecutor {
       if (NeedsGradients(criterion.value()))
         grads = AccumulateAbsGradients(*model, layout, *learning, *calibration, static_cast<int>(tc.calibration_batches),
                                        static_cast<int>(task.training.batch_size));
+      if (sparsegpt) {
+        PRUNELAB_RETURN_IF_ERROR(SparseGptRound(task, ctx, current, *learning, *calibration, target, opts.value(), nm_n,
+                                                nm_m, model, &masks, &out->result));
+      } else {
       StatusOr<Scores> scores = Status::Internal("unscored");
       if (wanda) {
         if (ctx.on_progress) ctx.on_progress("calibrating (wanda: input norms)", 0);
@@ -943,6 +1017,7 @@ class TorchExecutor final : public TrialExecutor {
         masks = std::move(planned).value();
         if (rewind) *model = CloneModule(*rewind);
         ApplyMasks(*model, masks);
+      }
       }
       }
       if (finetune_per_round > 0) {

@@ -15,7 +15,8 @@ StatusOr<Criterion> ParseCriterion(const std::string& n) {
   if (n == "activation") return Criterion::kActivation;
   if (n == "apoz") return Criterion::kApoz;
   if (n == "wanda") return Criterion::kWanda;
-  return Status::InvalidArgument("criterion '" + n + "' not implemented (have: random, l1, l2, gradient, taylor, activation, apoz, wanda)");
+  if (n == "sparsegpt") return Criterion::kSparseGpt;
+  return Status::InvalidArgument("criterion '" + n + "' not implemented (have: random, l1, l2, gradient, taylor, activation, apoz, wanda, sparsegpt)");
 }
 
 bool NeedsGradients(Criterion c) { return c == Criterion::kGradient || c == Criterion::kTaylor; }

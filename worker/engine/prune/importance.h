@@ -11,7 +11,7 @@
 
 namespace prunelab::worker {
 
-enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor, kActivation, kApoz, kWanda };
+enum class Criterion { kRandom, kL1, kL2, kGradient, kTaylor, kActivation, kApoz, kWanda, kSparseGpt };
 StatusOr<Criterion> ParseCriterion(const std::string& name);
 bool NeedsGradients(Criterion c);
 // activation and apoz score structures from what they output, not weights.
@@ -55,6 +55,32 @@ StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayou
 // or a grouped convolution, is scored by magnitude and named in *magnitude_only.
 StatusOr<Scores> WandaScores(const torch::jit::Module& m, const ModelLayout& layout, const InputNorms& in,
                              std::vector<std::string>* magnitude_only);
+
+// SparseGPT's statistics: per prunable linear layer the sum over calibration tokens of
+// x x^T [in, in] (float64), gathered by the same graph hooks. Convolutions are not included.
+struct InputGrams {
+  std::map<std::string, torch::Tensor> grams;  // weight param -> float64 [in, in]
+  int64_t samples = 0;
+};
+StatusOr<InputGrams> CalibrateInputGrams(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                                         const Dataset& calibration, int batches, int batch_size);
+// SparseGPT (Frantar & Alistarh 2023, Algorithm 1) on one linear weight [out, in] with its
+// input Gram matrix: H = 2 X X^T dampened by damp_fraction of its mean diagonal (raised tenfold,
+// up to the mean diagonal itself, until the Cholesky factorizations succeed; the value used is
+// returned); dead
+// inputs (H_cc = 0) get H_cc = 1 and zero weights, as in the paper; columns in blocks of
+// `block`; unstructured (nm_m = 0: the `sparsity` share of each block by w^2 / [H^-1]_cc^2) or
+// N:M (per row, in every M inputs the M - N lowest); each pruned weight's error is spread over
+// the later columns through the Cholesky factor of H^-1. Float64 throughout.
+struct SparseGptLayer {
+  torch::Tensor weight;      // the updated weight, pruned entries zero (the input's dtype)
+  torch::Tensor mask;        // float, 1 = kept
+  double damp = 0;           // the dampening used, as a fraction of the mean diagonal
+  double relative_error = 0; // ||(W - W') X||^2 / ||W X||^2 on the calibration data
+  int64_t dead_inputs = 0;
+};
+StatusOr<SparseGptLayer> SparseGpt(const torch::Tensor& weight, const torch::Tensor& gram, double sparsity, int nm_n,
+                                   int nm_m, int64_t block = 128, double damp_fraction = 0.01);
 
 // Mask zeroing the round(sparsity * numel) lowest scores (ties: lowest index first).
 torch::Tensor MaskFromScores(const torch::Tensor& scores, double sparsity);

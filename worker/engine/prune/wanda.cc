@@ -1,8 +1,10 @@
-// Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large Language
-// Models"): a weight's score is |W_ij| * ||X_j||_2, the norm of its input feature over the
-// calibration tokens. The norms are gathered by a hook the engine inserts into the model's
-// inlined forward graph before every linear and convolution whose weight is a prunable layer
-// (not by a hand-written probe), so users' models are calibrated like the zoo's.
+// Calibration criteria for language models, on statistics of what each layer sees:
+// Wanda (Sun et al. 2023): a weight's score is |W_ij| * ||X_j||_2, the norm of its input
+// feature over the calibration tokens; SparseGPT (Frantar & Alistarh 2023): per linear layer
+// H = 2 X X^T, the mask from w^2 / [H^-1]_cc^2 and the kept weights updated through the inverse
+// Hessian's Cholesky factor. The statistics are gathered by a hook the engine inserts into the
+// model's inlined forward graph before every linear and convolution whose weight is a prunable
+// layer (not by a hand-written probe), so users' models are calibrated like the zoo's.
 #include <torch/torch.h>
 
 #include <torch/csrc/jit/ir/ir.h>
@@ -25,9 +27,18 @@ using torch::jit::Value;
 // hundreds of thousands of squares), and the positions seen.
 std::mutex g_calibration_mu;
 std::map<int64_t, at::Tensor>* g_sums = nullptr;
+bool g_gram = false;  // accumulate X^T X [in, in] (SparseGPT) instead of per-feature squares
 
 void AccumulateSquares(const at::Tensor& x, int64_t id, int64_t dim) {
   if (!g_sums) return;
+  if (g_gram) {
+    if (dim != -1) return;  // convolutions: no Hessian here (SparseGPT runs on linear layers)
+    auto rows = x.detach().to(at::kDouble).reshape({-1, x.size(-1)});
+    auto& acc = (*g_sums)[id];
+    auto g = rows.t().matmul(rows);
+    acc = acc.defined() ? acc + g : g;
+    return;
+  }
   auto t = x.detach().to(at::kDouble);
   const int64_t d = dim < 0 ? t.dim() + dim : dim;
   std::vector<int64_t> others;
@@ -54,33 +65,36 @@ std::optional<int64_t> FeatureDim(const Node* n) {
 
 }  // namespace
 
-StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
-                                         const Dataset& calibration, int batches, int batch_size) {
+namespace {
+// Runs the calibration batches through the forward graph with the hooks in; id -> the
+// accumulated statistic, the layer of each id, and the samples run.
+Status RunCalibration(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                      const Dataset& calibration, int batches, int batch_size, bool gram,
+                      std::map<int64_t, at::Tensor>* sums, std::map<int64_t, std::string>* ids, int64_t* samples) {
   auto graph = InlinedForwardGraph(m);
   std::set<std::string> prunable;
   for (const auto& l : layout.layers) prunable.insert(l.weight);
   static const c10::Symbol kAccumulate = c10::Symbol::fromQualString("prunelab::accumulate_squares");
-  std::map<int64_t, std::string> ids;
+  std::map<int64_t, std::string>& layer_of = *ids;
   for (Node* n : AllNodes(graph->block())) {
     auto dim = FeatureDim(n);
     if (!dim || n->inputs().size() < 2) continue;
     const std::string weight = AttributePath(n->input(1));
     if (!prunable.count(weight)) continue;
-    const int64_t id = static_cast<int64_t>(ids.size());
-    ids[id] = weight;
+    const int64_t id = static_cast<int64_t>(layer_of.size());
+    layer_of[id] = weight;
     torch::jit::WithInsertPoint guard(n);
     Value* idc = graph->insertConstant(id);
     Value* dc = graph->insertConstant(*dim);
     graph->create(kAccumulate, {n->input(0), idc, dc}, 0)->insertBefore(n);
   }
-  InputNorms out;
-  if (ids.empty()) return out;
+  if (layer_of.empty()) return Status::Ok();
   torch::NoGradGuard no_grad;
   const bool was_training = m.is_training();
   m.train(false);
-  std::map<int64_t, at::Tensor> sums;
   std::lock_guard<std::mutex> lock(g_calibration_mu);
-  g_sums = &sums;
+  g_sums = sums;
+  g_gram = gram;
   const bool optimize = torch::jit::getGraphExecutorOptimize();
   try {
     torch::jit::setGraphExecutorOptimize(false);
@@ -94,7 +108,7 @@ StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayou
       torch::jit::Stack stack{m._ivalue()};
       stack.insert(stack.end(), batch.inputs.begin(), batch.inputs.end());
       exec.run(stack);
-      out.samples += end - start;
+      *samples += end - start;
     }
   } catch (const std::exception& e) {
     torch::jit::setGraphExecutorOptimize(optimize);
@@ -105,6 +119,17 @@ StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayou
   torch::jit::setGraphExecutorOptimize(optimize);
   g_sums = nullptr;
   m.train(was_training);
+  return Status::Ok();
+}
+}  // namespace
+
+StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                                         const Dataset& calibration, int batches, int batch_size) {
+  InputNorms out;
+  std::map<int64_t, at::Tensor> sums;
+  std::map<int64_t, std::string> ids;
+  PRUNELAB_RETURN_IF_ERROR(
+      RunCalibration(m, layout, task, calibration, batches, batch_size, false, &sums, &ids, &out.samples));
   for (const auto& [id, s] : sums) {
     auto& norm = out.norms[ids[id]];
     auto v = s.sqrt().to(at::kFloat);
@@ -130,6 +155,106 @@ StatusOr<Scores> WandaScores(const torch::jit::Module& m, const ModelLayout& lay
     shape[1] = w.size(1);
     out[l.weight] = w * it->second.view(shape);
   }
+  return out;
+}
+
+StatusOr<InputGrams> CalibrateInputGrams(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                                         const Dataset& calibration, int batches, int batch_size) {
+  InputGrams out;
+  std::map<int64_t, at::Tensor> sums;
+  std::map<int64_t, std::string> ids;
+  PRUNELAB_RETURN_IF_ERROR(
+      RunCalibration(m, layout, task, calibration, batches, batch_size, true, &sums, &ids, &out.samples));
+  for (const auto& [id, g] : sums) {
+    auto& h = out.grams[ids[id]];
+    h = h.defined() ? h + g : g;  // a weight read twice: both uses
+  }
+  return out;
+}
+
+StatusOr<SparseGptLayer> SparseGpt(const torch::Tensor& weight, const torch::Tensor& gram, double sparsity, int nm_n,
+                                   int nm_m, int64_t block, double damp_fraction) {
+  torch::NoGradGuard g;
+  if (weight.dim() != 2 || gram.dim() != 2 || gram.size(0) != weight.size(1))
+    return Status::InvalidArgument("sparsegpt: a linear weight [out, in] and its [in, in] Hessian are needed");
+  const int64_t cols = weight.size(1);
+  if (nm_m > 0 && cols % nm_m != 0)
+    return Status::InvalidArgument("sparsegpt: " + std::to_string(cols) + " inputs are not a multiple of M = " +
+                                   std::to_string(nm_m));
+  auto W = weight.detach().to(at::kDouble).clone();
+  auto H = (2.0 * gram.to(at::kDouble)).clone();  // H = 2 X X^T
+  // Dead inputs (never non-zero on the calibration data): their weights do nothing there; the
+  // paper sets H_cc = 1 and the weights to 0.
+  auto dead = H.diagonal() == 0;
+  SparseGptLayer out;
+  out.dead_inputs = dead.sum().item<int64_t>();
+  if (out.dead_inputs) {
+    H.diagonal().masked_fill_(dead, 1.0);
+    W.index_put_({torch::indexing::Slice(), dead}, 0.0);
+  }
+  // Dampening: damp_fraction of the mean diagonal, raised tenfold until the Cholesky
+  // factorization succeeds (a Hessian that is only semi-definite: llm-compressor #142).
+  const double mean_diag = H.diagonal().mean().item<double>();
+  at::Tensor Hinv;
+  double damp = damp_fraction > 0 ? damp_fraction : 1e-8;
+  for (; damp <= 1.0 * (1 + 1e-9); damp *= 10) {
+    auto Hd = H.clone();
+    Hd.diagonal().add_(damp * mean_diag);
+    auto [L, info] = at::linalg_cholesky_ex(Hd);
+    if (info.item<int64_t>() != 0) continue;
+    auto inv = at::cholesky_inverse(L);
+    auto [U, info2] = at::linalg_cholesky_ex(inv, /*upper=*/true);
+    if (info2.item<int64_t>() != 0) continue;
+    Hinv = U;
+    out.damp = damp;
+    break;
+  }
+  if (!Hinv.defined())
+    return Status::InvalidArgument("sparsegpt: the Hessian is not positive definite even dampened by its mean "
+                                   "diagonal (the calibration data may hold NaN or Inf)");
+  auto mask = torch::zeros_like(W, at::kBool);  // true = pruned
+  const auto original = W.clone();
+  for (int64_t i1 = 0; i1 < cols; i1 += block) {
+    const int64_t i2 = std::min(cols, i1 + block), count = i2 - i1;
+    auto W1 = W.slice(1, i1, i2).clone();
+    auto Q1 = torch::zeros_like(W1);
+    auto Err1 = torch::zeros_like(W1);
+    auto Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2);
+    auto M1 = torch::zeros_like(W1, at::kBool);
+    auto d1 = Hinv1.diagonal();
+    if (nm_m == 0) {
+      auto tmp = W1.pow(2) / d1.pow(2).view({1, -1});
+      const int64_t k = static_cast<int64_t>(static_cast<double>(tmp.numel()) * sparsity);
+      if (k > 0) {
+        auto thresh = std::get<0>(tmp.flatten().sort()).index({k - 1});
+        M1 = tmp <= thresh;
+      }
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      auto w = W1.select(1, i);
+      const double d = Hinv1.index({i, i}).item<double>();
+      if (nm_m > 0 && i % nm_m == 0) {
+        auto tmp = W1.slice(1, i, i + nm_m).pow(2) / d1.slice(0, i, i + nm_m).pow(2).view({1, -1});
+        auto low = std::get<1>(tmp.topk(nm_m - nm_n, 1, /*largest=*/false));
+        M1.slice(1, i, i + nm_m).scatter_(1, low, true);
+      }
+      auto q = w.clone().masked_fill_(M1.select(1, i), 0.0);
+      Q1.select(1, i).copy_(q);
+      auto err = (w - q) / d;
+      W1.slice(1, i).sub_(err.unsqueeze(1).matmul(Hinv1.index({i}).slice(0, i).unsqueeze(0)));
+      Err1.select(1, i).copy_(err);
+    }
+    W.slice(1, i1, i2).copy_(Q1);
+    mask.slice(1, i1, i2).copy_(M1);
+    if (i2 < cols) W.slice(1, i2).sub_(Err1.matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
+  }
+  // Reconstruction error on the calibration data: ||(W - W') X||^2 / ||W X||^2, from H.
+  auto delta = original - W;
+  const double num = (delta.matmul(H).mul(delta)).sum().item<double>();
+  const double den = (original.matmul(H).mul(original)).sum().item<double>();
+  out.relative_error = den > 0 ? num / den : 0;
+  out.weight = W.to(weight.scalar_type());
+  out.mask = (~mask).to(at::kFloat);
   return out;
 }
 
