@@ -41,61 +41,6 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
   if (lm.is_object()) shape = {lm.value("sequence_length", int64_t{0})};
   std::vector<int64_t> batch_shape{-1};
   batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
-  if (lm.is_object()) {
-    // A language model: token ids in, next-token logits out, scored by perplexity.
-    const double base_ppl = baseline ? baseline->perplexity : r.baseline_perplexity;
-    json card{
-        {"card_version", 1},
-        {"task", "causal_language_modeling"},
-        {"variant", {{"sweep", r.sweep_id}, {"trial", r.task_id}, {"target", r.target}}},
-        {"model", r.model},
-        {"file", "model.pt"},
-        {"format", "TorchScript (torch.jit.load)"},
-        {"input",
-         {{"shape", batch_shape},
-          {"dtype", "int64"},
-          {"layout", "N x token ids; -1 = any batch size"},
-          {"preprocessing", r.preprocessing},
-          {"output", "next-token logits [N, " + std::to_string(shape[0]) + ", vocabulary]"},
-          {"tokenizer", cfg.value("tokenizer", json(nullptr))}}},
-        {"pruning",
-         {{"criterion", r.criterion}, {"pattern", r.granularity}, {"requested_sparsity", r.sparsity},
-          {"achieved_sparsity", r.achieved_sparsity}, {"scope", cfg.value("scope", "layer")},
-          {"exclude", cfg.value("exclude", json::array())}, {"overrides", cfg.value("overrides", json::object())},
-          {"round_to", cfg.value("round_to", 1)}, {"depth", cfg.value("depth", json(nullptr))},
-          // calibrated criteria: samples, layers, SparseGPT's dampening and reconstruction error per layer
-          {"wanda", cfg.value("wanda", json(nullptr))}, {"sparsegpt", cfg.value("sparsegpt", json(nullptr))},
-          {"per_layer", layers}}},
-        {"schedule",
-         {{"type", r.schedule}, {"rounds", cfg.value("rounds", 1)}, {"curve", cfg.value("curve", "")},
-          {"rewind", cfg.value("rewind", -1.0)},
-          {"distillation", cfg.value("distill_temperature", 0.0) > 0
-                               ? json{{"teacher", "the dense baseline, per token"},
-                                      {"temperature", cfg.value("distill_temperature", 0.0)},
-                                      {"alpha", cfg.value("distill_alpha", 0.5)}}
-                               : json(nullptr)},
-          {"finetune_epochs", cfg.value("finetune_epochs", 0.0)},
-          {"finetune_learning_rate", cfg.value("finetune_learning_rate", 0.0)},
-          {"baseline_training", cfg.value("training", json::object())}}},
-        {"perplexity",
-         {{"baseline", base_ppl}, {"final", r.perplexity},
-          {"ratio", base_ppl > 0 ? r.perplexity / base_ppl : 0.0},
-          {"next_token_accuracy", r.accuracy}, {"baseline_next_token_accuracy", baseline ? baseline->accuracy : r.baseline_accuracy},
-          {"test_set", "the held-out split of " + lm.value("path", std::string("the corpus")) + " as configured in the sweep"}}},
-        {"size",
-         {{"params_before", r.params_before}, {"params_after", r.params},
-          {"bytes_before", r.model_bytes_before}, {"bytes_after", r.model_bytes}}},
-        {"latency",
-         {{"p50_ms", r.latency_p50_ms}, {"p90_ms", r.latency_p90_ms}, {"p99_ms", r.latency_p99_ms},
-          {"speedup_p90", r.speedup_p90}, {"deployable_form", r.deployable_form}, {"valid", r.bench_valid},
-          {"query", "one window of " + std::to_string(shape[0]) + " tokens, all positions at once (no generation)"}}},
-        {"seed", r.seed},
-        {"spec_hash", cfg.value("spec_hash", "")},
-        {"library_versions", {{"prunelab", kPrunelabVersion}, {"libtorch", r.hardware.torch_version}, {"blas", r.hardware.blas}}},
-        {"hardware", ToJson(r.hardware)},
-        {"artifact_hash", r.artifact_hash}};
-    return card;
-  }
   json card{
       {"card_version", 1},
       {"variant", {{"sweep", r.sweep_id}, {"trial", r.task_id}, {"target", r.target}}},
@@ -166,6 +111,31 @@ json ModelCard(const TrialResult& r, const TrialResult* baseline) {
       {"library_versions", {{"prunelab", kPrunelabVersion}, {"libtorch", r.hardware.torch_version}, {"blas", r.hardware.blas}}},
       {"hardware", ToJson(r.hardware)},
       {"artifact_hash", r.artifact_hash}};
+  if (lm.is_object()) {
+    // A language model: token ids in, next-token logits out, scored by perplexity.
+    const double base_ppl = baseline ? baseline->perplexity : r.baseline_perplexity;
+    card["task"] = "causal_language_modeling";
+    card["format"] = "TorchScript (torch.jit.load)";
+    card["input"] = {{"shape", batch_shape},
+                     {"dtype", "int64"},
+                     {"layout", "N x token ids; -1 = any batch size"},
+                     {"preprocessing", r.preprocessing},
+                     {"output", "next-token logits [N, " + std::to_string(shape[0]) + ", vocabulary]"},
+                     {"tokenizer", cfg.value("tokenizer", json(nullptr))}};
+    if (card["schedule"]["distillation"].is_object())
+      card["schedule"]["distillation"]["teacher"] = "the dense baseline, per token";
+    card.erase("accuracy");
+    card["perplexity"] = {
+        {"baseline", base_ppl},
+        {"final", r.perplexity},
+        {"ratio", base_ppl > 0 ? r.perplexity / base_ppl : 0.0},
+        {"next_token_accuracy", r.accuracy},
+        {"baseline_next_token_accuracy", baseline ? baseline->accuracy : r.baseline_accuracy},
+        {"test_set", "the held-out split of " + lm.value("path", std::string("the corpus")) + " as configured in the sweep"}};
+    card["latency"]["query"] = "one window of " + std::to_string(shape[0]) + " tokens, all positions at once (no generation)";
+  } else {
+    card["task"] = "image_classification";
+  }
   return card;
 }
 

@@ -585,6 +585,12 @@ TEST(SpecTest, ALanguageModelSweepHasItsOwnDataTrainingAndChoices) {
                       Status::Code::kInvalidArgument, "model.input_shape: does not apply to task causal_lm"));
   EXPECT_TRUE(IsError(ParseSpec("name: x\nmodel: cnn\ntraining: {optimizer: adam}\n" + sweep),
                       Status::Code::kInvalidArgument, "training.optimizer: 'adam' is not allowed (allowed values: sgd, adamw)"));
+  EXPECT_TRUE(IsError(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\n"
+                                "sweep: {criterion: [wanda, sparsegpt], granularity: [unstructured, structured], sparsity: 0.5}\n"),
+                      Status::Code::kInvalidArgument, "'sparsegpt' prunes single weights from what the layer sees"));
+  EXPECT_TRUE(ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\n"
+                        "sweep: {criterion: [l1, wanda, sparsegpt], granularity: [unstructured, \"2:4\"], sparsity: 0.5}\n")
+                  .ok());
   auto gate = ParseSpec("name: x\ntask: causal_lm\nmodel: gpt\n" + sweep + "report: {gates: {max_perplexity_ratio: 1.1}}\n");
   ASSERT_TRUE(gate.ok()) << gate.status().ToString();
   EXPECT_DOUBLE_EQ(gate->report.gates.max_perplexity_ratio, 1.1);

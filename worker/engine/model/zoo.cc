@@ -66,6 +66,46 @@ std::string ResnetSource() {
   return src;
 }
 
+// One pre-norm transformer layer of the zoo's ViT and decoder (weights `b`q_w, ... at prefix
+// `b`), as TorchScript lines indented `indent` levels: multi-head attention (the head count from
+// q's rows; scores masked where the bool tensor `mask` is true), then a GELU MLP, each added to
+// the residual stream h. probe: the heads' and neurons' activations go to `acts` when `keep`.
+// cache >= 0: the layer's keys and values are appended to `out`, after the cached ones
+// (cache[2 * layer], cache[2 * layer + 1]) when `past`.
+struct LayerSource {
+  std::string mask;
+  bool probe = false;
+  int cache = -1;
+  bool past = false;
+};
+std::string TransformerLayer(const std::string& b, int indent, const LayerSource& o) {
+  std::string src;
+  const std::string pad(4 * indent, ' ');
+  auto line = [&](const std::string& l) { src += pad + l + "\n"; };
+  line("a = torch.layer_norm(h, [D], " + b + "ln1_w, " + b + "ln1_b, 1e-5, False)");
+  line("H = " + b + "q_w.size(0) // d");
+  for (const char* qkv : {"q", "k", "v"})
+    line(std::string(qkv) + " = torch.linear(a, " + b + qkv + "_w, " + b + qkv + "_b).reshape([B, N, H, d]).transpose(1, 2)");
+  if (o.cache >= 0) {
+    if (o.past) {
+      line("k = torch.cat([cache[" + std::to_string(2 * o.cache) + "], k], 2)");
+      line("v = torch.cat([cache[" + std::to_string(2 * o.cache + 1) + "], v], 2)");
+    }
+    line("out.append(k)");
+    line("out.append(v)");
+  }
+  line("s = torch.matmul(q, k.transpose(2, 3)) * (1.0 / (float(d) ** 0.5))");
+  if (!o.mask.empty()) line("s = s.masked_fill(" + o.mask + ", float('-inf'))");
+  line("o = torch.matmul(torch.softmax(s, -1), v)");
+  if (o.probe) src += pad + "if keep:\n" + pad + "    acts.append(o)\n";
+  line("h = h + torch.linear(o.transpose(1, 2).reshape([B, N, H * d]), " + b + "o_w, " + b + "o_b)");
+  line("m = torch.gelu(torch.linear(torch.layer_norm(h, [D], " + b + "ln2_w, " + b + "ln2_b, 1e-5, False), " + b +
+       "fc1_w, " + b + "fc1_b))");
+  if (o.probe) src += pad + "if keep:\n" + pad + "    acts.append(m.transpose(1, 2))\n";
+  line("h = h + torch.linear(m, " + b + "fc2_w, " + b + "fc2_b)");
+  return src;
+}
+
 std::string VitSource() {
   std::string src = "def run(self, x: Tensor, keep: bool, acts: List[Tensor]) -> Tensor:\n";
   auto line = [&](const std::string& l) { src += "    " + l + "\n"; };
@@ -75,20 +115,7 @@ std::string VitSource() {
   line("N = h.size(1)");
   line("D = h.size(2)");
   line("d = self.head_dim");
-  for (const char* blk : {"b0_", "b1_"}) {
-    std::string b = std::string("self.") + blk;
-    line("a = torch.layer_norm(h, [D], " + b + "ln1_w, " + b + "ln1_b, 1e-5, False)");
-    line("H = " + b + "q_w.size(0) // d");
-    for (const char* qkv : {"q", "k", "v"})
-      line(std::string(qkv) + " = torch.linear(a, " + b + qkv + "_w, " + b + qkv + "_b).reshape([B, N, H, d]).transpose(1, 2)");
-    line("o = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(2, 3)) * (1.0 / (float(d) ** 0.5)), -1), v)");
-    src += "    if keep:\n        acts.append(o)\n";
-    line("h = h + torch.linear(o.transpose(1, 2).reshape([B, N, H * d]), " + b + "o_w, " + b + "o_b)");
-    line("m = torch.gelu(torch.linear(torch.layer_norm(h, [D], " + b + "ln2_w, " + b + "ln2_b, 1e-5, False), " + b +
-         "fc1_w, " + b + "fc1_b))");
-    src += "    if keep:\n        acts.append(m.transpose(1, 2))\n";
-    line("h = h + torch.linear(m, " + b + "fc2_w, " + b + "fc2_b)");
-  }
+  for (const char* blk : {"b0_", "b1_"}) src += TransformerLayer(std::string("self.") + blk, 1, {"", true});
   line("h = torch.layer_norm(h, [D], self.ln_w, self.ln_b, 1e-5, False)");
   line("return torch.linear(torch.mean(h, 1), self.head_w, self.head_b)");
   return src;
@@ -106,21 +133,7 @@ std::string GptSource(int layers) {
   line("d = self.head_dim");
   line("t = torch.arange(N, device=x.device)");
   line("causal = t.unsqueeze(0) > t.unsqueeze(1)");
-  for (int i = 0; i < layers; ++i) {
-    std::string b = "self.b" + std::to_string(i) + "_";
-    line("a = torch.layer_norm(h, [D], " + b + "ln1_w, " + b + "ln1_b, 1e-5, False)");
-    line("H = " + b + "q_w.size(0) // d");
-    for (const char* qkv : {"q", "k", "v"})
-      line(std::string(qkv) + " = torch.linear(a, " + b + qkv + "_w, " + b + qkv + "_b).reshape([B, N, H, d]).transpose(1, 2)");
-    line("s = torch.matmul(q, k.transpose(2, 3)) * (1.0 / (float(d) ** 0.5))");
-    line("o = torch.matmul(torch.softmax(s.masked_fill(causal, float('-inf')), -1), v)");
-    src += "    if keep:\n        acts.append(o)\n";
-    line("h = h + torch.linear(o.transpose(1, 2).reshape([B, N, H * d]), " + b + "o_w, " + b + "o_b)");
-    line("m = torch.gelu(torch.linear(torch.layer_norm(h, [D], " + b + "ln2_w, " + b + "ln2_b, 1e-5, False), " + b +
-         "fc1_w, " + b + "fc1_b))");
-    src += "    if keep:\n        acts.append(m.transpose(1, 2))\n";
-    line("h = h + torch.linear(m, " + b + "fc2_w, " + b + "fc2_b)");
-  }
+  for (int i = 0; i < layers; ++i) src += TransformerLayer("self.b" + std::to_string(i) + "_", 1, {"causal", true});
   line("h = torch.layer_norm(h, [D], self.ln_w, self.ln_b, 1e-5, False)");
   line("return torch.linear(h, self.wte)");
   return src;
@@ -137,24 +150,7 @@ std::string GptCachedSource(int layers) {
   auto layer = [&](int i, bool prefill) {
     const std::string b = "self.b" + std::to_string(i) + "_";
     line(1, "if " + b + "q_w.numel() > 0:");
-    line(2, "a = torch.layer_norm(h, [D], " + b + "ln1_w, " + b + "ln1_b, 1e-5, False)");
-    line(2, "H = " + b + "q_w.size(0) // d");
-    for (const char* qkv : {"q", "k", "v"})
-      line(2, std::string(qkv) + " = torch.linear(a, " + b + qkv + "_w, " + b + qkv +
-                  "_b).reshape([B, N, H, d]).transpose(1, 2)");
-    if (!prefill) {
-      line(2, "k = torch.cat([cache[" + std::to_string(2 * i) + "], k], 2)");
-      line(2, "v = torch.cat([cache[" + std::to_string(2 * i + 1) + "], v], 2)");
-    }
-    line(2, "out.append(k)");
-    line(2, "out.append(v)");
-    line(2, "s = torch.matmul(q, k.transpose(2, 3)) * (1.0 / (float(d) ** 0.5))");
-    if (prefill) line(2, "s = s.masked_fill(causal, float('-inf'))");
-    line(2, "o = torch.matmul(torch.softmax(s, -1), v)");
-    line(2, "h = h + torch.linear(o.transpose(1, 2).reshape([B, N, H * d]), " + b + "o_w, " + b + "o_b)");
-    line(2, "m = torch.gelu(torch.linear(torch.layer_norm(h, [D], " + b + "ln2_w, " + b + "ln2_b, 1e-5, False), " + b +
-                "fc1_w, " + b + "fc1_b))");
-    line(2, "h = h + torch.linear(m, " + b + "fc2_w, " + b + "fc2_b)");
+    src += TransformerLayer(b, 2, {prefill ? "causal" : "", false, i, !prefill});
     line(1, "else:");
     line(2, prefill ? "out.append(torch.zeros([0]))" : "out.append(cache[" + std::to_string(2 * i) + "])");
     line(2, prefill ? "out.append(torch.zeros([0]))" : "out.append(cache[" + std::to_string(2 * i + 1) + "])");

@@ -704,6 +704,33 @@ TEST(TorchExecutorTest, TheZooDecoderTrainsPrunesAndIsScoredByPerplexity) {
   EXPECT_GT(depth.result.perplexity, 1.0);
   auto config = nlohmann::json::parse(depth.result.trial_json);
   EXPECT_EQ(config["depth"]["removed"].size(), 2u) << config.dump();
+  // The calibrated criteria, one-shot without fine-tuning: every linear layer of the decoder is
+  // calibrated through the graph hooks; SparseGPT records each layer's reconstruction.
+  t.trial.finetune_epochs = 0;
+  t.trial.granularity = "2:4";
+  for (const char* criterion : {"wanda", "sparsegpt"}) {
+    SCOPED_TRACE(criterion);
+    t.task_id = std::string("t-") + criterion;
+    t.trial.criterion = criterion;
+    auto r = ex->Execute(t, ctx);
+    ASSERT_TRUE(r.result.ok) << r.result.error;
+    EXPECT_NEAR(r.result.achieved_sparsity, 0.5, 1e-9);
+    EXPECT_GT(r.result.perplexity, 1.0);
+    auto c = nlohmann::json::parse(r.result.trial_json);
+    ASSERT_TRUE(c.contains(criterion)) << c.dump();
+    EXPECT_EQ(c[criterion]["calibration_samples"], 2 * 16) << "calibration_batches x batch_size";
+    EXPECT_TRUE(c[criterion]["scored_by_magnitude"].empty()) << c.dump();
+    if (std::string(criterion) == "sparsegpt") {
+      ASSERT_EQ(c["sparsegpt"]["layers"].size(), ZooLayerNames("gpt").size());
+      for (const auto& l : c["sparsegpt"]["layers"]) EXPECT_LT(l["relative_error"].get<double>(), 1.0) << l.dump();
+    }
+  }
+  t.trial.granularity = "structured";
+  t.task_id = "t-refused";
+  auto refused = ex->Execute(t, ctx);
+  EXPECT_FALSE(refused.result.ok);
+  EXPECT_NE(refused.result.error.find("criterion 'sparsegpt' prunes and reconstructs single weights"), std::string::npos)
+      << refused.result.error;
 }
 
 }  // namespace

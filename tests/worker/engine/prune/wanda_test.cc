@@ -30,30 +30,45 @@ std::vector<uint8_t> ReadBytes(const std::string& path) {
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-TEST(WandaTest, MasksMatchAReferenceWrittenFromThePaperUnstructuredAndTwoOfFour) {
-  if (!HaveTorch()) GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
+// The reference's model, calibration data and answers, written by the Python script into a
+// temporary directory, loaded as the engine sees them.
+class ReferenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!HaveTorch()) GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
+    const std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) +
+                            "/tests/python/wanda_reference.py " + dir.path() + " > " + dir.path() + "/log.txt 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadAll(dir.path() + "/log.txt");
+    auto loaded = LoadFromBytes(ReadAll(dir.path() + "/model.pt"));
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    model = loaded.value();
+    std::istringstream shape_text(ReadAll(dir.path() + "/shape.txt"));
+    std::vector<int64_t> shape;
+    for (int64_t s; shape_text >> s;) shape.push_back(s);
+    ASSERT_EQ(shape.size(), 3u);
+    auto raw = ReadBytes(dir.path() + "/calibration.f32");
+    ASSERT_EQ(raw.size(), static_cast<size_t>(shape[0] * shape[1] * shape[2] * 4));
+    calibration = Dataset{torch::from_blob(raw.data(), shape, torch::kFloat32).clone(),
+                          torch::zeros({shape[0]}, torch::kLong)};
+    task = NewImageClassification({shape[1], shape[2]});  // float samples [5, 16]: the task only feeds them
+    layout = InferLayout(model, *task);
+    ASSERT_EQ(layout.layers.size(), 2u);
+  }
   testing::TempDir dir;
-  const std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/tests/python/wanda_reference.py " +
-                          dir.path() + " > " + dir.path() + "/log.txt 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadAll(dir.path() + "/log.txt");
-  auto m = LoadFromBytes(ReadAll(dir.path() + "/model.pt"));
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
-  std::istringstream shape_text(ReadAll(dir.path() + "/shape.txt"));
-  std::vector<int64_t> shape;
-  for (int64_t s; shape_text >> s;) shape.push_back(s);
-  ASSERT_EQ(shape.size(), 3u);
-  auto raw = ReadBytes(dir.path() + "/calibration.f32");
-  ASSERT_EQ(raw.size(), static_cast<size_t>(shape[0] * shape[1] * shape[2] * 4));
-  Dataset calibration{torch::from_blob(raw.data(), shape, torch::kFloat32).clone(), torch::zeros({shape[0]}, torch::kLong)};
-  auto task = NewImageClassification({shape[1], shape[2]});  // float samples [5, 16]: the task only feeds them
-  auto layout = InferLayout(m.value(), *task);
-  ASSERT_EQ(layout.layers.size(), 2u);
-  auto norms = CalibrateInputNorms(m.value(), layout, *task, calibration, /*batches=*/4, /*batch_size=*/16);
+  torch::jit::Module model;
+  Dataset calibration;
+  std::unique_ptr<LearningTask> task;
+  ModelLayout layout;
+};
+
+TEST_F(ReferenceTest, WandaMasksMatchAReferenceWrittenFromThePaperUnstructuredAndTwoOfFour) {
+  auto& m = model;
+  auto norms = CalibrateInputNorms(m, layout, *task, calibration, /*batches=*/4, /*batch_size=*/16);
   ASSERT_TRUE(norms.ok()) << norms.status().ToString();
   EXPECT_EQ(norms->samples, 64);
   ASSERT_EQ(norms->norms.size(), 2u) << "both linears calibrated through the graph hooks";
   std::vector<std::string> magnitude_only;
-  auto scores = WandaScores(m.value(), layout, norms.value(), &magnitude_only);
+  auto scores = WandaScores(m, layout, norms.value(), &magnitude_only);
   ASSERT_TRUE(scores.ok());
   EXPECT_TRUE(magnitude_only.empty());
   PlanOptions o;
@@ -78,7 +93,7 @@ TEST(WandaTest, MasksMatchAReferenceWrittenFromThePaperUnstructuredAndTwoOfFour)
     }
   }
   // Magnitude alone chooses differently on these scaled features: the norms matter.
-  auto l1 = WeightScores(m.value(), layout, Criterion::kL1, nullptr, 0);
+  auto l1 = WeightScores(m, layout, Criterion::kL1, nullptr, 0);
   ASSERT_TRUE(l1.ok());
   auto magnitude = PlanMasks(layout, l1.value(), 0.5, o, 0, 0, {});
   ASSERT_TRUE(magnitude.ok());
@@ -88,21 +103,9 @@ TEST(WandaTest, MasksMatchAReferenceWrittenFromThePaperUnstructuredAndTwoOfFour)
 // SparseGPT against the same reference: the Hessians gathered by the graph hooks, the masks and
 // the reconstructed weights agree with the paper's algorithm written in Python (blocks of 8
 // columns so several blocks and their cross-block updates are exercised; dead ReLU inputs).
-TEST(SparseGptTest, WeightsAndMasksMatchAReferenceWrittenFromThePaper) {
-  if (!HaveTorch()) GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
-  testing::TempDir dir;
-  const std::string cmd = "/usr/bin/python3 " + std::string(PRUNELAB_SOURCE_DIR) + "/tests/python/wanda_reference.py " +
-                          dir.path() + " > " + dir.path() + "/log.txt 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadAll(dir.path() + "/log.txt");
-  auto m = LoadFromBytes(ReadAll(dir.path() + "/model.pt"));
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
-  auto raw = ReadBytes(dir.path() + "/calibration.f32");
-  const std::vector<int64_t> shape{64, 5, 16};
-  ASSERT_EQ(raw.size(), static_cast<size_t>(64 * 5 * 16 * 4));
-  Dataset calibration{torch::from_blob(raw.data(), shape, torch::kFloat32).clone(), torch::zeros({64}, torch::kLong)};
-  auto task = NewImageClassification({5, 16});
-  auto layout = InferLayout(m.value(), *task);
-  auto grams = CalibrateInputGrams(m.value(), layout, *task, calibration, 4, 16);
+TEST_F(ReferenceTest, SparseGptWeightsAndMasksMatchAReferenceWrittenFromThePaper) {
+  auto& m = model;
+  auto grams = CalibrateInputGrams(m, layout, *task, calibration, 4, 16);
   ASSERT_TRUE(grams.ok()) << grams.status().ToString();
   ASSERT_EQ(grams->grams.size(), 2u);
   const std::vector<std::string> index{"0", "2"};
@@ -110,7 +113,7 @@ TEST(SparseGptTest, WeightsAndMasksMatchAReferenceWrittenFromThePaper) {
     const std::string& w = layout.layers[i].weight;
     for (const auto& [pattern, n, mm] : std::vector<std::tuple<std::string, int, int>>{{"unstructured", 0, 0}, {"2of4", 2, 4}}) {
       SCOPED_TRACE(w + " " + pattern);
-      auto got = SparseGpt(GetTensor(m.value(), w), grams->grams.at(w), 0.5, n, mm, /*block=*/8);
+      auto got = SparseGpt(GetTensor(m, w), grams->grams.at(w), 0.5, n, mm, /*block=*/8);
       ASSERT_TRUE(got.ok()) << got.status().ToString();
       auto want_bytes = ReadBytes(dir.path() + "/" + index[i] + ".sparsegpt." + pattern + ".f64");
       auto want = torch::from_blob(want_bytes.data(), got->weight.sizes(), torch::kFloat64).clone();
@@ -131,8 +134,8 @@ TEST(SparseGptTest, WeightsAndMasksMatchAReferenceWrittenFromThePaper) {
   }
   // Reconstruction beats plain masking: the same mask without the update loses more of W X.
   const std::string& w0 = layout.layers[0].weight;
-  auto sg = SparseGpt(GetTensor(m.value(), w0), grams->grams.at(w0), 0.5, 0, 0, 8).value();
-  auto W = GetTensor(m.value(), w0).to(torch::kFloat64), H = grams->grams.at(w0);
+  auto sg = SparseGpt(GetTensor(m, w0), grams->grams.at(w0), 0.5, 0, 0, 8).value();
+  auto W = GetTensor(m, w0).to(torch::kFloat64), H = grams->grams.at(w0);
   auto masked = W * sg.mask.to(torch::kFloat64);
   auto err = [&](const torch::Tensor& v) {
     auto d = W - v;
