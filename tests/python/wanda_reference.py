@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Wanda's masks from the paper, independently of prunelab (Sun et al. 2023, Algorithm 1):
-score S_ij = |W_ij| * ||X_j||_2 with X the layer's input over every calibration token; within
-each output row the lowest-scoring half is removed (unstructured 50 %), or in every group of 4
-consecutive inputs of a row the 2 lowest (2:4). Writes OUT/model.pt (a scripted two-layer
-MLP on token features, [B, T, 16] -> [B, T, 8]), OUT/calibration.f32 ([64, 5, 16] float32),
-OUT/shape.txt, and OUT/<layer>.<pattern>.u8 (1 = kept) for layers 0 and 2."""
+"""Wanda's masks and SparseGPT's weights from the papers, independently of prunelab (Sun et al.
+2023, Algorithm 1; Frantar & Alistarh 2023, Algorithm 1), run as the papers run them: layer by
+layer, each layer's inputs taken from the model with the layers before it already pruned.
+Wanda: score S_ij = |W_ij| * ||X_j||_2 over every calibration token; within each output row
+the lowest-scoring half is removed (unstructured 50 %), or in every group of 4 consecutive
+inputs of a row the 2 lowest (2:4). Writes OUT/model.pt (a scripted two-layer MLP on token
+features, [B, T, 16] -> [B, T, 8]), OUT/calibration.f32 ([64, 5, 16] float32), OUT/shape.txt,
+OUT/<layer>.<pattern>.u8 (Wanda, 1 = kept) and OUT/<layer>.sparsegpt.<pattern>.{f64,u8}
+for layers 0 and 2."""
+import copy
 import os
 import sys
 
@@ -20,38 +24,34 @@ x.numpy().astype("float32").tofile(os.path.join(out, "calibration.f32"))
 with open(os.path.join(out, "shape.txt"), "w") as f:
     f.write(" ".join(str(s) for s in x.shape))
 
-inputs = {}
-hooks = [model[i].register_forward_hook(lambda m, inp, o, i=i: inputs.__setitem__(i, inp[0])) for i in (0, 2)]
-with torch.no_grad():
-    model(x)
-for h in hooks:
-    h.remove()
 
-for i in (0, 2):
-    w = model[i].weight.detach()
-    feats = inputs[i].reshape(-1, w.shape[1]).double()
-    norm = feats.pow(2).sum(0).sqrt().float()
-    score = w.abs() * norm.reshape(1, -1)
-    # Unstructured 50 %: per output row, the lowest half by score.
-    keep = torch.ones_like(w)
-    k = int(round(0.5 * w.shape[1]))
-    order = torch.sort(score, dim=1, stable=True).indices
-    keep.scatter_(1, order[:, :k], 0.0)
-    keep.to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.unstructured.u8"))
-    # 2:4: in each group of 4 inputs of a row, the 2 lowest.
-    groups = score.reshape(w.shape[0], -1, 4)
-    low = torch.sort(groups, dim=2, stable=True).indices[:, :, :2]
-    nm = torch.ones_like(groups).scatter_(2, low, 0.0).reshape(w.shape)
-    nm.to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.2of4.u8"))
-print("ok")
+def layer_input(m, i):
+    """The input of layer i over every calibration token, [tokens, in], with m as it is now."""
+    seen = {}
+    hook = m[i].register_forward_hook(lambda mod, inp, o: seen.__setitem__("x", inp[0]))
+    with torch.no_grad():
+        m(x)
+    hook.remove()
+    return seen["x"].reshape(-1, m[i].weight.shape[1])
+
+
+def wanda_mask(w, feats, n, m):
+    score = w.abs() * feats.double().pow(2).sum(0).sqrt().float().reshape(1, -1)
+    if m == 0:  # per output row, the lowest half by score
+        keep = torch.ones_like(w)
+        order = torch.sort(score, dim=1, stable=True).indices
+        keep.scatter_(1, order[:, :int(round(0.5 * w.shape[1]))], 0.0)
+        return keep
+    groups = score.reshape(w.shape[0], -1, m)  # in each group of m inputs of a row, the m - n lowest
+    low = torch.sort(groups, dim=2, stable=True).indices[:, :, :m - n]
+    return torch.ones_like(groups).scatter_(2, low, 0.0).reshape(w.shape)
 
 
 def sparsegpt(W, X, sparsity, prunen=0, prunem=0, blocksize=8, percdamp=0.01):
-    """SparseGPT (Frantar & Alistarh 2023, Algorithm 1), float64: H = 2 X^T X; dead inputs get
-    H_cc = 1 and zero weights; H dampened by percdamp of its mean diagonal; the upper Cholesky
-    factor of H^-1; per block of columns the mask from w^2 / [H^-1]_cc^2 (the `sparsity` share of
-    the block, or per row the prunen lowest of every prunem), each pruned weight's error spread
-    over the later columns."""
+    """SparseGPT, float64: H = 2 X^T X; dead inputs get H_cc = 1 and zero weights; H dampened by
+    percdamp of its mean diagonal; the upper Cholesky factor of H^-1; per block of columns the
+    mask from w^2 / [H^-1]_cc^2 (the `sparsity` share of the block, or per row the prunen lowest
+    of every prunem), each pruned weight's error spread over the later columns."""
     W = W.double().clone()
     H = 2 * X.T @ X
     cols = W.shape[1]
@@ -91,10 +91,16 @@ def sparsegpt(W, X, sparsity, prunen=0, prunem=0, blocksize=8, percdamp=0.01):
     return W, mask
 
 
-for i in (0, 2):
-    X = inputs[i].reshape(-1, model[i].weight.shape[1]).double()
-    for name, (n, m) in {"unstructured": (0, 0), "2of4": (2, 4)}.items():
-        W, pruned = sparsegpt(model[i].weight.detach(), X, 0.5, n, m)
-        W.numpy().astype("float64").tofile(os.path.join(out, f"{i}.sparsegpt.{name}.f64"))
-        (~pruned).to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.sparsegpt.{name}.u8"))
-print("sparsegpt ok")
+for name, (n, m) in {"unstructured": (0, 0), "2of4": (2, 4)}.items():
+    wanda = copy.deepcopy(model)
+    sgpt = copy.deepcopy(model)
+    for i in (0, 2):
+        with torch.no_grad():
+            keep = wanda_mask(wanda[i].weight, layer_input(wanda, i), n, m)
+            keep.to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.{name}.u8"))
+            wanda[i].weight.mul_(keep)  # pruned before the next layer is calibrated
+            W, pruned = sparsegpt(sgpt[i].weight.detach(), layer_input(sgpt, i).double(), 0.5, m - n if m else 0, m)
+            W.numpy().astype("float64").tofile(os.path.join(out, f"{i}.sparsegpt.{name}.f64"))
+            (~pruned).to(torch.uint8).numpy().tofile(os.path.join(out, f"{i}.sparsegpt.{name}.u8"))
+            sgpt[i].weight.copy_(W.float())  # reconstructed before the next layer is calibrated
+print("ok")

@@ -721,65 +721,45 @@ class TorchExecutor final : public TrialExecutor {
     return m;
   }
 
-  // SparseGPT, one shot: every prunable linear layer's input Gram matrix on the calibration
-  // batches (one pass over the dense model), then per layer the mask and the reconstruction of
-  // the kept weights; what was done (dampening, errors, dead inputs) goes into the card.
-  Status SparseGptRound(const Task& task, const ExecutionContext& ctx, const ModelLayout& layout,
-                        const LearningTask& learning, const Dataset& calibration, double sparsity,
-                        const PlanOptions& opts, int nm_n, int nm_m, torch::jit::Module* model, Masks* masks,
-                        TrialResult* r) {
+  // Wanda or SparseGPT, sequentially layer by layer (worker/engine/prune/importance.h
+  // PruneSequentially); what was done (calibration, per-layer dampening and reconstruction
+  // error, layers left to magnitude, the largest statistic held) goes into the row and the card.
+  Status CalibratedRound(const Task& task, const ExecutionContext& ctx, const ModelLayout& layout,
+                         const LearningTask& learning, const Dataset& calibration, double sparsity,
+                         const PlanOptions& opts, int nm_n, int nm_m, bool sparsegpt, torch::jit::Module* model,
+                         Masks* masks, TrialResult* r) {
     const TrialConfig& tc = task.trial;
-    if (ctx.on_progress) ctx.on_progress("calibrating (sparsegpt: input Hessians)", 0);
+    const std::string name = sparsegpt ? "sparsegpt" : "wanda";
     auto t0 = std::chrono::steady_clock::now();
-    auto grams = CalibrateInputGrams(*model, layout, learning, calibration, static_cast<int>(tc.calibration_batches),
-                                     static_cast<int>(task.training.batch_size));
-    if (!grams.ok()) return grams.status();
-    const double calibrate_s = SecondsSince(t0);
+    auto done = PruneSequentially(*model, layout, learning, calibration, static_cast<int>(tc.calibration_batches),
+                                  static_cast<int>(task.training.batch_size), sparsegpt, sparsity, opts, nm_n, nm_m,
+                                  *masks, 128, [&](const std::string& layer, double f) {
+                                    if (ctx.on_progress) ctx.on_progress(name + ": calibrating and pruning " + layer, f);
+                                  });
+    if (!done.ok()) return done.status();
+    for (auto& [w, mask] : done->masks) (*masks)[w] = mask;
     nlohmann::json layers = nlohmann::json::array();
     std::vector<std::string> magnitude_only;
-    int64_t peak_hessian_bytes = 0;
-    for (const auto& [w, h] : grams->grams) peak_hessian_bytes += h.numel() * h.element_size();
-    size_t done = 0;
-    for (const auto& l : layout.layers) {
-      if (opts.exclude.count(l.name)) continue;
-      const double s = opts.overrides.count(l.name) ? opts.overrides.at(l.name) : sparsity;
-      auto weight = GetTensor(*model, l.weight);
-      auto it = grams->grams.find(l.weight);
-      if (ctx.on_progress) ctx.on_progress("sparsegpt: " + l.name, static_cast<double>(done++) / layout.layers.size());
-      if (it == grams->grams.end() || weight.dim() != 2) {
-        // Not a linear layer the calibration reached: magnitude, no reconstruction.
-        magnitude_only.push_back(l.name);
-        auto scores = weight.detach().abs();
-        if (nm_m > 0) {
-          auto mask = NmMask(scores, nm_n, nm_m);
-          if (mask.ok()) (*masks)[l.weight] = mask.value();
-        } else {
-          (*masks)[l.weight] = MaskFromScores(scores, s);
-        }
-        continue;
-      }
-      auto pruned = SparseGpt(weight, it->second, s, nm_n, nm_m);
-      if (!pruned.ok()) return Status::InvalidArgument(l.name + ": " + pruned.status().message());
-      {
-        torch::NoGradGuard g;
-        SetTensor(*model, l.weight, pruned->weight);
-      }
-      (*masks)[l.weight] = pruned->mask;
-      layers.push_back({{"layer", l.name},
-                        {"relative_error", pruned->relative_error},
-                        {"damp", pruned->damp},
-                        {"dead_inputs", pruned->dead_inputs}});
+    for (const auto& l : done->layers) {
+      if (l.magnitude) magnitude_only.push_back(l.name);
+      if (sparsegpt && !l.magnitude)
+        layers.push_back({{"layer", l.name}, {"relative_error", l.relative_error}, {"damp", l.damp},
+                          {"dead_inputs", l.dead_inputs}});
     }
-    ApplyMasks(*model, *masks);
     auto cfg = ParseJson(r->trial_json.empty() ? "{}" : r->trial_json);
     nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
-    c["sparsegpt"] = {{"calibration_samples", grams->samples},
-                      {"calibration_seconds", calibrate_s},
-                      {"seconds", SecondsSince(t0)},
-                      {"hessian_bytes", peak_hessian_bytes},
-                      {"block", 128},
-                      {"layers", layers},
-                      {"scored_by_magnitude", magnitude_only}};
+    c[name] = {{"calibration_samples", done->samples},
+               {"order", "sequential: each layer calibrated on the model with the layers before it already pruned"},
+               {"layers_calibrated", done->layers.size() - magnitude_only.size()},
+               {"scored_by_magnitude", magnitude_only},
+               {"peak_statistic_bytes", done->peak_statistic_bytes},
+               {"seconds", SecondsSince(t0)}};
+    if (sparsegpt) {
+      c[name]["block"] = 128;
+      c[name]["layers"] = layers;
+    } else {
+      c[name]["compared"] = opts.per_row ? "within each output row" : "within each group of M";
+    }
     r->trial_json = c.dump();
     return Status::Ok();
   }
@@ -956,30 +936,15 @@ class TorchExecutor final : public TrialExecutor {
       if (NeedsGradients(criterion.value()))
         grads = AccumulateAbsGradients(*model, layout, *learning, *calibration, static_cast<int>(tc.calibration_batches),
                                        static_cast<int>(task.training.batch_size));
-      if (sparsegpt) {
-        PRUNELAB_RETURN_IF_ERROR(SparseGptRound(task, ctx, current, *learning, *calibration, target, opts.value(), nm_n,
-                                                nm_m, model, &masks, &out->result));
+      if (sparsegpt || wanda) {
+        PRUNELAB_RETURN_IF_ERROR(CalibratedRound(task, ctx, current, *learning, *calibration, target, opts.value(),
+                                                 nm_n, nm_m, sparsegpt, model, &masks, &out->result));
+        if (rewind) {
+          *model = CloneModule(*rewind);
+          ApplyMasks(*model, masks);
+        }
       } else {
-      StatusOr<Scores> scores = Status::Internal("unscored");
-      if (wanda) {
-        if (ctx.on_progress) ctx.on_progress("calibrating (wanda: input norms)", 0);
-        auto t0 = std::chrono::steady_clock::now();
-        auto norms = CalibrateInputNorms(*model, current, *learning, *calibration, static_cast<int>(tc.calibration_batches),
-                                         static_cast<int>(task.training.batch_size));
-        if (!norms.ok()) return norms.status();
-        std::vector<std::string> magnitude_only;
-        scores = WandaScores(*model, current, norms.value(), &magnitude_only);
-        auto cfg = ParseJson(out->result.trial_json.empty() ? "{}" : out->result.trial_json);
-        nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
-        c["wanda"] = {{"calibration_samples", norms->samples},
-                      {"layers_calibrated", norms->norms.size()},
-                      {"scored_by_magnitude", magnitude_only},
-                      {"seconds", SecondsSince(t0)},
-                      {"compared", "within each output row"}};
-        out->result.trial_json = c.dump();
-      } else {
-        scores = WeightScores(*model, current, criterion.value(), &grads, task.training.seed + round);
-      }
+      auto scores = WeightScores(*model, current, criterion.value(), &grads, task.training.seed + round);
       if (!scores.ok()) return scores.status();
       if (structured) {
         std::map<std::string, torch::Tensor> group_scores;

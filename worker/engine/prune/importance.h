@@ -2,8 +2,10 @@
 // channel rankings built from them. LibTorch header: engine-internal.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "worker/engine/data/dataset.h"
 #include "worker/engine/prune/pruning.h"
@@ -81,6 +83,32 @@ struct SparseGptLayer {
 };
 StatusOr<SparseGptLayer> SparseGpt(const torch::Tensor& weight, const torch::Tensor& gram, double sparsity, int nm_n,
                                    int nm_m, int64_t block = 128, double damp_fraction = 0.01);
+
+// Wanda or SparseGPT as the papers run them: sequentially, layer by layer in forward order,
+// each layer calibrated (only its own statistic held: memory bounded by one layer) on the
+// model with every earlier layer already pruned (SparseGPT: and reconstructed), then pruned in
+// place. Exclusions and per-layer overrides of `opts` apply (wanda: opts.per_row); a layer the
+// calibration does not reach is pruned by magnitude and says so. `previous` keeps an earlier
+// round's pruned weights pruned.
+struct CalibratedLayer {
+  std::string name;
+  bool magnitude = false;       // scored by |w|: the calibration did not reach it
+  double relative_error = -1;   // sparsegpt: ||(W - W') X||^2 / ||W X||^2
+  double damp = 0;              // sparsegpt: the dampening used
+  int64_t dead_inputs = 0;
+};
+struct CalibratedPrune {
+  Masks masks;
+  std::vector<CalibratedLayer> layers;
+  int64_t samples = 0;               // calibration samples per layer
+  int64_t peak_statistic_bytes = 0;  // the largest single layer's statistic (norms or Hessian)
+};
+struct PlanOptions;
+StatusOr<CalibratedPrune> PruneSequentially(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                                            const Dataset& calibration, int batches, int batch_size, bool sparsegpt,
+                                            double sparsity, const PlanOptions& opts, int nm_n, int nm_m,
+                                            const Masks& previous, int64_t block = 128,
+                                            const std::function<void(const std::string&, double)>& progress = {});
 
 // Mask zeroing the round(sparsity * numel) lowest scores (ties: lowest index first).
 torch::Tensor MaskFromScores(const torch::Tensor& scores, double sparsity);

@@ -16,6 +16,7 @@
 
 #include "worker/engine/model/graph.h"
 #include "worker/engine/prune/importance.h"
+#include "worker/engine/prune/plan.h"
 
 namespace prunelab::worker {
 namespace {
@@ -255,6 +256,71 @@ StatusOr<SparseGptLayer> SparseGpt(const torch::Tensor& weight, const torch::Ten
   out.relative_error = den > 0 ? num / den : 0;
   out.weight = W.to(weight.scalar_type());
   out.mask = (~mask).to(at::kFloat);
+  return out;
+}
+
+StatusOr<CalibratedPrune> PruneSequentially(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
+                                            const Dataset& calibration, int batches, int batch_size, bool sparsegpt,
+                                            double sparsity, const PlanOptions& opts, int nm_n, int nm_m,
+                                            const Masks& previous, int64_t block,
+                                            const std::function<void(const std::string&, double)>& progress) {
+  CalibratedPrune out;
+  size_t done = 0;
+  for (const auto& l : layout.layers) {
+    if (progress) progress(l.name, static_cast<double>(done++) / layout.layers.size());
+    if (opts.exclude.count(l.name)) continue;
+    ModelLayout one;
+    one.layers = {l};
+    CalibratedLayer report{l.name};
+    auto weight = GetTensor(m, l.weight);
+    if (sparsegpt) {
+      // This layer's Hessian on the model as it is now: every earlier layer already pruned and
+      // reconstructed.
+      auto grams = CalibrateInputGrams(m, one, task, calibration, batches, batch_size);
+      if (!grams.ok()) return grams.status();
+      out.samples = std::max(out.samples, grams->samples);
+      auto it = grams->grams.find(l.weight);
+      if (it != grams->grams.end() && weight.dim() == 2) {
+        out.peak_statistic_bytes = std::max<int64_t>(out.peak_statistic_bytes, it->second.numel() * it->second.element_size());
+        const double s = opts.overrides.count(l.name) ? opts.overrides.at(l.name) : sparsity;
+        auto pruned = SparseGpt(weight, it->second, s, nm_n, nm_m, block);
+        if (!pruned.ok()) return Status::InvalidArgument(l.name + ": " + pruned.status().message());
+        {
+          torch::NoGradGuard g;
+          SetTensor(m, l.weight, pruned->weight);
+        }
+        out.masks[l.weight] = pruned->mask;
+        report.relative_error = pruned->relative_error;
+        report.damp = pruned->damp;
+        report.dead_inputs = pruned->dead_inputs;
+        out.layers.push_back(report);
+        continue;
+      }
+      report.magnitude = true;  // not a linear layer the calibration reached: magnitude, no update
+      Scores scores{{l.weight, weight.detach().abs()}};
+      auto planned = PlanMasks(one, scores, sparsity, opts, nm_n, nm_m, previous);
+      if (!planned.ok()) return planned.status();
+      for (auto& [w, mask] : planned.value()) out.masks[w] = mask;
+    } else {
+      auto norms = CalibrateInputNorms(m, one, task, calibration, batches, batch_size);
+      if (!norms.ok()) return norms.status();
+      out.samples = std::max(out.samples, norms->samples);
+      for (const auto& [w, n] : norms->norms)
+        out.peak_statistic_bytes = std::max<int64_t>(out.peak_statistic_bytes, n.numel() * n.element_size());
+      std::vector<std::string> magnitude_only;
+      auto scores = WandaScores(m, one, norms.value(), &magnitude_only);
+      if (!scores.ok()) return scores.status();
+      report.magnitude = !magnitude_only.empty();
+      auto planned = PlanMasks(one, scores.value(), sparsity, opts, nm_n, nm_m, previous);
+      if (!planned.ok()) return planned.status();
+      for (auto& [w, mask] : planned.value()) out.masks[w] = mask;
+    }
+    // Pruned now, so the layers after it are calibrated on what it outputs pruned.
+    Masks mine;
+    if (out.masks.count(l.weight)) mine[l.weight] = out.masks.at(l.weight);
+    ApplyMasks(m, mine);
+    out.layers.push_back(report);
+  }
   return out;
 }
 

@@ -61,93 +61,91 @@ class ReferenceTest : public ::testing::Test {
   ModelLayout layout;
 };
 
+// Both criteria run sequentially, as the papers: the second layer is calibrated on what the
+// first outputs once pruned (and, for SparseGPT, reconstructed); the reference does the same.
 TEST_F(ReferenceTest, WandaMasksMatchAReferenceWrittenFromThePaperUnstructuredAndTwoOfFour) {
-  auto& m = model;
-  auto norms = CalibrateInputNorms(m, layout, *task, calibration, /*batches=*/4, /*batch_size=*/16);
-  ASSERT_TRUE(norms.ok()) << norms.status().ToString();
-  EXPECT_EQ(norms->samples, 64);
-  ASSERT_EQ(norms->norms.size(), 2u) << "both linears calibrated through the graph hooks";
-  std::vector<std::string> magnitude_only;
-  auto scores = WandaScores(m, layout, norms.value(), &magnitude_only);
-  ASSERT_TRUE(scores.ok());
-  EXPECT_TRUE(magnitude_only.empty());
-  PlanOptions o;
-  o.per_row = true;
-  auto unstructured = PlanMasks(layout, scores.value(), 0.5, o, 0, 0, {});
-  auto nm = PlanMasks(layout, scores.value(), 0.5, PlanOptions{}, 2, 4, {});
-  ASSERT_TRUE(unstructured.ok() && nm.ok());
-  const std::vector<std::string> index{"0", "2"};
-  for (size_t i = 0; i < 2; ++i) {
-    const std::string& w = layout.layers[i].weight;
-    SCOPED_TRACE(w);
-    const std::vector<std::pair<std::string, const Masks*>> patterns{{"unstructured", &unstructured.value()},
-                                                                     {"2of4", &nm.value()}};
-    for (const auto& [pattern, masks] : patterns) {
-      auto want = ReadBytes(dir.path() + "/" + index[i] + "." + pattern + ".u8");
-      auto got = masks->at(w).to(torch::kUInt8).contiguous();
-      ASSERT_EQ(want.size(), static_cast<size_t>(got.numel())) << pattern;
+  for (const auto& [pattern, n, mm] : std::vector<std::tuple<std::string, int, int>>{{"unstructured", 0, 0}, {"2of4", 2, 4}}) {
+    SCOPED_TRACE(pattern);
+    torch::jit::Module copy = CloneModule(model);
+    PlanOptions o;
+    o.per_row = true;
+    auto done = PruneSequentially(copy, layout, *task, calibration, 4, 16, /*sparsegpt=*/false, 0.5, o, n, mm, {});
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+    EXPECT_EQ(done->samples, 64);
+    ASSERT_EQ(done->layers.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      const std::string& w = layout.layers[i].weight;
+      EXPECT_FALSE(done->layers[i].magnitude) << w << ": calibrated through the graph hooks";
+      auto want = ReadBytes(dir.path() + "/" + std::vector<std::string>{"0", "2"}[i] + "." + pattern + ".u8");
+      auto got = done->masks.at(w).to(torch::kUInt8).contiguous();
+      ASSERT_EQ(want.size(), static_cast<size_t>(got.numel()));
       int64_t differ = 0;
       for (int64_t k = 0; k < got.numel(); ++k) differ += got.data_ptr<uint8_t>()[k] != want[k];
-      EXPECT_EQ(differ, 0) << pattern << ": masks differ in " << differ << " of " << got.numel() << " weights";
-      EXPECT_NEAR(got.to(torch::kFloat).mean().item<double>(), 0.5, 1e-9) << pattern;
+      EXPECT_EQ(differ, 0) << w << ": masks differ in " << differ << " of " << got.numel() << " weights";
+      EXPECT_NEAR(got.to(torch::kFloat).mean().item<double>(), 0.5, 1e-9);
+      EXPECT_EQ(GetTensor(copy, w).mul(1 - done->masks.at(w)).abs().sum().item<double>(), 0.0) << "pruned in place";
     }
   }
   // Magnitude alone chooses differently on these scaled features: the norms matter.
-  auto l1 = WeightScores(m, layout, Criterion::kL1, nullptr, 0);
-  ASSERT_TRUE(l1.ok());
-  auto magnitude = PlanMasks(layout, l1.value(), 0.5, o, 0, 0, {});
-  ASSERT_TRUE(magnitude.ok());
-  EXPECT_FALSE(torch::equal(magnitude->at(layout.layers[0].weight), unstructured->at(layout.layers[0].weight)));
+  auto norms = CalibrateInputNorms(model, layout, *task, calibration, 4, 16);
+  ASSERT_TRUE(norms.ok());
+  PlanOptions o;
+  o.per_row = true;
+  auto l1 = WeightScores(model, layout, Criterion::kL1, nullptr, 0);
+  auto wanda = WandaScores(model, layout, norms.value(), nullptr);
+  ASSERT_TRUE(l1.ok() && wanda.ok());
+  auto a = PlanMasks(layout, l1.value(), 0.5, o, 0, 0, {}), b = PlanMasks(layout, wanda.value(), 0.5, o, 0, 0, {});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_FALSE(torch::equal(a->at(layout.layers[0].weight), b->at(layout.layers[0].weight)));
 }
 
-// SparseGPT against the same reference: the Hessians gathered by the graph hooks, the masks and
-// the reconstructed weights agree with the paper's algorithm written in Python (blocks of 8
-// columns so several blocks and their cross-block updates are exercised; dead ReLU inputs).
 TEST_F(ReferenceTest, SparseGptWeightsAndMasksMatchAReferenceWrittenFromThePaper) {
-  auto& m = model;
-  auto grams = CalibrateInputGrams(m, layout, *task, calibration, 4, 16);
-  ASSERT_TRUE(grams.ok()) << grams.status().ToString();
-  ASSERT_EQ(grams->grams.size(), 2u);
-  const std::vector<std::string> index{"0", "2"};
-  for (size_t i = 0; i < 2; ++i) {
-    const std::string& w = layout.layers[i].weight;
-    for (const auto& [pattern, n, mm] : std::vector<std::tuple<std::string, int, int>>{{"unstructured", 0, 0}, {"2of4", 2, 4}}) {
-      SCOPED_TRACE(w + " " + pattern);
-      auto got = SparseGpt(GetTensor(m, w), grams->grams.at(w), 0.5, n, mm, /*block=*/8);
-      ASSERT_TRUE(got.ok()) << got.status().ToString();
-      auto want_bytes = ReadBytes(dir.path() + "/" + index[i] + ".sparsegpt." + pattern + ".f64");
-      auto want = torch::from_blob(want_bytes.data(), got->weight.sizes(), torch::kFloat64).clone();
-      auto mine = got->weight.to(torch::kFloat64);
+  for (const auto& [pattern, n, mm] : std::vector<std::tuple<std::string, int, int>>{{"unstructured", 0, 0}, {"2of4", 2, 4}}) {
+    SCOPED_TRACE(pattern);
+    torch::jit::Module copy = CloneModule(model);
+    auto done = PruneSequentially(copy, layout, *task, calibration, 4, 16, /*sparsegpt=*/true, 0.5, PlanOptions{}, n, mm,
+                                  {}, /*block=*/8);
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+    ASSERT_EQ(done->layers.size(), 2u);
+    EXPECT_EQ(done->peak_statistic_bytes, 32 * 32 * 8) << "one layer's Hessian at a time: the larger, 32 x 32 float64";
+    for (size_t i = 0; i < 2; ++i) {
+      const std::string& w = layout.layers[i].weight;
+      SCOPED_TRACE(w);
+      const std::string base = dir.path() + "/" + std::vector<std::string>{"0", "2"}[i] + ".sparsegpt." + pattern;
+      auto want_bytes = ReadBytes(base + ".f64");
+      auto mine = GetTensor(copy, w).to(torch::kFloat64);
+      ASSERT_EQ(want_bytes.size(), static_cast<size_t>(mine.numel() * 8));
+      auto want = torch::from_blob(want_bytes.data(), mine.sizes(), torch::kFloat64).clone();
       const double diff = (mine - want).abs().max().item<double>(), scale = want.abs().max().item<double>();
       EXPECT_LT(diff, 1e-5 * scale) << "max |difference| " << diff << " (weights up to " << scale << ")";
-      auto want_mask = ReadBytes(dir.path() + "/" + index[i] + ".sparsegpt." + pattern + ".u8");
-      auto mask = got->mask.to(torch::kUInt8).contiguous();
+      auto want_mask = ReadBytes(base + ".u8");
+      auto mask = done->masks.at(w).to(torch::kUInt8).contiguous();
       int64_t differ = 0;
       for (int64_t k = 0; k < mask.numel(); ++k) differ += mask.data_ptr<uint8_t>()[k] != want_mask[k];
       EXPECT_EQ(differ, 0) << "masks differ in " << differ << " of " << mask.numel();
-      EXPECT_NEAR(got->mask.mean().item<double>(), 0.5, 1e-9);
-      EXPECT_EQ(mine.mul(1 - got->mask.to(torch::kFloat64)).abs().sum().item<double>(), 0.0) << "pruned weights are zero";
-      EXPECT_GT(got->relative_error, 0.0);
-      EXPECT_LT(got->relative_error, 1.0);
-      EXPECT_DOUBLE_EQ(got->damp, 0.01) << "positive definite at the first dampening";
+      EXPECT_NEAR(done->masks.at(w).mean().item<double>(), 0.5, 1e-9);
+      EXPECT_EQ(mine.mul(1 - done->masks.at(w).to(torch::kFloat64)).abs().sum().item<double>(), 0.0);
+      EXPECT_GT(done->layers[i].relative_error, 0.0);
+      EXPECT_LT(done->layers[i].relative_error, 1.0);
+      EXPECT_DOUBLE_EQ(done->layers[i].damp, 0.01) << "positive definite at the first dampening";
     }
   }
   // Reconstruction beats plain masking: the same mask without the update loses more of W X.
+  auto grams = CalibrateInputGrams(model, layout, *task, calibration, 4, 16);
+  ASSERT_TRUE(grams.ok());
   const std::string& w0 = layout.layers[0].weight;
-  auto sg = SparseGpt(GetTensor(m, w0), grams->grams.at(w0), 0.5, 0, 0, 8).value();
-  auto W = GetTensor(m, w0).to(torch::kFloat64), H = grams->grams.at(w0);
-  auto masked = W * sg.mask.to(torch::kFloat64);
+  auto sg = SparseGpt(GetTensor(model, w0), grams->grams.at(w0), 0.5, 0, 0, 8).value();
+  auto W = GetTensor(model, w0).to(torch::kFloat64), H = grams->grams.at(w0);
   auto err = [&](const torch::Tensor& v) {
     auto d = W - v;
     return (d.matmul(H) * d).sum().item<double>() / (W.matmul(H) * W).sum().item<double>();
   };
-  EXPECT_LT(sg.relative_error, err(masked));
+  EXPECT_LT(sg.relative_error, err(W * sg.mask.to(torch::kFloat64)));
   EXPECT_NEAR(sg.relative_error, err(sg.weight.to(torch::kFloat64)), 1e-9);
   // A Hessian that is only semi-definite (rank 1: one calibration token) does not factor at a
   // negligible dampening; it is raised until it does, and the value used is recorded.
   auto x = torch::randn({1, 16}, torch::kFloat64) + 3.0;
-  auto rank1 = x.t().matmul(x);
-  auto semi = SparseGpt(torch::randn({4, 16}), rank1, 0.5, 0, 0, 8, /*damp=*/1e-30);
+  auto semi = SparseGpt(torch::randn({4, 16}), x.t().matmul(x), 0.5, 0, 0, 8, /*damp=*/1e-30);
   ASSERT_TRUE(semi.ok()) << semi.status().ToString();
   EXPECT_GT(semi->damp, 1e-30) << "raised from the requested dampening";
   EXPECT_LE(semi->damp, 1.0 + 1e-9);
