@@ -76,4 +76,31 @@ TEST(FilesTest, DatasetFilesNeedReadableIdxOrGzipHeaders) {
 }
 
 }  // namespace
+// A language model's data is checked before a sweep is submitted: the corpus folder and its
+// files, the token files of both splits, the user's tokenizer; each error names the field.
+TEST(FilesTest, LanguageModelDataIsCheckedBeforeSubmittingAndTheErrorNamesTheField) {
+  testing::TempDir dir;
+  DatasetConfig text;
+  text.task = "causal_lm";
+  text.name = "text";
+  text.path = dir.path() + "/missing";
+  EXPECT_TRUE(IsError(CheckDatasetFiles(text), Status::Code::kNotFound, "dataset.path: '" + text.path + "' is not a directory"));
+  text.path = dir.path() + "/corpus";
+  std::filesystem::create_directories(text.path);
+  EXPECT_TRUE(IsError(CheckDatasetFiles(text), Status::Code::kNotFound, "holds no files (name text: UTF-8 text files)"));
+  std::ofstream(text.path + "/a.txt") << "some text\n";
+  EXPECT_TRUE(CheckDatasetFiles(text).ok());
+  text.tokenizer = dir.path() + "/none.model";
+  EXPECT_TRUE(IsError(CheckDatasetFiles(text), Status::Code::kNotFound, "dataset.tokenizer:"));
+  DatasetConfig tokens = text;
+  tokens.name = "tokens";
+  tokens.tokenizer.clear();
+  tokens.path = dir.path() + "/tok";
+  std::filesystem::create_directories(tokens.path);
+  std::ofstream(tokens.path + "/train.bin") << "ab";
+  EXPECT_TRUE(IsError(CheckDatasetFiles(tokens), Status::Code::kNotFound, "dataset.path: no val.bin or val.npy in"));
+  std::ofstream(tokens.path + "/val.npy") << "x";
+  EXPECT_TRUE(CheckDatasetFiles(tokens).ok());
+}
+
 }  // namespace prunelab
