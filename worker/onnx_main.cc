@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/base/text.h"
 #include "common/flags/flags.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
@@ -39,11 +40,6 @@ int Fail(const std::string& why, int code = 1) {
   return code;
 }
 
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 // The sweep's test split, shaped as the model takes it (what the worker evaluated on).
 prunelab::StatusOr<prunelab::worker::Dataset> TestSet(const prunelab::SweepSpec& spec, const std::vector<int64_t>& shape) {
@@ -161,7 +157,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return Fail(std::string("cannot prepare model.pt for export: ") + e.what());
   }
-  const std::string cmd = Quote(python) + " " + Quote(exporter) + " --in " + Quote(specialized) + " --out " + Quote(onnx) +
+  const std::string cmd = prunelab::ShellQuoted(python) + " " + prunelab::ShellQuoted(exporter) + " --in " + prunelab::ShellQuoted(specialized) + " --out " + prunelab::ShellQuoted(onnx) +
                           " --input-shape " + shape_csv + " --opset " + std::to_string(opset);
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return Fail("cannot run " + python);

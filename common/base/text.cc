@@ -101,4 +101,10 @@ std::string PrometheusLabelValue(const std::string& v) {
   return out;
 }
 
+std::string ShellQuoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 }  // namespace prunelab

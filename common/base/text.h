@@ -20,6 +20,9 @@ std::string Quoted(std::string_view s, size_t max_chars = 64);
 // holds (a worker's error message, say).
 std::string ToValidUtf8(std::string_view s);
 
+// `s` as one word of a POSIX shell command line: in single quotes, each ' written '\''.
+std::string ShellQuoted(const std::string& s);
+
 // A Prometheus label value escaped for the text exposition format (backslash, quote, newline).
 std::string PrometheusLabelValue(const std::string& v);
 
