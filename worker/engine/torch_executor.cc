@@ -1,6 +1,7 @@
 #include <torch/torch.h>
 
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <malloc.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
@@ -18,6 +19,7 @@
 #include "common/base/drift.h"
 #include "common/base/hash.h"
 #include "common/base/log.h"
+#include "common/base/text.h"
 #include "common/codec/records.h"
 #include "common/base/hardware.h"
 #include "common/spec/spec.h"
@@ -37,6 +39,9 @@
 
 namespace prunelab::worker {
 namespace {
+
+// The longest a worker tokenizes one corpus (prunelab-tokenize) before the trial fails.
+constexpr int kTokenizeLimitS = 3600;
 
 // Takes the host lock, showing what the task waits for while it waits.
 std::shared_ptr<void> Lock(const ExecutionContext& ctx, bool exclusive, const std::string& purpose) {
@@ -128,12 +133,17 @@ class TorchExecutor final : public TrialExecutor {
       if (!std::filesystem::exists(bin))
         return Status::Internal("prunelab-tokenize not found at " + bin + " (build it: cluster/build.sh)");
       if (on_progress) on_progress("tokenizing " + cfg.path, 0);
-      std::string cmd = Quote(bin) + " --corpus " + Quote(cfg.path) + " --out " + Quote(out) + " --cache-dir " +
-                        Quote(root + "/tokenizers");
-      cmd += cfg.tokenizer.empty() ? " --vocab " + std::to_string(cfg.vocab_size) : " --tokenizer " + Quote(cfg.tokenizer);
-      cmd += " > " + Quote(out + ".log") + " 2>&1";
+      // Bounded: coreutils' timeout ends it (exit 124) after kTokenizeLimitS.
+      std::string cmd = "timeout --kill-after=10 " + std::to_string(kTokenizeLimitS) + " " + ShellQuoted(bin) + " --corpus " + ShellQuoted(cfg.path) + " --out " + ShellQuoted(out) + " --cache-dir " +
+                        ShellQuoted(root + "/tokenizers");
+      cmd += cfg.tokenizer.empty() ? " --vocab " + std::to_string(cfg.vocab_size) : " --tokenizer " + ShellQuoted(cfg.tokenizer);
+      cmd += " > " + ShellQuoted(out + ".log") + " 2>&1";
       std::filesystem::create_directories(root + "/tokens", ec);
       const int rc = std::system(cmd.c_str());
+      if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 124)
+        return Status::Unavailable("tokenizing " + cfg.path + " took longer than its limit of " +
+                                   std::to_string(kTokenizeLimitS) + " s (kTokenizeLimitS); give pre-tokenized files "
+                                   "(dataset name tokens) for a corpus this large");
       if (rc != 0) {
         std::ifstream log(out + ".log");
         std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
@@ -154,12 +164,6 @@ class TorchExecutor final : public TrialExecutor {
               std::to_string(t.vocabulary) + ", tokenizer " + t.tokenizer_hash.substr(0, 12));
     std::lock_guard<std::mutex> lock(mu_);
     return tokenized_[key] = t;
-  }
-
-  static std::string Quote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
   }
 
   // Token windows of a language-modeling dataset: the split's token files (tokens), or the
@@ -739,10 +743,12 @@ class TorchExecutor final : public TrialExecutor {
     if (!done.ok()) return done.status();
     for (auto& [w, mask] : done->masks) (*masks)[w] = mask;
     nlohmann::json layers = nlohmann::json::array();
-    std::vector<std::string> magnitude_only;
+    std::vector<std::string> magnitude_only, left_dense, not_reached;
     for (const auto& l : done->layers) {
       if (l.magnitude) magnitude_only.push_back(l.name);
-      if (sparsegpt && !l.magnitude)
+      if (l.left_dense) left_dense.push_back(l.name);
+      if (l.not_reached) not_reached.push_back(l.name);
+      if (sparsegpt && !l.magnitude && !l.left_dense && !l.not_reached)
         layers.push_back({{"layer", l.name}, {"relative_error", l.relative_error}, {"damp", l.damp},
                           {"dead_inputs", l.dead_inputs}});
     }
@@ -750,8 +756,10 @@ class TorchExecutor final : public TrialExecutor {
     nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
     c[name] = {{"calibration_samples", done->samples},
                {"order", "sequential: each layer calibrated on the model with the layers before it already pruned"},
-               {"layers_calibrated", done->layers.size() - magnitude_only.size()},
+               {"layers_calibrated", done->layers.size() - left_dense.size() - not_reached.size()},
+               {"not_reached_left_dense", not_reached},
                {"scored_by_magnitude", magnitude_only},
+               {"left_dense", left_dense},
                {"peak_statistic_bytes", done->peak_statistic_bytes},
                {"seconds", SecondsSince(t0)}};
     if (sparsegpt) {

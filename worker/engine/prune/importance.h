@@ -88,11 +88,15 @@ StatusOr<SparseGptLayer> SparseGpt(const torch::Tensor& weight, const torch::Ten
 // each layer calibrated (only its own statistic held: memory bounded by one layer) on the
 // model with every earlier layer already pruned (SparseGPT: and reconstructed), then pruned in
 // place. Exclusions and per-layer overrides of `opts` apply (wanda: opts.per_row); a layer the
-// calibration does not reach is pruned by magnitude and says so. `previous` keeps an earlier
+// calibration does not reach (an embedding table read by lookup, and for sparsegpt a
+// convolution) stays dense and says so, as the papers prune linear layers only; under N:M a layer whose rows
+// are not a multiple of M stays dense and says so (an error if none can hold it). `previous` keeps an earlier
 // round's pruned weights pruned.
 struct CalibratedLayer {
   std::string name;
-  bool magnitude = false;       // scored by |w|: the calibration did not reach it
+  bool magnitude = false;       // wanda: scored by |w| (a grouped convolution)
+  bool not_reached = false;     // no calibrated input (an embedding table; sparsegpt: a convolution): dense
+  bool left_dense = false;      // N:M: its rows are not a multiple of M
   double relative_error = -1;   // sparsegpt: ||(W - W') X||^2 / ||W X||^2
   double damp = 0;              // sparsegpt: the dampening used
   int64_t dead_inputs = 0;

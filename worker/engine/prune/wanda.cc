@@ -273,6 +273,11 @@ StatusOr<CalibratedPrune> PruneSequentially(torch::jit::Module& m, const ModelLa
     one.layers = {l};
     CalibratedLayer report{l.name};
     auto weight = GetTensor(m, l.weight);
+    if (nm_m > 0 && (weight.dim() < 2 || (weight.numel() / weight.size(0)) % nm_m != 0)) {
+      report.left_dense = true;  // as PlanMasks does: a row that cannot hold the pattern stays dense
+      out.layers.push_back(report);
+      continue;
+    }
     if (sparsegpt) {
       // This layer's Hessian on the model as it is now: every earlier layer already pruned and
       // reconstructed.
@@ -296,17 +301,20 @@ StatusOr<CalibratedPrune> PruneSequentially(torch::jit::Module& m, const ModelLa
         out.layers.push_back(report);
         continue;
       }
-      report.magnitude = true;  // not a linear layer the calibration reached: magnitude, no update
-      Scores scores{{l.weight, weight.detach().abs()}};
-      auto planned = PlanMasks(one, scores, sparsity, opts, nm_n, nm_m, previous);
-      if (!planned.ok()) return planned.status();
-      for (auto& [w, mask] : planned.value()) out.masks[w] = mask;
+      report.not_reached = true;  // not a linear layer's input (an embedding table, a convolution): stays dense
+      out.layers.push_back(report);
+      continue;
     } else {
       auto norms = CalibrateInputNorms(m, one, task, calibration, batches, batch_size);
       if (!norms.ok()) return norms.status();
       out.samples = std::max(out.samples, norms->samples);
       for (const auto& [w, n] : norms->norms)
         out.peak_statistic_bytes = std::max<int64_t>(out.peak_statistic_bytes, n.numel() * n.element_size());
+      if (!norms->norms.count(l.weight)) {
+        report.not_reached = true;  // read by no linear or convolution (an embedding table): stays dense
+        out.layers.push_back(report);
+        continue;
+      }
       std::vector<std::string> magnitude_only;
       auto scores = WandaScores(m, one, norms.value(), &magnitude_only);
       if (!scores.ok()) return scores.status();
@@ -321,6 +329,13 @@ StatusOr<CalibratedPrune> PruneSequentially(torch::jit::Module& m, const ModelLa
     ApplyMasks(m, mine);
     out.layers.push_back(report);
   }
+  if (out.masks.empty() && nm_m == 0)
+    return Status::InvalidArgument("no prunable layer's input was reached by the calibration (these criteria prune "
+                                   "the weights of linear layers and convolutions)");
+  if (out.masks.empty())
+    return Status::InvalidArgument("no layer of this model can hold a " + std::to_string(nm_n) + ":" +
+                                   std::to_string(nm_m) + " pattern (rows must be a multiple of " + std::to_string(nm_m) +
+                                   ")");
   return out;
 }
 

@@ -11,8 +11,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
 
 #include "tests/test_util.h"
+#include "common/base/types.h"
+#include "worker/daemon/executor.h"
 #include "worker/engine/data/token_data.h"
 #include "worker/engine/model/model.h"
 #include "worker/engine/task/learning_task.h"
@@ -224,6 +228,94 @@ TEST(LanguageModelTest, AGptLearnsEnglishFromTheFortunesCorpus) {
               100 * after.accuracy, static_cast<long long>(after.tokens));
   EXPECT_GT(before, 300.0) << "untrained: about as good as guessing among 512 pieces";
   EXPECT_LT(after.quality, 0.6 * before) << before << " -> " << after.quality << " (" << after.tokens << " held-out tokens)";
+}
+
+// Users' decoders through the real executor, as a sweep runs them (model: {torchscript: ...},
+// task causal_lm, token files): the GPT-2-style one (packed q/k/v, tied embeddings) and the
+// Llama-style one (RMSNorm, rotary, grouped-query attention, SwiGLU) are trained, then every
+// axis a language-model sweep offers is tried on each; each row is scored by perplexity, or the
+// trial fails naming what stopped it.
+TEST(LanguageModelTest, UsersDecodersRunEveryAxisThroughTheExecutor) {
+  if (!HaveTorch()) GTEST_SKIP() << "python3-torch is not installed (cluster/install-deps.sh installs it)";
+  testing::TempDir dir;
+  ASSERT_TRUE(Script(dir.path())) << ReadAll(dir.path() + "/log.txt");
+  std::mt19937 rng(3);
+  for (const char* split : {"train", "val"}) {
+    std::vector<uint16_t> ids(std::string(split) == "train" ? 8000 : 1500);
+    uint16_t x = 0;
+    for (auto& id : ids) id = x = rng() % 8 ? static_cast<uint16_t>((5 * x + 3) % kVocabulary) : rng() % kVocabulary;
+    WriteBin(dir.path() + "/" + split + ".bin", ids);
+  }
+  auto ex = NewTorchExecutor();
+  for (const std::string model : {"gpt", "llama"}) {
+    SCOPED_TRACE(model);
+    Task t;
+    t.sweep_id = "sw-user-lm";
+    t.task_id = "train";
+    t.kind = TaskKind::kTrainBaseline;
+    t.model = "torchscript";
+    t.model_artifact = "user-" + model;
+    t.dataset.task = "causal_lm";
+    t.dataset.name = "tokens";
+    t.dataset.path = dir.path();
+    t.dataset.vocab_size = kVocabulary;
+    t.dataset.sequence_length = kSequence;
+    t.dataset.train_subset = 200;
+    t.dataset.test_subset = 40;
+    t.training.epochs = 1;
+    t.training.batch_size = 16;
+    t.training.optimizer = "adamw";
+    t.training.learning_rate = 3e-3;
+    t.trial.schedule = "one_shot";
+    t.trial.finetune_epochs = 0;
+    t.trial.calibration_batches = 2;
+    const std::string user = ReadAll(dir.path() + "/" + model + ".pt");
+    ExecutionContext ctx;
+    ctx.fetch_artifact = [&](const std::string&) -> StatusOr<std::string> { return user; };
+    auto base = ex->Execute(t, ctx);
+    ASSERT_TRUE(base.result.ok) << base.result.error;
+    EXPECT_EQ(base.result.metric, "perplexity");
+    ExecutionContext pctx;
+    pctx.fetch_artifact = [&](const std::string& h) -> StatusOr<std::string> {
+      return h == t.model_artifact ? user : base.artifact;
+    };
+    t.kind = TaskKind::kPruneTrial;
+    t.baseline_artifact = "user-" + model + "-trained";
+    for (const auto& [criterion, granularity] : std::vector<std::pair<std::string, std::string>>{
+             {"l2", "structured"}, {"angular", "depth"}, {"l1", "unstructured"}, {"wanda", "unstructured"},
+             {"wanda", "2:4"}, {"sparsegpt", "unstructured"}, {"sparsegpt", "2:4"}}) {
+      t.task_id = model + "-" + criterion + "-" + granularity;
+      t.trial.criterion = criterion;
+      t.trial.granularity = granularity;
+      t.trial.sparsity = 0.5;
+      auto r = ex->Execute(t, pctx);
+      std::printf("%-6s %-9s %-12s %s perplexity %.2f (dense %.2f) params %llu -> %llu %s\n", model.c_str(),
+                  criterion.c_str(), granularity.c_str(), r.result.ok ? "ok  " : "FAIL", r.result.perplexity,
+                  base.result.perplexity, static_cast<unsigned long long>(r.result.params_before),
+                  static_cast<unsigned long long>(r.result.params), r.result.error.c_str());
+      ASSERT_TRUE(r.result.ok) << t.task_id << ": " << r.result.error;
+      EXPECT_EQ(r.result.metric, "perplexity");
+      EXPECT_GT(r.result.perplexity, 1.0);
+      EXPECT_LT(r.result.perplexity, 2.0 * kVocabulary) << "no worse than twice guessing";
+      EXPECT_DOUBLE_EQ(r.result.baseline_perplexity, base.result.perplexity);
+      if (granularity == "structured" || granularity == "depth")
+        EXPECT_LT(r.result.params, r.result.params_before) << "removed, not masked";
+      else
+        EXPECT_GT(r.result.achieved_sparsity, 0.2);
+      auto config = nlohmann::json::parse(r.result.trial_json);
+      if (criterion == "wanda" || criterion == "sparsegpt") {
+        EXPECT_TRUE(config[criterion]["scored_by_magnitude"].empty()) << config[criterion].dump();
+        // Every linear layer is reached by the graph hooks; the embedding tables (lookups) stay dense.
+        EXPECT_EQ(config[criterion]["not_reached_left_dense"],
+                  model == "gpt" ? nlohmann::json({"wte", "wpe"}) : nlohmann::json({"embed_tokens"}))
+            << config[criterion].dump();
+        // SwiGLU's hidden width here is 85: down_proj's rows cannot hold 2:4 and stay dense, said so.
+        if (model == "llama" && granularity == "2:4")
+          EXPECT_EQ(config[criterion]["left_dense"], nlohmann::json({"layers.0.down_proj", "layers.1.down_proj"}))
+              << config.dump();
+      }
+    }
+  }
 }
 
 }  // namespace
