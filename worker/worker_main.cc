@@ -15,6 +15,7 @@
 #include "common/flags/flags.h"
 #include "common/net/keys.h"
 #include "worker/daemon/daemon.h"
+#include "worker/engine/torch_executor.h"
 
 namespace {
 // First SIGTERM/SIGINT: drain (finish and report the running task, take no more).

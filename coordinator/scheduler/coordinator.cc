@@ -152,7 +152,7 @@ Status Coordinator::Recover() {
       if (it->second.state == TaskState::kPending) sweep.ready[QueueOf(it->second.task)].insert(it->second.pos);
     }
   }
-  for (auto& [id, sweep] : sweeps_) ReleaseConfirmations(sweep);  // a crash between a result and its release
+  for (auto& [id, sweep] : sweeps_) UnblockConfirmations(sweep);  // a crash between a result and unblocking its round
   auto seq = store_.Get("meta/sweep_seq");
   if (!seq.ok()) return seq.status();
   if (seq.value()) next_sweep_seq_ = std::stoull(*seq.value());
@@ -191,7 +191,7 @@ std::optional<Message> Coordinator::Dispatch(const Message& msg) {
   return Message(Error("unexpected_message", std::string("the coordinator does not accept ") + MessageName(msg)));
 }
 
-void Coordinator::Release(WorkerEntry& w, uint32_t slot) {
+void Coordinator::FreeSlot(WorkerEntry& w, uint32_t slot) {
   w.held.erase(slot);
   w.phase[slot] = {"idle", 0.0};
 }
@@ -312,7 +312,7 @@ Message Coordinator::OnRequestWork(const RequestWorkMsg& m) {
     Held held = h->second;
     if (!Requeue(held.sweep_id, held.task_id, "worker " + m.worker_id + " asked for new work on the slot running it"))
       return Error("store_error", "cannot record the state change; ask again later");
-    Release(w, m.slot);
+    FreeSlot(w, m.slot);
   }
   // Pruning and training go to GPU workers while one has a free slot.
   bool may_take_any = IsGpu(w.status);
@@ -375,7 +375,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
     wit->second.last_seen_ms = clock_.NowMs();
     for (auto& [slot, h] : wit->second.held)
       if (h.sweep_id == r.sweep_id && h.task_id == r.task_id) {
-        Release(wit->second, slot);
+        FreeSlot(wit->second, slot);
         break;
       }
   }
@@ -446,7 +446,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   batch.push_back({RunKey(r.sweep_id, r.task_id), std::nullopt});
 
   if (t.kind == TaskKind::kTrainBaseline || is_stage)
-    ReleaseDependents(sweep, task, rec.ok, r.artifact_hash, rec, rec.finished_at_ms, &batch, &changed);
+    UnblockDependents(sweep, task, rec.ok, r.artifact_hash, rec, rec.finished_at_ms, &batch, &changed);
   for (const auto& [tid, e] : changed) batch.push_back(TaskRecord(r.sweep_id, e));
   std::optional<ReleaseBook::Outcome> evaluated;
   if (t.kind == TaskKind::kEvaluateRelease) {
@@ -459,11 +459,11 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   if (!st.ok()) return Error("store_error", "result not recorded, send it again: " + st.ToString());
   Adopt(sweep, changed);
   if (evaluated) AfterEvaluation(*evaluated, r.sweep_id);
-  ReleaseConfirmations(sweep);
+  UnblockConfirmations(sweep);
   return ResultAckMsg{r.task_id, r.attempt, true, rec.ok ? "recorded" : "recorded as failed: " + rec.error};
 }
 
-void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
+void Coordinator::UnblockDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
                                     const TrialResult& outcome, int64_t now_ms, std::vector<StoreWrite>* batch,
                                     std::map<std::string, TaskEntry>* changed) {
   const bool train = stage.task.kind == TaskKind::kTrainBaseline;
@@ -512,7 +512,7 @@ void Coordinator::ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, b
   }
 }
 
-void Coordinator::ReleaseConfirmations(SweepEntry& sweep) {
+void Coordinator::UnblockConfirmations(SweepEntry& sweep) {
   if (sweep.cancelled) return;
   for (auto& [tid, entry] : sweep.tasks) {
     if (entry.task.kind != TaskKind::kConfirmTarget || entry.state != TaskState::kBlocked) continue;
@@ -901,7 +901,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
     TrialResult fr = FailureResult(e.task, why, clock_.NowMs());
     batch.push_back({RecordKey(sweep_id, e.task), EncodeResultRecord(fr)});
     if (e.task.kind == TaskKind::kTrainBaseline || !ProducesResultRow(e.task))
-      ReleaseDependents(sit->second, e, false, "", fr, fr.finished_at_ms, &batch, &changed);
+      UnblockDependents(sit->second, e, false, "", fr, fr.finished_at_ms, &batch, &changed);
     if (e.task.kind == TaskKind::kEvaluateRelease) {
       auto o = EvaluationDone(e.task, fr, &batch);
       if (o.ok()) evaluated = std::move(o).value();
@@ -915,7 +915,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
   if (!store_.Apply(batch).ok()) return false;
   Adopt(sit->second, changed);
   Event("task " + sweep_id + "/" + task_id + (e.state == TaskState::kFailed ? " failed: " : " requeued: ") + reason);
-  if (e.state == TaskState::kFailed) ReleaseConfirmations(sit->second);
+  if (e.state == TaskState::kFailed) UnblockConfirmations(sit->second);
   if (evaluated) AfterEvaluation(*evaluated, sweep_id);
   return true;
 }

@@ -161,7 +161,7 @@ class Coordinator {
   TaskEntry* NextFor(SweepEntry& sweep, const WorkerEntry& w, bool may_take_any);
   // After a stage (train or prune) ends: its dependents become pending (ok) or fail with a
   // result row each (not ok). Writes go to batch; new entries to changed.
-  void ReleaseDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
+  void UnblockDependents(SweepEntry& sweep, const TaskEntry& stage, bool ok, const std::string& artifact,
                          const TrialResult& outcome, int64_t now_ms, std::vector<StoreWrite>* batch,
                          std::map<std::string, TaskEntry>* changed);
   // A target's confirmation round (confirm@TARGET) waits blocked until every other row of
@@ -169,14 +169,16 @@ class Coordinator {
   // it becomes pending, or, with fewer than two models to compare, is done with a row saying
   // why. Called after every result and requeue, and on recovery. Store errors leave it
   // blocked for the next call.
-  void ReleaseConfirmations(SweepEntry& sweep);
+  void UnblockConfirmations(SweepEntry& sweep);
   // Applies `changed` to memory (after its batch is durable), keeping the ready sets and
   // running counts right.
   void Adopt(SweepEntry& sweep, std::map<std::string, TaskEntry>& changed);
   // Puts a running task back in the queue (or fails it after max_attempts). False when the
   // store refused the write: the task stays running (and held), to be tried again.
   bool Requeue(const std::string& sweep_id, const std::string& task_id, const std::string& reason);
-  void Release(WorkerEntry& w, uint32_t slot);  // frees a slot (no store write)
+  // A worker's slot is freed (FreeSlot), a task's dependents are unblocked (Unblock*), and
+  // "release" means only a model release (ReleaseBook): three words for three things.
+  void FreeSlot(WorkerEntry& w, uint32_t slot);  // no store write
   // A pending task the worker says it still runs (registration: with its attempt; heartbeat:
   // without) becomes its running task on `slot` again. False if taken, unknown or not written.
   bool Readopt(WorkerEntry& w, const std::string& worker_id, const std::string& sweep_id, const std::string& task_id,

@@ -1,6 +1,7 @@
 // TrialExecutor: runs one task (train a baseline, evaluate it, or prune+fine-tune+evaluate
 // a variant) and returns its result. Interface without LibTorch so the worker daemon and
-// tests can use it without the ~15 s LibTorch headers; the real one is NewTorchExecutor().
+// tests can use it without the ~15 s LibTorch headers; the real one is NewTorchExecutor()
+// (worker/engine/torch_executor.h).
 // A trial that fails is a TrialResult with ok=false and the reason; Execute never throws.
 #pragma once
 
@@ -46,8 +47,6 @@ class TrialExecutor {
   virtual ~TrialExecutor() = default;
   virtual ExecutionOutput Execute(const Task& task, const ExecutionContext& ctx) = 0;
 };
-
-std::unique_ptr<TrialExecutor> NewTorchExecutor();
 
 // The intra-op threads a timing uses are the target's (task.benchmark.threads; 0 keeps the
 // worker's own), set for the timing's scope and recorded in r->hardware.threads. The timing

@@ -26,7 +26,7 @@
 #include "common/spec/zoo_names.h"
 #include "worker/engine/bench/bench_runner.h"
 #include "worker/engine/prune/importance.h"
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/prune/plan.h"
 #include "worker/engine/train/training.h"
 #include "worker/engine/data/token_data.h"

@@ -13,7 +13,7 @@
 #include "tests/status_matchers.h"
 #include "worker/daemon/artifact_cache.h"
 #include "worker/engine/bench/bench_runner.h"
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/bench/forms.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/engine/data/fashion_mnist.h"

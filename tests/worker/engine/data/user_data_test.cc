@@ -14,7 +14,7 @@
 #include "tests/status_matchers.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/data/user_data.h"
 #include "worker/engine/model/fold.h"
 #include "worker/engine/model/model.h"

@@ -12,7 +12,7 @@
 #include "tests/status_matchers.h"
 #include "common/codec/records.h"
 #include "common/spec/zoo_names.h"
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/model/depth.h"
 #include "worker/engine/model/zoo.h"
 #include "tests/test_util.h"

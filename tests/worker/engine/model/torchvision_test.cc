@@ -12,7 +12,7 @@
 #include <map>
 #include <sstream>
 
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/bench/forms.h"
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/prune/importance.h"

@@ -16,7 +16,7 @@
 #include "tests/status_matchers.h"
 #include "common/spec/spec.h"
 #include "common/spec/zoo_names.h"
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/engine/prune/plan.h"
 #include "worker/engine/prune/pruning.h"

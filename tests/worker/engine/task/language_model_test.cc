@@ -16,7 +16,7 @@
 
 #include "tests/test_util.h"
 #include "common/base/types.h"
-#include "worker/daemon/executor.h"
+#include "worker/engine/torch_executor.h"
 #include "worker/engine/data/token_data.h"
 #include "worker/engine/model/model.h"
 #include "worker/engine/task/learning_task.h"
