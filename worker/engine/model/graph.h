@@ -1,4 +1,5 @@
-// Shared pieces of the graph passes over TorchScript modules (user_model.cc, depth.cc).
+// Shared pieces of the graph passes over TorchScript modules (trace.cc, groups.cc,
+// rewrite.cc, depth.cc).
 // LibTorch header: engine-internal.
 #pragma once
 
@@ -24,6 +25,8 @@ void InlineGraph(torch::jit::Graph& graph);
 StatusOr<std::map<torch::jit::Value*, std::vector<int64_t>>> RecordValueShapes(const torch::jit::Module& m,
                                                                                  torch::jit::Graph& graph,
                                                                                  const std::vector<c10::IValue>& inputs);
+// The op RecordValueShapes inserts after every tensor value (passes over such a graph skip it).
+inline const c10::Symbol kRecordShape = c10::Symbol::fromQualString("prunelab::record_shape");
 // Reads of the module's configuration (bool, int, float attributes other than `training`
 // unless fold_training, and none the graph assigns) become constants, and constants are
 // propagated: `if self.use_res_connect:` and `if self.downsample is not None:` leave
@@ -33,5 +36,17 @@ void FoldModuleConfiguration(const torch::jit::Module& m, std::shared_ptr<torch:
 std::vector<torch::jit::Node*> AllNodes(torch::jit::Block* b);
 // Dotted path of a value read from `self` through prim::GetAttr chains ("" if it is not one).
 std::string AttributePath(torch::jit::Value* v);
+
+inline bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+// "a.b" of "a.b.c"; "" for a name without a dot.
+inline std::string Parent(const std::string& path) {
+  auto dot = path.rfind('.');
+  return dot == std::string::npos ? "" : path.substr(0, dot);
+}
+// The module path of a parameter ("layer1.0.conv1" of "layer1.0.conv1.weight").
+inline std::string LayerOf(const std::string& weight) { return Parent(weight).empty() ? weight : Parent(weight); }
+inline bool IsTensor(torch::jit::Value* v) { return v->type()->cast<c10::TensorType>() != nullptr; }
 
 }  // namespace prunelab::worker
