@@ -426,12 +426,6 @@ TrialResult ResultFor(const Task& t) {
   return r;
 }
 
-bool ProducesResultRow(const Task& t) {
-  if (t.kind == TaskKind::kTrainBaseline) return false;
-  if (t.kind == TaskKind::kPruneTrial) return t.trial.schedule == "sensitivity";
-  return true;
-}
-
 const ConfirmedModel* ConfirmationRound::Find(const std::string& task_id) const {
   for (const auto& m : models)
     if (m.task_id == task_id) return &m;

@@ -27,15 +27,6 @@ TrialResult ResultFor(const Task& task);
 // variant) with what the benchmark on that target measured (every benchmark figure, the
 // target, the worker and its hardware). The one place that knows which fields are which.
 TrialResult MergeStageAndBenchmark(const TrialResult& stage, const TrialResult& bench);
-// Whether a task's outcome is a result row of its sweep: baseline evaluations, variant
-// benchmarks and sensitivity trials. Baseline training and the pruning step of a benchmarked
-// variant are stages (their outcome lives in the rows that follow from them).
-bool ProducesResultRow(const Task& task);
-// Whether a task counts in a sweep's progress (trials, done, failed): a result row of its own,
-// not a confirmation round (which times rows already counted).
-inline bool CountsAsTrial(const Task& task) {
-  return ProducesResultRow(task) && task.kind != TaskKind::kConfirmTarget;
-}
 
 // A confirmation round (confirm@TARGET): every model timed single-stream in each round, in
 // rotating order, on one worker; the worker writes it into its row's benchmark_json

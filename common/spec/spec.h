@@ -105,16 +105,4 @@ std::string BaselineKey(const SweepSpec& spec);
 // baseline trained before the upgrade is still reused.
 std::string LegacyBaselineKey(const SweepSpec& spec);
 
-// Number of pruning trials (cartesian product of the sweep axes), per target.
-size_t TrialCount(const SweepSpec& spec);
-
-// Tasks of one sweep, a graph: one trainBaseline ("train"); per target one
-// evaluateBaseline ("base@TARGET"); one pruneTrial per point of the cartesian product
-// ("t003", any worker); and, except in sensitivity mode, one benchmarkVariant per
-// (trial, target) ("t003@TARGET", after t003), whose result is the trial's row for that
-// target; and, unless benchmark.confirm_rounds is 0, one confirmTarget per target
-// ("confirm@TARGET", blocked until every other row of the target is in). Task ids are
-// stable and unique within the sweep.
-std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id);
-
 }  // namespace prunelab

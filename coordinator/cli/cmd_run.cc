@@ -15,6 +15,7 @@
 
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "common/spec/task_graph.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/local_cluster.h"
 #include "coordinator/decide/decision.h"

@@ -11,6 +11,7 @@
 #include "common/codec/records.h"
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "common/spec/task_graph.h"
 #include "coordinator/decide/decision.h"
 #include "coordinator/store/store_view.h"
 
@@ -71,7 +72,7 @@ static const std::string& QueueOf(const Task& t) { return t.target; }
 // Where a task's outcome is written: a pruning stage's under stage/, anything else is a
 // row under result/ (the baseline's training included, for its artifact and timings).
 static std::string RecordKey(const std::string& sweep_id, const Task& t) {
-  if (t.kind == TaskKind::kPruneTrial && !ProducesResultRow(t)) return StageKey(sweep_id, t.task_id);
+  if (IsPruneStage(t)) return StageKey(sweep_id, t.task_id);
   return ResultKey(sweep_id, t.task_id);
 }
 
@@ -391,7 +392,7 @@ Message Coordinator::OnSubmitResult(const SubmitResultMsg& m) {
   std::map<std::string, TaskEntry> changed;  // applied to memory only after the batch is durable
   const Task& t = task.task;
   const auto deps = sweep.dependents.find(t.task_id);
-  const bool is_stage = t.kind == TaskKind::kPruneTrial && !ProducesResultRow(t);
+  const bool is_stage = IsPruneStage(t);
 
   if ((t.kind == TaskKind::kTrainBaseline || t.kind == TaskKind::kPruneTrial) && r.ok) {
     auto problem = ResultArtifact(m);

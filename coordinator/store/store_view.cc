@@ -4,6 +4,7 @@
 
 #include "common/codec/codec.h"
 #include "common/codec/records.h"
+#include "common/spec/task_graph.h"
 
 namespace prunelab::coordinator {
 

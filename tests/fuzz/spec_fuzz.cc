@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/spec/spec.h"
+#include "common/spec/task_graph.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 8192) return 0;

@@ -7,6 +7,7 @@
 
 #include "common/spec/files.h"
 #include "common/spec/spec.h"
+#include "common/spec/task_graph.h"
 #include "tests/status_matchers.h"
 
 namespace prunelab {
