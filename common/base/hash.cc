@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fmt/printf.h>
 
 namespace prunelab {
 namespace {
@@ -73,10 +74,7 @@ std::string LegacyContentHash(std::string_view data) {
     a = (a ^ c) * kPrime;
     b = (b ^ static_cast<unsigned char>(c + 0x5b)) * kPrime;
   }
-  char out[33];
-  std::snprintf(out, sizeof(out), "%016llx%016llx", static_cast<unsigned long long>(a),
-                static_cast<unsigned long long>(b));
-  return out;
+  return fmt::sprintf("%016llx%016llx", static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
 }
 
 bool IsLegacyContentName(std::string_view name) { return name.size() == 32 && IsHex(name); }

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <fmt/printf.h>
 
 namespace prunelab {
 namespace {
@@ -57,9 +58,7 @@ std::string Quoted(std::string_view s, size_t max_chars) {
     size_t n = SequenceLength(s, i);
     const auto c = static_cast<uint8_t>(s[i]);
     if (n == 0 || (n == 1 && (c < 0x20 || c == 0x7F))) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02X", c);
-      out += buf;
+      out += fmt::sprintf("\\x%02X", c);
       ++i;
     } else {
       if (i + n > max_chars) break;

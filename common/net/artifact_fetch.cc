@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <fmt/printf.h>
 
 #include "common/base/hash.h"
 
@@ -113,9 +114,7 @@ StatusOr<std::string> FetchArtifactChunked(const std::function<StatusOr<Message>
 namespace {
 std::string NewUploadId() {
   std::random_device rd;
-  char buf[33];
-  std::snprintf(buf, sizeof(buf), "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-  return buf;
+  return fmt::sprintf("%08x%08x%08x%08x", rd(), rd(), rd(), rd());
 }
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+#include <fmt/printf.h>
 
 #include "common/base/rate_limited_log.h"
 #include "common/codec/codec.h"
@@ -155,8 +156,7 @@ struct RouterSocket::Impl {
           std::memcpy(&value, static_cast<const char*>(event.data()) + 2, 4);
           ++handshake_failures;
           const std::string peer = where.to_string();
-          char code[16];
-          std::snprintf(code, sizeof(code), "0x%x", value);
+          const std::string code = fmt::sprintf("0x%x", value);
           std::string why = id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
                                 ? "a plain-mode peer (no CURVE keys) on a CURVE endpoint"
                             : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&

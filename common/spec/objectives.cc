@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <fmt/printf.h>
 
 namespace prunelab {
 
@@ -59,10 +60,8 @@ double QualityLoss(const TrialResult& r, const TrialResult& base) {
 }
 
 std::string QualityText(const TrialResult& r) {
-  char buf[48];
-  if (ScoredByPerplexity(r)) std::snprintf(buf, sizeof(buf), "perplexity %.2f", r.perplexity);
-  else std::snprintf(buf, sizeof(buf), "%.2f %%", r.accuracy * 100);
-  return buf;
+  if (ScoredByPerplexity(r)) return fmt::sprintf("perplexity %.2f", r.perplexity);
+  return fmt::sprintf("%.2f %%", r.accuracy * 100);
 }
 
 StatusOr<std::vector<Objective>> ParseObjectives(const std::string& text) {

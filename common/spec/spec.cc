@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <fmt/printf.h>
 
 #include "common/base/hash.h"
 #include "common/base/text.h"
@@ -217,9 +218,7 @@ class Checker {
     return path.empty() ? key : path + "." + key;
   }
   static std::string Fmt(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%g", v);
-    return buf;
+    return fmt::sprintf("%g", v);
   }
 
  private:

@@ -1,6 +1,6 @@
 #include "common/spec/task_graph.h"
 
-#include <cstdio>
+#include <fmt/printf.h>
 
 namespace prunelab {
 
@@ -64,9 +64,7 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
   int index = 0;
   auto trial = [&](const std::string& criterion, const std::string& granularity, double sparsity) {
     Task t = base;
-    char id[32];
-    std::snprintf(id, sizeof(id), "t%03d", ++index);
-    t.task_id = id;
+    t.task_id = fmt::sprintf("t%03d", ++index);
     t.kind = TaskKind::kPruneTrial;
     t.trial.criterion = criterion;
     t.trial.granularity = granularity;
@@ -116,9 +114,7 @@ std::vector<Task> ExpandTasks(const SweepSpec& spec, const std::string& sweep_id
             for (const auto& q : spec.quantize) {
               Task v = t;
               if (&q != &spec.quantize.front()) {
-                char id[32];
-                std::snprintf(id, sizeof(id), "t%03d", ++index);
-                v.task_id = id;
+                v.task_id = fmt::sprintf("t%03d", ++index);
               }
               v.trial.quantize = q;
               add(v);

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/printf.h>
+
 #include "common/base/hash.h"
 #include "common/codec/records.h"
 #include "common/net/artifact_fetch.h"
@@ -107,9 +109,7 @@ int CmdWorkers(const Args& a) {
 // 128 random bits, hex: names one submission across resends.
 std::string NewSubmissionId() {
   std::random_device rd;
-  char buf[33];
-  std::snprintf(buf, sizeof(buf), "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-  return buf;
+  return fmt::sprintf("%08x%08x%08x%08x", rd(), rd(), rd(), rd());
 }
 
 // Submits, and when a reply does not come in time asks again with the same submission id

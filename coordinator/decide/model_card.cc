@@ -13,14 +13,10 @@ using nlohmann::json;
 
 namespace {
 std::string Pct(double v) {
-  char b[32];
-  std::snprintf(b, sizeof(b), "%.2f %%", 100.0 * v);
-  return b;
+  return fmt::sprintf("%.2f %%", 100.0 * v);
 }
 std::string Points(double fraction) {
-  char b[32];
-  std::snprintf(b, sizeof(b), "%.2f points", 100.0 * fraction);
-  return b;
+  return fmt::sprintf("%.2f points", 100.0 * fraction);
 }
 }  // namespace
 
@@ -181,8 +177,7 @@ std::string ModelCardMarkdown(const json& c) {
   }
   if (c.contains("onnx") && c["onnx"].is_object()) {
     const auto& o = c["onnx"];
-    char b[256];
-    std::snprintf(b, sizeof(b), "max |difference| %.3g over %d test samples; test accuracy %.2f %% (LibTorch) vs %.2f %% (OpenCV)",
+    const std::string b = fmt::sprintf("max |difference| %.3g over %d test samples; test accuracy %.2f %% (LibTorch) vs %.2f %% (OpenCV)",
                   o.value("max_abs_diff", 0.0), o.value("samples_compared", 0), 100 * o.value("accuracy_libtorch", 0.0),
                   100 * o.value("accuracy_opencv", 0.0));
     line("- ONNX: `model.onnx` (opset " + std::to_string(o.value("opset", 0)) + "), " + o.value("checker", std::string("?")) +
@@ -205,8 +200,7 @@ std::string ModelCardMarkdown(const json& c) {
   line("");
   if (c.contains("perplexity")) {
     const auto& q = c["perplexity"];
-    char b[256];
-    std::snprintf(b, sizeof(b), "- Baseline %.2f, this variant %.2f (%.3fx); next-token accuracy %.2f %% -> %.2f %%",
+    const std::string b = fmt::sprintf("- Baseline %.2f, this variant %.2f (%.3fx); next-token accuracy %.2f %% -> %.2f %%",
                   q.value("baseline", 0.0), q.value("final", 0.0), q.value("ratio", 0.0),
                   100 * q.value("baseline_next_token_accuracy", 0.0), 100 * q.value("next_token_accuracy", 0.0));
     line("## Perplexity (held-out text, lower is better)");

@@ -93,16 +93,14 @@ std::string Row(const TrialResult& r, const TrialResult* base, const char* mark)
   std::string buf;
   // Speedup: the interleaved A/B median against the baseline when the worker measured it;
   // otherwise the ratio of p90s measured in separate runs (shown without a spread).
-  char speed[48];
+  std::string speed = "-";
   if (r.speedup_p90 > 0)
-    std::snprintf(speed, sizeof(speed), "%5.2fx (%.2f-%.2f)", r.speedup_p90, r.speedup_min, r.speedup_max);
+    speed = fmt::sprintf("%5.2fx (%.2f-%.2f)", r.speedup_p90, r.speedup_min, r.speedup_max);
   else if (base && r.latency_p90_ms > 0)
-    std::snprintf(speed, sizeof(speed), "%5.2fx", base->latency_p90_ms / r.latency_p90_ms);
-  else
-    std::snprintf(speed, sizeof(speed), "-");
+    speed = fmt::sprintf("%5.2fx", base->latency_p90_ms / r.latency_p90_ms);
   double drop = base ? QualityLoss(r, *base) : 0;
-  char worst[24] = "     -";
-  if (r.worst_class >= 0) std::snprintf(worst, sizeof(worst), "%+6.2f", r.worst_class_drop * 100);
+  std::string worst = "     -";
+  if (r.worst_class >= 0) worst = fmt::sprintf("%+6.2f", r.worst_class_drop * 100);
   // Language models: perplexity and its increase over dense in percent, in the same columns.
   const bool lm = ScoredByPerplexity(r);
   buf = fmt::sprintf(lm ? "%-2s %-12s %-24s %6.1f%% %8.2f %+6.1f%% %s %8.3f %8.3f %8.3f %-19s %-6s %10.0f %8llu %8.1f %s\n"

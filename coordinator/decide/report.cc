@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <fmt/printf.h>
 
 #include "common/codec/records.h"
 #include "coordinator/decide/front.h"
@@ -30,9 +31,7 @@ std::string Esc(const std::string& s) {
 }
 
 std::string F(const char* fmt, double v) {
-  char b[64];
-  std::snprintf(b, sizeof(b), fmt, v);
-  return b;
+  return fmt::sprintf(fmt, v);
 }
 
 std::string CsvField(const std::string& s) {
@@ -168,8 +167,7 @@ std::string ResultsCsv(const std::vector<TrialResult>& results) {
       "server_max_qps,speedup_p90,params,model_bytes,peak_rss_bytes,worker,pruned_by\n";
   for (const auto& r : results) {
     if (!IsTableRow(r)) continue;
-    char num[512];
-    std::snprintf(num, sizeof(num), "%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%llu,%llu,%llu", r.sparsity,
+    const std::string num = fmt::sprintf("%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%llu,%llu,%llu", r.sparsity,
                   r.achieved_sparsity, r.accuracy, r.baseline_accuracy, r.worst_class_drop, r.latency_p50_ms,
                   r.latency_p90_ms, r.latency_p99_ms, r.throughput_sps, r.server_max_qps, r.speedup_p90,
                   static_cast<unsigned long long>(r.params), static_cast<unsigned long long>(r.model_bytes),

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <thread>
+#include <fmt/printf.h>
 
 #include "common/base/text.h"
 #include "common/codec/records.h"
@@ -37,15 +38,11 @@ void Histogram(std::string& out, const std::string& name, const std::string& hel
     uint64_t c = 0;
     if (h)
       for (int i = 0; i < LatencyHistogram::kBuckets && LatencyHistogram::UpperBound(i) <= b * (1 + 1e-9); ++i) c += h->bucket(i);
-    char line[160];
-    std::snprintf(line, sizeof(line), "%s_bucket{le=\"%g\"} %llu\n", name.c_str(), b, static_cast<unsigned long long>(c));
-    out += line;
+    out += fmt::sprintf("%s_bucket{le=\"%g\"} %llu\n", name, b, static_cast<unsigned long long>(c));
   }
-  char tail[256];
-  std::snprintf(tail, sizeof(tail), "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name.c_str(),
+  out += fmt::sprintf("%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name.c_str(),
                 static_cast<unsigned long long>(total), name.c_str(), h ? h->sum_seconds() : 0.0, name.c_str(),
-                static_cast<unsigned long long>(total));
-  out += tail;
+                      static_cast<unsigned long long>(total));
 }
 
 // The sweep's report options (objectives, gates, rule); the defaults where its spec is
@@ -61,9 +58,7 @@ DecisionOptions SweepDecisionOptions(Store& store, const std::string& sweep_id) 
 }
 
 void Gauge(std::string& out, const std::string& name, const std::string& labels, double v) {
-  char num[64];
-  std::snprintf(num, sizeof(num), "%.9g", v);
-  out += name + "{" + labels + "} " + num + "\n";
+  out += name + "{" + labels + "} " + fmt::sprintf("%.9g", v) + "\n";
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <fmt/printf.h>
 
 #include "common/base/drift.h"
 
@@ -42,9 +43,7 @@ const BandField kBands[] = {
 };
 
 std::string Num(double v) {
-  char b[32];
-  std::snprintf(b, sizeof(b), "%.4g", v);
-  return b;
+  return fmt::sprintf("%.4g", v);
 }
 
 }  // namespace

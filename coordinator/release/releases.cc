@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <fmt/printf.h>
 
 #include "common/base/text.h"
 #include "common/codec/codec.h"
@@ -25,9 +26,7 @@ constexpr size_t kMaxText = 1000;       // notes, reasons
 constexpr size_t kMaxPolicyBytes = 16 << 10;
 
 std::string Pad(uint64_t n) {
-  char b[16];
-  std::snprintf(b, sizeof(b), "%06llu", static_cast<unsigned long long>(n));
-  return b;
+  return fmt::sprintf("%06llu", static_cast<unsigned long long>(n));
 }
 std::string Version(uint64_t n) { return "v" + std::to_string(n); }
 std::string RelKey(const std::string& t, uint64_t n) { return "rel/" + t + "/" + Pad(n); }
@@ -38,9 +37,7 @@ std::string PolicyKey(const std::string& t) { return "relpol/" + t; }
 std::string EvalKey(const std::string& t, const std::string& id) { return "releval/" + t + "/" + id; }
 
 std::string Num(double v, int digits = 4) {
-  char b[32];
-  std::snprintf(b, sizeof(b), "%.*g", digits, v);
-  return b;
+  return fmt::sprintf("%.*g", digits, v);
 }
 
 Status CheckTarget(const std::string& t) {

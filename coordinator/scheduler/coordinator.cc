@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <set>
+#include <fmt/printf.h>
 
 #include "common/net/artifact_fetch.h"
 #include "common/base/text.h"
@@ -205,9 +206,8 @@ Message Coordinator::OnRegister(const RegisterMsg& m) {
     return Error("invalid_registration", "more running tasks reported than slots allowed");
   std::string id = m.worker_id;
   if (id.empty() || id.size() > 128) {
-    char buf[64];
-    std::snprintf(buf, sizeof(buf), "w%03llu-", static_cast<unsigned long long>(next_worker_seq_++));
-    id = buf + (m.hardware.hostname.empty() ? std::string("host") : m.hardware.hostname.substr(0, 40));
+    id = fmt::sprintf("w%03llu-", static_cast<unsigned long long>(next_worker_seq_++)) +
+         (m.hardware.hostname.empty() ? std::string("host") : m.hardware.hostname.substr(0, 40));
     while (workers_.count(id)) id += "x";
   }
   const bool known = workers_.count(id) > 0;
@@ -660,10 +660,8 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
       return Error("invalid_spec", "model.torchscript: the model file did not arrive with the spec (submit with the prunelab CLI, which uploads it)");
     }
   }
-  char id[32];
-  std::snprintf(id, sizeof(id), "sw-%04llu", static_cast<unsigned long long>(next_sweep_seq_));
   SweepEntry sweep;
-  sweep.id = id;
+  sweep.id = fmt::sprintf("sw-%04llu", static_cast<unsigned long long>(next_sweep_seq_));
   sweep.name = spec->name;
   sweep.created_ms = clock_.NowMs();
   sweep.priority = spec->priority;
@@ -708,7 +706,8 @@ Message Coordinator::OnSubmitSweep(const SubmitSweepMsg& m) {
   if (!st.ok()) return Error("store_error", "sweep not stored: " + st.ToString());
   ++next_sweep_seq_;
   uint32_t n = static_cast<uint32_t>(sweep.tasks.size());
-  sweeps_[sweep.id] = std::move(sweep);
+  const std::string id = sweep.id;
+  sweeps_[id] = std::move(sweep);
   return SubmitReplyMsg{id, n};
 }
 
@@ -922,9 +921,7 @@ bool Coordinator::Requeue(const std::string& sweep_id, const std::string& task_i
 }
 
 std::string Coordinator::NextJobId() const {
-  char id[32];
-  std::snprintf(id, sizeof(id), "ev-%06llu", static_cast<unsigned long long>(next_sweep_seq_));
-  return id;
+  return fmt::sprintf("ev-%06llu", static_cast<unsigned long long>(next_sweep_seq_));
 }
 
 Coordinator::SweepEntry Coordinator::NewJob(const Task& task, const std::string& name, std::vector<StoreWrite>* batch) {

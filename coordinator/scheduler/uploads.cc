@@ -1,15 +1,14 @@
 #include "coordinator/scheduler/uploads.h"
 
 #include <cstdio>
+#include <fmt/printf.h>
 
 #include "common/net/artifact_fetch.h"
 
 namespace prunelab::coordinator {
 
 std::string MibText(uint64_t bytes) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return buf;
+  return fmt::sprintf("%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <fmt/printf.h>
 
 #include "common/base/hash.h"
 #include "coordinator/store/store_view.h"
@@ -211,9 +212,7 @@ class FileArtifactStore final : public ArtifactStore {
 
   static std::string RandomId() {
     std::random_device rd;
-    char buf[17];
-    std::snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
-    return buf;
+    return fmt::sprintf("%08x%08x", rd(), rd());
   }
 
   // An artifact an earlier version kept in the record store: moved to a file on first read.

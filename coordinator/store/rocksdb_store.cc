@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <fmt/printf.h>
 
 #include "coordinator/store/store.h"
 
@@ -31,9 +32,7 @@ uint64_t FreeBytes(const std::string& dir) {
 
 std::string Mib(uint64_t bytes) {
   if (bytes == UINT64_MAX) return "unknown";
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return buf;
+  return fmt::sprintf("%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
 }
 
 std::string FreeSpace(const std::string& dir) { return Mib(FreeBytes(dir)); }

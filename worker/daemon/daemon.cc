@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+#include <fmt/printf.h>
 
 #include "common/base/hash.h"
 #include "common/base/log.h"
@@ -27,31 +28,24 @@ void Log(const std::string& who, const std::string& text) {
 }
 
 std::string Describe(const Task& t) {
-  char buf[256];
   if (t.kind == TaskKind::kPruneTrial || t.kind == TaskKind::kBenchmarkVariant)
-    std::snprintf(buf, sizeof(buf), "%s/%s (%s %s %s %.0f%%, attempt %u)", t.sweep_id.c_str(), t.task_id.c_str(),
+    return fmt::sprintf("%s/%s (%s %s %s %.0f%%, attempt %u)", t.sweep_id.c_str(), t.task_id.c_str(),
                   t.kind == TaskKind::kPruneTrial ? "prune" : "benchmark", t.trial.criterion.c_str(),
                   t.trial.granularity.c_str(), t.trial.sparsity * 100, t.attempt);
-  else
-    std::snprintf(buf, sizeof(buf), "%s/%s (%s, attempt %u)", t.sweep_id.c_str(), t.task_id.c_str(),
-                  TaskKindName(t.kind), t.attempt);
-  return buf;
+  return fmt::sprintf("%s/%s (%s, attempt %u)", t.sweep_id.c_str(), t.task_id.c_str(), TaskKindName(t.kind), t.attempt);
 }
 
 std::string Outcome(const TrialResult& r, double secs) {
-  char out[512];
   if (!r.ok)
-    std::snprintf(out, sizeof(out), "FAILED in %.1f s: %.400s", secs, r.error.c_str());
-  else if (r.kind == TaskKind::kConfirmTarget)
-    std::snprintf(out, sizeof(out), "done in %.1f s: confirmation round (`prunelab pareto` shows it)", secs);
-  else if (r.latency_p90_ms > 0)
-    std::snprintf(out, sizeof(out), "done in %.1f s: p90 %.3f ms, %.0f samples/s%s%s", secs, r.latency_p90_ms,
+    return fmt::sprintf("FAILED in %.1f s: %.400s", secs, r.error.c_str());
+  if (r.kind == TaskKind::kConfirmTarget)
+    return fmt::sprintf("done in %.1f s: confirmation round (`prunelab pareto` shows it)", secs);
+  if (r.latency_p90_ms > 0)
+    return fmt::sprintf("done in %.1f s: p90 %.3f ms, %.0f samples/s%s%s", secs, r.latency_p90_ms,
                   r.throughput_sps,
                   r.speedup_p90 > 0 ? (", " + std::to_string(r.speedup_p90).substr(0, 4) + "x vs dense").c_str() : "",
                   r.bench_valid ? "" : "; benchmark INVALID (`prunelab summary` says why)");
-  else
-    std::snprintf(out, sizeof(out), "done in %.1f s: accuracy %.2f %%", secs, r.accuracy * 100);
-  return out;
+  return fmt::sprintf("done in %.1f s: accuracy %.2f %%", secs, r.accuracy * 100);
 }
 
 // flock() on a per-host file; released when the returned handle is destroyed.

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <fmt/printf.h>
 
 namespace prunelab::worker {
 
@@ -21,9 +22,7 @@ double Seconds(clockid_t id) {
 }
 
 std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
+  return fmt::sprintf("%.*f", digits, v);
 }
 
 }  // namespace

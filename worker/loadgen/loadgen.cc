@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <fmt/printf.h>
 
 namespace prunelab::worker {
 
@@ -62,9 +63,7 @@ class SampleOrder {
 bool Cancelled(const ScenarioSettings& s) { return s.cancelled && s.cancelled(); }
 
 std::string Fmt(const char* fmt, double a, double b = 0) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), fmt, a, b);
-  return buf;
+  return fmt::sprintf(fmt, a, b);
 }
 
 // Sequential scenarios: the next query is issued when the previous one completes.
@@ -269,10 +268,8 @@ ServerSearch SearchServerQps(SystemUnderTest& sut, BenchTimer& timer, ScenarioSe
 
 std::string ScenarioReport::Summary(const std::string& sut_name) const {
   std::string o;
-  char buf[256];
   auto line = [&](const char* fmt, auto... v) {
-    std::snprintf(buf, sizeof(buf), fmt, v...);
-    o += buf;
+    o += fmt::sprintf(fmt, v...);
     o += "\n";
   };
   line("================================================");
