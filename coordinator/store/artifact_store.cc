@@ -1,49 +1,19 @@
 #include "coordinator/store/artifact_store.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <map>
 #include <random>
+
 #include <fmt/printf.h>
 
+#include "common/base/file_system.h"
 #include "common/base/hash.h"
 #include "coordinator/store/store_view.h"
 
 namespace prunelab::coordinator {
 namespace {
 
-namespace fs = std::filesystem;
-
-Status Errno(const std::string& what, const std::string& path) {
-  return Status::IoError(what + " " + path + ": " + std::strerror(errno));
-}
-
-Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Errno("cannot write", path);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return Status::Ok();
-}
-
 // Only content names become file names: a peer naming "../store/CURRENT" reads nothing.
 bool IsArtifactName(const std::string& hash) { return IsContentName(hash) || IsLegacyContentName(hash); }
-
-Status SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return Errno("cannot open", dir);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : Errno("cannot sync", dir);
-}
 
 class KvArtifactStore final : public ArtifactStore {
  public:
@@ -87,18 +57,14 @@ class KvArtifactStore final : public ArtifactStore {
 
 class FileArtifactStore final : public ArtifactStore {
  public:
-  FileArtifactStore(std::string dir, Store* legacy, uint64_t min_free_bytes, bool read_only)
+  FileArtifactStore(std::string dir, Store* legacy, uint64_t min_free_bytes, bool read_only, FileSystem& fs)
       : dir_(std::move(dir)), staging_dir_(dir_ + "/staging"), legacy_(legacy), min_free_(min_free_bytes),
-        read_only_(read_only) {}
-  ~FileArtifactStore() override {
-    for (auto& [id, f] : open_) ::close(f.fd);
-  }
+        read_only_(read_only), fs_(fs) {}
 
   StatusOr<std::optional<uint64_t>> Size(const std::string& hash) override {
     if (!IsArtifactName(hash)) return std::optional<uint64_t>();
-    struct stat st {};
-    if (::stat(Path(hash).c_str(), &st) == 0) return std::optional<uint64_t>(static_cast<uint64_t>(st.st_size));
-    if (errno != ENOENT) return Errno("cannot stat", Path(hash));
+    auto size = fs_.FileSize(Path(hash));
+    if (!size.ok() || size.value()) return size;
     auto old = Legacy(hash);
     if (!old.ok()) return old.status();
     if (!old.value()) return std::optional<uint64_t>();
@@ -107,31 +73,13 @@ class FileArtifactStore final : public ArtifactStore {
 
   StatusOr<std::string> Read(const std::string& hash, uint64_t offset, uint64_t n) override {
     if (!IsArtifactName(hash)) return Status::NotFound("'" + hash.substr(0, 80) + "' is not an artifact name");
-    int fd = ::open(Path(hash).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno != ENOENT) return Errno("cannot open", Path(hash));
-      auto old = Legacy(hash);
-      if (!old.ok()) return old.status();
-      if (!old.value()) return Status::NotFound("artifact " + hash + " is not in " + dir_);
-      return offset >= old.value()->size() ? std::string() : old.value()->substr(offset, n);
-    }
-    std::string out;
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && offset < static_cast<uint64_t>(st.st_size))
-      out.resize(std::min<uint64_t>(n, static_cast<uint64_t>(st.st_size) - offset));
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t got = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        Status e = Errno("cannot read", Path(hash));
-        ::close(fd);
-        return e;
-      }
-      done += static_cast<size_t>(got);
-    }
-    ::close(fd);
-    return out;
+    auto bytes = fs_.ReadRange(Path(hash), offset, n);
+    if (bytes.ok() || bytes.status().code() != Status::Code::kNotFound) return bytes;
+    auto old = Legacy(hash);
+    if (!old.ok()) return old.status();
+    if (!old.value()) return Status::NotFound("artifact " + hash + " is not in " + dir_);
+    const std::string& all = *old.value();
+    return offset >= all.size() ? std::string() : all.substr(offset, n);
   }
 
   Status Put(const std::string& hash, std::string_view bytes) override {
@@ -148,65 +96,54 @@ class FileArtifactStore final : public ArtifactStore {
     if (read_only_) return Status::InvalidArgument("artifact store " + dir_ + " is open read-only");
     auto it = open_.find(upload_id);
     if (it == open_.end()) {
-      const std::string path = StagingPath(upload_id);
-      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd < 0) return Errno("cannot create", path);
-      it = open_.emplace(upload_id, Staged{fd, 0}).first;
+      auto file = fs_.NewWritableFile(StagingPath(upload_id));
+      if (!file.ok()) return file.status();
+      it = open_.emplace(upload_id, std::move(file).value()).first;
     }
-    Staged& f = it->second;
-    PRUNELAB_RETURN_IF_ERROR(WriteAll(f.fd, data, StagingPath(upload_id)));
-    // Start writeback now (asynchronous): the fsync at Publish then has little left to wait
-    // for, and dirty pages of a large upload do not pile up in the page cache.
-    (void)::sync_file_range(f.fd, static_cast<off_t>(f.size), static_cast<off_t>(data.size()), SYNC_FILE_RANGE_WRITE);
-    f.size += data.size();
+    PRUNELAB_RETURN_IF_ERROR(it->second->Append(data));
+    it->second->StartWriteback();
     return Status::Ok();
   }
 
+  // Durable in its staging file first, then renamed into place and the directory synced: a
+  // failure at any step leaves the artifact absent under its name, never partial.
   Status Publish(const std::string& upload_id, const std::string& hash) override {
     auto it = open_.find(upload_id);
     if (it == open_.end()) return Status::NotFound("no upload " + upload_id);
     if (!IsArtifactName(hash)) return Status::InvalidArgument("'" + hash.substr(0, 80) + "' is not an artifact name");
-    const int fd = it->second.fd;
+    std::unique_ptr<WritableFile> file = std::move(it->second);
     open_.erase(it);
     const std::string from = StagingPath(upload_id);
-    if (::fdatasync(fd) != 0) {
-      Status e = Errno("cannot sync", from);
-      ::close(fd);
-      return e;
+    Status st = file->Sync();
+    Status closed = file->Close();
+    if (st.ok()) st = closed;
+    if (st.ok()) st = fs_.Rename(from, Path(hash));
+    if (!st.ok()) {
+      (void)fs_.Remove(from);
+      return st;
     }
-    ::close(fd);
-    if (::rename(from.c_str(), Path(hash).c_str()) != 0) return Errno("cannot rename into place", from);
-    return SyncDir(dir_);
+    return fs_.SyncDir(dir_);
   }
 
   void Discard(const std::string& upload_id) override {
-    if (auto it = open_.find(upload_id); it != open_.end()) {
-      ::close(it->second.fd);
-      open_.erase(it);
-    }
-    std::error_code ec;
-    fs::remove(StagingPath(upload_id), ec);
+    open_.erase(upload_id);
+    (void)fs_.Remove(StagingPath(upload_id));
   }
 
   bool HasRoom(uint64_t bytes) override { return HasFreeSpace(dir_, bytes + min_free_); }
   std::string Where() const override { return dir_; }
 
   Status Open() {
-    std::error_code ec;
     if (read_only_) return Status::Ok();
-    fs::create_directories(staging_dir_, ec);
-    if (ec) return Status::IoError("cannot create " + staging_dir_ + ": " + ec.message());
+    PRUNELAB_RETURN_IF_ERROR(fs_.CreateDirs(staging_dir_));
     // What a crash left half-uploaded is useless without its hash state: the uploads restart.
-    for (const auto& e : fs::directory_iterator(staging_dir_, ec)) fs::remove(e.path(), ec);
+    auto left = fs_.List(staging_dir_);
+    if (!left.ok()) return left.status();
+    for (const auto& path : left.value()) PRUNELAB_RETURN_IF_ERROR(fs_.Remove(path));
     return Status::Ok();
   }
 
  private:
-  struct Staged {
-    int fd;
-    uint64_t size;
-  };
-
   std::string Path(const std::string& hash) const { return dir_ + "/" + hash; }
   std::string StagingPath(const std::string& id) const { return staging_dir_ + "/" + id + ".part"; }
 
@@ -229,7 +166,8 @@ class FileArtifactStore final : public ArtifactStore {
   Store* legacy_;
   const uint64_t min_free_;
   const bool read_only_;
-  std::map<std::string, Staged> open_;
+  FileSystem& fs_;
+  std::map<std::string, std::unique_ptr<WritableFile>> open_;
 };
 
 }  // namespace
@@ -237,8 +175,8 @@ class FileArtifactStore final : public ArtifactStore {
 std::unique_ptr<ArtifactStore> NewKvArtifactStore(Store& store) { return std::make_unique<KvArtifactStore>(store); }
 
 StatusOr<std::unique_ptr<ArtifactStore>> OpenFileArtifactStore(const std::string& dir, Store* legacy,
-                                                               uint64_t min_free_bytes, bool read_only) {
-  auto s = std::make_unique<FileArtifactStore>(dir, legacy, min_free_bytes, read_only);
+                                                               uint64_t min_free_bytes, bool read_only, FileSystem* fs) {
+  auto s = std::make_unique<FileArtifactStore>(dir, legacy, min_free_bytes, read_only, fs ? *fs : LocalFileSystem());
   PRUNELAB_RETURN_IF_ERROR(s->Open());
   return std::unique_ptr<ArtifactStore>(std::move(s));
 }

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/base/file_system.h"
 #include "common/base/status.h"
 #include "coordinator/store/store.h"
 
@@ -48,8 +49,10 @@ std::unique_ptr<ArtifactStore> NewKvArtifactStore(Store& store);
 // dir is created if needed; staging files left by a crash are removed (their uploads start
 // again: the coordinator asks for byte 0). legacy: the record store, for artifacts written by
 // earlier versions (may be null). min_free_bytes: an upload that would leave less free is
-// refused. read_only: the CLI reading a data directory (no migration, no clean-up).
+// refused. read_only: the CLI reading a data directory (no migration, no clean-up). fs: the
+// file system it writes through (null: LocalFileSystem(); tests inject faults here).
 StatusOr<std::unique_ptr<ArtifactStore>> OpenFileArtifactStore(const std::string& dir, Store* legacy,
-                                                               uint64_t min_free_bytes, bool read_only = false);
+                                                               uint64_t min_free_bytes, bool read_only = false,
+                                                               FileSystem* fs = nullptr);
 
 }  // namespace prunelab::coordinator

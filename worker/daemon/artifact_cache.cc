@@ -2,22 +2,15 @@
 
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "common/base/hash.h"
 
 namespace prunelab::worker {
 
-namespace fs = std::filesystem;
-
-ArtifactCache::ArtifactCache(std::string dir) : dir_(std::move(dir)) {}
+ArtifactCache::ArtifactCache(std::string dir, FileSystem& fs) : dir_(std::move(dir)), fs_(fs) {}
 
 Status ArtifactCache::Init() {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) return Status::IoError("cannot create cache directory '" + dir_ + "': " + ec.message());
+  Status st = fs_.CreateDirs(dir_);
+  if (!st.ok()) return Status::IoError("cannot create cache directory '" + dir_ + "': " + st.message());
   return Status::Ok();
 }
 
@@ -25,31 +18,28 @@ std::string ArtifactCache::PathOf(const std::string& hash) const { return dir_ +
 
 std::optional<std::string> ArtifactCache::Get(const std::string& hash) {
   if (hash.empty() || hash.find('/') != std::string::npos) return std::nullopt;
-  std::ifstream in(PathOf(hash), std::ios::binary);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string bytes = ss.str();
-  if (!MatchesContentName(hash, bytes)) {
-    std::error_code ec;
-    fs::remove(PathOf(hash), ec);  // corrupt: fetch again
+  auto bytes = fs_.ReadFile(PathOf(hash));
+  if (!bytes.ok()) return std::nullopt;
+  if (!MatchesContentName(hash, bytes.value())) {
+    (void)fs_.Remove(PathOf(hash));  // corrupt: fetch again
     return std::nullopt;
   }
-  return bytes;
+  return std::move(bytes).value();
 }
 
 Status ArtifactCache::Put(const std::string& hash, const std::string& bytes) {
   if (!MatchesContentName(hash, bytes)) return Status::Corruption("artifact does not match its hash " + hash);
-  std::string tmp = PathOf(hash) + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return Status::IoError("cannot write " + tmp);
+  const std::string tmp = PathOf(hash) + ".tmp." + std::to_string(getpid());
+  auto file = fs_.NewWritableFile(tmp);
+  if (!file.ok()) return file.status();
+  Status st = file.value()->Append(bytes);
+  Status closed = file.value()->Close();
+  if (st.ok()) st = closed;
+  if (st.ok()) st = fs_.Rename(tmp, PathOf(hash));
+  if (!st.ok()) {
+    (void)fs_.Remove(tmp);
+    return st;
   }
-  std::error_code ec;
-  fs::rename(tmp, PathOf(hash), ec);
-  if (ec) return Status::IoError("cannot rename into " + PathOf(hash) + ": " + ec.message());
   return Status::Ok();
 }
 

@@ -11,6 +11,7 @@
 #include "tests/status_matchers.h"
 #include "coordinator/store/artifact_store.h"
 #include "coordinator/store/store_view.h"
+#include "tests/fault_file_system.h"
 #include "tests/test_util.h"
 
 namespace prunelab::coordinator {
@@ -133,6 +134,56 @@ TEST(FileArtifactStoreTest, HasRoomKeepsTheReserveFree) {
   EXPECT_TRUE(a->HasRoom(1 << 20));
   auto reserved = OpenFileArtifactStore(dir.path() + "/artifacts", nullptr, uint64_t{1} << 62).value();
   EXPECT_FALSE(reserved->HasRoom(1 << 20)) << "a reserve larger than any disk leaves no room";
+}
+
+// A full disk or a failing device at any step of a write: the write fails with the reason,
+// what was stored before stays whole, the failed artifact is absent (never partial), no
+// staging file is left, the same write succeeds once the fault is gone, and a restart finds
+// exactly what was acknowledged.
+TEST(FileArtifactStoreTest, AWriteThatFailsHalfwayLosesNothing) {
+  using Fault = prunelab::testing::FaultFileSystem::Fault;
+  testing::TempDir dir;
+  const std::string root = dir.path() + "/artifacts";
+  prunelab::testing::FaultFileSystem faults;
+  auto a = OpenFileArtifactStore(root, nullptr, 0, false, &faults).value();
+  const std::string kept = Bytes(200000), next = Bytes(300001);
+  const std::string hk = ContentHash(kept), hn = ContentHash(next);
+  ASSERT_TRUE(a->Put(hk, kept).ok());
+  auto staging_left = [&] { return !std::filesystem::is_empty(root + "/staging"); };
+
+  for (Fault f : {Fault::kAppendHalfway, Fault::kSync, Fault::kRename}) {
+    faults.Arm(f);
+    EXPECT_TRUE(IsError(a->Put(hn, next), Status::Code::kIoError, "injected")) << static_cast<int>(f);
+    EXPECT_FALSE(a->Size(hn).value().has_value()) << "a failed write is absent, not partial: " << static_cast<int>(f);
+    EXPECT_FALSE(staging_left()) << static_cast<int>(f);
+    EXPECT_EQ(a->Read(hk, 0, kept.size()).value(), kept);
+  }
+  EXPECT_EQ(faults.fired(), 3);
+
+  // An upload in chunks whose second chunk fails halfway: the coordinator discards it and the
+  // client starts again from byte 0.
+  faults.Arm(Fault::kAppendHalfway, /*skip=*/1);
+  ASSERT_TRUE(a->Append("up", std::string_view(next).substr(0, 100000)).ok());
+  EXPECT_TRUE(IsError(a->Append("up", std::string_view(next).substr(100000)), Status::Code::kIoError, "no space left"));
+  a->Discard("up");
+  EXPECT_FALSE(staging_left());
+  ASSERT_TRUE(a->Append("up", std::string_view(next).substr(0, 100000)).ok());
+  ASSERT_TRUE(a->Append("up", std::string_view(next).substr(100000)).ok());
+  ASSERT_TRUE(a->Publish("up", hn).ok());
+  EXPECT_EQ(a->Read(hn, 0, next.size()).value(), next);
+
+  // The rename went through but the directory sync did not: the caller is told (it does not
+  // acknowledge), and what is under the name is whole.
+  const std::string third = Bytes(5000) + "3";
+  faults.Arm(Fault::kSyncDir);
+  EXPECT_TRUE(IsError(a->Put(ContentHash(third), third), Status::Code::kIoError, "injected"));
+  if (auto s = a->Size(ContentHash(third)).value()) EXPECT_EQ(a->Read(ContentHash(third), 0, *s).value(), third);
+
+  a.reset();
+  auto again = OpenFileArtifactStore(root, nullptr, 0).value();
+  EXPECT_EQ(again->Read(hk, 0, kept.size()).value(), kept);
+  EXPECT_EQ(again->Read(hn, 0, next.size()).value(), next);
+  EXPECT_FALSE(staging_left());
 }
 
 }  // namespace

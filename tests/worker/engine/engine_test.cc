@@ -11,7 +11,6 @@
 
 #include "common/base/hash.h"
 #include "tests/status_matchers.h"
-#include "worker/daemon/artifact_cache.h"
 #include "worker/engine/bench/bench_runner.h"
 #include "worker/engine/torch_executor.h"
 #include "worker/engine/bench/forms.h"
@@ -336,23 +335,6 @@ TEST(LatencyStatsTest, NearestRankPercentiles) {
   EXPECT_DOUBLE_EQ(s.p99_ms, 99);
   EXPECT_DOUBLE_EQ(s.mean_ms, 50.5);
   EXPECT_DOUBLE_EQ(Summarize({7}).p99_ms, 7);
-}
-
-TEST(ArtifactCacheTest, VerifiesHashesAndDropsCorruptEntries) {
-  testing::TempDir dir;
-  ArtifactCache cache(dir.path() + "/cache");
-  ASSERT_TRUE(cache.Init().ok());
-  std::string bytes = "model";
-  std::string h = ContentHash(bytes);
-  EXPECT_TRUE(IsError(cache.Put(h, "tampered"), Status::Code::kCorruption, "artifact does not match its hash"));
-  ASSERT_TRUE(cache.Put(h, bytes).ok());
-  EXPECT_EQ(cache.Get(h).value_or(""), bytes);
-  {
-    std::ofstream corrupt(dir.path() + "/cache/" + h + ".bin", std::ios::trunc);
-    corrupt << "bit rot";
-  }
-  EXPECT_FALSE(cache.Get(h).has_value());
-  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/cache/" + h + ".bin"));
 }
 
 TEST(FormsTest, CsrFormComputesWhatTheDenseModuleComputes) {
