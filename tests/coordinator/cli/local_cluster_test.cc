@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "coordinator/store/store.h"
@@ -17,6 +19,19 @@ namespace prunelab::coordinator {
 namespace {
 
 bool Reaped(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
+
+// Whether `pid` ignores SIGTERM (its SigIgn mask in /proc), waiting at most timeout_ms for the
+// shell to install its trap.
+bool IgnoresSigterm(pid_t pid, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  do {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("SigIgn:", 0) == 0 && (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
 
 TEST(LocalClusterTest, EmbeddedCoordinatorStopsAndJoinsWhenDestroyedEarly) {
   testing::TempDir dir;
@@ -51,7 +66,7 @@ TEST(LocalClusterTest, AWorkerIgnoringSigtermIsKilledAfterTheGrace) {
   LocalWorkers w("/bin/sh");
   w.Spawn({"-c", "trap '' TERM; exec sleep 1000"}, dir.path() + "/w.log");
   pid_t pid = w.pids().at(0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let the shell install its trap
+  ASSERT_TRUE(IgnoresSigterm(pid, 10000)) << "the shell installs its trap before the test goes on";
   w.Stop(/*immediately=*/true, /*grace_ms=*/300);
   EXPECT_TRUE(Reaped(pid));
 }

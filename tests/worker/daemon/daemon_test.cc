@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -120,7 +121,11 @@ class DaemonThread {
     HardwareFingerprint hw;
     hw.hostname = "test";
     daemon_ = std::make_unique<WorkerDaemon>(live.ctx(), exec, o, hw, clock_);
-    thread_ = std::thread([this] { rc_ = daemon_->Run(stop_, &drain_); });
+    returned_ = returned_promise_.get_future();
+    thread_ = std::thread([this] {
+      rc_ = daemon_->Run(stop_, &drain_);
+      returned_promise_.set_value();
+    });
   }
   ~DaemonThread() {
     stop_ = true;
@@ -130,15 +135,13 @@ class DaemonThread {
   void Stop() { stop_ = true; }
   // Joins (bounded: the test fails instead of hanging when the daemon does not return).
   bool JoinWithin(int ms) {
-    for (int waited = 0; waited < ms && !Returned(); waited += 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!Returned()) return false;
+    if (returned_.wait_for(std::chrono::milliseconds(ms)) != std::future_status::ready) return false;
     Join();
     return true;
   }
   int rc() const { return rc_; }
 
  private:
-  bool Returned() const { return rc_ != -1; }
   void Join() {
     if (thread_.joinable()) thread_.join();
   }
@@ -147,6 +150,8 @@ class DaemonThread {
   std::atomic<bool> stop_{false};
   std::atomic<bool> drain_{false};
   std::atomic<int> rc_{-1};
+  std::promise<void> returned_promise_;
+  std::future<void> returned_;
   std::thread thread_;
 };
 
@@ -155,13 +160,6 @@ std::string SubmitSweep(RpcClient& client, const char* spec) {
   EXPECT_TRUE(r.ok());
   auto* reply = r.ok() ? std::get_if<SubmitReplyMsg>(&r.value()) : nullptr;
   return reply ? reply->sweep_id : "";
-}
-
-SweepStatus StatusOf(RpcClient& client, const std::string& id) {
-  auto r = client.Call(StatusRequestMsg{id}, 5000);
-  if (!r.ok()) return {};
-  auto* s = std::get_if<StatusReplyMsg>(&r.value());
-  return s && !s->sweeps.empty() ? s->sweeps[0] : SweepStatus{};
 }
 
 std::vector<TrialResult> ResultsOf(RpcClient& client, const std::string& id) {
@@ -180,11 +178,9 @@ TEST(DaemonTest, TwoSlotsRunTasksAtOnceAndDeliverEveryResult) {
   exec.WantConcurrency(2);
   TempDir dir;
   DaemonThread daemon(live, exec, dir.path(), /*slots=*/2);
-  SweepStatus s;
-  for (int i = 0; i < 4000 && s.state != "done"; ++i) {
-    s = StatusOf(client, id);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  coordinator::DashboardSnapshot snap;
+  live.WaitFor([&](const auto& d) { return LiveService::SweepIn(d, id).state == "done"; }, 20000, &snap);
+  const SweepStatus s = LiveService::SweepIn(snap, id);
   ASSERT_EQ(s.state, "done") << s.done << " done, " << s.failed << " failed";
   EXPECT_EQ(s.failed, 0u);
   EXPECT_EQ(exec.max_running(), 2) << "both slots ran a task at the same time";
@@ -213,11 +209,14 @@ TEST(DaemonTest, AVariantOverTheArtifactLimitFailsItsTrialNamingTheLimit) {
   exec.Oversize(true);
   TempDir dir;
   DaemonThread daemon(live, exec, dir.path(), /*slots=*/1);
-  SweepStatus s;
-  for (int i = 0; i < 4000 && s.state != "done" && s.state != "failed"; ++i) {
-    s = StatusOf(client, id);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  coordinator::DashboardSnapshot snap;
+  live.WaitFor(
+      [&](const auto& d) {
+        const std::string state = LiveService::SweepIn(d, id).state;
+        return state == "done" || state == "failed";
+      },
+      20000, &snap);
+  const SweepStatus s = LiveService::SweepIn(snap, id);
   ASSERT_TRUE(s.state == "done" || s.state == "failed") << s.state;
   size_t refused = 0;
   for (const auto& r : ResultsOf(client, id))
@@ -237,16 +236,10 @@ TEST(DaemonTest, HeartbeatsReportThePhaseWhileATaskRuns) {
   DaemonThread daemon(live, exec, dir.path(), 1);
   ASSERT_TRUE(exec.WaitStarted(1));
   // The slot is inside Execute: only the heartbeat thread can tell the coordinator its phase.
-  std::string phase, task;
-  for (int i = 0; i < 4000 && phase != "fake-work"; ++i) {
-    auto w = client.Call(WorkersRequestMsg{}, 5000);
-    if (w.ok())
-      if (auto* reply = std::get_if<WorkersReplyMsg>(&w.value()); reply && !reply->workers.empty()) {
-        phase = reply->workers[0].phase;
-        task = reply->workers[0].task_id;
-      }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  coordinator::DashboardSnapshot snap;
+  live.WaitFor([](const auto& d) { return !d.workers.empty() && d.workers[0].phase == "fake-work"; }, 20000, &snap);
+  ASSERT_FALSE(snap.workers.empty());
+  const std::string phase = snap.workers[0].phase, task = snap.workers[0].task_id;
   EXPECT_EQ(phase, "fake-work");
   EXPECT_NE(task.find("train"), std::string::npos) << task;
   exec.Hold(false);
