@@ -1,7 +1,10 @@
 #include "common/codec/records.h"
 
 #include <algorithm>
+#include <type_traits>
+#include <variant>
 
+#include "common/base/result_metrics.h"
 #include "common/base/stats.h"
 
 namespace prunelab {
@@ -216,7 +219,7 @@ static json LayersJson(const std::vector<LayerStat>& layers) {
 }
 
 json ToJson(const TrialResult& r) {
-  return json{{"sweep", r.sweep_id},
+  json j{{"sweep", r.sweep_id},
               {"trial", r.task_id},
               {"attempt", r.attempt},
               {"worker", r.worker_id},
@@ -230,42 +233,23 @@ json ToJson(const TrialResult& r) {
               {"granularity", r.granularity},
               {"schedule", r.schedule},
               {"sparsity", r.sparsity},
-              {"achieved_sparsity", r.achieved_sparsity},
               {"baseline", r.baseline},
               {"status", r.ok ? "ok" : "failed"},
               {"error", r.error},
-              {"accuracy", r.accuracy},
               {"per_class_accuracy", r.per_class_accuracy},
               {"baseline_accuracy", r.baseline_accuracy},
               {"metric", r.metric},
-              {"perplexity", r.perplexity},
               {"baseline_perplexity", r.baseline_perplexity},
-              {"worst_class_drop", r.worst_class_drop},
               {"worst_class", r.worst_class},
-              {"latency_mean_ms", r.latency_mean_ms},
-              {"latency_p50_ms", r.latency_p50_ms},
-              {"latency_p90_ms", r.latency_p90_ms},
-              {"latency_p99_ms", r.latency_p99_ms},
               {"queries", r.queries},
               {"bench_duration_s", r.bench_duration_s},
-              {"throughput_sps", r.throughput_sps},
-              {"params", r.params},
-              {"model_bytes", r.model_bytes},
               {"train_seconds", r.train_seconds},
               {"eval_seconds", r.eval_seconds},
               {"seed", r.seed},
               {"hardware", ToJson(r.hardware)},
               {"artifact_hash", r.artifact_hash},
               {"finished_at_ms", r.finished_at_ms},
-              {"latency_p95_ms", r.latency_p95_ms},
-              {"latency_p999_ms", r.latency_p999_ms},
-              {"early_stop_p90_ms", r.early_stop_p90_ms},
               {"bench_valid", r.bench_valid},
-              {"multistream_p99_ms", r.multistream_p99_ms},
-              {"server_max_qps", r.server_max_qps},
-              {"server_p99_ms", r.server_p99_ms},
-              {"peak_rss_bytes", r.peak_rss_bytes},
-              {"speedup_p90", r.speedup_p90},
               {"speedup_min", r.speedup_min},
               {"speedup_max", r.speedup_max},
               {"deployable_form", r.deployable_form},
@@ -277,11 +261,15 @@ json ToJson(const TrialResult& r) {
               {"rounds", r.rounds},
               {"layer", r.layer},
               {"config", BenchmarkDetail(r.trial_json)}};
+  for (const auto& m : ResultMetrics()) std::visit([&](auto f) { j[m.name] = r.*f; }, m.field);
+  return j;
 }
 
 StatusOr<TrialResult> ResultFromJson(const json& j) {
   try {
     TrialResult r;
+    for (const auto& m : ResultMetrics())
+      std::visit([&](auto f) { r.*f = j.value(m.name, std::remove_reference_t<decltype(r.*f)>{0}); }, m.field);
     r.sweep_id = j.at("sweep").get<std::string>();
     r.task_id = j.at("trial").get<std::string>();
     r.attempt = j.value("attempt", 0u);
@@ -296,42 +284,23 @@ StatusOr<TrialResult> ResultFromJson(const json& j) {
     r.granularity = j.value("granularity", "");
     r.schedule = j.value("schedule", "");
     r.sparsity = j.value("sparsity", 0.0);
-    r.achieved_sparsity = j.value("achieved_sparsity", 0.0);
     r.baseline = j.value("baseline", false);
     r.ok = j.value("status", "failed") == "ok";
     r.error = j.value("error", "");
-    r.accuracy = j.value("accuracy", 0.0);
     r.per_class_accuracy = j.value("per_class_accuracy", std::vector<double>{});
     r.baseline_accuracy = j.value("baseline_accuracy", 0.0);
     r.metric = j.value("metric", "");
-    r.perplexity = j.value("perplexity", 0.0);
     r.baseline_perplexity = j.value("baseline_perplexity", 0.0);
-    r.worst_class_drop = j.value("worst_class_drop", 0.0);
     r.worst_class = j.value("worst_class", -1);
-    r.latency_mean_ms = j.value("latency_mean_ms", 0.0);
-    r.latency_p50_ms = j.value("latency_p50_ms", 0.0);
-    r.latency_p90_ms = j.value("latency_p90_ms", 0.0);
-    r.latency_p99_ms = j.value("latency_p99_ms", 0.0);
     r.queries = j.value("queries", uint64_t{0});
     r.bench_duration_s = j.value("bench_duration_s", 0.0);
-    r.throughput_sps = j.value("throughput_sps", 0.0);
-    r.params = j.value("params", uint64_t{0});
-    r.model_bytes = j.value("model_bytes", uint64_t{0});
     r.train_seconds = j.value("train_seconds", 0.0);
     r.eval_seconds = j.value("eval_seconds", 0.0);
     r.seed = j.value("seed", uint64_t{0});
     if (j.contains("hardware")) r.hardware = HardwareFromJson(j.at("hardware"));
     r.artifact_hash = j.value("artifact_hash", "");
     r.finished_at_ms = j.value("finished_at_ms", int64_t{0});
-    r.latency_p95_ms = j.value("latency_p95_ms", 0.0);
-    r.latency_p999_ms = j.value("latency_p999_ms", 0.0);
-    r.early_stop_p90_ms = j.value("early_stop_p90_ms", 0.0);
     r.bench_valid = j.value("bench_valid", false);
-    r.multistream_p99_ms = j.value("multistream_p99_ms", 0.0);
-    r.server_max_qps = j.value("server_max_qps", 0.0);
-    r.server_p99_ms = j.value("server_p99_ms", 0.0);
-    r.peak_rss_bytes = j.value("peak_rss_bytes", uint64_t{0});
-    r.speedup_p90 = j.value("speedup_p90", 0.0);
     r.speedup_min = j.value("speedup_min", 0.0);
     r.speedup_max = j.value("speedup_max", 0.0);
     r.deployable_form = j.value("deployable_form", "");

@@ -5,42 +5,23 @@
 #include <sstream>
 #include <fmt/printf.h>
 
+#include "common/base/result_metrics.h"
+
 namespace prunelab {
 
 const std::vector<std::string>& ObjectiveFields() {
-  static const std::vector<std::string> f{
-      "accuracy",        "perplexity",         "worst_class_drop",   "latency_mean_ms",     "latency_p50_ms",  "latency_p90_ms",
-      "latency_p95_ms",  "latency_p99_ms",     "latency_p999_ms",     "early_stop_p90_ms", "multistream_p99_ms",
-      "server_max_qps",  "server_p99_ms",      "throughput_sps",      "peak_rss_bytes",  "params",
-      "model_bytes",     "achieved_sparsity",  "speedup_p90"};
+  static const std::vector<std::string> f = [] {
+    std::vector<std::string> names;
+    for (const auto& m : ResultMetrics()) names.push_back(m.name);
+    return names;
+  }();
   return f;
 }
 
 bool ObjectiveValue(const TrialResult& r, const std::string& f, double* out) {
-  static const std::map<std::string, double (*)(const TrialResult&)> get{
-      {"accuracy", [](const TrialResult& x) { return x.accuracy; }},
-      {"perplexity", [](const TrialResult& x) { return x.perplexity; }},
-      {"worst_class_drop", [](const TrialResult& x) { return x.worst_class_drop; }},
-      {"latency_mean_ms", [](const TrialResult& x) { return x.latency_mean_ms; }},
-      {"latency_p50_ms", [](const TrialResult& x) { return x.latency_p50_ms; }},
-      {"latency_p90_ms", [](const TrialResult& x) { return x.latency_p90_ms; }},
-      {"latency_p95_ms", [](const TrialResult& x) { return x.latency_p95_ms; }},
-      {"latency_p99_ms", [](const TrialResult& x) { return x.latency_p99_ms; }},
-      {"latency_p999_ms", [](const TrialResult& x) { return x.latency_p999_ms; }},
-      {"early_stop_p90_ms", [](const TrialResult& x) { return x.early_stop_p90_ms; }},
-      {"multistream_p99_ms", [](const TrialResult& x) { return x.multistream_p99_ms; }},
-      {"server_max_qps", [](const TrialResult& x) { return x.server_max_qps; }},
-      {"server_p99_ms", [](const TrialResult& x) { return x.server_p99_ms; }},
-      {"throughput_sps", [](const TrialResult& x) { return x.throughput_sps; }},
-      {"peak_rss_bytes", [](const TrialResult& x) { return static_cast<double>(x.peak_rss_bytes); }},
-      {"params", [](const TrialResult& x) { return static_cast<double>(x.params); }},
-      {"model_bytes", [](const TrialResult& x) { return static_cast<double>(x.model_bytes); }},
-      {"achieved_sparsity", [](const TrialResult& x) { return x.achieved_sparsity; }},
-      {"speedup_p90", [](const TrialResult& x) { return x.speedup_p90; }},
-  };
-  auto it = get.find(f);
-  if (it == get.end()) return false;
-  *out = it->second(r);
+  const ResultMetric* m = FindResultMetric(f);
+  if (!m) return false;
+  *out = m->Read(r);
   return true;
 }
 

@@ -11,6 +11,7 @@
 #include <fmt/printf.h>
 
 #include "common/base/hash.h"
+#include "common/base/result_metrics.h"
 #include "common/base/text.h"
 #include "common/spec/files.h"
 #include "common/spec/objectives.h"
@@ -283,9 +284,12 @@ void ParseSchedule(Checker& c, const YAML::Node& n, const std::string& path, Swe
 
 // Checks that span sections: names against the zoo model, criteria against granularities.
 const std::vector<std::string>& LatencyFields() {
-  static const std::vector<std::string> f{"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
-                                          "latency_p99_ms", "latency_p999_ms", "early_stop_p90_ms",
-                                          "multistream_p99_ms", "server_p99_ms"};
+  static const std::vector<std::string> f = [] {
+    std::vector<std::string> names;
+    for (const auto& m : ResultMetrics())
+      if (m.IsLatency()) names.push_back(m.name);
+    return names;
+  }();
   return f;
 }
 

@@ -7,6 +7,7 @@
 #include "common/codec/codec.h"
 #include "tests/status_matchers.h"
 #include "common/codec/records.h"
+#include "common/base/result_metrics.h"
 
 namespace prunelab {
 namespace {
@@ -214,6 +215,33 @@ TEST(RecordsTest, AStageAndItsBenchmarkMergeIntoOneRow) {
   m = MergeStageAndBenchmark(stage, bench);
   EXPECT_FALSE(m.ok);
   EXPECT_EQ(m.error, "benchmark on target 'edge' failed: out of memory");
+}
+
+// The metric registry is the one list of measured figures: every metric written to a JSON
+// record under its name is read back into its own field, and no two share a name or field.
+TEST(RecordsTest, EveryRegisteredMetricTravelsThroughTheJsonRecordUnderItsName) {
+  TrialResult r;
+  r.sweep_id = "sw";
+  r.task_id = "t001";
+  std::set<std::string> names;
+  double v = 1;
+  for (const auto& m : ResultMetrics()) {
+    EXPECT_TRUE(names.insert(m.name).second) << m.name << " is registered twice";
+    std::visit([&](auto f) { r.*f = static_cast<std::remove_reference_t<decltype(r.*f)>>(v); }, m.field);
+    v += 1;
+  }
+  const nlohmann::json j = ToJson(r);
+  auto back = ResultFromJson(j);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  v = 1;
+  for (const auto& m : ResultMetrics()) {
+    EXPECT_EQ(j.at(m.name).get<double>(), v) << m.name;
+    EXPECT_EQ(m.Read(back.value()), v) << m.name << " (" << m.unit << ")";
+    EXPECT_EQ(FindResultMetric(m.name), &m);
+    v += 1;
+  }
+  EXPECT_EQ(FindResultMetric("latency_p90_ms")->unit, std::string("ms"));
+  EXPECT_EQ(FindResultMetric("no_such_metric"), nullptr);
 }
 
 TEST(RecordsTest, ResultJsonRoundTripHasPublicFields) {
