@@ -16,6 +16,7 @@
 #include "common/base/log.h"
 #include "common/net/artifact_fetch.h"
 #include "common/net/rpc.h"
+#include "common/spec/objectives.h"
 #include "worker/daemon/artifact_cache.h"
 
 namespace prunelab::worker {
@@ -45,7 +46,8 @@ std::string Outcome(const TrialResult& r, double secs) {
                   r.throughput_sps,
                   r.speedup_p90 > 0 ? (", " + std::to_string(r.speedup_p90).substr(0, 4) + "x vs dense").c_str() : "",
                   r.bench_valid ? "" : "; benchmark INVALID (`prunelab summary` says why)");
-  return fmt::sprintf("done in %.1f s: accuracy %.2f %%", secs, r.accuracy * 100);
+  // The task's quality: "accuracy 87.30 %", or a language model's "perplexity 41.27".
+  return fmt::sprintf("done in %.1f s: %s%s", secs, ScoredByPerplexity(r) ? "" : "accuracy ", QualityText(r));
 }
 
 // flock() on a per-host file; released when the returned handle is destroyed.
