@@ -197,11 +197,7 @@ std::vector<TargetDecision> Decide(const std::vector<TrialResult>& results, cons
       const ConfirmedModel* cm = round ? d.confirmation->Find(r->task_id) : nullptr;
       if (cm && cm->median_ratio <= 0) cm = nullptr;
       confirmed.push_back(cm);
-      double scale = LatencyScale(*r, d.baseline);
-      if (r->latency_p90_ms > 0 && base_cm && reference > 0) {
-        if (cm) scale = reference * cm->median_ratio / r->latency_p90_ms;
-        else if (scale != 1) scale *= reference / d.baseline->latency_p90_ms;  // A/B-scaled, to the same reference
-      }
+      const double scale = ComparedLatencyScale(*r, d.baseline, round ? d.confirmation.get() : nullptr);
       if (scale == 1) continue;
       d.compared.push_back(std::make_shared<const TrialResult>(ScaledSingleStream(*r, scale)));
       r = d.compared.back().get();

@@ -37,6 +37,25 @@ double LatencyScale(const TrialResult& r, const TrialResult* base) {
   return (base->latency_p90_ms / r.speedup_p90) / r.latency_p90_ms;
 }
 
+std::optional<ConfirmationRound> ConfirmationOf(const std::vector<TrialResult>& results, const std::string& target) {
+  for (const auto& r : results) {
+    if (r.kind != TaskKind::kConfirmTarget || !r.ok || r.target != target) continue;
+    auto round = ConfirmationFromJson(r.benchmark_json);
+    if (round.ok() && round->skipped.empty() && !round->models.empty()) return std::move(round).value();
+  }
+  return std::nullopt;
+}
+
+double ComparedLatencyScale(const TrialResult& r, const TrialResult* base, const ConfirmationRound* round) {
+  const double scale = LatencyScale(r, base);
+  const ConfirmedModel* base_cm = round && base ? round->Find(base->task_id) : nullptr;
+  const double reference = base_cm && base_cm->median_p90_ms > 0 ? base_cm->median_p90_ms : base ? base->latency_p90_ms : 0;
+  if (!base_cm || reference <= 0 || r.latency_p90_ms <= 0) return scale;
+  const ConfirmedModel* cm = round->Find(r.task_id);
+  if (cm && cm->median_ratio > 0) return reference * cm->median_ratio / r.latency_p90_ms;
+  return scale != 1 ? scale * reference / base->latency_p90_ms : 1;  // A/B-scaled, to the same reference
+}
+
 TrialResult ScaledSingleStream(const TrialResult& row, double scale) {
   TrialResult r = row;
   for (double TrialResult::*f : kSingleStreamLatencyFields) r.*f *= scale;
@@ -59,6 +78,8 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
     if (r.baseline && !f.baseline) f.baseline = &r;
   }
   for (auto& f : out) {
+    const std::optional<ConfirmationRound> round = ConfirmationOf(results, f.target);
+    f.by_confirmation_round = round.has_value();
     std::vector<const TrialResult*> cands;
     std::vector<Point2> pts;
     for (const auto& r : results) {
@@ -66,7 +87,7 @@ std::vector<TargetFront> FrontsByTarget(const std::vector<TrialResult>& results)
       // Iterative intermediate rounds and sensitivity trials are evaluated, not benchmarked.
       if (!r.baseline && r.latency_p90_ms <= 0) continue;
       cands.push_back(&r);
-      pts.push_back({QualityScore(r), r.latency_p90_ms * LatencyScale(r, f.baseline)});
+      pts.push_back({QualityScore(r), r.latency_p90_ms * ComparedLatencyScale(r, f.baseline, round ? &*round : nullptr)});
     }
     f.ok_variants = cands.size();
     for (size_t i : ParetoFront(pts)) f.front.push_back(cands[i]);
@@ -127,9 +148,11 @@ std::string FormatParetoTable(const std::vector<TrialResult>& results, const std
   for (const auto& f : fronts) {
     if (!only_target.empty() && f.target != only_target) continue;
     const bool lm = f.baseline && ScoredByPerplexity(*f.baseline);
-    std::string title = fmt::sprintf("Pareto front for target '%s': %s vs single-stream p90 latency (min); "
+    std::string title = fmt::sprintf("Pareto front for target '%s': %s vs single-stream p90 latency (min%s); "
                   "%zu of %zu variants non-dominated, %zu failed\n",
-                  f.target.c_str(), lm ? "perplexity (min)" : "accuracy (max)", f.front.size(), f.ok_variants, f.failed);
+                  f.target.c_str(), lm ? "perplexity (min)" : "accuracy (max)",
+                  f.by_confirmation_round ? ", compared as timed side by side in the confirmation round" : "",
+                  f.front.size(), f.ok_variants, f.failed);
     out += title;
     out += lm ? kLmHeader : kHeader;
     bool base_on_front = false;

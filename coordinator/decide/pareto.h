@@ -1,10 +1,12 @@
 // Pareto selection over trial results and the table `prunelab pareto` prints.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/base/types.h"
+#include "common/codec/records.h"
 
 namespace prunelab::coordinator {
 
@@ -21,8 +23,9 @@ std::vector<size_t> ParetoFront(const std::vector<Point2>& points);
 struct TargetFront {
   std::string target;
   const TrialResult* baseline = nullptr;   // dense reference measured on this target
-  std::vector<const TrialResult*> front;   // accuracy (max) vs p90 latency (min)
+  std::vector<const TrialResult*> front;   // accuracy (max) vs compared p90 latency (min)
   size_t ok_variants = 0;                  // successful results considered (incl. baseline)
+  bool by_confirmation_round = false;      // the front compares the round's ratios
   size_t failed = 0;
 };
 
@@ -31,6 +34,15 @@ struct TargetFront {
 // interleaved A/B speedup) / the variant's own p90. 1 where there is nothing to scale by (the
 // baseline itself, no A/B rounds, no baseline on the target). See docs/MEASUREMENT.md.
 double LatencyScale(const TrialResult& row, const TrialResult* baseline);
+// The target's confirmation round among `results` when one ran (a confirm row, ok, not
+// skipped, with models); nullopt otherwise.
+std::optional<ConfirmationRound> ConfirmationOf(const std::vector<TrialResult>& results, const std::string& target);
+// The scale that makes a row's single-stream latencies comparable with every other row of its
+// target, the one rule the front, the tables and the decision use: with a confirmation round,
+// the baseline's median p90 over the round (the reference) times the row's median ratio to
+// the baseline in the round, or, for a row that was not in it, its A/B-scaled figure brought
+// to that reference; without one, LatencyScale (A/B only).
+double ComparedLatencyScale(const TrialResult& row, const TrialResult* baseline, const ConfirmationRound* round);
 // The row with every single-stream latency field multiplied by `scale`.
 TrialResult ScaledSingleStream(const TrialResult& row, double scale);
 

@@ -389,6 +389,22 @@ TEST(DecisionTest, TheConfirmationRoundDecidesAndATieWithinNoiseGoesToFewerBytes
   ASSERT_EQ(d.size(), 1u);
   ASSERT_NE(d[0].recommended, nullptr);
   EXPECT_EQ(d[0].recommended->task_id, "t001@cpu") << d[0].why;
+  // `prunelab pareto`'s first table puts on its front what the round says, not the A/B rounds:
+  // t001 (0.895, 0.5x dense) dominates t002 (0.893, 0.6x); by A/B alone both were on it.
+  {
+    std::vector<TrialResult> ab_only(rows.begin(), rows.end() - 1);
+    auto ab = FrontsByTarget(ab_only);
+    ASSERT_EQ(ab.size(), 1u);
+    EXPECT_EQ(ab[0].front.size(), 3u) << "A/B: base, t001 (1.76x) and t002 (2.84x, less accurate) all non-dominated";
+    auto fronts = FrontsByTarget(rows);
+    ASSERT_EQ(fronts.size(), 1u);
+    EXPECT_TRUE(fronts[0].by_confirmation_round);
+    std::vector<std::string> on;
+    for (const auto* r : fronts[0].front) on.push_back(r->task_id);
+    EXPECT_EQ(on, (std::vector<std::string>{"t001@cpu", "base@cpu"}));
+    const std::string table = FormatParetoTable(rows, "");
+    EXPECT_NE(table.find("compared as timed side by side in the confirmation round"), std::string::npos) << table;
+  }
   EXPECT_NE(d[0].why.find("confirmation round (5 interleaved rounds"), std::string::npos) << d[0].why;
   EXPECT_EQ(d[0].failed, 0u) << "the confirm row is not a failed variant";
   EXPECT_EQ(d[0].variants.size(), 3u) << "nor a variant";
