@@ -39,15 +39,23 @@ void OnSigint(int);
 // How long a remote command waits for each reply (--timeout-ms).
 extern int g_timeout_ms;
 
+// The parsed command line. Numeric options arrive typed: CLI11 converted and range-checked
+// them (an integer option refuses "1.5"), so commands read numbers, never re-parse text.
 struct Args {
   std::string command;
   std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;
+  std::map<std::string, std::string> flags;  // every option given, as typed (Has, Get)
+  std::map<std::string, double> numbers;     // numeric options, converted by CLI11
   bool Has(const std::string& f) const { return flags.count(f) > 0; }
   std::string Get(const std::string& f, const std::string& def = "") const {
     auto it = flags.find(f);
     return it == flags.end() ? def : it->second;
   }
+  double Number(const std::string& f, double def) const {
+    auto it = numbers.find(f);
+    return it == numbers.end() ? def : it->second;
+  }
+  int64_t Integer(const std::string& f, int64_t def) const { return static_cast<int64_t>(Number(f, def)); }
 };
 
 // Prints "prunelab: MSG" to stderr; returns the exit code 1.

@@ -58,10 +58,10 @@ class CommandLine {
     app_.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
     app_.footer(kUsage);
     Command("run", "run a sweep locally: embedded coordinator + N worker processes; prints the Pareto table", {"SPEC.yaml"});
-    Option("--workers", "local worker processes (default 2)")->check(CLI::Range(1, 64));
+    Integer("--workers", "local worker processes (default 2)")->check(CLI::Range(1, 64));
     Option("--data-dir", "where the store and logs go (default ./prunelab-data)");
-    Option("--threads", "LibTorch threads per worker (default cores / workers)")->check(CLI::Range(1, 1024));
-    Option("--http", "serve the dashboard on 127.0.0.1:PORT")->check(CLI::Range(0, 65535));
+    Integer("--threads", "LibTorch threads per worker (default cores / workers)")->check(CLI::Range(1, 1024));
+    Integer("--http", "serve the dashboard on 127.0.0.1:PORT")->check(CLI::Range(0, 65535));
     Command("submit", "submit to a running coordinator; prints the sweep id", {"SPEC.yaml"}, kRemote);
     Command("status", "progress of one or every sweep", {"[ID]"}, kRemote | kJson);
     Flag("--wait", "poll until every sweep shown is done");
@@ -73,8 +73,8 @@ class CommandLine {
     Option("-o,--out", "output directory")->required();
     Command("compare", "gate a new sweep against a known-good one (exit 1 on a regression)", {"NEW", "OLD"},
             kRemote | kStore | kDecide);
-    Option("--accuracy-tolerance", "accuracy points the new recommendation may lose (default 0.5)")->check(CLI::NonNegativeNumber);
-    Option("--latency-tolerance", "fraction p90 latency may grow (default 0.10)")->check(CLI::NonNegativeNumber);
+    Real("--accuracy-tolerance", "accuracy points the new recommendation may lose (default 0.5)")->check(CLI::NonNegativeNumber);
+    Real("--latency-tolerance", "fraction p90 latency may grow (default 0.10)")->check(CLI::NonNegativeNumber);
     Command("summary", "benchmark summaries (mlperf_log_summary style) of one result", {"ID", "TRIAL"}, kRemote | kStore);
     Option("--scenario", "single_stream, multi_stream, server or offline");
     Command("export", "the variant (or the dense baseline) as TorchScript model.pt + model card", {"[ID]", "[TRIAL]"},
@@ -114,14 +114,14 @@ class CommandLine {
     Option("--format", "npy, fashion-mnist or folder (default: from the files in --data)")
         ->check(CLI::IsMember({"npy", "fashion-mnist", "folder"}));
     Flag("--dense", "also evaluate and time the dense teacher on the same data (A/B)");
-    Option("--subset", "the first N samples only")->check(CLI::Range(1, 100000000));
-    Option("--every", "evaluate --data again every MIN minutes until Ctrl-C")->check(CLI::PositiveNumber);
+    Integer("--subset", "the first N samples only")->check(CLI::Range(1, 100000000));
+    Real("--every", "evaluate --data again every MIN minutes until Ctrl-C")->check(CLI::PositiveNumber);
     Option("--watch", "evaluate each new sub-directory of DIR (a dataset each) as it appears");
-    Option("--max-evaluations", "stop after N evaluations (--every, --watch)")->check(CLI::Range(1, 1000000));
+    Integer("--max-evaluations", "stop after N evaluations (--every, --watch)")->check(CLI::Range(1, 1000000));
     Flag("--no-wait", "print the evaluation id and return");
     Command("evaluations", "evaluation records of releases with their levels", {}, kRemote | kJson);
     Option("--target", "only this target");
-    Option("--limit", "newest N (default 20)")->check(CLI::Range(1, 100000));
+    Integer("--limit", "newest N (default 20)")->check(CLI::Range(1, 100000));
     Command("policy", "show or set a target's thresholds and what happens on critical", {}, kRemote | kJson);
     Option("--target", "the target")->required();
     Option("--on-critical", "notify (log + metric), rollback (to the last known-good) or resweep (the release's sweep on the new data)")
@@ -132,8 +132,8 @@ class CommandLine {
     Option("--memory", "WARN,CRIT model bytes as a fraction of dense (default 0.5,0.7)");
     Option("--throughput", "WARN,CRIT offline samples/s, lower is worse (default 1000,500)");
     Option("--latency-p95-ms", "WARN,CRIT single-stream p95 in ms (default: the sweep's p95 budget, x1.2 critical)");
-    Option("--gate-max-drop", "this target's release gate: accuracy drop in points (instead of the sweep's)")->check(CLI::NonNegativeNumber);
-    Option("--gate-max-memory", "this target's release gate: memory fraction of dense")->check(CLI::Range(0.0, 10.0));
+    Real("--gate-max-drop", "this target's release gate: accuracy drop in points (instead of the sweep's)")->check(CLI::NonNegativeNumber);
+    Real("--gate-max-memory", "this target's release gate: memory fraction of dense")->check(CLI::Range(0.0, 10.0));
   }
 
   // nullopt: go on with args(); otherwise the exit code.
@@ -144,8 +144,12 @@ class CommandLine {
       args_.command = c.app->get_name();
       for (auto& p : c.positionals)
         if (p.option->count() > 0) args_.positional.push_back(*p.value);
-      for (auto& o : c.options)
-        if (o.option->count() > 0) args_.flags[o.key] = o.is_flag ? "1" : *o.value;
+      for (auto& o : c.options) {
+        if (o.option->count() == 0) continue;
+        if (o.real) args_.numbers[o.key] = *o.real;
+        if (o.integer) args_.numbers[o.key] = static_cast<double>(*o.integer);
+        args_.flags[o.key] = o.is_flag ? "1" : o.value ? *o.value : o.option->as<std::string>();
+      }
     }
     return std::nullopt;
   }
@@ -158,6 +162,8 @@ class CommandLine {
     std::string key;  // the long name, e.g. "--out"
     std::unique_ptr<std::string> value;
     bool is_flag = false;
+    std::unique_ptr<double> real;     // Real: CLI11 converts into it
+    std::unique_ptr<int64_t> integer; // Integer: likewise; "1.5" is refused naming the flag
   };
   struct Cmd {
     CLI::App* app;
@@ -180,15 +186,15 @@ class CommandLine {
       Option("--coordinator", "client endpoint (default $PRUNELAB_COORDINATOR or tcp://127.0.0.1:5556)");
       Option("--curve-key", "this client's CURVE secret key file (or $PRUNELAB_CURVE_KEY)");
       Option("--server-key", "the coordinator's public key file (or $PRUNELAB_SERVER_KEY)");
-      Option("--timeout-ms", "how long to wait for each reply (default 15000)")->check(CLI::Range(100, 3600000));
+      Integer("--timeout-ms", "how long to wait for each reply (default 15000)")->check(CLI::Range(100, 3600000));
     }
     if (groups & kStore) Option("--data-dir", "read this data directory's store instead of asking a coordinator");
     if (groups & kJson) Flag("--json", "machine-readable output");
     if (groups & kDecide) {
       Option("--objectives", "e.g. accuracy:max,latency_p90_ms:min (default: the spec's report.objectives)");
       Option("--rule", "fastest, most_accurate or knee")->check(CLI::IsMember({"fastest", "most_accurate", "knee"}));
-      Option("--max-drop", "release gate: accuracy drop in points vs dense (default 2)")->check(CLI::NonNegativeNumber);
-      Option("--max-memory", "release gate: model memory as a fraction of dense (default 0.5)")
+      Real("--max-drop", "release gate: accuracy drop in points vs dense (default 2)")->check(CLI::NonNegativeNumber);
+      Real("--max-memory", "release gate: model memory as a fraction of dense (default 0.5)")
           ->check(CLI::Range(0.0, 1.0));
     }
   }
@@ -196,6 +202,18 @@ class CommandLine {
     auto value = std::make_unique<std::string>();
     CLI::Option* o = commands_.back().app->add_option(names, *value, help);
     commands_.back().options.push_back(Bound{o, "--" + o->get_lnames().front(), std::move(value)});
+    return o;
+  }
+  CLI::Option* Real(const std::string& names, const std::string& help) {
+    auto value = std::make_unique<double>();
+    CLI::Option* o = commands_.back().app->add_option(names, *value, help);
+    commands_.back().options.push_back(Bound{o, "--" + o->get_lnames().front(), nullptr, false, std::move(value), nullptr});
+    return o;
+  }
+  CLI::Option* Integer(const std::string& names, const std::string& help) {
+    auto value = std::make_unique<int64_t>();
+    CLI::Option* o = commands_.back().app->add_option(names, *value, help)->check(CLI::TypeValidator<int64_t>("an integer"));
+    commands_.back().options.push_back(Bound{o, "--" + o->get_lnames().front(), nullptr, false, nullptr, std::move(value)});
     return o;
   }
   void Flag(const std::string& name, const std::string& help) {
@@ -215,7 +233,7 @@ int Main(int argc, char** argv) {
   CommandLine line;
   if (auto rc = line.Parse(argc, argv)) return *rc;
   const Args& a = line.args();
-  if (a.Has("--timeout-ms")) g_timeout_ms = std::stoi(a.Get("--timeout-ms"));
+  g_timeout_ms = static_cast<int>(a.Integer("--timeout-ms", g_timeout_ms));
   signal(SIGPIPE, SIG_IGN);
   if (a.command == "run") return CmdRun(a);
   if (a.command == "submit") return CmdSubmit(a);

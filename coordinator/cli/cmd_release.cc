@@ -168,7 +168,7 @@ int EvaluateOnce(pl::RpcClient& rpc, const Args& a, const std::string& dir) {
     return Fail("--data " + dir + ": no test_images.npy (npy), t10k-images-idx3-ubyte[.gz] (fashion-mnist) or test/ (folder) "
                 "in it; pass --format if the target's workers see files this machine does not");
   m.compare_dense = a.Has("--dense");
-  if (a.Has("--subset")) m.subset = static_cast<uint32_t>(std::stoul(a.Get("--subset")));
+  m.subset = static_cast<uint32_t>(a.Integer("--subset", 0));
   auto r = AskRelease(rpc, m);
   if (!r.ok()) return Fail(r.status().ToString());
   const std::string id = r->value("id", "");
@@ -195,12 +195,12 @@ int CmdEvaluate(const Args& a) {
   pl::RpcClient rpc(ctx, CoordinatorEndpoint(a), ClientSec(a));
   signal(SIGINT, OnSigint);
   signal(SIGTERM, OnSigint);
-  const long max = a.Has("--max-evaluations") ? std::stol(a.Get("--max-evaluations")) : -1;
+  const long max = static_cast<long>(a.Integer("--max-evaluations", -1));
   long done = 0;
   if (!a.Has("--watch")) {
     if (!a.Has("--data")) return Fail("evaluate needs --data DIR (or --watch DIR)");
     if (!a.Has("--every")) return EvaluateOnce(rpc, a, a.Get("--data"));
-    const double minutes = std::stod(a.Get("--every"));
+    const double minutes = a.Number("--every", 0);
     int rc = 0;
     while (!g_interrupted && (max < 0 || done < max)) {
       rc = EvaluateOnce(rpc, a, a.Get("--data"));
@@ -247,7 +247,7 @@ int CmdEvaluations(const Args& a) {
   pl::ReleaseCommandMsg m;
   m.action = "evaluations";
   m.target = a.Get("--target");
-  if (a.Has("--limit")) m.limit = static_cast<uint32_t>(std::stoul(a.Get("--limit")));
+  m.limit = static_cast<uint32_t>(a.Integer("--limit", 0));
   return Show(a, RequestRelease(a, m), [](const json& r) {
     std::string text = r["evaluations"].empty() ? "no evaluations\n" : "";
     for (const auto& e : r["evaluations"]) text += pc::FormatEvaluation(e) + "\n";
@@ -283,8 +283,8 @@ int CmdPolicy(const Args& a) {
       if (!v.ok()) return Fail(v.status().ToString());
       p[field] = v.value();
     }
-  if (a.Has("--gate-max-drop")) p["gate_max_accuracy_drop"] = std::stod(a.Get("--gate-max-drop"));
-  if (a.Has("--gate-max-memory")) p["gate_max_memory_fraction"] = std::stod(a.Get("--gate-max-memory"));
+  if (a.Has("--gate-max-drop")) p["gate_max_accuracy_drop"] = a.Number("--gate-max-drop", 0);
+  if (a.Has("--gate-max-memory")) p["gate_max_memory_fraction"] = a.Number("--gate-max-memory", 0);
   if (!p.empty()) m.policy_json = p.dump();
   auto r = RequestRelease(a, m);
   if (!r.ok()) return Fail(r.status().ToString());

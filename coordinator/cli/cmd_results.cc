@@ -46,9 +46,8 @@ pl::StatusOr<pc::DecisionOptions> DecisionOptionsFor(const Args& a, const std::s
       return pl::Status::InvalidArgument("--rule '" + r + "' (allowed: fastest, most_accurate, knee)");
     o.rule = r;
   }
-  // Numbers were validated by the command line parser.
-  if (a.Has("--max-drop")) o.gates.max_accuracy_drop = std::stod(a.Get("--max-drop"));
-  if (a.Has("--max-memory")) o.gates.max_memory_fraction = std::stod(a.Get("--max-memory"));
+  o.gates.max_accuracy_drop = a.Number("--max-drop", o.gates.max_accuracy_drop);
+  o.gates.max_memory_fraction = a.Number("--max-memory", o.gates.max_memory_fraction);
   return o;
 }
 
@@ -139,8 +138,8 @@ int CmdCompare(const Args& a) {
   auto new_spec = pl::ParseSpec(now->spec_yaml), old_spec = pl::ParseSpec(old->spec_yaml);
   if (new_spec.ok() && old_spec.ok() && new_spec->model != old_spec->model)
     return Fail("the sweeps are for different models (" + new_spec->model + " vs " + old_spec->model + "): nothing to compare");
-  double acc_tol = a.Has("--accuracy-tolerance") ? std::stod(a.Get("--accuracy-tolerance")) : 0.5;
-  double lat_tol = a.Has("--latency-tolerance") ? std::stod(a.Get("--latency-tolerance")) : 0.10;
+  double acc_tol = a.Number("--accuracy-tolerance", 0.5);
+  double lat_tol = a.Number("--latency-tolerance", 0.10);
   auto dn = pc::Decide(now->results, opts.value());
   auto dold = pc::Decide(old->results, opts.value());
   int regressions = 0;

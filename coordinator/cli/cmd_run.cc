@@ -115,9 +115,9 @@ int CmdRun(const Args& a) {
   if (!msg.ok()) return Fail(msg.status().ToString());
   // The workers are local: their dataset is on this machine, so check it now.
   if (auto st = pl::CheckDatasetFiles(spec->dataset); !st.ok()) return Fail(st.ToString());
-  const int n_workers = std::stoi(a.Get("--workers", "2"));
+  const int n_workers = static_cast<int>(a.Integer("--workers", 2));
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
-  const int threads = a.Has("--threads") ? std::stoi(a.Get("--threads")) : std::max(1, cores / n_workers);
+  const int threads = a.Has("--threads") ? static_cast<int>(a.Integer("--threads", 1)) : std::max(1, cores / n_workers);
   const std::string data_dir = a.Get("--data-dir", "prunelab-data");
   const std::string bin = WorkerBinary();
   if (access(bin.c_str(), X_OK) != 0) return Fail("worker binary not found at " + bin + " (build it, or set PRUNELAB_WORKER_BIN)");
@@ -125,7 +125,7 @@ int CmdRun(const Args& a) {
   std::filesystem::create_directories(data_dir + "/logs", ec);
   if (ec) return Fail("cannot create " + data_dir + "/logs: " + ec.message() + "; use another --data-dir");
 
-  auto embedded = pc::EmbeddedCoordinator::Start(data_dir, a.Has("--http") ? std::stoi(a.Get("--http")) : -1);
+  auto embedded = pc::EmbeddedCoordinator::Start(data_dir, static_cast<int>(a.Integer("--http", -1)));
   if (!embedded.ok()) return Fail(embedded.status().ToString());
   pc::EmbeddedCoordinator& coord = *embedded.value();
   std::fprintf(stderr, "embedded coordinator on %s (plain mode, loopback only: no authentication; for a lab network "

@@ -163,6 +163,8 @@ TEST(CommandLineTest, NumbersAreValidatedWithTheFlagNamed) {
   const std::vector<std::pair<std::string, std::string>> cases{
       {"prunelab run spec.yaml --workers 2abc", "--workers"},
       {"prunelab run spec.yaml --workers 0", "--workers"},
+      {"prunelab run spec.yaml --workers 1.5", "--workers"},  // typed: was read as 1
+      {"prunelab evaluations --limit 2.5", "--limit"},
       {"prunelab pareto sw-0001 --max-drop lots", "--max-drop"},
       {"prunelab-worker --coordinator tcp://127.0.0.1:1 --threads 1000000", "--threads"},
       {"prunelab-worker --coordinator tcp://127.0.0.1:1 --slots 2x", "--slots"},
