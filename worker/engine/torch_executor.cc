@@ -956,7 +956,24 @@ class TorchExecutor final : public TrialExecutor {
       if (!scores.ok()) return scores.status();
       if (structured) {
         std::map<std::string, torch::Tensor> group_scores;
-        if (ScoresActivations(criterion.value())) {
+        const bool probe = layout.has_probe && model->find_method("probe");
+        if (criterion.value() == Criterion::kActivation && !probe) {
+          // A user's model has no probe(): its activations are read by hooks in its graph.
+          std::vector<std::string> magnitude_only;
+          int64_t samples = 0;
+          auto a = HookedActivationScores(*model, current, *learning, *calibration,
+                                          static_cast<int>(tc.calibration_batches),
+                                          static_cast<int>(task.training.batch_size), &magnitude_only, &samples);
+          if (!a.ok()) return a.status();
+          group_scores = std::move(a).value();
+          auto cfg = ParseJson(out->result.trial_json.empty() ? "{}" : out->result.trial_json);
+          nlohmann::json c = cfg.ok() && cfg->is_object() ? cfg.value() : nlohmann::json::object();
+          c["activation"] = {{"scored_by", "calibration norms of each structure's inputs to the layers that read it "
+                                           "(graph hooks)"},
+                             {"calibration_samples", samples},
+                             {"scored_by_magnitude", magnitude_only}};
+          out->result.trial_json = c.dump();
+        } else if (ScoresActivations(criterion.value())) {
           auto a = ActivationScores(*model, layout, *learning, *calibration, static_cast<int>(tc.calibration_batches),
                                     static_cast<int>(task.training.batch_size), criterion.value() == Criterion::kApoz);
           if (!a.ok()) return a.status();

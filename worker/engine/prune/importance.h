@@ -53,6 +53,20 @@ struct InputNorms {
 };
 StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayout& layout, const LearningTask& task,
                                          const Dataset& calibration, int batches, int batch_size);
+// `activation` importance of structures through the same graph hooks, for models without a
+// probe() (users' models): a structure's score is the energy of what it feeds the layers that
+// read it — the squared calibration norms of the input columns its slices cover in every
+// consumer (an MLP neuron: its column of the down projection; an attention head: its block
+// of the output projection's columns; an embedding channel: that feature in every layer
+// reading the residual stream, the tied head included). Minitron ranks heads, neurons and
+// embedding channels by activation magnitude the same way. A group none of whose consumers
+// the calibration reached is scored by weight magnitude and named in *magnitude_only.
+StatusOr<std::map<std::string, torch::Tensor>> HookedActivationScores(torch::jit::Module& m, const ModelLayout& layout,
+                                                                      const LearningTask& task,
+                                                                      const Dataset& calibration, int batches,
+                                                                      int batch_size,
+                                                                      std::vector<std::string>* magnitude_only,
+                                                                      int64_t* samples);
 // Wanda's scores |W_ij| * ||X_j||_2 (Sun et al. 2023); a layer the calibration did not reach,
 // or a grouped convolution, is scored by magnitude and named in *magnitude_only.
 StatusOr<Scores> WandaScores(const torch::jit::Module& m, const ModelLayout& layout, const InputNorms& in,

@@ -17,6 +17,7 @@
 #include "worker/engine/model/graph.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/engine/prune/plan.h"
+#include "worker/engine/prune/pruning.h"
 
 namespace prunelab::worker {
 namespace {
@@ -135,6 +136,50 @@ StatusOr<InputNorms> CalibrateInputNorms(torch::jit::Module& m, const ModelLayou
     auto& norm = out.norms[ids[id]];
     auto v = s.sqrt().to(at::kFloat);
     norm = norm.defined() ? (norm.pow(2) + v.pow(2)).sqrt() : v;  // a weight read twice: both uses
+  }
+  return out;
+}
+
+StatusOr<std::map<std::string, torch::Tensor>> HookedActivationScores(torch::jit::Module& m, const ModelLayout& layout,
+                                                                      const LearningTask& task,
+                                                                      const Dataset& calibration, int batches,
+                                                                      int batch_size,
+                                                                      std::vector<std::string>* magnitude_only,
+                                                                      int64_t* samples) {
+  auto in = CalibrateInputNorms(m, layout, task, calibration, batches, batch_size);
+  if (!in.ok()) return in.status();
+  if (samples) *samples = in->samples;
+  torch::NoGradGuard g;
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& grp : layout.groups) {
+    if (!grp.blocked.empty()) continue;
+    const torch::Tensor by_weight = GroupScores(m, grp, {});  // also fixes the structure count
+    torch::Tensor total;
+    for (const auto& s : grp.slices) {
+      if (s.score || s.dim != 1) continue;  // consumers read the structures along their input axis
+      auto it = in->norms.find(s.param);
+      if (it == in->norms.end()) continue;
+      const torch::Tensor energy = it->second.to(torch::kFloat32).pow(2);
+      if (energy.size(0) != GetTensor(m, s.param).size(1)) continue;
+      torch::Tensor part;
+      if (s.map.empty()) {
+        if (s.block <= 0 || energy.size(0) % s.block != 0) continue;
+        part = energy.view({-1, s.block}).sum(1);
+      } else {
+        if (static_cast<int64_t>(s.map.size()) != energy.size(0)) continue;
+        auto owner = torch::tensor(s.map, torch::kInt64);
+        auto mine = owner.ge(0);
+        part = torch::zeros({by_weight.size(0)}, energy.options())
+                   .index_add_(0, owner.masked_select(mine), energy.masked_select(mine));
+      }
+      if (part.size(0) != by_weight.size(0)) continue;
+      total = total.defined() ? total + part : part;
+    }
+    if (!total.defined()) {
+      if (magnitude_only) magnitude_only->push_back(grp.name);
+      total = by_weight;
+    }
+    out[grp.name] = total;
   }
   return out;
 }

@@ -61,6 +61,32 @@ class ReferenceTest : public ::testing::Test {
   ModelLayout layout;
 };
 
+// `activation` importance through the graph hooks (models without a probe()): each hidden
+// neuron scores the energy it feeds the layer that reads it — here exactly the sum over every
+// calibration position of its ReLU output squared, computed directly from the weights.
+TEST_F(ReferenceTest, ActivationImportanceIsTheEnergyEachStructureFeedsItsConsumers) {
+  ASSERT_EQ(layout.groups.size(), 1u) << "the 32 hidden neurons (the output layer is never a group)";
+  std::vector<std::string> magnitude_only;
+  int64_t samples = 0;
+  auto copy = model.clone();
+  const int n = static_cast<int>(calibration.size());
+  auto scores = HookedActivationScores(copy, layout, *task, calibration, 1, n, &magnitude_only, &samples);
+  ASSERT_TRUE(scores.ok()) << scores.status().ToString();
+  EXPECT_TRUE(magnitude_only.empty());
+  EXPECT_EQ(samples, n);
+  torch::NoGradGuard g;
+  auto first = model.attr("0").toModule();
+  auto hidden = torch::relu(torch::linear(calibration.inputs.reshape({-1, 16}), first.attr("weight").toTensor(),
+                                          first.attr("bias").toTensor()));
+  const auto expected = hidden.pow(2).sum(0);
+  const auto got = scores->at(layout.groups[0].name);
+  ASSERT_EQ(got.sizes(), expected.sizes());
+  EXPECT_TRUE(torch::allclose(got, expected, 1e-4, 1e-5)) << got << "\n" << expected;
+  // A neuron that never fires ranks lowest however large its weights.
+  auto dead = std::get<1>(expected.min(0)).item<int64_t>();
+  EXPECT_EQ(std::get<1>(got.min(0)).item<int64_t>(), dead);
+}
+
 // Both criteria run sequentially, as the papers: the second layer is calibrated on what the
 // first outputs once pruned (and, for SparseGPT, reconstructed); the reference does the same.
 TEST_F(ReferenceTest, WandaMasksMatchAReferenceWrittenFromThePaperUnstructuredAndTwoOfFour) {

@@ -282,7 +282,8 @@ TEST(LanguageModelTest, UsersDecodersRunEveryAxisThroughTheExecutor) {
     t.kind = TaskKind::kPruneTrial;
     t.baseline_artifact = "user-" + model + "-trained";
     for (const auto& [criterion, granularity] : std::vector<std::pair<std::string, std::string>>{
-             {"l2", "structured"}, {"angular", "depth"}, {"l1", "unstructured"}, {"wanda", "unstructured"},
+             {"l2", "structured"}, {"activation", "structured"}, {"angular", "depth"}, {"l1", "unstructured"},
+             {"wanda", "unstructured"},
              {"wanda", "2:4"}, {"sparsegpt", "unstructured"}, {"sparsegpt", "2:4"}}) {
       t.task_id = model + "-" + criterion + "-" + granularity;
       t.trial.criterion = criterion;
@@ -303,6 +304,11 @@ TEST(LanguageModelTest, UsersDecodersRunEveryAxisThroughTheExecutor) {
       else
         EXPECT_GT(r.result.achieved_sparsity, 0.2);
       auto config = nlohmann::json::parse(r.result.trial_json);
+      if (criterion == "activation") {  // no probe(): hooks in the graph reached every head, neuron and channel
+        ASSERT_TRUE(config.contains("activation")) << config.dump();
+        EXPECT_GT(config["activation"].value("calibration_samples", 0), 0) << config.dump();
+        EXPECT_EQ(config["activation"].at("scored_by_magnitude"), nlohmann::json::array()) << config.dump();
+      }
       if (criterion == "wanda" || criterion == "sparsegpt") {
         EXPECT_TRUE(config[criterion]["scored_by_magnitude"].empty()) << config[criterion].dump();
         // Every linear layer is reached by the graph hooks; the embedding tables (lookups) stay dense.
