@@ -16,12 +16,6 @@
 namespace prunelab::worker {
 namespace {
 
-using torch::jit::Block;
-using torch::jit::Graph;
-using torch::jit::Node;
-using torch::jit::Value;
-using Shape = std::vector<int64_t>;
-
 void CollectNodes(Block* b, std::vector<Node*>* out) {
   for (Node* n : b->nodes()) {
     out->push_back(n);

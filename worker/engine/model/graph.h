@@ -15,6 +15,13 @@
 
 namespace prunelab::worker {
 
+// The IR names every graph pass uses.
+using torch::jit::Block;
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+using Shape = std::vector<int64_t>;
+
 // A copy of the module's forward graph with every call inlined and constants propagated.
 std::shared_ptr<torch::jit::Graph> InlinedForwardGraph(const torch::jit::Module& m);
 // Inlines `graph` (the forward's own, or a copy) in place.

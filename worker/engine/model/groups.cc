@@ -16,11 +16,6 @@
 namespace prunelab::worker {
 namespace {
 
-using torch::jit::Block;
-using torch::jit::Node;
-using torch::jit::Value;
-using Shape = std::vector<int64_t>;
-
 const char* const kOutput = "the model's output";
 
 std::string Join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }

@@ -17,10 +17,6 @@
 namespace prunelab::worker {
 namespace {
 
-using torch::jit::Graph;
-using torch::jit::Node;
-using torch::jit::Value;
-
 // What LibTorch's passes ask of an observer: forward(x) -> x recording statistics,
 // calculate_qparams() -> (scale, zero_point), and dtype, qscheme, ch_axis attributes.
 // Min/max over everything seen; per channel along ch_axis when ch_axis >= 0.

@@ -13,10 +13,6 @@
 
 namespace prunelab::worker {
 
-using torch::jit::Block;
-using torch::jit::Node;
-using torch::jit::Value;
-
 namespace {
 
 bool IsMultiheadAttention(const torch::jit::Module& m) {

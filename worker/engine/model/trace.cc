@@ -18,11 +18,6 @@
 namespace prunelab::worker {
 namespace {
 
-using torch::jit::Block;
-using torch::jit::Node;
-using torch::jit::Value;
-using Shape = std::vector<int64_t>;
-
 // --- shape recording: prunelab::record_shape(x, id) stores x's sizes while a graph runs ---
 std::mutex g_record_mu;
 std::map<int64_t, Shape>* g_recorded = nullptr;

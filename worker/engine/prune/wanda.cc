@@ -22,9 +22,6 @@
 namespace prunelab::worker {
 namespace {
 
-using torch::jit::Node;
-using torch::jit::Value;
-
 // While a calibration graph runs: id -> sum over every position of x_j^2 (float64: a sum of
 // hundreds of thousands of squares), and the positions seen.
 std::mutex g_calibration_mu;
