@@ -51,17 +51,19 @@ StatusOr<std::vector<Objective>> ParseObjectives(const std::string& text) {
   std::string part;
   auto allowed = [] {
     std::string a;
-    for (const auto& f : ObjectiveFields()) a += (a.empty() ? "" : ", ") + f;
+    for (const auto& m : ResultMetrics()) a += (a.empty() ? "" : ", ") + std::string(m.name) + " (" + m.unit + ")";
     return a;
   };
   while (std::getline(ss, part, ',')) {
     auto colon = part.find(':');
     std::string field = part.substr(0, colon), dir = colon == std::string::npos ? "" : part.substr(colon + 1);
-    double dummy;
-    if (!ObjectiveValue(TrialResult{}, field, &dummy))
+    const ResultMetric* metric = FindResultMetric(field);
+    if (!metric)
       return Status::InvalidArgument("objective '" + part + "': unknown field '" + field + "' (allowed: " + allowed() + ")");
     if (dir != "max" && dir != "min")
-      return Status::InvalidArgument("objective '" + part + "': direction must be max or min, as in " + field + ":min");
+      return Status::InvalidArgument("objective '" + part + "': direction must be max or min, as in " + field +
+                                     (metric->better == Better::kHigher ? ":max" : ":min") + " (higher " + field +
+                                     " is " + (metric->better == Better::kHigher ? "better)" : "worse)"));
     for (const auto& o : out)
       if (o.field == field) return Status::InvalidArgument("objective '" + field + "' is listed twice");
     out.push_back({field, dir == "max"});

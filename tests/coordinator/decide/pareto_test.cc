@@ -178,6 +178,10 @@ TEST(FrontTest, ObjectivesParseWithDirectionsAndNameWhatIsAllowed) {
   EXPECT_NE(bad.status().message().find("unknown field 'speed'"), std::string::npos);
   EXPECT_NE(bad.status().message().find("latency_p90_ms"), std::string::npos) << "lists the allowed fields";
   EXPECT_TRUE(IsError(ParseObjectives("accuracy"), Status::Code::kInvalidArgument, "direction must be max or min")) << "a direction is required";
+  // The suggestion follows the metric registry's direction; the allowed list carries units.
+  EXPECT_TRUE(IsError(ParseObjectives("accuracy"), Status::Code::kInvalidArgument, "as in accuracy:max"));
+  EXPECT_TRUE(IsError(ParseObjectives("latency_p90_ms"), Status::Code::kInvalidArgument, "as in latency_p90_ms:min"));
+  EXPECT_TRUE(IsError(ParseObjectives("speed:min"), Status::Code::kInvalidArgument, "latency_p90_ms (ms)"));
   EXPECT_TRUE(IsError(ParseObjectives("accuracy:max,accuracy:min"), Status::Code::kInvalidArgument, "objective 'accuracy' is listed twice"));
   TrialResult r;
   r.peak_rss_bytes = 5;
