@@ -147,36 +147,24 @@ StatusOr<std::map<std::string, torch::Tensor>> HookedActivationScores(torch::jit
   if (!in.ok()) return in.status();
   if (samples) *samples = in->samples;
   torch::NoGradGuard g;
+  // GroupScores sums the scored slices of a group per structure: here the consumers' input
+  // columns, each scored by its calibration energy (a [1, in] row: nothing else to sum).
+  std::map<std::string, torch::Tensor> energy;
+  for (const auto& [param, norm] : in->norms) energy[param] = norm.to(torch::kFloat32).pow(2).view({1, -1});
   std::map<std::string, torch::Tensor> out;
   for (const auto& grp : layout.groups) {
     if (!grp.blocked.empty()) continue;
-    const torch::Tensor by_weight = GroupScores(m, grp, {});  // also fixes the structure count
-    torch::Tensor total;
-    for (const auto& s : grp.slices) {
-      if (s.score || s.dim != 1) continue;  // consumers read the structures along their input axis
-      auto it = in->norms.find(s.param);
-      if (it == in->norms.end()) continue;
-      const torch::Tensor energy = it->second.to(torch::kFloat32).pow(2);
-      if (energy.size(0) != GetTensor(m, s.param).size(1)) continue;
-      torch::Tensor part;
-      if (s.map.empty()) {
-        if (s.block <= 0 || energy.size(0) % s.block != 0) continue;
-        part = energy.view({-1, s.block}).sum(1);
-      } else {
-        if (static_cast<int64_t>(s.map.size()) != energy.size(0)) continue;
-        auto owner = torch::tensor(s.map, torch::kInt64);
-        auto mine = owner.ge(0);
-        part = torch::zeros({by_weight.size(0)}, energy.options())
-                   .index_add_(0, owner.masked_select(mine), energy.masked_select(mine));
-      }
-      if (part.size(0) != by_weight.size(0)) continue;
-      total = total.defined() ? total + part : part;
+    StructureGroup consumers = grp;
+    bool any = false;
+    for (auto& s : consumers.slices) {
+      auto it = energy.find(s.param);
+      const int64_t width = it == energy.end() ? -1 : it->second.size(1);
+      s.score = !s.score && s.dim == 1 && width == GetTensor(m, s.param).size(1) &&
+                (s.map.empty() ? s.block > 0 && width % s.block == 0 : static_cast<int64_t>(s.map.size()) == width);
+      any |= s.score;
     }
-    if (!total.defined()) {
-      if (magnitude_only) magnitude_only->push_back(grp.name);
-      total = by_weight;
-    }
-    out[grp.name] = total;
+    if (!any && magnitude_only) magnitude_only->push_back(grp.name);
+    out[grp.name] = any ? GroupScores(m, consumers, energy) : GroupScores(m, grp, {});
   }
   return out;
 }

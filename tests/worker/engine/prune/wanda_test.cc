@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "worker/engine/model/user_model.h"
 #include "worker/engine/prune/importance.h"
 #include "worker/engine/prune/plan.h"
+#include "worker/engine/prune/pruning.h"
 
 namespace prunelab::worker {
 namespace {
@@ -85,6 +87,21 @@ TEST_F(ReferenceTest, ActivationImportanceIsTheEnergyEachStructureFeedsItsConsum
   // A neuron that never fires ranks lowest however large its weights.
   auto dead = std::get<1>(expected.min(0)).item<int64_t>();
   EXPECT_EQ(std::get<1>(got.min(0)).item<int64_t>(), dead);
+}
+
+// A group the calibration reaches through none of its consumers (here: its consumer slice
+// taken out of the layout) is scored by weight magnitude, and the result names it.
+TEST_F(ReferenceTest, AGroupNoCalibratedLayerReadsIsScoredByMagnitudeAndNamed) {
+  ModelLayout unread = layout;
+  auto& slices = unread.groups.at(0).slices;
+  slices.erase(std::remove_if(slices.begin(), slices.end(), [](const Slice& s) { return !s.score; }), slices.end());
+  std::vector<std::string> magnitude_only;
+  auto copy = model.clone();
+  auto scores = HookedActivationScores(copy, unread, *task, calibration, 1, static_cast<int>(calibration.size()),
+                                       &magnitude_only, nullptr);
+  ASSERT_TRUE(scores.ok()) << scores.status().ToString();
+  EXPECT_EQ(magnitude_only, std::vector<std::string>{unread.groups[0].name});
+  EXPECT_TRUE(torch::equal(scores->at(unread.groups[0].name), GroupScores(model, unread.groups[0], {})));
 }
 
 // Both criteria run sequentially, as the papers: the second layer is calibrated on what the
