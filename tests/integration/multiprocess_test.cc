@@ -588,6 +588,9 @@ TEST_F(MultiProcessTest, ALanguageModelSweepTokenizesTrainsPrunesAndDecidesByPer
   EXPECT_NE(run.out.find("l2 structured 50% +KD"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("recommended: t001@local"), std::string::npos) << run.out;
   EXPECT_NE(Dump(data + "/logs/worker-1.log").find("tokeniz"), std::string::npos) << "the worker says it tokenizes";
+  const std::string worker_log = Dump(data + "/logs/worker-1.log");
+  EXPECT_NE(worker_log.find(": perplexity "), std::string::npos) << "finished tasks report the task's quality\n" << worker_log;
+  EXPECT_EQ(worker_log.find("accuracy 0.00 %"), std::string::npos) << worker_log;
   auto rows = Shell(Cli("results sw-0001 --json --data-dir " + data), false);
   ASSERT_EQ(rows.code, 0) << rows.out;
   std::istringstream lines(rows.out);
